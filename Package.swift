@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module layout (see README "Architecture"): each module imports only the ones above it.
+//   DNSWire  -> wire codec, no I/O
+//   Zones    -> master files, zone tree, authoritative lookup
+//   Config   -> YAML model of datacenters, endpoints, pools, policies, checks
+//   Routing  -> client identification, geo, policy tree
+//   Health   -> checkers and the health loop
+//   Server   -> sockets, workers, snapshots, signals, control API
+//   meridian -> thin CLI
+let package = Package(
+    name: "Meridian",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "meridian", targets: ["meridian"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .target(name: "CShim"),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CMaxMindDB", providers: [.apt(["libmaxminddb-dev"])]),
+        .target(name: "DNSWire"),
+        .target(name: "Zones", dependencies: ["DNSWire"]),
+        .target(name: "Config", dependencies: ["DNSWire", "Zones", "Yams"]),
+        .target(name: "Routing", dependencies: ["Config", "CMaxMindDB"]),
+        .target(name: "Health", dependencies: ["Config", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Server", dependencies: [
+            "DNSWire", "Zones", "Config", "Routing", "Health", "CShim",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "meridian", dependencies: [
+            "Server",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "TestSupport", dependencies: ["DNSWire"]),
+        .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport"]),
+        .testTarget(name: "ZonesTests", dependencies: ["Zones", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
+        .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire"]),
+    ]
+)

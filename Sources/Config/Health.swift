@@ -1,0 +1,86 @@
+/// The health of one endpoint as the policies see it.
+public enum HealthState: Hashable, Sendable, CustomStringConvertible {
+    case up
+    case down
+    /// Serving but slow or partially impaired: weighted choices count it with `factor` (0...1) of its weight.
+    case degraded(factor: Double)
+
+    public var isUsable: Bool { if case .down = self { return false } else { return true } }
+    public var weightFactor: Double {
+        switch self {
+        case .up: return 1
+        case .down: return 0
+        case .degraded(let f): return f
+        }
+    }
+    public var description: String {
+        switch self {
+        case .up: return "up"
+        case .down: return "down"
+        case .degraded(let f): return "degraded(\(f))"
+        }
+    }
+}
+
+/// An immutable view of every endpoint's health, indexed like `ConfigModel.endpoints`.
+/// The health loop publishes a new one on every state change; the query path reads it.
+public final class HealthSnapshot: Sendable {
+    public let states: [HealthState]
+    public let generation: UInt64
+    public init(states: [HealthState], generation: UInt64 = 0) {
+        self.states = states; self.generation = generation
+    }
+    /// Everything up: the state before the health loop exists or has run.
+    public static func allUp(count: Int) -> HealthSnapshot {
+        HealthSnapshot(states: Array(repeating: .up, count: count))
+    }
+    @inline(__always) public func state(_ endpoint: Int) -> HealthState {
+        endpoint < states.count ? states[endpoint] : .up
+    }
+}
+
+/// What a health check does, as validated from the config. Checkers live in `Health`.
+public struct CheckSpec: Hashable, Sendable {
+    public enum Kind: Hashable, Sendable {
+        case tcp(host: String, port: UInt16)
+        case http(HTTPCheck)
+        case dns(server: String, port: UInt16, name: String, type: String, expectRcode: String, expectAnswer: String?)
+        case exec(command: [String])
+        case file(path: String)
+        /// Healthy when at least `minimum` of the named checks are healthy (Route 53 calculated checks).
+        case calculated(checks: [String], minimum: Int)
+    }
+    public struct HTTPCheck: Hashable, Sendable {
+        public var tls: Bool
+        public var host: String
+        public var port: UInt16
+        public var method: String = "GET"
+        public var path: String = "/"
+        public var hostHeader: String? = nil
+        public var headers: [String: String] = [:]
+        public var expectStatus: [Int] = [200]
+        public var expectBody: String? = nil
+        public var verifyCertificate: Bool = true
+        public var caFile: String? = nil
+        public var serverName: String? = nil
+        public init(tls: Bool, host: String, port: UInt16) { self.tls = tls; self.host = host; self.port = port }
+    }
+
+    public var name: String
+    public var kind: Kind
+    /// Seconds between checks.
+    public var interval: Double = 10
+    /// Seconds before one check attempt counts as failed.
+    public var timeout: Double = 3
+    /// Successes in a row to become up.
+    public var rise: Int = 2
+    /// Failures in a row to become down.
+    public var fall: Int = 3
+    /// Slower than this (seconds) gives `degraded(factor: degradedFactor)`.
+    public var degradedAbove: Double? = nil
+    public var degradedFactor: Double = 0.5
+    /// State before the first round settles it.
+    public var initialState: HealthState = .up
+
+    public init(name: String, kind: Kind) { self.name = name; self.kind = kind }
+}

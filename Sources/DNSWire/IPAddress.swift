@@ -1,0 +1,186 @@
+/// An IPv4 or IPv6 address held inline (no heap), IPv4 in the first 4 bytes.
+///
+///     let a = IPAddress("192.0.2.1")!
+///     a.masked(to: 24).description   // "192.0.2.0"
+///     IPAddress("2001:db8::1")!.isV6 // true
+public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
+    public enum Family: UInt8, Sendable { case v4 = 1, v6 = 2 }
+    public var family: Family
+    /// Big-endian address bytes; for IPv4 only `hi`'s top 32 bits are used.
+    public var hi: UInt64
+    public var lo: UInt64
+
+    public init(family: Family, hi: UInt64, lo: UInt64) {
+        self.family = family; self.hi = hi; self.lo = lo
+    }
+
+    public init(v4 value: UInt32) {
+        self.family = .v4; self.hi = UInt64(value) << 32; self.lo = 0
+    }
+
+    /// From raw network-order bytes: 4 for IPv4, 16 for IPv6.
+    public init?(bytes: some Collection<UInt8>) {
+        guard bytes.count == 4 || bytes.count == 16 else { return nil }
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        for (i, b) in bytes.enumerated() {
+            if i < 8 { hi |= UInt64(b) << (56 - 8 * UInt64(i)) } else { lo |= UInt64(b) << (56 - 8 * UInt64(i - 8)) }
+        }
+        self.init(family: bytes.count == 4 ? .v4 : .v6, hi: hi, lo: lo)
+    }
+
+    public var isV4: Bool { family == .v4 }
+    public var isV6: Bool { family == .v6 }
+    public var bitLength: Int { family == .v4 ? 32 : 128 }
+    public var v4Value: UInt32 { UInt32(truncatingIfNeeded: hi >> 32) }
+
+    /// Address bytes in network order (4 or 16).
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        let n = family == .v4 ? 4 : 16
+        for i in 0..<n { out.append(byte(i)) }
+        return out
+    }
+
+    @inline(__always) public func byte(_ i: Int) -> UInt8 {
+        i < 8 ? UInt8(truncatingIfNeeded: hi >> (56 - 8 * UInt64(i))) : UInt8(truncatingIfNeeded: lo >> (56 - 8 * UInt64(i - 8)))
+    }
+
+    /// The address with every bit past `prefix` cleared.
+    public func masked(to prefix: Int) -> IPAddress {
+        let p = max(0, min(prefix, bitLength))
+        var r = self
+        if p <= 64 {
+            r.hi = p == 0 ? 0 : hi & (~UInt64(0) << (64 - UInt64(p)))
+            r.lo = 0
+        } else {
+            r.lo = lo & (~UInt64(0) << (128 - UInt64(p)))
+        }
+        return r
+    }
+
+    /// An IPv4 address embedded as `::ffff:a.b.c.d` becomes plain IPv4.
+    public var unmappingV4: IPAddress {
+        if family == .v6 && hi == 0 && (lo >> 32) == 0xFFFF { return IPAddress(v4: UInt32(truncatingIfNeeded: lo)) }
+        return self
+    }
+
+    public init?(_ text: some StringProtocol) {
+        let s = String(text)
+        if s.contains(":") {
+            guard let v = IPAddress.parseV6(s) else { return nil }
+            self = v
+        } else {
+            let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 4 else { return nil }
+            var v: UInt32 = 0
+            for p in parts {
+                guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }), let o = UInt32(p), o <= 255 else { return nil }
+                v = v << 8 | o
+            }
+            self.init(v4: v)
+        }
+    }
+
+    private static func parseV6(_ s: String) -> IPAddress? {
+        var s = Substring(s)
+        var tailV4: [UInt16] = []
+        if let lastColon = s.lastIndex(of: ":"), s[s.index(after: lastColon)...].contains(".") {
+            guard let v4 = IPAddress(s[s.index(after: lastColon)...]), v4.isV4 else { return nil }
+            tailV4 = [UInt16(v4.v4Value >> 16), UInt16(v4.v4Value & 0xFFFF)]
+            s = s[...lastColon]
+            if s.hasSuffix("::") { } else { s = s.dropLast() }
+        }
+        var halves: [String] = []
+        let chars = Array(s)
+        var cut = -1
+        for i in 0..<max(0, chars.count - 1) where chars[i] == ":" && chars[i + 1] == ":" {
+            guard cut < 0 else { return nil }
+            cut = i
+        }
+        if cut >= 0 {
+            halves = [String(chars[0..<cut]), String(chars[(cut + 2)...])]
+            guard !halves[1].hasPrefix(":") else { return nil }
+        } else {
+            halves = [String(s)]
+        }
+        guard halves.count <= 2 else { return nil }
+        func groups(_ t: String) -> [UInt16]? {
+            if t.isEmpty { return [] }
+            var out: [UInt16] = []
+            for g in t.split(separator: ":", omittingEmptySubsequences: false) {
+                guard !g.isEmpty, g.count <= 4, let v = UInt16(g, radix: 16) else { return nil }
+                out.append(v)
+            }
+            return out
+        }
+        guard let head = groups(halves[0]) else { return nil }
+        var all: [UInt16]
+        if halves.count == 2 {
+            guard let tail = groups(halves[1]) else { return nil }
+            let fill = 8 - head.count - tail.count - tailV4.count
+            guard fill >= 1 else { return nil }
+            all = head + Array(repeating: 0, count: fill) + tail + tailV4
+        } else {
+            all = head + tailV4
+        }
+        guard all.count == 8 else { return nil }
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        for i in 0..<4 { hi = hi << 16 | UInt64(all[i]) }
+        for i in 4..<8 { lo = lo << 16 | UInt64(all[i]) }
+        return IPAddress(family: .v6, hi: hi, lo: lo)
+    }
+
+    public var description: String {
+        if family == .v4 {
+            let v = v4Value
+            return "\(v >> 24).\((v >> 16) & 255).\((v >> 8) & 255).\(v & 255)"
+        }
+        var g: [UInt16] = []
+        for i in 0..<4 { g.append(UInt16(truncatingIfNeeded: hi >> (48 - 16 * UInt64(i)))) }
+        for i in 0..<4 { g.append(UInt16(truncatingIfNeeded: lo >> (48 - 16 * UInt64(i)))) }
+        // RFC 5952: compress the longest run (length >= 2) of zero groups, first on ties.
+        var bestStart = -1, bestLen = 0, i = 0
+        while i < 8 {
+            if g[i] == 0 {
+                var j = i
+                while j < 8 && g[j] == 0 { j += 1 }
+                if j - i > bestLen && j - i >= 2 { bestStart = i; bestLen = j - i }
+                i = j
+            } else { i += 1 }
+        }
+        func hex(_ r: ArraySlice<UInt16>) -> String { r.map { String($0, radix: 16) }.joined(separator: ":") }
+        if bestStart < 0 { return hex(g[...]) }
+        return hex(g[0..<bestStart]) + "::" + hex(g[(bestStart + bestLen)...])
+    }
+}
+
+/// An address prefix such as `192.0.2.0/24` or `2001:db8::/32`.
+public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
+    public var address: IPAddress
+    public var length: Int
+
+    public init(address: IPAddress, length: Int) {
+        self.address = address.masked(to: length)
+        self.length = length
+    }
+
+    /// Parses `addr/len`; a bare address is a host prefix. Rejects host bits set past the prefix
+    /// when `strict` is true, so a typo in a CIDR map is an error rather than a surprise.
+    public init?(_ text: some StringProtocol, strict: Bool = false) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 1 || parts.count == 2, let a = IPAddress(parts[0]) else { return nil }
+        var len = a.bitLength
+        if parts.count == 2 {
+            guard let l = Int(parts[1]), l >= 0, l <= a.bitLength else { return nil }
+            len = l
+        }
+        if strict && a.masked(to: len) != a { return nil }
+        self.init(address: a, length: len)
+    }
+
+    public func contains(_ a: IPAddress) -> Bool {
+        a.family == address.family && a.masked(to: length) == address
+    }
+
+    public var description: String { "\(address)/\(length)" }
+}

@@ -1,0 +1,204 @@
+/// Writes a DNS message into a caller-owned buffer, with name compression
+/// (RFC 1035 4.1.4), and never past `limit`.
+///
+/// One writer is owned by one worker and reused for every response: `reset` clears
+/// it without freeing, so steady-state writing allocates nothing. Writes that do not
+/// fit throw `.bufferFull`; `mark()`/`rollback(to:)` let a caller drop a whole RRset
+/// that did not fit, as RFC 2181 9 requires (never a partial RRset).
+///
+///     let w = MessageWriter()
+///     w.reset(buffer: out, limit: 512)
+///     try w.writeU16(id) ...
+///     try w.writeName(owner.wire)
+public final class MessageWriter {
+    public private(set) var buffer: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
+    public private(set) var position: Int = 0
+    public private(set) var limit: Int = 0
+    /// Offsets of name suffixes written uncompressed, usable as pointer targets.
+    private var targets: [UInt16] = []
+    /// At most this many targets are remembered: past it a name is written uncompressed,
+    /// which only costs size. 128 covers a full 1232-byte answer of short names.
+    public static let maxTargets = 128
+
+    public init() { targets.reserveCapacity(MessageWriter.maxTargets) }
+
+    /// Starts a new message in `buffer`, writing at most `limit` bytes (invariant:
+    /// 0 <= position <= limit <= buffer.count).
+    public func reset(buffer: UnsafeMutableRawBufferPointer, limit: Int) {
+        self.buffer = buffer
+        self.limit = min(limit, buffer.count)
+        self.position = 0
+        targets.removeAll(keepingCapacity: true)
+    }
+
+    /// Raises or lowers the limit (for example after the OPT record's space is reserved).
+    public func setLimit(_ l: Int) { limit = min(max(l, position), buffer.count) }
+
+    public struct Mark { public let position: Int; let targets: Int }
+    public func mark() -> Mark { Mark(position: position, targets: targets.count) }
+    public func rollback(to m: Mark) {
+        position = m.position
+        if targets.count > m.targets { targets.removeLast(targets.count - m.targets) }
+    }
+
+    @inline(__always) public func writeU8(_ v: UInt8) throws(DNSWireError) {
+        guard position + 1 <= limit else { throw .bufferFull(position) }
+        buffer[position] = v
+        position += 1
+    }
+
+    @inline(__always) public func writeU16(_ v: UInt16) throws(DNSWireError) {
+        guard position + 2 <= limit else { throw .bufferFull(position) }
+        buffer[position] = UInt8(v >> 8)
+        buffer[position + 1] = UInt8(truncatingIfNeeded: v)
+        position += 2
+    }
+
+    @inline(__always) public func writeU32(_ v: UInt32) throws(DNSWireError) {
+        guard position + 4 <= limit else { throw .bufferFull(position) }
+        buffer[position] = UInt8(v >> 24)
+        buffer[position + 1] = UInt8(truncatingIfNeeded: v >> 16)
+        buffer[position + 2] = UInt8(truncatingIfNeeded: v >> 8)
+        buffer[position + 3] = UInt8(truncatingIfNeeded: v)
+        position += 4
+    }
+
+    public func writeBytes(_ b: UnsafeRawBufferPointer) throws(DNSWireError) {
+        guard position + b.count <= limit else { throw .bufferFull(position) }
+        if b.count > 0 { UnsafeMutableRawBufferPointer(rebasing: buffer[position..<(position + b.count)]).copyMemory(from: b) }
+        position += b.count
+    }
+
+    public func writeBytes(_ b: [UInt8]) throws(DNSWireError) {
+        guard position + b.count <= limit else { throw .bufferFull(position) }
+        for (i, x) in b.enumerated() { buffer[position + i] = x }
+        position += b.count
+    }
+
+    /// Patches a 16-bit value already written (counts, RDLENGTH).
+    @inline(__always) public func setU16(_ v: UInt16, at off: Int) {
+        buffer[off] = UInt8(v >> 8)
+        buffer[off + 1] = UInt8(truncatingIfNeeded: v)
+    }
+
+    @inline(__always) public func getU16(at off: Int) -> UInt16 {
+        UInt16(buffer[off]) << 8 | UInt16(buffer[off + 1])
+    }
+
+    /// Registers a name already in the buffer (for example the question copied from the
+    /// query) as a compression target, so later names point at it and keep its case.
+    public func registerName(at start: Int) {
+        var off = start
+        while off < position, off < 0x3FFF, targets.count < MessageWriter.maxTargets {
+            let len = buffer[off]
+            if len == 0 || len & 0xC0 != 0 { return }
+            targets.append(UInt16(off))
+            off += Int(len) + 1
+        }
+    }
+
+    /// Writes an uncompressed wire name, replacing its longest suffix already in the
+    /// message with a pointer when `compress` is true.
+    public func writeName(_ wire: UnsafeRawBufferPointer, compress: Bool = true) throws(DNSWireError) {
+        var off = 0
+        while off < wire.count {
+            let len = Int(wire[off])
+            if len == 0 { break }
+            if compress, let target = findTarget(wire, from: off) {
+                try writeU16(0xC000 | target)
+                return
+            }
+            off += len + 1
+        }
+        // No suffix matched (or compression off): write literally up to the pointer point.
+        guard position + wire.count <= limit else { throw .bufferFull(position) }
+        off = 0
+        while off < wire.count {
+            let len = Int(wire[off])
+            if len == 0 { try writeU8(0); return }
+            if compress, let target = findTarget(wire, from: off) {
+                try writeU16(0xC000 | target)
+                return
+            }
+            if position < 0x3FFF && targets.count < MessageWriter.maxTargets { targets.append(UInt16(position)) }
+            for k in off...(off + len) { buffer[position + k - off] = wire[k] }
+            position += len + 1
+            off += len + 1
+        }
+    }
+
+    public func writeName(_ name: DNSName, compress: Bool = true) throws(DNSWireError) {
+        try withBytes(name.wire) { (p) throws(DNSWireError) in try writeName(p, compress: compress) }
+    }
+
+    /// Finds a written name equal (ignoring case) to the suffix of `wire` starting at `from`.
+    private func findTarget(_ wire: UnsafeRawBufferPointer, from: Int) -> UInt16? {
+        for t in targets where matches(at: Int(t), wire, from: from) { return t }
+        return nil
+    }
+
+    private func matches(at start: Int, _ wire: UnsafeRawBufferPointer, from: Int) -> Bool {
+        var o = start
+        var i = from
+        var jumps = 0
+        while true {
+            let len = buffer[o]
+            if len & 0xC0 == 0xC0 {
+                jumps += 1
+                if jumps > Wire.maxPointers { return false }
+                o = Int(UInt16(len & 0x3F) << 8 | UInt16(buffer[o + 1]))
+                continue
+            }
+            if len != wire[i] { return false }
+            if len == 0 { return true }
+            let l = Int(len)
+            for k in 1...l where asciiLower(buffer[o + k]) != asciiLower(wire[i + k]) { return false }
+            o += l + 1
+            i += l + 1
+        }
+    }
+
+    /// Writes one resource record. Names inside the rdata of the RFC 1035 types (NS,
+    /// CNAME, PTR, MX, SOA) are compressed; no other type's are (RFC 3597 4).
+    public func writeRecord(owner: UnsafeRawBufferPointer, type: RRType, rrclass: RRClass = .in, ttl: UInt32, rdata: UnsafeRawBufferPointer) throws(DNSWireError) {
+        try writeName(owner)
+        try writeU16(type.rawValue)
+        try writeU16(rrclass.rawValue)
+        try writeU32(ttl)
+        let lenAt = position
+        try writeU16(0)
+        let start = position
+        switch type {
+        case .ns, .cname, .ptr:
+            try writeName(rdata)
+        case .mx:
+            guard rdata.count >= 3 else { throw .badRData(position) }
+            try writeBytes(UnsafeRawBufferPointer(rebasing: rdata[0..<2]))
+            try writeName(UnsafeRawBufferPointer(rebasing: rdata[2...]))
+        case .soa:
+            let m = try Wire.readName(rdata, at: 0)
+            let r = try Wire.readName(rdata, at: m)
+            try writeName(UnsafeRawBufferPointer(rebasing: rdata[0..<m]))
+            try writeName(UnsafeRawBufferPointer(rebasing: rdata[m..<r]))
+            try writeBytes(UnsafeRawBufferPointer(rebasing: rdata[r...]))
+        default:
+            try writeBytes(rdata)
+        }
+        setU16(UInt16(position - start), at: lenAt)
+    }
+
+    public func writeRecord(owner: DNSName, type: RRType, ttl: UInt32, rdata: [UInt8]) throws(DNSWireError) {
+        try withBytes(owner.wire) { (o) throws(DNSWireError) in
+            try withBytes(rdata) { (r) throws(DNSWireError) in
+                try writeRecord(owner: o, type: type, ttl: ttl, rdata: r)
+            }
+        }
+    }
+}
+
+/// `Array.withUnsafeBytes` with a typed-throwing body (the standard one rethrows `any Error`).
+@inline(__always)
+public func withBytes<R>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(DNSWireError) -> R) throws(DNSWireError) -> R {
+    let r: Result<R, DNSWireError> = a.withUnsafeBytes { p in Result { () throws(DNSWireError) in try body(p) } }
+    return try r.get()
+}

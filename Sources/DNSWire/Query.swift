@@ -1,0 +1,160 @@
+/// EDNS Client Subnet option as received (RFC 7871 6).
+public struct ClientSubnet: Hashable, Sendable {
+    public var family: UInt16
+    public var sourcePrefix: UInt8
+    public var scopePrefix: UInt8
+    /// The address with every bit past `sourcePrefix` zero (validated on parse).
+    public var address: IPAddress
+
+    public init(family: UInt16, sourcePrefix: UInt8, scopePrefix: UInt8, address: IPAddress) {
+        self.family = family; self.sourcePrefix = sourcePrefix; self.scopePrefix = scopePrefix; self.address = address
+    }
+}
+
+/// What the OPT record of a query asked for (RFC 6891 6.1.2).
+public struct EDNSInfo: Sendable {
+    public var udpSize: UInt16 = 512
+    public var version: UInt8 = 0
+    public var dnssecOK: Bool = false
+    public var clientSubnet: ClientSubnet? = nil
+    public var nsidRequested: Bool = false
+    /// Offset and length of the COOKIE option data in the query (RFC 7873 4), -1 if absent.
+    public var cookieOffset: Int = -1
+    public var cookieLength: Int = 0
+    public var keepaliveRequested: Bool = false
+    public init() {}
+}
+
+/// A parsed query header and question. Holds offsets into the caller's packet rather
+/// than copies, so parsing allocates nothing; the packet must outlive it.
+///
+///     let q = try packet.withUnsafeBytes { try ParsedQuery.parse($0) }
+///     q.qtype == .a
+public struct ParsedQuery: Sendable {
+    public var id: UInt16 = 0
+    public var flags: UInt16 = 0
+    public var qdcount: UInt16 = 0
+    public var ancount: UInt16 = 0
+    public var nscount: UInt16 = 0
+    public var arcount: UInt16 = 0
+    /// The question name sits at offset 12 uncompressed (nothing precedes it to point to).
+    public var qnameLength: Int = 0
+    public var qtype: RRType = .a
+    public var qclass: RRClass = .in
+    /// Offset just past the question section.
+    public var questionEnd: Int = 12
+    public var edns: EDNSInfo? = nil
+
+    public init() {}
+
+    public var opcode: UInt8 { HeaderFlags.opcode(flags) }
+    public var isResponse: Bool { flags & HeaderFlags.qr != 0 }
+    public var recursionDesired: Bool { flags & HeaderFlags.rd != 0 }
+
+    /// Reads only the fixed header (12 bytes). Used to decide between dropping a packet
+    /// and answering FORMERR before anything else is trusted.
+    public static func header(_ msg: UnsafeRawBufferPointer) -> ParsedQuery? {
+        guard msg.count >= 12 else { return nil }
+        var q = ParsedQuery()
+        q.id = UInt16(msg[0]) << 8 | UInt16(msg[1])
+        q.flags = UInt16(msg[2]) << 8 | UInt16(msg[3])
+        q.qdcount = UInt16(msg[4]) << 8 | UInt16(msg[5])
+        q.ancount = UInt16(msg[6]) << 8 | UInt16(msg[7])
+        q.nscount = UInt16(msg[8]) << 8 | UInt16(msg[9])
+        q.arcount = UInt16(msg[10]) << 8 | UInt16(msg[11])
+        return q
+    }
+
+    /// Parses a whole query: header, the single question, and any OPT record.
+    ///
+    /// Throws for every malformed case the server answers with FORMERR: QDCOUNT != 1
+    /// (RFC 9619), a bad question name, records that overrun the message, an OPT record
+    /// that is not in the additional section, has a non-root owner or appears twice
+    /// (RFC 6891 6.1.1), a malformed Client Subnet option (RFC 7871 6), and bytes left after
+    /// the last record.
+    public static func parse(_ msg: UnsafeRawBufferPointer) throws(DNSWireError) -> ParsedQuery {
+        guard var q = header(msg) else { throw .truncated(msg.count) }
+        guard q.qdcount == 1 else { throw .badQuestionCount(4) }
+        let nameEnd = try Wire.readName(msg, at: 12)
+        q.qnameLength = nameEnd - 12
+        q.qtype = RRType(try Wire.getU16(msg, nameEnd))
+        q.qclass = RRClass(rawValue: try Wire.getU16(msg, nameEnd + 2))
+        q.questionEnd = nameEnd + 4
+        var off = q.questionEnd
+        let total = Int(q.ancount) + Int(q.nscount) + Int(q.arcount)
+        for i in 0..<total {
+            let start = off
+            off = try Wire.readName(msg, at: off)
+            let type = try Wire.getU16(msg, off)
+            let rdlen = Int(try Wire.getU16(msg, off + 8))
+            let rdata = off + 10
+            guard rdata + rdlen <= msg.count else { throw .truncated(rdata) }
+            if type == RRType.opt.rawValue {
+                guard i >= Int(q.ancount) + Int(q.nscount), q.edns == nil, msg[start] == 0 else { throw .badOPT(start) }
+                var e = EDNSInfo()
+                e.udpSize = try Wire.getU16(msg, off + 2)
+                let ttl = try Wire.getU32(msg, off + 4)
+                e.version = UInt8((ttl >> 16) & 0xFF)
+                e.dnssecOK = ttl & 0x8000 != 0
+                try parseOptions(msg, from: rdata, to: rdata + rdlen, into: &e)
+                q.edns = e
+            }
+            off = rdata + rdlen
+        }
+        guard off == msg.count else { throw .trailingData(off) }
+        return q
+    }
+
+    static func parseOptions(_ msg: UnsafeRawBufferPointer, from: Int, to end: Int, into e: inout EDNSInfo) throws(DNSWireError) {
+        var off = from
+        // Each option takes at least 4 bytes, so this loop runs at most rdlen/4 (< 16384) times.
+        while off < end {
+            let code = try Wire.getU16(msg, off)
+            let len = Int(try Wire.getU16(msg, off + 2))
+            let data = off + 4
+            guard data + len <= end else { throw .badOption(off) }
+            switch code {
+            case EDNSOption.clientSubnet:
+                e.clientSubnet = try parseClientSubnet(msg, at: data, length: len)
+            case EDNSOption.nsid:
+                e.nsidRequested = true
+            case EDNSOption.cookie:
+                // RFC 7873 5.2.2: a client cookie alone is 8 bytes; with a server cookie 16 to 40.
+                guard len == 8 || (len >= 16 && len <= 40) else { throw .badOption(off) }
+                e.cookieOffset = data
+                e.cookieLength = len
+            case EDNSOption.tcpKeepalive:
+                e.keepaliveRequested = true
+            default:
+                break // RFC 6891 6.1.2: unknown options are ignored.
+            }
+            off = data + len
+        }
+    }
+
+    /// RFC 7871 6: FAMILY 1 or 2; SOURCE PREFIX-LENGTH within the family; ADDRESS exactly
+    /// ceil(source/8) bytes with no bits set past the prefix. Anything else is FORMERR.
+    static func parseClientSubnet(_ msg: UnsafeRawBufferPointer, at off: Int, length: Int) throws(DNSWireError) -> ClientSubnet {
+        guard length >= 4 else { throw .badOption(off) }
+        let family = try Wire.getU16(msg, off)
+        let source = Int(msg[off + 2])
+        let scope = msg[off + 3]
+        let maxBits: Int
+        switch family {
+        case 1: maxBits = 32
+        case 2: maxBits = 128
+        default: throw .badOption(off)
+        }
+        guard source <= maxBits, Int(scope) <= maxBits else { throw .badOption(off) }
+        let addrLen = (source + 7) / 8
+        guard length - 4 == addrLen else { throw .badOption(off) }
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        for i in 0..<addrLen {
+            let b = msg[off + 4 + i]
+            if i < 8 { hi |= UInt64(b) << (56 - 8 * UInt64(i)) } else { lo |= UInt64(b) << (56 - 8 * UInt64(i - 8)) }
+        }
+        let addr = IPAddress(family: family == 1 ? .v4 : .v6, hi: hi, lo: lo)
+        guard addr.masked(to: source) == addr else { throw .badOption(off) }
+        return ClientSubnet(family: family, sourcePrefix: UInt8(source), scopePrefix: scope, address: addr)
+    }
+}

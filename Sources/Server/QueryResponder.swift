@@ -1,0 +1,15 @@
+import DNSWire
+
+/// How a query arrived. TCP answers may be up to 65535 bytes; UDP answers are bounded
+/// by the EDNS size the client offered (RFC 6891) or 512 without EDNS.
+public enum Transport: Sendable { case udp, tcp }
+
+/// Turns one query packet into one response packet. The socket layer owns one responder
+/// per worker thread (built by a factory), so a responder may keep mutable scratch
+/// buffers without locks; it must not block and should not allocate per query.
+public protocol QueryResponder: AnyObject {
+    /// Writes the response to `query` into `response` and returns its length, or 0 to send
+    /// nothing (malformed headers, responses, rate-limited drops).
+    func respond(query: UnsafeRawBufferPointer, client: IPAddress, transport: Transport,
+                 response: UnsafeMutableRawBufferPointer) -> Int
+}

@@ -1,0 +1,45 @@
+import DNSWire
+
+/// Where a token came from: `file:line:column`, 1-based, as editors expect.
+public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public init(file: String, line: Int, column: Int) {
+        self.file = file; self.line = line; self.column = column
+    }
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// One resource record as loaded from a master file. `rdata` is uncompressed wire form;
+/// names inside it keep the case they were written in.
+public struct ResourceRecord: Hashable, Sendable {
+    public var name: DNSName
+    public var type: RRType
+    public var rrclass: RRClass
+    public var ttl: UInt32
+    public var rdata: [UInt8]
+    /// Where the record was written, for error messages; nil for synthesized records.
+    public var location: SourceLocation?
+
+    public init(name: DNSName, type: RRType, rrclass: RRClass = .in, ttl: UInt32, rdata: [UInt8], location: SourceLocation? = nil) {
+        self.name = name; self.type = type; self.rrclass = rrclass; self.ttl = ttl; self.rdata = rdata; self.location = location
+    }
+}
+
+/// A zone-file or zone-content error, printed as `file:line:column: message`.
+public struct ZoneError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var location: SourceLocation
+    public var message: String
+    public init(_ location: SourceLocation, _ message: String) {
+        self.location = location; self.message = message
+    }
+    public var description: String { "\(location): \(message)" }
+}
+
+/// Every error found in one pass; `meridian check` prints them all.
+public struct ZoneErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ZoneError]
+    public init(_ errors: [ZoneError]) { self.errors = errors }
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}

@@ -1,0 +1,3 @@
+import Testing
+
+@Test func placeholderRouting() { #expect(Bool(true)) }

@@ -103,23 +103,12 @@ public final class MessageWriter {
         var off = 0
         while off < wire.count {
             let len = Int(wire[off])
-            if len == 0 { break }
-            if compress, let target = findTarget(wire, from: off) {
-                try writeU16(0xC000 | target)
-                return
-            }
-            off += len + 1
-        }
-        // No suffix matched (or compression off): write literally up to the pointer point.
-        guard position + wire.count <= limit else { throw .bufferFull(position) }
-        off = 0
-        while off < wire.count {
-            let len = Int(wire[off])
             if len == 0 { try writeU8(0); return }
             if compress, let target = findTarget(wire, from: off) {
                 try writeU16(0xC000 | target)
                 return
             }
+            guard off + len < wire.count, position + len + 1 <= limit else { throw .bufferFull(position) }
             if position < 0x3FFF && targets.count < MessageWriter.maxTargets { targets.append(UInt16(position)) }
             for k in off...(off + len) { buffer[position + k - off] = wire[k] }
             position += len + 1
@@ -162,6 +151,18 @@ public final class MessageWriter {
     /// CNAME, PTR, MX, SOA) are compressed; no other type's are (RFC 3597 4).
     public func writeRecord(owner: UnsafeRawBufferPointer, type: RRType, rrclass: RRClass = .in, ttl: UInt32, rdata: UnsafeRawBufferPointer) throws(DNSWireError) {
         try writeName(owner)
+        try writeRecordBody(type: type, rrclass: rrclass, ttl: ttl, rdata: rdata)
+    }
+
+    /// Writes a record whose owner is a name already in the message at `ownerOffset`
+    /// (typically 12, the question, so the answer keeps the case the client sent).
+    public func writeRecord(ownerOffset: Int, type: RRType, rrclass: RRClass = .in, ttl: UInt32, rdata: UnsafeRawBufferPointer) throws(DNSWireError) {
+        try writeU16(0xC000 | UInt16(ownerOffset))
+        try writeRecordBody(type: type, rrclass: rrclass, ttl: ttl, rdata: rdata)
+    }
+
+    /// Everything of a record after its owner name.
+    public func writeRecordBody(type: RRType, rrclass: RRClass = .in, ttl: UInt32, rdata: UnsafeRawBufferPointer) throws(DNSWireError) {
         try writeU16(type.rawValue)
         try writeU16(rrclass.rawValue)
         try writeU32(ttl)

@@ -1,0 +1,470 @@
+import DNSWire
+
+/// Settings the engine reads per query. Part of the immutable snapshot.
+public struct EngineOptions: Sendable {
+    /// Largest UDP response offered to EDNS clients (DNS Flag Day 2020: 1232).
+    public var maxUDPSize: Int = 1232
+    /// Returned in an NSID option to clients that ask for it (RFC 5001); nil answers no NSID.
+    public var nsid: [UInt8]? = nil
+    /// Most CNAMEs followed inside served zones before the answer stops (loop bound).
+    public var maxCNAMEChain: Int = 8
+    public init() {}
+}
+
+/// What a dynamic (GSLB) name wrote for one question.
+public struct DynamicAnswer: Sendable {
+    /// Records written into the answer section; 0 means NODATA for this type.
+    public var records: Int
+    /// ECS scope prefix length of the decision (RFC 7871 7.2); 0 when it did not depend on the client.
+    public var scope: UInt8
+    /// Offset in the message of a CNAME target written as the answer, or -1.
+    public var cnameTargetOffset: Int
+    public init(records: Int, scope: UInt8, cnameTargetOffset: Int = -1) {
+        self.records = records; self.scope = scope; self.cnameTargetOffset = cnameTargetOffset
+    }
+}
+
+/// Who asked: the query's source address and its Client Subnet option, if any.
+public struct QueryClient: Sendable {
+    public var source: IPAddress
+    public var subnet: ClientSubnet?
+    public init(source: IPAddress, subnet: ClientSubnet?) { self.source = source; self.subnet = subnet }
+}
+
+/// The hook through which the routing layer answers GSLB names. Called on the query path:
+/// it must write straight into `writer` and must not allocate.
+public protocol DynamicAnswerSource: AnyObject {
+    func answer(dynamicIndex: Int32, qtype: RRType, ownerOffset: Int, client: QueryClient,
+                writer: MessageWriter) throws(DNSWireError) -> DynamicAnswer
+}
+
+/// Turns one query into one response: the authoritative algorithm of RFC 1034 4.3.2 with
+/// RFC 2308 negative answers, RFC 4592 wildcards, RFC 8482 ANY, RFC 6891 EDNS and
+/// RFC 7871 Client Subnet echo.
+///
+/// One engine per worker thread: it owns scratch buffers and a `MessageWriter` and is not
+/// thread-safe. The zones it reads are immutable and shared. Steady state allocates nothing.
+///
+///     let engine = QueryEngine()
+///     let n = engine.respond(query: q, client: addr, tcp: false, zones: zoneSet, options: opts, out: buf)
+public final class QueryEngine {
+    public let writer = MessageWriter()
+    public weak var dynamic: DynamicAnswerSource?
+
+    /// Lowercase wire form of the name being resolved (question, then CNAME targets).
+    private let name: UnsafeMutableRawBufferPointer
+    private var nameLength = 0
+    /// `*.` + closest encloser, and names decompressed for additional-section lookups.
+    private let scratch: UnsafeMutableRawBufferPointer
+    /// Label start offsets of `name` (a name has at most 127 labels).
+    private let labelOffsets: UnsafeMutablePointer<Int>
+    /// Offsets in the message of names whose addresses go in the additional section.
+    private let additionalTargets: UnsafeMutablePointer<Int>
+    private var additionalCount = 0
+    private static let maxAdditionalTargets = 32
+
+    // Per-query state.
+    private var an = 0, ns = 0, ar = 0
+    private var rcode: RCode = .noError
+    private var aa = false, tc = false
+    private var scope: UInt8 = 0
+    private var refersGlueZone = -1
+
+    public init() {
+        name = .allocate(byteCount: 256, alignment: 8)
+        scratch = .allocate(byteCount: 512, alignment: 8)
+        labelOffsets = .allocate(capacity: 130)
+        additionalTargets = .allocate(capacity: QueryEngine.maxAdditionalTargets)
+    }
+
+    deinit {
+        name.deallocate()
+        scratch.deallocate()
+        labelOffsets.deallocate()
+        additionalTargets.deallocate()
+    }
+
+    /// Writes the response to `query` into `out`; returns its length, or 0 to send nothing
+    /// (shorter than a header, or a response rather than a query: never answer those, to
+    /// avoid loops).
+    public func respond(query q: UnsafeRawBufferPointer, client: IPAddress, tcp: Bool, zones: ZoneSet,
+                        options: EngineOptions, out: UnsafeMutableRawBufferPointer) -> Int {
+        guard let h = ParsedQuery.header(q), !h.isResponse else { return 0 }
+        an = 0; ns = 0; ar = 0; rcode = .noError; aa = false; tc = false; scope = 0; additionalCount = 0
+        let pq: ParsedQuery
+        do {
+            pq = try ParsedQuery.parse(q)
+        } catch {
+            return headerOnly(h, rcode: .formErr, out: out)
+        }
+        let edns = pq.edns
+        var limit = 512
+        if tcp { limit = 65535 } else if let e = edns { limit = max(512, min(Int(e.udpSize), options.maxUDPSize)) }
+        limit = min(limit, out.count)
+        writer.reset(buffer: out, limit: limit)
+        do {
+            for _ in 0..<6 { try writer.writeU16(0) }
+            try writer.writeBytes(UnsafeRawBufferPointer(rebasing: q[12..<pq.questionEnd]))
+        } catch {
+            return headerOnly(h, rcode: .formErr, out: out)
+        }
+        writer.registerName(at: 12)
+        let optSize = edns.map { optLength($0, options) } ?? 0
+        writer.setLimit(limit - optSize)
+
+        if let e = edns, e.version > 0 {
+            rcode = .badVers // RFC 6891 6.1.3: no answer, OPT with version 0.
+        } else if pq.opcode != 0 {
+            rcode = .notImp
+        } else if pq.qtype == .opt {
+            rcode = .formErr
+        } else if pq.qclass != .in && pq.qclass != .any {
+            rcode = .refused
+        } else if pq.qtype == .axfr || pq.qtype == .ixfr {
+            rcode = .refused // Zone transfers are not offered.
+        } else if pq.qtype.rawValue >= 128 && pq.qtype.rawValue <= 254 {
+            rcode = .notImp // Other meta-types (MAILA, MAILB, TKEY, TSIG) are not supported.
+        } else {
+            let client = QueryClient(source: client, subnet: edns?.clientSubnet)
+            answer(q, pq, zones: zones, options: options, client: client)
+        }
+
+        writer.setLimit(limit)
+        if let e = edns {
+            do { try writeOPT(e, options) } catch { tc = true }
+        }
+        var flags: UInt16 = HeaderFlags.qr | (pq.flags & (0x7800 | HeaderFlags.rd | HeaderFlags.cd))
+        if aa { flags |= HeaderFlags.aa }
+        if tc { flags |= HeaderFlags.tc }
+        flags |= rcode.rawValue & 0xF
+        writer.setU16(pq.id, at: 0)
+        writer.setU16(flags, at: 2)
+        writer.setU16(1, at: 4)
+        writer.setU16(UInt16(an), at: 6)
+        writer.setU16(UInt16(ns), at: 8)
+        writer.setU16(UInt16(ar + (edns != nil ? 1 : 0)), at: 10)
+        return writer.position
+    }
+
+    /// A response with only a header: for messages too broken to echo the question.
+    private func headerOnly(_ h: ParsedQuery, rcode: RCode, out: UnsafeMutableRawBufferPointer) -> Int {
+        guard out.count >= 12 else { return 0 }
+        writer.reset(buffer: out, limit: 12)
+        let flags: UInt16 = HeaderFlags.qr | (h.flags & (0x7800 | HeaderFlags.rd | HeaderFlags.cd)) | rcode.rawValue
+        writer.setU16(h.id, at: 0)
+        writer.setU16(flags, at: 2)
+        for off in stride(from: 4, to: 12, by: 2) { writer.setU16(0, at: off) }
+        return 12
+    }
+
+    // MARK: - EDNS
+
+    private func optLength(_ e: EDNSInfo, _ o: EngineOptions) -> Int {
+        var n = 11
+        if let s = e.clientSubnet { n += 8 + (Int(s.sourcePrefix) + 7) / 8 }
+        if e.nsidRequested, let id = o.nsid { n += 4 + id.count }
+        return n
+    }
+
+    private func writeOPT(_ e: EDNSInfo, _ o: EngineOptions) throws(DNSWireError) {
+        try writer.writeU8(0)
+        try writer.writeU16(RRType.opt.rawValue)
+        try writer.writeU16(UInt16(max(512, o.maxUDPSize)))
+        // TTL: extended RCODE (upper 8 bits of 12), version 0, DO copied (RFC 3225 3).
+        let ext = UInt32(rcode.rawValue >> 4) << 24
+        try writer.writeU32(ext | (e.dnssecOK ? 0x8000 : 0))
+        let lenAt = writer.position
+        try writer.writeU16(0)
+        let start = writer.position
+        if let s = e.clientSubnet {
+            // RFC 7871 7.2.1: FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as received; our SCOPE.
+            let bytes = (Int(s.sourcePrefix) + 7) / 8
+            try writer.writeU16(EDNSOption.clientSubnet)
+            try writer.writeU16(UInt16(4 + bytes))
+            try writer.writeU16(s.family)
+            try writer.writeU8(s.sourcePrefix)
+            try writer.writeU8(scope)
+            for i in 0..<bytes { try writer.writeU8(s.address.byte(i)) }
+        }
+        if e.nsidRequested, let id = o.nsid {
+            try writer.writeU16(EDNSOption.nsid)
+            try writer.writeU16(UInt16(id.count))
+            try writer.writeBytes(id)
+        }
+        writer.setU16(UInt16(writer.position - start), at: lenAt)
+    }
+
+    // MARK: - The authoritative algorithm
+
+    private enum Walk {
+        case found(Int)
+        case delegation(Int)
+        /// Closest encloser node and the offset of its name inside `name`.
+        case notFound(closestEncloser: Int, offset: Int)
+    }
+
+    /// Copies a name from `src` (possibly compressed) into `name`, lowercased.
+    private func loadName(_ src: UnsafeRawBufferPointer, at off: Int) -> Bool {
+        var len = 0
+        var o = off
+        var jumps = 0
+        while true {
+            guard o < src.count else { return false }
+            let l = src[o]
+            if l & 0xC0 == 0xC0 {
+                guard o + 1 < src.count, jumps < Wire.maxPointers else { return false }
+                o = Int(UInt16(l & 0x3F) << 8 | UInt16(src[o + 1]))
+                jumps += 1
+                continue
+            }
+            guard l & 0xC0 == 0, len + Int(l) + 1 <= 255, o + Int(l) < src.count else { return false }
+            name[len] = l
+            if l == 0 { nameLength = len + 1; return true }
+            for k in 1...Int(l) { name[len + k] = asciiLower(src[o + k]) }
+            len += Int(l) + 1
+            o += Int(l) + 1
+        }
+    }
+
+    /// Walks from the zone apex down to `name` (RFC 1034 4.3.2 step 3), stopping at a cut.
+    private func walk(_ zone: Zone, originOffset: Int, qtype: RRType) -> Walk {
+        var count = 0
+        var off = 0
+        while off < originOffset {
+            labelOffsets[count] = off
+            count += 1
+            off += Int(name[off]) + 1
+        }
+        var enclosing = zone.apexIndex
+        var enclosingOffset = originOffset
+        var i = count - 1
+        while i >= 0 {
+            let o = labelOffsets[i]
+            let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: name[o..<nameLength]))
+            if idx < 0 { return .notFound(closestEncloser: enclosing, offset: enclosingOffset) }
+            if zone.nodes[idx].isDelegation {
+                // DS lives on the parent side of the cut (RFC 4035 3.1.4.1).
+                if i == 0 && qtype == .ds { return .found(idx) }
+                return .delegation(idx)
+            }
+            enclosing = idx
+            enclosingOffset = o
+            i -= 1
+        }
+        return .found(enclosing)
+    }
+
+    private func answer(_ q: UnsafeRawBufferPointer, _ pq: ParsedQuery, zones: ZoneSet, options: EngineOptions, client: QueryClient) {
+        guard loadName(q, at: 12) else { rcode = .formErr; return }
+        let nameView = UnsafeRawBufferPointer(name)
+        guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
+            rcode = .refused
+            return
+        }
+        aa = true
+        var zoneIndex = firstZone
+        var originOffset = firstOrigin
+        var owner = 12
+        var chain = 0
+        let qtype = pq.qtype
+        do {
+            while true {
+                let zone = zones.zones[zoneIndex]
+                var nodeIndex: Int
+                switch walk(zone, originOffset: originOffset, qtype: qtype) {
+                case .delegation(let d):
+                    if chain == 0 { aa = false }
+                    try referral(zone, d)
+                    return
+                case .found(let n):
+                    nodeIndex = n
+                case .notFound(let ce, let ceOffset):
+                    // RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`.
+                    let ceLen = nameLength - ceOffset
+                    scratch[0] = 1
+                    scratch[1] = UInt8(ascii: "*")
+                    UnsafeMutableRawBufferPointer(rebasing: scratch[2..<(2 + ceLen)])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: nameView[ceOffset..<nameLength]))
+                    let w = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: scratch[0..<(2 + ceLen)]))
+                    _ = ce
+                    if w < 0 {
+                        rcode = .nxDomain
+                        try negative(zone)
+                        return
+                    }
+                    nodeIndex = w
+                }
+                let node = zone.nodes[nodeIndex]
+                if node.dynamicIndex >= 0, let dyn = dynamic {
+                    let t: RRType = qtype == .any ? .a : qtype
+                    let mark = writer.mark()
+                    let r: DynamicAnswer
+                    do {
+                        r = try dyn.answer(dynamicIndex: node.dynamicIndex, qtype: t, ownerOffset: owner, client: client, writer: writer)
+                    } catch {
+                        writer.rollback(to: mark)
+                        tc = true
+                        return
+                    }
+                    scope = max(scope, r.scope)
+                    if r.records == 0 {
+                        try negative(zone)
+                        return
+                    }
+                    an += r.records
+                    // RFC 7871 7.2.1: a tailored CNAME is answered alone.
+                    guard r.cnameTargetOffset >= 0, r.scope == 0, qtype != .cname else { return }
+                    chain += 1
+                    guard chain <= options.maxCNAMEChain,
+                          loadName(UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position]), at: r.cnameTargetOffset),
+                          let next = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
+                    else { return }
+                    owner = r.cnameTargetOffset
+                    zoneIndex = next.zone
+                    originOffset = next.originOffset
+                    continue
+                }
+                if qtype != .cname, let cname = node.rrset(.cname) {
+                    guard try writeSet(cname, owner: owner, section: .answer) else { return }
+                    // The target name is the rdata of the record just written.
+                    let target = lastRDataStart
+                    chain += 1
+                    guard chain <= options.maxCNAMEChain,
+                          loadName(UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position]), at: target),
+                          let next = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
+                    else { return }
+                    owner = target
+                    zoneIndex = next.zone
+                    originOffset = next.originOffset
+                    continue
+                }
+                if qtype == .any {
+                    // RFC 8482 4.1: answer one RRset rather than the whole node.
+                    if let first = node.rrsets.min(by: { $0.type < $1.type }) {
+                        _ = try writeSet(first, owner: owner, section: .answer)
+                        try additional(zones)
+                    } else {
+                        try negative(zone)
+                    }
+                    return
+                }
+                if let set = node.rrset(qtype) {
+                    if try writeSet(set, owner: owner, section: .answer) { try additional(zones) }
+                } else {
+                    try negative(zone)
+                }
+                return
+            }
+        } catch {
+            tc = true
+        }
+    }
+
+    private enum Section { case answer, authority, additional }
+
+    /// Writes a whole RRset or nothing (RFC 2181 9). Returns false, with TC set for the
+    /// answer and authority sections, when it does not fit.
+    private func writeSet(_ set: RRSet, owner: Int, section: Section, ownerName: DNSName? = nil) throws(DNSWireError) -> Bool {
+        let mark = writer.mark()
+        let addCount = additionalCount
+        do {
+            for rdata in set.rdatas {
+                if let ownerName {
+                    try writer.writeName(ownerName)
+                } else {
+                    try writer.writeU16(0xC000 | UInt16(owner))
+                }
+                // Owner, then TYPE CLASS TTL RDLENGTH (10 bytes), then the rdata.
+                lastRDataStart = writer.position + 10
+                try withBytes(rdata) { (r) throws(DNSWireError) in try writer.writeRecordBody(type: set.type, ttl: set.ttl, rdata: r) }
+                if section != .additional { noteAdditional(set.type) }
+            }
+        } catch {
+            writer.rollback(to: mark)
+            additionalCount = addCount
+            if section != .additional { tc = true }
+            return false
+        }
+        switch section {
+        case .answer: an += set.rdatas.count
+        case .authority: ns += set.rdatas.count
+        case .additional: ar += set.rdatas.count
+        }
+        return true
+    }
+
+    /// Where the rdata of the last record written starts in the message.
+    private var lastRDataStart = 0
+
+    /// Remembers the name in the record just written that deserves addresses in the
+    /// additional section (RFC 1035 3.3.9 MX, 3.3.11 NS; RFC 2782 SRV).
+    private func noteAdditional(_ type: RRType) {
+        let at: Int
+        switch type {
+        case .ns: at = lastRDataStart
+        case .mx: at = lastRDataStart + 2
+        case .srv: at = lastRDataStart + 6
+        default: return
+        }
+        guard additionalCount < QueryEngine.maxAdditionalTargets else { return }
+        additionalTargets[additionalCount] = at
+        additionalCount += 1
+    }
+
+    private func negative(_ zone: Zone) throws(DNSWireError) {
+        // RFC 2308 3: the SOA goes in the authority section with TTL min(SOA TTL, MINIMUM).
+        let soa = RRSet(type: .soa, ttl: zone.negativeTTL, rdatas: zone.soa.rdatas)
+        _ = try writeSet(soa, owner: 0, section: .authority, ownerName: zone.nodes[zone.apexIndex].name)
+    }
+
+    /// A referral (RFC 1034 4.3.2 step 3b): the cut's NS RRset in the authority section and
+    /// the zone's addresses for those servers in the additional section. Glue for servers
+    /// below the cut is required to reach them: if it does not fit, TC is set (RFC 9471).
+    private func referral(_ zone: Zone, _ d: Int) throws(DNSWireError) {
+        let cut = zone.nodes[d]
+        guard let nsSet = cut.rrset(.ns) else { return }
+        guard try writeSet(nsSet, owner: 0, section: .authority, ownerName: cut.name) else { return }
+        let cutName = cut.name.lowercased().wire
+        for i in 0..<additionalCount {
+            let msg = UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position])
+            guard loadName(msg, at: additionalTargets[i]) else { continue }
+            let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: name[0..<nameLength]))
+            guard idx >= 0 else { continue }
+            let inDomain = isBelow(cutName)
+            for t in [RRType.a, RRType.aaaa] {
+                guard let set = zone.nodes[idx].rrset(t) else { continue }
+                if try !writeSet(set, owner: additionalTargets[i], section: .additional), inDomain {
+                    tc = true
+                    return
+                }
+            }
+        }
+    }
+
+    /// Whether `name` is at or below the lowercase wire name `cut`.
+    private func isBelow(_ cut: [UInt8]) -> Bool {
+        guard nameLength >= cut.count else { return false }
+        var off = 0
+        while nameLength - off > cut.count { off += Int(name[off]) + 1 }
+        guard nameLength - off == cut.count else { return false }
+        for k in 0..<cut.count where name[off + k] != cut[k] { return false }
+        return true
+    }
+
+    /// Addresses for NS, MX and SRV targets in the answer, from authoritative data only
+    /// (never from below a cut), as room allows; they are optional, so no TC.
+    private func additional(_ zones: ZoneSet) throws(DNSWireError) {
+        for i in 0..<additionalCount {
+            let msg = UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position])
+            guard loadName(msg, at: additionalTargets[i]),
+                  let (z, origin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength]))
+            else { continue }
+            let zone = zones.zones[z]
+            guard case .found(let idx) = walk(zone, originOffset: origin, qtype: .a) else { continue }
+            for t in [RRType.a, RRType.aaaa] {
+                guard let set = zone.nodes[idx].rrset(t) else { continue }
+                guard try writeSet(set, owner: additionalTargets[i], section: .additional) else { return }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import Testing
+@testable import DNSWire
+
+@Test(arguments: [
+    ("www.example.com.", "www.example.com.", 3),
+    ("a\\.b.example.", "a\\.b.example.", 2),
+    ("\\065bc.", "Abc.", 1),
+    ("sp\\032ace.", "sp\\032ace.", 1),
+    (".", ".", 0),
+])
+func namePresentationRoundTrip(input: String, printed: String, labels: Int) throws {
+    let n = try DNSName(input)
+    #expect(n.description == printed)
+    #expect(n.labelCount == labels)
+    #expect(try DNSName(n.description) == n)
+}
+
+@Test func relativeNamesAndOrigin() throws {
+    let origin = try DNSName("example.com.")
+    #expect(try DNSName("www", origin: origin).description == "www.example.com.")
+    #expect(try DNSName("@", origin: origin) == origin)
+    #expect(throws: NameTextError.relativeWithoutOrigin) { try DNSName("www") }
+}
+
+@Test(arguments: [
+    ("a..b.", NameTextError.emptyLabel),
+    (String(repeating: "a", count: 64) + ".", NameTextError.labelTooLong),
+    (Array(repeating: String(repeating: "a", count: 60), count: 5).joined(separator: ".") + ".", NameTextError.nameTooLong),
+    ("bad\\2.", NameTextError.badEscape),
+    ("bad\\999.", NameTextError.badEscape),
+])
+func badNames(input: String, error: NameTextError) {
+    #expect(throws: error) { try DNSName(input) }
+}
+
+@Test func namesCompareWithoutCase() throws {
+    #expect(try DNSName("WWW.Example.COM.") == DNSName("www.example.com."))
+    #expect(try DNSName("www.example.com.").isSubdomain(of: DNSName("EXAMPLE.com.")))
+    #expect(try !DNSName("www.example.com.").isSubdomain(of: DNSName("ample.com.")))
+    var h1 = Hasher(), h2 = Hasher()
+    try DNSName("A.b.").hash(into: &h1); try DNSName("a.B.").hash(into: &h2)
+    #expect(h1.finalize() == h2.finalize())
+}
+
+@Test(arguments: [
+    ("192.0.2.1", "192.0.2.1", true),
+    ("2001:db8::1", "2001:db8::1", false),
+    ("2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1", false),
+    ("::", "::", false),
+    ("::ffff:192.0.2.1", "::ffff:c000:201", false),
+    ("fe80::1:0:0:1", "fe80::1:0:0:1", false),
+])
+func addresses(text: String, printed: String, v4: Bool) throws {
+    let a = try #require(IPAddress(text))
+    #expect(a.description == printed)
+    #expect(a.isV4 == v4)
+}
+
+@Test(arguments: ["256.1.1.1", "1.2.3", "1:2:3:4:5:6:7:8:9", "1::2::3", "", "01234::", "1.2.3.4/24"])
+func badAddresses(text: String) {
+    #expect(IPAddress(text) == nil)
+}
+
+@Test func prefixes() throws {
+    let p = try #require(IPPrefix("192.0.2.77/24"))
+    #expect(p.description == "192.0.2.0/24")
+    #expect(p.contains(IPAddress("192.0.2.200")!))
+    #expect(!p.contains(IPAddress("192.0.3.1")!))
+    #expect(IPPrefix("192.0.2.77/24", strict: true) == nil)
+    #expect(IPPrefix("2001:db8::/129") == nil)
+    #expect(IPAddress("::ffff:10.1.2.3")!.unmappingV4 == IPAddress("10.1.2.3")!)
+}
+
+/// Writes `names` in order into one message and returns the bytes.
+private func written(_ names: [String]) throws -> [UInt8] {
+    let w = MessageWriter()
+    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
+    defer { buf.deallocate() }
+    w.reset(buffer: buf, limit: 512)
+    for n in names { try w.writeName(try DNSName(n)) }
+    return Array(buf[0..<w.position])
+}
+
+@Test func compressionPointsAtEarlierSuffixes() throws {
+    let b = try written(["www.example.com.", "mail.EXAMPLE.com.", "example.com."])
+    // www.example.com. = 17 bytes; mail + pointer to offset 4; a bare pointer to offset 4.
+    #expect(b.count == 17 + 5 + 2 + 2)
+    #expect(Array(b[22..<24]) == [0xC0, 4])
+    #expect(Array(b[24..<26]) == [0xC0, 4])
+    // Decoding follows the pointers back to the full names.
+    var out: [UInt8] = []
+    _ = try withBytes(b) { p throws(DNSWireError) in try Wire.readName(p, at: 17, into: &out) }
+    #expect(DNSName(uncheckedWire: out).description == "mail.example.com.")
+}
+
+@Test func writerNeverPassesItsLimit() throws {
+    let w = MessageWriter()
+    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
+    defer { buf.deallocate() }
+    w.reset(buffer: buf, limit: 10)
+    #expect(throws: DNSWireError(.bufferFull, at: 0)) { try w.writeName(try DNSName("www.example.com.")) }
+    #expect(w.position <= 10)
+    let m = w.mark()
+    try w.writeU32(1)
+    w.rollback(to: m)
+    #expect(w.position == m.position)
+}
+
+/// Each malformed message is rejected with its error code, never a crash or a hang.
+@Test(arguments: [
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1], DNSWireError.Code.badPointer),           // points at itself
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 14, 0, 1, 0, 1], DNSWireError.Code.badPointer),           // forward pointer
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 64] + Array(repeating: 97, count: 64) + [0, 0, 1, 0, 1], DNSWireError.Code.badLabelType),
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, 97, 98], DNSWireError.Code.truncated),
+    ([0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1], DNSWireError.Code.badQuestionCount),
+    ([0, 1, 0, 0, 0, 1, 0, 5, 0, 0, 0, 0, 0, 0, 1, 0, 1], DNSWireError.Code.truncated),                  // ANCOUNT overruns
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 9], DNSWireError.Code.trailingData),
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 1, 0, 1,
+      0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0], DNSWireError.Code.badOPT),        // two OPTs
+    ([0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1,
+      0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0], DNSWireError.Code.badOPT),                                       // OPT in answer
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1,
+      0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 8, 0, 8, 0, 4, 0, 3, 0, 0], DNSWireError.Code.badOption),             // ECS family 3
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1,
+      0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 9, 0, 8, 0, 5, 0, 1, 33, 0, 1], DNSWireError.Code.badOption),         // ECS /33 for IPv4
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1,
+      0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 10, 0, 8, 0, 6, 0, 1, 8, 0, 10, 1], DNSWireError.Code.badOption),     // too many address bytes
+] as [([UInt8], DNSWireError.Code)])
+func malformed(bytes: [UInt8], code: DNSWireError.Code) {
+    #expect(throws: DNSWireError(code, at: 0)) {
+        try withBytes(bytes) { p throws(DNSWireError) in _ = try ParsedQuery.parse(p) }
+    }
+}
+
+@Test func pointerChainsAreBounded() {
+    // A name made of 200 pointers each to the one before: legal direction, but longer than
+    // any real name can need.
+    var b: [UInt8] = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 97, 0]
+    var prev = 12
+    for _ in 0..<200 { let here = b.count; b += [0xC0 | UInt8(prev >> 8), UInt8(prev & 0xFF)]; prev = here }
+    let start = prev
+    #expect(throws: DNSWireError(.tooManyPointers, at: 0)) {
+        try withBytes(b) { p throws(DNSWireError) in _ = try Wire.readName(p, at: start) }
+    }
+}
+
+@Test func queryWithClientSubnetParses() throws {
+    let q = QueryBuilder.query(id: 9, name: try DNSName("a.example."), type: .aaaa, edns: true, udpSize: 4096,
+                               clientSubnet: IPPrefix("2001:db8:1234::/48"), nsid: true)
+    let p = try withBytes(q) { p throws(DNSWireError) in try ParsedQuery.parse(p) }
+    #expect(p.qtype == .aaaa)
+    #expect(p.edns?.udpSize == 4096)
+    #expect(p.edns?.nsidRequested == true)
+    #expect(p.edns?.clientSubnet?.sourcePrefix == 48)
+    #expect(p.edns?.clientSubnet?.address == IPAddress("2001:db8:1234::"))
+}

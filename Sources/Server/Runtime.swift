@@ -1,0 +1,146 @@
+import DNSWire
+import Foundation
+import Logging
+import Zones
+
+public enum MeridianVersion {
+    public static let string = "0.1.0"
+}
+
+/// Where a snapshot is built from: a YAML config, a folder of zone files, or both.
+public struct ConfigSources: Sendable {
+    public var configPath: String?
+    public var zonesDirectory: String?
+    public init(configPath: String?, zonesDirectory: String?) {
+        self.configPath = configPath; self.zonesDirectory = zonesDirectory
+    }
+}
+
+/// What one load produced: a snapshot, or every error found, plus a summary per zone.
+public struct LoadOutcome: Sendable {
+    public var snapshot: ServingSnapshot?
+    public var errors: [String] = []
+    public var summaries: [String] = []
+    public var listen: [String] = []
+    public var workers: Int? = nil
+}
+
+/// The commands' implementations, kept here so the executable stays a thin shell.
+public enum Runtime {
+    /// Parses and validates everything, then builds one immutable snapshot. Never partial:
+    /// any error means no snapshot.
+    public static func load(_ sources: ConfigSources, generation: UInt64) -> LoadOutcome {
+        var out = LoadOutcome()
+        var zoneSources: [ZoneLoader.Source] = []
+        var base = "."
+        if let dir = sources.zonesDirectory {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+                out.errors.append("\(dir): not a readable folder")
+                return out
+            }
+            zoneSources += ZoneLoader.sources(inDirectory: dir)
+            base = dir
+            if zoneSources.isEmpty { out.errors.append("\(dir): no *.zone files") }
+        }
+        if let config = sources.configPath {
+            out.errors.append("\(config):1:1: YAML configuration is not supported by this build")
+        }
+        let options = EngineOptions()
+        let loaded = ZoneLoader.load(zoneSources, baseDirectory: base)
+        out.errors += loaded.errors.map(\.description)
+        guard out.errors.isEmpty else { return out }
+        for z in loaded.zones {
+            out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"))")
+        }
+        out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
+                                       loadedAt: Date().timeIntervalSince1970, generation: generation)
+        return out
+    }
+
+    /// `meridian check`: prints every error (exit 1) or one summary line per zone (exit 0).
+    public static func check(sources: ConfigSources) -> Int32 {
+        let outcome = load(sources, generation: 0)
+        if !outcome.errors.isEmpty {
+            for e in outcome.errors { printErr(e) }
+            printErr("\(outcome.errors.count) error\(outcome.errors.count == 1 ? "" : "s") found")
+            return 1
+        }
+        for s in outcome.summaries { print(s) }
+        return 0
+    }
+
+    public static func explain(sources: ConfigSources, name: String, type: String, client: String, ecs: String?, down: [String]) -> Int32 {
+        printErr("explain needs a --config with GSLB names")
+        return 2
+    }
+
+    /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.
+    public static func serve(sources: ConfigSources, listen: [String], workers: Int?, logLevel: Logger.Level) -> Int32 {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = logLevel
+            return h
+        }
+        let log = Logger(label: "meridian")
+        let started = Date()
+        let first = load(sources, generation: 0)
+        guard let snapshot = first.snapshot else {
+            for e in first.errors { log.error("\(e)") }
+            log.critical("not starting: \(first.errors.count) error(s) in the configuration")
+            return 1
+        }
+        for s in first.summaries { log.info("loaded \(s)") }
+        let listenText = !listen.isEmpty ? listen : (!first.listen.isEmpty ? first.listen : ["0.0.0.0:53", "[::]:53"])
+        var addresses: [ListenAddress] = []
+        for l in listenText {
+            do { addresses.append(try ListenAddress(l)) } catch {
+                log.critical("\(error)")
+                return 2
+            }
+        }
+        let store = SnapshotStore(snapshot)
+        let server = DNSServer(listen: addresses, workers: workers ?? first.workers ?? 0,
+                               responderFactory: { AuthoritativeResponder(store: store) },
+                               logger: Logger(label: "meridian.server"))
+        do {
+            try server.start()
+        } catch {
+            log.critical("cannot listen: \(error)")
+            return 1
+        }
+        let ms = Int(Date().timeIntervalSince(started) * 1000)
+        log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
+
+        var generation: UInt64 = 0
+        while true {
+            let sig = Signals.wait()
+            switch sig {
+            case SIGHUP:
+                let t0 = Date()
+                generation += 1
+                let next = load(sources, generation: generation)
+                if let s = next.snapshot {
+                    store.publish(s)
+                    let ms = Int(Date().timeIntervalSince(t0) * 1000)
+                    log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
+                } else {
+                    for e in next.errors { log.error("\(e)") }
+                    log.error("reload failed with \(next.errors.count) error(s); still serving the previous configuration")
+                }
+            case SIGUSR1:
+                let c = server.counters
+                log.info("status: udp received \(c.udpReceived) sent \(c.udpSent); tcp open \(c.tcpOpen) accepted \(c.tcpAccepted)")
+            default:
+                log.info("\(Signals.name(sig)) received, stopping")
+                server.stop()
+                log.info("stopped")
+                return 0
+            }
+        }
+    }
+}
+
+func printErr(_ s: String) {
+    FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
+}

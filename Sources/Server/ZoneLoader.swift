@@ -1,0 +1,79 @@
+import DNSWire
+import Foundation
+import Zones
+
+/// Loads master files into `Zone`s, collecting every error with its file:line:column.
+///
+///     let result = ZoneLoader.load(directory: "zones")
+///     result.errors.isEmpty ? result.zones : []
+public enum ZoneLoader {
+    public struct Source: Sendable {
+        /// The zone's origin if known (from the config); else taken from the file name and
+        /// then from the SOA owner, which a `$ORIGIN` line may have set.
+        public var origin: DNSName?
+        public var path: String
+        public init(origin: DNSName?, path: String) { self.origin = origin; self.path = path }
+    }
+
+    public struct Result: Sendable {
+        public var zones: [Zone] = []
+        public var errors: [ZoneError] = []
+        /// Static owner names per zone origin, for the GSLB conflict check.
+        public var owners: [DNSName: Set<DNSName>] = [:]
+    }
+
+    /// Every `*.zone` file directly in `directory`, sorted by name.
+    public static func sources(inDirectory directory: String) -> [Source] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return files.filter { $0.hasSuffix(".zone") }.sorted().map {
+            Source(origin: nil, path: (directory as NSString).appendingPathComponent($0))
+        }
+    }
+
+    public static func load(_ sources: [Source], baseDirectory: String,
+                            dynamicNames: [DNSName: [(DNSName, Int32)]] = [:]) -> Result {
+        var out = Result()
+        for src in sources {
+            let fileName = (src.path as NSString).lastPathComponent
+            var guess = src.origin
+            if guess == nil {
+                let stem = String(fileName.dropLast(".zone".count))
+                guess = try? DNSName(stem.hasSuffix(".") ? stem : stem + ".")
+            }
+            let here = SourceLocation(file: src.path, line: 1, column: 1)
+            let records: [ResourceRecord]
+            do {
+                records = try MasterFileParser(origin: guess ?? .root, baseDirectory: baseDirectory).parseFile(path: src.path)
+            } catch {
+                out.errors += error.errors
+                continue
+            }
+            guard let origin = src.origin ?? records.first(where: { $0.type == .soa })?.name ?? guess else {
+                out.errors.append(ZoneError(here, "cannot tell the zone's origin: name the file ORIGIN.zone or add $ORIGIN and an SOA record"))
+                continue
+            }
+            let problems = ZoneCheck.check(records: records, origin: origin)
+            if !problems.isEmpty {
+                out.errors += problems
+                continue
+            }
+            do {
+                let zone = try Zone(origin: origin, records: ZoneCheck.normalized(records),
+                                    dynamicNames: dynamicNames[origin.lowercased()] ?? [], file: src.path)
+                out.zones.append(zone)
+                out.owners[origin.lowercased()] = Set(records.map { $0.name.lowercased() })
+            } catch {
+                out.errors.append(error)
+            }
+        }
+        var seen: [DNSName: String] = [:]
+        for z in out.zones {
+            if let other = seen[z.origin.lowercased()] {
+                out.errors.append(ZoneError(SourceLocation(file: z.file ?? "?", line: 1, column: 1),
+                                            "zone \(z.origin) is already loaded from \(other)"))
+            }
+            seen[z.origin.lowercased()] = z.file ?? "?"
+        }
+        return out
+    }
+}

@@ -257,7 +257,8 @@ public enum RDataText {
         var s = "\(prio) \(target)"
         var lastKey = -1
         while r.more {
-            guard let key = r.u16(), let len = r.u16(), let v = r.bytes(Int(len)) else { return nil }
+            guard let key = r.u16(), let len = r.u16(), let slice = r.bytes(Int(len)) else { return nil }
+            let v = Array(slice)
             guard Int(key) > lastKey, key != 65535 else { return nil }
             lastKey = Int(key)
             s += " " + SvcParam.name(key)
@@ -275,7 +276,7 @@ public enum RDataText {
                 s += "=" + names.joined(separator: ",")
             case SvcParam.alpn:
                 var list: [UInt8] = []
-                var vr = RDataReader(b: Array(v))
+                var vr = RDataReader(b: v)
                 guard vr.more else { return nil }
                 while vr.more {
                     guard let id = vr.characterString(), !id.isEmpty else { return nil }
@@ -306,7 +307,7 @@ public enum RDataText {
                 s += "=" + parts.joined(separator: ",")
             case SvcParam.ech:
                 guard !v.isEmpty else { return nil }
-                s += "=" + TextBytes.base64(Array(v))
+                s += "=" + TextBytes.base64(v)
             default:
                 if !v.isEmpty {
                     var out: [UInt8] = []

@@ -1,3 +1,0 @@
-import Testing
-
-@Test func placeholderDNSWire() { #expect(Bool(true)) }

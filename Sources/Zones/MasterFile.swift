@@ -1,0 +1,345 @@
+import DNSWire
+import Foundation
+
+/// Reads an RFC 1035 master file into records, collecting every error it finds.
+///
+///     let parser = MasterFileParser(origin: try DNSName("example.com."), baseDirectory: "/etc/meridian/zones")
+///     let records = try parser.parseFile(path: "/etc/meridian/zones/example.com.zone",
+///                                        displayPath: "zones/example.com.zone")
+///
+/// Supported: `$ORIGIN`, `$TTL`, `$INCLUDE <file> [origin]`, `@`, relative names, a blank
+/// owner meaning the previous owner, parentheses across lines, `;` comments, quoted
+/// strings with `\"`, `\\` and `\DDD`, TTL and class in either order (RFC 1035 5.1),
+/// TTL units (`1h30m`, `1w2d`). Only class IN is accepted.
+///
+/// TTL of a record without one (the choice made here, documented for operators):
+/// 1. `$TTL` if one was set (RFC 2308 4);
+/// 2. else the last TTL written explicitly in this file (RFC 1035 5.1);
+/// 3. else, for an SOA record, its MINIMUM field (BIND's legacy fallback), which then also
+///    counts as the last explicit TTL for the records after it;
+/// 4. else an error.
+///
+/// `$INCLUDE` paths are relative to `baseDirectory` (the zones folder) and must stay inside
+/// it, after resolving `..` and symbolic links. The included file starts with the current
+/// origin (or the one given on the directive), the current TTL defaults and no previous
+/// owner; nothing it sets flows back to the including file (RFC 1035 5.1). Includes nest
+/// at most `maxIncludeDepth` deep and a file including itself is an error.
+///
+/// Every error is `file:line:column: message` with the token read and what was expected;
+/// parsing goes on after an error so that one run reports them all.
+public struct MasterFileParser: Sendable {
+    public var origin: DNSName
+    public var baseDirectory: String
+    public var maxIncludeDepth: Int
+
+    public init(origin: DNSName, baseDirectory: String, maxIncludeDepth: Int = 8) {
+        self.origin = origin
+        self.baseDirectory = baseDirectory
+        self.maxIncludeDepth = maxIncludeDepth
+    }
+
+    /// Parses `contents`; `file` names it in messages. When `file` is a readable path it is
+    /// also used to detect a file that includes itself.
+    public func parse(contents: String, file: String) throws(ZoneErrors) -> [ResourceRecord] {
+        var run = ParseRun(parser: self, displayDirectory: MasterFileParser.directoryPart(of: file))
+        if let real = MasterFileParser.realPath(file) { run.stack.append(real) }
+        run.parse(bytes: Array(contents.utf8), file: file, state: FileState(origin: origin))
+        if !run.errors.isEmpty { throw ZoneErrors(run.errors) }
+        return run.records
+    }
+
+    /// Reads and parses the file at `path`; `displayPath` (default: `path`) names it in messages.
+    public func parseFile(path: String, displayPath: String? = nil) throws(ZoneErrors) -> [ResourceRecord] {
+        let shown = displayPath ?? path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ZoneErrors([ZoneError(SourceLocation(file: shown, line: 0, column: 0), "cannot read zone file \"\(path)\"")])
+        }
+        var run = ParseRun(parser: self, displayDirectory: MasterFileParser.directoryPart(of: shown))
+        if let real = MasterFileParser.realPath(path) { run.stack.append(real) }
+        run.parse(bytes: [UInt8](data), file: shown, state: FileState(origin: origin))
+        if !run.errors.isEmpty { throw ZoneErrors(run.errors) }
+        return run.records
+    }
+
+    static func directoryPart(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return String(path[..<slash])
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// Resolves `.` and `..` without touching the file system, so an escape attempt is
+    /// caught even when the target does not exist.
+    static func lexicallyNormalized(_ path: String) -> String {
+        var parts: [Substring] = []
+        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+}
+
+/// What one file's parse carries from entry to entry.
+struct FileState {
+    var origin: DNSName
+    var lastOwner: DNSName? = nil
+    var defaultTTL: UInt32? = nil   // $TTL
+    var lastTTL: UInt32? = nil      // last explicit TTL
+    init(origin: DNSName) { self.origin = origin }
+}
+
+struct ParseRun {
+    let parser: MasterFileParser
+    let displayDirectory: String
+    var records: [ResourceRecord] = []
+    var errors: [ZoneError] = []
+    /// Real paths of the files being read, outermost first, for loop detection.
+    var stack: [String] = []
+
+    init(parser: MasterFileParser, displayDirectory: String) {
+        self.parser = parser
+        self.displayDirectory = displayDirectory
+    }
+
+    func location(_ t: ZoneToken, _ file: String) -> SourceLocation {
+        SourceLocation(file: file, line: t.line, column: t.column)
+    }
+
+    func text(_ t: ZoneToken) -> String { t.field.description }
+
+    mutating func parse(bytes: [UInt8], file: String, state initial: FileState) {
+        var lexer = ZoneLexer(bytes: bytes, file: file)
+        var st = initial
+        while let entry = lexer.next(errors: &errors) {
+            if entry.failed { continue }
+            let first = entry.tokens[0]
+            if !entry.blankOwner, first.field.bytes.first == UInt8(ascii: "$"), !first.field.quoted {
+                directive(entry, file: file, state: &st)
+            } else {
+                record(entry, file: file, state: &st)
+            }
+        }
+    }
+
+    mutating func fail(_ t: ZoneToken, _ file: String, _ message: String) {
+        errors.append(ZoneError(location(t, file), message))
+    }
+
+    mutating func directive(_ e: ZoneEntry, file: String, state st: inout FileState) {
+        let d = e.tokens[0]
+        let name = String(decoding: d.field.bytes, as: UTF8.self).uppercased()
+        let args = e.tokens.dropFirst()
+        switch name {
+        case "$ORIGIN":
+            guard let a = args.first else { return fail(d, file, "missing name after $ORIGIN: expected a domain name") }
+            guard args.count == 1 else { return fail(args[args.startIndex + 1], file, "unexpected \"\(text(args[args.startIndex + 1]))\" after $ORIGIN name") }
+            do {
+                st.origin = try DNSName(presentation: a.field.bytes, origin: st.origin)
+            } catch {
+                fail(a, file, "bad $ORIGIN name \"\(text(a))\": \(error)")
+            }
+        case "$TTL":
+            guard let a = args.first else { return fail(d, file, "missing TTL after $TTL: expected seconds or a duration like 1h30m") }
+            guard args.count == 1 else { return fail(args[args.startIndex + 1], file, "unexpected \"\(text(args[args.startIndex + 1]))\" after $TTL value") }
+            guard !a.field.quoted, let v = RDataText.parseTTL(a.field.bytes) else {
+                return fail(a, file, "bad TTL \"\(text(a))\": expected seconds or a duration like 1h30m, at most 2147483647")
+            }
+            st.defaultTTL = v
+        case "$INCLUDE":
+            include(e, file: file, state: st)
+        default:
+            fail(d, file, "unknown directive \"\(text(d))\": expected $ORIGIN, $TTL or $INCLUDE")
+        }
+    }
+
+    mutating func include(_ e: ZoneEntry, file: String, state st: FileState) {
+        let d = e.tokens[0]
+        guard e.tokens.count >= 2 else { return fail(d, file, "missing file name after $INCLUDE") }
+        let pathTok = e.tokens[1]
+        guard e.tokens.count <= 3 else { return fail(e.tokens[3], file, "unexpected \"\(text(e.tokens[3]))\" after $INCLUDE file and origin") }
+        var childOrigin = st.origin
+        if e.tokens.count == 3 {
+            do {
+                childOrigin = try DNSName(presentation: e.tokens[2].field.bytes, origin: st.origin)
+            } catch {
+                return fail(e.tokens[2], file, "bad $INCLUDE origin \"\(text(e.tokens[2]))\": \(error)")
+            }
+        }
+        guard let arg = TextBytesZ.unescape(pathTok.field.bytes).map({ String(decoding: $0, as: UTF8.self) }), !arg.isEmpty else {
+            return fail(pathTok, file, "bad $INCLUDE file name \"\(text(pathTok))\"")
+        }
+        var base = parser.baseDirectory
+        if !base.hasPrefix("/") { base = FileManager.default.currentDirectoryPath + "/" + base }
+        let normBase = MasterFileParser.lexicallyNormalized(base)
+        let candidate = MasterFileParser.lexicallyNormalized(arg.hasPrefix("/") ? arg : normBase + "/" + arg)
+        let prefix = normBase == "/" ? "/" : normBase + "/"
+        guard candidate.hasPrefix(prefix) else {
+            return fail(pathTok, file, "$INCLUDE file \"\(arg)\" is outside the zones folder")
+        }
+        let relative = String(candidate.dropFirst(prefix.count))
+        let shown = displayDirectory.isEmpty ? relative : displayDirectory + "/" + relative
+        guard let real = MasterFileParser.realPath(candidate),
+              let data = FileManager.default.contents(atPath: real) else {
+            return fail(pathTok, file, "cannot read $INCLUDE file \"\(arg)\"")
+        }
+        if let realBase = MasterFileParser.realPath(base) {
+            let rp = realBase == "/" ? "/" : realBase + "/"
+            guard real.hasPrefix(rp) else {
+                return fail(pathTok, file, "$INCLUDE file \"\(arg)\" is outside the zones folder (through a symbolic link)")
+            }
+        }
+        if stack.contains(real) {
+            return fail(pathTok, file, "$INCLUDE loop: \"\(arg)\" is already being read")
+        }
+        guard stack.count < parser.maxIncludeDepth + 1 else {
+            return fail(pathTok, file, "$INCLUDE nested deeper than \(parser.maxIncludeDepth) files")
+        }
+        var child = FileState(origin: childOrigin)
+        child.defaultTTL = st.defaultTTL
+        child.lastTTL = st.lastTTL
+        stack.append(real)
+        parse(bytes: [UInt8](data), file: shown, state: child)
+        stack.removeLast()
+    }
+
+    static func isClass(_ b: [UInt8]) -> Bool {
+        let u = b.map { $0 >= 97 && $0 <= 122 ? $0 - 32 : $0 }
+        switch String(decoding: u, as: UTF8.self) {
+        case "IN", "CH", "CHAOS", "HS", "HESIOD", "CS", "NONE", "ANY": return true
+        default:
+            return u.count > 5 && u.starts(with: Array("CLASS".utf8)) && u.dropFirst(5).allSatisfy { $0 >= 48 && $0 <= 57 }
+        }
+    }
+
+    mutating func record(_ e: ZoneEntry, file: String, state st: inout FileState) {
+        let toks = e.tokens
+        var k = 0
+        let owner: DNSName
+        if e.blankOwner {
+            guard let prev = st.lastOwner else {
+                return fail(toks[0], file, "no owner name: the first record of a file must start in column 1")
+            }
+            owner = prev
+        } else {
+            do {
+                owner = try DNSName(presentation: toks[0].field.bytes, origin: st.origin)
+            } catch {
+                return fail(toks[0], file, "bad owner name \"\(text(toks[0]))\": \(error)")
+            }
+            st.lastOwner = owner
+            k = 1
+        }
+        var ttl: UInt32? = nil
+        var sawClass = false
+        // RFC 1035 5.1: [<TTL>] [<class>] or [<class>] [<TTL>] before the type.
+        while k < toks.count {
+            let t = toks[k]
+            guard let c = t.field.bytes.first, !t.field.quoted else { break }
+            if c >= 48 && c <= 57 {
+                guard ttl == nil else { return fail(t, file, "bad type \"\(text(t))\": expected a record type (TTL already given)") }
+                guard let v = RDataText.parseTTL(t.field.bytes) else {
+                    return fail(t, file, "bad TTL \"\(text(t))\": expected seconds or a duration like 1h30m, at most 2147483647")
+                }
+                ttl = v
+            } else if ParseRun.isClass(t.field.bytes) {
+                guard !sawClass else { return fail(t, file, "bad type \"\(text(t))\": expected a record type (class already given)") }
+                let up = String(decoding: t.field.bytes, as: UTF8.self).uppercased()
+                guard up == "IN" || up == "CLASS1" else {
+                    return fail(t, file, "unsupported class \"\(text(t))\": only IN is served")
+                }
+                sawClass = true
+            } else {
+                break
+            }
+            k += 1
+        }
+        guard k < toks.count else {
+            return fail(toks[toks.count - 1], file, "missing record type after \"\(text(toks[toks.count - 1]))\"")
+        }
+        let typeTok = toks[k]
+        guard !typeTok.field.quoted, let type = RRType(mnemonic: String(decoding: typeTok.field.bytes, as: UTF8.self)) else {
+            return fail(typeTok, file, "unknown record type \"\(text(typeTok))\": expected a type like A, MX or TYPE65534")
+        }
+        guard !type.isMeta, type != RRType(0) else {
+            return fail(typeTok, file, "type \(type) cannot appear in a zone")
+        }
+        k += 1
+        let fields = toks[k...].map(\.field)
+        let rdata: [UInt8]
+        do {
+            rdata = try RDataText.parse(type: type, fields: fields, origin: st.origin)
+        } catch {
+            let at = k + error.field < toks.count ? toks[k + error.field] : toks[toks.count - 1]
+            return fail(at, file, error.message)
+        }
+        if ttl == nil {
+            if let d = st.defaultTTL {
+                ttl = d
+            } else if let l = st.lastTTL {
+                ttl = l
+            } else if type == .soa, rdata.count >= 4 {
+                let n = rdata.count
+                let minimum = UInt32(rdata[n - 4]) << 24 | UInt32(rdata[n - 3]) << 16 | UInt32(rdata[n - 2]) << 8 | UInt32(rdata[n - 1])
+                ttl = min(minimum, 0x7FFF_FFFF)
+                st.lastTTL = ttl
+            } else {
+                return fail(toks[0], file, "no TTL for this record: give one, or set $TTL before it")
+            }
+        } else {
+            st.lastTTL = ttl
+        }
+        records.append(ResourceRecord(name: owner, type: type, rrclass: .in, ttl: ttl ?? 0, rdata: rdata,
+                                      location: location(toks[0], file)))
+    }
+}
+
+/// `\X` and `\DDD` decoding for a `$INCLUDE` file name (the DNSWire helper is internal).
+enum TextBytesZ {
+    static func unescape(_ b: [UInt8]) -> [UInt8]? {
+        var out: [UInt8] = []
+        var k = 0
+        while k < b.count {
+            guard b[k] == UInt8(ascii: "\\") else { out.append(b[k]); k += 1; continue }
+            guard k + 1 < b.count else { return nil }
+            let d = b[k + 1]
+            if d >= 48 && d <= 57 {
+                guard k + 3 < b.count else { return nil }
+                var v = 0
+                for j in 1...3 {
+                    let x = b[k + j]
+                    guard x >= 48 && x <= 57 else { return nil }
+                    v = v * 10 + Int(x - 48)
+                }
+                guard v <= 255 else { return nil }
+                out.append(UInt8(v)); k += 4
+            } else {
+                out.append(d); k += 2
+            }
+        }
+        return out
+    }
+}
+
+extension ResourceRecord {
+    /// `name ttl IN TYPE rdata`, one line, the form the golden files and `dig` use.
+    public var presentation: String {
+        "\(name) \(ttl) \(rrclass) \(type) \(RDataText.format(type: type, rdata: rdata))"
+    }
+
+    /// Canonical order (RFC 4034 6.1 for names, then type, then rdata octets), so that
+    /// output does not depend on file order.
+    public static func canonicallySorted(_ records: [ResourceRecord]) -> [ResourceRecord] {
+        let keyed = records.map { (key: $0.name.lowercased().labels.reversed().map { Array($0) }, rr: $0) }
+        return keyed.sorted { a, b in
+            if a.key != b.key { return a.key.lexicographicallyPrecedes(b.key) { $0.lexicographicallyPrecedes($1) } }
+            if a.rr.type != b.rr.type { return a.rr.type < b.rr.type }
+            return a.rr.rdata.lexicographicallyPrecedes(b.rr.rdata)
+        }.map(\.rr)
+    }
+}

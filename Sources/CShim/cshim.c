@@ -1,3 +1,294 @@
 #define _GNU_SOURCE
 #include "cshim.h"
-int cshim_placeholder(void) { return 0; }
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+
+/* Room for one in6_pktinfo cmsg, the larger of the two we receive or send. */
+#define CSHIM_CONTROL_SIZE 64
+
+struct cshim_batch {
+    int count;
+    int rx_bufsize;
+    int tx_bufsize;
+    uint8_t *rx_data;                 /* count * rx_bufsize */
+    uint8_t *tx_data;                 /* count * tx_bufsize */
+    struct mmsghdr *rx_msgs;
+    struct mmsghdr *tx_msgs;
+    struct iovec *rx_iov;
+    struct iovec *tx_iov;
+    struct sockaddr_storage *rx_names;
+    struct sockaddr_storage *tx_names;
+    uint8_t *rx_control;              /* count * CSHIM_CONTROL_SIZE */
+    uint8_t *tx_control;
+};
+
+cshim_batch *cshim_batch_new(int count, int rx_bufsize, int tx_bufsize) {
+    if (count < 1 || count > 1024 || rx_bufsize < 1 || tx_bufsize < 1) return NULL;
+    cshim_batch *b = calloc(1, sizeof(*b));
+    if (!b) return NULL;
+    b->count = count;
+    b->rx_bufsize = rx_bufsize;
+    b->tx_bufsize = tx_bufsize;
+    size_t n = (size_t)count;
+    b->rx_data = malloc(n * (size_t)rx_bufsize);
+    b->tx_data = malloc(n * (size_t)tx_bufsize);
+    b->rx_msgs = calloc(n, sizeof(struct mmsghdr));
+    b->tx_msgs = calloc(n, sizeof(struct mmsghdr));
+    b->rx_iov = calloc(n, sizeof(struct iovec));
+    b->tx_iov = calloc(n, sizeof(struct iovec));
+    b->rx_names = calloc(n, sizeof(struct sockaddr_storage));
+    b->tx_names = calloc(n, sizeof(struct sockaddr_storage));
+    b->rx_control = calloc(n, CSHIM_CONTROL_SIZE);
+    b->tx_control = calloc(n, CSHIM_CONTROL_SIZE);
+    if (!b->rx_data || !b->tx_data || !b->rx_msgs || !b->tx_msgs || !b->rx_iov || !b->tx_iov ||
+        !b->rx_names || !b->tx_names || !b->rx_control || !b->tx_control) {
+        cshim_batch_free(b);
+        return NULL;
+    }
+    for (int i = 0; i < count; i++) {
+        b->rx_iov[i].iov_base = b->rx_data + (size_t)i * (size_t)rx_bufsize;
+        b->rx_iov[i].iov_len = (size_t)rx_bufsize;
+        struct msghdr *h = &b->rx_msgs[i].msg_hdr;
+        h->msg_name = &b->rx_names[i];
+        h->msg_iov = &b->rx_iov[i];
+        h->msg_iovlen = 1;
+        h->msg_control = b->rx_control + (size_t)i * CSHIM_CONTROL_SIZE;
+
+        b->tx_iov[i].iov_base = b->tx_data + (size_t)i * (size_t)tx_bufsize;
+        struct msghdr *t = &b->tx_msgs[i].msg_hdr;
+        t->msg_name = &b->tx_names[i];
+        t->msg_iov = &b->tx_iov[i];
+        t->msg_iovlen = 1;
+        t->msg_control = b->tx_control + (size_t)i * CSHIM_CONTROL_SIZE;
+    }
+    return b;
+}
+
+void cshim_batch_free(cshim_batch *b) {
+    if (!b) return;
+    free(b->rx_data); free(b->tx_data);
+    free(b->rx_msgs); free(b->tx_msgs);
+    free(b->rx_iov); free(b->tx_iov);
+    free(b->rx_names); free(b->tx_names);
+    free(b->rx_control); free(b->tx_control);
+    free(b);
+}
+
+int cshim_batch_count(const cshim_batch *b) { return b->count; }
+
+int cshim_batch_recv(cshim_batch *b, int fd) {
+    /* The kernel overwrites name and control lengths and flags on every call. */
+    for (int i = 0; i < b->count; i++) {
+        struct msghdr *h = &b->rx_msgs[i].msg_hdr;
+        h->msg_namelen = sizeof(struct sockaddr_storage);
+        h->msg_controllen = CSHIM_CONTROL_SIZE;
+        h->msg_flags = 0;
+        b->rx_msgs[i].msg_len = 0;
+    }
+    /* recvmmsg's timeout argument is only checked between datagrams; SO_RCVTIMEO is
+       what bounds the wait, so pass NULL here. */
+    return recvmmsg(fd, b->rx_msgs, (unsigned int)b->count, MSG_WAITFORONE, NULL);
+}
+
+uint8_t *cshim_batch_rx_buffer(cshim_batch *b, int i) {
+    return b->rx_data + (size_t)i * (size_t)b->rx_bufsize;
+}
+
+int cshim_batch_rx_length(const cshim_batch *b, int i) { return (int)b->rx_msgs[i].msg_len; }
+
+int cshim_batch_rx_truncated(const cshim_batch *b, int i) {
+    return (b->rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+}
+
+static int sockaddr_to_bytes(const struct sockaddr_storage *ss, socklen_t len, uint8_t *addr, uint16_t *port) {
+    if (ss->ss_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        memset(addr, 0, 16);
+        memcpy(addr, &s4->sin_addr, 4);
+        if (port) *port = ntohs(s4->sin_port);
+        return 4;
+    }
+    if (ss->ss_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        memcpy(addr, &s6->sin6_addr, 16);
+        if (port) *port = ntohs(s6->sin6_port);
+        return 6;
+    }
+    return 0;
+}
+
+int cshim_batch_rx_peer(const cshim_batch *b, int i, uint8_t *addr, uint16_t *port) {
+    const struct msghdr *h = &b->rx_msgs[i].msg_hdr;
+    return sockaddr_to_bytes(&b->rx_names[i], h->msg_namelen, addr, port);
+}
+
+/* Finds the IP_PKTINFO / IPV6_PKTINFO cmsg of receive slot i, or NULL. */
+static struct cmsghdr *find_pktinfo(const cshim_batch *b, int i) {
+    struct msghdr *h = (struct msghdr *)&b->rx_msgs[i].msg_hdr;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) return c;
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) return c;
+    }
+    return NULL;
+}
+
+int cshim_batch_rx_destination(const cshim_batch *b, int i, uint8_t *addr) {
+    struct cmsghdr *c = find_pktinfo(b, i);
+    if (!c) return 0;
+    memset(addr, 0, 16);
+    if (c->cmsg_level == IPPROTO_IP) {
+        struct in_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+        memcpy(addr, &pi.ipi_addr, 4);
+        return 4;
+    }
+    struct in6_pktinfo pi6;
+    memcpy(&pi6, CMSG_DATA(c), sizeof(pi6));
+    memcpy(addr, &pi6.ipi6_addr, 16);
+    return 6;
+}
+
+uint8_t *cshim_batch_tx_buffer(cshim_batch *b, int j) {
+    return b->tx_data + (size_t)j * (size_t)b->tx_bufsize;
+}
+
+int cshim_batch_tx_capacity(const cshim_batch *b) { return b->tx_bufsize; }
+
+void cshim_batch_set_reply(cshim_batch *b, int j, int i, int length) {
+    struct msghdr *t = &b->tx_msgs[j].msg_hdr;
+    const struct msghdr *r = &b->rx_msgs[i].msg_hdr;
+    memcpy(&b->tx_names[j], &b->rx_names[i], r->msg_namelen);
+    t->msg_namelen = r->msg_namelen;
+    b->tx_iov[j].iov_len = (size_t)length;
+    t->msg_flags = 0;
+
+    struct cmsghdr *in = find_pktinfo(b, i);
+    if (!in) {
+        t->msg_controllen = 0;
+        return;
+    }
+    uint8_t *control = b->tx_control + (size_t)j * CSHIM_CONTROL_SIZE;
+    memset(control, 0, CSHIM_CONTROL_SIZE);
+    t->msg_control = control;
+    if (in->cmsg_level == IPPROTO_IP) {
+        /* Source = the address the query was sent to; ifindex 0 lets routing pick the
+           interface (ip(7): ipi_spec_dst is the local source for sendmsg). */
+        struct in_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(in), sizeof(pi));
+        pi.ipi_spec_dst = pi.ipi_addr;
+        pi.ipi_ifindex = 0;
+        t->msg_controllen = CMSG_SPACE(sizeof(pi));
+        struct cmsghdr *c = CMSG_FIRSTHDR(t);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+    } else {
+        /* Keep the interface index: a link-local destination needs it (RFC 3542 6.1). */
+        struct in6_pktinfo pi6;
+        memcpy(&pi6, CMSG_DATA(in), sizeof(pi6));
+        t->msg_controllen = CMSG_SPACE(sizeof(pi6));
+        struct cmsghdr *c = CMSG_FIRSTHDR(t);
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(pi6));
+        memcpy(CMSG_DATA(c), &pi6, sizeof(pi6));
+    }
+}
+
+int cshim_batch_send(cshim_batch *b, int fd, int n, int *first_errno) {
+    int sent = 0, i = 0;
+    *first_errno = 0;
+    if (n > b->count) n = b->count;
+    /* Bounded: every pass either sends at least one datagram or skips one. */
+    while (i < n) {
+        int r = sendmmsg(fd, b->tx_msgs + i, (unsigned int)(n - i), 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (*first_errno == 0) *first_errno = errno;
+            i += 1;
+            continue;
+        }
+        if (r == 0) {
+            i += 1;
+            continue;
+        }
+        sent += r;
+        i += r;
+    }
+    return sent;
+}
+
+int cshim_bind(int fd, int family, const uint8_t *addr, uint16_t port) {
+    if (family == 4) {
+        struct sockaddr_in s4;
+        memset(&s4, 0, sizeof(s4));
+        s4.sin_family = AF_INET;
+        s4.sin_port = htons(port);
+        memcpy(&s4.sin_addr, addr, 4);
+        return bind(fd, (struct sockaddr *)&s4, sizeof(s4));
+    }
+    if (family == 6) {
+        struct sockaddr_in6 s6;
+        memset(&s6, 0, sizeof(s6));
+        s6.sin6_family = AF_INET6;
+        s6.sin6_port = htons(port);
+        memcpy(&s6.sin6_addr, addr, 16);
+        return bind(fd, (struct sockaddr *)&s6, sizeof(s6));
+    }
+    errno = EAFNOSUPPORT;
+    return -1;
+}
+
+int cshim_local_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
+    uint8_t addr[16];
+    uint16_t port = 0;
+    if (sockaddr_to_bytes(&ss, len, addr, &port) == 0) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    return (int)port;
+}
+
+int cshim_accept(int fd, int *family, uint8_t *addr, uint16_t *port) {
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        *family = sockaddr_to_bytes(&ss, len, addr, port);
+        return c;
+    }
+}
+
+int cshim_tcp_nodelay(int fd) {
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int cshim_set_rcvtimeo(int fd, int milliseconds) {
+    struct timeval tv;
+    tv.tv_sec = milliseconds / 1000;
+    tv.tv_usec = (milliseconds % 1000) * 1000;
+    return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+void cshim_name_current_thread(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof(cut) - 1);
+    cut[sizeof(cut) - 1] = 0;
+    (void)pthread_setname_np(pthread_self(), cut);
+}

@@ -1,6 +1,71 @@
 #ifndef MERIDIAN_CSHIM_H
 #define MERIDIAN_CSHIM_H
-/* Wrappers for socket calls and macros Swift's Glibc module does not import.
-   The .c file defines _GNU_SOURCE; this header must not (it breaks fd_set's import). */
-int cshim_placeholder(void);
+/* Wrappers for socket calls and macros Swift's Glibc module does not import
+   (recvmmsg, sendmmsg, struct mmsghdr, in6_pktinfo, CMSG_*, accept4, TCP_NODELAY).
+   The .c file defines _GNU_SOURCE; this header must not (it breaks fd_set's import).
+
+   Addresses cross this boundary as a family (4 or 6), 16 network-order bytes (IPv4 in
+   the first 4) and a host-order port, so Swift never builds or reads a sockaddr. */
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* ---- Batched UDP I/O -------------------------------------------------------------
+   A batch owns `count` receive slots and `count` send slots, each with its own buffer,
+   peer address and control (cmsg) area, all allocated once by cshim_batch_new.
+   Ownership: one batch belongs to one thread; nothing in it is thread-safe.
+   Receive slot i is valid after cshim_batch_recv returned n > i and until the next
+   cshim_batch_recv. Send slot j is filled by cshim_batch_set_reply and consumed by
+   cshim_batch_send. */
+typedef struct cshim_batch cshim_batch;
+
+/* Returns NULL when memory is exhausted or an argument is out of range. */
+cshim_batch *cshim_batch_new(int count, int rx_bufsize, int tx_bufsize);
+void cshim_batch_free(cshim_batch *b);
+int cshim_batch_count(const cshim_batch *b);
+
+/* recvmmsg(MSG_WAITFORONE): blocks for the first datagram, then takes what is queued.
+   Returns the number received (>= 0) or -1 with errno set. EINTR is returned, not
+   retried, so the caller can check its stop flag before blocking again. */
+int cshim_batch_recv(cshim_batch *b, int fd);
+
+uint8_t *cshim_batch_rx_buffer(cshim_batch *b, int i);
+int cshim_batch_rx_length(const cshim_batch *b, int i);
+/* Non-zero when the datagram did not fit the receive buffer (MSG_TRUNC). */
+int cshim_batch_rx_truncated(const cshim_batch *b, int i);
+/* The sender. Returns the family (4 or 6, 0 if unknown) and fills addr[16] and port. */
+int cshim_batch_rx_peer(const cshim_batch *b, int i, uint8_t *addr, uint16_t *port);
+/* The local address the datagram was sent to, from IP_PKTINFO / IPV6_PKTINFO.
+   Returns the family (4 or 6) or 0 when the socket delivered no such cmsg. */
+int cshim_batch_rx_destination(const cshim_batch *b, int i, uint8_t *addr);
+
+uint8_t *cshim_batch_tx_buffer(cshim_batch *b, int j);
+int cshim_batch_tx_capacity(const cshim_batch *b);
+/* Prepares send slot j: `length` bytes of its buffer go to the sender of receive slot i,
+   from the address that datagram was sent to (so a wildcard-bound socket answers from
+   the right source). */
+void cshim_batch_set_reply(cshim_batch *b, int j, int i, int length);
+
+/* sendmmsg over send slots [0, n). A datagram the kernel refuses (e.g. EPERM from a
+   firewall, ENETUNREACH) is skipped so the rest still go out.
+   Returns how many were sent; *first_errno is 0 or the errno of the first failure. */
+int cshim_batch_send(cshim_batch *b, int fd, int n, int *first_errno);
+
+/* ---- Plain socket helpers ------------------------------------------------------- */
+
+/* bind() to family 4/6, addr (4 or 16 bytes used), port. Returns 0 or -1 with errno. */
+int cshim_bind(int fd, int family, const uint8_t *addr, uint16_t port);
+/* The locally bound port, or -1 with errno. */
+int cshim_local_port(int fd);
+/* accept4(SOCK_NONBLOCK | SOCK_CLOEXEC), retrying EINTR. Returns the new fd or -1 with
+   errno; on success fills *family (4 or 6), addr[16] and *port of the client. */
+int cshim_accept(int fd, int *family, uint8_t *addr, uint16_t *port);
+/* setsockopt(TCP_NODELAY, 1). Returns 0 or -1 with errno. */
+int cshim_tcp_nodelay(int fd);
+/* Sets receive timeout (SO_RCVTIMEO) in milliseconds. Returns 0 or -1 with errno. */
+int cshim_set_rcvtimeo(int fd, int milliseconds);
+
+/* Names the calling thread (shown by top -H, gdb); longer names are cut to 15 bytes. */
+void cshim_name_current_thread(const char *name);
+
 #endif

@@ -431,14 +431,18 @@ public final class QueryEngine {
             let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: name[0..<nameLength]))
             guard idx >= 0 else { continue }
             let inDomain = isBelow(cutName)
-            for t in [RRType.a, RRType.aaaa] {
-                guard let set = zone.nodes[idx].rrset(t) else { continue }
-                if try !writeSet(set, owner: additionalTargets[i], section: .additional), inDomain {
-                    tc = true
-                    return
-                }
+            if try !addresses(zone.nodes[idx], owner: additionalTargets[i]), inDomain {
+                tc = true
+                return
             }
         }
+    }
+
+    /// The node's A and AAAA RRsets into the additional section; false if one did not fit.
+    private func addresses(_ node: ZoneNode, owner: Int) throws(DNSWireError) -> Bool {
+        if let set = node.rrset(.a), try !writeSet(set, owner: owner, section: .additional) { return false }
+        if let set = node.rrset(.aaaa), try !writeSet(set, owner: owner, section: .additional) { return false }
+        return true
     }
 
     /// Whether `name` is at or below the lowercase wire name `cut`.
@@ -461,10 +465,7 @@ public final class QueryEngine {
             else { continue }
             let zone = zones.zones[z]
             guard case .found(let idx) = walk(zone, originOffset: origin, qtype: .a) else { continue }
-            for t in [RRType.a, RRType.aaaa] {
-                guard let set = zone.nodes[idx].rrset(t) else { continue }
-                guard try writeSet(set, owner: additionalTargets[i], section: .additional) else { return }
-            }
+            guard try addresses(zone.nodes[idx], owner: additionalTargets[i]) else { return }
         }
     }
 }

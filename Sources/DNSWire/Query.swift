@@ -67,19 +67,23 @@ public struct ParsedQuery: Sendable {
 
     /// Parses a whole query: header, the single question, and any OPT record.
     ///
-    /// Throws for every malformed case the server answers with FORMERR: QDCOUNT != 1
+    /// Throws for every malformed case the server answers with FORMERR: QDCOUNT above 1
     /// (RFC 9619), a bad question name, records that overrun the message, an OPT record
     /// that is not in the additional section, has a non-root owner or appears twice
     /// (RFC 6891 6.1.1), a malformed Client Subnet option (RFC 7871 6), and bytes left after
     /// the last record.
     public static func parse(_ msg: UnsafeRawBufferPointer) throws(DNSWireError) -> ParsedQuery {
         guard var q = header(msg) else { throw .truncated(msg.count) }
-        guard q.qdcount == 1 else { throw .badQuestionCount(4) }
-        let nameEnd = try Wire.readName(msg, at: 12)
-        q.qnameLength = nameEnd - 12
-        q.qtype = RRType(try Wire.getU16(msg, nameEnd))
-        q.qclass = RRClass(rawValue: try Wire.getU16(msg, nameEnd + 2))
-        q.questionEnd = nameEnd + 4
+        // QDCOUNT 0 is allowed only to fetch a server cookie (RFC 7873 5.4); the engine
+        // answers FORMERR when no COOKIE option came with it.
+        guard q.qdcount <= 1 else { throw .badQuestionCount(4) }
+        if q.qdcount == 1 {
+            let nameEnd = try Wire.readName(msg, at: 12)
+            q.qnameLength = nameEnd - 12
+            q.qtype = RRType(try Wire.getU16(msg, nameEnd))
+            q.qclass = RRClass(rawValue: try Wire.getU16(msg, nameEnd + 2))
+            q.questionEnd = nameEnd + 4
+        }
         var off = q.questionEnd
         let total = Int(q.ancount) + Int(q.nscount) + Int(q.arcount)
         for i in 0..<total {

@@ -27,6 +27,14 @@ public struct LoadOutcome: Sendable {
 
 /// The commands' implementations, kept here so the executable stays a thin shell.
 public enum Runtime {
+    /// Server cookie secret for this process: random at start and kept across reloads, so
+    /// cookies stay valid through a SIGHUP.
+    static let cookieJar: ServerCookies? = {
+        var key = [UInt8](repeating: 0, count: 16)
+        for i in 0..<16 { key[i] = UInt8.random(in: 0...255) }
+        return ServerCookies(secret: key, previous: nil)
+    }()
+
     /// Parses and validates everything, then builds one immutable snapshot. Never partial:
     /// any error means no snapshot.
     public static func load(_ sources: ConfigSources, generation: UInt64) -> LoadOutcome {
@@ -46,7 +54,8 @@ public enum Runtime {
         if let config = sources.configPath {
             out.errors.append("\(config):1:1: YAML configuration is not supported by this build")
         }
-        let options = EngineOptions()
+        var options = EngineOptions()
+        options.cookies = cookieJar
         let loaded = ZoneLoader.load(zoneSources, baseDirectory: base)
         out.errors += loaded.errors.map(\.description)
         guard out.errors.isEmpty else { return out }

@@ -8,6 +8,9 @@ public struct EngineOptions: Sendable {
     public var nsid: [UInt8]? = nil
     /// Most CNAMEs followed inside served zones before the answer stops (loop bound).
     public var maxCNAMEChain: Int = 8
+    /// DNS Cookies (RFC 7873, RFC 9018); nil ignores COOKIE options as a server without
+    /// cookie support would.
+    public var cookies: ServerCookies? = nil
     public init() {}
 }
 
@@ -87,8 +90,9 @@ public final class QueryEngine {
     /// Writes the response to `query` into `out`; returns its length, or 0 to send nothing
     /// (shorter than a header, or a response rather than a query: never answer those, to
     /// avoid loops).
+    /// `now` (seconds since the epoch) dates server cookies.
     public func respond(query q: UnsafeRawBufferPointer, client: IPAddress, tcp: Bool, zones: ZoneSet,
-                        options: EngineOptions, out: UnsafeMutableRawBufferPointer) -> Int {
+                        options: EngineOptions, out: UnsafeMutableRawBufferPointer, now: UInt32 = 0) -> Int {
         guard let h = ParsedQuery.header(q), !h.isResponse else { return 0 }
         an = 0; ns = 0; ar = 0; rcode = .noError; aa = false; tc = false; scope = 0; additionalCount = 0
         let pq: ParsedQuery
@@ -112,7 +116,10 @@ public final class QueryEngine {
         let optSize = edns.map { optLength($0, options) } ?? 0
         writer.setLimit(limit - optSize)
 
-        if let e = edns, e.version > 0 {
+        if pq.qdcount == 0 {
+            // RFC 7873 5.4: a query with only a COOKIE gets a cookie back; otherwise FORMERR (RFC 9619).
+            if edns == nil || edns!.cookieOffset < 0 || options.cookies == nil { rcode = .formErr }
+        } else if let e = edns, e.version > 0 {
             rcode = .badVers // RFC 6891 6.1.3: no answer, OPT with version 0.
         } else if pq.opcode != 0 {
             rcode = .notImp
@@ -131,7 +138,7 @@ public final class QueryEngine {
 
         writer.setLimit(limit)
         if let e = edns {
-            do { try writeOPT(e, options) } catch { tc = true }
+            do { try writeOPT(e, options, query: q, client: client, now: now) } catch { tc = true }
         }
         var flags: UInt16 = HeaderFlags.qr | (pq.flags & (0x7800 | HeaderFlags.rd | HeaderFlags.cd))
         if aa { flags |= HeaderFlags.aa }
@@ -139,7 +146,7 @@ public final class QueryEngine {
         flags |= rcode.rawValue & 0xF
         writer.setU16(pq.id, at: 0)
         writer.setU16(flags, at: 2)
-        writer.setU16(1, at: 4)
+        writer.setU16(pq.qdcount, at: 4)
         writer.setU16(UInt16(an), at: 6)
         writer.setU16(UInt16(ns), at: 8)
         writer.setU16(UInt16(ar + (edns != nil ? 1 : 0)), at: 10)
@@ -163,10 +170,11 @@ public final class QueryEngine {
         var n = 11
         if let s = e.clientSubnet { n += 8 + (Int(s.sourcePrefix) + 7) / 8 }
         if e.nsidRequested, let id = o.nsid { n += 4 + id.count }
+        if e.cookieOffset >= 0, o.cookies != nil { n += 4 + 24 }
         return n
     }
 
-    private func writeOPT(_ e: EDNSInfo, _ o: EngineOptions) throws(DNSWireError) {
+    private func writeOPT(_ e: EDNSInfo, _ o: EngineOptions, query: UnsafeRawBufferPointer, client: IPAddress, now: UInt32) throws(DNSWireError) {
         try writer.writeU8(0)
         try writer.writeU16(RRType.opt.rawValue)
         try writer.writeU16(UInt16(max(512, o.maxUDPSize)))
@@ -190,6 +198,18 @@ public final class QueryEngine {
             try writer.writeU16(EDNSOption.nsid)
             try writer.writeU16(UInt16(id.count))
             try writer.writeBytes(id)
+        }
+        if e.cookieOffset >= 0, let jar = o.cookies {
+            // RFC 7873 5.2: echo the client cookie with a fresh server cookie, whether or
+            // not the one received was valid (this server does not enforce cookies, so it
+            // never answers BADCOOKIE: RFC 7873 5.2.3 leaves that to servers that do).
+            try writer.writeU16(EDNSOption.cookie)
+            try writer.writeU16(24)
+            let at = writer.position
+            try writer.writeBytes(UnsafeRawBufferPointer(rebasing: query[e.cookieOffset..<(e.cookieOffset + 8)]))
+            for _ in 0..<4 { try writer.writeU32(0) } // the server cookie, filled in below
+            jar.make(clientCookie: UnsafeRawBufferPointer(rebasing: query[e.cookieOffset..<(e.cookieOffset + 8)]), client: client,
+                     now: now, into: UnsafeMutableRawBufferPointer(rebasing: writer.buffer[(at + 8)..<(at + 24)]))
         }
         writer.setU16(UInt16(writer.position - start), at: lenAt)
     }

@@ -160,3 +160,58 @@ func authoritativeAnswers(_ i: Int) {
     let len = q.withUnsafeBytes { engine.respond(query: $0, client: IPAddress("127.0.0.1")!, tcp: false, zones: zones, options: EngineOptions(), out: out) }
     #expect(len == 0)
 }
+
+/// A query with a COOKIE option holding `cookie` (8 bytes alone, or 8 + server cookie).
+private func cookieQuery(_ cookie: [UInt8], question: Bool = true) -> [UInt8] {
+    var q = QueryBuilder.query(id: 77, name: n("www.example.com."), type: .a, edns: true)
+    if !question {
+        // Drop the question: header, then the OPT record alone.
+        let qlen = n("www.example.com.").wire.count + 4
+        q.removeSubrange(12..<(12 + qlen))
+        q[5] = 0
+    }
+    // Append the option to the OPT rdata (the OPT is the last record; its RDLENGTH the last 2 bytes).
+    let opt: [UInt8] = [0, 10, 0, UInt8(cookie.count)] + cookie
+    let len = Int(q[q.count - 2]) << 8 | Int(q[q.count - 1])
+    let newLen = len + opt.count
+    q[q.count - 2] = UInt8(newLen >> 8); q[q.count - 1] = UInt8(newLen & 0xFF)
+    return q + opt
+}
+
+private func respondWithCookies(_ q: [UInt8], now: UInt32 = 1_700_000_000) -> Message {
+    let engine = QueryEngine()
+    var o = EngineOptions()
+    o.cookies = ServerCookies(secret: Array(0..<16), previous: nil)
+    let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+    defer { out.deallocate() }
+    let len = q.withUnsafeBytes { engine.respond(query: $0, client: IPAddress("192.0.2.1")!, tcp: false, zones: zones, options: o, out: out, now: now) }
+    return try! Message(decoding: Array(out[0..<len]))
+}
+
+@Test func cookiesAreEchoedWithAServerCookie() throws {
+    let cc: [UInt8] = [9, 8, 7, 6, 5, 4, 3, 2]
+    let m = respondWithCookies(cookieQuery(cc))
+    #expect(m.rcode == .noError)
+    #expect(m.answers.count == 2)
+    let c = try #require(m.ednsOptions.first { $0.code == EDNSOption.cookie })
+    #expect(c.data.count == 24)
+    #expect(Array(c.data[0..<8]) == cc)
+    let jar = ServerCookies(secret: Array(0..<16), previous: nil)!
+    #expect(c.data.withUnsafeBytes { jar.isValid(cookie: $0, client: IPAddress("192.0.2.1")!, now: 1_700_000_100) })
+    // A stale or forged server cookie is not an error: the query is answered with a new one.
+    let again = respondWithCookies(cookieQuery(cc + [UInt8](repeating: 0xAB, count: 16)))
+    #expect(again.rcode == .noError && again.answers.count == 2)
+}
+
+@Test func cookieOnlyQueryWithoutQuestion() {
+    let m = respondWithCookies(cookieQuery([1, 2, 3, 4, 5, 6, 7, 8], question: false))
+    #expect(m.rcode == .noError)
+    #expect(!m.hasQuestion)
+    #expect(m.ednsOptions.contains { $0.code == EDNSOption.cookie })
+    // Without a cookie, QDCOUNT 0 is FORMERR (RFC 9619).
+    var bare = QueryBuilder.query(id: 1, name: n("www.example.com."), type: .a)
+    bare = Array(bare[0..<12]); bare[5] = 0
+    #expect(respond(bare).rcode == .formErr)
+    // A COOKIE option of a bad length is FORMERR (RFC 7873 5.2.2).
+    #expect(respondWithCookies(cookieQuery([1, 2, 3])).rcode == .formErr)
+}

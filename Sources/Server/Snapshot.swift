@@ -11,9 +11,13 @@ public final class ServingSnapshot: Sendable {
     /// When this snapshot was built, for status views.
     public let loadedAt: Double
     public let generation: UInt64
+    /// Response rate limiting over UDP; nil when off. Kept across reloads with equal settings.
+    public let rateLimiter: ResponseRateLimiter?
 
-    public init(zones: ZoneSet, options: EngineOptions, loadedAt: Double, generation: UInt64 = 0) {
+    public init(zones: ZoneSet, options: EngineOptions, loadedAt: Double, generation: UInt64 = 0,
+                rateLimiter: ResponseRateLimiter? = nil) {
         self.zones = zones; self.options = options; self.loadedAt = loadedAt; self.generation = generation
+        self.rateLimiter = rateLimiter
     }
 }
 
@@ -63,7 +67,10 @@ public final class AuthoritativeResponder: QueryResponder {
         }
         let s = snapshot
         // time() reads the vDSO clock: no system call per query.
-        return engine.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
-                              options: s.options, out: response, now: UInt32(truncatingIfNeeded: time(nil)))
+        let now = UInt32(truncatingIfNeeded: time(nil))
+        let n = engine.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
+                               options: s.options, out: response, now: now)
+        guard transport == .udp, let rrl = s.rateLimiter else { return n }
+        return rrl.apply(response: response, length: n, client: client, now: now)
     }
 }

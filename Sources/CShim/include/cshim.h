@@ -68,4 +68,12 @@ int cshim_set_rcvtimeo(int fd, int milliseconds);
 /* Names the calling thread (shown by top -H, gdb); longer names are cut to 15 bytes. */
 void cshim_name_current_thread(const char *name);
 
+/* ---- Relaxed 64-bit atomics on shared tables --------------------------------------
+   For lock-free tables shared by worker threads (response rate limiting), where each slot
+   is one packed 64-bit word. Static inline, so Swift inlines them. */
+static inline uint64_t cshim_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline int cshim_cas64(uint64_t *p, uint64_t expected, uint64_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 #endif

@@ -6,6 +6,11 @@ public struct ZoneFileEntry: Sendable, Hashable {
     public var origin: String
     public var fileName: String
 
+    public init(origin: String, fileName: String) {
+        self.origin = origin
+        self.fileName = fileName
+    }
+
     /// Every `*.zone` file in `directory`, sorted by file name.
     public static func scan(_ directory: String) throws -> [ZoneFileEntry] {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".zone") }.sorted()

@@ -1,4 +1,8 @@
 import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a finished command printed and how it ended.
 public struct CommandOutput: Sendable {
@@ -58,47 +62,88 @@ public func findExecutable(_ name: String) -> String? {
 
 /// A child process whose stdout and stderr go to files in a private temporary folder.
 /// Used for long-running servers (Meridian, NSD) and for one-shot commands.
-public final class ChildProcess: @unchecked Sendable {
-    // @unchecked: `process` is only started in init and then read through Foundation's
-    // thread-safe accessors; the paths are immutable.
-    private let process = Process()
+///
+/// Started with `posix_spawn` and an empty signal mask and default handlers: a thread of
+/// the test runner may block SIGTERM, and a spawned child inherits that mask, which made
+/// NSD ignore SIGTERM when it was started through Foundation's `Process`.
+///
+///     let p = try ChildProcess(path: "/usr/sbin/nsd", arguments: ["-d", "-c", conf])
+///     await p.stop()      // SIGTERM, bounded wait, SIGKILL if needed
+public final class ChildProcess: Sendable {
+    public let pid: pid_t
     public let directory: URL
     public let stdoutPath: URL
     public let stderrPath: URL
     public let description: String
+    /// The raw wait status once reaped; reaping happens once, under the lock.
+    private let reaped = Mutex<Int32?>(nil)
 
-    public init(path: String, arguments: [String], environment: [String: String]? = nil) throws {
+    public init(path: String, arguments: [String]) throws {
         guard FileManager.default.isExecutableFile(atPath: path) else { throw ProcessError.notFound(path) }
         directory = try makeTemporaryDirectory(prefix: "meridian-proc")
         stdoutPath = directory.appendingPathComponent("stdout")
         stderrPath = directory.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: stdoutPath.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: stderrPath.path, contents: nil)
         description = ([URL(fileURLWithPath: path).lastPathComponent] + arguments).joined(separator: " ")
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: stdoutPath)
-        process.standardError = try FileHandle(forWritingTo: stderrPath)
-        do { try process.run() } catch { throw ProcessError.launchFailed(path, "\(error)") }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, path, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw ProcessError.launchFailed(path, String(cString: strerror(rc))) }
+        pid = child
     }
 
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
-    /// The exit status (or the signal number for a signalled exit), nil while running.
-    public var exitStatus: Int32? { process.isRunning ? nil : process.terminationStatus }
+    /// Reaps the child if it has exited (non-blocking).
+    private func poll() -> Int32? {
+        reaped.withLock { state in
+            if let s = state { return s }
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { state = status }
+            return state
+        }
+    }
+
+    public var isRunning: Bool { poll() == nil }
+
+    /// The exit code, or 128 + the signal number when a signal ended it (the shell's
+    /// convention); nil while running.
+    public var exitStatus: Int32? {
+        guard let s = poll() else { return nil }
+        let sig = s & 0x7F
+        return sig == 0 ? (s >> 8) & 0xFF : 128 + sig
+    }
+
     public var stdoutText: String { (try? String(contentsOf: stdoutPath, encoding: .utf8)) ?? "" }
     public var stderrText: String { (try? String(contentsOf: stderrPath, encoding: .utf8)) ?? "" }
 
     public func signal(_ sig: Int32) {
-        if process.isRunning { kill(process.processIdentifier, sig) }
+        if isRunning { kill(pid, sig) }
     }
 
     /// Waits for the process to end; false when it is still running after `timeout`.
     public func waitForExit(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
+        while isRunning {
             if ContinuousClock.now >= deadline { return false }
             try? await Task.sleep(for: .milliseconds(10))
         }
@@ -118,7 +163,11 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
     }
 }
 

@@ -43,9 +43,19 @@ public final class MeridianProcess: Sendable {
 
     /// `meridian serve --zones DIR --listen 127.0.0.1:PORT` on a fresh free port, plus any
     /// `extraArguments` (more `--listen`s, for example).
+    /// With no `port` given, a start that fails because the port was taken in the meantime
+    /// ("in use" in the log) is retried on another port, at most three times.
     public static func serve(zones: String, extraArguments: [String] = [], port: UInt16? = nil) async throws -> MeridianProcess {
-        let p = try port ?? freePort()
-        return try await start(["serve", "--zones", zones, "--listen", "127.0.0.1:\(p)"] + extraArguments, port: p)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let p = try port ?? freePort()
+            do {
+                return try await start(["serve", "--zones", zones, "--listen", "127.0.0.1:\(p)"] + extraArguments, port: p)
+            } catch let ProcessError.exitedEarly(_, _, log) where port == nil && attempt < 3 && log.lowercased().contains("in use") {
+                continue
+            }
+        }
     }
 
     /// Everything the server wrote to stderr and stdout so far (its swift-log output).

@@ -87,9 +87,23 @@ public final class NSDServer: Sendable {
     /// waits until it answers (bounded by `readyTimeout`).
     public static func start(zonesDirectory: String, port: UInt16? = nil, extraServerOptions: [String] = [],
                              readyTimeout: Duration = .seconds(10)) async throws -> NSDServer {
+        // A port taken between `freePort()` and NSD's bind is retried on another, at most three times.
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await startOnce(zonesDirectory: zonesDirectory, port: port ?? freePort(),
+                                           extraServerOptions: extraServerOptions, readyTimeout: readyTimeout)
+            } catch let ProcessError.launchFailed(_, why) where port == nil && attempt < 3 && why.contains("in use") {
+                continue
+            }
+        }
+    }
+
+    private static func startOnce(zonesDirectory: String, port p: UInt16, extraServerOptions: [String],
+                                  readyTimeout: Duration) async throws -> NSDServer {
         guard let bin = binary else { throw ProcessError.notFound("nsd (apt-get install nsd, or run scripts/setup)") }
         let zones = try ZoneFileEntry.scan(zonesDirectory)
-        let p = try port ?? freePort()
         let state = try makeTemporaryDirectory(prefix: "meridian-nsd")
         let conf = state.appendingPathComponent("nsd.conf")
         try configuration(zonesDirectory: zonesDirectory, zones: zones, port: p, stateDirectory: state.path,

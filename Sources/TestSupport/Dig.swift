@@ -38,6 +38,11 @@ public enum Dig {
         return DigResult(parsing: out.stdout).answer.map(\.normalized).sorted()
     }
 
+    /// The bound on a whole batch: generous for a server that answers (a few ms per query
+    /// on loopback), yet a server that drops everything fails the batch in minutes rather
+    /// than dig's two seconds per query.
+    public static func batchTimeout(_ count: Int) -> Duration { .seconds(Int64(30 + count / 5)) }
+
     /// Several queries in one dig process (`dig -f`), in order. Each entry is
     /// `[name, type, options...]`. Faster than one process per query for a large corpus.
     public static func batch(_ queries: [[String]], server: String = "127.0.0.1", port: UInt16,
@@ -48,7 +53,7 @@ public enum Dig {
         try queries.map { $0.joined(separator: " ") }.joined(separator: "\n").appending("\n")
             .write(to: file, atomically: true, encoding: .utf8)
         let out = try await run(["@\(server)", "-p", "\(port)", "-f", file.path] + defaultOptions + options,
-                                timeout: .seconds(Int64(30 + queries.count * 3)))
+                                timeout: batchTimeout(queries.count))
         return DigResult.splitBatch(out.stdout)
     }
 }

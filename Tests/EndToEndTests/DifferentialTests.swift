@@ -130,6 +130,9 @@ enum Differ {
     /// Runs the corpus against both servers over UDP and returns (corpus size, mismatch report lines).
     static func run(corpus: [CorpusQuery], referencePort: UInt16, candidatePort: UInt16) async throws -> (Int, [String]) {
         let args = corpus.map(\.digArguments)
+        // A server that does not answer at all fails here, before a corpus of timeouts.
+        let probe = try await Dig.query("www.example.com", "A", port: candidatePort)
+        guard probe.gotReply else { return (corpus.count, ["no reply to a probe query: \(probe.notes)"]) }
         let ref = try await Dig.batch(args, port: referencePort, options: ["+ignore"])
         let got = try await Dig.batch(args, port: candidatePort, options: ["+ignore"])
         guard ref.count == corpus.count, got.count == corpus.count else {

@@ -140,3 +140,12 @@ struct HarnessTests {
         }
     }
 }
+
+@Test func temporaryZoneFolderIsAPrivateCopy() throws {
+    let folder = try TemporaryZoneFolder(copying: Fixtures.zones)
+    defer { folder.remove() }
+    #expect(try ZoneFileEntry.scan(folder.path).count == 2)
+    try folder.write("example.net.zone", contents: "; changed\n")
+    #expect(try folder.read("example.net.zone") == "; changed\n")
+    #expect(try String(contentsOfFile: Fixtures.zones + "/example.net.zone", encoding: .utf8).contains("203.0.113.10"))
+}

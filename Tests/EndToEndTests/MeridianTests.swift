@@ -269,7 +269,19 @@ struct MeridianTests {
         _ = try await Dig.query("www.example.com", "A", port: server.port)
         let status = await server.stop()
         #expect(status == 0, "exit status after SIGTERM; log:\n\(server.logText)")
-        #expect(!server.logText.isEmpty, "one log line per start, stop and zone load")
+        let log = server.logText
+        #expect(!log.isEmpty, "one log line per start, stop and zone load")
+        #expect(log.contains("example.com") && log.contains("example.net"), "each zone load is logged:\n\(log)")
+    }
+
+    @Test(arguments: [["--help"], ["--version"], ["serve", "--help"], ["check", "--help"]])
+    func helpAndVersion(_ arguments: [String]) async throws {
+        let out = try await MeridianProcess.run(arguments, timeout: .seconds(10))
+        #expect(out.status == 0, "\(arguments): \(out.combined)")
+        #expect(!out.combined.isEmpty)
+        if arguments.last == "--help" && arguments.count == 2 {
+            #expect(out.combined.contains("--zones"), "\(arguments): \(out.combined)")
+        }
     }
 
     @Test func checkAcceptsTheFixtureZones() async throws {

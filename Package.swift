@@ -45,6 +45,6 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire"], exclude: ["Fixtures"]),
     ]
 )

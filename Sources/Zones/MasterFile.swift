@@ -32,6 +32,9 @@ public struct MasterFileParser: Sendable {
     public var baseDirectory: String
     public var maxIncludeDepth: Int
 
+    /// Reporting stops after this many errors.
+    public static let maxErrors = 1000
+
     public init(origin: DNSName, baseDirectory: String, maxIncludeDepth: Int = 8) {
         self.origin = origin
         self.baseDirectory = baseDirectory
@@ -49,6 +52,9 @@ public struct MasterFileParser: Sendable {
     }
 
     /// Reads and parses the file at `path`; `displayPath` (default: `path`) names it in messages.
+    /// Included files are named by their path relative to `baseDirectory`, prefixed with the
+    /// folder part of `displayPath` (so `zones/example.com.zone` including `inc/hosts.inc`
+    /// reports `zones/inc/hosts.inc:3:1: ...`).
     public func parseFile(path: String, displayPath: String? = nil) throws(ZoneErrors) -> [ResourceRecord] {
         let shown = displayPath ?? path
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -101,6 +107,9 @@ struct ParseRun {
     var errors: [ZoneError] = []
     /// Real paths of the files being read, outermost first, for loop detection.
     var stack: [String] = []
+    /// How many `$INCLUDE`s deep the current file is (0 for the top file).
+    var depth = 0
+    var stopped = false
 
     init(parser: MasterFileParser, displayDirectory: String) {
         self.parser = parser
@@ -116,7 +125,14 @@ struct ParseRun {
     mutating func parse(bytes: [UInt8], file: String, state initial: FileState) {
         var lexer = ZoneLexer(bytes: bytes, file: file)
         var st = initial
-        while let entry = lexer.next(errors: &errors) {
+        while !stopped, let entry = lexer.next(errors: &errors) {
+            if errors.count >= MasterFileParser.maxErrors {
+                // A binary or badly broken file would otherwise produce an error per line.
+                errors.append(ZoneError(SourceLocation(file: file, line: entry.line, column: 1),
+                                        "too many errors: stopped after \(MasterFileParser.maxErrors)"))
+                stopped = true
+                break
+            }
             if entry.failed { continue }
             let first = entry.tokens[0]
             if !entry.blankOwner, first.field.bytes.first == UInt8(ascii: "$"), !first.field.quoted {
@@ -197,14 +213,16 @@ struct ParseRun {
         if stack.contains(real) {
             return fail(pathTok, file, "$INCLUDE loop: \"\(arg)\" is already being read")
         }
-        guard stack.count < parser.maxIncludeDepth + 1 else {
+        guard depth < parser.maxIncludeDepth else {
             return fail(pathTok, file, "$INCLUDE nested deeper than \(parser.maxIncludeDepth) files")
         }
         var child = FileState(origin: childOrigin)
         child.defaultTTL = st.defaultTTL
         child.lastTTL = st.lastTTL
         stack.append(real)
+        depth += 1
         parse(bytes: [UInt8](data), file: shown, state: child)
+        depth -= 1
         stack.removeLast()
     }
 

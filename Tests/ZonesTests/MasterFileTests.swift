@@ -153,6 +153,17 @@ func parseErrors(_ file: String, _ expected: [String]) {
     }
 }
 
+@Test func errorCountIsBounded() {
+    let text = "$TTL 1\n" + String(repeating: "x A 999.1.1.1\n", count: MasterFileParser.maxErrors + 50)
+    do {
+        _ = try MasterFileParser(origin: name("many.test."), baseDirectory: fixtures).parse(contents: text, file: "many")
+        Issue.record("accepted")
+    } catch {
+        #expect(error.errors.count == MasterFileParser.maxErrors + 1)
+        #expect(error.errors.last?.description == "many:1002:1: too many errors: stopped after 1000")
+    }
+}
+
 /// Bounded random byte soup: the parser reports errors and never traps.
 @Test func garbageNeverCrashes() {
     var seed: UInt64 = 0xDEAD_BEEF_CAFE_F00D
@@ -190,6 +201,7 @@ func parseErrors(_ file: String, _ expected: [String]) {
     ("check-dname.zone", [
         "zones/check-dname.zone:7:4: second DNAME at dn.check.test.: a name has at most one DNAME (RFC 6672 2.4)",
         "zones/check-dname.zone:8:1: x.dn.check.test. A is below the DNAME at dn.check.test.: names below a DNAME are not served (RFC 6672 2.4)",
+        "zones/check-dname.zone:9:1: CNAME and other data at cd.check.test.: a CNAME owner has no other records (RFC 2181 10.1)",
     ]),
     ("check-soa.zone", [
         "zones/check-soa.zone:4:3: second SOA record at the apex check.test.: expected exactly one",

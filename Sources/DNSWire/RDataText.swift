@@ -519,8 +519,9 @@ struct FieldParser {
 
     /// Hex spread over the remaining fields (whitespace inside is allowed, RFC 4034 5.3).
     mutating func hexRest(_ what: String) throws(RDataTextError) {
-        _ = try take(what, "hexadecimal digits")
-        i -= 1
+        guard more else {
+            throw RDataTextError(field: i, message: "missing \(what) in \(type) rdata: expected hexadecimal digits")
+        }
         let v = try hexFields(what)
         guard !v.isEmpty else { throw bad(what, "hexadecimal digits", at: i - 1) }
         out.append(contentsOf: v)

@@ -470,10 +470,40 @@ struct FieldParser {
     mutating func address(v6: Bool) throws(RDataTextError) {
         let expected = v6 ? "an IPv6 address" : "an IPv4 address"
         let f = try take("address", expected)
-        guard !f.quoted, let a = IPAddress(String(decoding: f.bytes, as: UTF8.self)), a.isV6 == v6 else {
+        if !v6 {
+            guard !f.quoted, FieldParser.appendIPv4(f.bytes, to: &out) else { throw bad("address", expected, at: i - 1) }
+            return
+        }
+        guard !f.quoted, let a = IPAddress(String(decoding: f.bytes, as: UTF8.self)), a.isV6 else {
             throw bad("address", expected, at: i - 1)
         }
         out.append(contentsOf: a.bytes)
+    }
+
+    /// Dotted quad straight from bytes (the common record in a large zone): exactly four
+    /// decimal octets of 1-3 digits, each at most 255.
+    static func appendIPv4(_ b: [UInt8], to out: inout [UInt8]) -> Bool {
+        var parts = 0, v = 0, digits = 0
+        var tmp: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
+        for k in 0...b.count {
+            let c: UInt8 = k < b.count ? b[k] : UInt8(ascii: ".")
+            if isDigit(c) {
+                v = v * 10 + Int(c - 48); digits += 1
+                guard digits <= 3 else { return false }
+                continue
+            }
+            guard c == UInt8(ascii: "."), digits > 0, v <= 255, parts < 4 else { return false }
+            switch parts {
+            case 0: tmp.0 = UInt8(v)
+            case 1: tmp.1 = UInt8(v)
+            case 2: tmp.2 = UInt8(v)
+            default: tmp.3 = UInt8(v)
+            }
+            parts += 1; v = 0; digits = 0
+        }
+        guard parts == 4 else { return false }
+        out.append(tmp.0); out.append(tmp.1); out.append(tmp.2); out.append(tmp.3)
+        return true
     }
 
     /// RFC 1035 5.1 <character-string>: quoted or not, escapes decoded, 255 octets at most.
@@ -489,8 +519,9 @@ struct FieldParser {
 
     /// Hex spread over the remaining fields (whitespace inside is allowed, RFC 4034 5.3).
     mutating func hexRest(_ what: String) throws(RDataTextError) {
-        _ = try take(what, "hexadecimal digits")
-        i -= 1
+        guard more else {
+            throw RDataTextError(field: i, message: "missing \(what) in \(type) rdata: expected hexadecimal digits")
+        }
         let v = try hexFields(what)
         guard !v.isEmpty else { throw bad(what, "hexadecimal digits", at: i - 1) }
         out.append(contentsOf: v)

@@ -32,6 +32,9 @@ public struct MasterFileParser: Sendable {
     public var baseDirectory: String
     public var maxIncludeDepth: Int
 
+    /// Reporting stops after this many errors.
+    public static let maxErrors = 1000
+
     public init(origin: DNSName, baseDirectory: String, maxIncludeDepth: Int = 8) {
         self.origin = origin
         self.baseDirectory = baseDirectory
@@ -49,6 +52,9 @@ public struct MasterFileParser: Sendable {
     }
 
     /// Reads and parses the file at `path`; `displayPath` (default: `path`) names it in messages.
+    /// Included files are named by their path relative to `baseDirectory`, prefixed with the
+    /// folder part of `displayPath` (so `zones/example.com.zone` including `inc/hosts.inc`
+    /// reports `zones/inc/hosts.inc:3:1: ...`).
     public func parseFile(path: String, displayPath: String? = nil) throws(ZoneErrors) -> [ResourceRecord] {
         let shown = displayPath ?? path
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -101,6 +107,9 @@ struct ParseRun {
     var errors: [ZoneError] = []
     /// Real paths of the files being read, outermost first, for loop detection.
     var stack: [String] = []
+    /// How many `$INCLUDE`s deep the current file is (0 for the top file).
+    var depth = 0
+    var stopped = false
 
     init(parser: MasterFileParser, displayDirectory: String) {
         self.parser = parser
@@ -116,7 +125,14 @@ struct ParseRun {
     mutating func parse(bytes: [UInt8], file: String, state initial: FileState) {
         var lexer = ZoneLexer(bytes: bytes, file: file)
         var st = initial
-        while let entry = lexer.next(errors: &errors) {
+        while !stopped, let entry = lexer.next(errors: &errors) {
+            if errors.count >= MasterFileParser.maxErrors {
+                // A binary or badly broken file would otherwise produce an error per line.
+                errors.append(ZoneError(SourceLocation(file: file, line: entry.line, column: 1),
+                                        "too many errors: stopped after \(MasterFileParser.maxErrors)"))
+                stopped = true
+                break
+            }
             if entry.failed { continue }
             let first = entry.tokens[0]
             if !entry.blankOwner, first.field.bytes.first == UInt8(ascii: "$"), !first.field.quoted {
@@ -197,24 +213,53 @@ struct ParseRun {
         if stack.contains(real) {
             return fail(pathTok, file, "$INCLUDE loop: \"\(arg)\" is already being read")
         }
-        guard stack.count < parser.maxIncludeDepth + 1 else {
+        guard depth < parser.maxIncludeDepth else {
             return fail(pathTok, file, "$INCLUDE nested deeper than \(parser.maxIncludeDepth) files")
         }
         var child = FileState(origin: childOrigin)
         child.defaultTTL = st.defaultTTL
         child.lastTTL = st.lastTTL
         stack.append(real)
+        depth += 1
         parse(bytes: [UInt8](data), file: shown, state: child)
+        depth -= 1
         stack.removeLast()
     }
 
-    static func isClass(_ b: [UInt8]) -> Bool {
-        let u = b.map { $0 >= 97 && $0 <= 122 ? $0 - 32 : $0 }
-        switch String(decoding: u, as: UTF8.self) {
-        case "IN", "CH", "CHAOS", "HS", "HESIOD", "CS", "NONE", "ANY": return true
-        default:
-            return u.count > 5 && u.starts(with: Array("CLASS".utf8)) && u.dropFirst(5).allSatisfy { $0 >= 48 && $0 <= 57 }
+    /// Up to 8 bytes, ASCII-uppercased, packed into an integer: a token key that costs
+    /// no allocation, for the class and type words that every record has.
+    @inline(__always) static func packedUpper(_ b: [UInt8]) -> UInt64? {
+        guard !b.isEmpty, b.count <= 8 else { return nil }
+        var v: UInt64 = 0
+        for c in b { v = v << 8 | UInt64((c >= 97 && c <= 122) ? c - 32 : c) }
+        return v
+    }
+
+    static let classIN = packedUpper(Array("IN".utf8))!
+    static let otherClasses: Set<UInt64> = Set(["CH", "CHAOS", "HS", "HESIOD", "CS", "NONE", "ANY"].compactMap { packedUpper(Array($0.utf8)) })
+
+    static let typeTable: [UInt64: RRType] = {
+        let known: [RRType] = [.a, .ns, .cname, .soa, .ptr, .hinfo, .mx, .txt, .aaaa, .srv, .naptr, .dname, .opt, .ds,
+                               .sshfp, .rrsig, .nsec, .dnskey, .tlsa, .svcb, .https, .spf, .ixfr, .axfr, .any, .caa]
+        var t: [UInt64: RRType] = [:]
+        for k in known { if let p = packedUpper(Array(k.description.utf8)) { t[p] = k } }
+        return t
+    }()
+
+    static func rrType(_ b: [UInt8]) -> RRType? {
+        if let p = packedUpper(b), let t = typeTable[p] { return t }
+        return RRType(mnemonic: String(decoding: b, as: UTF8.self))
+    }
+
+    /// nil: not a class word; true: IN; false: another class.
+    static func classWord(_ b: [UInt8]) -> Bool? {
+        if let p = packedUpper(b) {
+            if p == classIN { return true }
+            if otherClasses.contains(p) { return false }
         }
+        let u = b.map { $0 >= 97 && $0 <= 122 ? $0 - 32 : $0 }
+        guard u.count > 5, u.starts(with: Array("CLASS".utf8)), u.dropFirst(5).allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return TextBytesZ.number(u.dropFirst(5)) == 1
     }
 
     mutating func record(_ e: ZoneEntry, file: String, state st: inout FileState) {
@@ -247,10 +292,9 @@ struct ParseRun {
                     return fail(t, file, "bad TTL \"\(text(t))\": expected seconds or a duration like 1h30m, at most 2147483647")
                 }
                 ttl = v
-            } else if ParseRun.isClass(t.field.bytes) {
+            } else if let isIN = ParseRun.classWord(t.field.bytes) {
                 guard !sawClass else { return fail(t, file, "bad type \"\(text(t))\": expected a record type (class already given)") }
-                let up = String(decoding: t.field.bytes, as: UTF8.self).uppercased()
-                guard up == "IN" || up == "CLASS1" else {
+                guard isIN else {
                     return fail(t, file, "unsupported class \"\(text(t))\": only IN is served")
                 }
                 sawClass = true
@@ -263,7 +307,7 @@ struct ParseRun {
             return fail(toks[toks.count - 1], file, "missing record type after \"\(text(toks[toks.count - 1]))\"")
         }
         let typeTok = toks[k]
-        guard !typeTok.field.quoted, let type = RRType(mnemonic: String(decoding: typeTok.field.bytes, as: UTF8.self)) else {
+        guard !typeTok.field.quoted, let type = ParseRun.rrType(typeTok.field.bytes) else {
             return fail(typeTok, file, "unknown record type \"\(text(typeTok))\": expected a type like A, MX or TYPE65534")
         }
         guard !type.isMeta, type != RRType(0) else {
@@ -301,6 +345,13 @@ struct ParseRun {
 
 /// `\X` and `\DDD` decoding for a `$INCLUDE` file name (the DNSWire helper is internal).
 enum TextBytesZ {
+    static func number(_ b: some Collection<UInt8>) -> Int? {
+        guard !b.isEmpty, b.count <= 9 else { return nil }
+        var v = 0
+        for c in b { guard c >= 48 && c <= 57 else { return nil }; v = v * 10 + Int(c - 48) }
+        return v
+    }
+
     static func unescape(_ b: [UInt8]) -> [UInt8]? {
         var out: [UInt8] = []
         var k = 0

@@ -24,15 +24,34 @@ import DNSWire
 /// - differing TTLs within one RRset (RFC 2181 5.2 forbids them on the wire): `normalized`
 ///   gives the whole set the TTL of its first record in file order.
 public enum ZoneCheck {
+    /// A name folded to lowercase once, hashed as one block of bytes: a million-record zone
+    /// spends most of its check time hashing names, and per-byte case folding in `DNSName`'s
+    /// own `==`/`hash` is several times slower than this.
+    struct NameKey: Hashable {
+        let w: [UInt8]
+        init(_ n: DNSName) { w = n.wire.map(asciiLower) }
+        init(lowered: [UInt8]) { w = lowered }
+        static func == (a: NameKey, b: NameKey) -> Bool { a.w == b.w }
+        func hash(into h: inout Hasher) { w.withUnsafeBytes { h.combine(bytes: $0) } }
+        var parent: NameKey? {
+            guard w.count > 1 else { return nil }
+            return NameKey(lowered: Array(w[(Int(w[0]) + 1)...]))
+        }
+    }
+
     struct SetKey: Hashable {
-        var name: DNSName
+        var name: NameKey
         var type: RRType
     }
 
     struct RecordKey: Hashable {
-        var name: DNSName
-        var type: RRType
+        var set: SetKey
         var rdata: [UInt8]
+        static func == (a: RecordKey, b: RecordKey) -> Bool { a.set == b.set && a.rdata == b.rdata }
+        func hash(into h: inout Hasher) {
+            h.combine(set)
+            rdata.withUnsafeBytes { h.combine(bytes: $0) }
+        }
     }
 
     /// Drops exact duplicates and unifies RRset TTLs to the first record's TTL; keeps file order.
@@ -43,8 +62,8 @@ public enum ZoneCheck {
         var out: [ResourceRecord] = []
         out.reserveCapacity(records.count)
         for var r in records {
-            guard seen.insert(RecordKey(name: r.name, type: r.type, rdata: r.rdata)).inserted else { continue }
-            let k = SetKey(name: r.name, type: r.type)
+            let k = SetKey(name: NameKey(r.name), type: r.type)
+            guard seen.insert(RecordKey(set: k, rdata: r.rdata)).inserted else { continue }
             if let t = firstTTL[k] { r.ttl = t } else { firstTTL[k] = r.ttl }
             out.append(r)
         }
@@ -60,26 +79,33 @@ public enum ZoneCheck {
             r.location ?? SourceLocation(file: defaultFile, line: 0, column: 0)
         }
 
-        var typesAt: [DNSName: [RRType]] = [:]
-        var cuts = Set<DNSName>()
-        var dnames = Set<DNSName>()
-        for r in records {
-            typesAt[r.name, default: []].append(r.type)
-            if r.type == .ns && r.name != origin { cuts.insert(r.name) }
-            if r.type == .dname { dnames.insert(r.name) }
+        let originKey = NameKey(origin)
+        let keys = records.map { NameKey($0.name) }
+        var cnames = Set<NameKey>()
+        var cuts = Set<NameKey>()
+        var dnames = Set<NameKey>()
+        for (k, r) in zip(keys, records) {
+            if r.type == .cname { cnames.insert(k) }
+            if r.type == .ns && k != originKey { cuts.insert(k) }
+            if r.type == .dname { dnames.insert(k) }
+        }
+        // Only names that hold a CNAME need their full type list.
+        var typesAt: [NameKey: [RRType]] = [:]
+        if !cnames.isEmpty {
+            for (k, r) in zip(keys, records) where cnames.contains(k) { typesAt[k, default: []].append(r.type) }
         }
 
         var soaCount = 0
         var nsAtApex = false
-        var cnameSeen = Set<DNSName>()
-        var dnameSeen = Set<DNSName>()
-        var conflictReported = Set<DNSName>()
-        for r in records {
+        var cnameSeen = Set<NameKey>()
+        var dnameSeen = Set<NameKey>()
+        var conflictReported = Set<NameKey>()
+        for (key, r) in zip(keys, records) {
             guard r.name.isSubdomain(of: origin) else {
                 errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is outside the zone \(origin)"))
                 continue
             }
-            let atApex = r.name == origin
+            let atApex = key == originKey
             switch r.type {
             case .soa:
                 if !atApex {
@@ -93,11 +119,11 @@ public enum ZoneCheck {
             case .cname:
                 if atApex {
                     errors.append(ZoneError(loc(r), "CNAME at the zone apex \(origin): the apex needs SOA and NS records"))
-                } else if !cnameSeen.insert(r.name).inserted {
+                } else if !cnameSeen.insert(key).inserted {
                     errors.append(ZoneError(loc(r), "second CNAME at \(r.name): a name has at most one CNAME (RFC 2181 10.1)"))
                 }
             case .dname:
-                if !dnameSeen.insert(r.name).inserted {
+                if !dnameSeen.insert(key).inserted {
                     errors.append(ZoneError(loc(r), "second DNAME at \(r.name): a name has at most one DNAME (RFC 6672 2.4)"))
                 }
             default:
@@ -105,32 +131,32 @@ public enum ZoneCheck {
             }
 
             // CNAME exclusivity (RFC 2181 10.1): reported once per name, at its first record.
-            if let types = typesAt[r.name], types.contains(.cname), !atApex, !conflictReported.contains(r.name) {
+            if !atApex, let types = typesAt[key], !conflictReported.contains(key) {
                 let others = types.filter { $0 != .cname && $0 != .rrsig && $0 != .nsec }
                 if !others.isEmpty && r.type != .rrsig && r.type != .nsec {
-                    conflictReported.insert(r.name)
+                    conflictReported.insert(key)
                     errors.append(ZoneError(loc(r), "CNAME and other data at \(r.name): a CNAME owner has no other records (RFC 2181 10.1)"))
                 }
             }
 
             // Walk up from the owner to the origin looking for a cut or a DNAME above it.
             if !atApex {
-                if cuts.contains(r.name) {
+                if cuts.contains(key) {
                     if r.type != .ns && r.type != .ds && r.type != .a && r.type != .aaaa && r.type != .rrsig && r.type != .nsec {
                         errors.append(ZoneError(loc(r), "\(r.type) record at the delegation \(r.name): only NS, DS and glue addresses belong at a zone cut"))
                     }
                 } else if r.type == .ds {
                     errors.append(ZoneError(loc(r), "DS record at \(r.name), which is not a delegation: DS belongs at a zone cut"))
                 }
-                var p = r.name.parent
-                while let q = p, q != origin, q.isSubdomain(of: origin) {
+                var p = (cuts.isEmpty && dnames.isEmpty) ? nil : key.parent
+                while let q = p, q.w.count > originKey.w.count {
                     if dnames.contains(q) {
-                        errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is below the DNAME at \(q): names below a DNAME are not served (RFC 6672 2.4)"))
+                        errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is below the DNAME at \(DNSName(uncheckedWire: q.w)): names below a DNAME are not served (RFC 6672 2.4)"))
                         break
                     }
                     if cuts.contains(q) {
                         if r.type != .a && r.type != .aaaa {
-                            errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is below the delegation \(q): only A and AAAA glue may be there"))
+                            errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is below the delegation \(DNSName(uncheckedWire: q.w)): only A and AAAA glue may be there"))
                         }
                         break
                     }

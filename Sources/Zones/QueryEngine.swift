@@ -344,7 +344,8 @@ public final class QueryEngine {
                     originOffset = next.originOffset
                     continue
                 }
-                if qtype != .cname, let cname = node.rrset(.cname) {
+                // ANY matches the CNAME itself, so it is not followed (RFC 1034 4.3.2 step 3a).
+                if qtype != .cname, qtype != .any, let cname = node.rrset(.cname) {
                     guard try writeSet(cname, owner: owner, section: .answer) else { return }
                     // The target name is the rdata of the record just written.
                     let target = lastRDataStart
@@ -361,15 +362,15 @@ public final class QueryEngine {
                 if qtype == .any {
                     // RFC 8482 4.1: answer one RRset rather than the whole node.
                     if let first = node.rrsets.min(by: { $0.type < $1.type }) {
+                        // Minimal, as RFC 8482 intends: no additional-section processing.
                         _ = try writeSet(first, owner: owner, section: .answer)
-                        try additional(zones)
                     } else {
                         try negative(zone)
                     }
                     return
                 }
                 if let set = node.rrset(qtype) {
-                    if try writeSet(set, owner: owner, section: .answer) { try additional(zones) }
+                    if try writeSet(set, owner: owner, section: .answer) { try additional(zones, answeringZone: zoneIndex) }
                 } else {
                     try negative(zone)
                 }
@@ -475,13 +476,15 @@ public final class QueryEngine {
         return true
     }
 
-    /// Addresses for NS, MX and SRV targets in the answer, from authoritative data only
-    /// (never from below a cut), as room allows; they are optional, so no TC.
-    private func additional(_ zones: ZoneSet) throws(DNSWireError) {
+    /// Addresses for NS, MX and SRV targets in the answer, from the answering zone's
+    /// authoritative data only (never from below a cut, never from another zone, as NSD
+    /// does), as room allows; they are optional, so no TC.
+    private func additional(_ zones: ZoneSet, answeringZone: Int) throws(DNSWireError) {
         for i in 0..<additionalCount {
             let msg = UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position])
             guard loadName(msg, at: additionalTargets[i]),
-                  let (z, origin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength]))
+                  let (z, origin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength])),
+                  z == answeringZone
             else { continue }
             let zone = zones.zones[z]
             guard case .found(let idx) = walk(zone, originOffset: origin, qtype: .a) else { continue }

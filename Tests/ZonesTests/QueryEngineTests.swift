@@ -81,6 +81,8 @@ private let cases: [(String, String, RRType, Expect)] = [
     ("DS at cut answered by parent", "sub.example.com.", .ds, Expect(rcode: .noError, authority: [.soa])),
     ("out of zone REFUSED", "example.org.", .a, Expect(rcode: .refused, aa: false)),
     ("ANY one RRset (RFC 8482)", "www.example.com.", .any, Expect(rcode: .noError, answers: [.a, .a])),
+    ("ANY at a CNAME is the CNAME", "alias.example.com.", .any, Expect(rcode: .noError, answers: [.cname])),
+    ("ANY has no additional section", "example.com.", .any, Expect(rcode: .noError, answers: [.ns])),
     ("AXFR refused", "example.com.", .axfr, Expect(rcode: .refused, aa: false)),
     ("truncated without EDNS", "big.example.com.", .txt, Expect(rcode: .noError, tc: true)),
 ]

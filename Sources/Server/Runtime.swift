@@ -60,7 +60,8 @@ public enum Runtime {
         out.errors += loaded.errors.map(\.description)
         guard out.errors.isEmpty else { return out }
         for z in loaded.zones {
-            out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"))")
+            let ms = loaded.loadMilliseconds[z.origin.lowercased()] ?? 0
+            out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"), \(Int(ms.rounded())) ms)")
         }
         out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
                                        loadedAt: Date().timeIntervalSince1970, generation: generation)

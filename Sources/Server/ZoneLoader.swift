@@ -20,6 +20,8 @@ public enum ZoneLoader {
         public var errors: [ZoneError] = []
         /// Static owner names per zone origin, for the GSLB conflict check.
         public var owners: [DNSName: Set<DNSName>] = [:]
+        /// Milliseconds each zone took to parse, check and build, by origin.
+        public var loadMilliseconds: [DNSName: Double] = [:]
     }
 
     /// Every `*.zone` file directly in `directory`, sorted by name.
@@ -34,6 +36,7 @@ public enum ZoneLoader {
                             dynamicNames: [DNSName: [(DNSName, Int32)]] = [:]) -> Result {
         var out = Result()
         for src in sources {
+            let t0 = Date()
             let fileName = (src.path as NSString).lastPathComponent
             var guess = src.origin
             if guess == nil {
@@ -62,6 +65,7 @@ public enum ZoneLoader {
                                     dynamicNames: dynamicNames[origin.lowercased()] ?? [], file: src.path)
                 out.zones.append(zone)
                 out.owners[origin.lowercased()] = Set(records.map { $0.name.lowercased() })
+                out.loadMilliseconds[origin.lowercased()] = Date().timeIntervalSince(t0) * 1000
             } catch {
                 out.errors.append(error)
             }

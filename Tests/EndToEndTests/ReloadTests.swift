@@ -1,0 +1,112 @@
+import DNSWire
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+/// SIGHUP reloads (issue 2's snapshot swap, issue 5's reload guarantees) against the real binary.
+@Suite("Reload", .serialized)
+struct ReloadTests {
+    /// Polls `body` every 50 ms until it returns true or `seconds` pass.
+    func eventually(_ seconds: Double = 5, _ body: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try await body() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return try await body()
+    }
+
+    func wwwAddresses(_ port: UInt16) async throws -> Set<String> {
+        Set(try await Dig.query("www.example.com", "A", port: port).answer.map(\.rdata))
+    }
+
+    @Test func reloadPicksUpAZoneChange() async throws {
+        let folder = try TemporaryZoneFolder(copying: Fixtures.zones)
+        defer { folder.remove() }
+        try await withMeridian(zones: folder.path) { server in
+            #expect(try await wwwAddresses(server.port) == ["192.0.2.10", "192.0.2.11"])
+            let text = try folder.read("example.com.zone")
+            try folder.write("example.com.zone", contents: text.replacingOccurrences(of: "IN A    192.0.2.10\n", with: "IN A    192.0.2.110\n"))
+            server.signal(SIGHUP)
+            let moved = try await eventually { try await wwwAddresses(server.port) == ["192.0.2.110", "192.0.2.11"] }
+            #expect(moved, "log:\n\(server.logText)")
+            #expect(server.logText.contains("reload ok"))
+        }
+    }
+
+    @Test func badReloadKeepsTheOldAnswersAndSaysWhere() async throws {
+        let folder = try TemporaryZoneFolder(copying: Fixtures.zones)
+        defer { folder.remove() }
+        try await withMeridian(zones: folder.path) { server in
+            let text = try folder.read("example.com.zone")
+            // Line 21 of the fixture is `www IN A 192.0.2.11`: break its address.
+            try folder.write("example.com.zone", contents: text.replacingOccurrences(of: "IN A    192.0.2.11\n", with: "IN A    192.0.2.300\n"))
+            server.signal(SIGHUP)
+            let failed = await eventually { server.logText.contains("reload failed") }
+            #expect(failed, "log:\n\(server.logText)")
+            #expect(server.logText.contains("example.com.zone:21:"), "the error names file:line:column; log:\n\(server.logText)")
+            #expect(try await wwwAddresses(server.port) == ["192.0.2.10", "192.0.2.11"], "the old zone keeps serving")
+            // A later good reload still works.
+            try folder.write("example.com.zone", contents: text.replacingOccurrences(of: "IN A    192.0.2.11\n", with: "IN A    192.0.2.12\n"))
+            server.signal(SIGHUP)
+            #expect(try await eventually { try await wwwAddresses(server.port) == ["192.0.2.10", "192.0.2.12"] })
+        }
+    }
+
+    /// 20 reloads alternating two zone versions while a client sends a bounded stream of
+    /// queries: every query is answered, each answer is one of the two versions, and after
+    /// the last reload only the final version answers.
+    @Test func reloadUnderLoadLosesNothing() async throws {
+        let folder = try TemporaryZoneFolder(copying: Fixtures.zones)
+        defer { folder.remove() }
+        let original = try folder.read("example.com.zone")
+        let versionA = original
+        let versionB = original.replacingOccurrences(of: "IN A    192.0.2.10\n", with: "IN A    192.0.2.210\n")
+        try await withMeridian(zones: folder.path) { server in
+            let port = server.port
+            let stop = Flag()
+            let loader = Task.detached { () -> (sent: Int, answered: Int, wrong: Int) in
+                let client = RawDNSClient(host: "127.0.0.1", port: port)
+                var sent = 0, answered = 0, wrong = 0
+                let name = try! DNSName("www.example.com.")
+                // Bounded: at most 20,000 queries and 60 s.
+                let deadline = Date().addingTimeInterval(60)
+                while sent < 20_000 && Date() < deadline && !stop.isSet {
+                    let q = DNSWire.QueryBuilder.query(id: UInt16(truncatingIfNeeded: sent), name: name, type: .a)
+                    sent += 1
+                    guard let reply = try? client.udpExchange(q, timeout: .seconds(1)),
+                          let m = try? Message(decoding: reply) else { continue }
+                    answered += 1
+                    let addrs = Set(m.answers.compactMap { IPAddress(bytes: $0.rdata)?.description })
+                    if addrs != ["192.0.2.10", "192.0.2.11"] && addrs != ["192.0.2.210", "192.0.2.11"] { wrong += 1 }
+                }
+                return (sent, answered, wrong)
+            }
+            for i in 0..<20 {
+                try folder.write("example.com.zone", contents: i % 2 == 0 ? versionB : versionA)
+                server.signal(SIGHUP)
+                try await Task.sleep(for: .milliseconds(150))
+            }
+            // 20 reloads ended on version A; wait for the log to show all of them.
+            let all = await eventually(10) { server.logText.components(separatedBy: "reload ok").count - 1 >= 20 }
+            stop.set()
+            let r = try await loader.value
+            print("reload under load: \(r.sent) queries sent, \(r.answered) answered, \(r.wrong) wrong, 20 reloads")
+            #expect(all, "log:\n\(server.logText)")
+            #expect(!server.logText.contains("reload failed"))
+            #expect(r.sent > 100)
+            #expect(r.answered == r.sent, "every query is answered during reloads")
+            #expect(r.wrong == 0)
+            #expect(try await wwwAddresses(port) == ["192.0.2.10", "192.0.2.11"])
+        }
+    }
+}
+
+/// A stop flag shared with a detached task.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
+}

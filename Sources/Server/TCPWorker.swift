@@ -45,7 +45,7 @@ public struct TCPLimits: Sendable, Equatable {
 }
 
 extension Duration {
-    var milliseconds: Int64 {
+    var wholeMilliseconds: Int64 {
         let (s, attos) = components
         return s * 1000 + attos / 1_000_000_000_000_000
     }
@@ -176,6 +176,10 @@ final class TCPWorker: @unchecked Sendable {
     /// Bounds on work per poll round, so one busy client cannot starve the others.
     static let readsPerRound = 4
     static let acceptsPerRound = 64
+    /// After accept fails for lack of file descriptors the pending connection stays queued
+    /// and the listener stays readable; poll would spin, so stop watching it this long.
+    static let acceptPause: Int64 = 100
+    private var acceptPausedUntil: Int64 = 0
 
     init(listeners: [(fd: Int32, address: ListenAddress)], limits: TCPLimits, admission: TCPAdmission,
          counters: TCPCounters, stop: StopFlag, logger: Logger) throws(SystemError) {
@@ -210,16 +214,18 @@ final class TCPWorker: @unchecked Sendable {
         var fds: [pollfd] = []
         connections.reserveCapacity(64)
         fds.reserveCapacity(64)
-        let idle = limits.idleTimeout.milliseconds
-        let readLimit = limits.messageReadTimeout.milliseconds
+        let idle = limits.idleTimeout.wholeMilliseconds
+        let readLimit = limits.messageReadTimeout.wholeMilliseconds
         let fixed = 1 + listeners.count
 
         while !stop.isSet {
             fds.removeAll(keepingCapacity: true)
-            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
-            for l in listeners { fds.append(pollfd(fd: l.fd, events: Int16(POLLIN), revents: 0)) }
             var now = monotonicMilliseconds()
             var nearest = Int64.max
+            let accepting = now >= acceptPausedUntil
+            if !accepting { nearest = acceptPausedUntil }
+            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+            for l in listeners { fds.append(pollfd(fd: l.fd, events: accepting ? Int16(POLLIN) : 0, revents: 0)) }
             for c in connections {
                 var events: Int16 = 0
                 if !c.closeAfterFlush && c.pendingOutput < Self.outputHighWater { events |= Int16(POLLIN) }
@@ -294,7 +300,8 @@ final class TCPWorker: @unchecked Sendable {
                 let e = errno
                 if e == EAGAIN || e == EWOULDBLOCK { return }
                 if e == ECONNABORTED || e == EPROTO { continue }
-                // EMFILE and the like: leave the rest in the backlog for the next round.
+                // EMFILE and the like: leave the rest in the backlog for a later round.
+                acceptPausedUntil = now + Self.acceptPause
                 logger.warning("TCP accept failed", metadata: ["error": "\(SystemError("accept4", errno: e, context: "\(l.address), tcp"))"])
                 return
             }

@@ -151,11 +151,13 @@ let ipv6Available: Bool = {
         }
     }
 
-    @Test func tcpPipelinedQueriesAnsweredInOrder() throws {
+    @Test(arguments: [1, 2])
+    func tcpPipelinedQueriesAnsweredInOrder(tcpThreads: Int) throws {
         let v6 = ipv6Available
-        let server = try startServer(v6 ? ["127.0.0.1:0", "[::1]:0"] : ["127.0.0.1:0"])
+        let server = try startServer(v6 ? ["127.0.0.1:0", "[::1]:0"] : ["127.0.0.1:0"], limits: TCPLimits(threads: tcpThreads))
         defer { server.stop() }
-        for address in server.boundAddresses {
+        // Several connections per address, so with two threads both listeners get some.
+        for address in server.boundAddresses + server.boundAddresses + server.boundAddresses {
             let c = try #require(TCPClient(address))
             let ids: [UInt16] = [0x1111, 0x2222, 0x3333]
             // All three in one write, so the server reads them in one buffer.

@@ -287,11 +287,12 @@ final class TCPWorker: @unchecked Sendable {
     }
 
     /// When `c` must be closed if nothing happens: the idle timeout counts from the last
-    /// byte moved either way; a half-read message also has the message-read limit.
+    /// byte moved either way; a half-read message also has the message-read limit, unless
+    /// the server itself stopped reading because the client is not taking its answers.
     private func deadline(_ c: TCPConnection, idle: Int64, readLimit: Int64) -> Int64 {
         if c.draining { return c.lastActivity + min(idle, Self.drainLimit) }
         var d = c.lastActivity + idle
-        if c.messageStart != 0 { d = min(d, c.messageStart + readLimit) }
+        if c.messageStart != 0 && c.pendingOutput < Self.outputHighWater { d = min(d, c.messageStart + readLimit) }
         return d
     }
 

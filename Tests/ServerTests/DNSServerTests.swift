@@ -369,8 +369,10 @@ let ipv6Available: Bool = {
         #expect(c.readMessage().map(messageID) == 0x0101)
     }
 
-    @Test func stopReturnsPromptlyWithOpenConnections() throws {
-        let server = try startServer(["127.0.0.1:0"])
+    @Test(arguments: [false, true])
+    func stopReturnsPromptlyWithOpenConnections(twoAddresses: Bool) throws {
+        // With two addresses each UDP worker waits in poll() instead of recvmmsg.
+        let server = try startServer(twoAddresses ? ["127.0.0.1:0", "127.0.0.1:0"] : ["127.0.0.1:0"])
         let address = server.boundAddresses[0]
         let stalled = try #require(TCPClient(address))
         #expect(stalled.send([0x00]))

@@ -120,14 +120,17 @@ let ipv6Available: Bool = {
         #expect(server.counters.udpReceived >= UInt64(bound.count))
     }
 
-    @Test func wildcardSocketAnswersFromQueriedAddress() throws {
+    @Test(arguments: [("0.0.0.0:0", "127.0.0.2"), ("[::]:0", "::1")])
+    func wildcardSocketAnswersFromQueriedAddress(listen: String, target: String) throws {
         // 127.0.0.2 is loopback too. Without IP_PKTINFO the reply to a query sent there
         // would leave from 127.0.0.1, and the connected client socket below would drop it.
-        let server = try startServer(["0.0.0.0:0"])
+        // IPv6 has only ::1 on loopback, so that case checks the IPV6_PKTINFO reply path works.
+        let to0 = ListenAddress(address: IPAddress(target)!, port: 0)
+        if to0.address.isV6 && !ipv6Available { return }
+        let server = try startServer([listen])
         defer { server.stop() }
-        let port = server.boundAddresses[0].port
-        let to = ListenAddress(address: IPAddress("127.0.0.2")!, port: port)
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        let to = ListenAddress(address: to0.address, port: server.boundAddresses[0].port)
+        let fd = socket(Net.family(to), Int32(SOCK_DGRAM.rawValue), 0)
         try #require(fd >= 0)
         defer { close(fd) }
         let connected = Net.withSockaddr(to) { connect(fd, $0, $1) }

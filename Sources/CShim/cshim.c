@@ -83,7 +83,7 @@ void cshim_batch_free(cshim_batch *b) {
 
 int cshim_batch_count(const cshim_batch *b) { return b->count; }
 
-int cshim_batch_recv(cshim_batch *b, int fd) {
+int cshim_batch_recv(cshim_batch *b, int fd, int nonblocking) {
     /* The kernel overwrites name and control lengths and flags on every call. */
     for (int i = 0; i < b->count; i++) {
         struct msghdr *h = &b->rx_msgs[i].msg_hdr;
@@ -94,7 +94,8 @@ int cshim_batch_recv(cshim_batch *b, int fd) {
     }
     /* recvmmsg's timeout argument is only checked between datagrams; SO_RCVTIMEO is
        what bounds the wait, so pass NULL here. */
-    return recvmmsg(fd, b->rx_msgs, (unsigned int)b->count, MSG_WAITFORONE, NULL);
+    int flags = MSG_WAITFORONE | (nonblocking ? MSG_DONTWAIT : 0);
+    return recvmmsg(fd, b->rx_msgs, (unsigned int)b->count, flags, NULL);
 }
 
 uint8_t *cshim_batch_rx_buffer(cshim_batch *b, int i) {

@@ -6,8 +6,8 @@ import Synchronization
 
 /// Serves DNS over UDP and TCP on a set of addresses with plain POSIX sockets.
 ///
-/// UDP: `workers` threads per address, each with its own SO_REUSEPORT socket (the kernel
-/// spreads clients by 4-tuple hash), its own responder and preallocated batch buffers.
+/// UDP: `workers` threads, each with its own responder, preallocated batch buffers and its
+/// own SO_REUSEPORT socket per address (the kernel spreads clients by 4-tuple hash).
 /// TCP: `limits.threads` poll loops (see `TCPLimits`). UDP and TCP share one port per address.
 ///
 ///     let server = DNSServer(listen: [try ListenAddress("127.0.0.1:0")], workers: 2,
@@ -37,12 +37,8 @@ public final class DNSServer: Sendable {
     }
     private let running = Mutex(Running())
 
-    /// How long a UDP worker blocks in recvmmsg before it checks the stop flag, in case
-    /// `shutdown` did not wake it. Bounds `stop()`.
-    static let udpWakeInterval: Int32 = 250
-
     /// - Parameters:
-    ///   - workers: UDP threads per listen address; 0 or less means one per core.
+    ///   - workers: UDP threads; 0 or less means one per core.
     ///   - responderFactory: called once on each worker thread; each responder is used by
     ///     that thread only.
     public init(listen: [ListenAddress], workers: Int,
@@ -95,18 +91,17 @@ public final class DNSServer: Sendable {
                     r.bound.append(bound)
                 }
                 for list in udpSockets {
-                    for s in list {
-                        r.udp.append(try UDPWorker(fd: s.fd, listen: s.address, stop: stopFlag, logger: logger))
-                    }
+                    r.udp.append(try UDPWorker(sockets: list, stop: stopFlag, logger: logger))
                 }
                 for list in tcpSockets {
                     r.tcp.append(try TCPWorker(listeners: list, limits: limits, admission: admission,
                                                counters: tcpCounters, stop: stopFlag, logger: logger))
                 }
             } catch {
-                let owned = Set(r.udp.map(\.fd)).union(r.tcp.flatMap { $0.listeners.map(\.fd) })
+                let owned = Set(r.udp.flatMap { $0.sockets.map(\.fd) }).union(r.tcp.flatMap { $0.listeners.map(\.fd) })
                 for list in udpSockets + tcpSockets { for s in list where !owned.contains(s.fd) { closeSocket(s.fd) } }
                 release(&r)
+                r.bound = []
                 throw error
             }
             let factory = responderFactory
@@ -129,7 +124,7 @@ public final class DNSServer: Sendable {
     }
 
     /// Wakes every thread, joins them and closes every socket. Returns within about
-    /// `udpWakeInterval` even if a wake-up is lost. Safe to call more than once.
+    /// `UDPWorker.wakeInterval` (250 ms) even if a wake-up is lost. Safe to call more than once.
     public func stop() {
         running.withLock { stopLocked(&$0) }
     }
@@ -139,7 +134,7 @@ public final class DNSServer: Sendable {
         r.stopped = true
         stopFlag.set()
         // shutdown wakes a thread blocked in recvmmsg on Linux (ENOTCONN for UDP is expected).
-        for w in r.udp { _ = shutdown(w.fd, Int32(SHUT_RDWR)) }
+        for w in r.udp { for s in w.sockets { _ = shutdown(s.fd, Int32(SHUT_RDWR)) } }
         for w in r.tcp { w.wake() }
         for t in r.threads { t.join() }
         r.threads.removeAll()
@@ -147,7 +142,10 @@ public final class DNSServer: Sendable {
     }
 
     private func release(_ r: inout Running) {
-        for w in r.udp { closeSocket(w.fd); w.free() }
+        for w in r.udp {
+            for s in w.sockets { closeSocket(s.fd) }
+            w.free()
+        }
         for w in r.tcp { w.closeAll() }
         r.tcp.removeAll()
         // The UDP workers stay in `r.udp` so `counters` still reports totals after stop.
@@ -213,7 +211,7 @@ public final class DNSServer: Sendable {
             } else if !tcp {
                 try setIntOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO", context: context)
             }
-            if !tcp && cshim_set_rcvtimeo(fd, Self.udpWakeInterval) != 0 {
+            if !tcp && cshim_set_rcvtimeo(fd, UDPWorker.wakeInterval) != 0 {
                 throw SystemError("setsockopt(SO_RCVTIMEO)", errno: errno, context: context)
             }
             let bytes = address.address.bytes

@@ -28,10 +28,10 @@ public struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
             portPart = rest.dropFirst()
             guard hostPart.contains(":") else { throw fail("brackets are only for IPv6 addresses") }
         } else {
-            let colons = text.filter { $0 == ":" }.count
-            if colons == 0 { throw fail("missing ':port' (for example 127.0.0.1:53)") }
-            if colons > 1 { throw fail("an IPv6 address needs brackets, for example [::1]:53") }
-            let colon = text.firstIndex(of: ":")!
+            guard let colon = text.firstIndex(of: ":") else { throw fail("missing ':port' (for example 127.0.0.1:53)") }
+            if text[text.index(after: colon)...].contains(":") {
+                throw fail("an IPv6 address needs brackets, for example [::1]:53")
+            }
             hostPart = text[..<colon]
             portPart = text[text.index(after: colon)...]
         }

@@ -45,7 +45,7 @@ public struct TCPLimits: Sendable, Equatable {
 }
 
 extension Duration {
-    var milliseconds: Int64 {
+    var wholeMilliseconds: Int64 {
         let (s, attos) = components
         return s * 1000 + attos / 1_000_000_000_000_000
     }
@@ -107,6 +107,12 @@ final class TCPConnection {
     var queries = 0
     /// No more reading: the client closed its side, the query cap was hit, or a frame was bad.
     var closeAfterFlush = false
+    /// The client sent FIN: nothing more will arrive.
+    var peerClosed = false
+    /// Answers are out and our FIN is sent; input is read and discarded until the client
+    /// closes. Closing with unread input would send RST, which can destroy answers the
+    /// client has not read yet (RFC 7766 section 6.2.4 has the server close gracefully).
+    var draining = false
     var closed = false
 
     /// Room for a typical query with its prefix; grows to 2 + 65535 at most.
@@ -176,6 +182,12 @@ final class TCPWorker: @unchecked Sendable {
     /// Bounds on work per poll round, so one busy client cannot starve the others.
     static let readsPerRound = 4
     static let acceptsPerRound = 64
+    /// After accept fails for lack of file descriptors the pending connection stays queued
+    /// and the listener stays readable; poll would spin, so stop watching it this long.
+    static let acceptPause: Int64 = 100
+    /// Longest wait for the client's FIN after ours, before closing anyway.
+    static let drainLimit: Int64 = 2000
+    private var acceptPausedUntil: Int64 = 0
 
     init(listeners: [(fd: Int32, address: ListenAddress)], limits: TCPLimits, admission: TCPAdmission,
          counters: TCPCounters, stop: StopFlag, logger: Logger) throws(SystemError) {
@@ -210,19 +222,21 @@ final class TCPWorker: @unchecked Sendable {
         var fds: [pollfd] = []
         connections.reserveCapacity(64)
         fds.reserveCapacity(64)
-        let idle = limits.idleTimeout.milliseconds
-        let readLimit = limits.messageReadTimeout.milliseconds
+        let idle = limits.idleTimeout.wholeMilliseconds
+        let readLimit = limits.messageReadTimeout.wholeMilliseconds
         let fixed = 1 + listeners.count
 
         while !stop.isSet {
             fds.removeAll(keepingCapacity: true)
-            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
-            for l in listeners { fds.append(pollfd(fd: l.fd, events: Int16(POLLIN), revents: 0)) }
             var now = monotonicMilliseconds()
             var nearest = Int64.max
+            let accepting = now >= acceptPausedUntil
+            if !accepting { nearest = acceptPausedUntil }
+            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+            for l in listeners { fds.append(pollfd(fd: l.fd, events: accepting ? Int16(POLLIN) : 0, revents: 0)) }
             for c in connections {
                 var events: Int16 = 0
-                if !c.closeAfterFlush && c.pendingOutput < Self.outputHighWater { events |= Int16(POLLIN) }
+                if c.draining || (!c.closeAfterFlush && c.pendingOutput < Self.outputHighWater) { events |= Int16(POLLIN) }
                 if c.pendingOutput > 0 { events |= Int16(POLLOUT) }
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
                 nearest = min(nearest, deadline(c, idle: idle, readLimit: readLimit))
@@ -261,7 +275,7 @@ final class TCPWorker: @unchecked Sendable {
             }
             for c in connections where !c.closed {
                 if now >= deadline(c, idle: idle, readLimit: readLimit) {
-                    TCPCounters.bump(counters.timeouts)
+                    if !c.draining { TCPCounters.bump(counters.timeouts) }
                     close(c)
                 }
             }
@@ -273,10 +287,12 @@ final class TCPWorker: @unchecked Sendable {
     }
 
     /// When `c` must be closed if nothing happens: the idle timeout counts from the last
-    /// byte moved either way; a half-read message also has the message-read limit.
+    /// byte moved either way; a half-read message also has the message-read limit, unless
+    /// the server itself stopped reading because the client is not taking its answers.
     private func deadline(_ c: TCPConnection, idle: Int64, readLimit: Int64) -> Int64 {
+        if c.draining { return c.lastActivity + min(idle, Self.drainLimit) }
         var d = c.lastActivity + idle
-        if c.messageStart != 0 { d = min(d, c.messageStart + readLimit) }
+        if c.messageStart != 0 && c.pendingOutput < Self.outputHighWater { d = min(d, c.messageStart + readLimit) }
         return d
     }
 
@@ -294,7 +310,8 @@ final class TCPWorker: @unchecked Sendable {
                 let e = errno
                 if e == EAGAIN || e == EWOULDBLOCK { return }
                 if e == ECONNABORTED || e == EPROTO { continue }
-                // EMFILE and the like: leave the rest in the backlog for the next round.
+                // EMFILE and the like: leave the rest in the backlog for a later round.
+                acceptPausedUntil = now + Self.acceptPause
                 logger.warning("TCP accept failed", metadata: ["error": "\(SystemError("accept4", errno: e, context: "\(l.address), tcp"))"])
                 return
             }
@@ -320,6 +337,10 @@ final class TCPWorker: @unchecked Sendable {
 
     private func readAndAnswer(_ c: TCPConnection, responder: QueryResponder,
                                scratch: UnsafeMutableRawBufferPointer, now: Int64) {
+        if c.draining {
+            drain(c)
+            return
+        }
         for _ in 0..<Self.readsPerRound {
             if c.closeAfterFlush || c.pendingOutput >= Self.outputHighWater { break }
             if c.inputLength == c.inputCapacity { c.ensureInput(min(2 + 65535, c.inputCapacity * 2)) }
@@ -337,6 +358,7 @@ final class TCPWorker: @unchecked Sendable {
             if n == 0 {
                 // The client closed its side: answer what is complete, then close (RFC 7766 6.2.4).
                 c.closeAfterFlush = true
+                c.peerClosed = true
                 break
             }
             let e = errno
@@ -413,6 +435,30 @@ final class TCPWorker: @unchecked Sendable {
         }
         c.outputStart = 0
         c.outputEnd = 0
-        if c.closeAfterFlush { close(c) }
+        if c.closeAfterFlush { beginDrain(c, now: now) }
+    }
+
+    private func beginDrain(_ c: TCPConnection, now: Int64) {
+        guard !c.draining, !c.closed else { return }
+        if c.peerClosed || shutdown(c.fd, Int32(SHUT_WR)) != 0 {
+            close(c)
+            return
+        }
+        c.draining = true
+        c.inputLength = 0
+        c.messageStart = 0
+        c.lastActivity = now
+    }
+
+    /// Discards input until the client's FIN (then closes) or the socket would block.
+    private func drain(_ c: TCPConnection) {
+        for _ in 0..<Self.readsPerRound {
+            let n = recv(c.fd, c.input, c.inputCapacity, 0)
+            if n > 0 { continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            close(c)
+            return
+        }
     }
 }

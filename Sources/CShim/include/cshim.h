@@ -24,10 +24,11 @@ cshim_batch *cshim_batch_new(int count, int rx_bufsize, int tx_bufsize);
 void cshim_batch_free(cshim_batch *b);
 int cshim_batch_count(const cshim_batch *b);
 
-/* recvmmsg(MSG_WAITFORONE): blocks for the first datagram, then takes what is queued.
-   Returns the number received (>= 0) or -1 with errno set. EINTR is returned, not
+/* recvmmsg(MSG_WAITFORONE): blocks for the first datagram (unless `nonblocking` is
+   non-zero: then MSG_DONTWAIT, for a socket poll() reported readable), then takes what is
+   queued. Returns the number received (>= 0) or -1 with errno set. EINTR is returned, not
    retried, so the caller can check its stop flag before blocking again. */
-int cshim_batch_recv(cshim_batch *b, int fd);
+int cshim_batch_recv(cshim_batch *b, int fd, int nonblocking);
 
 uint8_t *cshim_batch_rx_buffer(cshim_batch *b, int i);
 int cshim_batch_rx_length(const cshim_batch *b, int i);

@@ -28,7 +28,7 @@ public enum ConfigLoader {
         do {
             root = try Yams.compose(yaml: yaml)
         } catch let e as YamlError {
-            throw ConfigErrors([yamlError(e, file: file)])
+            throw ConfigErrors([yamlError(e, file: file, text: yaml)])
         } catch {
             throw ConfigErrors([ConfigError(SourceLocation(file: file, line: 1, column: 1), "\(error)")])
         }
@@ -44,13 +44,28 @@ public enum ConfigLoader {
         return model!
     }
 
-    static func yamlError(_ e: YamlError, file: String) -> ConfigError {
+    static func yamlError(_ e: YamlError, file: String, text: String) -> ConfigError {
         func at(_ m: Mark) -> SourceLocation { SourceLocation(file: file, line: m.line, column: m.column) }
         switch e {
         case .scanner(_, let problem, let m, _), .parser(_, let problem, let m, _), .composer(_, let problem, let m, _):
             return ConfigError(at(m), "YAML syntax: \(problem)")
         case .duplicatedKeysInMapping(let dups, let ctx):
-            return ConfigError(at(ctx.mark), "duplicate key \(dups.map { "\"\($0)\"" }.joined(separator: ", "))")
+            // Yams marks the first occurrence; the editor wants the repeated one, which is
+            // the next line holding the same key at the same column.
+            var mark = at(ctx.mark)
+            if let key = dups.first {
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                for i in ctx.mark.line..<lines.count {
+                    let l = lines[i].unicodeScalars
+                    guard l.count >= ctx.mark.column else { continue }
+                    let rest = String(String.UnicodeScalarView(l.dropFirst(ctx.mark.column - 1)))
+                    if rest.hasPrefix(key + ":") || rest.hasPrefix("\"\(key)\":") || rest.hasPrefix("'\(key)':") {
+                        mark = SourceLocation(file: file, line: i + 1, column: ctx.mark.column)
+                        break
+                    }
+                }
+            }
+            return ConfigError(mark, "duplicate key \(dups.map { "\"\($0)\"" }.joined(separator: ", "))")
         default:
             return ConfigError(SourceLocation(file: file, line: 1, column: 1), "YAML: \(e)")
         }
@@ -311,6 +326,7 @@ final class Builder {
             guard let f = r.mapping(e.value, what) else { continue }
             r.checkKeys(f, allowed: ["v4", "v6", "cname", "dc", "weight", "check"], what)
             var ep = Endpoint(name: e.key, v4: [], v6: [], cname: nil, datacenter: nil, weight: 100, check: nil, location: r.loc(e.keyNode))
+            let errorsBefore = r.errors.count
             for x in f {
                 switch x.key {
                 case "v4", "v6":
@@ -341,7 +357,7 @@ final class Builder {
             }
             if ep.cname != nil && !(ep.v4.isEmpty && ep.v6.isEmpty) {
                 r.error(e.keyNode, "\(what): has both cname and addresses; an endpoint is one or the other")
-            } else if ep.cname == nil && ep.v4.isEmpty && ep.v6.isEmpty {
+            } else if ep.cname == nil && ep.v4.isEmpty && ep.v6.isEmpty && r.errors.count == errorsBefore {
                 r.error(e.keyNode, "\(what): needs v4, v6 or cname")
             }
             endpoints.append(ep)

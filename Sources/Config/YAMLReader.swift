@@ -166,3 +166,10 @@ func editDistance(_ a: String, _ b: String) -> Int {
     }
     return prev[y.count]
 }
+
+/// Duration text as the config accepts it (`500ms`, `30s`, `5m`, `2h`, `1d`, bare seconds).
+///
+///     YAMLDuration.parse("5m")   // 300
+public enum YAMLDuration {
+    public static func parse(_ text: String) -> Double? { YAMLReader.parseDuration(text) }
+}

@@ -13,7 +13,7 @@ public final class RoutingTrace {
     public var summary: [String] = []
     public init() {}
 
-    func line(_ s: String) { lines.append(String(repeating: "  ", count: depth + 1) + s) }
+    func line(_ s: String) { lines.append(String(repeating: "  ", count: depth) + s) }
 
     func finish(_ r: RoutingResult, model: ConfigModel) {
         if r.nodata { summary.append("answer:   NODATA (no records of this type)") }

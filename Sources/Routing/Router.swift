@@ -359,7 +359,7 @@ public final class Router: Sendable {
         switch node.kind {
         case .pool(let name, _): return "pool \(name)"
         case .multivalue(let name, _, _): return "multivalue \(name)"
-        default: return "\(node.kindName) (\(node.location.line):\(node.location.column))"
+        default: return "\(node.kindName) at \(node.location)"
         }
     }
 

@@ -77,6 +77,8 @@ let continentCodes: Set<String> = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"]
 
 /// Children per policy node are limited so the evaluator can track them in one 64-bit mask.
 let maxChildren = 64
+/// `geo` and `subnet` look keys up rather than track them in a mask; this only bounds load time.
+let maxRules = 100_000
 /// Policy trees deeper than this are almost certainly a mistake and would cost stack per query.
 let maxDepth = 16
 
@@ -583,9 +585,9 @@ final class Builder {
         eps.map { addNode(.pool(name: endpoints[$0].name, endpoints: [$0]), .parent, node) }
     }
 
-    func limitChildren(_ count: Int, _ node: Node, _ what: String) -> Bool {
+    func limitChildren(_ count: Int, _ node: Node, _ what: String, max limit: Int = maxChildren) -> Bool {
         if count == 0 { r.error(node, "\(what): needs at least one choice"); return false }
-        if count > maxChildren { r.error(node, "\(what): more than \(maxChildren) choices"); return false }
+        if count > limit { r.error(node, "\(what): more than \(limit) choices"); return false }
         return true
     }
 
@@ -732,7 +734,7 @@ final class Builder {
             return addNode(.nearest(children: c, datacenters: dcs, biasKm: bias, count: n), wad, node)
         case "geo":
             guard let gm = r.mapping(body, sub) else { return nil }
-            guard limitChildren(gm.count, body, sub) else { return nil }
+            guard limitChildren(gm.count, body, sub, max: maxRules) else { return nil }
             var keys: [GeoKey] = [], c: [Int] = [], def: Int? = nil
             for x in gm {
                 let key = x.key == "default" ? nil : geoKey(x.key, x.keyNode, sub)
@@ -746,7 +748,7 @@ final class Builder {
             return addNode(.geo(keys: keys, children: c, defaultChild: def), wad, node)
         case "subnet":
             guard let sm = r.mapping(body, sub) else { return nil }
-            guard limitChildren(sm.count, body, sub) else { return nil }
+            guard limitChildren(sm.count, body, sub, max: maxRules) else { return nil }
             var prefixes: [IPPrefix] = [], c: [Int] = [], def: Int? = nil
             for x in sm {
                 var p: IPPrefix? = nil

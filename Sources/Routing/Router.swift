@@ -298,6 +298,13 @@ public final class Router: Sendable {
         var loc = ClientLocation()
         var scope = 0
         var usedRandom = false
+        /// Records that the decision looked at the client, valid for its `prefix`-bit network.
+        /// At least 1: scope 0 tells resolvers the answer suits every client of either
+        /// family (many keep scope-0 answers in their plain cache), which is false for a
+        /// decision that looked at the address, even one that found no rule for its family.
+        @inline(__always) mutating func consulted(_ prefix: Int) {
+            scope = max(scope, prefix, 1)
+        }
         init(rng: R, family: Family, client: ClientInfo, health: HealthSnapshot, trace: RoutingTrace?) {
             self.rng = rng; self.family = family; self.client = client; self.health = health; self.trace = trace
         }
@@ -445,7 +452,7 @@ public final class Router: Sendable {
         case .geo(_, let children, let defaultChild):
             let loc = location(&st)
             let ck = compiled[n]
-            st.scope = max(st.scope, ck.geoUsesASN ? max(loc.prefix, loc.asnPrefix) : loc.prefix)
+            st.consulted(ck.geoUsesASN ? max(loc.prefix, loc.asnPrefix) : loc.prefix)
             var best = -1, bestRank = Int.max
             for (i, k) in ck.geoKeys.enumerated() where k.rank < bestRank && matches(k, loc) {
                 best = i; bestRank = k.rank
@@ -470,7 +477,7 @@ public final class Router: Sendable {
 
         case .subnet(let prefixes, let children, let defaultChild):
             let hit = compiled[n].trie.lookup(st.client.address)
-            st.scope = max(st.scope, hit.scope)
+            st.consulted(hit.scope)
             if hit.value >= 0 {
                 let i = Int(hit.value)
                 trace?.line("subnet: \(st.client.address) is in \(prefixes[i]) -> \(label(children[i])) (decision holds for /\(hit.scope))")
@@ -492,7 +499,7 @@ public final class Router: Sendable {
 
         case .nearest(let children, let dcs, let bias, let count):
             let loc = location(&st)
-            st.scope = max(st.scope, loc.prefix)
+            st.consulted(loc.prefix)
             let hasCoords = loc.record.hasCoordinates
             if !hasCoords { trace?.line("nearest: client location unknown, taking choices in listed order") }
             var taken: UInt64 = 0
@@ -524,7 +531,7 @@ public final class Router: Sendable {
         case .hashed(let children, let weights, let v4, let v6):
             let prefix = st.client.address.isV4 ? v4 : v6
             let net = st.client.address.masked(to: prefix)
-            st.scope = max(st.scope, prefix)
+            st.consulted(prefix)
             let key = mix64(net.hi ^ mix64(net.lo ^ UInt64(prefix)))
             var excluded: UInt64 = 0
             for _ in 0..<children.count {

@@ -90,7 +90,7 @@ func clientIndependentPolicies(_ c: Case) throws {
     ("10.200.0.1", nil, "192.0.2.1,192.0.2.2", 9),     // 10.128.0.0/9 holds no more specific rule
     ("11.0.0.1", nil, "192.0.2.100", 8),               // default; 11.0.0.0/8 holds no rule
     ("203.0.113.9", "10.1.0.0/16", "198.51.100.1,198.51.100.2", 16), // ECS decides, not the source
-    ("2001:db8:ffff::1", nil, "192.0.2.100", 0),       // no IPv6 rules at all
+    ("2001:db8:ffff::1", nil, "192.0.2.100", 1),       // no IPv6 rules, but the answer still depends on the client
 ] as [(String, String?, String, Int)])
 func subnetPolicy(_ client: String, _ ecs: String?, _ want: String, _ scope: Int) throws {
     let r = try makeRouter("{ subnet: { 10.0.0.0/8: ams, 10.1.0.0/16: iad, default: sin } }")

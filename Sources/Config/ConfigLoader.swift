@@ -50,19 +50,31 @@ public enum ConfigLoader {
         case .scanner(_, let problem, let m, _), .parser(_, let problem, let m, _), .composer(_, let problem, let m, _):
             return ConfigError(at(m), "YAML syntax: \(problem)")
         case .duplicatedKeysInMapping(let dups, let ctx):
-            // Yams marks the first occurrence; the editor wants the repeated one, which is
-            // the next line holding the same key at the same column.
+            // Yams marks the first occurrence; the editor wants the repeated one: later on the
+            // same line (flow style), else the next line holding the key at the same column.
             var mark = at(ctx.mark)
             if let key = dups.first {
-                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-                for i in ctx.mark.line..<lines.count {
-                    let l = lines[i].unicodeScalars
-                    guard l.count >= ctx.mark.column else { continue }
-                    let rest = String(String.UnicodeScalarView(l.dropFirst(ctx.mark.column - 1)))
-                    if rest.hasPrefix(key + ":") || rest.hasPrefix("\"\(key)\":") || rest.hasPrefix("'\(key)':") {
-                        mark = SourceLocation(file: file, line: i + 1, column: ctx.mark.column)
-                        break
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
+                let col = ctx.mark.column - 1
+                let patterns = [key + ":", "\"\(key)\":", "'\(key)':"].map { Array($0.unicodeScalars) }
+                func keyAt(_ l: [Unicode.Scalar], _ c: Int) -> Bool {
+                    patterns.contains { p in c + p.count <= l.count && Array(l[c..<(c + p.count)]) == p }
+                }
+                let first = ctx.mark.line - 1
+                var found = false
+                if first < lines.count {
+                    let l = lines[first]
+                    var c = col + key.unicodeScalars.count
+                    while c < l.count && !found {
+                        let boundary = l[c - 1] == " " || l[c - 1] == "{" || l[c - 1] == ","
+                        if boundary && keyAt(l, c) { mark = SourceLocation(file: file, line: first + 1, column: c + 1); found = true }
+                        c += 1
                     }
+                }
+                var i = first + 1
+                while !found && i < lines.count {
+                    if keyAt(lines[i], col) { mark = SourceLocation(file: file, line: i + 1, column: col + 1); found = true }
+                    i += 1
                 }
             }
             return ConfigError(mark, "duplicate key \(dups.map { "\"\($0)\"" }.joined(separator: ", "))")
@@ -696,7 +708,7 @@ final class Builder {
             return addNode(.failover(children: c), wad, node)
         case "weighted":
             guard let (c, w) = children(weightsAllowed: true) else { return nil }
-            if w.allSatisfy({ $0 == 0 }) { r.error(body, "\(sub): every weight is 0") }
+            if !w.isEmpty && w.count == c.count && w.allSatisfy({ $0 == 0 }) { r.error(body, "\(sub): every weight is 0") }
             return addNode(.weighted(children: c, weights: w), wad, node)
         case "hashed":
             guard let (c, w) = children(weightsAllowed: true) else { return nil }

@@ -116,6 +116,10 @@ public final class Router: Sendable {
     let cidrLabels: [Int32]
     let labels: [String]
     let compiled: [CompiledNode]
+    /// Per datacenter: packed country and continent codes, so CIDR-map hits allocate nothing.
+    let dcCodes: [(country: UInt32, continent: UInt32)]
+    /// Per GSLB name: whether anything under it answers A, AAAA, other types (CNAME only).
+    let answerable: [(v4: Bool, v6: Bool, other: Bool)]
     /// Capacity a `RoutingResult` needs for any answer of this configuration.
     public let maxAddresses: Int
 
@@ -189,6 +193,12 @@ public final class Router: Sendable {
         self.labels = labels
         self.cidrLabels = cidrLabels
         self.compiled = compiled
+        dcCodes = model.datacenters.map { (packCode($0.country ?? ""), packCode($0.continent ?? "")) }
+        answerable = model.names.map { n in
+            let eps = compiled[n.root].endpointsUnder.map { model.endpoints[$0] }
+            return (eps.contains { $0.cname != nil || !$0.v4.isEmpty }, eps.contains { $0.cname != nil || !$0.v6.isEmpty },
+                    eps.contains { $0.cname != nil })
+        }
         var maxFallback = 0
         for n in model.nodes { if case .fallback(let a, _) = n.whenAllDown { maxFallback = max(maxFallback, a.count) } }
         maxAddresses = model.endpoints.reduce(0) { $0 + max($1.v4.count, $1.v6.count) } + maxFallback
@@ -223,8 +233,8 @@ public final class Router: Sendable {
                 loc.record.found = true
                 loc.record.hasCoordinates = true
                 loc.record.latitude = dc.latitude; loc.record.longitude = dc.longitude
-                if let c = dc.country { loc.record.country = packCode(c) }
-                if let c = dc.continent { loc.record.continent = packCode(c) }
+                loc.record.country = dcCodes[d].country
+                loc.record.continent = dcCodes[d].continent
             case .coordinates(let la, let lo):
                 loc.record.found = true
                 loc.record.hasCoordinates = true
@@ -257,6 +267,11 @@ public final class Router: Sendable {
     /// `random`; allocates nothing unless `trace` is given. See `RoutingResult` for the output.
     public func resolve<R: RandomNumberGenerator>(nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot,
                                                   random: inout R, into result: inout RoutingResult, trace: RoutingTrace? = nil) {
+        resolveGeneric(nameIndex: nameIndex, qtype: qtype, client: client, health: health, random: &random, into: &result, trace: trace)
+    }
+
+    func resolveGeneric<R: RandomNumberGenerator>(nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot,
+                                                  random: inout R, into result: inout RoutingResult, trace: RoutingTrace?) {
         result.reset()
         let name = model.names[nameIndex]
         result.ttl = name.ttl
@@ -264,7 +279,8 @@ public final class Router: Sendable {
         let answersType = family == .v4 ? name.answersA : (family == .v6 ? name.answersAAAA : true)
         var st = EvalState(rng: random, family: family, client: client, health: health, trace: trace)
         defer { random = st.rng }
-        if !answersType || !compiled[name.root].endpointsUnder.contains(where: { eligible($0, family) }) {
+        let can = answerable[nameIndex]
+        if !answersType || !(family == .v4 ? can.v4 : (family == .v6 ? can.v6 : can.other)) {
             result.nodata = true
             trace?.line("no \(qtype) records: no endpoint under this name answers \(qtype)" + (answersType ? "" : " (types: excludes \(qtype))"))
             trace?.finish(result, model: model)
@@ -283,6 +299,13 @@ public final class Router: Sendable {
         result.scopePrefix = client.allowsScope ? min(st.scope, client.address.bitLength) : 0
         if result.addresses.isEmpty && result.cname == nil { result.nodata = true }
         trace?.finish(result, model: model)
+    }
+
+    /// The same as the generic `resolve`, specialised for the per-worker generator, so
+    /// callers in other modules get the allocation-free specialised code.
+    public func resolve(nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot,
+                        random: inout RoutingRandom, into result: inout RoutingResult, trace: RoutingTrace? = nil) {
+        resolveGeneric(nameIndex: nameIndex, qtype: qtype, client: client, health: health, random: &random, into: &result, trace: trace)
     }
 
     enum Family { case v4, v6, other }

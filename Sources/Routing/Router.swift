@@ -394,7 +394,7 @@ public final class Router: Sendable {
     }
 
     func states<R>(_ eps: [Int], _ st: inout EvalState<R>) -> String {
-        eps.map { "\(model.endpoints[$0].name) \(st.health.state($0))" + (eligible($0, st.family) ? "" : " (no \(st.family) address)") }
+        eps.map { "\(model.endpoints[$0].name) \(st.health.state($0))" + (eligible($0, st.family) ? "" : (st.family == .v4 ? " (no IPv4 address)" : (st.family == .v6 ? " (no IPv6 address)" : " (no CNAME)"))) }
             .joined(separator: ", ")
     }
 

@@ -69,5 +69,31 @@ public struct PrefixTrie: Sendable {
         }
     }
 
+    /// Merges networks that give the same answer, so scopes are as short as the answers
+    /// allow (gdnsd does the same with its maps): a leaf whose value equals what its
+    /// parent already gives is dropped, and two sibling leaves with one value become their
+    /// parent. Values must already be canonical (equal value = equal answer).
+    public mutating func compact() {
+        PrefixTrie.compact(&v4, 0, inherited: -1)
+        PrefixTrie.compact(&v6, 0, inherited: -1)
+    }
+
+    private static func compact(_ nodes: inout [Node], _ n: Int, inherited: Int32) {
+        let eff = nodes[n].value >= 0 ? nodes[n].value : inherited
+        if nodes[n].zero >= 0 { compact(&nodes, Int(nodes[n].zero), inherited: eff) }
+        if nodes[n].one >= 0 { compact(&nodes, Int(nodes[n].one), inherited: eff) }
+        func isLeaf(_ c: Int32) -> Bool { c >= 0 && nodes[Int(c)].zero < 0 && nodes[Int(c)].one < 0 }
+        // A leaf without a value answers what its parent does.
+        func leafValue(_ c: Int32) -> Int32 { nodes[Int(c)].value >= 0 ? nodes[Int(c)].value : eff }
+        let z = nodes[n].zero, o = nodes[n].one
+        if isLeaf(z) && isLeaf(o) && leafValue(z) == leafValue(o) {
+            nodes[n].value = leafValue(z)
+            nodes[n].zero = -1; nodes[n].one = -1
+            return
+        }
+        if isLeaf(z) && leafValue(z) == eff { nodes[n].zero = -1 }
+        if isLeaf(o) && leafValue(o) == eff { nodes[n].one = -1 }
+    }
+
     public var isEmpty: Bool { v4.count == 1 && v6.count == 1 && v4[0].value < 0 && v6[0].value < 0 }
 }

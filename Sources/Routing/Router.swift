@@ -96,6 +96,8 @@ struct CompiledNode: Sendable {
     var geoKeys: [CompiledGeoKey] = []
     var geoUsesASN = false
     var trie = PrefixTrie()
+    /// `subnet`: trie values index this (the rules' children, then the default).
+    var targets: [Int] = []
     var childIDs: [UInt64] = []
 }
 
@@ -145,7 +147,9 @@ public final class Router: Sendable {
         var trie = PrefixTrie()
         var cidrLabels: [Int32] = []
         for (i, e) in model.geo.cidr.enumerated() {
-            trie.insert(e.prefix, value: Int32(i))
+            // Entries with the same target share one value so the trie can merge them.
+            let canonical = model.geo.cidr.firstIndex { $0.target == e.target } ?? i
+            trie.insert(e.prefix, value: Int32(canonical))
             switch e.target {
             case .label(let l): cidrLabels.append(intern(l))
             case .datacenter(let d): cidrLabels.append(intern(model.datacenters[d].name))
@@ -153,6 +157,7 @@ public final class Router: Sendable {
             }
         }
         for dc in model.datacenters { _ = intern(dc.name) }
+        trie.compact()
         cidr = trie
 
         var compiled: [CompiledNode] = []
@@ -169,8 +174,20 @@ public final class Router: Sendable {
                     case .continent(let cc): c.geoKeys.append(.continent(packCode(cc)))
                     }
                 }
-            case .subnet(let prefixes, _, _):
-                for (i, p) in prefixes.enumerated() { c.trie.insert(p, value: Int32(i)) }
+            case .subnet(let prefixes, let children, let def):
+                // The default is a /0 rule of both families; rules whose choices are the same
+                // leaf share a value, so compaction merges their networks.
+                c.targets = children + (def.map { [$0] } ?? [])
+                func canonical(_ i: Int) -> Int32 {
+                    Int32(c.targets.firstIndex { Router.sameLeaf(model, $0, c.targets[i]) } ?? i)
+                }
+                if def != nil {
+                    let d = canonical(c.targets.count - 1)
+                    c.trie.insert(IPPrefix(address: IPAddress(v4: 0), length: 0), value: d)
+                    c.trie.insert(IPPrefix(address: IPAddress(family: .v6, hi: 0, lo: 0), length: 0), value: d)
+                }
+                for (i, p) in prefixes.enumerated() { c.trie.insert(p, value: canonical(i)) }
+                c.trie.compact()
             case .hashed(let children, _, _, _):
                 c.childIDs = children.map { stableHash(Router.childName(model, $0)) }
             default: break
@@ -202,6 +219,14 @@ public final class Router: Sendable {
         var maxFallback = 0
         for n in model.nodes { if case .fallback(let a, _) = n.whenAllDown { maxFallback = max(maxFallback, a.count) } }
         maxAddresses = model.endpoints.reduce(0) { $0 + max($1.v4.count, $1.v6.count) } + maxFallback
+    }
+
+    /// Two policy nodes that answer identically whatever the client: the same node, or
+    /// pools of the same endpoints with the same `when_all_down`.
+    static func sameLeaf(_ model: ConfigModel, _ a: Int, _ b: Int) -> Bool {
+        if a == b { return true }
+        guard case .pool(_, let x) = model.nodes[a].kind, case .pool(_, let y) = model.nodes[b].kind else { return false }
+        return x == y && model.nodes[a].whenAllDown == model.nodes[b].whenAllDown
     }
 
     static func childName(_ model: ConfigModel, _ n: Int) -> String {
@@ -498,20 +523,21 @@ public final class Router: Sendable {
             }
             return allDown(n, &st, &result)
 
-        case .subnet(let prefixes, let children, let defaultChild):
+        case .subnet(_, _, let defaultChild):
             let hit = compiled[n].trie.lookup(st.client.address)
             st.consulted(hit.scope)
+            var chosen = -1
             if hit.value >= 0 {
-                let i = Int(hit.value)
-                trace?.line("subnet: \(st.client.address) is in \(prefixes[i]) -> \(label(children[i])) (decision holds for /\(hit.scope))")
+                chosen = compiled[n].targets[Int(hit.value)]
+                trace?.line("subnet: \(st.client.address) -> \(label(chosen)) (the same for all of \(st.client.address.masked(to: hit.scope))/\(hit.scope))")
                 trace?.depth += 1
-                let ok = evaluate(children[i], &st, &result)
+                let ok = evaluate(chosen, &st, &result)
                 trace?.depth -= 1
                 if ok { return true }
             } else {
                 trace?.line("subnet: no prefix contains \(st.client.address)")
             }
-            if let d = defaultChild {
+            if let d = defaultChild, d != chosen {
                 trace?.line("subnet: using default -> \(label(d))")
                 trace?.depth += 1
                 let ok = evaluate(d, &st, &result)
@@ -642,8 +668,7 @@ public final class Router: Sendable {
         let what = parts.isEmpty ? "unknown" : parts.joined(separator: ", ")
         switch loc.source {
         case .cidrMap:
-            let e = model.geo.cidr[loc.cidrEntry]
-            return "\(what), from the CIDR map entry \(e.prefix) (\(e.location)), holds for /\(loc.prefix)"
+            return "\(what), from the CIDR map (first such entry at \(model.geo.cidr[loc.cidrEntry].location)), holds for /\(loc.prefix)"
         case .database:
             return "\(what), from \((database?.path as NSString?)?.lastPathComponent ?? "database") network /\(loc.record.prefixLength)"
                 + (asnDatabase != nil ? ", ASN database network /\(loc.asnPrefix)" : "")

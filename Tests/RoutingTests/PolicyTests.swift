@@ -97,6 +97,33 @@ func subnetPolicy(_ client: String, _ ecs: String?, _ want: String, _ scope: Int
     #expect(answer(r, client: client, ecs: ecs) == Answer(records: want, scope: scope))
 }
 
+/// Neighbouring networks with the same answer merge, so the scope is no longer than needed.
+@Test(arguments: [
+    ("{ subnet: { 10.0.0.0/9: ams, 10.128.0.0/9: ams, default: sin } }", "10.1.1.1", amsV4, 8),
+    ("{ subnet: { 10.0.0.0/8: ams, 10.1.0.0/16: ams, default: sin } }", "10.1.2.3", amsV4, 8),
+    ("{ subnet: { 10.0.0.0/8: ams, 10.1.0.0/16: { pool: ams }, default: sin } }", "10.1.2.3", amsV4, 8),
+    ("{ subnet: { 10.0.0.0/8: sin, default: sin } }", "10.1.2.3", "192.0.2.100", 1),
+    ("{ subnet: { 10.0.0.0/8: sin, default: sin } }", "192.0.2.1", "192.0.2.100", 1),
+    ("{ subnet: { 10.0.0.0/9: ams, 10.128.0.0/9: iad, default: sin } }", "10.1.1.1", amsV4, 9),
+] as [(String, String, String, Int)])
+func subnetMergesEqualNeighbours(_ policy: String, _ client: String, _ want: String, _ scope: Int) throws {
+    let r = try makeRouter(policy)
+    #expect(answer(r, client: client) == Answer(records: want, scope: scope))
+}
+
+@Test func prefixTrieCompaction() {
+    var t = PrefixTrie()
+    t.insert(IPPrefix("192.0.2.0/25")!, value: 5)
+    t.insert(IPPrefix("192.0.2.128/26")!, value: 5)
+    t.insert(IPPrefix("192.0.2.192/26")!, value: 5)
+    t.insert(IPPrefix("192.0.3.0/24")!, value: 6)
+    t.compact()
+    let a = t.lookup(IPAddress("192.0.2.200")!)
+    #expect(a.value == 5 && a.scope == 24)
+    let b = t.lookup(IPAddress("192.0.3.1")!)
+    #expect(b.value == 6 && b.scope == 24)
+}
+
 @Test func subnetChildDownFallsToDefault() throws {
     let r = try makeRouter("{ subnet: { 10.0.0.0/8: ams, default: sin } }")
     #expect(answer(r, client: "10.0.0.1", down: ["ams-1", "ams-2"]) == Answer(records: "192.0.2.100", scope: 8))

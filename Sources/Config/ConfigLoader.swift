@@ -1,0 +1,823 @@
+import DNSWire
+import Foundation
+import Yams
+import Zones
+
+/// Loads and validates `meridian.yaml` (schema in docs/configuration.md).
+///
+///     do {
+///         let model = try ConfigLoader.load(path: "zones/meridian.yaml")
+///         print(model.names.count)
+///     } catch {
+///         print(error)   // every error, one `file:line:column: message` per line
+///     }
+///
+/// Loading never stops at the first error: it checks everything it can and throws all of them.
+public enum ConfigLoader {
+    public static func load(path: String) throws(ConfigErrors) -> ConfigModel {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigErrors([ConfigError(SourceLocation(file: path, line: 1, column: 1), "cannot read configuration file")])
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        return try load(yaml: text, file: path, baseDirectory: base.isEmpty ? "." : base)
+    }
+
+    /// Loads from text; relative paths in it resolve against `baseDirectory`.
+    public static func load(yaml: String, file: String, baseDirectory: String) throws(ConfigErrors) -> ConfigModel {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let e as YamlError {
+            throw ConfigErrors([yamlError(e, file: file, text: yaml)])
+        } catch {
+            throw ConfigErrors([ConfigError(SourceLocation(file: file, line: 1, column: 1), "\(error)")])
+        }
+        let b = Builder(file: file, base: baseDirectory)
+        guard let root else {
+            throw ConfigErrors([ConfigError(SourceLocation(file: file, line: 1, column: 1), "empty configuration")])
+        }
+        let model = b.build(root)
+        if !b.r.errors.isEmpty || model == nil {
+            let sorted = b.r.errors.sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
+            throw ConfigErrors(sorted)
+        }
+        return model!
+    }
+
+    static func yamlError(_ e: YamlError, file: String, text: String) -> ConfigError {
+        func at(_ m: Mark) -> SourceLocation { SourceLocation(file: file, line: m.line, column: m.column) }
+        switch e {
+        case .scanner(_, let problem, let m, _), .parser(_, let problem, let m, _), .composer(_, let problem, let m, _):
+            return ConfigError(at(m), "YAML syntax: \(problem)")
+        case .duplicatedKeysInMapping(let dups, let ctx):
+            // Yams marks the first occurrence; the editor wants the repeated one: later on the
+            // same line (flow style), else the next line holding the key at the same column.
+            var mark = at(ctx.mark)
+            if let key = dups.first {
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
+                let col = ctx.mark.column - 1
+                let patterns = [key + ":", "\"\(key)\":", "'\(key)':"].map { Array($0.unicodeScalars) }
+                func keyAt(_ l: [Unicode.Scalar], _ c: Int) -> Bool {
+                    patterns.contains { p in c + p.count <= l.count && Array(l[c..<(c + p.count)]) == p }
+                }
+                let first = ctx.mark.line - 1
+                var found = false
+                if first < lines.count {
+                    let l = lines[first]
+                    var c = col + key.unicodeScalars.count
+                    while c < l.count && !found {
+                        let boundary = l[c - 1] == " " || l[c - 1] == "{" || l[c - 1] == ","
+                        if boundary && keyAt(l, c) { mark = SourceLocation(file: file, line: first + 1, column: c + 1); found = true }
+                        c += 1
+                    }
+                }
+                var i = first + 1
+                while !found && i < lines.count {
+                    if keyAt(lines[i], col) { mark = SourceLocation(file: file, line: i + 1, column: col + 1); found = true }
+                    i += 1
+                }
+            }
+            return ConfigError(mark, "duplicate key \(dups.map { "\"\($0)\"" }.joined(separator: ", "))")
+        default:
+            return ConfigError(SourceLocation(file: file, line: 1, column: 1), "YAML: \(e)")
+        }
+    }
+}
+
+/// The continent codes MaxMind uses; in `geo` keys these two letters mean the continent.
+let continentCodes: Set<String> = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"]
+
+/// Children per policy node are limited so the evaluator can track them in one 64-bit mask.
+let maxChildren = 64
+/// `geo` and `subnet` look keys up rather than track them in a mask; this only bounds load time.
+let maxRules = 100_000
+/// Policy trees deeper than this are almost certainly a mistake and would cost stack per query.
+let maxDepth = 16
+
+final class Builder {
+    let r: YAMLReader
+    let base: String
+    var server = ServerSettings()
+    var datacenters: [Datacenter] = []
+    var endpoints: [Endpoint] = []
+    var pools: [Pool] = []
+    var checks: [CheckSpec] = []
+    var geo = GeoSources()
+    var zones: [ZoneSource] = []
+    var nodes: [PolicyNode] = []
+    var names: [GSLBName] = []
+    var defaultTTL: UInt32 = 30
+    var defaultA = true, defaultAAAA = true
+
+    init(file: String, base: String) { r = YAMLReader(file: file); self.base = base }
+
+    func path(_ p: String) -> String { p.hasPrefix("/") ? p : base + "/" + p }
+
+    static let topKeys = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools"]
+
+    func build(_ root: Node) -> ConfigModel? {
+        guard let top = r.mapping(root, "configuration") else { return nil }
+        r.checkKeys(top, allowed: Builder.topKeys, "the top level")
+        func section(_ k: String) -> Node? { top.first { $0.key == k }?.value }
+        if let n = section("server") { parseServer(n) }
+        if let n = section("defaults") { parseDefaults(n) }
+        if let n = section("datacenters") { parseDatacenters(n) }
+        if let n = section("checks") { parseChecks(n) }
+        if let n = section("endpoints") { parseEndpoints(n) }
+        if let n = section("pools") { parsePools(n) }
+        if let n = section("geo") { parseGeo(n) }
+        parseZones(section("zones"), dir: section("zones_dir"))
+        guard r.errors.isEmpty else { return nil }
+        return ConfigModel(file: r.file, server: server, zones: zones, geo: geo, datacenters: datacenters,
+                           endpoints: endpoints, pools: pools, checks: checks, nodes: nodes, names: names)
+    }
+
+    // MARK: server and defaults
+
+    func parseServer(_ node: Node) {
+        guard let m = r.mapping(node, "server") else { return }
+        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control"], "server")
+        for e in m {
+            switch e.key {
+            case "listen": if let l = r.strings(e.value, "server.listen") { server.listen = l.map(\.0) }
+            case "workers": if let v = r.int(e.value, "server.workers", 0...1024) { server.workers = v }
+            case "max_udp_size": if let v = r.int(e.value, "server.max_udp_size", 512...65535) { server.maxUDPSize = v }
+            case "nsid": server.nsid = r.string(e.value, "server.nsid")
+            case "control": server.control = r.string(e.value, "server.control")
+            default: break
+            }
+        }
+    }
+
+    func parseDefaults(_ node: Node) {
+        guard let m = r.mapping(node, "defaults") else { return }
+        r.checkKeys(m, allowed: ["ttl", "types"], "defaults")
+        for e in m {
+            switch e.key {
+            case "ttl": if let t = ttl(e.value, "defaults.ttl") { defaultTTL = t }
+            case "types": if let t = types(e.value, "defaults.types") { (defaultA, defaultAAAA) = t }
+            default: break
+            }
+        }
+    }
+
+    func ttl(_ node: Node, _ what: String) -> UInt32? {
+        if case .scalar(let s) = node, let v = Int(s.string) {
+            guard (0...604_800).contains(v) else { r.error(node, "\(what) \(v) out of range 0...604800"); return nil }
+            return UInt32(v)
+        }
+        guard let d = r.duration(node, what) else { return nil }
+        guard d <= 604_800 else { r.error(node, "\(what) out of range 0...604800 seconds"); return nil }
+        return UInt32(d)
+    }
+
+    func types(_ node: Node, _ what: String) -> (Bool, Bool)? {
+        guard let list = r.strings(node, what) else { return nil }
+        var a = false, aaaa = false
+        for (t, n) in list {
+            switch t.uppercased() {
+            case "A": a = true
+            case "AAAA": aaaa = true
+            default: r.error(n, "\(what): \"\(t)\" is not answered by policies (use A and/or AAAA)")
+            }
+        }
+        return (a, aaaa)
+    }
+
+    // MARK: datacenters
+
+    func parseDatacenters(_ node: Node) {
+        guard let m = r.mapping(node, "datacenters") else { return }
+        for e in m {
+            let what = "datacenter \(e.key)"
+            guard let f = r.mapping(e.value, what) else { continue }
+            r.checkKeys(f, allowed: ["lat", "lon", "country", "continent"], what)
+            var dc = Datacenter(name: e.key, latitude: 0, longitude: 0, country: nil, continent: nil, location: r.loc(e.keyNode))
+            var haveLat = false, haveLon = false
+            for x in f {
+                switch x.key {
+                case "lat": if let v = r.double(x.value, "\(what): lat", -90...90) { dc.latitude = v; haveLat = true }
+                case "lon": if let v = r.double(x.value, "\(what): lon", -180...180) { dc.longitude = v; haveLon = true }
+                case "country":
+                    if let s = r.string(x.value, "\(what): country") {
+                        if s.count == 2 && s.allSatisfy({ $0.isLetter && $0.isASCII }) { dc.country = s.uppercased() }
+                        else { r.error(x.value, "\(what): country \"\(s)\" is not a two-letter ISO 3166 code") }
+                    }
+                case "continent":
+                    if let s = r.string(x.value, "\(what): continent") {
+                        if continentCodes.contains(s.uppercased()) { dc.continent = s.uppercased() }
+                        else { r.error(x.value, "\(what): continent \"\(s)\" is not one of AF AN AS EU NA OC SA") }
+                    }
+                default: break
+                }
+            }
+            if !haveLat || !haveLon { r.error(e.keyNode, "\(what): needs lat and lon") }
+            datacenters.append(dc)
+        }
+    }
+
+    // MARK: checks
+
+    static let checkKeys = ["type", "host", "port", "path", "method", "host_header", "headers", "expect", "body",
+                            "verify_cert", "ca_file", "server_name", "name", "qtype", "rcode", "answer",
+                            "command", "file", "checks", "min", "interval", "timeout", "rise", "fall",
+                            "degraded_above", "degraded_factor", "initial"]
+    static let checkTypes = ["tcp", "http", "https", "dns", "exec", "file", "calculated"]
+
+    func parseChecks(_ node: Node) {
+        guard let m = r.mapping(node, "checks") else { return }
+        var defaults: [(key: String, keyNode: Node, value: Node)] = []
+        if let d = m.first(where: { $0.key == "defaults" }), let dm = r.mapping(d.value, "checks.defaults") {
+            r.checkKeys(dm, allowed: ["interval", "timeout", "rise", "fall", "degraded_above", "degraded_factor", "initial"], "checks.defaults")
+            defaults = dm
+        }
+        var specs: [(CheckSpec, [(String, Node)], Node)] = []
+        for e in m where e.key != "defaults" {
+            let what = "check \(e.key)"
+            guard let f = r.mapping(e.value, what) else { continue }
+            r.checkKeys(f, allowed: Builder.checkKeys, what)
+            func v(_ k: String) -> Node? { f.first { $0.key == k }?.value }
+            guard let tn = v("type") else { r.error(e.keyNode, "\(what): needs a type (\(Builder.checkTypes.joined(separator: ", ")))"); continue }
+            guard let type = r.string(tn, "\(what): type") else { continue }
+            func port(_ def: UInt16?) -> UInt16? {
+                if let p = v("port") { return r.int(p, "\(what): port", 1...65535).map { UInt16($0) } }
+                if def == nil { r.error(e.keyNode, "\(what): needs a port") }
+                return def
+            }
+            let host = v("host").flatMap { r.string($0, "\(what): host") } ?? ""
+            var kind: CheckSpec.Kind
+            var calculated: [(String, Node)] = []
+            switch type {
+            case "tcp":
+                guard let p = port(nil) else { continue }
+                kind = .tcp(host: host, port: p)
+            case "http", "https":
+                guard let p = port(type == "https" ? 443 : 80) else { continue }
+                var h = CheckSpec.HTTPCheck(tls: type == "https", host: host, port: p)
+                if let n = v("path"), let s = r.string(n, "\(what): path") { h.path = s }
+                if let n = v("method"), let s = r.string(n, "\(what): method") { h.method = s.uppercased() }
+                if let n = v("host_header"), let s = r.string(n, "\(what): host_header") { h.hostHeader = s }
+                if let n = v("headers"), let hm = r.mapping(n, "\(what): headers") {
+                    for x in hm { if let s = r.string(x.value, "\(what): header \(x.key)") { h.headers[x.key] = s } }
+                }
+                if let n = v("expect") {
+                    if case .sequence(let s) = n { h.expectStatus = s.compactMap { r.int($0, "\(what): expect", 100...599) } }
+                    else if let c = r.int(n, "\(what): expect", 100...599) { h.expectStatus = [c] }
+                }
+                if let n = v("body"), let s = r.string(n, "\(what): body") { h.expectBody = s }
+                if let n = v("verify_cert"), let b = r.bool(n, "\(what): verify_cert") { h.verifyCertificate = b }
+                if let n = v("ca_file"), let s = r.string(n, "\(what): ca_file") { h.caFile = path(s) }
+                if let n = v("server_name"), let s = r.string(n, "\(what): server_name") { h.serverName = s }
+                kind = .http(h)
+            case "dns":
+                guard let p = port(53) else { continue }
+                guard let qn = v("name"), let name = r.string(qn, "\(what): name") else {
+                    r.error(e.keyNode, "\(what): needs the name to query"); continue
+                }
+                let qtype = v("qtype").flatMap { r.string($0, "\(what): qtype") } ?? "SOA"
+                if RRType(mnemonic: qtype) == nil { r.error(v("qtype")!, "\(what): unknown record type \"\(qtype)\"") }
+                let rcode = v("rcode").flatMap { r.string($0, "\(what): rcode") } ?? "NOERROR"
+                kind = .dns(server: host, port: p, name: name, type: qtype.uppercased(), expectRcode: rcode.uppercased(),
+                            expectAnswer: v("answer").flatMap { r.string($0, "\(what): answer") })
+            case "exec":
+                guard let c = v("command"), let parts = r.strings(c, "\(what): command") else {
+                    r.error(e.keyNode, "\(what): needs a command"); continue
+                }
+                kind = .exec(command: parts.map(\.0))
+            case "file":
+                guard let c = v("file"), let s = r.string(c, "\(what): file") else {
+                    r.error(e.keyNode, "\(what): needs a file"); continue
+                }
+                kind = .file(path: path(s))
+            case "calculated":
+                guard let c = v("checks"), let list = r.strings(c, "\(what): checks") else {
+                    r.error(e.keyNode, "\(what): needs checks"); continue
+                }
+                calculated = list
+                let minimum = v("min").flatMap { r.int($0, "\(what): min", 1...max(1, list.count)) } ?? list.count
+                kind = .calculated(checks: list.map(\.0), minimum: minimum)
+            default:
+                r.error(tn, "\(what): unknown type \"\(type)\"\(suggestion(type, Builder.checkTypes)) (one of \(Builder.checkTypes.joined(separator: ", ")))")
+                continue
+            }
+            var spec = CheckSpec(name: e.key, kind: kind)
+            for x in defaults + f { applyTiming(&spec, x.key, x.value, what) }
+            specs.append((spec, calculated, e.keyNode))
+        }
+        let known = Set(specs.map(\.0.name))
+        for (spec, refs, _) in specs {
+            for (ref, n) in refs where !known.contains(ref) {
+                r.error(n, "check \(spec.name): unknown check \"\(ref)\"\(suggestion(ref, Array(known)))")
+            }
+        }
+        checks = specs.map(\.0)
+    }
+
+    func applyTiming(_ spec: inout CheckSpec, _ key: String, _ value: Node, _ what: String) {
+        switch key {
+        case "interval": if let d = r.duration(value, "\(what): interval") { spec.interval = d }
+        case "timeout": if let d = r.duration(value, "\(what): timeout") { spec.timeout = d }
+        case "rise": if let v = r.int(value, "\(what): rise", 1...100) { spec.rise = v }
+        case "fall": if let v = r.int(value, "\(what): fall", 1...100) { spec.fall = v }
+        case "degraded_above": if let d = r.duration(value, "\(what): degraded_above") { spec.degradedAbove = d }
+        case "degraded_factor": if let v = r.double(value, "\(what): degraded_factor", 0...1) { spec.degradedFactor = v }
+        case "initial":
+            if let s = r.string(value, "\(what): initial") {
+                switch s { case "up": spec.initialState = .up
+                case "down": spec.initialState = .down
+                default: r.error(value, "\(what): initial must be up or down") }
+            }
+        default: break
+        }
+    }
+
+    // MARK: endpoints and pools
+
+    func parseEndpoints(_ node: Node) {
+        guard let m = r.mapping(node, "endpoints") else { return }
+        for e in m {
+            let what = "endpoint \(e.key)"
+            guard let f = r.mapping(e.value, what) else { continue }
+            r.checkKeys(f, allowed: ["v4", "v6", "cname", "dc", "weight", "check"], what)
+            var ep = Endpoint(name: e.key, v4: [], v6: [], cname: nil, datacenter: nil, weight: 100, check: nil, location: r.loc(e.keyNode))
+            let errorsBefore = r.errors.count
+            for x in f {
+                switch x.key {
+                case "v4", "v6":
+                    for (s, n) in r.strings(x.value, "\(what): \(x.key)") ?? [] {
+                        guard let a = IPAddress(s), a.isV4 == (x.key == "v4") else {
+                            r.error(n, "\(what): \"\(s)\" is not an \(x.key == "v4" ? "IPv4" : "IPv6") address"); continue
+                        }
+                        if x.key == "v4" { ep.v4.append(a) } else { ep.v6.append(a) }
+                    }
+                case "cname":
+                    if let s = r.string(x.value, "\(what): cname") {
+                        do { ep.cname = try DNSName(s.hasSuffix(".") ? s : s + ".").lowercased() }
+                        catch { r.error(x.value, "\(what): bad cname \"\(s)\": \(error)") }
+                    }
+                case "dc":
+                    if let s = r.string(x.value, "\(what): dc") {
+                        if let i = datacenters.firstIndex(where: { $0.name == s }) { ep.datacenter = i }
+                        else { r.error(x.value, "\(what): unknown datacenter \"\(s)\"\(suggestion(s, datacenters.map(\.name)))") }
+                    }
+                case "weight": if let v = r.int(x.value, "\(what): weight", 0...1000) { ep.weight = v }
+                case "check":
+                    if let s = r.string(x.value, "\(what): check") {
+                        if let i = checks.firstIndex(where: { $0.name == s }) { ep.check = i }
+                        else { r.error(x.value, "\(what): unknown check \"\(s)\"\(suggestion(s, checks.map(\.name)))") }
+                    }
+                default: break
+                }
+            }
+            if ep.cname != nil && !(ep.v4.isEmpty && ep.v6.isEmpty) {
+                r.error(e.keyNode, "\(what): has both cname and addresses; an endpoint is one or the other")
+            } else if ep.cname == nil && ep.v4.isEmpty && ep.v6.isEmpty && r.errors.count == errorsBefore {
+                r.error(e.keyNode, "\(what): needs v4, v6 or cname")
+            }
+            endpoints.append(ep)
+        }
+    }
+
+    func parsePools(_ node: Node) {
+        guard let m = r.mapping(node, "pools") else { return }
+        for e in m {
+            let what = "pool \(e.key)"
+            var pool = Pool(name: e.key, endpoints: [], location: r.loc(e.keyNode))
+            for (s, n) in r.strings(e.value, what) ?? [] {
+                guard let i = endpoints.firstIndex(where: { $0.name == s }) else {
+                    r.error(n, "\(what): unknown endpoint \"\(s)\"\(suggestion(s, endpoints.map(\.name)))"); continue
+                }
+                if pool.endpoints.contains(i) { r.error(n, "\(what): endpoint \"\(s)\" listed twice"); continue }
+                pool.endpoints.append(i)
+            }
+            let cn = pool.endpoints.filter { endpoints[$0].cname != nil }.count
+            if cn > 0 && cn < pool.endpoints.count {
+                r.error(e.keyNode, "\(what): mixes cname endpoints with address endpoints")
+            }
+            pools.append(pool)
+        }
+    }
+
+    // MARK: geo
+
+    func parseGeo(_ node: Node) {
+        guard let m = r.mapping(node, "geo") else { return }
+        r.checkKeys(m, allowed: ["database", "asn_database", "cidr", "cidr_file"], "geo")
+        var seen: [IPPrefix: SourceLocation] = [:]
+        func add(_ e: CIDREntry) {
+            if let prev = seen[e.prefix] { r.error(e.location, "duplicate CIDR \(e.prefix) (first at \(prev))"); return }
+            seen[e.prefix] = e.location
+            geo.cidr.append(e)
+        }
+        for e in m {
+            switch e.key {
+            case "database", "asn_database":
+                guard let s = r.string(e.value, "geo.\(e.key)") else { continue }
+                let ref = FileReference(path: path(s), location: r.loc(e.value))
+                if let problem = mmdbProblem(ref.path) { r.error(e.value, "geo.\(e.key): \(problem): \(ref.path)"); continue }
+                if e.key == "database" { geo.database = ref } else { geo.asnDatabase = ref }
+            case "cidr":
+                guard let cm = r.mapping(e.value, "geo.cidr") else { continue }
+                for x in cm {
+                    guard let t = r.string(x.value, "geo.cidr \(x.key)") else { continue }
+                    if let entry = cidrEntry(x.key, t, r.loc(x.keyNode), r.loc(x.value)) { add(entry) }
+                }
+            case "cidr_file":
+                for (s, n) in r.strings(e.value, "geo.cidr_file") ?? [] {
+                    let p = path(s)
+                    guard let data = FileManager.default.contents(atPath: p), let text = String(data: data, encoding: .utf8) else {
+                        r.error(n, "geo.cidr_file: cannot read \(p)"); continue
+                    }
+                    for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                        let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                        let trimmed = String(content).trimmingSpaces()
+                        if trimmed.isEmpty { continue }
+                        let lead = content.prefix { $0 == " " || $0 == "\t" }.count
+                        let at = SourceLocation(file: p, line: i + 1, column: lead + 1)
+                        guard let colon = trimmed.firstIndex(of: ":"), trimmed[trimmed.index(after: colon)...].first == " " else {
+                            r.error(at, "expected \"prefix: target\""); continue
+                        }
+                        let key = String(trimmed[..<colon])
+                        let value = String(trimmed[trimmed.index(after: colon)...]).trimmingSpaces()
+                        let vcol = lead + 1 + trimmed.distance(from: trimmed.startIndex, to: colon) + 2
+                        if let entry = cidrEntry(key, value, at, SourceLocation(file: p, line: i + 1, column: vcol)) { add(entry) }
+                    }
+                }
+            default: break
+            }
+        }
+    }
+
+    func cidrEntry(_ key: String, _ target: String, _ at: SourceLocation, _ targetAt: SourceLocation) -> CIDREntry? {
+        guard let prefix = IPPrefix(key, strict: true), key.contains("/") else {
+            let loose = IPPrefix(key) != nil && key.contains("/")
+            r.error(at, "bad CIDR \"\(key)\"" + (loose ? " (bits set past the prefix length)" : ""))
+            return nil
+        }
+        let parts = target.split(separator: ",")
+        if parts.count == 2, let la = Double(parts[0].trimmingCharacters(in: .whitespaces)),
+           let lo = Double(parts[1].trimmingCharacters(in: .whitespaces)) {
+            guard (-90...90).contains(la), (-180...180).contains(lo) else {
+                r.error(targetAt, "coordinates \"\(target)\" out of range"); return nil
+            }
+            return CIDREntry(prefix: prefix, target: .coordinates(latitude: la, longitude: lo), location: at)
+        }
+        if let i = datacenters.firstIndex(where: { $0.name == target }) {
+            return CIDREntry(prefix: prefix, target: .datacenter(i), location: at)
+        }
+        return CIDREntry(prefix: prefix, target: .label(target), location: at)
+    }
+
+    /// A cheap sanity check without libmaxminddb (Config does not link it): the file is
+    /// readable and ends with the MaxMind DB metadata marker. Routing opens it for real.
+    func mmdbProblem(_ p: String) -> String? {
+        guard let h = FileHandle(forReadingAtPath: p) else {
+            return FileManager.default.fileExists(atPath: p) ? "cannot read MaxMind database" : "MaxMind database not found"
+        }
+        defer { try? h.close() }
+        let size = (try? h.seekToEnd()) ?? 0
+        let tail = min(size, 128 * 1024)
+        try? h.seek(toOffset: size - tail)
+        guard let data = try? h.readToEnd() else { return "cannot read MaxMind database" }
+        let marker: [UInt8] = [0xAB, 0xCD, 0xEF] + Array("MaxMind.com".utf8)
+        let bytes = [UInt8](data)
+        if bytes.count >= marker.count {
+            for i in stride(from: bytes.count - marker.count, through: 0, by: -1) where bytes[i] == 0xAB {
+                if Array(bytes[i..<(i + marker.count)]) == marker { return nil }
+            }
+        }
+        return "not a MaxMind database"
+    }
+
+    // MARK: zones and names
+
+    func parseZones(_ node: Node?, dir: Node?) {
+        var fromDir: [String: String] = [:]
+        if let dir, let d = r.string(dir, "zones_dir") {
+            let p = path(d)
+            if let files = try? FileManager.default.contentsOfDirectory(atPath: p) {
+                for f in files.sorted() where f.hasSuffix(".zone") {
+                    fromDir[String(f.dropLast(5)).lowercased()] = p + "/" + f
+                }
+            } else {
+                r.error(dir, "zones_dir: cannot list folder \(p)")
+            }
+        }
+        var declared = Set<String>()
+        if let node, let m = r.mapping(node, "zones") {
+            for e in m {
+                let what = "zone \(e.key)"
+                let apexText = e.key.hasSuffix(".") ? e.key : e.key + "."
+                guard let apex = try? DNSName(apexText).lowercased() else { r.error(e.keyNode, "\(what): bad zone name"); continue }
+                let key = String(apexText.dropLast()).lowercased()
+                declared.insert(key)
+                let f = r.mapping(e.value, what) ?? []
+                r.checkKeys(f, allowed: ["file", "names"], what)
+                var file = fromDir[key] ?? path(key + ".zone")
+                var fileNode = e.keyNode
+                if let fn = f.first(where: { $0.key == "file" }) {
+                    fileNode = fn.value
+                    if let s = r.string(fn.value, "\(what): file") { file = path(s) }
+                }
+                if !FileManager.default.fileExists(atPath: file) {
+                    r.error(fileNode, "\(what): zone file not found: \(file)")
+                }
+                zones.append(ZoneSource(name: apex, file: file, location: r.loc(e.keyNode)))
+                if let nn = f.first(where: { $0.key == "names" })?.value { parseNames(nn, zone: apex) }
+            }
+        }
+        for (k, file) in fromDir.sorted(by: { $0.key < $1.key }) where !declared.contains(k) {
+            guard let apex = try? DNSName(k + ".").lowercased() else { r.error(dir!, "zones_dir: bad zone file name \(file)"); continue }
+            zones.append(ZoneSource(name: apex, file: file, location: r.loc(dir!)))
+        }
+    }
+
+    func parseNames(_ node: Node, zone: DNSName) {
+        guard let m = r.mapping(node, "names of \(zone)") else { return }
+        for e in m {
+            let what = "name \(e.key)"
+            let owner: DNSName
+            do {
+                owner = try (e.key == "@" ? zone : DNSName(e.key, origin: zone)).lowercased()
+            } catch { r.error(e.keyNode, "\(what): bad name: \(error)"); continue }
+            guard owner.isSubdomain(of: zone) else { r.error(e.keyNode, "\(what): \(owner) is not inside zone \(zone)"); continue }
+            if let prev = names.first(where: { $0.owner == owner }) {
+                r.error(e.keyNode, "duplicate GSLB name \(owner) (first at \(prev.location))"); continue
+            }
+            guard let f = r.mapping(e.value, what) else { continue }
+            r.checkKeys(f, allowed: ["ttl", "types", "policy", "when_all_down", "fallback", "rto"], what)
+            var ttlValue = defaultTTL, a = defaultA, aaaa = defaultAAAA, rto: Double? = nil
+            var policy: Node? = nil
+            var wad: [(key: String, keyNode: Node, value: Node)] = []
+            for x in f {
+                switch x.key {
+                case "ttl": if let t = ttl(x.value, "\(what): ttl") { ttlValue = t }
+                case "types": if let t = types(x.value, "\(what): types") { (a, aaaa) = t }
+                case "rto": rto = r.duration(x.value, "\(what): rto")
+                case "policy": policy = x.value
+                case "when_all_down", "fallback": wad.append(x)
+                default: break
+                }
+            }
+            guard let policy else { r.error(e.keyNode, "\(what): needs a policy"); continue }
+            guard let root = parseNode(policy, depth: 0, what: "\(what) policy", inherited: wad) else { continue }
+            names.append(GSLBName(owner: owner, zone: zone, answersA: a, answersAAAA: aaaa, ttl: ttlValue,
+                                  root: root, rto: rto, location: r.loc(e.keyNode)))
+        }
+    }
+
+    // MARK: policies
+
+    static let kinds = ["pool", "failover", "weighted", "geo", "nearest", "subnet", "multivalue", "hashed"]
+
+    /// Endpoints a leaf name stands for: a pool, else a datacenter's endpoints, else one endpoint.
+    func leaf(_ name: String, _ node: Node, _ what: String) -> [Int]? {
+        if let p = pools.first(where: { $0.name == name }) {
+            if p.endpoints.isEmpty { r.error(node, "\(what): pool \"\(name)\" is empty") ; return nil }
+            return p.endpoints
+        }
+        if let d = datacenters.firstIndex(where: { $0.name == name }) {
+            let eps = endpoints.indices.filter { endpoints[$0].datacenter == d }
+            if eps.isEmpty { r.error(node, "\(what): datacenter \"\(name)\" has no endpoints"); return nil }
+            return eps
+        }
+        if let i = endpoints.firstIndex(where: { $0.name == name }) { return [i] }
+        let all = pools.map(\.name) + datacenters.map(\.name) + endpoints.map(\.name)
+        r.error(node, "\(what): unknown pool, datacenter or endpoint \"\(name)\"\(suggestion(name, all))")
+        return nil
+    }
+
+    func addNode(_ kind: PolicyNode.Kind, _ wad: WhenAllDown, _ node: Node) -> Int {
+        nodes.append(PolicyNode(kind: kind, whenAllDown: wad, location: r.loc(node)))
+        return nodes.count - 1
+    }
+
+    /// One leaf per endpoint, so choosing nodes over a pool choose single endpoints.
+    func expand(_ eps: [Int], _ node: Node) -> [Int] {
+        eps.map { addNode(.pool(name: endpoints[$0].name, endpoints: [$0]), .parent, node) }
+    }
+
+    func limitChildren(_ count: Int, _ node: Node, _ what: String, max limit: Int = maxChildren) -> Bool {
+        if count == 0 { r.error(node, "\(what): needs at least one choice"); return false }
+        if count > limit { r.error(node, "\(what): more than \(limit) choices"); return false }
+        return true
+    }
+
+    func whenAllDown(_ entries: [(key: String, keyNode: Node, value: Node)], isRoot: Bool, _ what: String) -> WhenAllDown {
+        var mode: WhenAllDown = isRoot ? .open : .parent
+        let fb = entries.first { $0.key == "fallback" }
+        if let w = entries.first(where: { $0.key == "when_all_down" }), let s = r.string(w.value, "\(what): when_all_down") {
+            switch s {
+            case "open": mode = .open
+            case "parent": mode = .parent
+            case "nodata": mode = .nodata
+            case "fallback":
+                guard let fb else { r.error(w.value, "\(what): when_all_down fallback needs a fallback: list"); break }
+                var addrs: [IPAddress] = []
+                var cname: DNSName? = nil
+                for (t, n) in r.strings(fb.value, "\(what): fallback") ?? [] {
+                    if let a = IPAddress(t) { addrs.append(a) }
+                    else if cname == nil && addrs.isEmpty, let c = try? DNSName(t.hasSuffix(".") ? t : t + ".") { cname = c.lowercased() }
+                    else { r.error(n, "\(what): fallback \"\(t)\" is not an address (or a single host name)") }
+                }
+                mode = .fallback(addresses: addrs, cname: cname)
+            default:
+                r.error(w.value, "\(what): when_all_down \"\(s)\" is not one of open, parent, fallback, nodata\(suggestion(s, ["open", "parent", "fallback", "nodata"]))")
+            }
+        } else if let fb {
+            r.error(fb.keyNode, "\(what): fallback is only used with when_all_down: fallback")
+        }
+        return mode
+    }
+
+    /// Parses one policy node; `extra` keys (e.g. `weight` in a weighted list) are returned, not errors.
+    func parseNode(_ node: Node, depth: Int, what: String, inherited: [(key: String, keyNode: Node, value: Node)] = [],
+                   extra: [String] = [], extras: UnsafeMutablePointer<[String: Node]>? = nil) -> Int? {
+        guard depth < maxDepth else { r.error(node, "\(what): policy nested deeper than \(maxDepth)"); return nil }
+        let isRoot = depth == 0
+        if case .scalar(let s) = node {
+            guard let eps = leaf(s.string, node, what) else { return nil }
+            return addNode(.pool(name: s.string, endpoints: eps), whenAllDown(inherited, isRoot: isRoot, what), node)
+        }
+        guard let m = r.mapping(node, what) else { return nil }
+        let kindEntries = m.filter { Builder.kinds.contains($0.key) }
+        guard kindEntries.count == 1, let ke = kindEntries.first else {
+            if kindEntries.count > 1 { r.error(kindEntries[1].keyNode, "\(what): one policy kind per node, found \(kindEntries.map(\.key).joined(separator: " and "))") }
+            else {
+                let unknown = m.first { !["when_all_down", "fallback", "n", "bias", "v4_prefix", "v6_prefix"].contains($0.key) && !extra.contains($0.key) }
+                if let u = unknown {
+                    r.error(u.keyNode, "unknown key \"\(u.key)\" in \(what)\(suggestion(u.key, Builder.kinds + extra))")
+                } else {
+                    r.error(node, "\(what): needs a policy kind (\(Builder.kinds.joined(separator: ", ")))")
+                }
+            }
+            return nil
+        }
+        let kind = ke.key
+        var allowed = [kind, "when_all_down", "fallback"] + extra
+        switch kind {
+        case "nearest": allowed += ["n", "bias"]
+        case "multivalue": allowed += ["n"]
+        case "hashed": allowed += ["v4_prefix", "v6_prefix"]
+        default: break
+        }
+        r.checkKeys(m, allowed: allowed, "\(kind) policy")
+        if let extras { for e in m where extra.contains(e.key) { extras.pointee[e.key] = e.value } }
+        let wad = whenAllDown(m.filter { $0.key == "when_all_down" || $0.key == "fallback" } + inherited, isRoot: isRoot, what)
+        func opt(_ k: String) -> Node? { m.first { $0.key == k }?.value }
+        let body = ke.value
+        let sub = "\(what) > \(kind)"
+
+        /// Children: a scalar is a pool expanded to one child per endpoint (weights from the
+        /// endpoints); a list is one child per item, items may carry `weight`.
+        func children(weightsAllowed: Bool) -> (children: [Int], weights: [Int])? {
+            if case .scalar(let s) = body {
+                guard let eps = leaf(s.string, body, sub) else { return nil }
+                guard limitChildren(eps.count, body, sub) else { return nil }
+                return (expand(eps, body), eps.map { endpoints[$0].weight })
+            }
+            if weightsAllowed, case .mapping = body {
+                guard let cm = r.mapping(body, sub), limitChildren(cm.count, body, sub) else { return nil }
+                var c: [Int] = [], w: [Int] = []
+                for x in cm {
+                    guard let eps = leaf(x.key, x.keyNode, sub), let wt = r.int(x.value, "\(sub): weight", 0...1000) else { continue }
+                    c.append(addNode(.pool(name: x.key, endpoints: eps), .parent, x.keyNode)); w.append(wt)
+                }
+                return (c, w)
+            }
+            guard let items = r.sequence(body, sub), limitChildren(items.count, body, sub) else { return nil }
+            var c: [Int] = [], w: [Int] = []
+            for (i, item) in items.enumerated() {
+                var ex: [String: Node] = [:]
+                guard let n = parseNode(item, depth: depth + 1, what: "\(sub)[\(i)]", extra: weightsAllowed ? ["weight"] : [], extras: &ex) else { continue }
+                var wt = 1
+                if let wn = ex["weight"] { wt = r.int(wn, "\(sub)[\(i)]: weight", 0...1000) ?? 1 }
+                else if case .pool(_, let eps) = nodes[n].kind, eps.count == 1 { wt = endpoints[eps[0]].weight }
+                c.append(n); w.append(wt)
+            }
+            return (c, w)
+        }
+
+        switch kind {
+        case "pool":
+            guard case .scalar(let s) = body else { r.error(body, "\(sub): expected a pool name"); return nil }
+            guard let eps = leaf(s.string, body, sub) else { return nil }
+            return addNode(.pool(name: s.string, endpoints: eps), wad, node)
+        case "failover":
+            guard let (c, _) = children(weightsAllowed: false) else { return nil }
+            return addNode(.failover(children: c), wad, node)
+        case "weighted":
+            guard let (c, w) = children(weightsAllowed: true) else { return nil }
+            if !w.isEmpty && w.count == c.count && w.allSatisfy({ $0 == 0 }) { r.error(body, "\(sub): every weight is 0") }
+            return addNode(.weighted(children: c, weights: w), wad, node)
+        case "hashed":
+            guard let (c, w) = children(weightsAllowed: true) else { return nil }
+            let v4 = opt("v4_prefix").flatMap { r.int($0, "\(sub): v4_prefix", 0...32) } ?? 24
+            let v6 = opt("v6_prefix").flatMap { r.int($0, "\(sub): v6_prefix", 0...128) } ?? 56
+            return addNode(.hashed(children: c, weights: w, v4Prefix: v4, v6Prefix: v6), wad, node)
+        case "multivalue":
+            guard case .scalar(let s) = body else { r.error(body, "\(sub): expected a pool name"); return nil }
+            guard let eps = leaf(s.string, body, sub) else { return nil }
+            let n = opt("n").flatMap { r.int($0, "\(sub): n", 1...64) } ?? 8
+            return addNode(.multivalue(name: s.string, endpoints: eps, count: n), wad, node)
+        case "nearest":
+            guard let (c, _) = children(weightsAllowed: false) else { return nil }
+            var dcs: [Int] = []
+            for child in c {
+                let eps = endpointsUnder(child)
+                let set = Set(eps.map { endpoints[$0].datacenter ?? -1 })
+                if set.count == 1, let d = set.first, d >= 0 { dcs.append(d) }
+                else {
+                    r.error(nodes[child].location, "\(sub): every choice must sit in one datacenter (endpoints need dc:)")
+                    dcs.append(0)
+                }
+            }
+            var bias = Array(repeating: 0.0, count: c.count)
+            if let bn = opt("bias"), let bm = r.mapping(bn, "\(sub): bias") {
+                for x in bm {
+                    guard let d = datacenters.firstIndex(where: { $0.name == x.key }) else {
+                        r.error(x.keyNode, "\(sub): bias names unknown datacenter \"\(x.key)\"\(suggestion(x.key, datacenters.map(\.name)))"); continue
+                    }
+                    guard let km = r.double(x.value, "\(sub): bias \(x.key)", -20_000...20_000) else { continue }
+                    for (i, dc) in dcs.enumerated() where dc == d { bias[i] = km }
+                }
+            }
+            let n = opt("n").flatMap { r.int($0, "\(sub): n", 1...64) } ?? 1
+            return addNode(.nearest(children: c, datacenters: dcs, biasKm: bias, count: n), wad, node)
+        case "geo":
+            guard let gm = r.mapping(body, sub) else { return nil }
+            guard limitChildren(gm.count, body, sub, max: maxRules) else { return nil }
+            var keys: [GeoKey] = [], c: [Int] = [], def: Int? = nil
+            for x in gm {
+                let key = x.key == "default" ? nil : geoKey(x.key, x.keyNode, sub)
+                if x.key != "default" && key == nil { continue }
+                guard let child = parseNode(x.value, depth: depth + 1, what: "\(sub) \(x.key)") else { continue }
+                if let key {
+                    if keys.contains(key) { r.error(x.keyNode, "\(sub): \(key) listed twice"); continue }
+                    keys.append(key); c.append(child)
+                } else { def = child }
+            }
+            return addNode(.geo(keys: keys, children: c, defaultChild: def), wad, node)
+        case "subnet":
+            guard let sm = r.mapping(body, sub) else { return nil }
+            guard limitChildren(sm.count, body, sub, max: maxRules) else { return nil }
+            var prefixes: [IPPrefix] = [], c: [Int] = [], def: Int? = nil
+            for x in sm {
+                var p: IPPrefix? = nil
+                if x.key != "default" {
+                    guard let pp = IPPrefix(x.key, strict: true), x.key.contains("/") else {
+                        r.error(x.keyNode, "\(sub): bad CIDR \"\(x.key)\""); continue
+                    }
+                    if prefixes.contains(pp) { r.error(x.keyNode, "\(sub): duplicate CIDR \(pp)"); continue }
+                    p = pp
+                }
+                guard let child = parseNode(x.value, depth: depth + 1, what: "\(sub) \(x.key)") else { continue }
+                if let p { prefixes.append(p); c.append(child) } else { def = child }
+            }
+            return addNode(.subnet(prefixes: prefixes, children: c, defaultChild: def), wad, node)
+        default:
+            return nil
+        }
+    }
+
+    func endpointsUnder(_ n: Int) -> [Int] {
+        switch nodes[n].kind {
+        case .pool(_, let e), .multivalue(_, let e, _): return e
+        case .failover(let c), .weighted(let c, _), .hashed(let c, _, _, _), .nearest(let c, _, _, _):
+            return c.flatMap(endpointsUnder)
+        case .geo(_, let c, let d), .subnet(_, let c, let d):
+            return (c + (d.map { [$0] } ?? [])).flatMap(endpointsUnder)
+        }
+    }
+
+    /// `EU` continent, `DE` country, `US-CA` subdivision, `AS64500` ASN, explicit `country:NA`,
+    /// `continent:EU`, `asn:64500`, `label:x`; any other word is a CIDR-map label or datacenter.
+    func geoKey(_ key: String, _ node: Node, _ what: String) -> GeoKey? {
+        func isAlpha(_ s: Substring) -> Bool { s.allSatisfy { $0.isASCII && $0.isLetter } }
+        if let colon = key.firstIndex(of: ":") {
+            let kind = key[..<colon], v = key[key.index(after: colon)...]
+            switch kind {
+            case "country" where v.count == 2 && isAlpha(v): return .country(v.uppercased())
+            case "continent" where continentCodes.contains(v.uppercased()): return .continent(v.uppercased())
+            case "asn": if let n = UInt32(v) { return .asn(n) }
+            case "label" where !v.isEmpty: return .label(String(v))
+            default: break
+            }
+            r.error(node, "\(what): bad geo key \"\(key)\""); return nil
+        }
+        if continentCodes.contains(key) { return .continent(key) }
+        if key.count == 2 && isAlpha(Substring(key)) && key == key.uppercased() { return .country(key) }
+        if key.hasPrefix("AS"), key.count > 2, let n = UInt32(key.dropFirst(2)) { return .asn(n) }
+        let parts = key.split(separator: "-", omittingEmptySubsequences: false)
+        if parts.count == 2, parts[0].count == 2, isAlpha(parts[0]), parts[0] == parts[0].uppercased(),
+           (1...3).contains(parts[1].count), parts[1].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) {
+            return .subdivision(country: String(parts[0]), code: parts[1].uppercased())
+        }
+        let labels = Set(geo.cidr.compactMap { e -> String? in
+            switch e.target { case .label(let l): return l; case .datacenter(let d): return datacenters[d].name; default: return nil }
+        })
+        if labels.contains(key) || datacenters.contains(where: { $0.name == key }) { return .label(key) }
+        r.error(node, "\(what): \"\(key)\" is not a continent, country, subdivision, ASN or CIDR-map label\(suggestion(key, Array(labels)))")
+        return nil
+    }
+}

@@ -1,0 +1,267 @@
+import DNSWire
+import Zones
+
+/// One configuration error, printed as `file:line:column: message` like every other
+/// Meridian input error.
+///
+///     ConfigError(SourceLocation(file: "meridian.yaml", line: 3, column: 5), "unknown key \"ttll\" (did you mean \"ttl\"?)")
+public struct ConfigError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var location: SourceLocation
+    public var message: String
+    public init(_ location: SourceLocation, _ message: String) {
+        self.location = location; self.message = message
+    }
+    public var description: String { "\(location): \(message)" }
+}
+
+/// Every error found while loading one configuration; `meridian check` prints them all.
+///
+///     do { _ = try ConfigLoader.load(path: "meridian.yaml") }
+///     catch let e as ConfigErrors { print(e) }   // one error per line
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ConfigError]
+    public init(_ errors: [ConfigError]) { self.errors = errors }
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// Settings of the server process itself.
+public struct ServerSettings: Hashable, Sendable {
+    /// `host:port` strings, `[v6]:port` for IPv6. Parsing them is the server's job.
+    public var listen: [String] = ["0.0.0.0:53", "[::]:53"]
+    /// Worker threads; 0 means one per core.
+    public var workers: Int = 0
+    /// Largest UDP response offered with EDNS (DNS Flag Day 2020 recommends 1232).
+    public var maxUDPSize: Int = 1232
+    /// NSID payload (RFC 5001) as text; nil disables NSID.
+    public var nsid: String? = nil
+    /// `host:port` of the control and metrics API; nil disables it.
+    public var control: String? = nil
+    public init() {}
+}
+
+/// A zone served from a master file.
+public struct ZoneSource: Hashable, Sendable {
+    public var name: DNSName
+    /// Path as resolved against the configuration file's folder.
+    public var file: String
+    public var location: SourceLocation
+}
+
+/// A place endpoints live in; `nearest` measures distance to it.
+public struct Datacenter: Hashable, Sendable {
+    public var name: String
+    public var latitude: Double
+    public var longitude: Double
+    /// ISO 3166-1 alpha-2, upper case, if given.
+    public var country: String?
+    /// Two-letter continent code (AF AN AS EU NA OC SA), if given.
+    public var continent: String?
+    public var location: SourceLocation
+}
+
+/// One answerable target: its addresses, or a host name answered as CNAME.
+public struct Endpoint: Hashable, Sendable {
+    public var name: String
+    public var v4: [IPAddress]
+    public var v6: [IPAddress]
+    /// When set, the endpoint answers `CNAME cname` and has no addresses.
+    public var cname: DNSName?
+    /// Index into `ConfigModel.datacenters`.
+    public var datacenter: Int?
+    /// 0...1000, used by `weighted` and `hashed` over a pool's members.
+    public var weight: Int
+    /// Index into `ConfigModel.checks`.
+    public var check: Int?
+    public var location: SourceLocation
+}
+
+/// A named set of endpoints.
+public struct Pool: Hashable, Sendable {
+    public var name: String
+    public var endpoints: [Int]
+    public var location: SourceLocation
+}
+
+/// A file the config names, with the place that names it (for errors found later).
+public struct FileReference: Hashable, Sendable {
+    public var path: String
+    public var location: SourceLocation
+}
+
+/// What an operator CIDR map says about a network.
+public enum CIDRTarget: Hashable, Sendable {
+    /// A free label a `geo` policy can match by name.
+    case label(String)
+    /// Index into `ConfigModel.datacenters`: the network is located there.
+    case datacenter(Int)
+    case coordinates(latitude: Double, longitude: Double)
+}
+
+public struct CIDREntry: Hashable, Sendable {
+    public var prefix: IPPrefix
+    public var target: CIDRTarget
+    public var location: SourceLocation
+}
+
+/// Where client locations come from. CIDR entries win over the databases by longest prefix.
+public struct GeoSources: Hashable, Sendable {
+    public var database: FileReference? = nil
+    public var asnDatabase: FileReference? = nil
+    public var cidr: [CIDREntry] = []
+    public init() {}
+}
+
+/// One key of a `geo` policy, most specific kinds first in matching order.
+public enum GeoKey: Hashable, Sendable, CustomStringConvertible {
+    /// A CIDR-map label or datacenter name.
+    case label(String)
+    case asn(UInt32)
+    /// Country plus subdivision ISO code, e.g. `US-CA`.
+    case subdivision(country: String, code: String)
+    case country(String)
+    case continent(String)
+
+    public var description: String {
+        switch self {
+        case .label(let s): return "label \(s)"
+        case .asn(let n): return "AS\(n)"
+        case .subdivision(let c, let s): return "\(c)-\(s)"
+        case .country(let c): return "country \(c)"
+        case .continent(let c): return "continent \(c)"
+        }
+    }
+}
+
+/// What a node does when nothing under it is healthy.
+public enum WhenAllDown: Hashable, Sendable, CustomStringConvertible {
+    /// Answer as if everything under the node were up (Route 53's behaviour).
+    case open
+    /// Report failure so the parent tries its next choice (at the top: `open`).
+    case parent
+    case nodata
+    /// Fixed records: addresses, or a CNAME target.
+    case fallback(addresses: [IPAddress], cname: DNSName?)
+
+    public var description: String {
+        switch self {
+        case .open: return "open"
+        case .parent: return "parent"
+        case .nodata: return "nodata"
+        case .fallback: return "fallback"
+        }
+    }
+}
+
+/// A node of a policy tree. Trees are stored flat in `ConfigModel.nodes`; children are indices.
+public struct PolicyNode: Hashable, Sendable {
+    public enum Kind: Hashable, Sendable {
+        /// All usable members answer. `name` is the pool, datacenter or endpoint it came from.
+        case pool(name: String, endpoints: [Int])
+        case failover(children: [Int])
+        case weighted(children: [Int], weights: [Int])
+        case geo(keys: [GeoKey], children: [Int], defaultChild: Int?)
+        /// `datacenters[i]` is child i's datacenter; `biasKm[i]` is subtracted from its distance.
+        case nearest(children: [Int], datacenters: [Int], biasKm: [Double], count: Int)
+        case subnet(prefixes: [IPPrefix], children: [Int], defaultChild: Int?)
+        case multivalue(name: String, endpoints: [Int], count: Int)
+        case hashed(children: [Int], weights: [Int], v4Prefix: Int, v6Prefix: Int)
+    }
+    public var kind: Kind
+    public var whenAllDown: WhenAllDown
+    public var location: SourceLocation
+
+    /// Short kind name used in traces and errors.
+    public var kindName: String {
+        switch kind {
+        case .pool: return "pool"
+        case .failover: return "failover"
+        case .weighted: return "weighted"
+        case .geo: return "geo"
+        case .nearest: return "nearest"
+        case .subnet: return "subnet"
+        case .multivalue: return "multivalue"
+        case .hashed: return "hashed"
+        }
+    }
+}
+
+/// A name answered by a policy rather than by the master file.
+public struct GSLBName: Hashable, Sendable {
+    /// Absolute owner name.
+    public var owner: DNSName
+    public var zone: DNSName
+    public var answersA: Bool
+    public var answersAAAA: Bool
+    public var ttl: UInt32
+    /// Index into `ConfigModel.nodes`.
+    public var root: Int
+    /// Seconds; passed to the health layer.
+    public var rto: Double?
+    public var location: SourceLocation
+}
+
+/// The validated, immutable configuration. Build it with `ConfigLoader.load(path:)`.
+///
+///     let model = try ConfigLoader.load(path: "zones/meridian.yaml")
+///     let www = model.names[model.nameIndex[try DNSName("www.example.com.")]!]
+///     model.endpoints.count   // HealthSnapshot.states is indexed the same way
+public final class ConfigModel: Sendable {
+    /// The file this was loaded from.
+    public let file: String
+    public let server: ServerSettings
+    public let zones: [ZoneSource]
+    public let geo: GeoSources
+    public let datacenters: [Datacenter]
+    public let endpoints: [Endpoint]
+    public let pools: [Pool]
+    /// Check templates; `checkSpec(forEndpoint:)` fills in the host.
+    public let checks: [CheckSpec]
+    public let nodes: [PolicyNode]
+    public let names: [GSLBName]
+    /// Owner name (case-insensitive) to index into `names`.
+    public let nameIndex: [DNSName: Int]
+
+    public init(file: String, server: ServerSettings, zones: [ZoneSource], geo: GeoSources,
+                datacenters: [Datacenter], endpoints: [Endpoint], pools: [Pool], checks: [CheckSpec],
+                nodes: [PolicyNode], names: [GSLBName]) {
+        self.file = file; self.server = server; self.zones = zones; self.geo = geo
+        self.datacenters = datacenters; self.endpoints = endpoints; self.pools = pools
+        self.checks = checks; self.nodes = nodes; self.names = names
+        var idx: [DNSName: Int] = [:]
+        for (i, n) in names.enumerated() { idx[n.owner] = i }
+        self.nameIndex = idx
+    }
+
+    public func endpointIndex(named name: String) -> Int? { endpoints.firstIndex { $0.name == name } }
+
+    /// The check an endpoint runs, with an empty host replaced by the endpoint's first
+    /// address (or CNAME target), so one check definition serves many endpoints.
+    public func checkSpec(forEndpoint i: Int) -> CheckSpec? {
+        guard i < endpoints.count, let c = endpoints[i].check else { return nil }
+        let ep = endpoints[i]
+        let host = ep.v4.first?.description ?? ep.v6.first?.description ?? ep.cname?.description ?? ""
+        var spec = checks[c]
+        switch spec.kind {
+        case .tcp(let h, let port) where h.isEmpty: spec.kind = .tcp(host: host, port: port)
+        case .http(var http) where http.host.isEmpty:
+            http.host = host
+            spec.kind = .http(http)
+        case .dns(let s, let port, let name, let type, let rcode, let answer) where s.isEmpty:
+            spec.kind = .dns(server: host, port: port, name: name, type: type, expectRcode: rcode, expectAnswer: answer)
+        default: break
+        }
+        return spec
+    }
+
+    /// Errors for GSLB names that are also owners in a master file (a name is either
+    /// static or GSLB). `staticOwners` maps each zone apex to the owner names its file holds.
+    public func validate(againstStaticOwners staticOwners: [DNSName: Set<DNSName>]) -> [ConfigError] {
+        var out: [ConfigError] = []
+        for n in names {
+            if let owners = staticOwners[n.zone], owners.contains(n.owner) {
+                out.append(ConfigError(n.location, "\(n.owner) is both a static name in zone \(n.zone) and a GSLB name"))
+            }
+        }
+        return out
+    }
+}

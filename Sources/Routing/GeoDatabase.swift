@@ -1,0 +1,187 @@
+import CMaxMindDB
+import DNSWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Packs up to four ASCII letters or digits, upper-cased, into an integer so geo keys
+/// compare without strings on the query path. "GB" and "ENG" become distinct non-zero values.
+@inline(__always) func packCode(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+    guard bytes.count >= 1, bytes.count <= 4 else { return 0 }
+    var v: UInt32 = 0
+    for b in bytes {
+        let u = (b >= 97 && b <= 122) ? b - 32 : b
+        v = v << 8 | UInt32(u)
+    }
+    return v
+}
+
+func packCode(_ s: String) -> UInt32 {
+    var a = Array(s.utf8)
+    return a.withUnsafeMutableBufferPointer { packCode(UnsafeBufferPointer($0)) }
+}
+
+func unpackCode(_ v: UInt32) -> String {
+    var out = ""
+    var shift = 24
+    while shift >= 0 {
+        let b = UInt8(truncatingIfNeeded: v >> UInt32(shift))
+        if b != 0 { out.append(Character(Unicode.Scalar(b))) }
+        shift -= 8
+    }
+    return out
+}
+
+/// What one database lookup found. Codes are packed with `packCode`; 0 means absent.
+public struct GeoRecord: Sendable, Equatable {
+    public var found = false
+    /// Prefix length of the database network that holds the address (IPv4 lengths for
+    /// IPv4 clients, also in IPv6 databases). The ECS scope of a decision made from it.
+    public var prefixLength = 0
+    public var country: UInt32 = 0
+    public var continent: UInt32 = 0
+    public var subdivision1: UInt32 = 0
+    public var subdivision2: UInt32 = 0
+    public var hasCoordinates = false
+    public var latitude = 0.0
+    public var longitude = 0.0
+    public var asn: UInt32 = 0
+    public init() {}
+
+    public var countryCode: String? { country == 0 ? nil : unpackCode(country) }
+    public var continentCode: String? { continent == 0 ? nil : unpackCode(continent) }
+    public var subdivisionCodes: [String] { [subdivision1, subdivision2].filter { $0 != 0 }.map(unpackCode) }
+}
+
+/// A MaxMind DB file (GeoIP2/GeoLite2 City, Country or ASN) opened through libmaxminddb.
+///
+///     let db = try GeoDatabase(path: "GeoIP2-City-Test.mmdb")
+///     let r = db.lookup(IPAddress("81.2.69.142")!)
+///     r.countryCode      // "GB"
+///     r.prefixLength     // 31
+///
+/// `@unchecked Sendable`: the `MMDB_s` lives on the heap at a fixed address (its entries
+/// point back into it), is written only by `MMDB_open` in `init` and read-only afterwards;
+/// libmaxminddb lookups on an opened database are thread-safe. Closed in `deinit`.
+public final class GeoDatabase: @unchecked Sendable {
+    public let path: String
+    private let mmdb: UnsafeMutablePointer<MMDB_s>
+    /// NULL-terminated C path arrays for `MMDB_aget_value`, built once so lookups allocate nothing.
+    private let paths: UnsafeMutablePointer<UnsafePointer<CChar>?>
+    private let pathStarts: [Int]
+    private let strings: [UnsafeMutablePointer<CChar>]
+    public let isIPv6: Bool
+    public let databaseType: String
+
+    private static let fieldPaths: [[String]] = [
+        ["country", "iso_code"],
+        ["continent", "code"],
+        ["subdivisions", "0", "iso_code"],
+        ["subdivisions", "1", "iso_code"],
+        ["location", "latitude"],
+        ["location", "longitude"],
+        ["autonomous_system_number"],
+        ["registered_country", "iso_code"],
+    ]
+
+    public struct OpenError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(path: String) throws(OpenError) {
+        self.path = path
+        mmdb = .allocate(capacity: 1)
+        let status = MMDB_open(path, UInt32(MMDB_MODE_MMAP), mmdb)
+        guard status == MMDB_SUCCESS else {
+            mmdb.deallocate()
+            throw OpenError(description: String(cString: MMDB_strerror(status)))
+        }
+        isIPv6 = mmdb.pointee.metadata.ip_version == 6
+        databaseType = mmdb.pointee.metadata.database_type.map { String(cString: $0) } ?? "unknown"
+        var strs: [UnsafeMutablePointer<CChar>] = []
+        var starts: [Int] = []
+        let total = GeoDatabase.fieldPaths.reduce(0) { $0 + $1.count + 1 }
+        paths = .allocate(capacity: total)
+        var k = 0
+        for p in GeoDatabase.fieldPaths {
+            starts.append(k)
+            for s in p {
+                let c = strdup(s)!
+                strs.append(c)
+                paths[k] = UnsafePointer(c); k += 1
+            }
+            paths[k] = nil; k += 1
+        }
+        strings = strs
+        pathStarts = starts
+    }
+
+    deinit {
+        MMDB_close(mmdb)
+        mmdb.deallocate()
+        for s in strings { free(s) }
+        paths.deallocate()
+    }
+
+    /// Looks `address` up. Never allocates; a miss returns `found == false` with the prefix
+    /// length of the empty network, which is still the right ECS scope for "not found".
+    public func lookup(_ address: IPAddress) -> GeoRecord {
+        var rec = GeoRecord()
+        var err: Int32 = 0
+        var result: MMDB_lookup_result_s
+        if address.isV4 {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_addr.s_addr = address.v4Value.bigEndian
+            result = withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { MMDB_lookup_sockaddr(mmdb, $0, &err) }
+            }
+        } else {
+            guard isIPv6 else { return rec }
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { raw in
+                for i in 0..<16 { raw[i] = address.byte(i) }
+            }
+            result = withUnsafePointer(to: &sin6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { MMDB_lookup_sockaddr(mmdb, $0, &err) }
+            }
+        }
+        guard err == MMDB_SUCCESS else { return rec }
+        var mask = Int(result.netmask)
+        // An IPv4 address in an IPv6 database sits under ::/96, so its netmask counts those 96 bits.
+        if address.isV4 && isIPv6 { mask = max(0, mask - 96) }
+        rec.prefixLength = mask
+        guard result.found_entry else { return rec }
+        rec.found = true
+        var entry = result.entry
+        rec.country = code(&entry, 0)
+        if rec.country == 0 { rec.country = code(&entry, 7) }
+        rec.continent = code(&entry, 1)
+        rec.subdivision1 = code(&entry, 2)
+        if rec.subdivision1 != 0 { rec.subdivision2 = code(&entry, 3) }
+        var data = MMDB_entry_data_s()
+        if MMDB_aget_value(&entry, &data, paths + pathStarts[4]) == MMDB_SUCCESS, data.has_data, data.type == UInt32(MMDB_DATA_TYPE_DOUBLE) {
+            rec.latitude = data.double_value
+            var lon = MMDB_entry_data_s()
+            if MMDB_aget_value(&entry, &lon, paths + pathStarts[5]) == MMDB_SUCCESS, lon.has_data, lon.type == UInt32(MMDB_DATA_TYPE_DOUBLE) {
+                rec.longitude = lon.double_value
+                rec.hasCoordinates = true
+            }
+        }
+        var asn = MMDB_entry_data_s()
+        if MMDB_aget_value(&entry, &asn, paths + pathStarts[6]) == MMDB_SUCCESS, asn.has_data, asn.type == UInt32(MMDB_DATA_TYPE_UINT32) {
+            rec.asn = asn.uint32
+        }
+        return rec
+    }
+
+    @inline(__always) private func code(_ entry: inout MMDB_entry_s, _ field: Int) -> UInt32 {
+        var data = MMDB_entry_data_s()
+        guard MMDB_aget_value(&entry, &data, paths + pathStarts[field]) == MMDB_SUCCESS, data.has_data,
+              data.type == UInt32(MMDB_DATA_TYPE_UTF8_STRING), let p = data.utf8_string else { return 0 }
+        return p.withMemoryRebound(to: UInt8.self, capacity: Int(data.data_size)) {
+            packCode(UnsafeBufferPointer(start: $0, count: Int(data.data_size)))
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Config
+import DNSWire
+import Foundation
+import Testing
+import Zones
+
+/// Paths relative to this file, so tests run the same in a worktree and in CI's fresh clone.
+enum Paths {
+    static let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    static let fixtures = here.appendingPathComponent("Fixtures").path
+    static let repo = here.deletingLastPathComponent().deletingLastPathComponent().path
+    /// `<repo>/../shared/geoip` (CI and the main checkout); a worktree sits one level deeper,
+    /// so the next few ancestors are tried too.
+    static let geoip: String = {
+        var dir = URL(fileURLWithPath: repo)
+        for _ in 0..<3 {
+            dir = dir.deletingLastPathComponent()
+            let candidate = dir.appendingPathComponent("shared/geoip").path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+        }
+        return URL(fileURLWithPath: repo).deletingLastPathComponent().appendingPathComponent("shared/geoip").path
+    }()
+}
+
+/// Every broken fixture states its one expected error on its first line:
+/// `# expect: LINE:COLUMN: message` (FIXTURE and FIXTURES stand for the file and its folder).
+@Test(arguments: [
+    "unknown-key", "wrong-type", "dangling-reference", "dangling-policy", "duplicate-name",
+    "duplicate-gslb-name", "bad-cidr", "weight-out-of-range", "bad-duration", "missing-mmdb",
+    "bad-address", "bad-geo-key", "syntax", "when-all-down",
+])
+func brokenFixtureReportsItsError(_ name: String) throws {
+    let path = Paths.fixtures + "/\(name).yaml"
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    let header = try #require(text.split(separator: "\n").first)
+    let expected = header.dropFirst("# expect: ".count)
+        .replacingOccurrences(of: "FIXTURES", with: Paths.fixtures)
+        .replacingOccurrences(of: "FIXTURE", with: path)
+    do {
+        _ = try ConfigLoader.load(path: path)
+        Issue.record("\(name) loaded without errors")
+    } catch {
+        #expect(error.errors.map(\.description) == ["\(path):\(expected)"])
+    }
+}
+
+@Test func loaderCollectsEveryError() {
+    let yaml = """
+    server:
+      workers: x
+      max_udp_size: 70000
+    endpoints:
+      a: { v4: 192.0.2.1, weight: -1, dc: nowhere }
+    """
+    do {
+        _ = try ConfigLoader.load(yaml: yaml, file: "t.yaml", baseDirectory: Paths.fixtures)
+        Issue.record("loaded")
+    } catch {
+        #expect(error.errors.map(\.description) == [
+            "t.yaml:2:12: server.workers: expected a whole number, found \"x\"",
+            "t.yaml:3:17: server.max_udp_size 70000 out of range 512...65535",
+            "t.yaml:5:31: endpoint a: weight -1 out of range 0...1000",
+            "t.yaml:5:39: endpoint a: unknown datacenter \"nowhere\"",
+        ])
+    }
+}
+
+@Test func durations() {
+    let table: [(String, Double?)] = [("500ms", 0.5), ("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("15", 15),
+                                      ("1.5s", 1.5), ("10x", nil), ("", nil), ("-1s", nil), ("ms", nil)]
+    for (text, want) in table { #expect(YAMLDuration.parse(text) == want, "\(text)") }
+}
+
+/// The example config in zones/ must load. It names ../../shared/geoip (beside the repo)
+/// and zones/example.com.zone, which the zone work provides; a stub stands in when absent.
+@Test func exampleConfigLoads() throws {
+    let model = try loadExample()
+    #expect(model.names.map(\.owner.description).sorted() == ["api.example.com.", "www.example.com."])
+    #expect(model.server.maxUDPSize == 1232)
+    #expect(model.endpoints.count == 4)
+    let api = model.names[model.nameIndex[try DNSName("API.example.com.")]!]
+    #expect(api.ttl == 20 && api.rto == 30)
+    let www = model.names[model.nameIndex[try DNSName("www.example.com.")]!]
+    #expect(www.ttl == 30 && www.answersA && www.answersAAAA)
+    let check = try #require(model.checkSpec(forEndpoint: 0))
+    guard case .http(let h) = check.kind else { Issue.record("not http"); return }
+    #expect(h.host == "192.0.2.10" && h.port == 80 && h.path == "/healthz" && check.interval == 10 && check.fall == 3)
+}
+
+@Test func staticNameConflict() throws {
+    let model = try loadExample()
+    let apex = try DNSName("example.com.")
+    let errs = model.validate(againstStaticOwners: [apex: [apex, try DNSName("www.example.com.")]])
+    #expect(errs.count == 1)
+    #expect(errs.first?.message == "www.example.com. is both a static name in zone example.com. and a GSLB name")
+    #expect(model.validate(againstStaticOwners: [apex: [apex]]).isEmpty)
+}
+
+func loadExample() throws -> ConfigModel {
+    let example = Paths.repo + "/zones/meridian.yaml"
+    if FileManager.default.fileExists(atPath: Paths.repo + "/zones/example.com.zone") {
+        return try ConfigLoader.load(path: example)
+    }
+    // Rebuild the same relative layout in a temporary folder: tmp/x/zones/{meridian.yaml,example.com.zone}
+    // and tmp/shared -> the real shared folder.
+    let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-cfg-\(UUID().uuidString)")
+    let zones = tmp.appendingPathComponent("x/zones")
+    try FileManager.default.createDirectory(at: zones, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: tmp) }
+    try FileManager.default.createSymbolicLink(atPath: tmp.appendingPathComponent("shared").path,
+                                               withDestinationPath: URL(fileURLWithPath: Paths.geoip).deletingLastPathComponent().path)
+    try FileManager.default.copyItem(atPath: Paths.fixtures + "/example.com.zone", toPath: zones.appendingPathComponent("example.com.zone").path)
+    let text = try String(contentsOfFile: example, encoding: .utf8)
+    return try ConfigLoader.load(yaml: text, file: example, baseDirectory: zones.path)
+}

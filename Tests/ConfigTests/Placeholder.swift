@@ -1,3 +1,0 @@
-import Testing
-
-@Test func placeholderConfig() { #expect(Bool(true)) }

@@ -1,0 +1,66 @@
+import Config
+import DNSWire
+import Routing
+import Testing
+
+/// The cache must never change an answer: for many clients, cached and direct agree,
+/// and repeated queries from one network hit.
+@Test(arguments: [
+    "{ geo: { EU: ams, SE: sin, US-WA: iad-2, NA: iad-1, default: iad } }",
+    "{ subnet: { 10.0.0.0/8: ams, 10.1.0.0/16: iad, default: sin } }",
+    "{ hashed: [ams-1, ams-2, iad-1, iad-2] }",
+    "{ failover: [ams, { geo: { EU: iad, default: sin } }] }",
+    "{ nearest: [ams, iad, sin] }",
+])
+func cacheAgreesWithDirectResolve(_ policy: String) throws {
+    let r = try makeRouter(policy, geo: cityGeo)
+    let cache = DecisionCache(router: r, slots: 256)
+    let clients = ["81.2.69.142", "81.2.69.143", "81.2.69.160", "89.160.20.112", "216.160.83.56", "2.125.160.216",
+                   "10.1.2.3", "10.2.3.4", "10.200.0.1", "11.0.0.1", "203.0.113.9", "2001:218::1", "2001:db8::5"]
+    for downSet in [[], ["ams-1", "ams-2"]] {
+        var states = Array(repeating: HealthState.up, count: r.model.endpoints.count)
+        for d in downSet { states[r.model.endpointIndex(named: d)!] = .down }
+        let health = HealthSnapshot(states: states)
+        for round in 0..<3 {
+            for c in clients {
+                let client = ClientInfo(source: IPAddress(c)!, subnet: nil)
+                for qtype in [RRType.a, .aaaa] {
+                    var direct = r.makeResult(), cached = r.makeResult()
+                    var rng1 = RoutingRandom(seed: 1), rng2 = RoutingRandom(seed: 1)
+                    r.resolve(nameIndex: 0, qtype: qtype, client: client, health: health, random: &rng1, into: &direct)
+                    cache.resolve(router: r, nameIndex: 0, qtype: qtype, client: client, health: health, random: &rng2, into: &cached)
+                    #expect(direct.addresses == cached.addresses && direct.cname == cached.cname && direct.nodata == cached.nodata
+                            && direct.scopePrefix == cached.scopePrefix && direct.ttl == cached.ttl, "\(c) \(qtype) round \(round)")
+                }
+            }
+        }
+    }
+    #expect(cache.hits > cache.misses)
+}
+
+@Test func cacheSkipsRandomAnswersAndEmptiesOnHealthChange() throws {
+    let r = try makeRouter("{ weighted: { ams-1: 1, iad-1: 1 } }")
+    let cache = DecisionCache(router: r)
+    var rng = RoutingRandom(seed: 3)
+    var result = r.makeResult()
+    let client = ClientInfo(source: IPAddress("203.0.113.9")!, subnet: nil)
+    let health = HealthSnapshot.allUp(count: r.model.endpoints.count)
+    var seen = Set<String>()
+    for _ in 0..<50 {
+        cache.resolve(router: r, nameIndex: 0, qtype: .a, client: client, health: health, random: &rng, into: &result)
+        seen.insert(result.addresses.description)
+    }
+    #expect(seen.count == 2 && cache.hits == 0)
+
+    let f = try makeRouter("{ failover: [ams-1, iad-1] }")
+    let c2 = DecisionCache(router: f)
+    var res = f.makeResult()
+    let up = HealthSnapshot.allUp(count: f.model.endpoints.count)
+    c2.resolve(router: f, nameIndex: 0, qtype: .a, client: client, health: up, random: &rng, into: &res)
+    c2.resolve(router: f, nameIndex: 0, qtype: .a, client: client, health: up, random: &rng, into: &res)
+    #expect(c2.hits == 1 && res.addresses.map(\.description) == ["192.0.2.1"])
+    var states = up.states
+    states[f.model.endpointIndex(named: "ams-1")!] = .down
+    c2.resolve(router: f, nameIndex: 0, qtype: .a, client: client, health: HealthSnapshot(states: states, generation: 1), random: &rng, into: &res)
+    #expect(res.addresses.map(\.description) == ["198.51.100.1"])
+}

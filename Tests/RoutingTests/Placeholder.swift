@@ -1,3 +1,0 @@
-import Testing
-
-@Test func placeholderRouting() { #expect(Bool(true)) }

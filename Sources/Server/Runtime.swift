@@ -1,6 +1,8 @@
+import Config
 import DNSWire
 import Foundation
 import Logging
+import Routing
 import Zones
 
 public enum MeridianVersion {
@@ -40,7 +42,10 @@ public enum Runtime {
     public static func load(_ sources: ConfigSources, generation: UInt64) -> LoadOutcome {
         var out = LoadOutcome()
         var zoneSources: [ZoneLoader.Source] = []
-        var base = "."
+        var options = EngineOptions()
+        options.cookies = cookieJar
+        var model: ConfigModel?
+        var router: Router?
         if let dir = sources.zonesDirectory {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
@@ -48,23 +53,50 @@ public enum Runtime {
                 return out
             }
             zoneSources += ZoneLoader.sources(inDirectory: dir)
-            base = dir
             if zoneSources.isEmpty { out.errors.append("\(dir): no *.zone files") }
         }
-        if let config = sources.configPath {
-            out.errors.append("\(config):1:1: YAML configuration is not supported by this build")
+        if let path = sources.configPath {
+            do {
+                let m = try ConfigLoader.load(path: path)
+                model = m
+                router = try Router(model: m)
+            } catch {
+                out.errors += error.errors.map(\.description)
+                return out
+            }
         }
-        var options = EngineOptions()
-        options.cookies = cookieJar
-        let loaded = ZoneLoader.load(zoneSources, baseDirectory: base)
+        var dynamic: [DNSName: [(DNSName, Int32)]] = [:]
+        if let m = model {
+            let known = Set(zoneSources.compactMap { $0.origin?.lowercased() })
+            for z in m.zones where !known.contains(z.name.lowercased()) {
+                zoneSources.append(ZoneLoader.Source(origin: z.name, path: z.file))
+            }
+            for (i, n) in m.names.enumerated() { dynamic[n.zone.lowercased(), default: []].append((n.owner, Int32(i))) }
+            options.maxUDPSize = m.server.maxUDPSize
+            options.nsid = m.server.nsid.map { Array($0.utf8) }
+            out.listen = m.server.listen
+            out.workers = m.server.workers > 0 ? m.server.workers : nil
+        }
+        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic)
         out.errors += loaded.errors.map(\.description)
+        if let m = model {
+            out.errors += m.validate(againstStaticOwners: loaded.owners).map(\.description)
+            let served = Set(loaded.zones.map { $0.origin.lowercased() })
+            for n in m.names where !served.contains(n.zone.lowercased()) && loaded.errors.isEmpty {
+                out.errors.append("\(n.location): \(n.owner) is in zone \(n.zone), which is not served")
+            }
+        }
         guard out.errors.isEmpty else { return out }
         for z in loaded.zones {
             let ms = loaded.loadMilliseconds[z.origin.lowercased()] ?? 0
             out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"), \(Int(ms.rounded())) ms)")
         }
+        if let m = model {
+            out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
+        }
         out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
-                                       loadedAt: Date().timeIntervalSince1970, generation: generation)
+                                       loadedAt: Date().timeIntervalSince1970, generation: generation,
+                                       model: model, router: router)
         return out
     }
 
@@ -80,9 +112,31 @@ public enum Runtime {
         return 0
     }
 
+    /// `meridian explain`: the decision for one client, through the server's own `resolve`.
     public static func explain(sources: ConfigSources, name: String, type: String, client: String, ecs: String?, down: [String]) -> Int32 {
-        printErr("explain needs a --config with GSLB names")
-        return 2
+        guard sources.configPath != nil else {
+            printErr("explain needs --config FILE with GSLB names")
+            return 2
+        }
+        guard let qname = try? DNSName(name.hasSuffix(".") ? name : name + ".") else { printErr("bad name \(name)"); return 2 }
+        guard let qtype = RRType(mnemonic: type) else { printErr("unknown type \(type)"); return 2 }
+        guard let source = IPAddress(client) else { printErr("bad --client address \(client)"); return 2 }
+        var subnet: IPPrefix?
+        if let e = ecs {
+            guard let p = IPPrefix(e, strict: true) else { printErr("bad --ecs \(e): expected a CIDR such as 192.0.2.0/24 with no host bits set"); return 2 }
+            subnet = p
+        }
+        let outcome = load(sources, generation: 0)
+        guard let snapshot = outcome.snapshot, let router = snapshot.router, let model = snapshot.model else {
+            for e in outcome.errors { printErr(e) }
+            return 1
+        }
+        for d in down where model.endpointIndex(named: d) == nil {
+            printErr("--down \(d): no such endpoint (known: \(model.endpoints.map(\.name).joined(separator: ", ")))")
+            return 2
+        }
+        print(router.explain(name: qname, qtype: qtype, client: source, ecs: subnet, down: down), terminator: "")
+        return 0
     }
 
     /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.

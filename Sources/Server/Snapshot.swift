@@ -1,12 +1,19 @@
+import Config
 import DNSWire
 import Glibc
+import Routing
 import Synchronization
 import Zones
 
-/// Everything a query reads, frozen: zones, engine options and (later) routing state.
-/// Built whole and validated before it is published; never mutated afterwards.
+/// Everything a query reads, frozen: zones, engine options, the routing policies and the
+/// endpoints' health. Built whole and validated before it is published; never mutated
+/// afterwards. A health change publishes a copy with only `health` replaced.
 public final class ServingSnapshot: Sendable {
     public let zones: ZoneSet
+    /// The GSLB configuration and its policy evaluator; nil when serving zone files only.
+    public let model: ConfigModel?
+    public let router: Router?
+    public let health: HealthSnapshot
     public let options: EngineOptions
     /// When this snapshot was built, for status views.
     public let loadedAt: Double
@@ -15,9 +22,19 @@ public final class ServingSnapshot: Sendable {
     public let rateLimiter: ResponseRateLimiter?
 
     public init(zones: ZoneSet, options: EngineOptions, loadedAt: Double, generation: UInt64 = 0,
-                rateLimiter: ResponseRateLimiter? = nil) {
+                rateLimiter: ResponseRateLimiter? = nil, model: ConfigModel? = nil, router: Router? = nil,
+                health: HealthSnapshot? = nil) {
         self.zones = zones; self.options = options; self.loadedAt = loadedAt; self.generation = generation
         self.rateLimiter = rateLimiter
+        self.model = model
+        self.router = router
+        self.health = health ?? HealthSnapshot.allUp(count: model?.endpoints.count ?? 0)
+    }
+
+    /// The same configuration with other health.
+    public func with(health: HealthSnapshot) -> ServingSnapshot {
+        ServingSnapshot(zones: zones, options: options, loadedAt: loadedAt, generation: generation,
+                        rateLimiter: rateLimiter, model: model, router: router, health: health)
     }
 }
 
@@ -45,17 +62,35 @@ public final class SnapshotStore: Sendable {
     }
 }
 
-/// The responder each worker owns: the authoritative engine over the current snapshot.
-public final class AuthoritativeResponder: QueryResponder {
+/// The responder each worker owns: the authoritative engine over the current snapshot,
+/// and the GSLB answers for names bound to policies.
+public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
     private let store: SnapshotStore
     private var snapshot: ServingSnapshot
     private var seenGeneration: UInt64
     public let engine = QueryEngine()
+    // Per-worker routing state: result storage sized at config time, a decision cache
+    // keyed by client network, and a generator for weighted and multivalue choices.
+    private var result = RoutingResult(capacity: 0)
+    private var cache: DecisionCache?
+    private var random = RoutingRandom()
 
     public init(store: SnapshotStore) {
         self.store = store
         self.seenGeneration = store.generation.load(ordering: .acquiring)
         self.snapshot = store.load()
+        engine.dynamic = self
+        adopt(snapshot)
+    }
+
+    private func adopt(_ s: ServingSnapshot) {
+        snapshot = s
+        if let r = s.router {
+            if cache == nil || result.addresses.capacity < r.maxAddresses {
+                result = r.makeResult()
+                cache = DecisionCache(router: r)
+            }
+        }
     }
 
     public func respond(query: UnsafeRawBufferPointer, client: IPAddress, transport: Transport,
@@ -63,7 +98,7 @@ public final class AuthoritativeResponder: QueryResponder {
         let g = store.generation.load(ordering: .acquiring)
         if g != seenGeneration {
             seenGeneration = g
-            snapshot = store.load()
+            adopt(store.load())
         }
         let s = snapshot
         // time() reads the vDSO clock: no system call per query.
@@ -72,5 +107,38 @@ public final class AuthoritativeResponder: QueryResponder {
                                options: s.options, out: response, now: now)
         guard transport == .udp, let rrl = s.rateLimiter else { return n }
         return rrl.apply(response: response, length: n, client: client, now: now)
+    }
+
+    /// Writes the policy's answer for a GSLB name straight into the response.
+    public func answer(dynamicIndex: Int32, qtype: RRType, ownerOffset: Int, client: QueryClient,
+                       writer: MessageWriter) throws(DNSWireError) -> DynamicAnswer {
+        let s = snapshot
+        guard let router = s.router, let cache else { return DynamicAnswer(records: 0, scope: 0) }
+        let info = ClientInfo(source: client.source, subnet: client.subnet)
+        cache.resolve(router: router, nameIndex: Int(dynamicIndex), qtype: qtype, client: info,
+                      health: s.health, random: &random, into: &result)
+        let scope = UInt8(clamping: result.scopePrefix)
+        if result.nodata { return DynamicAnswer(records: 0, scope: scope) }
+        if let target = result.cname {
+            try writer.writeU16(0xC000 | UInt16(ownerOffset))
+            let rdataStart = writer.position + 10
+            try withBytes(target.wire) { (t) throws(DNSWireError) in
+                try writer.writeRecordBody(type: .cname, ttl: result.ttl, rdata: t)
+            }
+            return DynamicAnswer(records: 1, scope: scope, cnameTargetOffset: rdataStart)
+        }
+        var count = 0
+        for a in result.addresses {
+            let v4 = a.isV4
+            guard (qtype == .a && v4) || (qtype == .aaaa && !v4) else { continue }
+            try writer.writeU16(0xC000 | UInt16(ownerOffset))
+            try writer.writeU16(v4 ? RRType.a.rawValue : RRType.aaaa.rawValue)
+            try writer.writeU16(RRClass.in.rawValue)
+            try writer.writeU32(result.ttl)
+            try writer.writeU16(v4 ? 4 : 16)
+            for i in 0..<(v4 ? 4 : 16) { try writer.writeU8(a.byte(i)) }
+            count += 1
+        }
+        return DynamicAnswer(records: count, scope: scope)
     }
 }

@@ -32,8 +32,8 @@ public enum ZoneLoader {
         }
     }
 
-    public static func load(_ sources: [Source], baseDirectory: String,
-                            dynamicNames: [DNSName: [(DNSName, Int32)]] = [:]) -> Result {
+    /// Loads every source. `$INCLUDE` is confined to each zone file's own folder.
+    public static func load(_ sources: [Source], dynamicNames: [DNSName: [(DNSName, Int32)]] = [:]) -> Result {
         var out = Result()
         for src in sources {
             let t0 = Date()
@@ -46,7 +46,8 @@ public enum ZoneLoader {
             let here = SourceLocation(file: src.path, line: 1, column: 1)
             let records: [ResourceRecord]
             do {
-                records = try MasterFileParser(origin: guess ?? .root, baseDirectory: baseDirectory).parseFile(path: src.path)
+                let folder = (src.path as NSString).deletingLastPathComponent
+                records = try MasterFileParser(origin: guess ?? .root, baseDirectory: folder.isEmpty ? "." : folder).parseFile(path: src.path)
             } catch {
                 out.errors += error.errors
                 continue

@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Zones", dependencies: ["DNSWire"]),
         .target(name: "Config", dependencies: ["DNSWire", "Zones", "Yams"]),
         .target(name: "Routing", dependencies: ["Config", "CMaxMindDB"]),
-        .target(name: "Health", dependencies: ["Config", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Health", dependencies: ["Config", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Server", dependencies: [
             "DNSWire", "Zones", "Config", "Routing", "Health", "CShim",
             .product(name: "Logging", package: "swift-log"),

@@ -304,7 +304,7 @@ final class DNSChecker: Checker {
 
     init(server: String, port: UInt16, name: String, type: String, expectRcode: String, expectAnswer: String?) throws(HealthError) {
         self.server = server; self.port = port
-        do { self.name = try DNSName(name).lowercased() } catch { throw HealthError("dns check: bad name \"\(name)\": \(error)") }
+        do { self.name = try DNSName(name, origin: .root).lowercased() } catch { throw HealthError("dns check: bad name \"\(name)\": \(error)") }
         guard let t = RRType(mnemonic: type) else { throw HealthError("dns check: unknown type \"\(type)\"") }
         self.type = t
         guard let rc = DNSChecker.rcode(named: expectRcode) else { throw HealthError("dns check: unknown rcode \"\(expectRcode)\"") }

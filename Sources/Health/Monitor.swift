@@ -335,8 +335,12 @@ public final class HealthMonitor: Sendable {
             st.recordLateness(start - job.due)
             rt.running = false
             if st.stopping { break }
-            if applyLocked(rt, result) {
-                evaluateCalculatedLocked(now: monotonicNow())
+            let wasSettled = rt.settled
+            var changed = applyLocked(rt, result)
+            if (changed || !wasSettled) && !calcOrder.isEmpty {
+                changed = evaluateCalculatedLocked(now: monotonicNow()) || changed
+            }
+            if changed {
                 let snap = publishLocked()
                 lock.unlock()
                 deliver(snap)
@@ -402,7 +406,9 @@ public final class HealthMonitor: Sendable {
     }
 
     /// Recomputes calculated checks from their members' checked states (members first).
-    private func evaluateCalculatedLocked(now: Double) {
+    @discardableResult
+    private func evaluateCalculatedLocked(now: Double) -> Bool {
+        var changed = false
         for i in calcOrder {
             let rt = st.runtimes[i]
             guard case .calculated(_, let minimum) = rt.spec.kind else { continue }
@@ -415,8 +421,10 @@ public final class HealthMonitor: Sendable {
             // Until every member has a first result the configured initial state stands.
             if target != rt.state && allSettled {
                 transitionLocked(rt, to: target, reason: reason)
+                changed = true
             }
         }
+        return changed
     }
 
     /// Builds the effective states; when they differ from the last published ones, stores a

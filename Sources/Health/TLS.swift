@@ -18,9 +18,8 @@ final class TLSClientContext: @unchecked Sendable {
             SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nil)
             if let caFile {
                 guard SSL_CTX_load_verify_locations(c, caFile, nil) == 1 else {
-                    let e = openSSLError()
-                    SSL_CTX_free(c)
-                    throw HealthError("https check: cannot load CA file \(caFile): \(e)")
+                    // Throwing after `ctx` is set runs deinit, which frees the context.
+                    throw HealthError("https check: cannot load CA file \(caFile): \(openSSLError())")
                 }
             } else {
                 SSL_CTX_set_default_verify_paths(c)

@@ -200,8 +200,7 @@ final class HTTPChecker: Checker {
             let r = chunk.withUnsafeMutableBytes { s.read(into: $0, deadline: deadline, start: start) }
             let n: Int
             switch r {
-            case .failure(let f):
-                if headerEnd >= 0 && f.phase != "response" { n = 0 } else { return .failure(f) }
+            case .failure(let f): return .failure(f)
             case .success(let k): n = k
             }
             if n == 0 { break }

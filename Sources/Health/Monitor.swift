@@ -266,6 +266,7 @@ public final class HealthMonitor: Sendable {
             st.started = false
             st.heap = DueHeap()
             st.queue.removeAll()
+            st.queueHead = 0
             for rt in st.runtimes { rt.running = false }
         }
     }
@@ -324,9 +325,9 @@ public final class HealthMonitor: Sendable {
     private func workerLoop() {
         lock.lock()
         while true {
-            while st.queue.isEmpty && !st.stopping { workCond.wait() }
+            while st.queueHead == st.queue.count && !st.stopping { workCond.wait() }
             if st.stopping { break }
-            let job = st.queue.removeFirst()
+            let job = st.popJob()
             let rt = st.runtimes[job.index]
             lock.unlock()
             let start = monotonicNow()
@@ -633,7 +634,9 @@ final class CheckRuntime {
 final class LoopState: @unchecked Sendable {
     var runtimes: [CheckRuntime]
     var heap = DueHeap()
+    /// Jobs waiting for a worker, FIFO from `queueHead` (no O(n) removeFirst in a burst).
     var queue: [Job] = []
+    var queueHead = 0
     var endpointOverrides: [Int: Override] = [:]
     var dcOverrides: [String: Override] = [:]
     var started = false
@@ -653,6 +656,19 @@ final class LoopState: @unchecked Sendable {
 
     var nextExpiry: Double? {
         (endpointOverrides.values.compactMap(\.expires) + dcOverrides.values.compactMap(\.expires)).min()
+    }
+
+    func popJob() -> Job {
+        let j = queue[queueHead]
+        queueHead += 1
+        if queueHead == queue.count {
+            queue.removeAll(keepingCapacity: true)
+            queueHead = 0
+        } else if queueHead >= 1024 && queueHead * 2 >= queue.count {
+            queue.removeFirst(queueHead)
+            queueHead = 0
+        }
+        return j
     }
 
     func recordLateness(_ d: Double) {
@@ -698,5 +714,43 @@ struct DueHeap {
             items.swapAt(i, m)
             i = m
         }
+    }
+}
+
+// MARK: - Parsing for the CLI and the control API
+
+extension OverrideTarget {
+    /// Parses `endpoint:3` (or `ep:3`) and `datacenter:ams` (or `dc:ams`).
+    ///
+    ///     OverrideTarget(parsing: "dc:ams")   // .datacenter("ams")
+    public init?(parsing text: String) {
+        guard let colon = text.firstIndex(of: ":") else { return nil }
+        let kind = text[..<colon].lowercased()
+        let value = String(text[text.index(after: colon)...])
+        guard !value.isEmpty else { return nil }
+        switch kind {
+        case "endpoint", "ep":
+            guard let i = Int(value), i >= 0 else { return nil }
+            self = .endpoint(i)
+        case "datacenter", "dc": self = .datacenter(value)
+        default: return nil
+        }
+    }
+}
+
+/// Parses an operator's state: `up`, `down`, `degraded` (factor 0.5), `degraded:0.3`, or a
+/// bare weight in 0...1 (0 is down, 1 is up).
+///
+///     parseHealthState("degraded:0.3")   // .degraded(factor: 0.3)
+public func parseHealthState(_ text: String) -> HealthState? {
+    let t = text.lowercased()
+    switch t {
+    case "up": return .up
+    case "down": return .down
+    case "degraded": return .degraded(factor: 0.5)
+    default:
+        let num = t.hasPrefix("degraded:") ? String(t.dropFirst(9)) : t
+        guard let w = Double(num), w >= 0, w <= 1 else { return nil }
+        return w == 0 ? .down : (w == 1 ? .up : .degraded(factor: w))
     }
 }

@@ -421,3 +421,22 @@ func failoverBudgetSums(interval: Double, fall: Int, rise: Int, timeout: Double,
     #expect(cb.down == 100)
     #expect(cb.exceeds(rto: 50)?.contains("calc/interval x fall 90s") == true)
 }
+
+// MARK: - Parsing
+
+@Test(arguments: [
+    ("endpoint:3", OverrideTarget?.some(.endpoint(3))), ("ep:0", .endpoint(0)), ("dc:ams", .datacenter("ams")),
+    ("datacenter:fra-1", .datacenter("fra-1")), ("endpoint:-1", nil), ("ep:", nil), ("pool:x", nil), ("ams", nil),
+])
+func overrideTargetParsing(text: String, target: OverrideTarget?) {
+    #expect(OverrideTarget(parsing: text) == target)
+}
+
+@Test(arguments: [
+    ("up", HealthState?.some(.up)), ("DOWN", .down), ("degraded", .degraded(factor: 0.5)),
+    ("degraded:0.3", .degraded(factor: 0.3)), ("0.25", .degraded(factor: 0.25)), ("0", .down), ("1", .up),
+    ("1.5", nil), ("sideways", nil),
+])
+func healthStateParsing(text: String, state: HealthState?) {
+    #expect(parseHealthState(text) == state)
+}

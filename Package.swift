@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Zones", dependencies: ["DNSWire"]),
         .target(name: "Config", dependencies: ["DNSWire", "Zones", "Yams"]),
         .target(name: "Routing", dependencies: ["Config", "CMaxMindDB"]),
-        .target(name: "Health", dependencies: ["Config", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Health", dependencies: ["Config", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Server", dependencies: [
             "DNSWire", "Zones", "Config", "Routing", "Health", "CShim",
             .product(name: "Logging", package: "swift-log"),
@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "ZonesTests", dependencies: ["Zones", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
-        .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport"]),
+        .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire"], exclude: ["Fixtures"]),
     ]

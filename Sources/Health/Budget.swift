@@ -1,0 +1,101 @@
+import Config
+
+/// The worst-case time from an endpoint failing to resolvers no longer getting it (`down`),
+/// and from it recovering to resolvers getting it again (`up`), with the parts that add up.
+///
+/// Down: the failure can begin just after a passing attempt, so `fall` more intervals pass
+/// before the last needed failure starts, that attempt may take the whole `timeout`, and a
+/// resolver may hold the old answer for its `TTL`. Up: `rise` intervals plus the TTL of the
+/// answer without it (the attempt that succeeds is fast, so no timeout).
+///
+///     let b = failoverBudget(check: spec, ttl: 30)
+///     print(b.description)     // "down 63s = interval x fall 30s (10s x 3) + timeout 3s + TTL 30s; ..."
+///     if let why = b.exceeds(rto: 45) { print(why) }
+public struct FailoverBudget: Sendable, Equatable, CustomStringConvertible {
+    /// One named term of a sum, in seconds.
+    public struct Part: Sendable, Equatable {
+        public var name: String
+        public var seconds: Double
+        public var detail: String
+    }
+    public var down: Double
+    public var up: Double
+    public var downParts: [Part]
+    public var upParts: [Part]
+
+    /// The parts that dominate a sum: the largest, then the next largest, until they pass
+    /// half of the total (so the operator knows what to shrink first).
+    public static func dominating(_ parts: [Part]) -> [Part] {
+        let total = parts.reduce(0) { $0 + $1.seconds }
+        var out: [Part] = []
+        var sum = 0.0
+        for p in parts.sorted(by: { $0.seconds > $1.seconds }) where p.seconds > 0 {
+            out.append(p)
+            sum += p.seconds
+            if sum > total / 2 { break }
+        }
+        return out
+    }
+
+    public var description: String {
+        func show(_ total: Double, _ parts: [Part]) -> String {
+            let terms = parts.map { "\($0.name) \(fmt($0.seconds))\($0.detail.isEmpty ? "" : " (\($0.detail))")" }
+            let dom = FailoverBudget.dominating(parts).map(\.name).joined(separator: ", ")
+            return "\(fmt(total)) = \(terms.joined(separator: " + ")); dominated by \(dom)"
+        }
+        return "down \(show(down, downParts)); up \(show(up, upParts))"
+    }
+
+    /// nil when the failover time fits `rto` seconds, else a message naming the parts that
+    /// dominate it.
+    public func exceeds(rto: Double) -> String? {
+        guard down > rto else { return nil }
+        let dom = FailoverBudget.dominating(downParts).map { "\($0.name) \(fmt($0.seconds))" }.joined(separator: ", ")
+        return "failover time \(fmt(down)) exceeds rto \(fmt(rto)); dominated by \(dom)"
+    }
+}
+
+func fmt(_ s: Double) -> String {
+    if s == s.rounded() && abs(s) < 1e15 { return "\(Int(s))s" }
+    return seconds(s)
+}
+
+/// The failover budget of an endpoint whose check is `check` and whose record has `ttl`.
+/// For a calculated check pass every check in `checks` (by name): its budget is the worst of
+/// its members'. A file check is re-read every interval and has no hysteresis.
+public func failoverBudget(check: CheckSpec, ttl: UInt32, checks: [String: CheckSpec] = [:]) -> FailoverBudget {
+    budget(check, ttl: ttl, checks: checks, depth: 0)
+}
+
+private func budget(_ c: CheckSpec, ttl: UInt32, checks: [String: CheckSpec], depth: Int) -> FailoverBudget {
+    let ttlPart = FailoverBudget.Part(name: "TTL", seconds: Double(ttl), detail: "")
+    switch c.kind {
+    case .calculated(let names, _):
+        // Bounded: a calculated chain deeper than the number of checks is a cycle, which the
+        // monitor rejects; here it just stops.
+        var worst: FailoverBudget? = nil
+        if depth <= checks.count {
+            for n in names {
+                guard let m = checks[n] else { continue }
+                let b = budget(m, ttl: ttl, checks: checks, depth: depth + 1)
+                if worst == nil || b.down > worst!.down { worst = b }
+            }
+        }
+        if var w = worst {
+            w.downParts = w.downParts.map { p in var p = p; if p.name != "TTL" { p.name = "\(c.name)/\(p.name)" }; return p }
+            w.upParts = w.upParts.map { p in var p = p; if p.name != "TTL" { p.name = "\(c.name)/\(p.name)" }; return p }
+            return w
+        }
+        return FailoverBudget(down: Double(ttl), up: Double(ttl), downParts: [ttlPart], upParts: [ttlPart])
+    case .file:
+        let i = FailoverBudget.Part(name: "interval", seconds: c.interval, detail: "file re-read")
+        return FailoverBudget(down: c.interval + Double(ttl), up: c.interval + Double(ttl), downParts: [i, ttlPart], upParts: [i, ttlPart])
+    default:
+        let fall = FailoverBudget.Part(name: "interval x fall", seconds: c.interval * Double(c.fall), detail: "\(fmt(c.interval)) x \(c.fall)")
+        let timeout = FailoverBudget.Part(name: "timeout", seconds: c.timeout, detail: "")
+        let rise = FailoverBudget.Part(name: "interval x rise", seconds: c.interval * Double(c.rise), detail: "\(fmt(c.interval)) x \(c.rise)")
+        return FailoverBudget(
+            down: fall.seconds + timeout.seconds + Double(ttl), up: rise.seconds + Double(ttl),
+            downParts: [fall, timeout, ttlPart], upParts: [rise, ttlPart])
+    }
+}

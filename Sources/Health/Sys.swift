@@ -1,0 +1,204 @@
+import Glibc
+
+// Small POSIX helpers for the health loop: clocks, a mutex with condition variables,
+// threads, and sockets with deadlines. Every blocking call here is bounded by a deadline
+// on the monotonic clock, so a dead peer can hold a worker only as long as its timeout.
+
+/// Seconds on the monotonic clock (never jumps with wall-clock changes).
+@inline(__always) func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Seconds since the Unix epoch, for status views only.
+func wallNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Seconds rounded to milliseconds, for log lines and reasons (no Foundation formatting).
+func seconds(_ d: Double) -> String {
+    let ms = Int((d * 1000).rounded())
+    let frac = ms % 1000
+    let pad = frac < 10 ? "00" : (frac < 100 ? "0" : "")
+    return "\(ms / 1000).\(pad)\(frac)s"
+}
+
+func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
+
+/// A pthread mutex with condition variables on the monotonic clock. `Synchronization.Mutex`
+/// has no condition variable, and the loop needs to sleep until the next due check.
+/// Safe to share: the pthread objects live at stable heap addresses and are used only
+/// through pthread calls.
+final class Lock: @unchecked Sendable {
+    let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    init() {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+    @inline(__always) func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
+    @inline(__always) func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}
+
+/// A condition variable bound to a `Lock`; `wait` must be called with the lock held.
+final class Condition: @unchecked Sendable {
+    let cond: UnsafeMutablePointer<pthread_cond_t>
+    let lock: Lock
+    init(_ lock: Lock) {
+        self.lock = lock
+        cond = .allocate(capacity: 1)
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(cond, &attr)
+        pthread_condattr_destroy(&attr)
+    }
+    deinit {
+        pthread_cond_destroy(cond)
+        cond.deallocate()
+    }
+    func wait() { pthread_cond_wait(cond, lock.mutex) }
+    /// Waits until signalled or until `deadline` (monotonic seconds); spurious wake-ups are
+    /// possible, so callers re-check their predicate.
+    func wait(until deadline: Double) {
+        guard deadline.isFinite else { wait(); return }
+        var ts = timespec()
+        let whole = deadline.rounded(.down)
+        ts.tv_sec = Int(whole)
+        ts.tv_nsec = Int((deadline - whole) * 1e9)
+        pthread_cond_timedwait(cond, lock.mutex, &ts)
+    }
+    func signal() { pthread_cond_signal(cond) }
+    func broadcast() { pthread_cond_broadcast(cond) }
+}
+
+private final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// Starts a named OS thread (the health loop must never run on the DNS workers or on a
+/// cooperative-pool thread, where a blocking check would starve other tasks).
+func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) throws(HealthError) -> pthread_t {
+    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    var t = pthread_t()
+    let rc = pthread_create(&t, nil, { p in
+        let b = Unmanaged<ThreadBody>.fromOpaque(p!).takeRetainedValue()
+        b.body()
+        return nil
+    }, box)
+    guard rc == 0 else {
+        Unmanaged<ThreadBody>.fromOpaque(box).release()
+        throw HealthError("pthread_create: \(errnoText(rc))")
+    }
+    return t
+}
+
+/// A resolved socket address.
+struct SocketAddress {
+    var storage = sockaddr_storage()
+    var length: socklen_t = 0
+    var family: Int32 { Int32(storage.ss_family) }
+
+    func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        withUnsafePointer(to: storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+        }
+    }
+}
+
+/// Resolves `host` (an address literal or a name) to its first address. Name lookups block,
+/// which is why checks run on the health pool and never on the DNS workers.
+func resolveAddress(host: String, port: UInt16, datagram: Bool) -> Result<SocketAddress, CheckFailure> {
+    var hints = addrinfo()
+    hints.ai_family = AF_UNSPEC
+    hints.ai_socktype = datagram ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+    hints.ai_flags = AI_NUMERICSERV
+    var res: UnsafeMutablePointer<addrinfo>?
+    let rc = getaddrinfo(host, String(port), &hints, &res)
+    guard rc == 0, let first = res else {
+        return .failure(CheckFailure(phase: "resolve", "resolve \(host): \(String(cString: gai_strerror(rc)))"))
+    }
+    defer { freeaddrinfo(res) }
+    var out = SocketAddress()
+    out.length = first.pointee.ai_addrlen
+    withUnsafeMutableBytes(of: &out.storage) { dst in
+        dst.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+    }
+    return .success(out)
+}
+
+/// Why one check attempt failed: the phase it was in (for "timeout during tls handshake")
+/// and a message naming the syscall or the protocol rule.
+struct CheckFailure: Error, Sendable {
+    var phase: String
+    var message: String
+    init(phase: String, _ message: String) { self.phase = phase; self.message = message }
+    static func timeout(_ phase: String, after t: Double) -> CheckFailure {
+        CheckFailure(phase: phase, "timeout after \(seconds(t)) during \(phase)")
+    }
+}
+
+enum WaitOutcome { case ready, timeout, failed(Int32) }
+
+/// Polls one descriptor until `events` are ready or `deadline` passes; retries EINTR.
+func waitFor(_ fd: Int32, events: Int16, deadline: Double) -> WaitOutcome {
+    while true {
+        let left = deadline - monotonicNow()
+        if left <= 0 { return .timeout }
+        var p = pollfd(fd: fd, events: events, revents: 0)
+        let rc = poll(&p, 1, Int32(min(left * 1000, 3_600_000).rounded(.up)))
+        if rc > 0 { return .ready }
+        if rc == 0 { continue }
+        if errno == EINTR { continue }
+        return .failed(errno)
+    }
+}
+
+/// Opens a non-blocking TCP connection, waiting at most until `deadline`
+/// (states: socket -> connecting -> connected, as gdnsd's tcp_connect does).
+func connectTCP(_ addr: SocketAddress, deadline: Double, start: Double, label: String) -> Result<Int32, CheckFailure> {
+    let fd = socket(addr.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return .failure(CheckFailure(phase: "connect", "socket: \(errnoText(errno))")) }
+    let rc = addr.withSockaddr { connect(fd, $0, $1) }
+    if rc != 0 && errno != EINPROGRESS {
+        let e = errno
+        close(fd)
+        return .failure(CheckFailure(phase: "connect", "connect \(label): \(errnoText(e))"))
+    }
+    if rc != 0 {
+        switch waitFor(fd, events: Int16(POLLOUT), deadline: deadline) {
+        case .timeout:
+            close(fd)
+            return .failure(.timeout("connect", after: monotonicNow() - start))
+        case .failed(let e):
+            close(fd)
+            return .failure(CheckFailure(phase: "connect", "poll: \(errnoText(e))"))
+        case .ready:
+            var err: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+            if err != 0 {
+                close(fd)
+                return .failure(CheckFailure(phase: "connect", "connect \(label): \(errnoText(err))"))
+            }
+        }
+    }
+    return .success(fd)
+}
+
+/// "host:port", with brackets around an IPv6 literal.
+func hostPort(_ host: String, _ port: UInt16) -> String {
+    host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+}

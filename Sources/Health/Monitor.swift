@@ -116,6 +116,8 @@ public final class HealthMonitor: Sendable {
     /// Calculated checks in dependency order (members first).
     private let calcOrder: [Int]
     private let nameIndex: [String: Int]
+    /// The checks this monitor runs, by name (a reload compares them to carry state over).
+    public let specs: [String: CheckSpec]
 
     /// - Parameters:
     ///   - checks: every check, unique names; calculated checks name others.
@@ -193,6 +195,7 @@ public final class HealthMonitor: Sendable {
         for (ep, dc) in endpointDatacenters where ep >= 0 && ep < endpointCount { epDC[ep] = dc }
 
         self.nameIndex = index
+        self.specs = Dictionary(checks.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         self.calcOrder = order
         self.endpointCheck = epCheck
         self.endpointDC = epDC

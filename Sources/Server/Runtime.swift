@@ -1,6 +1,7 @@
 import Config
 import DNSWire
 import Foundation
+import Health
 import Logging
 import Routing
 import Zones
@@ -163,7 +164,19 @@ public enum Runtime {
                 return 2
             }
         }
-        let store = SnapshotStore(snapshot)
+        let publisher = Publisher(snapshot)
+        var monitor: HealthMonitor?
+        do {
+            // gdnsd's habit: one round of checks before answering, bounded, so the first
+            // answers already reflect health.
+            monitor = try startHealth(for: snapshot, previous: nil, publisher: publisher,
+                                      logger: Logger(label: "meridian.health"), initialRoundTimeout: 5)
+        } catch {
+            log.critical("health checks: \(error)")
+            return 1
+        }
+        publisher.publish(config: snapshot, monitor: monitor)
+        let store = publisher.store
         let server = DNSServer(listen: addresses, workers: workers ?? first.workers ?? 0,
                                responderFactory: { AuthoritativeResponder(store: store) },
                                logger: Logger(label: "meridian.server"))
@@ -171,8 +184,14 @@ public enum Runtime {
             try server.start()
         } catch {
             log.critical("cannot listen: \(error)")
+            monitor?.stop()
             return 1
         }
+        let reloads = ReloadStats()
+        reloads.recordSuccess(at: Date().timeIntervalSince1970)
+        let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
+                                     startedAt: started.timeIntervalSince1970, counters: { server.counters })
+        _ = control
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
@@ -184,23 +203,54 @@ public enum Runtime {
                 let t0 = Date()
                 generation += 1
                 let next = load(sources, generation: generation)
-                if let s = next.snapshot {
-                    store.publish(s)
-                    let ms = Int(Date().timeIntervalSince(t0) * 1000)
-                    log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
-                } else {
+                guard let s = next.snapshot else {
                     for e in next.errors { log.error("\(e)") }
                     log.error("reload failed with \(next.errors.count) error(s); still serving the previous configuration")
+                    reloads.recordFailure(at: Date().timeIntervalSince1970, errors: next.errors)
+                    continue
                 }
+                do {
+                    let old = publisher.monitor
+                    let fresh = try startHealth(for: s, previous: old, publisher: publisher,
+                                                logger: Logger(label: "meridian.health"), initialRoundTimeout: nil)
+                    publisher.publish(config: s, monitor: fresh)
+                    old?.stop()
+                } catch {
+                    log.error("reload failed: health checks: \(error); still serving the previous configuration")
+                    reloads.recordFailure(at: Date().timeIntervalSince1970, errors: ["health checks: \(error)"])
+                    continue
+                }
+                reloads.recordSuccess(at: Date().timeIntervalSince1970)
+                let ms = Int(Date().timeIntervalSince(t0) * 1000)
+                log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
             case SIGUSR1:
                 let c = server.counters
                 log.info("status: udp received \(c.udpReceived) sent \(c.udpSent); tcp open \(c.tcpOpen) accepted \(c.tcpAccepted)")
+                logHealth(publisher, log)
             default:
                 log.info("\(Signals.name(sig)) received, stopping")
                 server.stop()
+                publisher.monitor?.stop()
                 log.info("stopped")
                 return 0
             }
+        }
+    }
+
+    /// One line per endpoint (state, check, override) and per override, for SIGUSR1.
+    static func logHealth(_ publisher: Publisher, _ log: Logger) {
+        guard let model = publisher.config.model else { return }
+        guard let monitor = publisher.monitor else {
+            log.info("health: no checks configured; all \(model.endpoints.count) endpoints up")
+            return
+        }
+        for e in monitor.endpointStatus() where e.endpoint < model.endpoints.count {
+            let o = e.override.map { " override \($0.state) (\($0.reason))" } ?? ""
+            log.info("health: \(model.endpoints[e.endpoint].name) \(e.effective) (check \(e.check ?? "-"): \(e.checked))\(o)")
+        }
+        for o in monitor.overrides() {
+            let expiry = o.expiresAt.map { " expires \(Date(timeIntervalSince1970: $0))" } ?? ""
+            log.info("override: \(o.target) \(o.state) reason \"\(o.reason)\"\(expiry)")
         }
     }
 }

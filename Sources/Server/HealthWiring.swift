@@ -1,0 +1,146 @@
+import Config
+import DNSWire
+import Foundation
+import Health
+import Logging
+import Synchronization
+
+/// The checks the health loop runs for one configuration. A check template whose host is
+/// left empty is run once per distinct endpoint address (`web@192.0.2.10`); endpoints that
+/// resolve to the same spec share one check, so a target shared by many endpoints is probed
+/// once per interval.
+public struct HealthPlan: Sendable {
+    public var checks: [CheckSpec] = []
+    public var endpointChecks: [Int: String] = [:]
+    public var endpointDatacenters: [Int: String] = [:]
+
+    public init(model: ConfigModel) {
+        var byName: [String: CheckSpec] = [:]
+        // Templates with an explicit target keep their own name (calculated checks refer to them).
+        for c in model.checks where !CheckSpec.needsHost(c) {
+            byName[c.name] = c
+        }
+        for (i, ep) in model.endpoints.enumerated() {
+            if let dc = ep.datacenter { endpointDatacenters[i] = model.datacenters[dc].name }
+            guard let tmpl = ep.check, var spec = model.checkSpec(forEndpoint: i) else { continue }
+            if CheckSpec.needsHost(model.checks[tmpl]) {
+                let host = spec.targetDescription
+                spec.name = "\(model.checks[tmpl].name)@\(host)"
+            }
+            if let existing = byName[spec.name], existing != spec {
+                spec.name += "#\(i)"
+            }
+            byName[spec.name] = spec
+            endpointChecks[i] = spec.name
+        }
+        checks = byName.keys.sorted().map { byName[$0]! }
+    }
+}
+
+extension CheckSpec {
+    /// Whether the template leaves its host to be filled from each endpoint.
+    static func needsHost(_ c: CheckSpec) -> Bool {
+        switch c.kind {
+        case .tcp(let h, _): return h.isEmpty
+        case .http(let h): return h.host.isEmpty
+        case .dns(let s, _, _, _, _, _): return s.isEmpty
+        default: return false
+        }
+    }
+
+    var targetDescription: String {
+        switch kind {
+        case .tcp(let h, _): return h
+        case .http(let h): return h.host
+        case .dns(let s, _, _, _, _, _): return s
+        default: return name
+        }
+    }
+
+    /// Equal but for the initial state: the same probe, so its state may carry over a reload.
+    func sameProbe(as other: CheckSpec) -> Bool {
+        var a = self, b = other
+        a.initialState = .up; b.initialState = .up
+        return a == b
+    }
+}
+
+/// Publishes serving snapshots as the combination of the current configuration and the
+/// current health, from two sources (reloads and the health loop) without races: both go
+/// through one lock, and health from a monitor that a reload replaced is ignored.
+public final class Publisher: Sendable {
+    private struct State: @unchecked Sendable {
+        var config: ServingSnapshot
+        var monitor: HealthMonitor?
+    }
+    private let state: Mutex<State>
+    public let store: SnapshotStore
+
+    public init(_ first: ServingSnapshot) {
+        store = SnapshotStore(first)
+        state = Mutex(State(config: first, monitor: nil))
+    }
+
+    public var monitor: HealthMonitor? { state.withLock { $0.monitor } }
+    public var config: ServingSnapshot { state.withLock { $0.config } }
+
+    /// A new configuration (and the monitor that watches its endpoints).
+    public func publish(config: ServingSnapshot, monitor: HealthMonitor?) {
+        state.withLock { s in
+            s.config = config
+            s.monitor = monitor
+            store.publish(config.with(health: monitor?.snapshot ?? HealthSnapshot.allUp(count: config.model?.endpoints.count ?? 0)))
+        }
+    }
+
+    /// A health change from `monitor`; ignored when that monitor is no longer current.
+    public func publish(health: HealthSnapshot, from monitor: HealthMonitor) {
+        state.withLock { s in
+            guard s.monitor === monitor else { return }
+            store.publish(s.config.with(health: health))
+        }
+    }
+}
+
+/// Starts the health loop for `snapshot`'s configuration, carrying over the state of every
+/// check whose probe did not change and the overrides still in force from `previous`.
+/// Returns nil when the configuration has no checks.
+func startHealth(for snapshot: ServingSnapshot, previous: HealthMonitor?, publisher: Publisher,
+                 logger: Logger, initialRoundTimeout: Double?) throws(HealthError) -> HealthMonitor? {
+    guard let model = snapshot.model else { return nil }
+    let plan = HealthPlan(model: model)
+    guard !plan.checks.isEmpty else { return nil }
+    var checks = plan.checks
+    if let old = previous {
+        let oldStatus = Dictionary(old.status().map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for i in checks.indices {
+            if let s = oldStatus[checks[i].name], s.settled, let spec = old.specs[checks[i].name], spec.sameProbe(as: checks[i]) {
+                checks[i].initialState = s.state
+            }
+        }
+    }
+    // Box so the change callback can name the monitor it belongs to.
+    final class Box: @unchecked Sendable { weak var monitor: HealthMonitor? }
+    let box = Box()
+    let monitor = try HealthMonitor(checks: checks, endpointChecks: plan.endpointChecks,
+                                    endpointCount: model.endpoints.count,
+                                    endpointDatacenters: plan.endpointDatacenters,
+                                    workers: min(8, max(2, checks.count)), logger: logger,
+                                    onChange: { snap in
+                                        if let m = box.monitor { publisher.publish(health: snap, from: m) }
+                                    })
+    box.monitor = monitor
+    if let old = previous {
+        for o in old.overrides() {
+            let remaining = o.expiresAt.map { $0 - Date().timeIntervalSince1970 }
+            if let r = remaining, r <= 0 { continue }
+            try? monitor.setOverride(o.target, state: o.state, reason: o.reason, expiresIn: remaining)
+        }
+    }
+    try monitor.start()
+    if let t = initialRoundTimeout {
+        let settled = try monitor.runInitialRound(timeout: t)
+        if !settled { logger.warning("health: first round of checks not finished after \(t) s; unsettled checks keep their initial state") }
+    }
+    return monitor
+}

@@ -110,7 +110,18 @@ public enum Runtime {
             return 1
         }
         for s in outcome.summaries { print(s) }
-        return 0
+        // The failover budget of every GSLB name: interval x fall + timeout + TTL.
+        var violations = 0
+        if let model = outcome.snapshot?.model {
+            for b in Budgets.compute(model) {
+                print(Budgets.describe(b))
+                if let v = b.violation {
+                    printErr("\(model.names.first { $0.owner == b.name }?.location.description ?? model.file): \(b.name): \(v)")
+                    violations += 1
+                }
+            }
+        }
+        return violations == 0 ? 0 : 1
     }
 
     /// `meridian explain`: the decision for one client, through the server's own `resolve`.

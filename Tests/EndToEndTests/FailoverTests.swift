@@ -1,0 +1,97 @@
+import DNSWire
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+/// A TCP listener on 127.0.0.1 that a health check probes; `stop()` kills the "backend".
+final class Backend: @unchecked Sendable {
+    let port: UInt16
+    private var fd: Int32 = -1
+
+    init(port: UInt16) throws {
+        self.port = port
+        try start()
+    }
+
+    func start() throws {
+        // CLOEXEC: the meridian child must not inherit (and keep alive) this listener.
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw POSIXError(.EIO) }
+        var one: Int32 = 1
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard r == 0, listen(s, 128) == 0 else { close(s); throw POSIXError(.EADDRINUSE) }
+        fd = s
+    }
+
+    func stop() {
+        if fd >= 0 { close(fd); fd = -1 }
+    }
+
+    deinit { stop() }
+}
+
+/// Issue 4's end-to-end bound: a backend dies while a client polls every 100 ms; the answer
+/// leaves it within interval x fall + timeout + 1 s and comes back within interval x rise + 1 s.
+@Suite("Health failover end to end", .serialized)
+struct FailoverTests {
+    @Test func answerLeavesADeadBackendAndComesBack() async throws {
+        let backendPort = try freePort()
+        let backend = try Backend(port: backendPort)
+        let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
+        defer { dir.remove(); backend.stop() }
+        let interval = 0.5, timeout = 0.5, fall = 2, rise = 2
+        try dir.write("meridian.yaml", contents: """
+            defaults: { ttl: 1 }
+            zones:
+              gslb.test:
+                file: gslb.test.zone
+                names:
+                  fo: { policy: { failover: [primary, backup] } }
+            checks:
+              be: { type: tcp, host: 127.0.0.1, port: \(backendPort), interval: \(Int(interval * 1000))ms, timeout: \(Int(timeout * 1000))ms, rise: \(rise), fall: \(fall) }
+            endpoints:
+              primary: { v4: 192.0.2.1, check: be }
+              backup: { v4: 192.0.2.2 }
+            """)
+        try await withGSLB(config: dir.path + "/meridian.yaml") { server in
+            let client = RawDNSClient(host: "127.0.0.1", port: server.port)
+            let name = try DNSName("fo.gslb.test.")
+            var id: UInt16 = 0
+            func answer() -> String? {
+                id &+= 1
+                let q = DNSWire.QueryBuilder.query(id: id, name: name, type: .a)
+                guard let r = try? client.udpExchange(q, timeout: .seconds(1)), let m = try? Message(decoding: r) else { return nil }
+                return m.answers.first.flatMap { IPAddress(bytes: $0.rdata)?.description }
+            }
+            /// Polls every 100 ms (bounded by `limit` seconds); returns the seconds until `want`.
+            func secondsUntil(_ want: String, limit: Double) async -> Double? {
+                let t0 = Date()
+                while Date().timeIntervalSince(t0) < limit {
+                    if answer() == want { return Date().timeIntervalSince(t0) }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                return nil
+            }
+            #expect(answer() == "192.0.2.1", "the primary answers while its backend is up")
+
+            backend.stop()
+            let downBound = interval * Double(fall) + timeout + 1
+            let failover = await secondsUntil("192.0.2.2", limit: downBound + 5)
+            print("failover: answer left the dead backend after \(failover.map { String(format: "%.2f", $0) } ?? "never") s (bound \(downBound) s)")
+            #expect(failover != nil && failover! <= downBound, "log:\n\(server.logText)")
+
+            try backend.start()
+            let upBound = interval * Double(rise) + 1
+            let recovery = await secondsUntil("192.0.2.1", limit: upBound + 5)
+            print("recovery: answer came back after \(recovery.map { String(format: "%.2f", $0) } ?? "never") s (bound \(upBound) s)")
+            #expect(recovery != nil && recovery! <= upBound, "log:\n\(server.logText)")
+            #expect(server.logText.contains("up -> down") && server.logText.contains("down -> up"))
+        }
+    }
+}

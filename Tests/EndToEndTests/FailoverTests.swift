@@ -95,3 +95,56 @@ struct FailoverTests {
         }
     }
 }
+
+/// Failover order with endpoints marked down through state files (file checks, re-read
+/// when they change): each tier is skipped while it is down, in order.
+@Suite("Failover order", .serialized)
+struct FailoverOrderTests {
+    @Test func tiersAreTriedInOrder() async throws {
+        let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
+        defer { dir.remove() }
+        for s in ["one", "two", "three"] { try dir.write(s, contents: "up\n") }
+        try dir.write("meridian.yaml", contents: """
+            defaults: { ttl: 1 }
+            zones:
+              gslb.test:
+                file: gslb.test.zone
+                names:
+                  tiers: { policy: { failover: [first, second, third] }, when_all_down: nodata }
+            checks:
+              defaults: { interval: 200ms }
+              one: { type: file, file: one }
+              two: { type: file, file: two }
+              three: { type: file, file: three }
+            endpoints:
+              first: { v4: 192.0.2.1, check: one }
+              second: { v4: 192.0.2.2, check: two }
+              third: { v4: 192.0.2.3, check: three }
+            """)
+        try await withGSLB(config: dir.path + "/meridian.yaml") { server in
+            func answers() async throws -> [String] {
+                try await Dig.query("tiers.gslb.test", "A", port: server.port).answer.map(\.rdata)
+            }
+            func waitFor(_ want: [String]) async throws -> Bool {
+                for _ in 0..<50 {
+                    if try await answers() == want { return true }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                return false
+            }
+            #expect(try await answers() == ["192.0.2.1"])
+            try dir.write("one", contents: "down maintenance\n")
+            #expect(try await waitFor(["192.0.2.2"]), "log:\n\(server.logText)")
+            try dir.write("two", contents: "down\n")
+            #expect(try await waitFor(["192.0.2.3"]))
+            try dir.write("three", contents: "down\n")
+            // when_all_down: nodata -> an empty NOERROR answer.
+            #expect(try await waitFor([]))
+            let r = try await Dig.query("tiers.gslb.test", "A", port: server.port)
+            #expect(r.status == "NOERROR" && r.answer.isEmpty)
+            try dir.write("two", contents: "up\n")
+            #expect(try await waitFor(["192.0.2.2"]))
+            #expect(server.logText.contains("state file says down: maintenance"), "the reason is logged")
+        }
+    }
+}

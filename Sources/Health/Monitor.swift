@@ -573,6 +573,14 @@ public final class HealthMonitor: Sendable {
         return status().first { $0.name == name }
     }
 
+    /// Forgets the lateness samples (a benchmark calls it after warm-up).
+    public func resetLateness() {
+        lock.withLock {
+            st.lateness.removeAll(keepingCapacity: true)
+            st.latenessNext = 0
+        }
+    }
+
     /// How late checks started relative to their due time, over the last 8192 starts.
     public func lateness() -> LatenessStats {
         var v = lock.withLock { st.lateness }

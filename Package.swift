@@ -40,7 +40,7 @@ let package = Package(
         ]),
         .executableTarget(name: "HealthLoopBench", dependencies: [
             "Health", "Config", .product(name: "Logging", package: "swift-log"),
-        ], path: "Benchmarks/health-loop"),
+        ], path: "Benchmarks/health-loop", exclude: ["README.md"]),
         .target(name: "TestSupport", dependencies: ["DNSWire"]),
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport"]),
         .testTarget(name: "ZonesTests", dependencies: ["Zones", "TestSupport"], resources: [.copy("Fixtures")]),

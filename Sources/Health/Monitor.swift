@@ -209,7 +209,7 @@ public final class HealthMonitor: Sendable {
         self.current = Mutex(HealthSnapshot(states: states, generation: 0))
         st.published = states
         st.unsettled = runtimes.filter { $0.checker != nil }.count
-        lock.withLock { evaluateCalculatedLocked(now: now) }
+        _ = lock.withLock { evaluateCalculatedLocked(now: now) }
     }
 
     // MARK: Reading

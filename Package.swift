@@ -38,6 +38,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .executableTarget(name: "HealthLoopBench", dependencies: [
+            "Health", "Config", .product(name: "Logging", package: "swift-log"),
+        ], path: "Benchmarks/health-loop", exclude: ["README.md"]),
         .target(name: "TestSupport", dependencies: ["DNSWire"]),
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport", "COpenSSL"]),
         .testTarget(name: "ZonesTests", dependencies: ["Zones", "TestSupport"], resources: [.copy("Fixtures")]),

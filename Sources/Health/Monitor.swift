@@ -4,6 +4,9 @@ import Logging
 import Synchronization
 
 /// What an operator override applies to.
+///
+///     try monitor.setOverride(.endpoint(3), state: .down, reason: "deploy", expiresIn: 600)
+///     try monitor.setOverride(.datacenter("ams"), state: .down, reason: "maintenance")
 public enum OverrideTarget: Hashable, Sendable, CustomStringConvertible {
     /// An endpoint by its index in `ConfigModel.endpoints`.
     case endpoint(Int)
@@ -19,6 +22,8 @@ public enum OverrideTarget: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// An operator's forced state, shown in every status view.
+///
+///     for o in monitor.overrides() { print("\(o.target): \(o.state) (\(o.reason))") }
 public struct OverrideStatus: Sendable, Equatable {
     public var target: OverrideTarget
     public var state: HealthState
@@ -30,6 +35,10 @@ public struct OverrideStatus: Sendable, Equatable {
 }
 
 /// One check as the status views show it.
+///
+///     for c in monitor.status() {
+///         print(c.name, c.state, c.lastResult?.reason ?? "-", c.pending ?? "")
+///     }
 public struct CheckStatus: Sendable {
     public var name: String
     /// A short description of what is probed ("tcp 10.0.0.1:443").
@@ -56,6 +65,9 @@ public struct CheckStatus: Sendable {
 }
 
 /// One endpoint as the status views show it.
+///
+///     let e = monitor.endpointStatus()[0]
+///     print(e.checked, "->", e.effective, e.override?.reason ?? "")
 public struct EndpointStatus: Sendable {
     public var endpoint: Int
     public var check: String?
@@ -68,6 +80,8 @@ public struct EndpointStatus: Sendable {
 }
 
 /// Lateness of check starts (seconds after their due time), for benchmarks and metrics.
+///
+///     let l = monitor.lateness(); print(l.p99 * 1000, "ms")
 public struct LatenessStats: Sendable {
     public var count: Int
     public var p50: Double
@@ -94,8 +108,10 @@ public struct LatenessStats: Sendable {
 ///
 /// Readers: `generation` is an atomic load; a query worker keeps its own reference and takes
 /// `snapshot` (a mutex) only when the generation moved (see SWIFT-NOTES.md).
-/// `onChange` is called on a health thread, serialized, always with the newest snapshot; it
-/// must not call `setOverride`/`clearOverride`/`stop` (they deliver through the same lock).
+/// `onChange` is called serialized, always with the newest snapshot, on the thread that made
+/// the change (a health worker, the scheduler for an expiry, or the caller of `setOverride`);
+/// it must not call `setOverride`/`clearOverride`/`stop` (they deliver through the same lock,
+/// and `stop` joins the worker that is calling it).
 public final class HealthMonitor: Sendable {
     private let lock = Lock()
     private let schedCond: Condition
@@ -212,7 +228,7 @@ public final class HealthMonitor: Sendable {
         self.current = Mutex(HealthSnapshot(states: states, generation: 0))
         st.published = states
         st.unsettled = runtimes.filter { $0.checker != nil }.count
-        lock.withLock { evaluateCalculatedLocked(now: now) }
+        _ = lock.withLock { evaluateCalculatedLocked(now: now) }
     }
 
     // MARK: Reading
@@ -574,6 +590,14 @@ public final class HealthMonitor: Sendable {
     public func status(check name: String) -> CheckStatus? {
         guard nameIndex[name] != nil else { return nil }
         return status().first { $0.name == name }
+    }
+
+    /// Forgets the lateness samples (a benchmark calls it after warm-up).
+    public func resetLateness() {
+        lock.withLock {
+            st.lateness.removeAll(keepingCapacity: true)
+            st.latenessNext = 0
+        }
     }
 
     /// How late checks started relative to their due time, over the last 8192 starts.

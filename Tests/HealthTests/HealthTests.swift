@@ -137,6 +137,15 @@ func httpCheck(_ c: HTTPCase) throws {
     }
 }
 
+@Test func tlsHandshakeTimeoutIsDown() throws {
+    // The listener completes TCP but never answers the ClientHello.
+    let l = TCPListener()
+    defer { l.close() }
+    let s = try settle(makeSpec("tls", http(l.port, tls: true), timeout: 0.3))
+    #expect(s.state == .down)
+    #expect(s.lastResult?.reason.contains("during tls handshake") == true, "\(s.lastResult?.reason ?? "nil")")
+}
+
 @Test func httpsBadCAFileIsALoadError() {
     let spec = makeSpec("tls", http(443, tls: true) { $0.caFile = "/nonexistent/ca.pem" })
     #expect(throws: HealthError.self) {
@@ -302,6 +311,7 @@ func badSetupIsAnError(checks: [CheckSpec], endpoints: [Int: String], message: S
     #expect(down.count == 1)
     #expect(down.first?.contains("HTTP 500, expected 200") == true)
     #expect(down.first?.contains("\"web\" (endpoints 0)") == true)
+    #expect(down.first?.contains(" after ") == true) // how long the old state lasted
     #expect(m.status(check: "web")?.lastResult?.reason == "HTTP 500, expected 200")
 
     let before = server.requestCount

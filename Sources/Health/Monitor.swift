@@ -132,6 +132,8 @@ public final class HealthMonitor: Sendable {
     /// Calculated checks in dependency order (members first).
     private let calcOrder: [Int]
     private let nameIndex: [String: Int]
+    /// Endpoint names for log lines (indices when absent).
+    private let endpointNames: [Int: String]
     /// The checks this monitor runs, by name (a reload compares them to carry state over).
     public let specs: [String: CheckSpec]
 
@@ -143,7 +145,7 @@ public final class HealthMonitor: Sendable {
     ///   - workers: threads that run checks (the bound on checks in flight).
     public init(
         checks: [CheckSpec], endpointChecks: [Int: String], endpointCount: Int,
-        endpointDatacenters: [Int: String] = [:], workers: Int = 8, logger: Logger,
+        endpointDatacenters: [Int: String] = [:], endpointNames: [Int: String] = [:], workers: Int = 8, logger: Logger,
         onChange: @escaping @Sendable (HealthSnapshot) -> Void = { _ in }
     ) throws(HealthError) {
         var index: [String: Int] = [:]
@@ -211,6 +213,7 @@ public final class HealthMonitor: Sendable {
         for (ep, dc) in endpointDatacenters where ep >= 0 && ep < endpointCount { epDC[ep] = dc }
 
         self.nameIndex = index
+        self.endpointNames = endpointNames
         self.specs = Dictionary(checks.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         self.calcOrder = order
         self.endpointCheck = epCheck
@@ -421,7 +424,7 @@ public final class HealthMonitor: Sendable {
         rt.state = new
         rt.since = now
         rt.sinceWall = wallNow()
-        let eps = rt.endpoints.isEmpty ? "no endpoints" : "endpoints " + rt.endpoints.map(String.init).joined(separator: ",")
+        let eps = rt.endpoints.isEmpty ? "no endpoints" : "endpoints " + rt.endpoints.map { endpointNames[$0] ?? String($0) }.joined(separator: ",")
         logger.notice("health check \"\(rt.spec.name)\" (\(eps)): \(old) -> \(new) after \(seconds(lasted)): \(reason)")
     }
 

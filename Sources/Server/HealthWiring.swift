@@ -125,6 +125,7 @@ func startHealth(for snapshot: ServingSnapshot, previous: HealthMonitor?, publis
     let monitor = try HealthMonitor(checks: checks, endpointChecks: plan.endpointChecks,
                                     endpointCount: model.endpoints.count,
                                     endpointDatacenters: plan.endpointDatacenters,
+                                    endpointNames: Dictionary(uniqueKeysWithValues: model.endpoints.enumerated().map { ($0.offset, $0.element.name) }),
                                     workers: min(8, max(2, checks.count)), logger: logger,
                                     onChange: { snap in
                                         if let m = box.monitor { publisher.publish(health: snap, from: m) }

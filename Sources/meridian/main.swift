@@ -12,7 +12,7 @@ struct Meridian: ParsableCommand {
         commandName: "meridian",
         abstract: "An authoritative DNS server for global server load balancing.",
         version: MeridianVersion.string,
-        subcommands: [Serve.self, Check.self, Explain.self],
+        subcommands: [Serve.self, Check.self, Explain.self, Status.self, Override.self],
         defaultSubcommand: nil
     )
 }
@@ -48,6 +48,9 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Serve the control and metrics API on ADDR:PORT (overrides server.control).")
+    var control: String?
+
     func validate() throws {
         if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -55,7 +58,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let code = Runtime.serve(sources: source.sources, listen: listen, workers: workers,
-                                 logLevel: Logger.Level(rawValue: logLevel) ?? .info)
+                                 logLevel: Logger.Level(rawValue: logLevel) ?? .info, control: control)
         throw ExitCode(code)
     }
 }
@@ -94,5 +97,72 @@ struct Explain: ParsableCommand {
 
     func run() throws {
         throw ExitCode(Runtime.explain(sources: source.sources, name: name, type: type, client: client, ecs: ecs, down: down))
+    }
+}
+
+/// How the CLI reaches a running server's control API.
+struct ControlOptions: ParsableArguments {
+    @Option(name: .long, help: "The control API, e.g. http://127.0.0.1:8053 (default: server.control of --config, else 127.0.0.1:8053).")
+    var control: String?
+
+    @Option(name: .long, help: "Bearer token (default: $MERIDIAN_CONTROL_TOKEN, else server.control_token of --config).")
+    var token: String?
+
+    @Option(name: .long, help: "Read the control address and token from this configuration file.")
+    var config: String?
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the endpoints, their health and the overrides of a running server.")
+
+    @OptionGroup var options: ControlOptions
+
+    @Flag(name: .long, help: "Print the raw JSON of GET /status.")
+    var json = false
+
+    func run() throws {
+        throw ExitCode(Runtime.status(url: options.control, token: options.token, configPath: options.config, json: json))
+    }
+}
+
+struct Override: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Force an endpoint or datacenter up, down or degraded on a running server.",
+        subcommands: [Set.self, Clear.self, List.self])
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set an override: TARGET is endpoint:NAME or dc:NAME; STATE is up, down or degraded:FACTOR.")
+        @OptionGroup var options: ControlOptions
+        @Argument(help: "endpoint:NAME or dc:NAME") var target: String
+        @Argument(help: "up, down, degraded or degraded:FACTOR") var state: String
+        @Option(name: .long, help: "Why (shown in status and logs).") var reason: String
+        @Option(name: .long, help: "Lapse after this long, e.g. 90s, 10m, 2h (default: until cleared).") var expires: String?
+
+        func run() throws {
+            throw ExitCode(Runtime.override(action: "set", target: target, state: state, reason: reason, expires: expires,
+                                            url: options.control, token: options.token, configPath: options.config))
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove an override; the checks decide again.")
+        @OptionGroup var options: ControlOptions
+        @Argument(help: "endpoint:NAME or dc:NAME") var target: String
+
+        func run() throws {
+            throw ExitCode(Runtime.override(action: "clear", target: target, state: nil, reason: nil, expires: nil,
+                                            url: options.control, token: options.token, configPath: options.config))
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the overrides in force.")
+        @OptionGroup var options: ControlOptions
+
+        func run() throws {
+            throw ExitCode(Runtime.override(action: "list", target: nil, state: nil, reason: nil, expires: nil,
+                                            url: options.control, token: options.token, configPath: options.config))
+        }
     }
 }

@@ -136,7 +136,7 @@ final class Builder {
 
     func parseServer(_ node: Node) {
         guard let m = r.mapping(node, "server") else { return }
-        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control"], "server")
+        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "user", "group"], "server")
         for e in m {
             switch e.key {
             case "listen": if let l = r.strings(e.value, "server.listen") { server.listen = l.map(\.0) }
@@ -144,6 +144,9 @@ final class Builder {
             case "max_udp_size": if let v = r.int(e.value, "server.max_udp_size", 512...65535) { server.maxUDPSize = v }
             case "nsid": server.nsid = r.string(e.value, "server.nsid")
             case "control": server.control = r.string(e.value, "server.control")
+            case "control_token": server.controlToken = r.string(e.value, "server.control_token")
+            case "user": server.user = r.string(e.value, "server.user")
+            case "group": server.group = r.string(e.value, "server.group")
             default: break
             }
         }

@@ -36,6 +36,11 @@ public struct ServerSettings: Hashable, Sendable {
     public var nsid: String? = nil
     /// `host:port` of the control and metrics API; nil disables it.
     public var control: String? = nil
+    /// Bearer token every control request must carry; required for a non-loopback `control`.
+    public var controlToken: String? = nil
+    /// User and group to switch to after binding, when started as root.
+    public var user: String? = nil
+    public var group: String? = nil
     public init() {}
 }
 

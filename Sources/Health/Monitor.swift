@@ -47,6 +47,8 @@ public struct CheckStatus: Sendable {
     /// Wall-clock time of the last attempt.
     public var lastRun: Double?
     public var runs: Int
+    /// Attempts that failed, since the monitor started (for metrics).
+    public var failures: Int = 0
     /// A change in progress, as "down 1/3" (one failure of the three `fall` needs).
     public var pending: String?
     /// Endpoints that use this check.
@@ -361,6 +363,7 @@ public final class HealthMonitor: Sendable {
         rt.last = r
         rt.lastRunWall = wallNow()
         rt.runs += 1
+        if !r.ok { rt.failures += 1 }
         let spec = rt.spec
         var target: HealthState
         if !r.ok {
@@ -552,7 +555,7 @@ public final class HealthMonitor: Sendable {
                 return CheckStatus(
                     name: rt.spec.name, target: describe(rt.spec.kind), state: rt.state, settled: rt.settled,
                     since: rt.sinceWall, stateAge: now - rt.since, lastResult: rt.last, lastRun: rt.lastRunWall,
-                    runs: rt.runs, pending: rt.pending.map { "\($0) \(rt.pendingCount)/\(need ?? 0)" },
+                    runs: rt.runs, failures: rt.failures, pending: rt.pending.map { "\($0) \(rt.pendingCount)/\(need ?? 0)" },
                     endpoints: rt.endpoints, overrides: ovs)
             }
         }
@@ -623,6 +626,7 @@ final class CheckRuntime {
     var last: CheckResult? = nil
     var lastRunWall: Double? = nil
     var runs = 0
+    var failures = 0
     var running = false
     var due = 0.0
 

@@ -31,24 +31,38 @@ extension Router {
     ///     let text = router.explain(name: try DNSName("www.example.com."), qtype: .a,
     ///                               client: IPAddress("81.2.69.142")!, ecs: nil, down: ["ams-1"])
     public func explain(name: DNSName, qtype: RRType, client source: IPAddress, ecs: IPPrefix?, down: [String] = []) -> String {
+        var states = Array(repeating: HealthState.up, count: model.endpoints.count)
+        var warnings: [String] = []
+        for d in down {
+            if let i = model.endpointIndex(named: d) { states[i] = .down }
+            else { warnings.append("warning:  --down \(d): no such endpoint") }
+        }
+        return explain(name: name, qtype: qtype, client: source, ecs: ecs, health: HealthSnapshot(states: states), warnings: warnings)
+    }
+
+    /// The same trace against a given health snapshot (the control API passes the live one).
+    public func explain(name: DNSName, qtype: RRType, client source: IPAddress, ecs: IPPrefix?, health: HealthSnapshot,
+                        warnings: [String] = []) -> String {
         var out: [String] = []
         out.append("query:    \(name) \(qtype)")
         guard let idx = model.nameIndex[name.lowercased()] else {
             out.append("\(name) is not a GSLB name in this configuration (known: \(model.names.map(\.owner.description).joined(separator: ", ")))")
             return out.joined(separator: "\n") + "\n"
         }
-        var states = Array(repeating: HealthState.up, count: model.endpoints.count)
-        for d in down {
-            if let i = model.endpointIndex(named: d) { states[i] = .down }
-            else { out.append("warning:  --down \(d): no such endpoint") }
-        }
+        out.append(contentsOf: warnings)
         let subnet = ecs.map {
             ClientSubnet(family: $0.address.isV4 ? 1 : 2, sourcePrefix: UInt8($0.length), scopePrefix: 0, address: $0.address)
         }
         let client = ClientInfo(source: source, subnet: subnet)
         out.append("client:   \(client.explanation)")
+        let states = model.endpoints.indices.map { health.state($0) }
         let downList = states.indices.filter { states[$0] == .down }.map { model.endpoints[$0].name }
-        out.append("health:   " + (downList.isEmpty ? "all endpoints up" : "down: \(downList.joined(separator: ", ")); others up"))
+        let degraded = states.indices.filter { if case .degraded = states[$0] { return true } else { return false } }
+            .map { "\(model.endpoints[$0].name) \(states[$0])" }
+        var h: [String] = []
+        if !downList.isEmpty { h.append("down: \(downList.joined(separator: ", "))") }
+        if !degraded.isEmpty { h.append("degraded: \(degraded.joined(separator: ", "))") }
+        out.append("health:   " + (h.isEmpty ? "all endpoints up" : h.joined(separator: "; ") + "; others up"))
         let trace = RoutingTrace()
         var result = makeResult()
         var rng = RoutingRandom()

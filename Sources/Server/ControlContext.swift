@@ -35,12 +35,14 @@ public final class ControlContext: Sendable {
     public let reloads: ReloadStats
     public let sources: ConfigSources
     public let startedAt: Double
+    /// Per-worker query counters, registered by each `AuthoritativeResponder`.
+    public let metrics: QueryMetrics
     private let countersSource: @Sendable () -> ServerCounters
 
     public init(publisher: Publisher, reloads: ReloadStats, sources: ConfigSources, startedAt: Double,
-                counters: @escaping @Sendable () -> ServerCounters) {
+                metrics: QueryMetrics = QueryMetrics(), counters: @escaping @Sendable () -> ServerCounters) {
         self.publisher = publisher; self.reloads = reloads; self.sources = sources
-        self.startedAt = startedAt; self.countersSource = counters
+        self.startedAt = startedAt; self.metrics = metrics; self.countersSource = counters
     }
 
     /// The snapshot queries are answered from right now.

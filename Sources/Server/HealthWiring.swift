@@ -104,12 +104,12 @@ public final class Publisher: Sendable {
 
 /// Starts the health loop for `snapshot`'s configuration, carrying over the state of every
 /// check whose probe did not change and the overrides still in force from `previous`.
-/// Returns nil when the configuration has no checks.
+/// Returns nil when the configuration has no endpoints. A configuration with endpoints but no
+/// checks still gets a monitor (with no threads doing work) so operator overrides have a home.
 func startHealth(for snapshot: ServingSnapshot, previous: HealthMonitor?, publisher: Publisher,
                  logger: Logger, initialRoundTimeout: Double?) throws(HealthError) -> HealthMonitor? {
-    guard let model = snapshot.model else { return nil }
+    guard let model = snapshot.model, !model.endpoints.isEmpty else { return nil }
     let plan = HealthPlan(model: model)
-    guard !plan.checks.isEmpty else { return nil }
     var checks = plan.checks
     if let old = previous {
         let oldStatus = Dictionary(old.status().map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -125,16 +125,27 @@ func startHealth(for snapshot: ServingSnapshot, previous: HealthMonitor?, publis
     let monitor = try HealthMonitor(checks: checks, endpointChecks: plan.endpointChecks,
                                     endpointCount: model.endpoints.count,
                                     endpointDatacenters: plan.endpointDatacenters,
-                                    workers: min(8, max(2, checks.count)), logger: logger,
+                                    workers: checks.isEmpty ? 1 : min(8, max(2, checks.count)), logger: logger,
                                     onChange: { snap in
                                         if let m = box.monitor { publisher.publish(health: snap, from: m) }
                                     })
     box.monitor = monitor
     if let old = previous {
+        // The previous configuration is still the published one during a reload: endpoint
+        // overrides follow the endpoint's name, so a reordered endpoint list keeps them right.
+        let oldModel = publisher.config.model
         for o in old.overrides() {
             let remaining = o.expiresAt.map { $0 - Date().timeIntervalSince1970 }
             if let r = remaining, r <= 0 { continue }
-            try? monitor.setOverride(o.target, state: o.state, reason: o.reason, expiresIn: remaining)
+            var target = o.target
+            if case .endpoint(let i) = o.target, let om = oldModel, om !== model {
+                guard i < om.endpoints.count, let j = model.endpointIndex(named: om.endpoints[i].name) else {
+                    logger.warning("override on endpoint \(i) dropped: its endpoint is gone from the new configuration")
+                    continue
+                }
+                target = .endpoint(j)
+            }
+            try? monitor.setOverride(target, state: o.state, reason: o.reason, expiresIn: remaining)
         }
     }
     try monitor.start()

@@ -141,7 +141,8 @@ public enum Runtime {
     }
 
     /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.
-    public static func serve(sources: ConfigSources, listen: [String], workers: Int?, logLevel: Logger.Level) -> Int32 {
+    public static func serve(sources: ConfigSources, listen: [String], workers: Int?, logLevel: Logger.Level,
+                             control controlOption: String? = nil) -> Int32 {
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = logLevel
@@ -177,8 +178,9 @@ public enum Runtime {
         }
         publisher.publish(config: snapshot, monitor: monitor)
         let store = publisher.store
+        let metrics = QueryMetrics()
         let server = DNSServer(listen: addresses, workers: workers ?? first.workers ?? 0,
-                               responderFactory: { AuthoritativeResponder(store: store) },
+                               responderFactory: { AuthoritativeResponder(store: store, metrics: metrics) },
                                logger: Logger(label: "meridian.server"))
         do {
             try server.start()
@@ -190,8 +192,31 @@ public enum Runtime {
         let reloads = ReloadStats()
         reloads.recordSuccess(at: Date().timeIntervalSince1970)
         let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
-                                     startedAt: started.timeIntervalSince1970, counters: { server.counters })
-        _ = control
+                                     startedAt: started.timeIntervalSince1970, metrics: metrics,
+                                     counters: { server.counters })
+        var api: ControlAPI?
+        let settings = snapshot.model?.server
+        if let listenControl = controlOption ?? settings?.control {
+            do {
+                let a = try ControlAPI(listen: listenControl, token: settings?.controlToken, context: control,
+                                       logger: Logger(label: "meridian.control"))
+                try a.start()
+                api = a
+                log.info("control API on http://\(a.boundAddress)\(settings?.controlToken != nil ? " (bearer token required)" : "")")
+            } catch {
+                log.critical("not starting: control API: \(error)")
+                server.stop()
+                monitor?.stop()
+                return 1
+            }
+        }
+        if let error = Privileges.drop(user: settings?.user, group: settings?.group) {
+            log.critical("not starting: \(error)")
+            api?.stop()
+            server.stop()
+            monitor?.stop()
+            return 1
+        }
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
@@ -229,6 +254,7 @@ public enum Runtime {
                 logHealth(publisher, log)
             default:
                 log.info("\(Signals.name(sig)) received, stopping")
+                api?.stop()
                 server.stop()
                 publisher.monitor?.stop()
                 log.info("stopped")
@@ -241,16 +267,18 @@ public enum Runtime {
     static func logHealth(_ publisher: Publisher, _ log: Logger) {
         guard let model = publisher.config.model else { return }
         guard let monitor = publisher.monitor else {
-            log.info("health: no checks configured; all \(model.endpoints.count) endpoints up")
+            log.info("health: no endpoints configured")
             return
         }
+        if monitor.specs.isEmpty { log.info("health: no checks configured; endpoints are up unless overridden") }
+        if monitor.overrides().isEmpty { log.info("override: none") }
         for e in monitor.endpointStatus() where e.endpoint < model.endpoints.count {
             let o = e.override.map { " override \($0.state) (\($0.reason))" } ?? ""
             log.info("health: \(model.endpoints[e.endpoint].name) \(e.effective) (check \(e.check ?? "-"): \(e.checked))\(o)")
         }
         for o in monitor.overrides() {
-            let expiry = o.expiresAt.map { " expires \(Date(timeIntervalSince1970: $0))" } ?? ""
-            log.info("override: \(o.target) \(o.state) reason \"\(o.reason)\"\(expiry)")
+            let expiry = o.expiresAt.map { " expires \(Date(timeIntervalSince1970: $0))" } ?? " until cleared"
+            log.info("override: \(ControlTargets.describe(o.target, model: model)) \(stateText(o.state)) reason \"\(o.reason)\"\(expiry)")
         }
     }
 }

@@ -74,9 +74,12 @@ public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
     private var result = RoutingResult(capacity: 0)
     private var cache: DecisionCache?
     private var random = RoutingRandom()
+    /// This worker's counters (written only here, read by the metrics scrape).
+    private let counters: QueryCounterBlock
 
-    public init(store: SnapshotStore) {
+    public init(store: SnapshotStore, metrics: QueryMetrics = QueryMetrics()) {
         self.store = store
+        self.counters = metrics.register()
         self.seenGeneration = store.generation.load(ordering: .acquiring)
         self.snapshot = store.load()
         engine.dynamic = self
@@ -85,6 +88,7 @@ public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
 
     private func adopt(_ s: ServingSnapshot) {
         snapshot = s
+        counters.adopt(model: s.model)
         if let r = s.router {
             if cache == nil || result.addresses.capacity < r.maxAddresses {
                 result = r.makeResult()
@@ -105,8 +109,13 @@ public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
         let now = UInt32(truncatingIfNeeded: time(nil))
         let n = engine.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
                                options: s.options, out: response, now: now)
-        guard transport == .udp, let rrl = s.rateLimiter else { return n }
-        return rrl.apply(response: response, length: n, client: client, now: now)
+        guard transport == .udp, let rrl = s.rateLimiter else {
+            counters.countResponse(response, length: n, tcp: transport == .tcp)
+            return n
+        }
+        let sent = rrl.apply(response: response, length: n, client: client, now: now)
+        counters.countResponse(response, length: sent, tcp: false)
+        return sent
     }
 
     /// Writes the policy's answer for a GSLB name straight into the response.
@@ -118,6 +127,7 @@ public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
         cache.resolve(router: router, nameIndex: Int(dynamicIndex), qtype: qtype, client: info,
                       health: s.health, random: &random, into: &result)
         let scope = UInt8(clamping: result.scopePrefix)
+        counters.decisions?.count(name: Int(dynamicIndex), firstAddress: result.nodata || result.cname != nil ? nil : result.addresses.first)
         if result.nodata { return DynamicAnswer(records: 0, scope: scope) }
         if let target = result.cname {
             try writer.writeU16(0xC000 | UInt16(ownerOffset))

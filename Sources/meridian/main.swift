@@ -49,6 +49,9 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Serve the control and metrics API on ADDR:PORT (overrides server.control).")
+    var control: String?
+
     func validate() throws {
         if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -56,7 +59,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let code = Runtime.serve(sources: source.sources, listen: listen, workers: workers,
-                                 logLevel: Logger.Level(rawValue: logLevel) ?? .info)
+                                 logLevel: Logger.Level(rawValue: logLevel) ?? .info, control: control)
         throw ExitCode(code)
     }
 }

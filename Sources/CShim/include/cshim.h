@@ -76,5 +76,11 @@ static inline uint64_t cshim_load64(const uint64_t *p) { return __atomic_load_n(
 static inline int cshim_cas64(uint64_t *p, uint64_t expected, uint64_t desired) {
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
+/* Adds v to a counter that only the calling thread writes: a relaxed load and a relaxed
+   store, so no locked instruction on the query path, while readers on other threads
+   (metrics scrapes, using cshim_load64) never see a torn value. Not for shared writers. */
+static inline void cshim_add64(uint64_t *p, uint64_t v) {
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
 
 #endif

@@ -1,0 +1,251 @@
+import Config
+import DNSWire
+import Foundation
+import Health
+import Logging
+import Routing
+
+/// Why the control API cannot start.
+public struct ControlConfigError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The control and metrics API over `ControlHTTPServer`: routes, bearer-token check, and the
+/// handlers for metrics, status, explain, overrides and liveness. Every override change is
+/// logged with the caller's address.
+///
+///     let api = try ControlAPI(listen: "127.0.0.1:8053", token: nil, context: control, logger: log)
+///     try api.start()
+///     print(api.boundAddress)
+///     api.stop()
+///
+/// Endpoints: `GET /healthz`, `GET /metrics`, `GET /status`, `GET /explain?name=&type=&client=&ecs=`,
+/// `GET /overrides`, `POST /override` (JSON body), `DELETE /override?target=`.
+public final class ControlAPI: Sendable {
+    public let context: ControlContext
+    private let token: String?
+    private let logger: Logger
+    private let http: ControlHTTPServer
+
+    /// Validates the bind: a non-loopback address needs `token`, so the API is never open
+    /// to a network by accident.
+    public init(listen: String, token: String?, context: ControlContext, logger: Logger) throws(ControlConfigError) {
+        let address: ListenAddress
+        do { address = try ListenAddress(listen) } catch {
+            throw ControlConfigError(message: "server.control: \(error)")
+        }
+        let t = token.flatMap { $0.isEmpty ? nil : $0 }
+        if !isLoopback(address.address) && t == nil {
+            throw ControlConfigError(message: "server.control \(address) is not a loopback address: set server.control_token so every request needs `Authorization: Bearer TOKEN`, or bind to 127.0.0.1")
+        }
+        self.context = context
+        self.token = t
+        self.logger = logger
+        let box = HandlerBox()
+        self.http = ControlHTTPServer(address: address, logger: logger) { req in box.api?.handle(req) ?? .text(503, "starting\n") }
+        box.api = self
+    }
+
+    public func start() throws(SystemError) { try http.start() }
+    public func stop() { http.stop() }
+    public var boundAddress: ListenAddress { http.boundAddress }
+
+    /// Routes one request (public so the CLI's tests and other tools can drive it in-process).
+    public func handle(_ req: HTTPRequest) -> HTTPResponse {
+        if let t = token {
+            guard let auth = req.headers["authorization"], constantTimeEqual(auth, "Bearer " + t) else {
+                return .text(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)\n")
+            }
+        }
+        switch (req.method, req.path) {
+        case ("GET", "/healthz"), ("HEAD", "/healthz"): return .text(200, "ok\n")
+        case ("GET", "/metrics"):
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                body: Array(MetricsRenderer.render(context).utf8))
+        case ("GET", "/status"): return json(200, StatusReport.build(context))
+        case ("GET", "/explain"): return explain(req)
+        case ("GET", "/overrides"): return json(200, overrideViews())
+        case ("POST", "/override"): return setOverride(req)
+        case ("DELETE", "/override"): return clearOverride(req)
+        case (_, "/healthz"), (_, "/metrics"), (_, "/status"), (_, "/explain"), (_, "/overrides"), (_, "/override"):
+            return .text(405, "method \(req.method) not allowed on \(req.path)\n")
+        default:
+            return .text(404, "no such endpoint \(req.path); try /healthz /metrics /status /explain /overrides /override\n")
+        }
+    }
+
+    // MARK: explain
+
+    private func explain(_ req: HTTPRequest) -> HTTPResponse {
+        let s = context.snapshot
+        guard let router = s.router else { return .text(400, "explain needs a configuration with GSLB names\n") }
+        guard let n = req.query["name"], !n.isEmpty, let qname = try? DNSName(n.hasSuffix(".") ? n : n + ".") else {
+            return .text(400, "explain needs name=NAME\n")
+        }
+        let typeText = req.query["type"].flatMap { $0.isEmpty ? nil : $0 } ?? "A"
+        guard let qtype = RRType(mnemonic: typeText.uppercased()) else { return .text(400, "unknown type \(typeText)\n") }
+        let clientText = req.query["client"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+        guard let client = IPAddress(clientText) else { return .text(400, "bad client address \(clientText)\n") }
+        var subnet: IPPrefix?
+        if let e = req.query["ecs"], !e.isEmpty {
+            guard let p = IPPrefix(e, strict: true) else { return .text(400, "bad ecs \(e): expected a CIDR such as 192.0.2.0/24 with no host bits set\n") }
+            subnet = p
+        }
+        return .text(200, router.explain(name: qname, qtype: qtype, client: client, ecs: subnet, health: s.health))
+    }
+
+    // MARK: overrides
+
+    private func overrideViews() -> [OverrideView] {
+        guard let model = context.snapshot.model, let m = context.monitor else { return [] }
+        return m.overrides().map { OverrideView($0, model: model) }
+    }
+
+    private func setOverride(_ req: HTTPRequest) -> HTTPResponse {
+        guard let model = context.snapshot.model, let monitor = context.monitor else {
+            return .text(400, "overrides need a configuration with endpoints\n")
+        }
+        guard let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any] else {
+            return .text(400, "body must be a JSON object: {\"target\": \"dc:NAME\", \"state\": \"down\", \"reason\": \"...\", \"expires_in\": 600}\n")
+        }
+        guard let targetText = obj["target"] as? String else { return .text(400, "missing \"target\" (endpoint:NAME or dc:NAME)\n") }
+        let target: OverrideTarget
+        switch ControlTargets.parse(targetText, model: model) {
+        case .success(let t): target = t
+        case .failure(let e): return .text(400, e.message + "\n")
+        }
+        guard let stateArg = obj["state"] as? String, let state = parseHealthState(stateArg) else {
+            return .text(400, "\"state\" must be up, down, degraded or degraded:FACTOR (0...1)\n")
+        }
+        guard let reason = obj["reason"] as? String, !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
+            return .text(400, "\"reason\" is required: say why, it shows in every status view and log\n")
+        }
+        var expiresIn: Double?
+        if let e = obj["expires_in"], !(e is NSNull) {
+            guard let n = e as? NSNumber, n.doubleValue > 0, n.doubleValue.isFinite else {
+                return .text(400, "\"expires_in\" must be a number of seconds > 0\n")
+            }
+            expiresIn = n.doubleValue
+        }
+        do {
+            try monitor.setOverride(target, state: state, reason: reason, expiresIn: expiresIn)
+        } catch {
+            return .text(400, "\(error.message)\n")
+        }
+        let expiry = expiresIn.map { " expires in \(Int($0)) s" } ?? " until cleared"
+        logger.notice("control: override set by \(req.remote): \(ControlTargets.describe(target, model: model)) \(stateText(state))\(expiry), reason \"\(reason)\"")
+        guard let o = monitor.overrides().first(where: { $0.target == target }) else {
+            return .text(500, "override set but not found afterwards\n")
+        }
+        return json(200, OverrideView(o, model: model))
+    }
+
+    private func clearOverride(_ req: HTTPRequest) -> HTTPResponse {
+        guard let model = context.snapshot.model, let monitor = context.monitor else {
+            return .text(404, "no overrides: the configuration has no endpoints\n")
+        }
+        guard let text = req.query["target"], !text.isEmpty else { return .text(400, "DELETE /override needs ?target=endpoint:NAME or dc:NAME\n") }
+        let target: OverrideTarget
+        switch ControlTargets.parse(text, model: model) {
+        case .success(let t): target = t
+        case .failure(let e): return .text(400, e.message + "\n")
+        }
+        let previous = monitor.overrides().first { $0.target == target }
+        guard let old = previous, monitor.clearOverride(target) else {
+            return .text(404, "no override on \(ControlTargets.describe(target, model: model))\n")
+        }
+        logger.notice("control: override cleared by \(req.remote): \(ControlTargets.describe(target, model: model)) (was \(stateText(old.state)), reason \"\(old.reason)\")")
+        return json(200, ["cleared": ControlTargets.describe(target, model: model)])
+    }
+
+    private func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? enc.encode(value) else { return .text(500, "cannot encode JSON\n") }
+        return HTTPResponse(status: status, contentType: "application/json", body: Array(data) + [10])
+    }
+}
+
+private final class HandlerBox: @unchecked Sendable {
+    // Written once in ControlAPI.init before the server starts; read-only afterwards.
+    weak var api: ControlAPI?
+}
+
+/// 127.0.0.0/8 and ::1 (RFC 1122 3.2.1.3, RFC 4291 2.5.3).
+func isLoopback(_ a: IPAddress) -> Bool {
+    a.isV4 ? a.byte(0) == 127 : a.unmappingV4 != a ? a.unmappingV4.byte(0) == 127 : a.description == "::1"
+}
+
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    var diff = UInt8(x.count == y.count ? 0 : 1)
+    for i in 0..<min(x.count, y.count) { diff |= x[i] ^ y[i] }
+    return diff == 0
+}
+
+/// A health state as operators write it: `up`, `down`, `degraded:0.5`.
+public func stateText(_ s: HealthState) -> String {
+    switch s {
+    case .up: return "up"
+    case .down: return "down"
+    case .degraded(let f): return "degraded:\(f)"
+    }
+}
+
+/// Override targets by name: `endpoint:ams-1` (or `ep:`), `dc:ams` (or `datacenter:`).
+public enum ControlTargets {
+    public static func parse(_ text: String, model: ConfigModel) -> Result<OverrideTarget, ControlConfigError> {
+        guard let colon = text.firstIndex(of: ":") else {
+            return .failure(ControlConfigError(message: "target \"\(text)\": expected endpoint:NAME or dc:NAME"))
+        }
+        let kind = text[..<colon].lowercased()
+        let value = String(text[text.index(after: colon)...])
+        switch kind {
+        case "endpoint", "ep":
+            if let i = model.endpointIndex(named: value) { return .success(.endpoint(i)) }
+            return .failure(ControlConfigError(message: "target \"\(text)\": no endpoint named \"\(value)\" (known: \(model.endpoints.map(\.name).joined(separator: ", ")))"))
+        case "datacenter", "dc":
+            if model.datacenters.contains(where: { $0.name == value }) { return .success(.datacenter(value)) }
+            return .failure(ControlConfigError(message: "target \"\(text)\": no datacenter named \"\(value)\" (known: \(model.datacenters.map(\.name).joined(separator: ", ")))"))
+        default:
+            return .failure(ControlConfigError(message: "target \"\(text)\": expected endpoint:NAME or dc:NAME"))
+        }
+    }
+
+    public static func describe(_ t: OverrideTarget, model: ConfigModel) -> String {
+        switch t {
+        case .endpoint(let i): return "endpoint:" + (i < model.endpoints.count ? model.endpoints[i].name : String(i))
+        case .datacenter(let d): return "dc:" + d
+        }
+    }
+}
+
+/// An override as the API shows it.
+public struct OverrideView: Codable, Sendable, Equatable {
+    public var target: String
+    public var state: String
+    public var reason: String
+    /// Seconds since the epoch.
+    public var setAt: Double
+    public var expiresAt: Double?
+    public var endpoints: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case target, state, reason, endpoints
+        case setAt = "set_at", expiresAt = "expires_at"
+    }
+
+    init(_ o: OverrideStatus, model: ConfigModel) {
+        target = ControlTargets.describe(o.target, model: model)
+        state = stateText(o.state)
+        reason = o.reason
+        setAt = o.setAt
+        expiresAt = o.expiresAt
+        switch o.target {
+        case .endpoint(let i): endpoints = i < model.endpoints.count ? [model.endpoints[i].name] : []
+        case .datacenter(let d):
+            endpoints = model.endpoints.filter { $0.datacenter.map { model.datacenters[$0].name } == d }.map(\.name)
+        }
+    }
+}

@@ -1,0 +1,296 @@
+import CShim
+import Config
+import DNSWire
+import Foundation
+import Health
+import Synchronization
+
+/// Query counters for one worker thread: a fixed table of 64-bit slots that only that
+/// worker writes (`cshim_add64`: a relaxed load and store, no locked instruction, no
+/// allocation), read by the metrics scrape with relaxed loads. The table is
+/// protocol (udp, tcp) x qtype bucket x rcode, plus truncated responses per protocol.
+///
+///     let block = metrics.register()         // once, on the worker thread
+///     block.countResponse(bytes, length: n, tcp: false)
+final class QueryCounterBlock: @unchecked Sendable {
+    /// The query types counted by name; every other type is `other`.
+    static let qtypes: [UInt16] = [1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 48, 64, 65, 255, 257]
+    static let qtypeNames = ["A", "NS", "CNAME", "SOA", "PTR", "MX", "TXT", "AAAA", "SRV", "NAPTR", "DS", "DNSKEY",
+                             "SVCB", "HTTPS", "ANY", "CAA", "other"]
+    static var qtypeBuckets: Int { qtypeNames.count }
+    /// RCODE 0...23 (RFC 6895 section 2.3 lists them up to BADCOOKIE 23); larger values share the last.
+    static let rcodes = 24
+    static var querySlots: Int { 2 * qtypeBuckets * rcodes }
+
+    /// Layout: queries [proto][qtype][rcode], then truncated [proto], then dropped [proto].
+    let slots: UnsafeMutablePointer<UInt64>
+    let slotCount: Int
+    /// GSLB decisions for the configuration the worker serves; replaced (off the query path)
+    /// when a reload changes the configuration. Guarded for the scraper by `decisionLock`.
+    private(set) var decisions: DecisionCounters?
+    let decisionLock = Mutex<DecisionCounters?>(nil)
+
+    init() {
+        slotCount = QueryCounterBlock.querySlots + 4
+        slots = .allocate(capacity: slotCount)
+        slots.initialize(repeating: 0, count: slotCount)
+    }
+
+    deinit { slots.deallocate() }
+
+    @inline(__always) static func bucket(_ qtype: UInt16) -> Int {
+        for (i, t) in qtypes.enumerated() where t == qtype { return i }
+        return qtypes.count
+    }
+
+    /// Counts one response from its header and question (RFC 1035 4.1.1, 4.1.2): RCODE is
+    /// the low 4 bits of byte 3 and TC bit 0x02 of byte 2. `length` 0 counts as dropped.
+    @inline(__always) func countResponse(_ r: UnsafeMutableRawBufferPointer, length: Int, tcp: Bool) {
+        let proto = tcp ? 1 : 0
+        guard length >= 12, length <= r.count else {
+            cshim_add64(slots + QueryCounterBlock.querySlots + 2 + proto, 1)
+            return
+        }
+        let rcode = Int(r[3] & 0x0F)
+        let qdcount = Int(r[4]) << 8 | Int(r[5])
+        var qtype: UInt16 = 0
+        if qdcount > 0 {
+            // Skip the question name: at most 128 labels (a name is at most 255 octets).
+            var p = 12
+            var labels = 0
+            while p < length && labels < 128 {
+                let l = Int(r[p])
+                if l == 0 { p += 1; break }
+                if l & 0xC0 != 0 { p += 2; break }
+                p += l + 1
+                labels += 1
+            }
+            if p + 2 <= length { qtype = UInt16(r[p]) << 8 | UInt16(r[p + 1]) }
+        }
+        let b = QueryCounterBlock.bucket(qtype)
+        cshim_add64(slots + (proto * QueryCounterBlock.qtypeBuckets + b) * QueryCounterBlock.rcodes + rcode, 1)
+        if r[2] & 0x02 != 0 { cshim_add64(slots + QueryCounterBlock.querySlots + proto, 1) }
+    }
+
+    /// Called by the worker when it adopts a snapshot whose configuration changed.
+    func adopt(model: ConfigModel?) {
+        guard let model else { return }
+        if decisions?.model === model { return }
+        let d = DecisionCounters(model: model)
+        decisions = d
+        decisionLock.withLock { $0 = d }
+    }
+
+    @inline(__always) func load(_ i: Int) -> UInt64 { cshim_load64(slots + i) }
+}
+
+/// GSLB decisions per name and datacenter of the answer, for one configuration. The
+/// address-to-datacenter map is built when a worker adopts the configuration, so the query
+/// path only looks up a dictionary (no allocation).
+final class DecisionCounters: @unchecked Sendable {
+    let model: ConfigModel
+    /// Columns: one per datacenter, then `none` (NODATA, CNAME, or an endpoint without one).
+    let columns: Int
+    let slots: UnsafeMutablePointer<UInt64>
+    let count: Int
+    let datacenterOf: [IPAddress: Int]
+
+    init(model: ConfigModel) {
+        self.model = model
+        columns = model.datacenters.count + 1
+        count = max(1, model.names.count * columns)
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: 0, count: count)
+        var map: [IPAddress: Int] = [:]
+        for ep in model.endpoints {
+            guard let dc = ep.datacenter else { continue }
+            for a in ep.v4 + ep.v6 where map[a] == nil { map[a] = dc }
+        }
+        datacenterOf = map
+    }
+
+    deinit { slots.deallocate() }
+
+    @inline(__always) func count(name: Int, firstAddress: IPAddress?) {
+        guard name >= 0, name < model.names.count else { return }
+        let col = firstAddress.flatMap { datacenterOf[$0] } ?? (columns - 1)
+        cshim_add64(slots + name * columns + col, 1)
+    }
+}
+
+/// Every worker's counter block, for the scrape. Registration happens once per worker
+/// thread at start; blocks live as long as the process.
+public final class QueryMetrics: Sendable {
+    private let blocks = Mutex<[QueryCounterBlock]>([])
+    public init() {}
+
+    func register() -> QueryCounterBlock {
+        let b = QueryCounterBlock()
+        blocks.withLock { $0.append(b) }
+        return b
+    }
+
+    var allBlocks: [QueryCounterBlock] { blocks.withLock { $0 } }
+}
+
+/// Renders the Prometheus text exposition format (version 0.0.4): `# HELP`, `# TYPE`, then
+/// one sample per line; label values escaped (backslash, quote, newline).
+enum MetricsRenderer {
+    static func render(_ c: ControlContext) -> String {
+        var out = PromWriter()
+        let s = c.snapshot
+        out.family("meridian_build_info", "gauge", "Build information; the value is always 1.")
+        out.sample("meridian_build_info", [("version", MeridianVersion.string)], 1)
+
+        // Queries by protocol, qtype and rcode, summed over workers.
+        let blocks = c.metrics.allBlocks
+        var sums = [UInt64](repeating: 0, count: QueryCounterBlock.querySlots + 4)
+        for b in blocks { for i in 0..<sums.count { sums[i] &+= b.load(i) } }
+        out.family("meridian_dns_responses_total", "counter", "DNS responses sent, by transport, query type and response code.")
+        let protos = ["udp", "tcp"]
+        for p in 0..<2 {
+            for q in 0..<QueryCounterBlock.qtypeBuckets {
+                for r in 0..<QueryCounterBlock.rcodes {
+                    let v = sums[(p * QueryCounterBlock.qtypeBuckets + q) * QueryCounterBlock.rcodes + r]
+                    guard v > 0 else { continue }
+                    out.sample("meridian_dns_responses_total",
+                               [("protocol", protos[p]), ("qtype", QueryCounterBlock.qtypeNames[q]), ("rcode", rcodeName(r))], Double(v))
+                }
+            }
+        }
+        out.family("meridian_dns_responses_truncated_total", "counter", "Responses sent with the TC bit set.")
+        out.family("meridian_dns_queries_dropped_total", "counter", "Queries answered with nothing (malformed, or response rate limited).")
+        for p in 0..<2 {
+            out.sample("meridian_dns_responses_truncated_total", [("protocol", protos[p])], Double(sums[QueryCounterBlock.querySlots + p]))
+            out.sample("meridian_dns_queries_dropped_total", [("protocol", protos[p])], Double(sums[QueryCounterBlock.querySlots + 2 + p]))
+        }
+
+        let k = c.counters
+        out.family("meridian_udp_datagrams_received_total", "counter", "UDP datagrams read from the sockets.")
+        out.sample("meridian_udp_datagrams_received_total", [], Double(k.udpReceived))
+        out.family("meridian_udp_socket_errors_total", "counter", "UDP socket errors on receive or send.")
+        out.sample("meridian_udp_socket_errors_total", [], Double(k.udpErrors))
+        out.family("meridian_tcp_connections_open", "gauge", "TCP connections open now.")
+        out.sample("meridian_tcp_connections_open", [], Double(k.tcpOpen))
+        out.family("meridian_tcp_connections_accepted_total", "counter", "TCP connections accepted.")
+        out.sample("meridian_tcp_connections_accepted_total", [], Double(k.tcpAccepted))
+        out.family("meridian_tcp_connections_rejected_total", "counter", "TCP connections closed at once because a connection cap was reached.")
+        out.sample("meridian_tcp_connections_rejected_total", [], Double(k.tcpRejected))
+        out.family("meridian_tcp_timeouts_total", "counter", "TCP connections closed by an idle or read timeout.")
+        out.sample("meridian_tcp_timeouts_total", [], Double(k.tcpTimeouts))
+
+        if let rrl = s.rateLimiter {
+            out.family("meridian_rrl_limited_total", "counter", "Responses dropped by response rate limiting.")
+            out.sample("meridian_rrl_limited_total", [], Double(rrl.limited.load(ordering: .relaxed)))
+            out.family("meridian_rrl_slipped_total", "counter", "Responses sent truncated by response rate limiting (slip).")
+            out.sample("meridian_rrl_slipped_total", [], Double(rrl.slipped.load(ordering: .relaxed)))
+        }
+
+        out.family("meridian_reloads_total", "counter", "Configuration loads by outcome (the first load counts as ok).")
+        out.sample("meridian_reloads_total", [("result", "ok")], Double(c.reloads.ok.load(ordering: .relaxed)))
+        out.sample("meridian_reloads_total", [("result", "failed")], Double(c.reloads.failed.load(ordering: .relaxed)))
+        out.family("meridian_reload_last_success_timestamp_seconds", "gauge", "When the configuration last loaded successfully (Unix time).")
+        out.sample("meridian_reload_last_success_timestamp_seconds", [], c.reloads.lastSuccess ?? 0)
+        out.family("meridian_config_generation", "gauge", "Generation of the configuration being served (moves on every successful reload).")
+        out.sample("meridian_config_generation", [], Double(s.generation))
+        out.family("meridian_start_timestamp_seconds", "gauge", "When the process started (Unix time).")
+        out.sample("meridian_start_timestamp_seconds", [], c.startedAt)
+
+        guard let model = s.model else { return out.text }
+        // Decisions per name and datacenter, summed over the workers serving this configuration.
+        var decisions = [UInt64](repeating: 0, count: model.names.count * (model.datacenters.count + 1))
+        for b in blocks {
+            guard let d = b.decisionLock.withLock({ $0 }), d.model === model, d.count >= decisions.count else { continue }
+            for i in 0..<decisions.count { decisions[i] &+= cshim_load64(d.slots + i) }
+        }
+        out.family("meridian_gslb_decisions_total", "counter", "GSLB answers by name and the datacenter of the first address (none: NODATA, CNAME or no datacenter); reset on reload.")
+        let cols = model.datacenters.count + 1
+        for (n, name) in model.names.enumerated() {
+            for col in 0..<cols {
+                let v = decisions[n * cols + col]
+                let dc = col < model.datacenters.count ? model.datacenters[col].name : "none"
+                guard v > 0 || col < model.datacenters.count else { continue }
+                out.sample("meridian_gslb_decisions_total", [("name", name.owner.description), ("datacenter", dc)], Double(v))
+            }
+        }
+
+        let monitor = c.monitor
+        let eps = monitor?.endpointStatus() ?? []
+        out.family("meridian_endpoint_health", "gauge", "Effective endpoint health as queries see it: 1 up, 0 down, the weight factor when degraded.")
+        out.family("meridian_endpoint_overridden", "gauge", "1 when an operator override forces the endpoint's state.")
+        for (i, ep) in model.endpoints.enumerated() {
+            let dc = ep.datacenter.map { model.datacenters[$0].name } ?? ""
+            let labels = [("endpoint", ep.name), ("datacenter", dc)]
+            out.sample("meridian_endpoint_health", labels, s.health.state(i).weightFactor)
+            out.sample("meridian_endpoint_overridden", labels, i < eps.count && eps[i].override != nil ? 1 : 0)
+        }
+        if let m = monitor {
+            let checks = m.status()
+            out.family("meridian_health_check_up", "gauge", "Checked state of each health check: 1 up, 0 down, the factor when degraded.")
+            out.family("meridian_health_check_latency_seconds", "gauge", "Duration of the last attempt of each health check.")
+            out.family("meridian_health_check_runs_total", "counter", "Health check attempts.")
+            out.family("meridian_health_check_failures_total", "counter", "Health check attempts that failed.")
+            for ch in checks {
+                let l = [("check", ch.name)]
+                out.sample("meridian_health_check_up", l, ch.state.weightFactor)
+                if let r = ch.lastResult { out.sample("meridian_health_check_latency_seconds", l, r.latency) }
+                out.sample("meridian_health_check_runs_total", l, Double(ch.runs))
+                out.sample("meridian_health_check_failures_total", l, Double(ch.failures))
+            }
+            out.family("meridian_health_overrides", "gauge", "Operator overrides in force.")
+            out.sample("meridian_health_overrides", [], Double(m.overrides().count))
+        }
+        return out.text
+    }
+
+    static func rcodeName(_ r: Int) -> String {
+        let names = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+                     "NXRRSET", "NOTAUTH", "NOTZONE", "DSOTYPENI"]
+        if r < names.count { return names[r] }
+        if r == 16 { return "BADVERS" }
+        if r == 23 { return "BADCOOKIE" }
+        return "RCODE\(r)"
+    }
+}
+
+/// Accumulates exposition text; samples are grouped under their family's HELP and TYPE
+/// lines (the format requires a family's samples to be contiguous), in the order the
+/// families were declared.
+struct PromWriter {
+    private var order: [String] = []
+    private var headers: [String: String] = [:]
+    private var samples: [String: [String]] = [:]
+
+    var text: String {
+        var t = ""
+        for n in order { t += headers[n, default: ""]; for l in samples[n, default: []] { t += l } }
+        return t
+    }
+
+    mutating func family(_ name: String, _ type: String, _ help: String) {
+        guard headers[name] == nil else { return }
+        order.append(name)
+        headers[name] = "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    }
+
+    mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double) {
+        var line = name
+        if !labels.isEmpty {
+            line += "{" + labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+        }
+        line += " " + format(value) + "\n"
+        samples[name, default: []].append(line)
+    }
+
+    func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
+
+    func format(_ v: Double) -> String {
+        if v.isNaN { return "NaN" }
+        if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
+        if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
+        return "\(v)"
+    }
+}

@@ -154,7 +154,7 @@ struct Drill: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Control API (default: http:// + the config's server.control).", valueName: "URL"))
     var control: String?
 
-    @Option(name: .long, help: "Bearer token for the control API (default: $MERIDIAN_CONTROL_TOKEN).")
+    @Option(name: .long, help: "Bearer token for the control API (default: $MERIDIAN_CONTROL_TOKEN, else server.control_token).")
     var token: String?
 
     @Option(name: .long, help: ArgumentHelp("Query as a client in this subnet (ECS); repeat for more.", valueName: "CIDR"))

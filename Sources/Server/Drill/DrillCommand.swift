@@ -79,7 +79,7 @@ extension Runtime {
             guard let url = drillControlURL(args.control, model) else {
                 throw DrillError(.usage, "no control API: give --control URL or set server.control in \(args.config)")
             }
-            let token = args.token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"]
+            let token = args.token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"] ?? model.server.controlToken
             let control = try ControlClient(url: url, token: token)
             guard let poll = parseDrillDuration(args.poll), poll >= 0.01, poll <= 60 else {
                 throw DrillError(.usage, "--poll \(args.poll): expected a duration from 10ms to 60s, e.g. 100ms")
@@ -160,7 +160,6 @@ extension Runtime {
 }
 
 extension ServerSettings {
-    /// Whether the config sets a control token. The control API's settings land in the
-    /// `control` branch; until then no config can set one.
-    var controlTokenConfigured: Bool { false }
+    /// Whether the control API wants a bearer token (`server.control_token`).
+    var controlTokenConfigured: Bool { controlToken != nil }
 }

@@ -83,7 +83,7 @@ public enum Runbook {
 
     /// What `dig +short` prints for a routing result (CNAME target, or the addresses).
     static func expected(_ r: RoutingResult) -> String {
-        if r.nodata { return "(nothing: NODATA)" }
+        if r.nodata { return "nothing (NODATA)" }
         if let c = r.cname { return c.description }
         return r.addresses.map(\.description).sorted().joined(separator: " ")
     }
@@ -111,6 +111,8 @@ public enum Runbook {
                     router.resolve(nameIndex: n.index, qtype: type, client: client, health: allUp, random: &rng, into: &r1)
                     router.resolve(nameIndex: n.index, qtype: type, client: client, health: dcDown, random: &rng, into: &r2)
                     let moves = plan.pointsInto(addresses: r1.addresses, cnames: r1.cname.map { [$0] } ?? [])
+                    // A type the name has no records of, before and after, proves nothing.
+                    if r1.nodata && r2.nodata { continue }
                     checks.append(Check(name: n.owner, type: type, vantage: v, before: expected(r1), after: expected(r2), moves: moves))
                 }
             }

@@ -147,6 +147,30 @@ struct DrillTests {
         }
     }
 
+    /// Ctrl-C while the datacenter is held down: the drill clears the override before it exits.
+    @Test func interruptRestores() async throws {
+        let setup = try DrillSetup()
+        try await setup.withServer { _ in
+            let bin = try #require(TestPaths.meridianBinary)
+            let drill = try ChildProcess(path: bin, arguments: ["drill", "--down", "iad", "--config", setup.config, "--for", "5m", "--timeout", "10s"])
+            // Bounded: 100 polls of 100 ms for the override to appear.
+            var forced = false
+            for _ in 0..<100 where !forced {
+                try await Task.sleep(for: .milliseconds(100))
+                forced = try await setup.overrides().contains("dc:iad") && drill.stderrText.contains("holding")
+            }
+            #expect(forced, "the drill never forced iad down: \(drill.stdoutText)\(drill.stderrText)")
+            drill.signal(SIGINT)
+            let exited = await drill.waitForExit(timeout: .seconds(20))
+            if !exited { await drill.stop() }
+            #expect(exited, "the drill did not stop on SIGINT")
+            #expect(drill.exitStatus == 1, "\(drill.stdoutText)\(drill.stderrText)")
+            #expect(drill.stdoutText.contains("interrupted"), "\(drill.stdoutText)")
+            let overrides = try await setup.overrides()
+            #expect(!overrides.contains("dc:iad"), "override left behind after SIGINT: \(overrides)")
+        }
+    }
+
     @Test("usage and config errors exit 2", arguments: [
         ["--down", "nowhere"],
         ["--down", "iad", "--vantage", "10.1.0.1/16"],

@@ -13,7 +13,7 @@ struct Meridian: ParsableCommand {
         commandName: "meridian",
         abstract: "An authoritative DNS server for global server load balancing.",
         version: MeridianVersion.string,
-        subcommands: [Serve.self, Check.self, Explain.self, Drill.self, Runbook.self],
+        subcommands: [Serve.self, Check.self, Explain.self, Status.self, Override.self, Drill.self, Runbook.self],
         defaultSubcommand: nil
     )
 }
@@ -208,6 +208,73 @@ struct Runbook: ParsableCommand {
     func run() throws {
         var a = RunbookArguments(config: config)
         a.datacenter = datacenter; a.server = server; a.control = control; a.vantages = vantage
-        throw ExitCode(Runtime.runbook(a, hasOverrideCommand: false))
+        throw ExitCode(Runtime.runbook(a))
+    }
+}
+
+/// How the CLI reaches a running server's control API.
+struct ControlOptions: ParsableArguments {
+    @Option(name: .long, help: "The control API, e.g. http://127.0.0.1:8053 (default: server.control of --config, else 127.0.0.1:8053).")
+    var control: String?
+
+    @Option(name: .long, help: "Bearer token (default: $MERIDIAN_CONTROL_TOKEN, else server.control_token of --config).")
+    var token: String?
+
+    @Option(name: .long, help: "Read the control address and token from this configuration file.")
+    var config: String?
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the endpoints, their health and the overrides of a running server.")
+
+    @OptionGroup var options: ControlOptions
+
+    @Flag(name: .long, help: "Print the raw JSON of GET /status.")
+    var json = false
+
+    func run() throws {
+        throw ExitCode(Runtime.status(url: options.control, token: options.token, configPath: options.config, json: json))
+    }
+}
+
+struct Override: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Force an endpoint or datacenter up, down or degraded on a running server.",
+        subcommands: [Set.self, Clear.self, List.self])
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set an override: TARGET is endpoint:NAME or dc:NAME; STATE is up, down or degraded:FACTOR.")
+        @OptionGroup var options: ControlOptions
+        @Argument(help: "endpoint:NAME or dc:NAME") var target: String
+        @Argument(help: "up, down, degraded or degraded:FACTOR") var state: String
+        @Option(name: .long, help: "Why (shown in status and logs).") var reason: String
+        @Option(name: .long, help: "Lapse after this long, e.g. 90s, 10m, 2h (default: until cleared).") var expires: String?
+
+        func run() throws {
+            throw ExitCode(Runtime.override(action: "set", target: target, state: state, reason: reason, expires: expires,
+                                            url: options.control, token: options.token, configPath: options.config))
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove an override; the checks decide again.")
+        @OptionGroup var options: ControlOptions
+        @Argument(help: "endpoint:NAME or dc:NAME") var target: String
+
+        func run() throws {
+            throw ExitCode(Runtime.override(action: "clear", target: target, state: nil, reason: nil, expires: nil,
+                                            url: options.control, token: options.token, configPath: options.config))
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the overrides in force.")
+        @OptionGroup var options: ControlOptions
+
+        func run() throws {
+            throw ExitCode(Runtime.override(action: "list", target: nil, state: nil, reason: nil, expires: nil,
+                                            url: options.control, token: options.token, configPath: options.config))
+        }
     }
 }

@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// The drill's pure parts: which names and answers a datacenter touches, the default
-/// vantages, verdicts, and the control API client's response parsing.
+/// vantages, verdicts, and the control URLs and override targets.
 @Suite("drill plan")
 struct DrillPlanTests {
     static let yaml = """
@@ -123,27 +123,17 @@ struct DrillPlanTests {
         for t in ["", "s", "-1s", "fast", "1x", "1 s"] { #expect(parseDrillDuration(t) == nil, "\(t)") }
     }
 
-    @Test func httpResponsesParseInEveryFraming() throws {
-        let plain = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]extra".utf8)
-        #expect(try ControlClient.parse(plain, what: "t").body == "[]")
-        let chunked = Array("HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nnone\r\n3\r\n at\r\n0\r\n\r\n".utf8)
-        let r = try ControlClient.parse(chunked, what: "t")
-        #expect(r.status == 404 && r.body == "none at")
-        #expect(throws: DrillError.self) { _ = try ControlClient.parse(Array("garbage".utf8), what: "t") }
-    }
-
-    @Test func overrideTargetsAreFoundAndNormalised() {
-        let doc: Any = [["target": "dc:ams", "state": "down"], ["target": "datacenter iad"], ["target": "endpoint:ams-1"]]
-        #expect(ControlClient.targets(in: doc, depth: 0) == ["dc:ams", "dc:iad", "endpoint:ams-1"])
-        #expect(ControlClient.targets(in: ["overrides": doc], depth: 0).count == 3)
+    @Test func overrideTargetsAreNormalised() {
+        #expect(["dc:ams", "datacenter iad", "datacenter:sto", "ep:ams-1", "endpoint:ams-2"].map(DrillControl.normalizeTarget)
+                == ["dc:ams", "dc:iad", "dc:sto", "endpoint:ams-1", "endpoint:ams-2"])
     }
 
     @Test func controlURLs() throws {
-        #expect(try ControlClient(url: "http://127.0.0.1:8053/", token: nil).url == "http://127.0.0.1:8053")
-        #expect(try ControlClient(url: "localhost:8053", token: nil).url == "http://127.0.0.1:8053")
-        #expect(try ControlClient(url: "http://[::1]:8053", token: nil).url == "http://[::1]:8053")
+        #expect(try DrillControl(url: "http://127.0.0.1:8053/", token: nil).url == "http://127.0.0.1:8053")
+        #expect(try DrillControl(url: "localhost:8053", token: nil).url == "http://127.0.0.1:8053")
+        #expect(try DrillControl(url: "http://[::1]:8053", token: nil).url == "http://[::1]:8053")
         for bad in ["https://127.0.0.1:8053", "http://example.com:80", "127.0.0.1"] {
-            #expect(throws: DrillError.self, "\(bad)") { _ = try ControlClient(url: bad, token: nil) }
+            #expect(throws: DrillError.self, "\(bad)") { _ = try DrillControl(url: bad, token: nil) }
         }
     }
 }

@@ -11,12 +11,12 @@ public struct DrillOptions: Sendable {
     /// moved); nil restores as soon as they moved.
     public var holdFor: Double?
     public var server: ListenAddress
-    public var control: ControlClient
+    public var control: DrillControl
     public var vantages: [Vantage]
     public var poll: Double = 0.1
     /// Bound on each waiting phase: answers moving away, and answers coming back.
     public var timeout: Double = 60
-    public init(datacenter: String, holdFor: Double?, server: ListenAddress, control: ControlClient, vantages: [Vantage]) {
+    public init(datacenter: String, holdFor: Double?, server: ListenAddress, control: DrillControl, vantages: [Vantage]) {
         self.datacenter = datacenter; self.holdFor = holdFor; self.server = server; self.control = control; self.vantages = vantages
     }
 
@@ -215,7 +215,7 @@ public enum Drill {
 
     /// DELETE the override, retried three times a second apart; a 404 means it is gone
     /// already (expired), which is also restored.
-    static func restore(_ report: inout DrillReport, target: String, control: ControlClient, progress: (String) -> Void) {
+    static func restore(_ report: inout DrillReport, target: String, control: DrillControl, progress: (String) -> Void) {
         guard report.forced else { return }
         progress("restoring \(target)")
         var last = ""

@@ -80,7 +80,7 @@ extension Runtime {
                 throw DrillError(.usage, "no control API: give --control URL or set server.control in \(args.config)")
             }
             let token = args.token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"] ?? model.server.controlToken
-            let control = try ControlClient(url: url, token: token)
+            let control = try DrillControl(url: url, token: token)
             guard let poll = parseDrillDuration(args.poll), poll >= 0.01, poll <= 60 else {
                 throw DrillError(.usage, "--poll \(args.poll): expected a duration from 10ms to 60s, e.g. 100ms")
             }
@@ -134,7 +134,7 @@ extension Runtime {
     }
 
     /// `meridian runbook`: the Markdown runbook on standard output. 0, or 2 on usage errors.
-    public static func runbook(_ args: RunbookArguments, hasOverrideCommand: Bool) -> Int32 {
+    public static func runbook(_ args: RunbookArguments) -> Int32 {
         do throws(DrillError) {
             let model = try loadModel(args.config)
             let router: Router
@@ -147,8 +147,7 @@ extension Runtime {
             }
             var t = RunbookTargets(server: server, control: drillControlURL(args.control, model),
                                    needsToken: model.server.controlTokenConfigured, configPath: absolutePath(args.config))
-            t.hasOverrideCommand = hasOverrideCommand
-            if let c = t.control { _ = try ControlClient(url: c, token: nil) }
+            if let c = t.control { _ = try DrillControl(url: c, token: nil) }
             print(try Runbook.markdown(model: model, router: router, datacenters: dcs, targets: t,
                                        vantages: try drillVantages(args.vantages, model)), terminator: "")
             return 0

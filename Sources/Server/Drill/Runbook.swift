@@ -17,8 +17,9 @@ public struct RunbookTargets: Sendable {
     public var configPath: String
     /// How to invoke meridian (`meridian`, or a path).
     public var meridian: String = "meridian"
-    /// Whether `meridian override set|clear` exists; otherwise the runbook uses curl.
-    public var hasOverrideCommand: Bool = false
+    /// Use `meridian status` and `meridian override set|clear` (they read the token from
+    /// `$MERIDIAN_CONTROL_TOKEN`); false writes the same calls as curl commands.
+    public var useMeridianCommands: Bool = true
     public init(server: ListenAddress, control: String?, needsToken: Bool, configPath: String) {
         self.server = server; self.control = control; self.needsToken = needsToken; self.configPath = configPath
     }
@@ -55,20 +56,21 @@ public enum Runbook {
     static func auth(_ t: RunbookTargets) -> String { t.needsToken ? " -H \"Authorization: Bearer $MERIDIAN_CONTROL_TOKEN\"" : "" }
 
     static func overrideSet(_ t: RunbookTargets, dc: String, reason: String, expires: Int) -> String {
-        if t.hasOverrideCommand, let c = t.control {
-            return "\(t.meridian) override set dc:\(dc) down --reason \(shellQuote(reason)) --expires \(expires)s --control \(c)"
+        if t.useMeridianCommands, let c = t.control {
+            return "\(t.meridian) override set dc:\(dc) down --reason \(shellQuote(reason)) --expires \(expires / 3600)h --control \(c)"
         }
         let body = "{\"target\":\"dc:\(dc)\",\"state\":\"down\",\"reason\":\"\(reason)\",\"expires_in\":\(expires)}"
         return "curl -fsS -X POST\(auth(t)) -H 'Content-Type: application/json' -d \(shellQuote(body)) \(t.control ?? "http://CONTROL")/override"
     }
 
     static func overrideClear(_ t: RunbookTargets, dc: String) -> String {
-        if t.hasOverrideCommand, let c = t.control { return "\(t.meridian) override clear dc:\(dc) --control \(c)" }
+        if t.useMeridianCommands, let c = t.control { return "\(t.meridian) override clear dc:\(dc) --control \(c)" }
         return "curl -fsS -X DELETE\(auth(t)) '\(t.control ?? "http://CONTROL")/override?target=dc:\(dc)'"
     }
 
     static func status(_ t: RunbookTargets) -> String {
-        "curl -fsS\(auth(t)) \(t.control ?? "http://CONTROL")/status"
+        if t.useMeridianCommands, let c = t.control { return "\(t.meridian) status --control \(c)" }
+        return "curl -fsS\(auth(t)) \(t.control ?? "http://CONTROL")/status"
     }
 
     static func dig(_ t: RunbookTargets, _ name: DNSName, _ type: RRType, _ v: Vantage) -> String {
@@ -145,7 +147,7 @@ public enum Runbook {
         s += "\n"
 
         s += "### Take `\(dc)` out of service\n\n"
-        s += "\(next()). Check the server answers and see every endpoint's state and any active override (JSON; look at `\(dc)`'s endpoints and `overrides`):\n\n"
+        s += "\(next()). Check the server answers, and read the state of `\(dc)`'s endpoints and any override already in force:\n\n"
         s += code([status(t)])
         s += "\n\(next()). Force `\(dc)` down (the override lapses after \(expires / 3600) h: run this step again to extend it):\n\n"
         s += code([overrideSet(t, dc: dc, reason: reason, expires: expires)])

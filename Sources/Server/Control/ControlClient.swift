@@ -1,0 +1,236 @@
+import Config
+import DNSWire
+import Foundation
+import Glibc
+
+/// A minimal HTTP/1.1 client for the control API (one request per connection, IP literals
+/// and `localhost` only: the API binds addresses, not names). Used by `meridian status`,
+/// `meridian override` and the drill.
+///
+///     let c = try ControlClient(url: "http://127.0.0.1:8053", token: nil)
+///     let report = try c.status()
+///     let o = try c.setOverride(target: "dc:ams", state: "down", reason: "drill", expiresIn: 600)
+///     _ = try c.clearOverride(target: "dc:ams")
+public struct ControlClient: Sendable {
+    public let address: ListenAddress
+    public let token: String?
+    public let timeout: Double
+
+    /// Accepts `http://HOST:PORT`, `HOST:PORT` and `[V6]:PORT`; a trailing `/` is ignored.
+    public init(url: String, token: String? = nil, timeout: Double = 5) throws(ControlConfigError) {
+        var t = url
+        if t.hasPrefix("https://") { throw ControlConfigError(message: "control URL \(url): the control API speaks plain HTTP (put TLS in front of it if needed)") }
+        if t.hasPrefix("http://") { t.removeFirst(7) }
+        while t.hasSuffix("/") { t.removeLast() }
+        if t.hasPrefix("localhost:") { t = "127.0.0.1:" + t.dropFirst(10) }
+        do { address = try ListenAddress(t) } catch {
+            throw ControlConfigError(message: "control URL \(url): \(error.reason)")
+        }
+        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+        self.timeout = timeout
+    }
+
+    /// Sends one request; returns the status and body. Throws when the server cannot be reached
+    /// or the reply is not HTTP.
+    public func request(_ method: String, _ path: String, body: [UInt8]? = nil) throws(ControlConfigError) -> (status: Int, body: [UInt8]) {
+        let where_ = "control API at http://\(address)"
+        let v6 = address.address.isV6
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ControlConfigError(message: "\(where_): socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        // On Linux SO_SNDTIMEO also bounds connect().
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let bytes = address.address.bytes
+        var r: Int32
+        if v6 {
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_port = address.port.bigEndian
+            withUnsafeMutableBytes(of: &sa.sin6_addr) { for i in 0..<16 { $0[i] = bytes[i] } }
+            r = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        } else {
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = address.port.bigEndian
+            withUnsafeMutableBytes(of: &sa.sin_addr) { for i in 0..<4 { $0[i] = bytes[i] } }
+            r = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        if r != 0 {
+            throw ControlConfigError(message: "\(where_): connect: \(String(cString: strerror(errno))) (is `meridian serve` running with server.control or --control set?)")
+        }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\nUser-Agent: meridian/\(MeridianVersion.string)\r\n"
+        if let t = token { head += "Authorization: Bearer \(t)\r\n" }
+        if let b = body { head += "Content-Type: application/json\r\nContent-Length: \(b.count)\r\n" }
+        let out = Array((head + "\r\n").utf8) + (body ?? [])
+        var sent = 0
+        while sent < out.count {
+            let n = out.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ControlConfigError(message: "\(where_): send: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+        var data: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 16384)
+        // Bounded: the server closes after one response; 16 MiB is far above any status page.
+        while data.count < 16 << 20 {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw ControlConfigError(message: "\(where_): no complete reply within \(Int(timeout)) s") }
+            if n == 0 { break }
+            data += buf[0..<n]
+        }
+        guard let split = findBlankLine(data), let headText = String(validating: data[0..<split], as: UTF8.self) else {
+            throw ControlConfigError(message: "\(where_): reply is not HTTP")
+        }
+        let statusLine = headText.split(separator: "\r\n").first?.split(separator: " ") ?? []
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { throw ControlConfigError(message: "\(where_): bad status line") }
+        return (status, Array(data[(split + 4)...]))
+    }
+
+    private func findBlankLine(_ d: [UInt8]) -> Int? {
+        guard d.count >= 4 else { return nil }
+        for i in 0...(d.count - 4) where d[i] == 13 && d[i + 1] == 10 && d[i + 2] == 13 && d[i + 3] == 10 { return i }
+        return nil
+    }
+
+    /// The body of a 200 reply, else an error carrying the server's message.
+    public func expectOK(_ method: String, _ path: String, body: [UInt8]? = nil) throws(ControlConfigError) -> [UInt8] {
+        let (status, reply) = try request(method, path, body: body)
+        guard status == 200 else {
+            let text = String(decoding: reply, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw ControlConfigError(message: "\(method) \(path): HTTP \(status): \(text)")
+        }
+        return reply
+    }
+
+    public func status() throws(ControlConfigError) -> StatusReport {
+        let body = try expectOK("GET", "/status")
+        do { return try JSONDecoder().decode(StatusReport.self, from: Data(body)) } catch {
+            throw ControlConfigError(message: "GET /status: cannot decode the reply: \(error)")
+        }
+    }
+
+    /// `POST /override`; `target` is `endpoint:NAME` or `dc:NAME`, `state` up/down/degraded:F.
+    public func setOverride(target: String, state: String, reason: String, expiresIn: Double? = nil) throws(ControlConfigError) -> OverrideView {
+        var obj: [String: Any] = ["target": target, "state": state, "reason": reason]
+        if let e = expiresIn { obj["expires_in"] = e }
+        let body = (try? JSONSerialization.data(withJSONObject: obj)).map { Array($0) } ?? []
+        let reply = try expectOK("POST", "/override", body: body)
+        do { return try JSONDecoder().decode(OverrideView.self, from: Data(reply)) } catch {
+            throw ControlConfigError(message: "POST /override: cannot decode the reply: \(error)")
+        }
+    }
+
+    /// `DELETE /override?target=`; false when there was no such override (404).
+    public func clearOverride(target: String) throws(ControlConfigError) -> Bool {
+        let q = target.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? target
+        let (status, reply) = try request("DELETE", "/override?target=\(q)")
+        if status == 404 { return false }
+        guard status == 200 else {
+            throw ControlConfigError(message: "DELETE /override: HTTP \(status): \(String(decoding: reply, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return true
+    }
+
+    public func overrides() throws(ControlConfigError) -> [OverrideView] {
+        let body = try expectOK("GET", "/overrides")
+        do { return try JSONDecoder().decode([OverrideView].self, from: Data(body)) } catch {
+            throw ControlConfigError(message: "GET /overrides: cannot decode the reply: \(error)")
+        }
+    }
+}
+
+/// Parses `90`, `90s`, `10m`, `2h`, `1d` into seconds; nil when malformed or not > 0.
+///
+///     parseDurationText("10m")   // 600
+public func parseDurationText(_ text: String) -> Double? {
+    let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+    guard let last = t.last else { return nil }
+    let mult: Double
+    var num = Substring(t)
+    switch last {
+    case "s": mult = 1; num = num.dropLast()
+    case "m": mult = 60; num = num.dropLast()
+    case "h": mult = 3600; num = num.dropLast()
+    case "d": mult = 86400; num = num.dropLast()
+    default: mult = 1
+    }
+    guard let v = Double(num), v > 0, v.isFinite else { return nil }
+    return v * mult
+}
+
+extension Runtime {
+    /// Where the CLI finds the control API: `--control`, else `server.control` of `--config`,
+    /// else 127.0.0.1:8053; the token from `--token`, `MERIDIAN_CONTROL_TOKEN`, or the config.
+    public static func controlClient(url: String?, token: String?, configPath: String?) throws(ControlConfigError) -> ControlClient {
+        var u = url, t = token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"]
+        if let path = configPath, u == nil || t == nil {
+            do {
+                let m = try ConfigLoader.load(path: path)
+                if u == nil { u = m.server.control }
+                if t == nil { t = m.server.controlToken }
+            } catch {
+                throw ControlConfigError(message: "\(path): \(error.errors.map(\.description).joined(separator: "; "))")
+            }
+        }
+        return try ControlClient(url: u ?? "127.0.0.1:8053", token: t)
+    }
+
+    /// `meridian status`: the table (or the JSON) of a running server.
+    public static func status(url: String?, token: String?, configPath: String?, json: Bool) -> Int32 {
+        do {
+            let c = try controlClient(url: url, token: token, configPath: configPath)
+            if json {
+                print(String(decoding: try c.expectOK("GET", "/status"), as: UTF8.self), terminator: "")
+            } else {
+                print(StatusTable.render(try c.status()), terminator: "")
+            }
+            return 0
+        } catch {
+            printErr("meridian status: \(error)")
+            return 1
+        }
+    }
+
+    /// `meridian override set|clear|list`.
+    public static func override(action: String, target: String?, state: String?, reason: String?, expires: String?,
+                                url: String?, token: String?, configPath: String?) -> Int32 {
+        do {
+            let c = try controlClient(url: url, token: token, configPath: configPath)
+            switch action {
+            case "set":
+                guard let target, let state else { printErr("override set TARGET STATE --reason TEXT"); return 2 }
+                guard let reason, !reason.isEmpty else { printErr("override set needs --reason TEXT (it shows in status and logs)"); return 2 }
+                var seconds: Double?
+                if let e = expires {
+                    guard let s = parseDurationText(e) else { printErr("bad --expires \(e): expected e.g. 90s, 10m, 2h"); return 2 }
+                    seconds = s
+                }
+                let o = try c.setOverride(target: target, state: state, reason: reason, expiresIn: seconds)
+                let exp = o.expiresAt.map { " until \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)))" } ?? " until cleared"
+                print("override \(o.target) \(o.state)\(exp) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
+            case "clear":
+                guard let target else { printErr("override clear TARGET"); return 2 }
+                if try c.clearOverride(target: target) {
+                    print("override \(target) cleared")
+                } else {
+                    printErr("no override on \(target)")
+                    return 1
+                }
+            default:
+                let list = try c.overrides()
+                if list.isEmpty { print("no overrides") }
+                for o in list {
+                    let exp = o.expiresAt.map { " until \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)))" } ?? " until cleared"
+                    print("\(o.target) \(o.state)\(exp) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
+                }
+            }
+            return 0
+        } catch {
+            printErr("meridian override: \(error)")
+            return 1
+        }
+    }
+}

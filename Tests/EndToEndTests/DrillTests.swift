@@ -12,14 +12,16 @@ struct DrillSetup {
     let config: String
     let dnsPort: UInt16
     let controlPort: UInt16
+    let token: String?
 
-    init(rto: String = "30s", ttl: Int = 2) throws {
+    init(rto: String = "30s", ttl: Int = 2, token: String? = nil) throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-drill-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         dnsPort = try freePort()
         var c = try freePort()
         while c == dnsPort { c = try freePort() }
         controlPort = c
+        self.token = token
         let zone = """
         $ORIGIN drill.test.
         $TTL 3600
@@ -31,7 +33,7 @@ struct DrillSetup {
         let yaml = """
         server:
           listen: ["127.0.0.1:\(dnsPort)"]
-          control: 127.0.0.1:\(controlPort)
+          control: 127.0.0.1:\(controlPort)\(token.map { "\n  control_token: \($0)" } ?? "")
           workers: 1
         defaults:
           ttl: \(ttl)
@@ -79,7 +81,8 @@ struct DrillSetup {
 
     /// `GET /overrides` through curl (exit status checked).
     func overrides() async throws -> String {
-        let r = try await runCommand("/usr/bin/curl", ["-fsS", "\(control)/overrides"], timeout: .seconds(10))
+        let auth = token.map { ["-H", "Authorization: Bearer \($0)"] } ?? []
+        let r = try await runCommand("/usr/bin/curl", ["-fsS"] + auth + ["\(control)/overrides"], timeout: .seconds(10))
         #expect(r.status == 0, "curl /overrides: \(r.combined)")
         return r.stdout
     }
@@ -198,9 +201,10 @@ struct DrillTests {
     }
 
     /// Every command of a generated runbook, in order, as written: exit 0, and each dig
-    /// prints the answer its `# expect` comment names.
-    @Test func everyRunbookCommandRuns() async throws {
-        let setup = try DrillSetup()
+    /// prints the answer its `# expect` comment names. With a token in the config too.
+    @Test(arguments: [nil, "s3cret-token"] as [String?])
+    func everyRunbookCommandRuns(token: String?) async throws {
+        let setup = try DrillSetup(token: token)
         try await setup.withServer { server in
             let gen = try await MeridianProcess.run(["runbook", "--config", setup.config, "--datacenter", "iad"], timeout: .seconds(20))
             #expect(gen.status == 0, "\(gen.combined)")

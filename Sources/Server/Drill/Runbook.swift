@@ -38,7 +38,7 @@ public enum Runbook {
         out += "Regenerate it after every config change: names, answers and times below come from that config.\n\n"
         out += "DNS server: `\(t.server)`. Control API: \(t.control.map { "`\($0)`" } ?? "**not configured** (set `server.control` in the config; the override steps need it)").\n"
         if t.needsToken {
-            out += "The control API needs a token: before anything else, `export MERIDIAN_CONTROL_TOKEN=...` from the secret store.\n"
+            out += "The control API needs a token: the `meridian` commands below read it from `server.control_token` of the config (so run them as a user who can read it), or from `$MERIDIAN_CONTROL_TOKEN` when that is set.\n"
         }
         out += "\nEach step is one command; run it as written, from a shell on the Meridian host, and compare with what the step expects.\n"
         for dc in datacenters {
@@ -53,23 +53,26 @@ public enum Runbook {
 
     static func code(_ lines: [String]) -> String { "```sh\n" + lines.joined(separator: "\n") + "\n```\n" }
 
+    /// With a token, `--config` lets `meridian status|override` read it from the config.
+    static func tokenSource(_ t: RunbookTargets) -> String { t.needsToken ? " --config \(shellQuote(t.configPath))" : "" }
+
     static func auth(_ t: RunbookTargets) -> String { t.needsToken ? " -H \"Authorization: Bearer $MERIDIAN_CONTROL_TOKEN\"" : "" }
 
     static func overrideSet(_ t: RunbookTargets, dc: String, reason: String, expires: Int) -> String {
         if t.useMeridianCommands, let c = t.control {
-            return "\(t.meridian) override set dc:\(dc) down --reason \(shellQuote(reason)) --expires \(expires / 3600)h --control \(c)"
+            return "\(t.meridian) override set dc:\(dc) down --reason \(shellQuote(reason)) --expires \(expires / 3600)h --control \(c)\(tokenSource(t))"
         }
         let body = "{\"target\":\"dc:\(dc)\",\"state\":\"down\",\"reason\":\"\(reason)\",\"expires_in\":\(expires)}"
         return "curl -fsS -X POST\(auth(t)) -H 'Content-Type: application/json' -d \(shellQuote(body)) \(t.control ?? "http://CONTROL")/override"
     }
 
     static func overrideClear(_ t: RunbookTargets, dc: String) -> String {
-        if t.useMeridianCommands, let c = t.control { return "\(t.meridian) override clear dc:\(dc) --control \(c)" }
+        if t.useMeridianCommands, let c = t.control { return "\(t.meridian) override clear dc:\(dc) --control \(c)\(tokenSource(t))" }
         return "curl -fsS -X DELETE\(auth(t)) '\(t.control ?? "http://CONTROL")/override?target=dc:\(dc)'"
     }
 
     static func status(_ t: RunbookTargets) -> String {
-        if t.useMeridianCommands, let c = t.control { return "\(t.meridian) status --control \(c)" }
+        if t.useMeridianCommands, let c = t.control { return "\(t.meridian) status --control \(c)\(tokenSource(t))" }
         return "curl -fsS\(auth(t)) \(t.control ?? "http://CONTROL")/status"
     }
 
@@ -170,7 +173,6 @@ public enum Runbook {
         s += "Outside an incident, while `\(dc)` is healthy: forces it down, measures how fast each name moves, compares with its rto, and restores it (also on Ctrl-C). Exit 0 means every name met its rto.\n\n"
         var drill = "\(t.meridian) drill --down \(dc) --config \(shellQuote(t.configPath)) --server \(t.server)"
         if let c = t.control { drill += " --control \(c)" }
-        if t.needsToken { drill += " --token \"$MERIDIAN_CONTROL_TOKEN\"" }
         for v in vantages { drill += " --vantage \(v.prefix)" }
         s += code([drill])
         return s

@@ -136,7 +136,7 @@ final class Builder {
 
     func parseServer(_ node: Node) {
         guard let m = r.mapping(node, "server") else { return }
-        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "user", "group"], "server")
+        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group"], "server")
         for e in m {
             switch e.key {
             case "listen": if let l = r.strings(e.value, "server.listen") { server.listen = l.map(\.0) }
@@ -145,6 +145,7 @@ final class Builder {
             case "nsid": server.nsid = r.string(e.value, "server.nsid")
             case "control": server.control = r.string(e.value, "server.control")
             case "control_token": server.controlToken = r.string(e.value, "server.control_token")
+            case "control_token_file": server.controlTokenFile = r.string(e.value, "server.control_token_file").map(path)
             case "user": server.user = r.string(e.value, "server.user")
             case "group": server.group = r.string(e.value, "server.group")
             default: break

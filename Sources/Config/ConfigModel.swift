@@ -38,6 +38,9 @@ public struct ServerSettings: Hashable, Sendable {
     public var control: String? = nil
     /// Bearer token every control request must carry; required for a non-loopback `control`.
     public var controlToken: String? = nil
+    /// A file holding the token (a mounted secret), resolved against the config's folder;
+    /// read when the server starts. `control_token` wins when both are set.
+    public var controlTokenFile: String? = nil
     /// User and group to switch to after binding, when started as root.
     public var user: String? = nil
     public var group: String? = nil

@@ -198,11 +198,19 @@ public enum Runtime {
         let settings = snapshot.model?.server
         if let listenControl = controlOption ?? settings?.control {
             do {
-                let a = try ControlAPI(listen: listenControl, token: settings?.controlToken, context: control,
+                var token = settings?.controlToken
+                if token == nil, let f = settings?.controlTokenFile {
+                    guard let text = try? String(contentsOfFile: f, encoding: .utf8) else {
+                        throw ControlConfigError(message: "server.control_token_file \(f): cannot read it")
+                    }
+                    token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if token?.isEmpty == true { throw ControlConfigError(message: "server.control_token_file \(f) is empty") }
+                }
+                let a = try ControlAPI(listen: listenControl, token: token, context: control,
                                        logger: Logger(label: "meridian.control"))
                 try a.start()
                 api = a
-                log.info("control API on http://\(a.boundAddress)\(settings?.controlToken != nil ? " (bearer token required)" : "")")
+                log.info("control API on http://\(a.boundAddress)\(token != nil ? " (bearer token required)" : "")")
             } catch {
                 log.critical("not starting: control API: \(error)")
                 server.stop()
@@ -216,6 +224,9 @@ public enum Runtime {
             server.stop()
             monitor?.stop()
             return 1
+        }
+        if settings?.user != nil || settings?.group != nil {
+            log.info("running as uid \(getuid()) gid \(getgid())\(getuid() == 0 ? " (server.user/group apply only when started as root)" : "")")
         }
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")

@@ -333,6 +333,8 @@ struct ControlTests {
     @Test func tokenIsRequiredWhenConfigured() async throws {
         try await withControl(token: "s3cret") { s in
             #expect(try s.http("GET", "/status").status == 401)
+            #expect(try s.http("GET", "/healthz").status == 200, "liveness probes need no token")
+            #expect(try s.http("POST", "/override", json: #"{"target": "dc:ams", "state": "down", "reason": "x"}"#).status == 401)
             #expect(try s.http("GET", "/metrics", headers: ["Authorization": "Bearer wrong"]).status == 401)
             #expect(try s.http("GET", "/status", headers: ["Authorization": "Bearer s3cret"]).status == 200)
             let out = try await MeridianProcess.run(["status", "--control", "127.0.0.1:\(s.control)"])
@@ -362,6 +364,31 @@ struct ControlTests {
                                                  "--listen", "127.0.0.1:\(dns)"], timeout: .seconds(20))
         #expect(!out.timedOut && out.status == 1, "\(out.combined)")
         #expect(out.stderr.contains("server.user \"no-such-user-meridian\": no such user"), "\(out.stderr)")
+    }
+
+    /// Started as root with `server.user: nobody`: after binding, the process runs as nobody
+    /// and still answers DNS and the control API.
+    @Test func dropsPrivilegesAfterBindingWhenRoot() async throws {
+        guard geteuid() == 0, getpwnam("nobody") != nil else { return }
+        let dns = try freePort(), ctl = try freePort()
+        let dir = try ControlFixture.folder(ControlFixture.yaml(control: "127.0.0.1:\(ctl)", checks: false,
+                                                                extraServer: "  user: nobody\n"))
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = try await MeridianProcess.start(["serve", "--config", dir.appendingPathComponent("meridian.yaml").path,
+                                                 "--listen", "127.0.0.1:\(dns)"], port: dns, probeName: "ctl.test.")
+        // DNS answers as soon as it is bound; the drop follows the control API's start.
+        let nobody = getpwnam("nobody")!.pointee.pw_uid
+        var uidLine = "", dropped = false
+        for _ in 0..<100 where !dropped {
+            let status = (try? String(contentsOfFile: "/proc/\(p.child.pid)/status", encoding: .utf8)) ?? ""
+            uidLine = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }.map(String.init) ?? ""
+            dropped = uidLine.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().allSatisfy { UInt32($0) == nobody }
+            if !dropped { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(dropped, "\(uidLine); log:\n\(p.logText)")
+        #expect(try await Dig.query("www.ctl.test", "A", port: dns).answer.map(\.rdata) == ["192.0.2.10"])
+        #expect(try HTTP.request("GET", port: ctl, path: "/healthz").status == 200)
+        #expect(await p.stop() == 0)
     }
 
     @Test func statusCommandPrintsTheTableAndOverrideCommandsWork() async throws {

@@ -163,14 +163,19 @@ public func parseDurationText(_ text: String) -> Double? {
 
 extension Runtime {
     /// Where the CLI finds the control API: `--control`, else `server.control` of `--config`,
-    /// else 127.0.0.1:8053; the token from `--token`, `MERIDIAN_CONTROL_TOKEN`, or the config.
+    /// else 127.0.0.1:8053; the token from `--token`, `MERIDIAN_CONTROL_TOKEN`, or the config (`control_token`, then
+    /// `control_token_file`).
     public static func controlClient(url: String?, token: String?, configPath: String?) throws(ControlConfigError) -> ControlClient {
         var u = url, t = token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"]
         if let path = configPath, u == nil || t == nil {
             do {
                 let m = try ConfigLoader.load(path: path)
                 if u == nil { u = m.server.control }
-                if t == nil { t = m.server.controlToken }
+                if t == nil {
+                    t = m.server.controlToken ?? m.server.controlTokenFile.flatMap {
+                        try? String(contentsOfFile: $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                    }
+                }
             } catch {
                 throw ControlConfigError(message: "\(path): \(error.errors.map(\.description).joined(separator: "; "))")
             }

@@ -79,8 +79,13 @@ extension Runtime {
             guard let url = drillControlURL(args.control, model) else {
                 throw DrillError(.usage, "no control API: give --control URL or set server.control in \(args.config)")
             }
-            let token = args.token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"] ?? model.server.controlToken
-            let control = try DrillControl(url: url, token: token)
+            // The same token lookup as `meridian status`: --token, $MERIDIAN_CONTROL_TOKEN,
+            // then control_token or control_token_file of the config.
+            _ = try DrillControl(url: url, token: nil)
+            let control: DrillControl
+            do { control = DrillControl(client: try Runtime.controlClient(url: url, token: args.token, configPath: args.config)) } catch {
+                throw DrillError(.usage, error.message)
+            }
             guard let poll = parseDrillDuration(args.poll), poll >= 0.01, poll <= 60 else {
                 throw DrillError(.usage, "--poll \(args.poll): expected a duration from 10ms to 60s, e.g. 100ms")
             }
@@ -159,6 +164,6 @@ extension Runtime {
 }
 
 extension ServerSettings {
-    /// Whether the control API wants a bearer token (`server.control_token`).
-    var controlTokenConfigured: Bool { controlToken != nil }
+    /// Whether the control API wants a bearer token (`control_token` or `control_token_file`).
+    var controlTokenConfigured: Bool { controlToken != nil || controlTokenFile != nil }
 }

@@ -15,6 +15,8 @@ public struct DrillControl: Sendable {
         }
     }
 
+    public init(client: ControlClient) { self.client = client }
+
     public var url: String { "http://\(client.address)" }
 
     public func setOverride(target: String, state: String, reason: String, expiresIn: Double?) throws(DrillError) {

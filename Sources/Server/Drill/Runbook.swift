@@ -38,7 +38,7 @@ public enum Runbook {
         out += "Regenerate it after every config change: names, answers and times below come from that config.\n\n"
         out += "DNS server: `\(t.server)`. Control API: \(t.control.map { "`\($0)`" } ?? "**not configured** (set `server.control` in the config; the override steps need it)").\n"
         if t.needsToken {
-            out += "The control API needs a token: the `meridian` commands below read it from `server.control_token` of the config (so run them as a user who can read it), or from `$MERIDIAN_CONTROL_TOKEN` when that is set.\n"
+            out += "The control API needs a token: the `meridian` commands below read it from `server.control_token` (or `control_token_file`) of the config (so run them as a user who can read it), or from `$MERIDIAN_CONTROL_TOKEN` when that is set.\n"
         }
         out += "\nEach step is one command; run it as written, from a shell on the Meridian host, and compare with what the step expects.\n"
         for dc in datacenters {

@@ -179,6 +179,8 @@ struct DrillTests {
         ["--down", "iad", "--vantage", "10.1.0.1/16"],
         ["--down", "iad", "--poll", "fast"],
         ["--down", "iad", "--control", "https://127.0.0.1:1"],
+        ["--down", "iad", "--no-such-flag"],
+        ["--timeout", "10s"],
         ["--config-missing"],
     ])
     func usageErrors(_ extra: [String]) async throws {

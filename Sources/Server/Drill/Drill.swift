@@ -73,6 +73,8 @@ public struct DrillReport: Sendable {
     public var interrupted = false
     public var errors: [String] = []
     public var notes: [String] = []
+    /// What the datacenter's answers are; nil when the config has no such datacenter.
+    public var plan: DatacenterPlan? = nil
 
     /// 0: every affected pair moved within its rto (or has none) and the datacenter came
     /// back; 1 otherwise.
@@ -96,7 +98,7 @@ public final class DrillInterrupt: Sendable {
 /// (name, vantage) moves away from it, restore it and check the answers return.
 ///
 ///     let report = Drill.run(model: model, options: opts, interrupt: DrillInterrupt()) { print($0) }
-///     print(Drill.table(report)); exit(report.exitCode)
+///     print(Drill.table(report)); exit(report.exitCode)   // or Drill.json(report)
 public enum Drill {
     public static func run(model: ConfigModel, options o: DrillOptions, interrupt: DrillInterrupt,
                            progress: (String) -> Void) -> DrillReport {
@@ -107,6 +109,7 @@ public enum Drill {
             report.errors.append(error.message)
             return report
         }
+        report.plan = plan
         report.budgets = plan.names.map { ($0.owner, $0.budget, $0.rto) }
         let target = "dc:\(o.datacenter)"
         let probe = DNSProbe(server: o.server, timeout: min(1, max(0.2, o.timeout)))
@@ -153,7 +156,7 @@ public enum Drill {
             report.errors.append(error.message)
         }
         if report.forced {
-            poll(&report, plan: plan, probe: probe, options: o, since: t0, interrupt: interrupt, untilInside: false)
+            poll(&report, plan: plan, probe: probe, options: o, since: t0, interrupt: interrupt, untilInside: false, progress: progress)
             for i in report.pairs.indices where !report.pairs[i].affected {
                 let p = report.pairs[i]
                 report.pairs[i].after = probe.observe(name: p.name, types: plan.names.first { $0.owner == p.name }?.types ?? [.a], vantage: p.vantage.prefix)
@@ -169,7 +172,7 @@ public enum Drill {
         restore(&report, target: target, control: o.control, progress: progress)
         if report.restored {
             let tr = Date()
-            poll(&report, plan: plan, probe: probe, options: o, since: tr, interrupt: interrupt, untilInside: true)
+            poll(&report, plan: plan, probe: probe, options: o, since: tr, interrupt: interrupt, untilInside: true, progress: progress)
             report.returned = report.pairs.allSatisfy { !$0.affected || $0.returnedIn != nil }
             if !report.returned {
                 let missing = report.pairs.filter { $0.affected && $0.returnedIn == nil }.map { "\($0.name) from \($0.vantage)" }
@@ -183,7 +186,7 @@ public enum Drill {
     /// Polls the affected pairs every `poll` until each is outside (or, with `untilInside`,
     /// inside again) the datacenter, the timeout passes, or a signal comes.
     static func poll(_ report: inout DrillReport, plan: DatacenterPlan, probe: DNSProbe, options o: DrillOptions,
-                     since start: Date, interrupt: DrillInterrupt, untilInside: Bool) {
+                     since start: Date, interrupt: DrillInterrupt, untilInside: Bool, progress: (String) -> Void) {
         let types = Dictionary(plan.names.map { ($0.owner, $0.types) }, uniquingKeysWith: { a, _ in a })
         while true {
             let tick = Date()
@@ -196,10 +199,14 @@ public enum Drill {
                 let inside = plan.pointsInto(addresses: ob.addresses, cnames: ob.cnames)
                 let elapsed = Date().timeIntervalSince(start)
                 if untilInside {
-                    if inside { report.pairs[i].returnedIn = elapsed } else { pending += 1 }
+                    if inside {
+                        report.pairs[i].returnedIn = elapsed
+                        progress("\(p.name) from \(p.vantage): back in \(plan.datacenter) after \(secondsText(elapsed))")
+                    } else { pending += 1 }
                 } else if hasAnswer && !inside {
                     report.pairs[i].movedIn = elapsed
                     report.pairs[i].after = ob
+                    progress("\(p.name) from \(p.vantage): moved to \(plan.places(addresses: ob.addresses, cnames: ob.cnames).joined(separator: "+")) after \(secondsText(elapsed))")
                 } else {
                     report.pairs[i].after = ob
                     pending += 1
@@ -239,18 +246,18 @@ public enum Drill {
     }
 
     /// Where an answer points, as datacenter names: "iad", "fallback", or raw data.
-    public static func place(_ o: Observation?, model: ConfigModel, datacenter: String) -> String {
-        guard let plan = try? DatacenterPlan(model: model, datacenter: datacenter) else { return "-" }
+    public static func place(_ o: Observation?, plan: DatacenterPlan?) -> String {
+        guard let plan else { return "-" }
         return describe(o) { plan.places(addresses: $0.addresses, cnames: $0.cnames).joined(separator: "+") }
     }
 
     /// The human-readable report: one row per (name, vantage), then what the numbers mean.
-    public static func table(_ r: DrillReport, model: ConfigModel) -> String {
+    public static func table(_ r: DrillReport) -> String {
         var rows: [[String]] = [["NAME", "VANTAGE", "BEFORE", "AFTER", "MOVED IN", "+TTL", "WORST CASE", "RTO", "BACK IN", "VERDICT"]]
         for p in r.pairs {
             rows.append([p.name.description, p.vantage.description,
-                         place(p.before, model: model, datacenter: r.datacenter),
-                         place(p.after, model: model, datacenter: r.datacenter),
+                         place(p.before, plan: r.plan),
+                         place(p.after, plan: r.plan),
                          p.movedIn.map(secondsText) ?? (p.affected ? "never" : "-"),
                          "\(p.ttl)s",
                          p.worstCase.map(secondsText) ?? "-",
@@ -291,12 +298,12 @@ public enum Drill {
     }
 
     /// The report as JSON (stable key order) for automation.
-    public static func json(_ r: DrillReport, model: ConfigModel) -> String {
+    public static func json(_ r: DrillReport) -> String {
         func obs(_ o: Observation?) -> Any {
             guard let o else { return NSNull() }
             var d: [String: Any] = ["addresses": o.addresses.map(\.description), "cnames": o.cnames.map(\.description),
                                     "ttl": Int(o.ttl),
-                                    "datacenters": place(o, model: model, datacenter: r.datacenter).split(separator: "+").map(String.init)]
+                                    "datacenters": r.plan.map { $0.places(addresses: o.addresses, cnames: o.cnames) } ?? []]
             if let e = o.error { d["error"] = e }
             return d
         }

@@ -109,8 +109,8 @@ extension Runtime {
             // Progress goes to stderr, unbuffered, so it shows as it happens and stdout
             // holds only the report (the JSON document with --json).
             let report = Drill.run(model: model, options: opts, interrupt: interrupt) { line in printErr(line) }
-            if args.json { print(Drill.json(report, model: model), terminator: "") }
-            else { print(Drill.table(report, model: model), terminator: "") }
+            if args.json { print(Drill.json(report), terminator: "") }
+            else { print(Drill.table(report), terminator: "") }
             if args.json { for e in report.errors { printErr("error: \(e)") } }
             return report.exitCode
         } catch {

@@ -154,22 +154,22 @@ struct Drill: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Control API (default: http:// + the config's server.control).", valueName: "URL"))
     var control: String?
 
-    @Option(name: .long, help: "Bearer token for the control API (default: $MERIDIAN_CONTROL_TOKEN, else server.control_token).")
+    @Option(name: .long, help: ArgumentHelp("Bearer token for the control API (default: $MERIDIAN_CONTROL_TOKEN, else control_token or control_token_file of --config).", valueName: "TOKEN"))
     var token: String?
 
     @Option(name: .long, help: ArgumentHelp("Query as a client in this subnet (ECS); repeat for more.", valueName: "CIDR"))
     var vantage: [String] = []
 
-    @Option(name: .long, help: "The YAML configuration the server runs.")
+    @Option(name: .long, help: ArgumentHelp("The YAML configuration the server runs.", valueName: "FILE"))
     var config: String
 
-    @Flag(name: .long, help: "Print the report as JSON.")
+    @Flag(name: .long, help: "Print the report as JSON on stdout (progress stays on stderr).")
     var json = false
 
-    @Option(name: .long, help: "How often to query while waiting.")
+    @Option(name: .long, help: ArgumentHelp("How often to query while waiting.", valueName: "DURATION"))
     var poll: String = "100ms"
 
-    @Option(name: .long, help: "Longest wait for the answers to move, and again to return.")
+    @Option(name: .long, help: ArgumentHelp("Longest wait for the answers to move, and again to return.", valueName: "DURATION"))
     var timeout: String = "60s"
 
     func run() throws {
@@ -190,10 +190,10 @@ struct Runbook: ParsableCommand {
         is in a fenced sh block and runs as written.
         """)
 
-    @Option(name: .long, help: "Only this datacenter (default: every datacenter a GSLB name uses).")
+    @Option(name: .long, help: ArgumentHelp("Only this datacenter (default: every datacenter a GSLB name uses).", valueName: "NAME"))
     var datacenter: String?
 
-    @Option(name: .long, help: "The YAML configuration the server runs.")
+    @Option(name: .long, help: ArgumentHelp("The YAML configuration the server runs.", valueName: "FILE"))
     var config: String
 
     @Option(name: .long, help: ArgumentHelp("DNS server the dig checks query (default: the config's first listen address).", valueName: "ADDR:PORT"))

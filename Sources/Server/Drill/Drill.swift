@@ -322,7 +322,7 @@ public enum Drill {
             "pairs": pairs, "forced": r.forced, "restored": r.restored, "returned": r.returned,
             "interrupted": r.interrupted, "errors": r.errors, "exit_code": Int(r.exitCode),
         ]
-        let data = (try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
+        let data = (try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 }

@@ -150,6 +150,23 @@ struct DrillTests {
         }
     }
 
+    /// An operator's override on the datacenter is left alone: the drill refuses to start.
+    @Test func existingOverrideIsNotTouched() async throws {
+        let setup = try DrillSetup()
+        try await setup.withServer { _ in
+            let set = try await runCommand("/usr/bin/curl", ["-fsS", "-X", "POST", "-d",
+                                                             #"{"target": "dc:iad", "state": "down", "reason": "real work"}"#,
+                                                             "\(setup.control)/override"], timeout: .seconds(10))
+            #expect(set.status == 0, "\(set.combined)")
+            let r = try await MeridianProcess.run(["drill", "--down", "iad", "--config", setup.config, "--timeout", "5s"],
+                                                  timeout: .seconds(30))
+            #expect(r.status == 1, "\(r.combined)")
+            #expect(r.stdout.contains("already active") && r.stdout.contains("nothing was forced"), "\(r.stdout)")
+            let overrides = try await setup.overrides()
+            #expect(overrides.contains("real work"), "the operator's override was removed: \(overrides)")
+        }
+    }
+
     /// Ctrl-C while the datacenter is held down: the drill clears the override before it exits.
     @Test func interruptRestores() async throws {
         let setup = try DrillSetup()

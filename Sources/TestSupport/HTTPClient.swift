@@ -22,6 +22,16 @@ public enum HTTP {
     public static func request(_ method: String, host: String = "127.0.0.1", port: UInt16, path: String,
                                headers: [String: String] = [:], body: [UInt8]? = nil,
                                timeout: Duration = .seconds(5)) throws -> Reply {
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
+        for (k, v) in headers { head += "\(k): \(v)\r\n" }
+        if let b = body { head += "Content-Length: \(b.count)\r\n" }
+        return try exchange(Array((head + "\r\n").utf8) + (body ?? []), host: host, port: port, timeout: timeout)
+    }
+
+    /// Sends `bytes` as they are (for malformed-request tests) and reads the reply until the
+    /// server closes.
+    public static func exchange(_ out: [UInt8], host: String = "127.0.0.1", port: UInt16,
+                                timeout: Duration = .seconds(5)) throws -> Reply {
         guard let addr = SocketAddress(host: host, port: port) else { throw SocketError.badAddress(host) }
         let fd = socket(addr.family, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SocketError.system("socket", errno) }
@@ -29,10 +39,6 @@ public enum HTTP {
         setTimeout(fd, SO_RCVTIMEO, milliseconds: milliseconds(timeout))
         setTimeout(fd, SO_SNDTIMEO, milliseconds: milliseconds(timeout))
         guard addr.withSockaddr({ connect(fd, $0, $1) }) == 0 else { throw SocketError.system("connect", errno) }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
-        for (k, v) in headers { head += "\(k): \(v)\r\n" }
-        if let b = body { head += "Content-Length: \(b.count)\r\n" }
-        let out = Array((head + "\r\n").utf8) + (body ?? [])
         var sent = 0
         while sent < out.count {
             let n = out.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }

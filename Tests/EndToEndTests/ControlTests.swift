@@ -330,6 +330,47 @@ struct ControlTests {
         }
     }
 
+    /// Overrides survive a reload (they follow the endpoint's name, here moved to another
+    /// index); a failed reload shows in metrics and status.
+    @Test func overridesSurviveReloadAndReloadOutcomesAreReported() async throws {
+        try await withControl { s in
+            #expect(try s.http("POST", "/override", json: #"{"target": "endpoint:ams-1", "state": "down", "reason": "rma"}"#).status == 200)
+            #expect(try await s.answer() == ["198.51.100.10"])
+            let path = s.folder.appendingPathComponent("meridian.yaml")
+            let yaml = try String(contentsOf: path, encoding: .utf8)
+            // Swap the endpoint order: ams-1 moves from index 0 to 1.
+            let swapped = yaml.replacingOccurrences(of: "  ams-1: { v4: 192.0.2.10, dc: ams }\n  iad-1: { v4: 198.51.100.10, dc: iad }\n",
+                                                    with: "  iad-1: { v4: 198.51.100.10, dc: iad }\n  ams-1: { v4: 192.0.2.10, dc: ams }\n")
+            #expect(swapped != yaml)
+            try swapped.write(to: path, atomically: true, encoding: .utf8)
+            s.dns.signal(SIGHUP)
+            var generation = 0
+            for _ in 0..<100 where generation < 1 {
+                try await Task.sleep(for: .milliseconds(20))
+                let st = try JSONSerialization.jsonObject(with: Data(try s.http("GET", "/status").body)) as? [String: Any]
+                generation = st?["generation"] as? Int ?? 0
+            }
+            #expect(generation == 1, "reload did not happen; log:\n\(s.dns.logText)")
+            let list = try JSONSerialization.jsonObject(with: Data(try s.http("GET", "/overrides").body)) as? [[String: Any]]
+            #expect(list?.map { $0["target"] as? String } == ["endpoint:ams-1"])
+            #expect(try await s.answer() == ["198.51.100.10"])
+            // A broken reload: counted as failed, errors in status, old config still served.
+            try (swapped + "bogus_key: 1\n").write(to: path, atomically: true, encoding: .utf8)
+            s.dns.signal(SIGHUP)
+            var failed = 0.0
+            for _ in 0..<100 where failed < 1 {
+                try await Task.sleep(for: .milliseconds(20))
+                failed = PromText(try s.http("GET", "/metrics").text).value("meridian_reloads_total", ["result": "failed"])
+            }
+            #expect(failed == 1)
+            let st = try JSONSerialization.jsonObject(with: Data(try s.http("GET", "/status").body)) as? [String: Any]
+            let reloads = st?["reloads"] as? [String: Any]
+            #expect(reloads?["ok"] as? Int == 2)
+            #expect((reloads?["last_errors"] as? [String])?.first?.contains("bogus_key") == true, "\(String(describing: reloads))")
+            #expect(try await s.answer() == ["198.51.100.10"])
+        }
+    }
+
     @Test func tokenIsRequiredWhenConfigured() async throws {
         try await withControl(token: "s3cret") { s in
             #expect(try s.http("GET", "/status").status == 401)

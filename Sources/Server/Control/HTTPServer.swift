@@ -138,7 +138,18 @@ public final class ControlHTTPServer: Sendable {
         _ = cshim_set_rcvtimeo(fd, Int32(readTimeout * 1000))
         switch readRequest(fd, remote: remote) {
         case .request(let req): send(fd, handler(req))
-        case .fail(let r): send(fd, r)
+        case .fail(let r):
+            send(fd, r)
+            // Lingering close: closing with unread input makes the kernel send RST, which can
+            // destroy the error reply before the client reads it. Half-close, then drain
+            // briefly (bounded in bytes and time).
+            shutdown(fd, Int32(SHUT_WR))
+            _ = cshim_set_rcvtimeo(fd, 200)
+            var sink = [UInt8](repeating: 0, count: 4096)
+            for _ in 0..<64 {
+                let n = sink.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+            }
         }
     }
 
@@ -152,10 +163,14 @@ public final class ControlHTTPServer: Sendable {
             if monotonicMilliseconds() > deadline { return .fail(HTTPResponse.text(408, "request timeout\n")) }
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .fail(HTTPResponse.text(408, "request timeout\n")) }
             if n <= 0 { return .fail(HTTPResponse.text(400, "incomplete request\n")) }
             data.append(contentsOf: buf[0..<n])
             if headerEnd == nil {
                 if let e = findHeaderEnd(data) {
+                    guard e <= ControlHTTPServer.maxHeaderBytes else {
+                        return .fail(HTTPResponse.text(431, "header larger than \(ControlHTTPServer.maxHeaderBytes) bytes\n"))
+                    }
                     headerEnd = e
                     guard let head = String(validating: data[0..<e], as: UTF8.self) else { return .fail(HTTPResponse.text(400, "header is not UTF-8\n")) }
                     let length = contentLength(head)

@@ -1,6 +1,7 @@
 import Config
 import DNSWire
 import Foundation
+import Glibc
 import Health
 import Synchronization
 
@@ -84,6 +85,13 @@ public struct DrillReport: Sendable {
     }
 }
 
+/// Seconds on the monotonic clock: drill times must not jump when NTP steps the wall clock.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
 /// Set by SIGINT/SIGTERM while a drill runs; the drill checks it between polls.
 public final class DrillInterrupt: Sendable {
     let count = Atomic<Int>(0)
@@ -147,13 +155,16 @@ public enum Drill {
         if interrupt.fired { report.interrupted = true; return report }
 
         // 3. Force it down and poll until every affected answer left it.
-        let t0 = Date()
+        let t0 = monotonicSeconds()
         progress("forcing \(target) down (override expires by itself in \(secondsText(o.overrideExpiry)))")
         do {
             try o.control.setOverride(target: target, state: "down", reason: "drill", expiresIn: o.overrideExpiry)
             report.forced = true
         } catch {
             report.errors.append(error.message)
+            // The request may have been applied even though its reply was lost: remove
+            // whatever is there (a 404 is fine) rather than leave it until it expires.
+            _ = try? o.control.clearOverride(target: target)
         }
         if report.forced {
             poll(&report, plan: plan, probe: probe, options: o, since: t0, interrupt: interrupt, untilInside: false, progress: progress)
@@ -163,7 +174,7 @@ public enum Drill {
             }
             if let hold = o.holdFor, !interrupt.fired {
                 progress("holding \(o.datacenter) down until \(secondsText(hold)) after forcing")
-                while Date().timeIntervalSince(t0) < hold && !interrupt.fired { Thread.sleep(forTimeInterval: min(0.1, o.poll)) }
+                while monotonicSeconds() - t0 < hold && !interrupt.fired { Thread.sleep(forTimeInterval: min(0.1, o.poll)) }
             }
         }
         if interrupt.fired { report.interrupted = true }
@@ -171,7 +182,7 @@ public enum Drill {
         // 4. Restore, whatever happened above, and wait for the answers to return.
         restore(&report, target: target, control: o.control, progress: progress)
         if report.restored {
-            let tr = Date()
+            let tr = monotonicSeconds()
             poll(&report, plan: plan, probe: probe, options: o, since: tr, interrupt: interrupt, untilInside: true, progress: progress)
             report.returned = report.pairs.allSatisfy { !$0.affected || $0.returnedIn != nil }
             if !report.returned {
@@ -186,10 +197,10 @@ public enum Drill {
     /// Polls the affected pairs every `poll` until each is outside (or, with `untilInside`,
     /// inside again) the datacenter, the timeout passes, or a signal comes.
     static func poll(_ report: inout DrillReport, plan: DatacenterPlan, probe: DNSProbe, options o: DrillOptions,
-                     since start: Date, interrupt: DrillInterrupt, untilInside: Bool, progress: (String) -> Void) {
+                     since start: Double, interrupt: DrillInterrupt, untilInside: Bool, progress: (String) -> Void) {
         let types = Dictionary(plan.names.map { ($0.owner, $0.types) }, uniquingKeysWith: { a, _ in a })
         while true {
-            let tick = Date()
+            let tick = monotonicSeconds()
             var pending = 0
             for i in report.pairs.indices where report.pairs[i].affected {
                 let p = report.pairs[i]
@@ -197,7 +208,7 @@ public enum Drill {
                 let ob = probe.observe(name: p.name, types: types[p.name] ?? [.a], vantage: p.vantage.prefix)
                 let hasAnswer = !ob.addresses.isEmpty || !ob.cnames.isEmpty
                 let inside = plan.pointsInto(addresses: ob.addresses, cnames: ob.cnames)
-                let elapsed = Date().timeIntervalSince(start)
+                let elapsed = monotonicSeconds() - start
                 if untilInside {
                     if inside {
                         report.pairs[i].returnedIn = elapsed
@@ -214,8 +225,8 @@ public enum Drill {
             }
             if pending == 0 { return }
             if untilInside ? interrupt.firedTwice : interrupt.fired { return }
-            if Date().timeIntervalSince(start) >= o.timeout { return }
-            let wait = o.poll - Date().timeIntervalSince(tick)
+            if monotonicSeconds() - start >= o.timeout { return }
+            let wait = o.poll - (monotonicSeconds() - tick)
             if wait > 0 { Thread.sleep(forTimeInterval: wait) }
         }
     }

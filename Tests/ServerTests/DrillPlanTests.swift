@@ -1,4 +1,5 @@
 import Config
+import Routing
 import DNSWire
 import Foundation
 @testable import Server
@@ -126,6 +127,28 @@ struct DrillPlanTests {
     @Test func overrideTargetsAreNormalised() {
         #expect(["dc:ams", "datacenter iad", "datacenter:sto", "ep:ams-1", "endpoint:ams-2"].map(DrillControl.normalizeTarget)
                 == ["dc:ams", "dc:iad", "dc:sto", "endpoint:ams-1", "endpoint:ams-2"])
+    }
+
+    /// The runbook's checks come from the server's own router: before with every endpoint
+    /// up, after with the datacenter's endpoints down.
+    @Test func runbookExpectationsComeFromTheRouter() throws {
+        let m = try Self.model()
+        let t = RunbookTargets(server: try ListenAddress("127.0.0.1:5353"), control: "http://127.0.0.1:8053",
+                               needsToken: false, configPath: "/etc/meridian/meridian.yaml")
+        let md = try Runbook.markdown(model: m, router: try Router(model: m), datacenters: ["iad"], targets: t,
+                                      vantages: DatacenterPlan.defaultVantages(m))
+        // Clients of the office map go from iad to ams (www's geo default is failover [ams, iad]).
+        #expect(md.contains("dig @127.0.0.1 -p 5353 www.example.com. A +subnet=203.0.113.0/24 +short   # expect 192.0.2.10 192.0.2.11 (was 198.51.100.10)"), "\(md)")
+        // api fails over from iad-1 to ams-1.
+        #expect(md.contains("api.example.com. A +subnet=0.0.0.0/0 +short   # expect 192.0.2.10 (was 198.51.100.10)"), "\(md)")
+        // The CNAME endpoint has nothing to fail over to: the top fails open and keeps it.
+        #expect(md.contains("cdn.example.com. A +subnet=0.0.0.0/0 +short   # expect edge.cdn.example.net."), "\(md)")
+        #expect(md.contains("meridian override set dc:iad down --reason 'DR: iad out of service' --expires 4h --control http://127.0.0.1:8053"))
+        #expect(md.contains("meridian drill --down iad --config /etc/meridian/meridian.yaml --server 127.0.0.1:5353"))
+        #expect(!md.contains("```yaml") && md.components(separatedBy: "```sh").count - 1 == 6)
+        #expect(throws: DrillError.self) {
+            _ = try Runbook.markdown(model: m, router: try Router(model: m), datacenters: ["sfo"], targets: t, vantages: [])
+        }
     }
 
     @Test func controlURLs() throws {

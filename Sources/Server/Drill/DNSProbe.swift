@@ -3,6 +3,9 @@ import Foundation
 import Glibc
 
 /// What one name answered for one vantage, over every query type asked.
+///
+///     let o = probe.observe(name: www, types: [.a, .aaaa], vantage: IPPrefix("10.1.0.0/16")!)
+///     plan.pointsInto(addresses: o.addresses, cnames: o.cnames)
 public struct Observation: Sendable, Equatable {
     public var addresses: [IPAddress] = []
     public var cnames: [DNSName] = []

@@ -6,6 +6,11 @@ import Health
 import Synchronization
 
 /// Settings of one drill, from the command line.
+///
+///     var o = DrillOptions(datacenter: "ams", holdFor: nil, server: try ListenAddress("127.0.0.1:53"),
+///                          control: try DrillControl(url: "http://127.0.0.1:8053", token: nil),
+///                          vantages: DatacenterPlan.defaultVantages(model))
+///     o.timeout = 30
 public struct DrillOptions: Sendable {
     public var datacenter: String
     /// Keep the datacenter down this long after forcing it (at least until the answers
@@ -27,6 +32,10 @@ public struct DrillOptions: Sendable {
 }
 
 /// One (name, vantage) row of a drill.
+///
+///     pair.movedIn      // 0.004: seconds at the authoritative server
+///     pair.worstCase    // 30.004: plus the TTL resolvers may hold the old answer for
+///     pair.verdict      // .ok when worstCase <= rto
 public struct DrillPair: Sendable {
     public var name: DNSName
     public var vantage: Vantage
@@ -58,6 +67,10 @@ public struct DrillPair: Sendable {
 }
 
 /// Everything a drill found, for the table and `--json`.
+///
+///     let report = Drill.run(model: model, options: o, interrupt: DrillInterrupt()) { _ in }
+///     report.pairs.filter { !$0.passed }    // the rows that failed
+///     report.exitCode                        // 0 or 1
 public struct DrillReport: Sendable {
     public var datacenter: String
     public var server: String
@@ -93,6 +106,10 @@ func monotonicSeconds() -> Double {
 }
 
 /// Set by SIGINT/SIGTERM while a drill runs; the drill checks it between polls.
+///
+///     let stop = DrillInterrupt()
+///     stop.fire()          // from the signal thread
+///     stop.fired           // true: the drill restores and returns
 public final class DrillInterrupt: Sendable {
     let count = Atomic<Int>(0)
     public init() {}

@@ -5,6 +5,10 @@ import Glibc
 import Routing
 
 /// Command-line inputs of `meridian drill`, unparsed, so the CLI stays a thin shell.
+///
+///     var a = DrillArguments(down: "ams", config: "meridian.yaml")
+///     a.vantages = ["81.2.69.0/24"]
+///     exit(Runtime.drill(a))
 public struct DrillArguments: Sendable {
     public var down: String
     public var holdFor: String?
@@ -20,6 +24,10 @@ public struct DrillArguments: Sendable {
 }
 
 /// Command-line inputs of `meridian runbook`.
+///
+///     var a = RunbookArguments(config: "meridian.yaml")
+///     a.datacenter = "ams"
+///     exit(Runtime.runbook(a))
 public struct RunbookArguments: Sendable {
     public var datacenter: String?
     public var config: String

@@ -16,6 +16,10 @@ public struct Vantage: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// One GSLB name that can answer with an endpoint of the datacenter under drill.
+///
+///     let api = plan.names[0]
+///     api.budget?.down   // 52: health-check failover without an override
+///     api.rto            // 30
 public struct AffectedName: Sendable {
     /// Index into `ConfigModel.names`.
     public var index: Int

@@ -5,6 +5,9 @@ import Health
 import Routing
 
 /// Where the runbook's commands point, and how they authenticate.
+///
+///     let t = RunbookTargets(server: try ListenAddress("127.0.0.1:53"), control: "http://127.0.0.1:8053",
+///                            needsToken: false, configPath: "/etc/meridian/meridian.yaml")
 public struct RunbookTargets: Sendable {
     /// `ADDR:PORT` the `dig` checks query.
     public var server: ListenAddress
@@ -89,8 +92,10 @@ public enum Runbook {
     /// What `dig +short` prints for a routing result (CNAME target, or the addresses).
     static func expected(_ r: RoutingResult) -> String {
         if r.nodata { return "nothing (NODATA)" }
-        if let c = r.cname { return c.description }
-        return r.addresses.map(\.description).sorted().joined(separator: " ")
+        // A weighted or multivalue choice differs per query: say so rather than promise one draw.
+        let draw = r.usedRandom ? "e.g. " : ""
+        if let c = r.cname { return draw + c.description }
+        return draw + r.addresses.map(\.description).sorted().joined(separator: " ")
     }
 
     static func section(model: ConfigModel, router: Router, datacenter dc: String, targets t: RunbookTargets,

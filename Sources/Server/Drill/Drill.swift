@@ -86,7 +86,6 @@ public struct DrillReport: Sendable {
     public var returned = false
     public var interrupted = false
     public var errors: [String] = []
-    public var notes: [String] = []
     /// What the datacenter's answers are; nil when the config has no such datacenter.
     public var plan: DatacenterPlan? = nil
 
@@ -319,7 +318,6 @@ public enum Drill {
         out += r.restored ? "restored: override on dc:\(r.datacenter) cleared" + (r.returned ? ", answers back in \(r.datacenter)\n" : "\n")
                           : (r.forced ? "NOT RESTORED\n" : "nothing was forced\n")
         if r.interrupted { out += "interrupted by a signal: the datacenter was restored before exiting\n" }
-        for n in r.notes { out += "note: \(n)\n" }
         for e in r.errors { out += "error: \(e)\n" }
         out += "result: \(r.exitCode == 0 ? "PASS" : "FAIL")\n"
         return out

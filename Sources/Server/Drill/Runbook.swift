@@ -43,7 +43,7 @@ public enum Runbook {
         if t.needsToken {
             out += "The control API needs a token: the `meridian` commands below read it from `server.control_token` (or `control_token_file`) of the config (so run them as a user who can read it), or from `$MERIDIAN_CONTROL_TOKEN` when that is set.\n"
         }
-        out += "\nEach step is one command; run it as written, from a shell on the Meridian host, and compare with what the step expects.\n"
+        out += "\nRun each step's commands as written, from a shell on the Meridian host, and compare with what the step expects.\n"
         for dc in datacenters {
             out += try section(model: model, router: router, datacenter: dc, targets: t, vantages: vantages)
         }
@@ -137,7 +137,7 @@ public enum Runbook {
         func next() -> Int { step += 1; return step }
 
         var s = "\n## Datacenter `\(dc)`\n\n"
-        s += "Taking `\(dc)` out moves \(plan.names.count) GSLB name(s): \(plan.names.map { "`\($0.owner)`" }.joined(separator: ", ")).\n\n"
+        s += "Taking `\(dc)` out affects \(plan.names.count) GSLB name(s): \(plan.names.map { "`\($0.owner)`" }.joined(separator: ", ")).\n\n"
         s += "### Who decides\n\n"
         s += "The incident commander decides to take `\(dc)` out of service and to bring it back; until one is named, the on-call engineer is the incident commander. "
         s += "Say in the incident channel what you are about to do before each of steps 2 and 5, and post each step's result.\n\n"
@@ -150,8 +150,19 @@ public enum Runbook {
         } else {
             s += "| the same without an override | never | no endpoint of `\(dc)` has a health check: only the override takes it out |\n"
         }
-        s += "| bring back until clients return (steps 5-6) | \(secondsText(Double(maxTTL) + 1)) if `\(dc)`'s checks pass, else up to \(worstUp.map { secondsText($0 + 1) } ?? secondsText(Double(maxTTL) + 1)) | clearing the override restores the checks' state at once; a check that is down needs `rise` passes first |\n"
-        if let r = tightest { s += "| tightest rto among these names | \(secondsText(r)) | `rto` in the config |\n" }
+        let back = secondsText(Double(maxTTL) + 1)
+        if let u = worstUp {
+            s += "| bring back until clients return (steps 5-6) | \(back) if `\(dc)`'s checks pass, else up to \(secondsText(u + 1)) | clearing the override restores the checks' state at once; a check that is down needs `rise` passes first |\n"
+        } else {
+            s += "| bring back until clients return (steps 5-6) | \(back) | clearing the override applies at once; resolvers follow within the TTL |\n"
+        }
+        if let r = tightest {
+            // Per name: the override moves at once, so TTL + 1 s is the best any name can do.
+            let missed = plan.names.filter { n in n.rto.map { Double(n.ttl) + 1 > $0 } ?? false }
+            let fits = missed.isEmpty ? "the override meets every rto"
+                : "**even the override cannot meet the rto of** " + missed.map { "`\($0.owner)` (TTL \($0.ttl)s)" }.joined(separator: ", ") + ": lower the TTL"
+            s += "| tightest rto among these names | \(secondsText(r)) | `rto` in the config; \(fits) |\n"
+        }
         s += "\n"
 
         s += "### Take `\(dc)` out of service\n\n"

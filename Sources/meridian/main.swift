@@ -1,18 +1,19 @@
 import ArgumentParser
 import Logging
+import Foundation
 import Server
 
 // Signals must be blocked before any thread exists, so every thread inherits the mask
 // and SIGHUP/SIGTERM reach only the thread that sigwaits for them.
 Signals.blockAll()
-Meridian.main()
+Meridian.mainExitingTwoOnUsageErrors()
 
 struct Meridian: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meridian",
         abstract: "An authoritative DNS server for global server load balancing.",
         version: MeridianVersion.string,
-        subcommands: [Serve.self, Check.self, Explain.self, Status.self, Override.self],
+        subcommands: [Serve.self, Check.self, Explain.self, Status.self, Override.self, Drill.self, Runbook.self],
         defaultSubcommand: nil
     )
 }
@@ -97,6 +98,117 @@ struct Explain: ParsableCommand {
 
     func run() throws {
         throw ExitCode(Runtime.explain(sources: source.sources, name: name, type: type, client: client, ecs: ecs, down: down))
+    }
+}
+
+extension Meridian {
+    /// `main()`, except that `drill` and `runbook` exit 2 (not 64) on a usage error, as
+    /// their documentation promises to scripts.
+    static func mainExitingTwoOnUsageErrors() {
+        let args = Array(CommandLine.arguments.dropFirst())
+        guard let first = args.first, first == "drill" || first == "runbook" else { main(); return }
+        do {
+            var command = try parseAsRoot(args)
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                exit(withError: ExitCode(2))
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+struct Drill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rehearse losing a datacenter: force it down, measure how fast answers move, restore it.",
+        discussion: """
+        Forces DATACENTER down through the control API (POST /override, reason "drill"), queries every \
+        GSLB name that can answer with it as clients in each --vantage subnet (EDNS Client Subnet) every \
+        --poll until no answer points into it, then clears the override (also on Ctrl-C, SIGTERM or any \
+        error) and waits until the answers point back.
+
+        MOVED IN is measured at the authoritative server. Resolvers may keep the old answer for its TTL, \
+        so the worst case a client sees is MOVED IN + TTL, and each name's rto is compared with that.
+
+        Default vantages: one per distinct target of the config's geo.cidr entries (at most 8), plus \
+        0.0.0.0/0 (the query's source address decides). The override expires by itself after \
+        max(--for, --timeout) + 30s, so a killed drill cannot leave the datacenter down.
+
+        Exit status: 0 every name moved within its rto (or has none) and came back; 1 a name exceeded \
+        its rto, never moved, did not come back, or the drill failed or was interrupted; 2 usage or \
+        configuration error.
+        """)
+
+    @Option(name: .long, help: ArgumentHelp("The datacenter to take down.", valueName: "DATACENTER"))
+    var down: String
+
+    @Option(name: .customLong("for"), help: ArgumentHelp("Keep it down this long (e.g. 5m); default: restore as soon as the answers moved.", valueName: "DURATION"))
+    var holdFor: String?
+
+    @Option(name: .long, help: ArgumentHelp("DNS server to query (default: the config's first listen address).", valueName: "ADDR:PORT"))
+    var server: String?
+
+    @Option(name: .long, help: ArgumentHelp("Control API (default: http:// + the config's server.control).", valueName: "URL"))
+    var control: String?
+
+    @Option(name: .long, help: ArgumentHelp("Bearer token for the control API (default: $MERIDIAN_CONTROL_TOKEN, else control_token or control_token_file of --config).", valueName: "TOKEN"))
+    var token: String?
+
+    @Option(name: .long, help: ArgumentHelp("Query as a client in this subnet (ECS); repeat for more.", valueName: "CIDR"))
+    var vantage: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("The YAML configuration the server runs.", valueName: "FILE"))
+    var config: String
+
+    @Flag(name: .long, help: "Print the report as JSON on stdout (progress stays on stderr).")
+    var json = false
+
+    @Option(name: .long, help: ArgumentHelp("How often to query while waiting.", valueName: "DURATION"))
+    var poll: String = "100ms"
+
+    @Option(name: .long, help: ArgumentHelp("Longest wait for the answers to move, and again to return.", valueName: "DURATION"))
+    var timeout: String = "60s"
+
+    func run() throws {
+        var a = DrillArguments(down: down, config: config)
+        a.holdFor = holdFor; a.server = server; a.control = control; a.token = token
+        a.vantages = vantage; a.json = json; a.poll = poll; a.timeout = timeout
+        throw ExitCode(Runtime.drill(a))
+    }
+}
+
+struct Runbook: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a disaster-recovery runbook (Markdown) for each datacenter, from the config.",
+        discussion: """
+        Numbered steps per datacenter: who decides, check the state, force it down, verify with dig \
+        +subnet per vantage (with the expected answers), bring it back, verify again, and rehearse with \
+        meridian drill; with a time estimate per phase from the failover budget and TTLs. Every command \
+        is in a fenced sh block and runs as written.
+        """)
+
+    @Option(name: .long, help: ArgumentHelp("Only this datacenter (default: every datacenter a GSLB name uses).", valueName: "NAME"))
+    var datacenter: String?
+
+    @Option(name: .long, help: ArgumentHelp("The YAML configuration the server runs.", valueName: "FILE"))
+    var config: String
+
+    @Option(name: .long, help: ArgumentHelp("DNS server the dig checks query (default: the config's first listen address).", valueName: "ADDR:PORT"))
+    var server: String?
+
+    @Option(name: .long, help: ArgumentHelp("Control API (default: http:// + the config's server.control).", valueName: "URL"))
+    var control: String?
+
+    @Option(name: .long, help: ArgumentHelp("Vantage subnets for the dig checks (default: as for drill).", valueName: "CIDR"))
+    var vantage: [String] = []
+
+    func run() throws {
+        var a = RunbookArguments(config: config)
+        a.datacenter = datacenter; a.server = server; a.control = control; a.vantages = vantage
+        throw ExitCode(Runtime.runbook(a))
     }
 }
 

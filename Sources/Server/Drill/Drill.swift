@@ -1,0 +1,354 @@
+import Config
+import DNSWire
+import Foundation
+import Glibc
+import Health
+import Synchronization
+
+/// Settings of one drill, from the command line.
+///
+///     var o = DrillOptions(datacenter: "ams", holdFor: nil, server: try ListenAddress("127.0.0.1:53"),
+///                          control: try DrillControl(url: "http://127.0.0.1:8053", token: nil),
+///                          vantages: DatacenterPlan.defaultVantages(model))
+///     o.timeout = 30
+public struct DrillOptions: Sendable {
+    public var datacenter: String
+    /// Keep the datacenter down this long after forcing it (at least until the answers
+    /// moved); nil restores as soon as they moved.
+    public var holdFor: Double?
+    public var server: ListenAddress
+    public var control: DrillControl
+    public var vantages: [Vantage]
+    public var poll: Double = 0.1
+    /// Bound on each waiting phase: answers moving away, and answers coming back.
+    public var timeout: Double = 60
+    public init(datacenter: String, holdFor: Double?, server: ListenAddress, control: DrillControl, vantages: [Vantage]) {
+        self.datacenter = datacenter; self.holdFor = holdFor; self.server = server; self.control = control; self.vantages = vantages
+    }
+
+    /// The override's own expiry: the drill deletes it, but if the drill dies the server
+    /// lifts it by itself after this long (the hold or the move timeout, plus 30 s).
+    public var overrideExpiry: Double { max(holdFor ?? 0, timeout) + 30 }
+}
+
+/// One (name, vantage) row of a drill.
+///
+///     pair.movedIn      // 0.004: seconds at the authoritative server
+///     pair.worstCase    // 30.004: plus the TTL resolvers may hold the old answer for
+///     pair.verdict      // .ok when worstCase <= rto
+public struct DrillPair: Sendable {
+    public var name: DNSName
+    public var vantage: Vantage
+    public var ttl: UInt32
+    public var rto: Double?
+    public var budgetDown: Double?
+    public var before: Observation
+    /// Whether the answer before the drill pointed into the datacenter; rows that did not
+    /// are shown but not judged.
+    public var affected: Bool
+    public var after: Observation? = nil
+    /// Seconds from sending the override until the server's answer left the datacenter.
+    public var movedIn: Double? = nil
+    /// Seconds from clearing the override until the answer pointed into the datacenter again.
+    public var returnedIn: Double? = nil
+
+    /// The longest a client can still be sent into the datacenter: the move at the server
+    /// plus the TTL a resolver may keep the old answer for.
+    public var worstCase: Double? { movedIn.map { $0 + Double(ttl) } }
+
+    public enum Verdict: String, Sendable { case ok, noRTO = "ok (no rto)", exceeded = "EXCEEDS RTO", neverMoved = "NEVER MOVED", unaffected = "not in dc" }
+    public var verdict: Verdict {
+        guard affected else { return .unaffected }
+        guard let w = worstCase else { return .neverMoved }
+        guard let rto else { return .noRTO }
+        return w <= rto ? .ok : .exceeded
+    }
+    public var passed: Bool { verdict != .exceeded && verdict != .neverMoved }
+}
+
+/// Everything a drill found, for the table and `--json`.
+///
+///     let report = Drill.run(model: model, options: o, interrupt: DrillInterrupt()) { _ in }
+///     report.pairs.filter { !$0.passed }    // the rows that failed
+///     report.exitCode                        // 0 or 1
+public struct DrillReport: Sendable {
+    public var datacenter: String
+    public var server: String
+    public var control: String
+    public var startedAt: Date
+    public var overrideExpiry: Double
+    public var pairs: [DrillPair] = []
+    /// Per affected name: the failover budget of its endpoints in the datacenter (health checks, no override).
+    public var budgets: [(name: DNSName, budget: FailoverBudget?, rto: Double?)] = []
+    public var forced = false
+    public var restored = false
+    /// Every answer that pointed into the datacenter before did so again after the restore.
+    public var returned = false
+    public var interrupted = false
+    public var errors: [String] = []
+    /// What the datacenter's answers are; nil when the config has no such datacenter.
+    public var plan: DatacenterPlan? = nil
+
+    /// 0: every affected pair moved within its rto (or has none) and the datacenter came
+    /// back; 1 otherwise.
+    public var exitCode: Int32 {
+        let ok = forced && restored && returned && !interrupted && errors.isEmpty && pairs.allSatisfy(\.passed)
+        return ok ? 0 : 1
+    }
+}
+
+/// Seconds on the monotonic clock: drill times must not jump when NTP steps the wall clock.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Set by SIGINT/SIGTERM while a drill runs; the drill checks it between polls.
+///
+///     let stop = DrillInterrupt()
+///     stop.fire()          // from the signal thread
+///     stop.fired           // true: the drill restores and returns
+public final class DrillInterrupt: Sendable {
+    let count = Atomic<Int>(0)
+    public init() {}
+    public func fire() { count.add(1, ordering: .relaxed) }
+    public var fired: Bool { count.load(ordering: .relaxed) > 0 }
+    /// A second signal: stop waiting even for the restore to show.
+    public var firedTwice: Bool { count.load(ordering: .relaxed) > 1 }
+}
+
+/// `meridian drill`: force a datacenter down through the control API, measure how fast each
+/// (name, vantage) moves away from it, restore it and check the answers return.
+///
+///     let report = Drill.run(model: model, options: opts, interrupt: DrillInterrupt()) { print($0) }
+///     print(Drill.table(report)); exit(report.exitCode)   // or Drill.json(report)
+public enum Drill {
+    public static func run(model: ConfigModel, options o: DrillOptions, interrupt: DrillInterrupt,
+                           progress: (String) -> Void) -> DrillReport {
+        var report = DrillReport(datacenter: o.datacenter, server: o.server.description, control: o.control.url,
+                                 startedAt: Date(), overrideExpiry: o.overrideExpiry)
+        let plan: DatacenterPlan
+        do { plan = try DatacenterPlan(model: model, datacenter: o.datacenter) } catch {
+            report.errors.append(error.message)
+            return report
+        }
+        report.plan = plan
+        report.budgets = plan.names.map { ($0.owner, $0.budget, $0.rto) }
+        let target = "dc:\(o.datacenter)"
+        let probe = DNSProbe(server: o.server, timeout: min(1, max(0.2, o.timeout)))
+
+        // 1. Nothing may already hold the datacenter: the drill would overwrite and then delete it.
+        do {
+            let existing = try o.control.overrideTargets()
+            if existing.contains(target) {
+                report.errors.append("an override on \(target) is already active; the drill would replace and then remove it. Clear it first (DELETE /override?target=\(target)) or wait for it to expire.")
+                return report
+            }
+        } catch {
+            report.errors.append(error.message)
+            return report
+        }
+
+        // 2. Where each (name, vantage) points now.
+        progress("before: querying \(plan.names.count) name(s) from \(o.vantages.count) vantage(s) at \(o.server)")
+        for n in plan.names {
+            for v in o.vantages {
+                let b = probe.observe(name: n.owner, types: n.types, vantage: v.prefix)
+                if let e = b.error, b.addresses.isEmpty && b.cnames.isEmpty {
+                    report.errors.append("\(n.owner) from \(v): \(e)")
+                }
+                report.pairs.append(DrillPair(name: n.owner, vantage: v, ttl: b.ttl > 0 ? b.ttl : n.ttl, rto: n.rto,
+                                              budgetDown: n.budget?.down, before: b,
+                                              affected: plan.pointsInto(addresses: b.addresses, cnames: b.cnames)))
+            }
+        }
+        guard report.errors.isEmpty else { return report }
+        guard report.pairs.contains(where: \.affected) else {
+            report.errors.append("no answer points into \(o.datacenter) now (its endpoints are down, or no vantage reaches it): nothing to measure; try --vantage")
+            return report
+        }
+        if interrupt.fired { report.interrupted = true; return report }
+
+        // 3. Force it down and poll until every affected answer left it.
+        let t0 = monotonicSeconds()
+        progress("forcing \(target) down (override expires by itself in \(secondsText(o.overrideExpiry)))")
+        do {
+            try o.control.setOverride(target: target, state: "down", reason: "drill", expiresIn: o.overrideExpiry)
+            report.forced = true
+        } catch {
+            report.errors.append(error.message)
+            // The request may have been applied even though its reply was lost: remove
+            // whatever is there (a 404 is fine) rather than leave it until it expires.
+            _ = try? o.control.clearOverride(target: target)
+        }
+        if report.forced {
+            poll(&report, plan: plan, probe: probe, options: o, since: t0, interrupt: interrupt, untilInside: false, progress: progress)
+            for i in report.pairs.indices where !report.pairs[i].affected {
+                let p = report.pairs[i]
+                report.pairs[i].after = probe.observe(name: p.name, types: plan.names.first { $0.owner == p.name }?.types ?? [.a], vantage: p.vantage.prefix)
+            }
+            if let hold = o.holdFor, !interrupt.fired {
+                progress("holding \(o.datacenter) down until \(secondsText(hold)) after forcing")
+                while monotonicSeconds() - t0 < hold && !interrupt.fired { Thread.sleep(forTimeInterval: min(0.1, o.poll)) }
+            }
+        }
+        if interrupt.fired { report.interrupted = true }
+
+        // 4. Restore, whatever happened above, and wait for the answers to return.
+        restore(&report, target: target, control: o.control, progress: progress)
+        if report.restored {
+            let tr = monotonicSeconds()
+            poll(&report, plan: plan, probe: probe, options: o, since: tr, interrupt: interrupt, untilInside: true, progress: progress)
+            report.returned = report.pairs.allSatisfy { !$0.affected || $0.returnedIn != nil }
+            if !report.returned {
+                let missing = report.pairs.filter { $0.affected && $0.returnedIn == nil }.map { "\($0.name) from \($0.vantage)" }
+                report.errors.append("after the restore these answers did not point into \(o.datacenter) again within \(secondsText(o.timeout)): \(missing.joined(separator: ", "))")
+            }
+        }
+        if interrupt.fired { report.interrupted = true }
+        return report
+    }
+
+    /// Polls the affected pairs every `poll` until each is outside (or, with `untilInside`,
+    /// inside again) the datacenter, the timeout passes, or a signal comes.
+    static func poll(_ report: inout DrillReport, plan: DatacenterPlan, probe: DNSProbe, options o: DrillOptions,
+                     since start: Double, interrupt: DrillInterrupt, untilInside: Bool, progress: (String) -> Void) {
+        let types = Dictionary(plan.names.map { ($0.owner, $0.types) }, uniquingKeysWith: { a, _ in a })
+        while true {
+            let tick = monotonicSeconds()
+            var pending = 0
+            for i in report.pairs.indices where report.pairs[i].affected {
+                let p = report.pairs[i]
+                if (untilInside ? p.returnedIn : p.movedIn) != nil { continue }
+                let ob = probe.observe(name: p.name, types: types[p.name] ?? [.a], vantage: p.vantage.prefix)
+                let hasAnswer = !ob.addresses.isEmpty || !ob.cnames.isEmpty
+                let inside = plan.pointsInto(addresses: ob.addresses, cnames: ob.cnames)
+                let elapsed = monotonicSeconds() - start
+                if untilInside {
+                    if inside {
+                        report.pairs[i].returnedIn = elapsed
+                        progress("\(p.name) from \(p.vantage): back in \(plan.datacenter) after \(secondsText(elapsed))")
+                    } else { pending += 1 }
+                } else if hasAnswer && !inside {
+                    report.pairs[i].movedIn = elapsed
+                    report.pairs[i].after = ob
+                    progress("\(p.name) from \(p.vantage): moved to \(plan.places(addresses: ob.addresses, cnames: ob.cnames).joined(separator: "+")) after \(secondsText(elapsed))")
+                } else {
+                    report.pairs[i].after = ob
+                    pending += 1
+                }
+            }
+            if pending == 0 { return }
+            if untilInside ? interrupt.firedTwice : interrupt.fired { return }
+            if monotonicSeconds() - start >= o.timeout { return }
+            let wait = o.poll - (monotonicSeconds() - tick)
+            if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+        }
+    }
+
+    /// DELETE the override, retried three times a second apart; a 404 means it is gone
+    /// already (expired), which is also restored.
+    static func restore(_ report: inout DrillReport, target: String, control: DrillControl, progress: (String) -> Void) {
+        guard report.forced else { return }
+        progress("restoring \(target)")
+        var last = ""
+        for attempt in 0..<3 {
+            if attempt > 0 { Thread.sleep(forTimeInterval: 1) }
+            do {
+                try control.clearOverride(target: target)
+                report.restored = true
+                return
+            } catch { last = error.message }
+        }
+        report.errors.append("RESTORE FAILED: \(last). Clear it by hand: curl -X DELETE '\(control.url)/override?target=\(target)' (it expires by itself \(secondsText(report.overrideExpiry)) after the drill began)")
+    }
+
+    // MARK: Output
+
+    static func describe(_ o: Observation?, _ plan: (Observation) -> String) -> String {
+        guard let o else { return "-" }
+        if o.addresses.isEmpty && o.cnames.isEmpty { return o.error.map { "error (\($0))" } ?? "no answer" }
+        return plan(o)
+    }
+
+    /// Where an answer points, as datacenter names: "iad", "fallback", or raw data.
+    public static func place(_ o: Observation?, plan: DatacenterPlan?) -> String {
+        guard let plan else { return "-" }
+        return describe(o) { plan.places(addresses: $0.addresses, cnames: $0.cnames).joined(separator: "+") }
+    }
+
+    /// The human-readable report: one row per (name, vantage), then what the numbers mean.
+    public static func table(_ r: DrillReport) -> String {
+        var rows: [[String]] = [["NAME", "VANTAGE", "BEFORE", "AFTER", "MOVED IN", "+TTL", "WORST CASE", "RTO", "BACK IN", "VERDICT"]]
+        for p in r.pairs {
+            rows.append([p.name.description, p.vantage.description,
+                         place(p.before, plan: r.plan),
+                         place(p.after, plan: r.plan),
+                         p.movedIn.map(secondsText) ?? (p.affected ? "never" : "-"),
+                         "\(p.ttl)s",
+                         p.worstCase.map(secondsText) ?? "-",
+                         p.rto.map(secondsText) ?? "-",
+                         p.returnedIn.map(secondsText) ?? (p.affected && r.restored ? "never" : "-"),
+                         p.verdict.rawValue])
+        }
+        var widths = Array(repeating: 0, count: rows[0].count)
+        for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
+        var out = "drill: datacenter \(r.datacenter) forced down via \(r.control), answers from \(r.server)\n\n"
+        for row in rows {
+            out += row.enumerated().map { i, c in i == row.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ") + "\n"
+        }
+        out += """
+
+        MOVED IN is measured at the authoritative server, from sending the override until its answer
+        left \(r.datacenter). Resolvers may keep the old answer for its TTL, so clients can still be sent
+        to \(r.datacenter) until WORST CASE = MOVED IN + TTL; the rto is compared against WORST CASE.
+
+        """
+        for b in r.budgets {
+            let rto = b.rto.map { " (rto \(secondsText($0)))" } ?? ""
+            if let budget = b.budget {
+                let verdict = b.rto.flatMap { budget.exceeds(rto: $0) }.map { ": \($0)" } ?? ""
+                out += "without an override, \(b.name) leaves \(r.datacenter) by health checks in at most \(secondsText(budget.down))\(rto)\(verdict)\n"
+            } else {
+                out += "\(b.name): its \(r.datacenter) endpoints have no health check; only an override takes them out\(rto)\n"
+            }
+        }
+        out += r.restored ? "restored: override on dc:\(r.datacenter) cleared" + (r.returned ? ", answers back in \(r.datacenter)\n" : "\n")
+                          : (r.forced ? "NOT RESTORED\n" : "nothing was forced\n")
+        if r.interrupted { out += "interrupted by a signal: the datacenter was restored before exiting\n" }
+        for e in r.errors { out += "error: \(e)\n" }
+        out += "result: \(r.exitCode == 0 ? "PASS" : "FAIL")\n"
+        return out
+    }
+
+    /// The report as JSON (stable key order) for automation.
+    public static func json(_ r: DrillReport) -> String {
+        func obs(_ o: Observation?) -> Any {
+            guard let o else { return NSNull() }
+            var d: [String: Any] = ["addresses": o.addresses.map(\.description), "cnames": o.cnames.map(\.description),
+                                    "ttl": Int(o.ttl),
+                                    "datacenters": r.plan.map { $0.places(addresses: o.addresses, cnames: o.cnames) } ?? []]
+            if let e = o.error { d["error"] = e }
+            return d
+        }
+        func num(_ d: Double?) -> Any { d.map { ($0 * 1000).rounded() / 1000 } ?? NSNull() }
+        let pairs: [[String: Any]] = r.pairs.map { p in
+            ["name": p.name.description, "vantage": p.vantage.description, "in_datacenter_before": p.affected,
+             "before": obs(p.before), "after": obs(p.after), "moved_in_s": num(p.movedIn), "ttl_s": Int(p.ttl),
+             "worst_case_s": num(p.worstCase), "rto_s": num(p.rto), "budget_down_s": num(p.budgetDown),
+             "returned_in_s": num(p.returnedIn), "verdict": p.verdict.rawValue, "passed": p.passed]
+        }
+        let doc: [String: Any] = [
+            "datacenter": r.datacenter, "server": r.server, "control": r.control,
+            "started_at": ISO8601DateFormatter().string(from: r.startedAt),
+            "override_expires_in_s": Int(r.overrideExpiry.rounded(.up)),
+            "measured_at": "authoritative server; worst_case_s = moved_in_s + ttl_s is what clients may see, and is compared with rto_s",
+            "pairs": pairs, "forced": r.forced, "restored": r.restored, "returned": r.returned,
+            "interrupted": r.interrupted, "errors": r.errors, "exit_code": Int(r.exitCode),
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}

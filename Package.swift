@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["DNSWire"]),
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport", "COpenSSL"]),
         .testTarget(name: "ZonesTests", dependencies: ["Zones", "TestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport", "Yams"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "TestSupport"]),

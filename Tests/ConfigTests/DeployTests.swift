@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+import Yams
+
+/// deploy/ cannot be exercised here (no Docker engine, no cluster, no systemd as PID 1), so
+/// these tests check what can be checked: the manifests parse, and every file, command and
+/// port they name exists in the repository and agrees with the rest.
+private let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+private func text(_ path: String) throws -> String { try String(contentsOf: repo.appendingPathComponent(path), encoding: .utf8) }
+
+@Test func kubernetesManifestsParse() throws {
+    let docs = try Array(Yams.load_all(yaml: try text("deploy/kubernetes/meridian.yaml")))
+    let kinds = docs.compactMap { ($0 as? [String: Any])?["kind"] as? String }
+    #expect(Set(kinds) == ["ConfigMap", "Secret", "Deployment", "Service"], "\(kinds)")
+    let deployment = try #require(docs.compactMap { $0 as? [String: Any] }.first { $0["kind"] as? String == "Deployment" })
+    let spec = try #require(((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    #expect(spec["shareProcessNamespace"] as? Bool == true, "the reload sidecar signals meridian across containers")
+    let containers = try #require(spec["containers"] as? [[String: Any]])
+    let meridian = try #require(containers.first { $0["name"] as? String == "meridian" })
+    #expect((meridian["args"] as? [String])?.prefix(1) == ["serve"])
+    #expect(containers.contains { $0["name"] as? String == "reloader" })
+    // The ConfigMap's embedded config is itself YAML Meridian reads.
+    let cm = try #require(docs.compactMap { $0 as? [String: Any] }.first { $0["kind"] as? String == "ConfigMap" })
+    let embedded = try #require((cm["data"] as? [String: String])?["meridian.yaml"])
+    #expect(try Yams.load(yaml: embedded) is [String: Any])
+}
+
+@Test func systemdUnitRunsCommandsThatExist() throws {
+    let unit = try text("deploy/systemd/meridian.service")
+    for key in ["ExecStart=/usr/local/bin/meridian serve", "ExecStartPre=/usr/local/bin/meridian check",
+                "ExecReload=/bin/kill -HUP $MAINPID", "AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
+                "ProtectSystem=strict", "User=meridian"] {
+        #expect(unit.contains(key), "\(key)")
+    }
+}
+
+@Test func dockerfileCopiesWhatExists() throws {
+    let file = try text("deploy/container/Dockerfile")
+    var copied: [String] = []
+    for line in file.split(separator: "\n") where line.hasPrefix("COPY ") && !line.contains("--from=") {
+        let parts = line.split(separator: " ").map(String.init)
+        copied += parts.dropFirst().dropLast()
+    }
+    #expect(!copied.isEmpty)
+    for p in copied { #expect(FileManager.default.fileExists(atPath: repo.appendingPathComponent(p).path), "COPY \(p)") }
+    #expect(file.contains("USER "), "runs as non-root")
+    #expect(file.contains("FROM swift:"), "built on the official Swift image")
+}

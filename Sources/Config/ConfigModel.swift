@@ -1,28 +1,12 @@
 import DNSWire
 import Zones
 
-/// One configuration error, printed as `file:line:column: message` like every other
-/// Meridian input error.
+/// Configuration errors share the type of every input error: `file:line:column: message`.
 ///
 ///     ConfigError(SourceLocation(file: "meridian.yaml", line: 3, column: 5), "unknown key \"ttll\" (did you mean \"ttl\"?)")
-public struct ConfigError: Error, Hashable, Sendable, CustomStringConvertible {
-    public var location: SourceLocation
-    public var message: String
-    public init(_ location: SourceLocation, _ message: String) {
-        self.location = location; self.message = message
-    }
-    public var description: String { "\(location): \(message)" }
-}
-
+public typealias ConfigError = SourceError
 /// Every error found while loading one configuration; `meridian check` prints them all.
-///
-///     do { _ = try ConfigLoader.load(path: "meridian.yaml") }
-///     catch let e as ConfigErrors { print(e) }   // one error per line
-public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
-    public var errors: [ConfigError]
-    public init(_ errors: [ConfigError]) { self.errors = errors }
-    public var description: String { errors.map(\.description).joined(separator: "\n") }
-}
+public typealias ConfigErrors = SourceErrors
 
 /// Settings of the server process itself.
 public struct ServerSettings: Hashable, Sendable {

@@ -27,8 +27,11 @@ public struct ResourceRecord: Hashable, Sendable {
     }
 }
 
-/// A zone-file or zone-content error, printed as `file:line:column: message`.
-public struct ZoneError: Error, Hashable, Sendable, CustomStringConvertible {
+/// An error in an input file (zone file, zone content, YAML configuration), printed as
+/// `file:line:column: message` like every Meridian input error.
+///
+///     SourceError(SourceLocation(file: "zones/example.com.zone", line: 12, column: 5), "bad TTL \"1x\"")
+public struct SourceError: Error, Hashable, Sendable, CustomStringConvertible {
     public var location: SourceLocation
     public var message: String
     public init(_ location: SourceLocation, _ message: String) {
@@ -38,8 +41,12 @@ public struct ZoneError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Every error found in one pass; `meridian check` prints them all.
-public struct ZoneErrors: Error, Sendable, CustomStringConvertible {
-    public var errors: [ZoneError]
-    public init(_ errors: [ZoneError]) { self.errors = errors }
+public struct SourceErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [SourceError]
+    public init(_ errors: [SourceError]) { self.errors = errors }
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }
+
+/// Zone-file and zone-content errors.
+public typealias ZoneError = SourceError
+public typealias ZoneErrors = SourceErrors

@@ -82,52 +82,81 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     private static func parseV6(_ s: String) -> IPAddress? {
-        var s = Substring(s)
-        var tailV4: [UInt16] = []
-        if let lastColon = s.lastIndex(of: ":"), s[s.index(after: lastColon)...].contains(".") {
-            guard let v4 = IPAddress(s[s.index(after: lastColon)...]), v4.isV4 else { return nil }
-            tailV4 = [UInt16(v4.v4Value >> 16), UInt16(v4.v4Value & 0xFFFF)]
-            s = s[...lastColon]
-            if s.hasSuffix("::") { } else { s = s.dropLast() }
-        }
-        var halves: [String] = []
-        let chars = Array(s)
-        var cut = -1
-        for i in 0..<max(0, chars.count - 1) where chars[i] == ":" && chars[i + 1] == ":" {
-            guard cut < 0 else { return nil }
-            cut = i
-        }
-        if cut >= 0 {
-            halves = [String(chars[0..<cut]), String(chars[(cut + 2)...])]
-            guard !halves[1].hasPrefix(":") else { return nil }
-        } else {
-            halves = [String(s)]
-        }
-        guard halves.count <= 2 else { return nil }
-        func groups(_ t: String) -> [UInt16]? {
-            if t.isEmpty { return [] }
-            var out: [UInt16] = []
-            for g in t.split(separator: ":", omittingEmptySubsequences: false) {
-                guard !g.isEmpty, g.count <= 4, let v = UInt16(g, radix: 16) else { return nil }
-                out.append(v)
+        var s = s
+        return s.withUTF8 { IPAddress(v6Text: $0) }
+    }
+
+    /// Parses IPv6 presentation text straight from bytes (RFC 4291 2.2: hex groups, one
+    /// `::`, an optional dotted-quad tail), without building a `String`: zone files hold
+    /// many of them.
+    public init?(v6Text b: UnsafeBufferPointer<UInt8>) {
+        var g: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) = (0, 0, 0, 0, 0, 0, 0, 0)
+        let n = b.count
+        var count = 0, gap = -1, i = 0
+        let ok: Bool = withUnsafeMutableBytes(of: &g) { raw in
+            let groups = raw.bindMemory(to: UInt16.self)
+            func hexValue(_ c: UInt8) -> UInt16? {
+                switch c {
+                case 48...57: return UInt16(c - 48)
+                case 97...102: return UInt16(c - 87)
+                case 65...70: return UInt16(c - 55)
+                default: return nil
+                }
             }
-            return out
+            guard n >= 2 else { return false }
+            if b[0] == 58 {
+                guard b[1] == 58 else { return false }
+                gap = 0
+                i = 2
+            }
+            while i < n {
+                let start = i
+                var v: UInt16 = 0
+                var digits = 0
+                while i < n, let h = hexValue(b[i]) {
+                    digits += 1
+                    guard digits <= 4 else { return false }
+                    v = v << 4 | h
+                    i += 1
+                }
+                if i < n && b[i] == 46 {
+                    // Dotted-quad tail: the last 32 bits.
+                    guard count <= 6, let v4 = IPAddress(String(decoding: UnsafeBufferPointer(rebasing: b[start..<n]), as: UTF8.self)),
+                          v4.isV4 else { return false }
+                    groups[count] = UInt16(v4.v4Value >> 16)
+                    groups[count + 1] = UInt16(v4.v4Value & 0xFFFF)
+                    count += 2
+                    i = n
+                    break
+                }
+                guard digits > 0, count < 8 else { return false }
+                groups[count] = v
+                count += 1
+                if i == n { break }
+                guard b[i] == 58 else { return false }
+                i += 1
+                if i < n && b[i] == 58 {
+                    guard gap < 0 else { return false }
+                    gap = count
+                    i += 1
+                } else if i == n {
+                    return false
+                }
+            }
+            if gap >= 0 {
+                guard count <= 7 else { return false }
+                let tail = count - gap
+                for k in 0..<tail { groups[7 - k] = groups[count - 1 - k] }
+                for k in gap..<(8 - tail) { groups[k] = 0 }
+            } else {
+                guard count == 8 else { return false }
+            }
+            return true
         }
-        guard let head = groups(halves[0]) else { return nil }
-        var all: [UInt16]
-        if halves.count == 2 {
-            guard let tail = groups(halves[1]) else { return nil }
-            let fill = 8 - head.count - tail.count - tailV4.count
-            guard fill >= 1 else { return nil }
-            all = head + Array(repeating: 0, count: fill) + tail + tailV4
-        } else {
-            all = head + tailV4
-        }
-        guard all.count == 8 else { return nil }
-        var hi: UInt64 = 0, lo: UInt64 = 0
-        for i in 0..<4 { hi = hi << 16 | UInt64(all[i]) }
-        for i in 4..<8 { lo = lo << 16 | UInt64(all[i]) }
-        return IPAddress(family: .v6, hi: hi, lo: lo)
+        guard ok else { return nil }
+        let hi = UInt64(g.0) << 48 | UInt64(g.1) << 32 | UInt64(g.2) << 16 | UInt64(g.3)
+        let lo = UInt64(g.4) << 48 | UInt64(g.5) << 32 | UInt64(g.6) << 16 | UInt64(g.7)
+        self.init(family: .v6, hi: hi, lo: lo)
     }
 
     public var description: String {

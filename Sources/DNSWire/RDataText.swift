@@ -474,7 +474,7 @@ struct FieldParser {
             guard !f.quoted, FieldParser.appendIPv4(f.bytes, to: &out) else { throw bad("address", expected, at: i - 1) }
             return
         }
-        guard !f.quoted, let a = IPAddress(String(decoding: f.bytes, as: UTF8.self)), a.isV6 else {
+        guard !f.quoted, let a = f.bytes.withUnsafeBufferPointer({ IPAddress(v6Text: $0) }) else {
             throw bad("address", expected, at: i - 1)
         }
         out.append(contentsOf: a.bytes)

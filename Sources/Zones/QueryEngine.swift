@@ -56,22 +56,25 @@ public final class QueryEngine {
 
     /// Lowercase wire form of the name being resolved (question, then CNAME targets).
     private let name: UnsafeMutableRawBufferPointer
-    private var nameLength = 0
+    // Per-query state of a single-threaded engine: no dynamic exclusivity checks (see MessageWriter).
+    @exclusivity(unchecked) private var nameLength = 0
     /// `*.` + closest encloser, and names decompressed for additional-section lookups.
     private let scratch: UnsafeMutableRawBufferPointer
     /// Label start offsets of `name` (a name has at most 127 labels).
     private let labelOffsets: UnsafeMutablePointer<Int>
     /// Offsets in the message of names whose addresses go in the additional section.
     private let additionalTargets: UnsafeMutablePointer<Int>
-    private var additionalCount = 0
+    @exclusivity(unchecked) private var additionalCount = 0
     private static let maxAdditionalTargets = 32
 
     // Per-query state.
-    private var an = 0, ns = 0, ar = 0
-    private var rcode: RCode = .noError
-    private var aa = false, tc = false
-    private var scope: UInt8 = 0
-    private var refersGlueZone = -1
+    @exclusivity(unchecked) private var an = 0
+    @exclusivity(unchecked) private var ns = 0
+    @exclusivity(unchecked) private var ar = 0
+    @exclusivity(unchecked) private var rcode: RCode = .noError
+    @exclusivity(unchecked) private var aa = false
+    @exclusivity(unchecked) private var tc = false
+    @exclusivity(unchecked) private var scope: UInt8 = 0
 
     public init() {
         name = .allocate(byteCount: 256, alignment: 8)
@@ -415,7 +418,7 @@ public final class QueryEngine {
     }
 
     /// Where the rdata of the last record written starts in the message.
-    private var lastRDataStart = 0
+    @exclusivity(unchecked) private var lastRDataStart = 0
 
     /// Remembers the name in the record just written that deserves addresses in the
     /// additional section (RFC 1035 3.3.9 MX, 3.3.11 NS; RFC 2782 SRV).

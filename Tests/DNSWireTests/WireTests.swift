@@ -49,6 +49,11 @@ func badNames(input: String, error: NameTextError) {
     ("::", "::", false),
     ("::ffff:192.0.2.1", "::ffff:c000:201", false),
     ("fe80::1:0:0:1", "fe80::1:0:0:1", false),
+    ("1::", "1::", false),
+    ("1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:0", false),
+    ("::2:3:4:5:6:7:8", "0:2:3:4:5:6:7:8", false),
+    ("2001:DB8::A", "2001:db8::a", false),
+    ("64:ff9b::192.0.2.33", "64:ff9b::c000:221", false),
 ])
 func addresses(text: String, printed: String, v4: Bool) throws {
     let a = try #require(IPAddress(text))
@@ -56,7 +61,8 @@ func addresses(text: String, printed: String, v4: Bool) throws {
     #expect(a.isV4 == v4)
 }
 
-@Test(arguments: ["256.1.1.1", "1.2.3", "1:2:3:4:5:6:7:8:9", "1::2::3", "", "01234::", "1.2.3.4/24"])
+@Test(arguments: ["256.1.1.1", "1.2.3", "1:2:3:4:5:6:7:8:9", "1::2::3", "", "01234::", "1.2.3.4/24",
+                  ":1", "1:", "1:::2", "::1.2.3", "g::", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7"])
 func badAddresses(text: String) {
     #expect(IPAddress(text) == nil)
 }

@@ -1,0 +1,437 @@
+/*
+ * loadgen: a batched DNS-over-UDP load generator for the Meridian benchmark harness.
+ *
+ * Why it exists: dnsperf saturates its own core (170-195k qps here) before the fast
+ * servers saturate theirs, so it cannot tell them apart. This generator moves queries
+ * with sendmmsg/recvmmsg in batches over several sockets (several source ports, so
+ * SO_REUSEPORT servers could spread them) and keeps a bounded window of outstanding
+ * queries, so the server's core, not the client's, is the limit.
+ *
+ * Two modes:
+ *   saturating (default): keep `-w` queries outstanding at all times;
+ *   fixed rate (-Q QPS):  send at the given offered rate, for latency percentiles below
+ *                         saturation (the window still bounds what is outstanding).
+ *
+ * Queries come from a text file, one per line:  NAME TYPE [CLIENT-SUBNET]
+ *   www.example.com A
+ *   geo.example.com A 203.0.113.0/24      <- this query carries its own ECS option
+ * TYPE is a mnemonic (A, AAAA, MX, ...) or TYPEnnn. The file is read once, encoded to
+ * wire form, and cycled. Lines starting with ';' or '#' are skipped.
+ *
+ * Every run is bounded by a query count (-n) AND a time limit (-l); only loopback
+ * targets are accepted. Latency comes from per-batch send/receive timestamps
+ * (CLOCK_MONOTONIC) matched by query ID and socket; a query unanswered after -t ms is
+ * counted lost. The last line of output is machine-readable key=value pairs.
+ *
+ * Build: gcc -O2 -Wall -o loadgen loadgen.c
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SOCKETS 64
+#define MAX_BATCH 256
+#define MAX_QUERY 512
+#define MAX_RESPONSE 4096
+#define ID_SPACE 65536
+/* Latency histogram: 100 ns buckets up to 1 s; anything slower lands in the last one. */
+#define HIST_NS 100
+#define HIST_BUCKETS 10000000
+
+struct query {
+    uint32_t offset;
+    uint16_t length;
+};
+
+struct slot {
+    uint64_t sent_ns;
+    uint8_t in_use;
+    uint8_t sock;
+};
+
+static uint8_t *query_data;
+static struct query *queries;
+static size_t query_count;
+
+static struct slot slots[ID_SPACE];
+/* Send order of IDs, so timeouts are found by looking at the oldest only. */
+static uint16_t fifo[ID_SPACE];
+static uint32_t fifo_head, fifo_tail;
+static uint64_t *hist;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *msg) {
+    fprintf(stderr, "loadgen: %s\n", msg);
+    exit(2);
+}
+
+static const struct { const char *name; uint16_t code; } type_names[] = {
+    {"A", 1}, {"NS", 2}, {"CNAME", 5}, {"SOA", 6}, {"PTR", 12}, {"MX", 15}, {"TXT", 16},
+    {"AAAA", 28}, {"SRV", 33}, {"NAPTR", 35}, {"DS", 43}, {"DNSKEY", 48}, {"SVCB", 64},
+    {"HTTPS", 65}, {"CAA", 257}, {"ANY", 255},
+};
+
+static int parse_type(const char *s, uint16_t *out) {
+    for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++) {
+        if (strcasecmp(s, type_names[i].name) == 0) { *out = type_names[i].code; return 0; }
+    }
+    if (strncasecmp(s, "TYPE", 4) == 0) {
+        char *end;
+        long v = strtol(s + 4, &end, 10);
+        if (*end == 0 && v > 0 && v < 65536) { *out = (uint16_t)v; return 0; }
+    }
+    return -1;
+}
+
+/* Encodes NAME into wire labels at p (at most 255 bytes); returns the length or -1. */
+static int encode_name(const char *name, uint8_t *p) {
+    int len = 0;
+    const char *s = name;
+    if (strcmp(name, ".") == 0) { p[0] = 0; return 1; }
+    while (*s) {
+        const char *dot = strchr(s, '.');
+        size_t l = dot ? (size_t)(dot - s) : strlen(s);
+        if (l == 0 || l > 63 || len + 1 + (int)l > 254) return -1;
+        p[len++] = (uint8_t)l;
+        memcpy(p + len, s, l);
+        len += (int)l;
+        if (!dot) break;
+        s = dot + 1;
+    }
+    p[len++] = 0;
+    return len;
+}
+
+/* Builds one query: header, question, and an OPT RR (RFC 6891) with an optional Client
+ * Subnet option (RFC 7871 section 6). The ID is patched per send. */
+static int build_query(const char *name, uint16_t type, const char *ecs, int edns, uint8_t *out) {
+    memset(out, 0, 12);
+    out[5] = 1; /* QDCOUNT = 1, RD clear: authoritative servers are the target */
+    int n = encode_name(name, out + 12);
+    if (n < 0) return -1;
+    int p = 12 + n;
+    out[p++] = (uint8_t)(type >> 8); out[p++] = (uint8_t)type;
+    out[p++] = 0; out[p++] = 1; /* class IN */
+    if (!edns && !ecs) return p;
+    out[11] = 1; /* ARCOUNT = 1 */
+    out[p++] = 0;                 /* root owner */
+    out[p++] = 0; out[p++] = 41;  /* TYPE OPT */
+    out[p++] = 1232 >> 8; out[p++] = 1232 & 0xff; /* UDP payload size */
+    out[p++] = 0; out[p++] = 0; out[p++] = 0; out[p++] = 0; /* ext rcode, version, flags */
+    if (!ecs) { out[p++] = 0; out[p++] = 0; return p; }
+    char addr[64];
+    const char *slash = strchr(ecs, '/');
+    if (!slash || (size_t)(slash - ecs) >= sizeof addr) return -1;
+    memcpy(addr, ecs, (size_t)(slash - ecs));
+    addr[slash - ecs] = 0;
+    int prefix = atoi(slash + 1);
+    uint8_t bytes[16];
+    int family;
+    if (inet_pton(AF_INET, addr, bytes) == 1) { family = 1; if (prefix < 0 || prefix > 32) return -1; }
+    else if (inet_pton(AF_INET6, addr, bytes) == 1) { family = 2; if (prefix < 0 || prefix > 128) return -1; }
+    else return -1;
+    int addr_len = (prefix + 7) / 8;
+    int opt_len = 4 + addr_len;
+    out[p++] = 0; out[p++] = (uint8_t)(4 + opt_len); /* RDLENGTH */
+    out[p++] = 0; out[p++] = 8;                      /* OPTION-CODE 8: Client Subnet */
+    out[p++] = 0; out[p++] = (uint8_t)opt_len;
+    out[p++] = 0; out[p++] = (uint8_t)family;
+    out[p++] = (uint8_t)prefix; out[p++] = 0;        /* source prefix, scope 0 */
+    memcpy(out + p, bytes, (size_t)addr_len);
+    /* RFC 7871 section 6: bits past the source prefix must be zero. */
+    if (prefix % 8) out[p + addr_len - 1] &= (uint8_t)(0xff << (8 - prefix % 8));
+    p += addr_len;
+    return p;
+}
+
+static void load_queries(const char *path, int edns) {
+    FILE *f = fopen(path, "r");
+    if (!f) { perror(path); exit(2); }
+    size_t cap = 1024, data_cap = 1 << 20, data_len = 0;
+    queries = malloc(cap * sizeof *queries);
+    query_data = malloc(data_cap);
+    if (!queries || !query_data) die("out of memory");
+    char line[1024];
+    unsigned long lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char name[300], type[32], ecs[80];
+        if (line[0] == ';' || line[0] == '#') continue;
+        int fields = sscanf(line, "%299s %31s %79s", name, type, ecs);
+        if (fields < 2) continue;
+        uint16_t t;
+        if (parse_type(type, &t) != 0) { fprintf(stderr, "%s:%lu: unknown type %s\n", path, lineno, type); exit(2); }
+        if (data_len + MAX_QUERY > data_cap) {
+            data_cap *= 2;
+            query_data = realloc(query_data, data_cap);
+            if (!query_data) die("out of memory");
+        }
+        int n = build_query(name, t, fields >= 3 ? ecs : NULL, edns, query_data + data_len);
+        if (n < 0) { fprintf(stderr, "%s:%lu: bad query line\n", path, lineno); exit(2); }
+        if (query_count == cap) {
+            cap *= 2;
+            queries = realloc(queries, cap * sizeof *queries);
+            if (!queries) die("out of memory");
+        }
+        queries[query_count].offset = (uint32_t)data_len;
+        queries[query_count].length = (uint16_t)n;
+        query_count++;
+        data_len += (size_t)n;
+    }
+    fclose(f);
+    if (query_count == 0) die("no queries in the file");
+}
+
+static uint64_t percentile(uint64_t total, double p) {
+    if (total == 0) return 0;
+    uint64_t rank = (uint64_t)(p * (double)total);
+    if (rank >= total) rank = total - 1;
+    uint64_t seen = 0;
+    for (size_t i = 0; i < HIST_BUCKETS; i++) {
+        seen += hist[i];
+        if (seen > rank) return (uint64_t)i * HIST_NS + HIST_NS / 2;
+    }
+    return (uint64_t)HIST_BUCKETS * HIST_NS;
+}
+
+static void usage(void) {
+    fprintf(stderr,
+        "usage: loadgen -d QUERYFILE [-s 127.0.0.1] -p PORT [-n COUNT] [-l SECONDS]\n"
+        "               [-w WINDOW] [-c SOCKETS] [-b BATCH] [-Q QPS] [-t TIMEOUT_MS] [-E]\n"
+        "  -n  stop after this many queries sent (default 100000000)\n"
+        "  -l  stop sending after this many seconds (default 10)\n"
+        "  -w  outstanding queries at most (default 200)\n"
+        "  -c  UDP sockets, i.e. source ports (default 8)\n"
+        "  -b  datagrams per sendmmsg/recvmmsg (default 32)\n"
+        "  -Q  fixed offered rate in queries per second (default: saturate the window)\n"
+        "  -t  a query unanswered after this many ms is lost (default 1000)\n"
+        "  -E  no EDNS OPT record on queries without a client subnet\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    const char *server = "127.0.0.1", *file = NULL;
+    int port = 0, window = 200, nsock = 8, batch = 32, edns = 1;
+    uint64_t max_queries = 100000000ull;
+    double seconds = 10, rate = 0, timeout_ms = 1000;
+    int opt;
+    while ((opt = getopt(argc, argv, "s:p:d:n:l:w:c:b:Q:t:Eh")) != -1) {
+        switch (opt) {
+        case 's': server = optarg; break;
+        case 'p': port = atoi(optarg); break;
+        case 'd': file = optarg; break;
+        case 'n': max_queries = strtoull(optarg, NULL, 10); break;
+        case 'l': seconds = atof(optarg); break;
+        case 'w': window = atoi(optarg); break;
+        case 'c': nsock = atoi(optarg); break;
+        case 'b': batch = atoi(optarg); break;
+        case 'Q': rate = atof(optarg); break;
+        case 't': timeout_ms = atof(optarg); break;
+        case 'E': edns = 0; break;
+        default: usage();
+        }
+    }
+    if (!file || port <= 0 || port > 65535) usage();
+    if (window < 1 || window > 60000) die("-w must be 1..60000");
+    if (nsock < 1 || nsock > MAX_SOCKETS) die("-c must be 1..64");
+    if (batch < 1 || batch > MAX_BATCH) die("-b must be 1..256");
+    if (seconds <= 0 || seconds > 3600) die("-l must be in (0, 3600]");
+    if (timeout_ms <= 0 || timeout_ms > 10000) die("-t must be in (0, 10000]");
+
+    /* Loopback only: this tool floods. */
+    struct sockaddr_storage dst;
+    socklen_t dst_len;
+    memset(&dst, 0, sizeof dst);
+    struct sockaddr_in *d4 = (struct sockaddr_in *)&dst;
+    struct sockaddr_in6 *d6 = (struct sockaddr_in6 *)&dst;
+    int family;
+    if (inet_pton(AF_INET, server, &d4->sin_addr) == 1) {
+        if ((ntohl(d4->sin_addr.s_addr) >> 24) != 127) die("only 127.0.0.0/8 targets are allowed");
+        d4->sin_family = AF_INET; d4->sin_port = htons((uint16_t)port);
+        dst_len = sizeof *d4; family = AF_INET;
+    } else if (inet_pton(AF_INET6, server, &d6->sin6_addr) == 1) {
+        if (!IN6_IS_ADDR_LOOPBACK(&d6->sin6_addr)) die("only ::1 is allowed");
+        d6->sin6_family = AF_INET6; d6->sin6_port = htons((uint16_t)port);
+        dst_len = sizeof *d6; family = AF_INET6;
+    } else die("bad server address");
+
+    load_queries(file, edns);
+    hist = calloc(HIST_BUCKETS, sizeof *hist);
+    if (!hist) die("out of memory");
+
+    int socks[MAX_SOCKETS];
+    struct pollfd pfd[MAX_SOCKETS];
+    for (int i = 0; i < nsock; i++) {
+        socks[i] = socket(family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        if (socks[i] < 0) { perror("socket"); return 2; }
+        int sz = 4 << 20;
+        setsockopt(socks[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+        setsockopt(socks[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+        if (connect(socks[i], (struct sockaddr *)&dst, dst_len) != 0) { perror("connect"); return 2; }
+        pfd[i].fd = socks[i]; pfd[i].events = POLLIN;
+    }
+
+    static uint8_t txbuf[MAX_BATCH][MAX_QUERY];
+    static uint8_t rxbuf[MAX_BATCH][MAX_RESPONSE];
+    static struct mmsghdr txmsg[MAX_BATCH], rxmsg[MAX_BATCH];
+    static struct iovec txiov[MAX_BATCH], rxiov[MAX_BATCH];
+    static uint16_t txid[MAX_BATCH];
+    for (int i = 0; i < MAX_BATCH; i++) {
+        txiov[i].iov_base = txbuf[i];
+        txmsg[i].msg_hdr.msg_iov = &txiov[i]; txmsg[i].msg_hdr.msg_iovlen = 1;
+        rxiov[i].iov_base = rxbuf[i]; rxiov[i].iov_len = MAX_RESPONSE;
+        rxmsg[i].msg_hdr.msg_iov = &rxiov[i]; rxmsg[i].msg_hdr.msg_iovlen = 1;
+    }
+
+    uint64_t sent = 0, answered = 0, lost = 0, late = 0, send_errors = 0, bad = 0;
+    uint64_t rcodes[16] = {0}, truncated = 0;
+    uint64_t outstanding = 0, max_outstanding_seen = 0;
+    size_t next_query = 0;
+    uint16_t next_id = (uint16_t)(getpid() * 7919);
+    int sock_rr = 0;
+    const uint64_t timeout_ns = (uint64_t)(timeout_ms * 1e6);
+    const uint64_t start = now_ns();
+    const uint64_t send_deadline = start + (uint64_t)(seconds * 1e9);
+    /* Draining after the send phase is bounded by the loss timeout. */
+    const uint64_t hard_deadline = send_deadline + timeout_ns + 100000000ull;
+    uint64_t last_answer = start, send_end = 0;
+
+    for (;;) {
+        uint64_t now = now_ns();
+        int sending = sent < max_queries && now < send_deadline;
+        if (!sending && send_end == 0) send_end = now;
+        if (!sending && outstanding == 0) break;
+        if (now >= hard_deadline) break;
+        int progressed = 0;
+
+        /* Send phase. */
+        if (sending) {
+            uint64_t room = (uint64_t)window - outstanding;
+            if (rate > 0) {
+                uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
+                uint64_t allowed = due > sent ? due - sent : 0;
+                if (allowed < room) room = allowed;
+            }
+            if (room > max_queries - sent) room = max_queries - sent;
+            if (room > (uint64_t)batch) room = (uint64_t)batch;
+            if (room > 0) {
+                int s = sock_rr;
+                sock_rr = (sock_rr + 1) % nsock;
+                int k = 0;
+                for (; k < (int)room; k++) {
+                    /* IDs in flight never repeat: the window is far below the ID space. */
+                    while (slots[next_id].in_use) next_id++;
+                    const struct query *q = &queries[next_query];
+                    next_query = (next_query + 1) % query_count;
+                    memcpy(txbuf[k], query_data + q->offset, q->length);
+                    txbuf[k][0] = (uint8_t)(next_id >> 8);
+                    txbuf[k][1] = (uint8_t)next_id;
+                    txiov[k].iov_len = q->length;
+                    txid[k] = next_id;
+                    slots[next_id].in_use = 1; /* reserved; stamped below */
+                    next_id++;
+                }
+                uint64_t t = now_ns();
+                int r = sendmmsg(socks[s], txmsg, (unsigned)k, 0);
+                if (r < 0) { r = 0; if (errno != EAGAIN && errno != EWOULDBLOCK) send_errors++; }
+                for (int i = 0; i < k; i++) {
+                    uint16_t id = txid[i];
+                    if (i < r) {
+                        slots[id].sent_ns = t; slots[id].sock = (uint8_t)s;
+                        fifo[fifo_tail++ % ID_SPACE] = id;
+                    } else {
+                        slots[id].in_use = 0; /* not sent: the query goes back to the pool */
+                    }
+                }
+                if (r < k) next_query = (next_query + query_count - (size_t)(k - r)) % query_count;
+                sent += (uint64_t)r;
+                outstanding += (uint64_t)r;
+                if (outstanding > max_outstanding_seen) max_outstanding_seen = outstanding;
+                if (r > 0) progressed = 1;
+            }
+        }
+
+        /* Receive phase: drain what every socket has. */
+        for (int s = 0; s < nsock; s++) {
+            for (int rounds = 0; rounds < 64; rounds++) {
+                int r = recvmmsg(socks[s], rxmsg, (unsigned)batch, MSG_DONTWAIT, NULL);
+                if (r <= 0) break;
+                uint64_t t = now_ns();
+                progressed = 1;
+                for (int i = 0; i < r; i++) {
+                    unsigned len = rxmsg[i].msg_len;
+                    const uint8_t *b = rxbuf[i];
+                    if (len < 12 || !(b[2] & 0x80)) { bad++; continue; }
+                    uint16_t id = (uint16_t)(b[0] << 8 | b[1]);
+                    if (!slots[id].in_use || slots[id].sock != s) { late++; continue; }
+                    slots[id].in_use = 0;
+                    outstanding--;
+                    answered++;
+                    rcodes[b[3] & 0x0f]++;
+                    if (b[2] & 0x02) truncated++;
+                    uint64_t lat = (t - slots[id].sent_ns) / HIST_NS;
+                    hist[lat < HIST_BUCKETS ? lat : HIST_BUCKETS - 1]++;
+                    last_answer = t;
+                }
+                if (r < batch) break;
+            }
+        }
+
+        /* Expire the oldest unanswered queries. */
+        now = now_ns();
+        while (fifo_head != fifo_tail) {
+            uint16_t id = fifo[fifo_head % ID_SPACE];
+            if (slots[id].in_use && slots[id].sent_ns + timeout_ns > now) break;
+            if (slots[id].in_use) { slots[id].in_use = 0; outstanding--; lost++; }
+            fifo_head++;
+        }
+
+        if (!progressed) {
+            /* Window full (or nothing due yet): wait for an answer, at most 1 ms. */
+            int can_send = sending && outstanding < (uint64_t)window && rate <= 0;
+            if (!can_send) poll(pfd, (nfds_t)nsock, rate > 0 ? 0 : 1);
+        }
+    }
+    uint64_t end = now_ns();
+    if (send_end == 0) send_end = end;
+    lost += outstanding;
+
+    /* The rate is answers over the send phase: the drain adds answers, not offered load. */
+    double elapsed = (double)(send_end - start) / 1e9;
+    if (elapsed <= 0) elapsed = 1e-9;
+    double qps = (double)answered / ((double)((last_answer > send_end ? last_answer : send_end) - start) / 1e9);
+    uint64_t p50 = percentile(answered, 0.50), p90 = percentile(answered, 0.90);
+    uint64_t p99 = percentile(answered, 0.99), p999 = percentile(answered, 0.999);
+    uint64_t other_rcodes = answered - rcodes[0] - rcodes[3];
+
+    fprintf(stderr,
+        "loadgen: %llu sent, %llu answered, %llu lost, %.0f qps over %.2f s; latency p50 %.3f ms, p99 %.3f ms;"
+        " NOERROR %llu, NXDOMAIN %llu, other rcodes %llu, TC %llu\n",
+        (unsigned long long)sent, (unsigned long long)answered, (unsigned long long)lost, qps, elapsed,
+        (double)p50 / 1e6, (double)p99 / 1e6, (unsigned long long)rcodes[0], (unsigned long long)rcodes[3],
+        (unsigned long long)other_rcodes, (unsigned long long)truncated);
+    printf("sent=%llu answered=%llu lost=%llu late=%llu bad=%llu send_errors=%llu qps=%.1f elapsed=%.3f "
+           "p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f noerror=%llu nxdomain=%llu other_rcode=%llu "
+           "tc=%llu max_outstanding=%llu\n",
+        (unsigned long long)sent, (unsigned long long)answered, (unsigned long long)lost,
+        (unsigned long long)late, (unsigned long long)bad, (unsigned long long)send_errors, qps, elapsed,
+        (double)p50 / 1e3, (double)p90 / 1e3, (double)p99 / 1e3, (double)p999 / 1e3,
+        (unsigned long long)rcodes[0], (unsigned long long)rcodes[3], (unsigned long long)other_rcodes,
+        (unsigned long long)truncated, (unsigned long long)max_outstanding_seen);
+    return 0;
+}

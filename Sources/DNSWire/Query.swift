@@ -68,10 +68,10 @@ public struct ParsedQuery: Sendable {
     /// Parses a whole query: header, the single question, and any OPT record.
     ///
     /// Throws for every malformed case the server answers with FORMERR: QDCOUNT != 1
-    /// (RFC 9619), a bad or compressed question name, records that overrun the message, an OPT record
-    /// that is not in the additional section, has a non-root owner or appears twice
-    /// (RFC 6891 6.1.1), a malformed Client Subnet option (RFC 7871 6), and bytes left after
-    /// the last record.
+    /// (RFC 9619), a bad or compressed question name, records that overrun the message, an
+    /// OPT record that is not in the additional section, has a non-root owner or appears
+    /// twice (RFC 6891 6.1.1), a malformed Client Subnet option (RFC 7871 6), and bytes left
+    /// after the last record.
     public static func parse(_ msg: UnsafeRawBufferPointer) throws(DNSWireError) -> ParsedQuery {
         guard var q = header(msg) else { throw .truncated(msg.count) }
         guard q.qdcount == 1 else { throw .badQuestionCount(4) }

@@ -46,4 +46,29 @@ import Testing
         }
         #expect(throws: DNSWireError(.badPointer, at: 0)) { try parsed.get() }
     }
+
+    /// Found while sizing the FuzzZoneFile inputs rather than by the fuzzer (its inputs are at
+    /// most 4 KiB): one RRset of 20,000 records took minutes to load, quadratic in both
+    /// `ZoneCheck.check` and `Zone.init`. This checks the result, not the time.
+    @Test func largeRRsetLoadsWithDuplicatesDropped() throws {
+        let origin = try DNSName("example.com.")
+        let soa = try RDataText.parse(type: .soa, text: "ns1 hostmaster 1 2h 1h 2w 5m", origin: origin)
+        var records = [
+            ResourceRecord(name: origin, type: .soa, ttl: 3600, rdata: soa),
+            ResourceRecord(name: origin, type: .ns, ttl: 3600, rdata: try DNSName("ns1.example.com.").wire),
+        ]
+        let big = try DNSName("big.example.com.")
+        for i in 0..<20_000 {
+            records.append(ResourceRecord(name: big, type: .a, ttl: 60, rdata: [10, UInt8(i >> 16), UInt8((i >> 8) & 255), UInt8(i & 255)]))
+        }
+        // A duplicate with a differently cased owner is the same record (RFC 4343).
+        records.append(ResourceRecord(name: try DNSName("BIG.example.com."), type: .a, ttl: 60, rdata: [10, 0, 0, 7]))
+        #expect(ZoneCheck.check(records: records, origin: origin).isEmpty)
+        let zone = try Zone(origin: origin, records: records)
+        #expect(zone.recordCount == 20_002)
+        let set = try #require(zone.node(named: big)?.rrset(.a))
+        #expect(set.rdatas.count == 20_000)
+        #expect(set.rdatas.first == [10, 0, 0, 0])
+        #expect(set.rdatas.last == [10, 0, 0x4E, 0x1F])
+    }
 }

@@ -9,6 +9,10 @@ import PackageDescription
 //   Health   -> checkers and the health loop
 //   Server   -> sockets, workers, snapshots, signals, control API
 //   meridian -> thin CLI
+// Fuzz targets (Tests/Fuzz/README.md) are declared only when MERIDIAN_FUZZ=1, so the normal
+// `swift build` / `swift test` and CI never need `-sanitize=fuzzer`.
+let fuzzing = Context.environment["MERIDIAN_FUZZ"] == "1"
+
 let package = Package(
     name: "Meridian",
     platforms: [.macOS(.v15)],
@@ -51,3 +55,18 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire"], exclude: ["Fixtures"]),
     ]
 )
+
+if fuzzing {
+    let fuzzTargets: [(name: String, deps: [Target.Dependency])] = [
+        ("FuzzQuery", ["DNSWire", "Zones", "CLibFuzzer"]),
+        ("FuzzZoneFile", ["DNSWire", "Zones", "CLibFuzzer"]),
+        ("FuzzRData", ["DNSWire", "CLibFuzzer"]),
+        // Third loader target (issue 7): add ("FuzzConfig", ["Config", "CLibFuzzer"]) with
+        // Tests/Fuzz/FuzzConfig/main.swift once the YAML loader in Sources/Config is merged.
+    ]
+    package.targets.append(.target(name: "CLibFuzzer", path: "Tests/Fuzz/CLibFuzzer"))
+    for t in fuzzTargets {
+        package.products.append(.executable(name: t.name, targets: [t.name]))
+        package.targets.append(.executableTarget(name: t.name, dependencies: t.deps, path: "Tests/Fuzz/\(t.name)"))
+    }
+}

@@ -68,10 +68,10 @@ public struct ParsedQuery: Sendable {
     /// Parses a whole query: header, the single question, and any OPT record.
     ///
     /// Throws for every malformed case the server answers with FORMERR: QDCOUNT above 1
-    /// (RFC 9619), a bad question name, records that overrun the message, an OPT record
-    /// that is not in the additional section, has a non-root owner or appears twice
-    /// (RFC 6891 6.1.1), a malformed Client Subnet option (RFC 7871 6), and bytes left after
-    /// the last record.
+    /// (RFC 9619), a bad or compressed question name, records that overrun the message, an
+    /// OPT record that is not in the additional section, has a non-root owner or appears
+    /// twice (RFC 6891 6.1.1), a malformed Client Subnet option (RFC 7871 6), and bytes left
+    /// after the last record.
     public static func parse(_ msg: UnsafeRawBufferPointer) throws(DNSWireError) -> ParsedQuery {
         guard var q = header(msg) else { throw .truncated(msg.count) }
         // QDCOUNT 0 is allowed only to fetch a server cookie (RFC 7873 5.4); the engine
@@ -79,6 +79,15 @@ public struct ParsedQuery: Sendable {
         guard q.qdcount <= 1 else { throw .badQuestionCount(4) }
         if q.qdcount == 1 {
             let nameEnd = try Wire.readName(msg, at: 12)
+            // RFC 1035 4.1.4: a pointer names a prior occurrence, and nothing before the
+            // question is a name, so a pointer here can only reach into the header. The
+            // question is echoed verbatim into the response, so it must be uncompressed.
+            // `readName` has bounds-checked every label up to the end or the first pointer.
+            var label = 12
+            while msg[label] != 0 {
+                guard msg[label] & 0xC0 == 0 else { throw .badPointer(label) }
+                label += Int(msg[label]) + 1
+            }
             q.qnameLength = nameEnd - 12
             q.qtype = RRType(try Wire.getU16(msg, nameEnd))
             q.qclass = RRClass(rawValue: try Wire.getU16(msg, nameEnd + 2))

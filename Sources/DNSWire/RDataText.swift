@@ -256,11 +256,14 @@ public enum RDataText {
         guard let prio = r.u16(), let target = r.name() else { return nil }
         var s = "\(prio) \(target)"
         var lastKey = -1
+        var keys: [UInt16] = []
+        var mandatory: [UInt16] = []
         while r.more {
             guard let key = r.u16(), let len = r.u16(), let slice = r.bytes(Int(len)) else { return nil }
             let v = Array(slice)
             guard Int(key) > lastKey, key != 65535 else { return nil }
             lastKey = Int(key)
+            keys.append(key)
             s += " " + SvcParam.name(key)
             switch key {
             case SvcParam.mandatory:
@@ -271,6 +274,7 @@ public enum RDataText {
                     let k = Int(v[i]) << 8 | Int(v[i + 1])
                     guard k > prev, k != 0 else { return nil }
                     prev = k
+                    mandatory.append(UInt16(k))
                     names.append(SvcParam.name(UInt16(k)))
                 }
                 s += "=" + names.joined(separator: ",")
@@ -316,6 +320,11 @@ public enum RDataText {
                 }
             }
         }
+        // The self-consistency rules `parse` enforces (RFC 9460 8 and 7.1.1): every key that
+        // mandatory lists is present, and no-default-alpn comes with alpn. Rdata breaking them
+        // is shown in the RFC 3597 form, so that `parse(format(x)) == x` holds.
+        guard mandatory.allSatisfy(keys.contains) else { return nil }
+        guard !keys.contains(SvcParam.noDefaultALPN) || keys.contains(SvcParam.alpn) else { return nil }
         return s
     }
 }
@@ -560,11 +569,14 @@ struct FieldParser {
     }
 
     /// RFC 8659 4.1: flags, tag (ASCII letters and digits), value (the rest, no 255 limit).
+    /// The tag is 1-255 octets: RFC 8659 4.1 requires only a length of at least 1 (RFC 6844 5.1's
+    /// "SHOULD be no more than 15" was dropped), and `format` prints any such tag,
+    /// so rejecting longer ones here would break `parse(format(x)) == x`.
     mutating func caa() throws(RDataTextError) {
         try u8("flags")
         let t = try take("tag", "a property tag like issue")
-        guard !t.quoted, !t.bytes.isEmpty, t.bytes.count <= 15, t.bytes.allSatisfy(isAlnum) else {
-            throw bad("tag", "1-15 ASCII letters and digits", at: i - 1)
+        guard !t.quoted, !t.bytes.isEmpty, t.bytes.count <= 255, t.bytes.allSatisfy(isAlnum) else {
+            throw bad("tag", "1-255 ASCII letters and digits", at: i - 1)
         }
         out.append(UInt8(t.bytes.count))
         out.append(contentsOf: t.bytes)

@@ -64,19 +64,22 @@ public final class Zone: Sendable {
             }
         }
         var count = 0
+        // Duplicates are found by hashing and RRsets grow in place: copying the entry out of
+        // the dictionary and scanning the set made loading quadratic in the RRset size
+        // (20,000 records at one name took minutes).
+        var seen = Set<ZoneCheck.RecordKey>()
+        seen.reserveCapacity(records.count)
         for r in records where r.name.isSubdomain(of: lowerOrigin) {
             ensure(r.name)
             let key = r.name.lowercased()
-            var entry = byName[key]!
-            if var set = entry.sets[r.type] {
-                if !set.rdatas.contains(r.rdata) { set.rdatas.append(r.rdata); count += 1 }
-                entry.sets[r.type] = set
+            guard seen.insert(ZoneCheck.RecordKey(set: ZoneCheck.SetKey(name: ZoneCheck.NameKey(lowered: key.wire), type: r.type), rdata: r.rdata)).inserted else { continue }
+            if byName[key]!.sets[r.type] != nil {
+                byName[key]!.sets[r.type]!.rdatas.append(r.rdata)
             } else {
-                entry.types.append(r.type)
-                entry.sets[r.type] = (r.ttl, [r.rdata])
-                count += 1
+                byName[key]!.types.append(r.type)
+                byName[key]!.sets[r.type] = (r.ttl, [r.rdata])
             }
-            byName[key] = entry
+            count += 1
         }
         var dyn: [DNSName: Int32] = [:]
         for (n, i) in dynamicNames where n.isSubdomain(of: lowerOrigin) {

@@ -136,7 +136,7 @@ final class Builder {
 
     func parseServer(_ node: Node) {
         guard let m = r.mapping(node, "server") else { return }
-        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group"], "server")
+        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group", "rrl"], "server")
         for e in m {
             switch e.key {
             case "listen": if let l = r.strings(e.value, "server.listen") { server.listen = l.map(\.0) }
@@ -148,6 +148,30 @@ final class Builder {
             case "control_token_file": server.controlTokenFile = r.string(e.value, "server.control_token_file").map(path)
             case "user": server.user = r.string(e.value, "server.user")
             case "group": server.group = r.string(e.value, "server.group")
+            case "rrl": parseRRL(e.value)
+            default: break
+            }
+        }
+    }
+
+    func parseRRL(_ node: Node) {
+        guard let m = r.mapping(node, "server.rrl") else { return }
+        r.checkKeys(m, allowed: ["rate", "slip", "ipv4_prefix", "ipv6_prefix", "allow", "table_size"], "server.rrl")
+        for e in m {
+            switch e.key {
+            case "rate": if let v = r.int(e.value, "server.rrl.rate", 0...1_000_000) { server.rrl.rate = v }
+            case "slip": if let v = r.int(e.value, "server.rrl.slip", 0...100) { server.rrl.slip = v }
+            case "ipv4_prefix": if let v = r.int(e.value, "server.rrl.ipv4_prefix", 8...32) { server.rrl.ipv4Prefix = v }
+            case "ipv6_prefix": if let v = r.int(e.value, "server.rrl.ipv6_prefix", 16...128) { server.rrl.ipv6Prefix = v }
+            case "table_size": if let v = r.int(e.value, "server.rrl.table_size", 1024...(1 << 24)) { server.rrl.tableSize = v }
+            case "allow":
+                guard let list = r.strings(e.value, "server.rrl.allow") else { break }
+                for (text, n) in list {
+                    guard let p = IPPrefix(text, strict: true) else {
+                        r.error(n, "bad CIDR \"\(text)\" (bits set past the prefix length?)"); continue
+                    }
+                    server.rrl.allow.append(p)
+                }
             default: break
             }
         }

@@ -28,8 +28,34 @@ public struct ServerSettings: Hashable, Sendable {
     /// User and group to switch to after binding, when started as root.
     public var user: String? = nil
     public var group: String? = nil
+    /// Response rate limiting over UDP (`server.rrl`); off unless `rate` is set.
+    public var rrl = RRLSettings()
     public init() {}
 }
+
+/// Response rate limiting settings (the design NSD, Knot and BIND share: responses per
+/// second per client network and kind of response, with a slip ratio).
+///
+/// Off by default (`rate` 0): a GSLB server's clients are resolvers, and one large public
+/// resolver legitimately sends thousands of queries per second from one /24, so any fixed
+/// default would throttle whole ISPs without the operator knowing. Turn it on with a rate
+/// sized from your own traffic (NSD's default, 200/s, is a reasonable start for small zones).
+public struct RRLSettings: Hashable, Sendable {
+    /// Responses per second per (client network, kind); 0 disables rate limiting.
+    public var rate: Int = 0
+    /// Every `slip`-th limited response is sent truncated (TC=1, no records) instead of
+    /// dropped, so a real client behind a spoofed flood retries over TCP. 0 never slips;
+    /// 1 slips every one. 2 is the usual default (BIND, NSD, Knot).
+    public var slip: Int = 2
+    public var ipv4Prefix: Int = 24
+    public var ipv6Prefix: Int = 56
+    /// Networks never limited (monitoring, your own resolvers).
+    public var allow: [IPPrefix] = []
+    /// Slots in the shared table (a power of two); collisions only share a budget.
+    public var tableSize: Int = 1 << 16
+    public init() {}
+}
+
 
 /// A zone served from a master file.
 public struct ZoneSource: Hashable, Sendable {

@@ -4,6 +4,7 @@ import Foundation
 import Health
 import Logging
 import Routing
+import Synchronization
 import Zones
 
 public enum MeridianVersion {
@@ -97,8 +98,23 @@ public enum Runtime {
         }
         out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
                                        loadedAt: Date().timeIntervalSince1970, generation: generation,
+                                       rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
                                        model: model, router: router)
         return out
+    }
+
+    /// The process's rate limiter: kept across reloads while its settings stay the same, so
+    /// a reload does not reset an attacker's budget.
+    private static let limiter = Mutex<ResponseRateLimiter?>(nil)
+
+    static func rateLimiter(for settings: RRLSettings) -> ResponseRateLimiter? {
+        guard settings.rate > 0 else { return nil }
+        return limiter.withLock { current in
+            if let c = current, c.settings == settings { return c }
+            let fresh = ResponseRateLimiter(settings: settings)
+            current = fresh
+            return fresh
+        }
     }
 
     /// `meridian check`: prints every error (exit 1) or one summary line per zone (exit 0).

@@ -1,3 +1,4 @@
+import Config
 import DNSWire
 import Testing
 @testable import Server

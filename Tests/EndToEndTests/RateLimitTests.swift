@@ -72,3 +72,89 @@ struct RateLimitTests {
         }
     }
 }
+
+/// Issue 7: the health loop, the control API and reloads run apart from the DNS workers,
+/// so they keep working while a (bounded) UDP flood saturates them.
+@Suite("Isolation under a UDP flood", .serialized)
+struct FloodIsolationTests {
+    @Test func healthControlAndReloadKeepWorking() async throws {
+        let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
+        defer { dir.remove() }
+        try dir.write("state", contents: "up\n")
+        let control = try freePort()
+        try dir.write("meridian.yaml", contents: """
+            server: { control: "127.0.0.1:\(control)" }
+            defaults: { ttl: 1 }
+            zones:
+              gslb.test:
+                file: gslb.test.zone
+                names:
+                  fo: { policy: { failover: [primary, backup] } }
+            checks:
+              flag: { type: file, file: state, interval: 200ms }
+            endpoints:
+              primary: { v4: 192.0.2.1, check: flag }
+              backup: { v4: 192.0.2.2 }
+            """)
+        try await withGSLB(config: dir.path + "/meridian.yaml") { server in
+            let port = server.port
+            let stop = Flag()
+            // The flood: 4 sockets sending as fast as they can, bounded by 6 s and 3M packets.
+            let flood = Task.detached { () -> Int in
+                let q = DNSWire.QueryBuilder.query(id: 1, name: try! DNSName("edge.gslb.test."), type: .a)
+                var sent = 0
+                var fds: [Int32] = []
+                var addr = sockaddr_in()
+                addr.sin_family = sa_family_t(AF_INET)
+                addr.sin_port = port.bigEndian
+                addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+                for _ in 0..<4 { fds.append(socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)) }
+                defer { fds.forEach { close($0) } }
+                let deadline = Date().addingTimeInterval(6)
+                var buf = [UInt8](repeating: 0, count: 512)
+                while !stop.isSet && sent < 3_000_000 && Date() < deadline {
+                    for fd in fds {
+                        _ = q.withUnsafeBytes { b in
+                            withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                                sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                            } }
+                        }
+                        // Drain replies so the socket buffers do not fill.
+                        while buf.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+                        sent += 1
+                    }
+                }
+                return sent
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            // Control API: answers promptly.
+            let t0 = Date()
+            let health = try HTTP.request("GET", port: control, path: "/healthz")
+            let status = try HTTP.request("GET", port: control, path: "/status")
+            let controlSeconds = Date().timeIntervalSince(t0)
+            #expect(health.status == 200 && status.status == 200)
+            // Health loop: the state file flips the answer.
+            try dir.write("state", contents: "down\n")
+            var moved = false
+            for _ in 0..<30 where !moved {
+                try await Task.sleep(for: .milliseconds(100))
+                let r = try await Dig.query("fo.gslb.test", "A", port: port, options: ["+tcp", "+time=1", "+tries=1"])
+                moved = r.answer.map(\.rdata) == ["192.0.2.2"]
+            }
+            // Reload: completes.
+            server.signal(SIGHUP)
+            var reloaded = false
+            for _ in 0..<30 where !reloaded {
+                try await Task.sleep(for: .milliseconds(100))
+                reloaded = server.logText.contains("reload ok")
+            }
+            stop.set()
+            let sent = await flood.value
+            print("flood: \(sent) queries sent; control API answered 2 requests in \(String(format: "%.3f", controlSeconds)) s; health moved the answer: \(moved); reload done: \(reloaded)")
+            #expect(sent > 10_000, "the flood ran")
+            #expect(controlSeconds < 2)
+            #expect(moved, "log:\n\(server.logText)")
+            #expect(reloaded, "log:\n\(server.logText)")
+        }
+    }
+}

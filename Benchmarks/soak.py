@@ -81,6 +81,9 @@ def main():
     ap.add_argument("--duration", type=float, default=600)
     ap.add_argument("--qps", type=int, default=20000)
     ap.add_argument("--bin", default=".build/release/meridian")
+    ap.add_argument("--smoke", action="store_true",
+                    help="CI smoke run: fail only on crashes, wrong answers or failed reloads, not on "
+                         "queries lost to a busy shared machine")
     a = ap.parse_args()
     if not shutil.which("dnsperf"):
         sys.exit("dnsperf is not installed (apt-get install dnsperf)")
@@ -153,7 +156,8 @@ def main():
           f"lost {lost.group(1) if lost else '?'}; checker {checks} queries, {wrong} wrong, {unanswered} unanswered; "
           f"reloads {ok_reloads}/{reloads}; RSS start {rss_start} KiB end {rss_end} KiB; crashes {1 if crashed else 0}")
     shutil.rmtree(work, ignore_errors=True)
-    bad = crashed or wrong > 0 or ok_reloads != reloads or (lost and int(lost.group(1)) > 0)
+    lost_any = bool(lost and int(lost.group(1)) > 0)
+    bad = crashed or wrong > 0 or ok_reloads != reloads or (lost_any and not a.smoke)
     return 1 if bad else 0
 
 if __name__ == "__main__":

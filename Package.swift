@@ -61,8 +61,7 @@ if fuzzing {
         ("FuzzQuery", ["DNSWire", "Zones", "CLibFuzzer"]),
         ("FuzzZoneFile", ["DNSWire", "Zones", "CLibFuzzer"]),
         ("FuzzRData", ["DNSWire", "CLibFuzzer"]),
-        // Third loader target (issue 7): add ("FuzzConfig", ["Config", "CLibFuzzer"]) with
-        // Tests/Fuzz/FuzzConfig/main.swift once the YAML loader in Sources/Config is merged.
+        ("FuzzConfig", ["Config", "CLibFuzzer"]),
     ]
     package.targets.append(.target(name: "CLibFuzzer", path: "Tests/Fuzz/CLibFuzzer"))
     for t in fuzzTargets {

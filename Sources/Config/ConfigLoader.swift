@@ -58,13 +58,15 @@ public enum ConfigLoader {
                 let col = ctx.mark.column - 1
                 let patterns = [key + ":", "\"\(key)\":", "'\(key)':"].map { Array($0.unicodeScalars) }
                 func keyAt(_ l: [Unicode.Scalar], _ c: Int) -> Bool {
-                    patterns.contains { p in c + p.count <= l.count && Array(l[c..<(c + p.count)]) == p }
+                    c >= 0 && patterns.contains { p in c + p.count <= l.count && Array(l[c..<(c + p.count)]) == p }
                 }
                 let first = ctx.mark.line - 1
                 var found = false
                 if first < lines.count {
                     let l = lines[first]
-                    var c = col + key.unicodeScalars.count
+                    // Marks come from the YAML library: never trust them to fit the line
+                    // (an empty key at column 0 indexed l[-2]; found by FuzzConfig).
+                    var c = max(1, col + key.unicodeScalars.count)
                     while c < l.count && !found {
                         let boundary = l[c - 1] == " " || l[c - 1] == "{" || l[c - 1] == ","
                         if boundary && keyAt(l, c) { mark = SourceLocation(file: file, line: first + 1, column: c + 1); found = true }

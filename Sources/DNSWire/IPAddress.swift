@@ -121,8 +121,11 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
                 }
                 if i < n && b[i] == 46 {
                     // Dotted-quad tail: the last 32 bits.
-                    guard count <= 6, let v4 = IPAddress(String(decoding: UnsafeBufferPointer(rebasing: b[start..<n]), as: UTF8.self)),
-                          v4.isV4 else { return false }
+                    // Only digits and dots may follow (else "1.2:3" would recurse through the
+                    // text initializer's IPv6 branch; found by FuzzConfig).
+                    let tail = UnsafeBufferPointer(rebasing: b[start..<n])
+                    guard count <= 6, tail.allSatisfy({ $0 == 46 || ($0 >= 48 && $0 <= 57) }),
+                          let v4 = IPAddress(String(decoding: tail, as: UTF8.self)), v4.isV4 else { return false }
                     groups[count] = UInt16(v4.v4Value >> 16)
                     groups[count + 1] = UInt16(v4.v4Value & 0xFFFF)
                     count += 2

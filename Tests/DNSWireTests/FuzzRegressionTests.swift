@@ -47,3 +47,11 @@ import Testing
         try expectRoundTrip(.https, [0, 1, 0, 0, 1, 0, 3, 2, 104, 51, 0, 2, 0, 0], typed: true)
     }
 }
+
+/// FuzzConfig: an IPv6 text whose dotted tail held a colon ("1.2:3") recursed through the
+/// text initializer until the stack overflowed.
+@Test func crashIPv6DottedTailWithColon() {
+    #expect(IPAddress("1.2:3") == nil)
+    #expect(IPAddress("::1.2:3") == nil)
+    #expect(IPAddress("::1.2.3.4") != nil)
+}

@@ -26,7 +26,7 @@ main() {
         shift
     fi
     targets=("$@")
-    [[ ${#targets[@]} -gt 0 ]] || targets=(FuzzQuery FuzzZoneFile FuzzRData)
+    [[ ${#targets[@]} -gt 0 ]] || targets=(FuzzQuery FuzzZoneFile FuzzRData FuzzConfig)
     parallel=${FUZZ_PARALLEL:-1}
     scratch=${FUZZ_SCRATCH:-.build-fuzz}
     outdir=${FUZZ_OUT:-$scratch/fuzz-out}

@@ -110,3 +110,56 @@ final class Flag: @unchecked Sendable {
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
     func set() { lock.lock(); value = true; lock.unlock() }
 }
+
+/// Issue 5: health state survives a reload that leaves its check unchanged, and a broken
+/// YAML keeps the old configuration serving with the error's line:column in the log.
+@Suite("Reload with GSLB", .serialized)
+struct GSLBReloadTests {
+    @Test func healthSurvivesAReloadAndBrokenYAMLKeepsServing() async throws {
+        let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
+        defer { dir.remove() }
+        // A slow failing check: its first result takes 2 s, so a reload that restarted it
+        // from "up" would answer with the primary for those 2 s.
+        let yaml = """
+            defaults: { ttl: 1 }
+            zones:
+              gslb.test:
+                file: gslb.test.zone
+                names:
+                  fo: { policy: { failover: [primary, backup] } }
+            checks:
+              slow: { type: exec, command: [/bin/sh, -c, "sleep 2; exit 1"], interval: 10s, timeout: 5s, fall: 1 }
+            endpoints:
+              primary: { v4: 192.0.2.1, check: slow }
+              backup: { v4: 192.0.2.2 }
+            """
+        try dir.write("meridian.yaml", contents: yaml)
+        try await withGSLB(config: dir.path + "/meridian.yaml") { server in
+            func answer() async throws -> [String] { try await Dig.query("fo.gslb.test", "A", port: server.port).answer.map(\.rdata) }
+            // The start-up round waited for the check: the primary is already down.
+            #expect(try await answer() == ["192.0.2.2"], "log:\n\(server.logText)")
+            server.signal(SIGHUP)
+            var reloaded = false
+            for _ in 0..<50 where !reloaded {
+                try await Task.sleep(for: .milliseconds(50))
+                reloaded = server.logText.contains("reload ok")
+            }
+            #expect(reloaded)
+            for _ in 0..<10 {
+                #expect(try await answer() == ["192.0.2.2"], "state carried over the reload")
+                try await Task.sleep(for: .milliseconds(150))
+            }
+            // Broken YAML: a tab where YAML wants spaces, on line 2.
+            try dir.write("meridian.yaml", contents: yaml.replacingOccurrences(of: "zones:\n  gslb.test:", with: "zones:\n\tgslb.test:"))
+            server.signal(SIGHUP)
+            var failed = false
+            for _ in 0..<50 where !failed {
+                try await Task.sleep(for: .milliseconds(50))
+                failed = server.logText.contains("reload failed")
+            }
+            #expect(failed, "log:\n\(server.logText)")
+            #expect(server.logText.contains("meridian.yaml:3:"), "the YAML error names its line; log:\n\(server.logText)")
+            #expect(try await answer() == ["192.0.2.2"], "the old configuration keeps serving")
+        }
+    }
+}

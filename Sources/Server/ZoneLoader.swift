@@ -62,7 +62,9 @@ public enum ZoneLoader {
                 continue
             }
             do {
-                let zone = try Zone(origin: origin, records: ZoneCheck.normalized(records),
+                // Zone.init drops duplicates and gives each RRset its first TTL itself, so the
+                // records need not be normalized a second time here (check already did once).
+                let zone = try Zone(origin: origin, records: records,
                                     dynamicNames: dynamicNames[origin.lowercased()] ?? [], file: src.path)
                 out.zones.append(zone)
                 out.owners[origin.lowercased()] = Set(records.map { $0.name.lowercased() })

@@ -46,19 +46,8 @@ struct FailoverTests {
         let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
         defer { dir.remove(); backend.stop() }
         let interval = 0.5, timeout = 0.5, fall = 2, rise = 2
-        try dir.write("meridian.yaml", contents: """
-            defaults: { ttl: 1 }
-            zones:
-              gslb.test:
-                file: gslb.test.zone
-                names:
-                  fo: { policy: { failover: [primary, backup] } }
-            checks:
-              be: { type: tcp, host: 127.0.0.1, port: \(backendPort), interval: \(Int(interval * 1000))ms, timeout: \(Int(timeout * 1000))ms, rise: \(rise), fall: \(fall) }
-            endpoints:
-              primary: { v4: 192.0.2.1, check: be }
-              backup: { v4: 192.0.2.2 }
-            """)
+        try dir.write("meridian.yaml", contents: Fixtures.failoverYAML(
+            checkName: "be", checkSpec: "{ type: tcp, host: 127.0.0.1, port: \(backendPort), interval: \(Int(interval * 1000))ms, timeout: \(Int(timeout * 1000))ms, rise: \(rise), fall: \(fall) }"))
         try await withGSLB(config: dir.path + "/meridian.yaml") { server in
             let client = RawDNSClient(host: "127.0.0.1", port: server.port)
             let name = try DNSName("fo.gslb.test.")

@@ -4,6 +4,24 @@ import Testing
 import TestSupport
 
 extension Fixtures {
+    /// A config for gslb.test with one failover name `fo` (TTL 1): `primary` (192.0.2.1)
+    /// watched by the check `checkName` defined as `checkSpec`, then `backup` (192.0.2.2).
+    static func failoverYAML(checkName: String, checkSpec: String, server: String? = nil) -> String {
+        (server.map { "server: \($0)\n" } ?? "") + """
+            defaults: { ttl: 1 }
+            zones:
+              gslb.test:
+                file: gslb.test.zone
+                names:
+                  fo: { policy: { failover: [primary, backup] } }
+            checks:
+              \(checkName): \(checkSpec)
+            endpoints:
+              primary: { v4: 192.0.2.1, check: \(checkName) }
+              backup: { v4: 192.0.2.2 }
+            """
+    }
+
     /// GSLB names over MaxMind's test database (GeoIP2-City-Test.mmdb in ../shared/geoip).
     static var gslbConfig: String { root.appendingPathComponent("gslb/meridian.yaml").path }
     static var brokenConfigs: URL {

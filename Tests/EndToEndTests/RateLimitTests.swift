@@ -82,20 +82,8 @@ struct FloodIsolationTests {
         defer { dir.remove() }
         try dir.write("state", contents: "up\n")
         let control = try freePort()
-        try dir.write("meridian.yaml", contents: """
-            server: { control: "127.0.0.1:\(control)" }
-            defaults: { ttl: 1 }
-            zones:
-              gslb.test:
-                file: gslb.test.zone
-                names:
-                  fo: { policy: { failover: [primary, backup] } }
-            checks:
-              flag: { type: file, file: state, interval: 200ms }
-            endpoints:
-              primary: { v4: 192.0.2.1, check: flag }
-              backup: { v4: 192.0.2.2 }
-            """)
+        try dir.write("meridian.yaml", contents: Fixtures.failoverYAML(checkName: "flag", checkSpec: "{ type: file, file: state, interval: 200ms }",
+                                                                   server: "{ control: \"127.0.0.1:\(control)\" }"))
         try await withGSLB(config: dir.path + "/meridian.yaml") { server in
             let port = server.port
             let stop = Flag()

@@ -120,19 +120,8 @@ struct GSLBReloadTests {
         defer { dir.remove() }
         // A slow failing check: its first result takes 2 s, so a reload that restarted it
         // from "up" would answer with the primary for those 2 s.
-        let yaml = """
-            defaults: { ttl: 1 }
-            zones:
-              gslb.test:
-                file: gslb.test.zone
-                names:
-                  fo: { policy: { failover: [primary, backup] } }
-            checks:
-              slow: { type: exec, command: [/bin/sh, -c, "sleep 2; exit 1"], interval: 10s, timeout: 5s, fall: 1 }
-            endpoints:
-              primary: { v4: 192.0.2.1, check: slow }
-              backup: { v4: 192.0.2.2 }
-            """
+        let yaml = Fixtures.failoverYAML(checkName: "slow",
+            checkSpec: "{ type: exec, command: [/bin/sh, -c, \"sleep 2; exit 1\"], interval: 10s, timeout: 5s, fall: 1 }")
         try dir.write("meridian.yaml", contents: yaml)
         try await withGSLB(config: dir.path + "/meridian.yaml") { server in
             func answer() async throws -> [String] { try await Dig.query("fo.gslb.test", "A", port: server.port).answer.map(\.rdata) }

@@ -116,6 +116,16 @@ private final class Harness: @unchecked Sendable {
             guard n == 12, m.rcode == .formErr else { fatalError("unparseable query answered with \(m.rcode), \(n) bytes") }
             return
         }
+        if p.qdcount == 0 {
+            // RFC 7873 5.4: no question is only answered with a cookie (when cookies are on);
+            // otherwise FORMERR (RFC 9619). Either way nothing is echoed.
+            guard !m.hasQuestion else { fatalError("a question appeared in the reply to a query without one") }
+            let cookieOnly = p.edns.map { $0.cookieOffset >= 0 } ?? false
+            guard m.rcode == .formErr || (cookieOnly && m.rcode == .noError) else {
+                fatalError("QDCOUNT 0 answered with \(m.rcode)")
+            }
+            return
+        }
         // A question was echoed: the response must be as well-formed as a query we accept.
         let structure: Result<ParsedQuery, DNSWireError> = bytes.withUnsafeBytes { b in
             Result { () throws(DNSWireError) in try ParsedQuery.parse(b) }

@@ -146,3 +146,24 @@ struct FloodIsolationTests {
         }
     }
 }
+
+/// Issue 7: `dig +cookie` gets a server cookie back (RFC 7873 / RFC 9018 format), and sending
+/// it back is accepted.
+@Suite("DNS Cookies end to end", .serialized)
+struct CookieTests {
+    @Test func digSeesAServerCookie() async throws {
+        try await withMeridian { server in
+            let r = try await Dig.query("www.example.com", "A", port: server.port, options: ["+cookie"])
+            let line = try #require(r.raw.split(separator: "\n").first { $0.contains("; COOKIE: ") }, "\(r.raw)")
+            // 8-byte client cookie + 16-byte server cookie = 48 hex digits, and dig checked
+            // that the client half is its own ("good").
+            let hex = line.split(separator: " ").dropFirst(2).first.map(String.init) ?? ""
+            #expect(hex.count == 48, "\(line)")
+            #expect(line.contains("(good)"), "\(line)")
+            #expect(String(hex.dropFirst(16).prefix(2)) == "01", "RFC 9018 version 1")
+            // Sending the full cookie back is answered normally.
+            let again = try await Dig.query("www.example.com", "A", port: server.port, options: ["+cookie=\(hex)"])
+            #expect(again.status == "NOERROR" && again.answer.count == 2, "\(again.raw)")
+        }
+    }
+}

@@ -180,7 +180,7 @@ enum MetricsRenderer {
         out.sample("meridian_tcp_timeouts_total", [], Double(k.tcpTimeouts))
 
         if let rrl = s.rateLimiter {
-            out.family("meridian_rrl_limited_total", "counter", "Responses dropped by response rate limiting.")
+            out.family("meridian_rrl_limited_total", "counter", "Responses over the rate limit (dropped or, every slip-th, sent truncated).")
             out.sample("meridian_rrl_limited_total", [], Double(rrl.limited.load(ordering: .relaxed)))
             out.family("meridian_rrl_slipped_total", "counter", "Responses sent truncated by response rate limiting (slip).")
             out.sample("meridian_rrl_slipped_total", [], Double(rrl.slipped.load(ordering: .relaxed)))

@@ -7,6 +7,18 @@ public enum TestPaths {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
+    /// MaxMind's test databases: `<repo>/../shared/geoip` (CI and the main checkout); a
+    /// worktree sits one level deeper, so the next few ancestors are tried too.
+    public static let sharedGeoIP: String = {
+        var dir = repositoryRoot
+        for _ in 0..<3 {
+            dir = dir.deletingLastPathComponent()
+            let candidate = dir.appendingPathComponent("shared/geoip").path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+        }
+        return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/geoip").path
+    }()
+
     /// The folder holding the running test binary; SwiftPM builds `meridian` into the same
     /// folder, whatever `--scratch-path` was used.
     public static var testBinaryDirectory: URL? {

@@ -222,8 +222,8 @@ public final class QueryEngine {
     private enum Walk {
         case found(Int)
         case delegation(Int)
-        /// Closest encloser node and the offset of its name inside `name`.
-        case notFound(closestEncloser: Int, offset: Int)
+        /// No such name; the offset inside `name` where its closest encloser starts.
+        case notFound(closestEncloserOffset: Int)
     }
 
     /// Copies a name from `src` (possibly compressed) into `name`, lowercased.
@@ -264,7 +264,7 @@ public final class QueryEngine {
         while i >= 0 {
             let o = labelOffsets[i]
             let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: name[o..<nameLength]))
-            if idx < 0 { return .notFound(closestEncloser: enclosing, offset: enclosingOffset) }
+            if idx < 0 { return .notFound(closestEncloserOffset: enclosingOffset) }
             if zone.nodes[idx].isDelegation {
                 // DS lives on the parent side of the cut (RFC 4035 3.1.4.1).
                 if i == 0 && qtype == .ds { return .found(idx) }
@@ -301,7 +301,7 @@ public final class QueryEngine {
                     return
                 case .found(let n):
                     nodeIndex = n
-                case .notFound(let ce, let ceOffset):
+                case .notFound(let ceOffset):
                     // RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`.
                     let ceLen = nameLength - ceOffset
                     scratch[0] = 1
@@ -309,7 +309,6 @@ public final class QueryEngine {
                     UnsafeMutableRawBufferPointer(rebasing: scratch[2..<(2 + ceLen)])
                         .copyMemory(from: UnsafeRawBufferPointer(rebasing: nameView[ceOffset..<nameLength]))
                     let w = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: scratch[0..<(2 + ceLen)]))
-                    _ = ce
                     if w < 0 {
                         rcode = .nxDomain
                         try negative(zone)
@@ -337,11 +336,7 @@ public final class QueryEngine {
                     an += r.records
                     // RFC 7871 7.2.1: a tailored CNAME is answered alone.
                     guard r.cnameTargetOffset >= 0, r.scope == 0, qtype != .cname else { return }
-                    chain += 1
-                    guard chain <= options.maxCNAMEChain,
-                          loadName(UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position]), at: r.cnameTargetOffset),
-                          let next = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
-                    else { return }
+                    guard let next = followCNAME(at: r.cnameTargetOffset, chain: &chain, zones: zones, options: options) else { return }
                     owner = r.cnameTargetOffset
                     zoneIndex = next.zone
                     originOffset = next.originOffset
@@ -352,11 +347,7 @@ public final class QueryEngine {
                     guard try writeSet(cname, owner: owner, section: .answer) else { return }
                     // The target name is the rdata of the record just written.
                     let target = lastRDataStart
-                    chain += 1
-                    guard chain <= options.maxCNAMEChain,
-                          loadName(UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position]), at: target),
-                          let next = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
-                    else { return }
+                    guard let next = followCNAME(at: target, chain: &chain, zones: zones, options: options) else { return }
                     owner = target
                     zoneIndex = next.zone
                     originOffset = next.originOffset
@@ -382,6 +373,17 @@ public final class QueryEngine {
         } catch {
             tc = true
         }
+    }
+
+    /// One step of a CNAME chain: loads the target written at `target` in the message into
+    /// `name` and finds its zone. Nil ends the chain: too long (the loop bound), or the target
+    /// is in no zone served here (the answer stops with the CNAMEs written so far).
+    private func followCNAME(at target: Int, chain: inout Int, zones: ZoneSet, options: EngineOptions) -> (zone: Int, originOffset: Int)? {
+        chain += 1
+        guard chain <= options.maxCNAMEChain,
+              loadName(UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position]), at: target)
+        else { return nil }
+        return zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength]))
     }
 
     private enum Section { case answer, authority, additional }

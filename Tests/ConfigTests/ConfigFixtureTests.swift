@@ -1,6 +1,7 @@
 import Config
 import DNSWire
 import Foundation
+import TestSupport
 import Testing
 import Zones
 
@@ -9,17 +10,7 @@ enum Paths {
     static let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     static let fixtures = here.appendingPathComponent("Fixtures").path
     static let repo = here.deletingLastPathComponent().deletingLastPathComponent().path
-    /// `<repo>/../shared/geoip` (CI and the main checkout); a worktree sits one level deeper,
-    /// so the next few ancestors are tried too.
-    static let geoip: String = {
-        var dir = URL(fileURLWithPath: repo)
-        for _ in 0..<3 {
-            dir = dir.deletingLastPathComponent()
-            let candidate = dir.appendingPathComponent("shared/geoip").path
-            if FileManager.default.fileExists(atPath: candidate) { return candidate }
-        }
-        return URL(fileURLWithPath: repo).deletingLastPathComponent().appendingPathComponent("shared/geoip").path
-    }()
+    static let geoip = TestPaths.sharedGeoIP
 }
 
 /// Every broken fixture states its one expected error on its first line:

@@ -91,7 +91,7 @@ struct ReloadTests {
             // 20 reloads ended on version A; wait for the log to show all of them.
             let all = await eventually(10) { server.logText.components(separatedBy: "reload ok").count - 1 >= 20 }
             stop.set()
-            let r = try await loader.value
+            let r = await loader.value
             print("reload under load: \(r.sent) queries sent, \(r.answered) answered, \(r.wrong) wrong, 20 reloads")
             #expect(all, "log:\n\(server.logText)")
             #expect(!server.logText.contains("reload failed"))

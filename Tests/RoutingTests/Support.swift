@@ -1,6 +1,7 @@
 import Config
 import DNSWire
 import Foundation
+import TestSupport
 import Routing
 import Testing
 
@@ -9,17 +10,7 @@ enum Paths {
     static let repo = here.deletingLastPathComponent().deletingLastPathComponent().path
     /// Holds a stub example.com.zone that test configs name.
     static let zoneFolder = repo + "/Tests/ConfigTests/Fixtures"
-    /// `<repo>/../shared/geoip` (CI and the main checkout); a worktree sits one level deeper,
-    /// so the next few ancestors are tried too.
-    static let geoip: String = {
-        var dir = URL(fileURLWithPath: repo)
-        for _ in 0..<3 {
-            dir = dir.deletingLastPathComponent()
-            let candidate = dir.appendingPathComponent("shared/geoip").path
-            if FileManager.default.fileExists(atPath: candidate) { return candidate }
-        }
-        return URL(fileURLWithPath: repo).deletingLastPathComponent().appendingPathComponent("shared/geoip").path
-    }()
+    static let geoip = TestPaths.sharedGeoIP
     static let city = geoip + "/GeoIP2-City-Test.mmdb"
     static let asn = geoip + "/GeoLite2-ASN-Test.mmdb"
 }

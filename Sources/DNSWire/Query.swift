@@ -78,16 +78,10 @@ public struct ParsedQuery: Sendable {
         // answers FORMERR when no COOKIE option came with it.
         guard q.qdcount <= 1 else { throw .badQuestionCount(4) }
         if q.qdcount == 1 {
-            let nameEnd = try Wire.readName(msg, at: 12)
             // RFC 1035 4.1.4: a pointer names a prior occurrence, and nothing before the
             // question is a name, so a pointer here can only reach into the header. The
             // question is echoed verbatim into the response, so it must be uncompressed.
-            // `readName` has bounds-checked every label up to the end or the first pointer.
-            var label = 12
-            while msg[label] != 0 {
-                guard msg[label] & 0xC0 == 0 else { throw .badPointer(label) }
-                label += Int(msg[label]) + 1
-            }
+            let nameEnd = try Wire.readName(msg, at: 12, compressed: false)
             q.qnameLength = nameEnd - 12
             q.qtype = RRType(try Wire.getU16(msg, nameEnd))
             q.qclass = RRClass(rawValue: try Wire.getU16(msg, nameEnd + 2))

@@ -34,8 +34,11 @@ public enum Wire {
     /// Rejects: pointers that do not point strictly backwards (RFC 1035 4.1.4 says "prior
     /// occurrence"), more than `maxPointers` jumps, labels over 63, names over 255, the
     /// reserved label types 0b01 and 0b10.
+    /// `compressed: false` rejects any pointer (a question name, which the server echoes
+    /// verbatim into a response whose header differs, RFC 1035 4.1.4).
     public static func readName(
-        _ msg: UnsafeRawBufferPointer, at start: Int, into out: UnsafeMutablePointer<[UInt8]>? = nil, lowercase: Bool = false
+        _ msg: UnsafeRawBufferPointer, at start: Int, into out: UnsafeMutablePointer<[UInt8]>? = nil, lowercase: Bool = false,
+        compressed: Bool = true
     ) throws(DNSWireError) -> Int {
         var off = start
         var end = -1
@@ -62,6 +65,7 @@ public enum Wire {
                 }
                 off += 1 + l
             case 0xC0:
+                guard compressed else { throw .badPointer(off) }
                 let ptr = Int(try getU16(msg, off) & 0x3FFF)
                 guard ptr < minPtr else { throw .badPointer(off) }
                 jumps += 1

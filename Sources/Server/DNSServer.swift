@@ -202,13 +202,18 @@ public final class DNSServer: Sendable {
                 // Restart without waiting out TIME_WAIT connections of the previous process.
                 try setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", context: context)
             }
+            // A UDP socket bound to a wildcard address must answer from the address each query
+            // was sent to, so it asks for that address (PKTINFO) and sends it back as the source.
+            // A socket bound to one address already answers from it: skipping the control
+            // messages there saves kernel work on every datagram received and sent.
+            let wildcard = address.address.hi == 0 && address.address.lo == 0
             if v6 {
                 // Keep IPv6 sockets IPv6-only so "0.0.0.0" and "[::]" can both be listed.
                 try setIntOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1, "IPV6_V6ONLY", context: context)
-                if !tcp {
+                if !tcp && wildcard {
                     try setIntOption(fd, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO", context: context)
                 }
-            } else if !tcp {
+            } else if !tcp && wildcard {
                 try setIntOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO", context: context)
             }
             if !tcp && cshim_set_rcvtimeo(fd, UDPWorker.wakeInterval) != 0 {

@@ -280,6 +280,16 @@ public final class QueryEngine {
     private func answer(_ q: UnsafeRawBufferPointer, _ pq: ParsedQuery, zones: ZoneSet, options: EngineOptions, client: QueryClient) {
         guard loadName(q, at: 12) else { rcode = .formErr; return }
         let nameView = UnsafeRawBufferPointer(name)
+        // Most queries ask for an RRset that exists at a static name: copy its answer,
+        // encoded at load time, when it fits (else the algorithm below truncates properly).
+        if let pre = zones.prebuilt,
+           let e = pre.find(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]), type: pq.qtype.rawValue),
+           writer.position + Int(e.length) <= writer.limit {
+            try? writer.writeBytes(pre.block(e))
+            an = Int(e.an); ns = Int(e.ns); ar = Int(e.ar)
+            aa = true
+            return
+        }
         guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
             rcode = .refused
             return

@@ -138,12 +138,20 @@ public final class Zone: Sendable {
 public final class ZoneSet: Sendable {
     public let zones: [Zone]
     let table: NameTable
+    /// Positive answers encoded at load time, the query path's fast path; nil while they are
+    /// being built (the builder asks a `ZoneSet` without them).
+    public let prebuilt: PrebuiltAnswers?
 
-    public init(zones: [Zone]) {
+    public convenience init(zones: [Zone]) {
+        self.init(zones: zones, prebuilt: PrebuiltAnswers(zones: ZoneSet(zones: zones, prebuilt: nil)))
+    }
+
+    init(zones: [Zone], prebuilt: PrebuiltAnswers?) {
         self.zones = zones
         var t = NameTable(capacity: zones.count)
         for (i, z) in zones.enumerated() { t.insert(lowercaseWire: z.origin.lowercased().wire, value: Int32(i)) }
         self.table = t
+        self.prebuilt = prebuilt
     }
 
     /// The most specific zone containing the lowercase wire name in `name`, and the offset in

@@ -27,31 +27,44 @@ public final class DecisionCache {
         var network = IPAddress(v4: 0)
         var addresses: [IPAddress] = []
         var cname: DNSName? = nil
+        /// Bytes of `payload` in use, or -1: nothing stored for this decision yet.
+        var payloadLength: Int32 = -1
+        var payloadRecords: UInt16 = 0
+        var payloadTag: Int32 = 0
     }
-    private var entries: [Entry]
+    // One cache belongs to one worker thread and is never reentered: no dynamic
+    // exclusivity checks (they showed in the query path's profile).
+    @exclusivity(unchecked) private var entries: [Entry]
     private let mask: Int
-    private var router: Router?
-    private var health: HealthSnapshot?
-    public private(set) var hits = 0
-    public private(set) var misses = 0
+    @exclusivity(unchecked) private var router: Router?
+    @exclusivity(unchecked) private var health: HealthSnapshot?
+    /// One fixed-size region per slot where the caller keeps the decision already encoded
+    /// (see `payload(_:)`), so a hit is one copy.
+    private let payloads: UnsafeMutableRawPointer
+    /// Bytes per slot: room for the router's largest answer as AAAA records with a
+    /// compressed owner (2 + 10 + 16 bytes each).
+    public let payloadCapacity: Int
+    @exclusivity(unchecked) public private(set) var hits = 0
+    @exclusivity(unchecked) public private(set) var misses = 0
 
     /// `slots` is rounded up to a power of two.
     public init(router: Router, slots: Int = 4096) {
         var n = 1
         while n < max(slots, 2) { n <<= 1 }
         mask = n - 1
-        var e = Entry()
-        e.addresses.reserveCapacity(max(router.maxAddresses, 1))
         entries = []
         entries.reserveCapacity(n)
         for _ in 0..<n {
-            var copy = e
-            copy.addresses = []
-            copy.addresses.reserveCapacity(max(router.maxAddresses, 1))
-            entries.append(copy)
+            var e = Entry()
+            e.addresses.reserveCapacity(max(router.maxAddresses, 1))
+            entries.append(e)
         }
+        payloadCapacity = 28 * max(router.maxAddresses, 1)
+        payloads = .allocate(byteCount: payloadCapacity * n, alignment: 8)
         self.router = router
     }
+
+    deinit { payloads.deallocate() }
 
     @inline(__always) private func slot(_ name: Int, _ family: UInt8, _ net: IPAddress, _ bucket: Int) -> Int {
         let h = mix64(UInt64(name) << 8 ^ UInt64(family) ^ mix64(net.hi ^ UInt64(bucket)) ^ mix64(net.lo))
@@ -62,34 +75,68 @@ public final class DecisionCache {
     /// decisions hold at a shorter scope still land in nearby, independent slots.
     @inline(__always) private func bucketPrefix(_ a: IPAddress) -> Int { a.isV4 ? 24 : 56 }
 
+    @inline(__always) private func family(_ qtype: RRType) -> UInt8 { qtype == .a ? 1 : (qtype == .aaaa ? 2 : 3) }
+
+    /// The decision for a name, type and client, through the cache.
     public func resolve<R: RandomNumberGenerator>(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo,
                                                   health: HealthSnapshot, random: inout R, into result: inout RoutingResult) {
+        let s = lookup(router: router, nameIndex: nameIndex, qtype: qtype, client: client, health: health)
+        if s >= 0 {
+            load(s, into: &result)
+        } else {
+            _ = store(router: router, nameIndex: nameIndex, qtype: qtype, client: client, health: health,
+                      random: &random, into: &result)
+        }
+    }
+
+    /// The slot holding a decision that applies to this client, or -1 (a miss).
+    public func lookup(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot) -> Int {
         if self.router !== router || self.health !== health {
             for i in entries.indices { entries[i].name = -1 }
             self.router = router
             self.health = health
         }
-        let family: UInt8 = qtype == .a ? 1 : (qtype == .aaaa ? 2 : 3)
+        guard client.allowsScope else { misses += 1; return -1 }
+        let family = family(qtype)
         let a = client.address
-        if client.allowsScope {
-            let s0 = slot(nameIndex, family, IPAddress(v4: 0), 0)
-            if entries[s0].name == Int32(nameIndex) && entries[s0].family == family && entries[s0].scope == 0 {
-                load(s0, into: &result); hits += 1; return
-            }
-            let bp = bucketPrefix(a)
-            let s = slot(nameIndex, family, a.masked(to: bp), bp)
-            let e = entries[s]
-            if e.name == Int32(nameIndex) && e.family == family && e.network.family == a.family
-                && a.masked(to: Int(e.scope)) == e.network {
-                load(s, into: &result); hits += 1; return
-            }
+        let s0 = slot(nameIndex, family, IPAddress(v4: 0), 0)
+        if entries[s0].name == Int32(nameIndex) && entries[s0].family == family && entries[s0].scope == 0 {
+            hits += 1
+            return s0
         }
+        let bp = bucketPrefix(a)
+        let s = slot(nameIndex, family, a.masked(to: bp), bp)
+        // Two-way: a decision lives in its slot or the slot's pair, so two busy networks
+        // that hash alike do not evict each other on every query.
+        if matches(s, nameIndex, family, a) { hits += 1; return s }
+        if matches(s ^ 1, nameIndex, family, a) { hits += 1; return s ^ 1 }
         misses += 1
+        return -1
+    }
+
+    @inline(__always) private func matches(_ t: Int, _ nameIndex: Int, _ family: UInt8, _ a: IPAddress) -> Bool {
+        entries[t].name == Int32(nameIndex) && entries[t].family == family && entries[t].network.family == a.family
+            && a.masked(to: Int(entries[t].scope)) == entries[t].network
+    }
+
+    /// Evaluates the policy (after a miss) and keeps the decision when it may be reused.
+    /// Returns the slot it went into, or -1 when it is not kept (random choices, ECS
+    /// source prefix 0).
+    public func store<R: RandomNumberGenerator>(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo,
+                                                health: HealthSnapshot, random: inout R, into result: inout RoutingResult) -> Int {
         router.resolve(nameIndex: nameIndex, qtype: qtype, client: client, health: health, random: &random, into: &result)
-        guard !result.usedRandom, client.allowsScope else { return }
+        guard !result.usedRandom, client.allowsScope else { return -1 }
+        let a = client.address
+        let family = family(qtype)
         let scope = result.scopePrefix
-        let s = scope == 0 ? slot(nameIndex, family, IPAddress(v4: 0), 0)
-                           : slot(nameIndex, family, a.masked(to: bucketPrefix(a)), bucketPrefix(a))
+        var s: Int
+        if scope == 0 {
+            s = slot(nameIndex, family, IPAddress(v4: 0), 0)
+        } else {
+            s = slot(nameIndex, family, a.masked(to: bucketPrefix(a)), bucketPrefix(a))
+            // Take the pair's free (or stale) slot before evicting a live decision.
+            if entries[s].name >= 0 && !matches(s, nameIndex, family, a) && entries[s ^ 1].name < 0 { s ^= 1 }
+        }
         entries[s].name = Int32(nameIndex)
         entries[s].family = family
         entries[s].scope = UInt8(scope)
@@ -99,14 +146,39 @@ public final class DecisionCache {
         entries[s].cname = result.cname
         entries[s].addresses.removeAll(keepingCapacity: true)
         entries[s].addresses.append(contentsOf: result.addresses)
+        entries[s].payloadLength = -1
+        return s
     }
 
-    private func load(_ s: Int, into result: inout RoutingResult) {
+    /// Copies a stored decision into `result`.
+    public func load(_ s: Int, into result: inout RoutingResult) {
         result.reset()
         result.addresses.append(contentsOf: entries[s].addresses)
         result.cname = entries[s].cname
         result.nodata = entries[s].nodata
         result.ttl = entries[s].ttl
         result.scopePrefix = Int(entries[s].scope)
+    }
+
+    /// The ECS scope of the decision in slot `s`.
+    @inline(__always) public func scope(_ s: Int) -> UInt8 { entries[s].scope }
+
+    /// The encoded form the caller stored for slot `s` (bytes, record count, a tag of the
+    /// caller's), or nil when none is stored. Valid until the slot is stored again.
+    @inline(__always) public func payload(_ s: Int) -> (bytes: UnsafeRawBufferPointer, records: Int, tag: Int)? {
+        let n = Int(entries[s].payloadLength)
+        guard n >= 0 else { return nil }
+        return (UnsafeRawBufferPointer(start: payloads + s * payloadCapacity, count: n),
+                Int(entries[s].payloadRecords), Int(entries[s].payloadTag))
+    }
+
+    /// Keeps the caller's encoded form of the decision in slot `s`; ignored if it does not
+    /// fit `payloadCapacity`.
+    public func setPayload(_ s: Int, bytes: UnsafeRawBufferPointer, records: Int, tag: Int) {
+        guard bytes.count <= payloadCapacity, records <= Int(UInt16.max) else { return }
+        if bytes.count > 0 { (payloads + s * payloadCapacity).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        entries[s].payloadLength = Int32(bytes.count)
+        entries[s].payloadRecords = UInt16(records)
+        entries[s].payloadTag = Int32(tag)
     }
 }

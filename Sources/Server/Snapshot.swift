@@ -66,14 +66,15 @@ public final class SnapshotStore: Sendable {
 /// and the GSLB answers for names bound to policies.
 public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
     private let store: SnapshotStore
-    private var snapshot: ServingSnapshot
-    private var seenGeneration: UInt64
+    // Per-worker state, touched only by the worker's thread: no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var snapshot: ServingSnapshot
+    @exclusivity(unchecked) private var seenGeneration: UInt64
     public let engine = QueryEngine()
     // Per-worker routing state: result storage sized at config time, a decision cache
     // keyed by client network, and a generator for weighted and multivalue choices.
-    private var result = RoutingResult(capacity: 0)
-    private var cache: DecisionCache?
-    private var random = RoutingRandom()
+    @exclusivity(unchecked) private var result = RoutingResult(capacity: 0)
+    @exclusivity(unchecked) private var cache: DecisionCache?
+    @exclusivity(unchecked) private var random = RoutingRandom()
     /// This worker's counters (written only here, read by the metrics scrape).
     private let counters: QueryCounterBlock
 
@@ -118,17 +119,34 @@ public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
         return sent
     }
 
-    /// Writes the policy's answer for a GSLB name straight into the response.
+    /// Writes the policy's answer for a GSLB name straight into the response. A decision
+    /// reused from the cache for an answer owned by the question (offset 12, the common
+    /// case) is copied as the bytes written the first time; otherwise it is encoded here.
     public func answer(dynamicIndex: Int32, qtype: RRType, ownerOffset: Int, client: QueryClient,
                        writer: MessageWriter) throws(DNSWireError) -> DynamicAnswer {
         let s = snapshot
         guard let router = s.router, let cache else { return DynamicAnswer(records: 0, scope: 0) }
         let info = ClientInfo(source: client.source, subnet: client.subnet)
-        cache.resolve(router: router, nameIndex: Int(dynamicIndex), qtype: qtype, client: info,
-                      health: s.health, random: &random, into: &result)
+        let name = Int(dynamicIndex)
+        var slot = cache.lookup(router: router, nameIndex: name, qtype: qtype, client: info, health: s.health)
+        if slot >= 0 {
+            if ownerOffset == 12, let p = cache.payload(slot) {
+                try writer.writeBytes(p.bytes)
+                counters.decisions?.count(name: name, column: p.tag)
+                return DynamicAnswer(records: p.records, scope: cache.scope(slot))
+            }
+            cache.load(slot, into: &result)
+        } else {
+            slot = cache.store(router: router, nameIndex: name, qtype: qtype, client: info, health: s.health,
+                               random: &random, into: &result)
+        }
         let scope = UInt8(clamping: result.scopePrefix)
-        counters.decisions?.count(name: Int(dynamicIndex), firstAddress: result.nodata || result.cname != nil ? nil : result.addresses.first)
-        if result.nodata { return DynamicAnswer(records: 0, scope: scope) }
+        let column = counters.decisions?.column(firstAddress: result.nodata || result.cname != nil ? nil : result.addresses.first) ?? 0
+        counters.decisions?.count(name: name, column: column)
+        if result.nodata {
+            if slot >= 0 && ownerOffset == 12 { cache.setPayload(slot, bytes: UnsafeRawBufferPointer(start: nil, count: 0), records: 0, tag: column) }
+            return DynamicAnswer(records: 0, scope: scope)
+        }
         if let target = result.cname {
             try writer.writeU16(0xC000 | UInt16(ownerOffset))
             let rdataStart = writer.position + 10
@@ -137,6 +155,7 @@ public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
             }
             return DynamicAnswer(records: 1, scope: scope, cnameTargetOffset: rdataStart)
         }
+        let start = writer.position
         var count = 0
         for a in result.addresses {
             let v4 = a.isV4
@@ -148,6 +167,9 @@ public final class AuthoritativeResponder: QueryResponder, DynamicAnswerSource {
             try writer.writeU16(v4 ? 4 : 16)
             for i in 0..<(v4 ? 4 : 16) { try writer.writeU8(a.byte(i)) }
             count += 1
+        }
+        if slot >= 0 && ownerOffset == 12 {
+            cache.setPayload(slot, bytes: UnsafeRawBufferPointer(rebasing: writer.buffer[start..<writer.position]), records: count, tag: column)
         }
         return DynamicAnswer(records: count, scope: scope)
     }

@@ -5,8 +5,9 @@ import Glibc
 /// most queries with one hash probe and one copy.
 ///
 /// For every name a query can match exactly (a node of the zone that `ZoneSet.findZone`
-/// picks for it, not at or below a zone cut, not bound to a GSLB policy, with no CNAME)
-/// and every RRset type at it, this keeps the bytes that follow the question in the
+/// picks for it, not at or below a zone cut) it keeps where the node is, so the full
+/// algorithm starts there without walking the tree; and for every RRset type at a static
+/// name (not bound to a GSLB policy, with no CNAME) it keeps the bytes that follow the question in the
 /// response: the answer section, and for NS, MX and SRV the additional section. Owners are
 /// compression pointers to the question at offset 12, and every other pointer points into
 /// the question or the block itself, so the block is valid after any question of the same
@@ -39,8 +40,12 @@ public final class PrebuiltAnswers: @unchecked Sendable {
     struct Key {
         var offset: UInt32
         var hash: UInt32
+        /// First entry of the name, or -1 when it has none (NODATA only, CNAME, GSLB).
         var firstEntry: Int32
         var length: UInt16
+        /// Where the full algorithm finds the name: it starts there instead of walking.
+        var zone: Int32
+        var node: Int32
     }
 
     // Immutable after init; freed in deinit. That is why `@unchecked Sendable` is safe.
@@ -111,26 +116,43 @@ public final class PrebuiltAnswers: @unchecked Sendable {
         return UInt32(truncatingIfNeeded: h)
     }
 
-    /// The entry for a lowercase wire name and a type, or nil.
-    @inline(__always) public func find(lowercaseWire p: UnsafeRawBufferPointer, type: UInt16) -> Entry? {
+    /// The name's index for `entry` and `location`, or -1 when the name is not held here.
+    @inline(__always) public func find(lowercaseWire p: UnsafeRawBufferPointer) -> Int {
         let h = PrebuiltAnswers.hash(p)
         var i = Int(truncatingIfNeeded: h) & mask
         while true {
             let s = slots[i]
-            if s < 0 { return nil }
+            if s < 0 { return -1 }
             let k = keys[Int(s)]
             if k.hash == h && Int(k.length) == p.count
                 && memcmp(keyBytes + Int(k.offset), p.baseAddress!, p.count) == 0 {
-                var e = Int(k.firstEntry)
-                while true {
-                    let entry = entries[e]
-                    if entry.type == type { return entry }
-                    if entry.last { return nil }
-                    e += 1
-                }
+                return Int(s)
             }
             i = (i + 1) & mask
         }
+    }
+
+    /// The answer for type `type` at the name `find` returned, or nil.
+    @inline(__always) public func entry(_ name: Int, type: UInt16) -> Entry? {
+        var e = Int(keys[name].firstEntry)
+        guard e >= 0 else { return nil }
+        while true {
+            let entry = entries[e]
+            if entry.type == type { return entry }
+            if entry.last { return nil }
+            e += 1
+        }
+    }
+
+    /// The zone and node of the name `find` returned.
+    @inline(__always) public func location(_ name: Int) -> (zone: Int, node: Int) {
+        (Int(keys[name].zone), Int(keys[name].node))
+    }
+
+    /// The entry for a lowercase wire name and a type, or nil.
+    public func find(lowercaseWire p: UnsafeRawBufferPointer, type: UInt16) -> Entry? {
+        let k = find(lowercaseWire: p)
+        return k >= 0 ? entry(k, type: type) : nil
     }
 
     /// The bytes of an entry's block.
@@ -150,15 +172,15 @@ public final class PrebuiltAnswers: @unchecked Sendable {
             let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 65535, alignment: 8)
             defer { query.deallocate(); out.deallocate() }
             for (zi, zone) in zones.zones.enumerated() {
-                for node in zone.nodes where node.dynamicIndex < 0 && !node.isDelegation && !node.rrsets.isEmpty
-                    && node.rrset(.cname) == nil {
+                for (ni, node) in zone.nodes.enumerated() where !node.isDelegation {
                     let wire = node.name.lowercased().wire
                     let eligible = wire.withUnsafeBytes { w in
                         zones.findZone(lowercaseWire: w)?.zone == zi && !PrebuiltAnswers.belowCut(w, zone: zone)
                     }
                     guard eligible else { continue }
                     let first = entries.count
-                    for set in node.rrsets {
+                    let static_ = node.dynamicIndex < 0 && node.rrset(.cname) == nil
+                    for set in node.rrsets where static_ {
                         let start = bytes.count
                         var e = Entry(type: set.type.rawValue, an: UInt16(set.rdatas.count), ns: 0, ar: 0,
                                       start: UInt32(start), length: 0, last: false)
@@ -185,10 +207,10 @@ public final class PrebuiltAnswers: @unchecked Sendable {
                         e.length = UInt16(bytes.count - start)
                         entries.append(e)
                     }
-                    guard entries.count > first else { continue }
-                    entries[entries.count - 1].last = true
+                    if entries.count > first { entries[entries.count - 1].last = true }
                     let h = wire.withUnsafeBytes { PrebuiltAnswers.hash($0) }
-                    keys.append(Key(offset: UInt32(keyBytes.count), hash: h, firstEntry: Int32(first), length: UInt16(wire.count)))
+                    keys.append(Key(offset: UInt32(keyBytes.count), hash: h, firstEntry: entries.count > first ? Int32(first) : -1,
+                                    length: UInt16(wire.count), zone: Int32(zi), node: Int32(ni)))
                     keyBytes.append(contentsOf: wire)
                 }
             }

@@ -52,7 +52,9 @@ public protocol DynamicAnswerSource: AnyObject {
 ///     let n = engine.respond(query: q, client: addr, tcp: false, zones: zoneSet, options: opts, out: buf)
 public final class QueryEngine {
     public let writer = MessageWriter()
-    public weak var dynamic: DynamicAnswerSource?
+    /// Not retained (the source owns its engine, so it outlives it) and not weak: a weak
+    /// reference costs an atomic load per GSLB query.
+    public unowned(unsafe) var dynamic: DynamicAnswerSource?
 
     /// Lowercase wire form of the name being resolved (question, then CNAME targets).
     private let name: UnsafeMutableRawBufferPointer
@@ -282,21 +284,31 @@ public final class QueryEngine {
         let nameView = UnsafeRawBufferPointer(name)
         // Most queries ask for an RRset that exists at a static name: copy its answer,
         // encoded at load time, when it fits (else the algorithm below truncates properly).
-        if let pre = zones.prebuilt,
-           let e = pre.find(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]), type: pq.qtype.rawValue),
-           writer.position + Int(e.length) <= writer.limit {
-            try? writer.writeBytes(pre.block(e))
-            an = Int(e.an); ns = Int(e.ns); ar = Int(e.ar)
-            aa = true
-            return
+        // Otherwise a name held there starts the algorithm at its node, without the walk.
+        var known = -1
+        var zoneIndex = 0
+        var originOffset = 0
+        if let pre = zones.prebuilt {
+            let k = pre.find(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
+            if k >= 0 {
+                if let e = pre.entry(k, type: pq.qtype.rawValue), writer.position + Int(e.length) <= writer.limit {
+                    try? writer.writeBytes(pre.block(e))
+                    an = Int(e.an); ns = Int(e.ns); ar = Int(e.ar)
+                    aa = true
+                    return
+                }
+                (zoneIndex, known) = pre.location(k)
+            }
         }
-        guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
-            rcode = .refused
-            return
+        if known < 0 {
+            guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
+                rcode = .refused
+                return
+            }
+            zoneIndex = firstZone
+            originOffset = firstOrigin
         }
         aa = true
-        var zoneIndex = firstZone
-        var originOffset = firstOrigin
         var owner = 12
         var chain = 0
         let qtype = pq.qtype
@@ -304,7 +316,14 @@ public final class QueryEngine {
             while true {
                 let zone = zones.zones[zoneIndex]
                 var nodeIndex: Int
-                switch walk(zone, originOffset: originOffset, qtype: qtype) {
+                let walked: Walk
+                if known >= 0 {
+                    walked = .found(known)
+                    known = -1
+                } else {
+                    walked = walk(zone, originOffset: originOffset, qtype: qtype)
+                }
+                switch walked {
                 case .delegation(let d):
                     if chain == 0 { aa = false }
                     try referral(zone, d)

@@ -64,3 +64,41 @@ func cacheAgreesWithDirectResolve(_ policy: String) throws {
     c2.resolve(router: f, nameIndex: 0, qtype: .a, client: client, health: HealthSnapshot(states: states, generation: 1), random: &rng, into: &res)
     #expect(res.addresses.map(\.description) == ["198.51.100.1"])
 }
+
+/// The encoded answer a worker keeps beside a decision: found again for the same network,
+/// gone when the slot takes a new decision or the health changes; with a tiny table every
+/// network still finds its own decision (two-way slots, eviction never mixes networks).
+@Test func payloadsFollowTheirDecision() throws {
+    let r = try makeRouter("{ geo: { EU: ams, SE: sin, US-WA: iad-2, NA: iad-1, default: iad } }", geo: cityGeo)
+    let cache = DecisionCache(router: r, slots: 4)
+    var rng = RoutingRandom(seed: 1)
+    var result = r.makeResult()
+    let health = HealthSnapshot.allUp(count: r.model.endpoints.count)
+    let london = ClientInfo(source: IPAddress("81.2.69.142")!, subnet: nil)
+    #expect(cache.lookup(router: r, nameIndex: 0, qtype: .a, client: london, health: health) == -1)
+    let s = cache.store(router: r, nameIndex: 0, qtype: .a, client: london, health: health, random: &rng, into: &result)
+    #expect(s >= 0 && cache.payload(s) == nil)
+    [UInt8]([1, 2, 3]).withUnsafeBytes { cache.setPayload(s, bytes: $0, records: 1, tag: 7) }
+    let again = cache.lookup(router: r, nameIndex: 0, qtype: .a, client: london, health: health)
+    #expect(again == s)
+    let p = try #require(cache.payload(again))
+    #expect(Array(p.bytes) == [1, 2, 3] && p.records == 1 && p.tag == 7)
+    var states = health.states
+    states[0] = .down
+    let changed = HealthSnapshot(states: states, generation: 1)
+    #expect(cache.lookup(router: r, nameIndex: 0, qtype: .a, client: london, health: changed) == -1)
+
+    for c in ["81.2.69.142", "89.160.20.112", "216.160.83.56", "2.125.160.216", "10.1.2.3"] {
+        let client = ClientInfo(source: IPAddress(c)!, subnet: nil)
+        var direct = r.makeResult()
+        r.resolve(nameIndex: 0, qtype: .a, client: client, health: changed, random: &rng, into: &direct)
+        var cached = r.makeResult()
+        for _ in 0..<2 {
+            let t = cache.lookup(router: r, nameIndex: 0, qtype: .a, client: client, health: changed)
+            if t >= 0 { cache.load(t, into: &cached) } else {
+                _ = cache.store(router: r, nameIndex: 0, qtype: .a, client: client, health: changed, random: &rng, into: &cached)
+            }
+            #expect(cached.addresses == direct.addresses, "\(c)")
+        }
+    }
+}

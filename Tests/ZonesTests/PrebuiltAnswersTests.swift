@@ -73,5 +73,11 @@ import Testing
         #expect(!has("www.example.com.", .a))        // a CNAME: the chase depends on the type
         #expect(!has("web.example.com.", .aaaa))     // NODATA goes the full way
         #expect(!has("nothing.example.com.", .a))
+        // A CNAME's node is held for its place only: the algorithm starts there.
+        let cname = try DNSName("www.example.com.").lowercased().wire
+        let k = cname.withUnsafeBytes { pre.find(lowercaseWire: $0) }
+        #expect(k >= 0)
+        let (zone, node) = pre.location(k)
+        #expect(Self.zoneSet.zones[zone].nodes[node].rrset(.cname) != nil)
     }
 }

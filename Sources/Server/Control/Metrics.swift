@@ -111,10 +111,14 @@ final class DecisionCounters: @unchecked Sendable {
 
     deinit { slots.deallocate() }
 
-    @inline(__always) func count(name: Int, firstAddress: IPAddress?) {
-        guard name >= 0, name < model.names.count else { return }
-        let col = firstAddress.flatMap { datacenterOf[$0] } ?? (columns - 1)
-        cshim_add64(slots + name * columns + col, 1)
+    /// The column for an answer whose first address is `firstAddress` (nil: no address).
+    func column(firstAddress: IPAddress?) -> Int {
+        firstAddress.flatMap { datacenterOf[$0] } ?? (columns - 1)
+    }
+
+    @inline(__always) func count(name: Int, column: Int) {
+        guard name >= 0, name < model.names.count, column >= 0, column < columns else { return }
+        cshim_add64(slots + name * columns + column, 1)
     }
 }
 

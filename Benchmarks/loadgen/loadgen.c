@@ -322,9 +322,11 @@ struct limits {
     int window, nsock, batch;
 };
 
-static int sending_now(const struct limits *lim, uint64_t now) {
+/* 1 while sending, 0 while draining the answers still due, -1 when the run is over. */
+static int phase(const struct limits *lim, uint64_t now) {
     int sending = st.sent < lim->max_queries && now < lim->send_deadline;
     if (!sending && st.send_end == 0) st.send_end = now;
+    if ((!sending && st.outstanding == 0) || now >= lim->hard_deadline) return -1;
     return sending;
 }
 
@@ -357,9 +359,8 @@ static void run_udp(const struct limits *lim, const struct sockaddr_storage *dst
 
     for (;;) {
         uint64_t now = now_ns();
-        int sending = sending_now(lim, now);
-        if (!sending && st.outstanding == 0) break;
-        if (now >= lim->hard_deadline) break;
+        int sending = phase(lim, now);
+        if (sending < 0) break;
         int progressed = 0;
 
         /* Send phase. */
@@ -474,9 +475,8 @@ static void run_tcp(const struct limits *lim, const struct sockaddr_storage *dst
 
     for (;;) {
         uint64_t now = now_ns();
-        int sending = sending_now(lim, now);
-        if (!sending && st.outstanding == 0) break;
-        if (now >= lim->hard_deadline) break;
+        int sending = phase(lim, now);
+        if (sending < 0) break;
 
         for (int i = 0; i < n; i++) {
             struct tcp_conn *c = &conns[i];

@@ -11,6 +11,11 @@
  *   saturating (default): keep `-w` queries outstanding at all times;
  *   fixed rate (-Q QPS):  send at the given offered rate, for latency percentiles below
  *                         saturation (the window still bounds what is outstanding).
+ * and two transports:
+ *   UDP (default):        `-c` connected sockets, sendmmsg/recvmmsg in batches of `-b`;
+ *   TCP (-T N):           `-c` connections at a time, each carrying N queries (RFC 7766:
+ *                         2-byte length prefix, pipelined up to `-w`/`-c` in flight on a
+ *                         connection), then closed by the client and replaced by a new one.
  *
  * Queries come from a text file, one per line:  NAME TYPE [CLIENT-SUBNET]
  *   www.example.com A
@@ -29,6 +34,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,6 +61,7 @@ struct query {
 
 struct slot {
     uint64_t sent_ns;
+    uint32_t gen;  /* TCP: which connection on that socket index the query went out on */
     uint8_t in_use;
     uint8_t sock;
 };
@@ -212,77 +219,128 @@ static uint64_t percentile(uint64_t total, double p) {
 static void usage(void) {
     fprintf(stderr,
         "usage: loadgen -d QUERYFILE [-s 127.0.0.1] -p PORT [-n COUNT] [-l SECONDS]\n"
-        "               [-w WINDOW] [-c SOCKETS] [-b BATCH] [-Q QPS] [-t TIMEOUT_MS] [-E]\n"
+        "               [-w WINDOW] [-c SOCKETS] [-b BATCH] [-Q QPS] [-t TIMEOUT_MS] [-E] [-T N]\n"
         "  -n  stop after this many queries sent (default 100000000)\n"
         "  -l  stop sending after this many seconds (default 10)\n"
         "  -w  outstanding queries at most (default 200)\n"
-        "  -c  UDP sockets, i.e. source ports (default 8)\n"
+        "  -c  UDP sockets, i.e. source ports; with -T, TCP connections at a time (default 8)\n"
         "  -b  datagrams per sendmmsg/recvmmsg (default 32)\n"
         "  -Q  fixed offered rate in queries per second (default: saturate the window)\n"
         "  -t  a query unanswered after this many ms is lost (default 1000)\n"
-        "  -E  no EDNS OPT record on queries without a client subnet\n");
+        "  -E  no EDNS OPT record on queries without a client subnet\n"
+        "  -T  TCP: N queries per connection, then a new connection\n");
     exit(2);
 }
 
-int main(int argc, char **argv) {
-    const char *server = "127.0.0.1", *file = NULL;
-    int port = 0, window = 200, nsock = 8, batch = 32, edns = 1;
-    uint64_t max_queries = 100000000ull;
-    double seconds = 10, rate = 0, timeout_ms = 1000;
-    int opt;
-    while ((opt = getopt(argc, argv, "s:p:d:n:l:w:c:b:Q:t:Eh")) != -1) {
-        switch (opt) {
-        case 's': server = optarg; break;
-        case 'p': port = atoi(optarg); break;
-        case 'd': file = optarg; break;
-        case 'n': max_queries = strtoull(optarg, NULL, 10); break;
-        case 'l': seconds = atof(optarg); break;
-        case 'w': window = atoi(optarg); break;
-        case 'c': nsock = atoi(optarg); break;
-        case 'b': batch = atoi(optarg); break;
-        case 'Q': rate = atof(optarg); break;
-        case 't': timeout_ms = atof(optarg); break;
-        case 'E': edns = 0; break;
-        default: usage();
+/* What both transports count; printed at the end. */
+static struct {
+    uint64_t sent, answered, lost, late, bad, send_errors, truncated, rcodes[16];
+    uint64_t outstanding, max_outstanding, last_answer, send_end;
+} st;
+
+/* Per socket index: queries in flight on it and its connection generation (TCP). */
+static uint32_t sock_outstanding[MAX_SOCKETS], sock_gen[MAX_SOCKETS];
+
+static size_t next_query;
+static uint16_t next_id;
+
+/* Copies the next query into out with a fresh ID and reserves the ID; returns the length. */
+static int take_query(uint8_t *out, uint16_t *id_out) {
+    /* IDs in flight never repeat: the window is far below the ID space. */
+    while (slots[next_id].in_use) next_id++;
+    const struct query *q = &queries[next_query];
+    next_query = (next_query + 1) % query_count;
+    memcpy(out, query_data + q->offset, q->length);
+    out[0] = (uint8_t)(next_id >> 8);
+    out[1] = (uint8_t)next_id;
+    slots[next_id].in_use = 1; /* reserved; stamped by mark_sent */
+    *id_out = next_id++;
+    return q->length;
+}
+
+static void mark_sent(uint16_t id, int sock, uint64_t t) {
+    slots[id].sent_ns = t;
+    slots[id].sock = (uint8_t)sock;
+    slots[id].gen = sock_gen[sock];
+    fifo[fifo_tail++ % ID_SPACE] = id;
+    st.sent++;
+    st.outstanding++;
+    sock_outstanding[sock]++;
+    if (st.outstanding > st.max_outstanding) st.max_outstanding = st.outstanding;
+}
+
+/* One response that arrived on socket index `sock` at time t. */
+static void take_answer(const uint8_t *b, unsigned len, int sock, uint64_t t) {
+    if (len < 12 || !(b[2] & 0x80)) { st.bad++; return; }
+    uint16_t id = (uint16_t)(b[0] << 8 | b[1]);
+    struct slot *sl = &slots[id];
+    if (!sl->in_use || sl->sock != sock || sl->gen != sock_gen[sock]) { st.late++; return; }
+    sl->in_use = 0;
+    st.outstanding--;
+    sock_outstanding[sock]--;
+    st.answered++;
+    st.rcodes[b[3] & 0x0f]++;
+    if (b[2] & 0x02) st.truncated++;
+    uint64_t lat = (t - sl->sent_ns) / HIST_NS;
+    hist[lat < HIST_BUCKETS ? lat : HIST_BUCKETS - 1]++;
+    st.last_answer = t;
+}
+
+/* Expires the oldest unanswered queries. */
+static void expire(uint64_t now, uint64_t timeout_ns) {
+    while (fifo_head != fifo_tail) {
+        uint16_t id = fifo[fifo_head % ID_SPACE];
+        struct slot *sl = &slots[id];
+        if (sl->in_use && sl->sent_ns + timeout_ns > now) break;
+        if (sl->in_use) {
+            sl->in_use = 0;
+            st.outstanding--;
+            st.lost++;
+            if (sl->gen == sock_gen[sl->sock]) sock_outstanding[sl->sock]--;
         }
+        fifo_head++;
     }
-    if (!file || port <= 0 || port > 65535) usage();
-    if (window < 1 || window > 60000) die("-w must be 1..60000");
-    if (nsock < 1 || nsock > MAX_SOCKETS) die("-c must be 1..64");
-    if (batch < 1 || batch > MAX_BATCH) die("-b must be 1..256");
-    if (seconds <= 0 || seconds > 3600) die("-l must be in (0, 3600]");
-    if (timeout_ms <= 0 || timeout_ms > 10000) die("-t must be in (0, 10000]");
+}
 
-    /* Loopback only: this tool floods. */
-    struct sockaddr_storage dst;
-    socklen_t dst_len;
-    memset(&dst, 0, sizeof dst);
-    struct sockaddr_in *d4 = (struct sockaddr_in *)&dst;
-    struct sockaddr_in6 *d6 = (struct sockaddr_in6 *)&dst;
-    int family;
-    if (inet_pton(AF_INET, server, &d4->sin_addr) == 1) {
-        if ((ntohl(d4->sin_addr.s_addr) >> 24) != 127) die("only 127.0.0.0/8 targets are allowed");
-        d4->sin_family = AF_INET; d4->sin_port = htons((uint16_t)port);
-        dst_len = sizeof *d4; family = AF_INET;
-    } else if (inet_pton(AF_INET6, server, &d6->sin6_addr) == 1) {
-        if (!IN6_IS_ADDR_LOOPBACK(&d6->sin6_addr)) die("only ::1 is allowed");
-        d6->sin6_family = AF_INET6; d6->sin6_port = htons((uint16_t)port);
-        dst_len = sizeof *d6; family = AF_INET6;
-    } else die("bad server address");
+/* How many queries may go out now: window, offered rate, count limit and batch. */
+static uint64_t room_now(uint64_t now, uint64_t start, uint64_t window, double rate,
+                         uint64_t max_queries, uint64_t batch) {
+    uint64_t room = window > st.outstanding ? window - st.outstanding : 0;
+    if (rate > 0) {
+        uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
+        uint64_t allowed = due > st.sent ? due - st.sent : 0;
+        if (allowed < room) room = allowed;
+    }
+    if (room > max_queries - st.sent) room = max_queries - st.sent;
+    if (room > batch) room = batch;
+    return room;
+}
 
-    load_queries(file, edns);
-    hist = calloc(HIST_BUCKETS, sizeof *hist);
-    if (!hist) die("out of memory");
+struct limits {
+    uint64_t start, send_deadline, hard_deadline, timeout_ns, max_queries;
+    double rate;
+    int window, nsock, batch;
+};
 
+/* 1 while sending, 0 while draining the answers still due, -1 when the run is over. */
+static int phase(const struct limits *lim, uint64_t now) {
+    int sending = st.sent < lim->max_queries && now < lim->send_deadline;
+    if (!sending && st.send_end == 0) st.send_end = now;
+    if ((!sending && st.outstanding == 0) || now >= lim->hard_deadline) return -1;
+    return sending;
+}
+
+static void run_udp(const struct limits *lim, const struct sockaddr_storage *dst, socklen_t dst_len) {
     int socks[MAX_SOCKETS];
     struct pollfd pfd[MAX_SOCKETS];
+    int nsock = lim->nsock, batch = lim->batch;
     for (int i = 0; i < nsock; i++) {
-        socks[i] = socket(family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-        if (socks[i] < 0) { perror("socket"); return 2; }
+        socks[i] = socket(dst->ss_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        if (socks[i] < 0) { perror("socket"); exit(2); }
         int sz = 4 << 20;
         setsockopt(socks[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
         setsockopt(socks[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-        if (connect(socks[i], (struct sockaddr *)&dst, dst_len) != 0) { perror("connect"); return 2; }
+        if (connect(socks[i], (const struct sockaddr *)dst, dst_len) != 0) { perror("connect"); exit(2); }
         pfd[i].fd = socks[i]; pfd[i].events = POLLIN;
     }
 
@@ -297,73 +355,31 @@ int main(int argc, char **argv) {
         rxiov[i].iov_base = rxbuf[i]; rxiov[i].iov_len = MAX_RESPONSE;
         rxmsg[i].msg_hdr.msg_iov = &rxiov[i]; rxmsg[i].msg_hdr.msg_iovlen = 1;
     }
-
-    uint64_t sent = 0, answered = 0, lost = 0, late = 0, send_errors = 0, bad = 0;
-    uint64_t rcodes[16] = {0}, truncated = 0;
-    uint64_t outstanding = 0, max_outstanding_seen = 0;
-    size_t next_query = 0;
-    uint16_t next_id = (uint16_t)(getpid() * 7919);
     int sock_rr = 0;
-    const uint64_t timeout_ns = (uint64_t)(timeout_ms * 1e6);
-    const uint64_t start = now_ns();
-    const uint64_t send_deadline = start + (uint64_t)(seconds * 1e9);
-    /* Draining after the send phase is bounded by the loss timeout. */
-    const uint64_t hard_deadline = send_deadline + timeout_ns + 100000000ull;
-    uint64_t last_answer = start, send_end = 0;
 
     for (;;) {
         uint64_t now = now_ns();
-        int sending = sent < max_queries && now < send_deadline;
-        if (!sending && send_end == 0) send_end = now;
-        if (!sending && outstanding == 0) break;
-        if (now >= hard_deadline) break;
+        int sending = phase(lim, now);
+        if (sending < 0) break;
         int progressed = 0;
 
         /* Send phase. */
-        if (sending) {
-            uint64_t room = (uint64_t)window - outstanding;
-            if (rate > 0) {
-                uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
-                uint64_t allowed = due > sent ? due - sent : 0;
-                if (allowed < room) room = allowed;
+        uint64_t room = sending ? room_now(now, lim->start, (uint64_t)lim->window, lim->rate,
+                                           lim->max_queries, (uint64_t)batch) : 0;
+        if (room > 0) {
+            int s = sock_rr;
+            sock_rr = (sock_rr + 1) % nsock;
+            int k = 0;
+            for (; k < (int)room; k++) txiov[k].iov_len = (size_t)take_query(txbuf[k], &txid[k]);
+            uint64_t t = now_ns();
+            int r = sendmmsg(socks[s], txmsg, (unsigned)k, 0);
+            if (r < 0) { r = 0; if (errno != EAGAIN && errno != EWOULDBLOCK) st.send_errors++; }
+            for (int i = 0; i < k; i++) {
+                if (i < r) mark_sent(txid[i], s, t);
+                else slots[txid[i]].in_use = 0; /* not sent: the query goes back to the pool */
             }
-            if (room > max_queries - sent) room = max_queries - sent;
-            if (room > (uint64_t)batch) room = (uint64_t)batch;
-            if (room > 0) {
-                int s = sock_rr;
-                sock_rr = (sock_rr + 1) % nsock;
-                int k = 0;
-                for (; k < (int)room; k++) {
-                    /* IDs in flight never repeat: the window is far below the ID space. */
-                    while (slots[next_id].in_use) next_id++;
-                    const struct query *q = &queries[next_query];
-                    next_query = (next_query + 1) % query_count;
-                    memcpy(txbuf[k], query_data + q->offset, q->length);
-                    txbuf[k][0] = (uint8_t)(next_id >> 8);
-                    txbuf[k][1] = (uint8_t)next_id;
-                    txiov[k].iov_len = q->length;
-                    txid[k] = next_id;
-                    slots[next_id].in_use = 1; /* reserved; stamped below */
-                    next_id++;
-                }
-                uint64_t t = now_ns();
-                int r = sendmmsg(socks[s], txmsg, (unsigned)k, 0);
-                if (r < 0) { r = 0; if (errno != EAGAIN && errno != EWOULDBLOCK) send_errors++; }
-                for (int i = 0; i < k; i++) {
-                    uint16_t id = txid[i];
-                    if (i < r) {
-                        slots[id].sent_ns = t; slots[id].sock = (uint8_t)s;
-                        fifo[fifo_tail++ % ID_SPACE] = id;
-                    } else {
-                        slots[id].in_use = 0; /* not sent: the query goes back to the pool */
-                    }
-                }
-                if (r < k) next_query = (next_query + query_count - (size_t)(k - r)) % query_count;
-                sent += (uint64_t)r;
-                outstanding += (uint64_t)r;
-                if (outstanding > max_outstanding_seen) max_outstanding_seen = outstanding;
-                if (r > 0) progressed = 1;
-            }
+            if (r < k) next_query = (next_query + query_count - (size_t)(k - r)) % query_count;
+            if (r > 0) progressed = 1;
         }
 
         /* Receive phase: drain what every socket has. */
@@ -373,65 +389,246 @@ int main(int argc, char **argv) {
                 if (r <= 0) break;
                 uint64_t t = now_ns();
                 progressed = 1;
-                for (int i = 0; i < r; i++) {
-                    unsigned len = rxmsg[i].msg_len;
-                    const uint8_t *b = rxbuf[i];
-                    if (len < 12 || !(b[2] & 0x80)) { bad++; continue; }
-                    uint16_t id = (uint16_t)(b[0] << 8 | b[1]);
-                    if (!slots[id].in_use || slots[id].sock != s) { late++; continue; }
-                    slots[id].in_use = 0;
-                    outstanding--;
-                    answered++;
-                    rcodes[b[3] & 0x0f]++;
-                    if (b[2] & 0x02) truncated++;
-                    uint64_t lat = (t - slots[id].sent_ns) / HIST_NS;
-                    hist[lat < HIST_BUCKETS ? lat : HIST_BUCKETS - 1]++;
-                    last_answer = t;
-                }
+                for (int i = 0; i < r; i++) take_answer(rxbuf[i], rxmsg[i].msg_len, s, t);
                 if (r < batch) break;
             }
         }
-
-        /* Expire the oldest unanswered queries. */
-        now = now_ns();
-        while (fifo_head != fifo_tail) {
-            uint16_t id = fifo[fifo_head % ID_SPACE];
-            if (slots[id].in_use && slots[id].sent_ns + timeout_ns > now) break;
-            if (slots[id].in_use) { slots[id].in_use = 0; outstanding--; lost++; }
-            fifo_head++;
-        }
+        expire(now_ns(), lim->timeout_ns);
 
         if (!progressed) {
             /* Window full (or nothing due yet): wait for an answer, at most 1 ms. */
-            int can_send = sending && outstanding < (uint64_t)window && rate <= 0;
-            if (!can_send) poll(pfd, (nfds_t)nsock, rate > 0 ? 0 : 1);
+            int can_send = sending && st.outstanding < (uint64_t)lim->window && lim->rate <= 0;
+            if (!can_send) poll(pfd, (nfds_t)nsock, lim->rate > 0 ? 0 : 1);
         }
     }
+}
+
+/* One TCP connection of the TCP mode: queries go out with a 2-byte length prefix
+ * (RFC 7766 section 8), answers are reassembled from the byte stream. */
+struct tcp_conn {
+    int fd;
+    int connecting;
+    uint32_t sent_here;           /* queries sent on this connection */
+    uint8_t tx[16384];
+    size_t tx_len, tx_off;        /* bytes not yet written */
+    uint8_t rx[2 + 65535];
+    size_t rx_len;
+};
+
+static void tcp_open(struct tcp_conn *c, int i, const struct sockaddr_storage *dst, socklen_t dst_len) {
+    c->fd = socket(dst->ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (c->fd < 0) { perror("socket"); exit(2); }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->connecting = 1;
+    c->sent_here = 0;
+    c->tx_len = c->tx_off = c->rx_len = 0;
+    sock_gen[i]++;              /* answers to the old connection's queries are late now */
+    sock_outstanding[i] = 0;
+    if (connect(c->fd, (const struct sockaddr *)dst, dst_len) == 0) c->connecting = 0;
+    else if (errno != EINPROGRESS) st.send_errors++;
+}
+
+static void tcp_close(struct tcp_conn *c) {
+    close(c->fd);
+    c->fd = -1;
+}
+
+static int tcp_flush(struct tcp_conn *c) {
+    while (c->tx_off < c->tx_len) {
+        ssize_t w = write(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off);
+        if (w < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+        c->tx_off += (size_t)w;
+    }
+    c->tx_off = c->tx_len = 0;
+    return 0;
+}
+
+/* Reads what the connection has and takes every complete answer; -1 when it closed. */
+static int tcp_read(struct tcp_conn *c, int i) {
+    for (;;) {
+        ssize_t r = read(c->fd, c->rx + c->rx_len, sizeof c->rx - c->rx_len);
+        if (r == 0) return -1;
+        if (r < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+        c->rx_len += (size_t)r;
+        uint64_t t = now_ns();
+        size_t off = 0;
+        while (c->rx_len - off >= 2) {
+            size_t len = (size_t)c->rx[off] << 8 | c->rx[off + 1];
+            if (c->rx_len - off < 2 + len) break;
+            take_answer(c->rx + off + 2, (unsigned)len, i, t);
+            off += 2 + len;
+        }
+        memmove(c->rx, c->rx + off, c->rx_len - off);
+        c->rx_len -= off;
+    }
+}
+
+static void run_tcp(const struct limits *lim, const struct sockaddr_storage *dst, socklen_t dst_len,
+                    uint32_t per_conn) {
+    static struct tcp_conn conns[MAX_SOCKETS];
+    struct pollfd pfd[MAX_SOCKETS];
+    int n = lim->nsock;
+    /* Each connection may have its share of the window in flight. */
+    uint32_t conn_window = (uint32_t)(lim->window / n > 0 ? lim->window / n : 1);
+    for (int i = 0; i < n; i++) tcp_open(&conns[i], i, dst, dst_len);
+
+    for (;;) {
+        uint64_t now = now_ns();
+        int sending = phase(lim, now);
+        if (sending < 0) break;
+
+        for (int i = 0; i < n; i++) {
+            struct tcp_conn *c = &conns[i];
+            if (c->fd < 0) continue;
+            if (c->connecting) {
+                int err = 0;
+                socklen_t el = sizeof err;
+                struct pollfd one = { .fd = c->fd, .events = POLLOUT };
+                if (poll(&one, 1, 0) <= 0) continue;
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+                if (err) { st.send_errors++; tcp_close(c); if (sending) tcp_open(c, i, dst, dst_len); continue; }
+                c->connecting = 0;
+            }
+            /* Queue this connection's next queries, up to its window and its total. */
+            uint64_t want = per_conn - c->sent_here;
+            if (want > conn_window - sock_outstanding[i]) want = conn_window - sock_outstanding[i];
+            uint64_t room = sending ? room_now(now_ns(), lim->start, (uint64_t)lim->window, lim->rate,
+                                               lim->max_queries, want) : 0;
+            if (room > 0 && c->tx_len == 0) {
+                uint64_t t = now_ns();
+                for (uint64_t k = 0; k < room && c->tx_len + 2 + MAX_QUERY <= sizeof c->tx; k++) {
+                    uint16_t id;
+                    int len = take_query(c->tx + c->tx_len + 2, &id);
+                    c->tx[c->tx_len] = (uint8_t)(len >> 8);
+                    c->tx[c->tx_len + 1] = (uint8_t)len;
+                    c->tx_len += 2 + (size_t)len;
+                    mark_sent(id, i, t);
+                    c->sent_here++;
+                }
+            }
+            if (tcp_flush(c) < 0 || tcp_read(c, i) < 0) {
+                /* Closed or reset by the server: what was in flight on it expires as lost. */
+                st.send_errors++;
+                tcp_close(c);
+                if (sending) tcp_open(c, i, dst, dst_len);
+                continue;
+            }
+            if (c->sent_here == per_conn && sock_outstanding[i] == 0) {
+                tcp_close(c);
+                if (sending) tcp_open(c, i, dst, dst_len);
+            }
+        }
+        expire(now_ns(), lim->timeout_ns);
+
+        int np = 0;
+        for (int i = 0; i < n; i++) {
+            if (conns[i].fd < 0) continue;
+            pfd[np].fd = conns[i].fd;
+            pfd[np].events = POLLIN | (conns[i].connecting || conns[i].tx_len ? POLLOUT : 0);
+            np++;
+        }
+        int idle = 1;
+        for (int i = 0; i < n && sending; i++) {
+            if (conns[i].fd >= 0 && !conns[i].connecting && conns[i].sent_here < per_conn
+                && sock_outstanding[i] < conn_window) idle = 0;
+        }
+        /* Nothing more to send for now: wait for answers, at most 1 ms (fixed rate: do not wait). */
+        if (np > 0) poll(pfd, (nfds_t)np, idle && lim->rate <= 0 ? 1 : 0);
+    }
+    for (int i = 0; i < n; i++) if (conns[i].fd >= 0) tcp_close(&conns[i]);
+}
+
+int main(int argc, char **argv) {
+    const char *server = "127.0.0.1", *file = NULL;
+    int port = 0, window = 200, nsock = 8, batch = 32, edns = 1;
+    uint64_t max_queries = 100000000ull;
+    double seconds = 10, rate = 0, timeout_ms = 1000;
+    long per_conn = 0;
+    int opt;
+    while ((opt = getopt(argc, argv, "s:p:d:n:l:w:c:b:Q:t:T:Eh")) != -1) {
+        switch (opt) {
+        case 's': server = optarg; break;
+        case 'p': port = atoi(optarg); break;
+        case 'd': file = optarg; break;
+        case 'n': max_queries = strtoull(optarg, NULL, 10); break;
+        case 'l': seconds = atof(optarg); break;
+        case 'w': window = atoi(optarg); break;
+        case 'c': nsock = atoi(optarg); break;
+        case 'b': batch = atoi(optarg); break;
+        case 'Q': rate = atof(optarg); break;
+        case 't': timeout_ms = atof(optarg); break;
+        case 'T': per_conn = atol(optarg); break;
+        case 'E': edns = 0; break;
+        default: usage();
+        }
+    }
+    if (!file || port <= 0 || port > 65535) usage();
+    if (window < 1 || window > 60000) die("-w must be 1..60000");
+    if (nsock < 1 || nsock > MAX_SOCKETS) die("-c must be 1..64");
+    if (batch < 1 || batch > MAX_BATCH) die("-b must be 1..256");
+    if (seconds <= 0 || seconds > 3600) die("-l must be in (0, 3600]");
+    if (timeout_ms <= 0 || timeout_ms > 10000) die("-t must be in (0, 10000]");
+    if (per_conn < 0 || per_conn > 65535) die("-T must be 1..65535");
+
+    /* Loopback only: this tool floods. */
+    struct sockaddr_storage dst;
+    socklen_t dst_len;
+    memset(&dst, 0, sizeof dst);
+    struct sockaddr_in *d4 = (struct sockaddr_in *)&dst;
+    struct sockaddr_in6 *d6 = (struct sockaddr_in6 *)&dst;
+    if (inet_pton(AF_INET, server, &d4->sin_addr) == 1) {
+        if ((ntohl(d4->sin_addr.s_addr) >> 24) != 127) die("only 127.0.0.0/8 targets are allowed");
+        d4->sin_family = AF_INET; d4->sin_port = htons((uint16_t)port);
+        dst_len = sizeof *d4;
+    } else if (inet_pton(AF_INET6, server, &d6->sin6_addr) == 1) {
+        if (!IN6_IS_ADDR_LOOPBACK(&d6->sin6_addr)) die("only ::1 is allowed");
+        d6->sin6_family = AF_INET6; d6->sin6_port = htons((uint16_t)port);
+        dst_len = sizeof *d6;
+    } else die("bad server address");
+
+    load_queries(file, edns);
+    hist = calloc(HIST_BUCKETS, sizeof *hist);
+    if (!hist) die("out of memory");
+
+    next_id = (uint16_t)(getpid() * 7919);
+    struct limits lim = { .timeout_ns = (uint64_t)(timeout_ms * 1e6), .max_queries = max_queries,
+                          .rate = rate, .window = window, .nsock = nsock, .batch = batch };
+    lim.start = now_ns();
+    lim.send_deadline = lim.start + (uint64_t)(seconds * 1e9);
+    /* Draining after the send phase is bounded by the loss timeout. */
+    lim.hard_deadline = lim.send_deadline + lim.timeout_ns + 100000000ull;
+    st.last_answer = lim.start;
+    if (per_conn > 0) run_tcp(&lim, &dst, dst_len, (uint32_t)per_conn);
+    else run_udp(&lim, &dst, dst_len);
+
     uint64_t end = now_ns();
-    if (send_end == 0) send_end = end;
-    lost += outstanding;
+    if (st.send_end == 0) st.send_end = end;
+    st.lost += st.outstanding;
 
     /* The rate is answers over the send phase: the drain adds answers, not offered load. */
-    double elapsed = (double)(send_end - start) / 1e9;
+    double elapsed = (double)(st.send_end - lim.start) / 1e9;
     if (elapsed <= 0) elapsed = 1e-9;
-    double qps = (double)answered / ((double)((last_answer > send_end ? last_answer : send_end) - start) / 1e9);
+    uint64_t last = st.last_answer > st.send_end ? st.last_answer : st.send_end;
+    double qps = (double)st.answered / ((double)(last - lim.start) / 1e9);
+    uint64_t answered = st.answered;
     uint64_t p50 = percentile(answered, 0.50), p90 = percentile(answered, 0.90);
     uint64_t p99 = percentile(answered, 0.99), p999 = percentile(answered, 0.999);
-    uint64_t other_rcodes = answered - rcodes[0] - rcodes[3];
+    uint64_t other_rcodes = answered - st.rcodes[0] - st.rcodes[3];
 
     fprintf(stderr,
         "loadgen: %llu sent, %llu answered, %llu lost, %.0f qps over %.2f s; latency p50 %.3f ms, p99 %.3f ms;"
         " NOERROR %llu, NXDOMAIN %llu, other rcodes %llu, TC %llu\n",
-        (unsigned long long)sent, (unsigned long long)answered, (unsigned long long)lost, qps, elapsed,
-        (double)p50 / 1e6, (double)p99 / 1e6, (unsigned long long)rcodes[0], (unsigned long long)rcodes[3],
-        (unsigned long long)other_rcodes, (unsigned long long)truncated);
+        (unsigned long long)st.sent, (unsigned long long)answered, (unsigned long long)st.lost, qps, elapsed,
+        (double)p50 / 1e6, (double)p99 / 1e6, (unsigned long long)st.rcodes[0], (unsigned long long)st.rcodes[3],
+        (unsigned long long)other_rcodes, (unsigned long long)st.truncated);
     printf("sent=%llu answered=%llu lost=%llu late=%llu bad=%llu send_errors=%llu qps=%.1f elapsed=%.3f "
            "p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f noerror=%llu nxdomain=%llu other_rcode=%llu "
            "tc=%llu max_outstanding=%llu\n",
-        (unsigned long long)sent, (unsigned long long)answered, (unsigned long long)lost,
-        (unsigned long long)late, (unsigned long long)bad, (unsigned long long)send_errors, qps, elapsed,
+        (unsigned long long)st.sent, (unsigned long long)answered, (unsigned long long)st.lost,
+        (unsigned long long)st.late, (unsigned long long)st.bad, (unsigned long long)st.send_errors, qps, elapsed,
         (double)p50 / 1e3, (double)p90 / 1e3, (double)p99 / 1e3, (double)p999 / 1e3,
-        (unsigned long long)rcodes[0], (unsigned long long)rcodes[3], (unsigned long long)other_rcodes,
-        (unsigned long long)truncated, (unsigned long long)max_outstanding_seen);
+        (unsigned long long)st.rcodes[0], (unsigned long long)st.rcodes[3], (unsigned long long)other_rcodes,
+        (unsigned long long)st.truncated, (unsigned long long)st.max_outstanding);
     return 0;
 }

@@ -1,31 +1,31 @@
 import DNSWire
-import Glibc
 
 /// Positive answers for static names, encoded once at load time, so the query path answers
-/// most queries with one hash probe and one copy.
+/// most queries with the zone lookups it needs anyway and one copy.
 ///
-/// For every name a query can match exactly (a node of the zone that `ZoneSet.findZone`
-/// picks for it, not at or below a zone cut) it keeps where the node is, so the full
-/// algorithm starts there without walking the tree; and for every RRset type at a static
-/// name (not bound to a GSLB policy, with no CNAME) it keeps the bytes that follow the question in the
-/// response: the answer section, and for NS, MX and SRV the additional section. Owners are
-/// compression pointers to the question at offset 12, and every other pointer points into
-/// the question or the block itself, so the block is valid after any question of the same
-/// name whatever its case. The bytes are exactly what the full algorithm in `QueryEngine`
-/// writes (simple types are encoded the same way; types with names in the rdata or
-/// additional processing are produced by running the engine itself), so answering from
-/// here changes nothing a client can see; it is only faster.
+/// Every node a query can match exactly (a node of the zone that `ZoneSet.findZone` picks
+/// for its name, not at or below a zone cut) is marked, so the full algorithm can start at
+/// it without walking the tree from the apex. For every RRset type at such a node that is
+/// static (not bound to a GSLB policy, no CNAME), this keeps the bytes that follow the
+/// question in the response: the answer section, and for NS, MX and SRV the additional
+/// section. Owners are compression pointers to the question at offset 12, and every other
+/// pointer points into the question or the block itself, so the block is valid after any
+/// question of the same name whatever its case. The bytes are exactly what the full
+/// algorithm in `QueryEngine` writes (simple types are encoded the same way; types with
+/// names in the rdata or additional processing are produced by running the engine
+/// itself), so answering from here changes nothing a client can see; it is only faster.
 ///
 /// Anything else (NXDOMAIN, NODATA, wildcards, referrals, CNAMEs, ANY, GSLB names, a block
 /// that does not fit the client's size) is left to the full algorithm.
 ///
-/// Storage is a few flat allocations (no per-name arrays), read without reference counting.
+/// Storage is four flat allocations indexed by node, no per-name objects and no copy of
+/// the names (the zones' own tables find the node), read without reference counting.
 ///
 ///     let pre = PrebuiltAnswers(zones: zoneSet)
-///     pre.find(lowercaseWire: name, type: RRType.a.rawValue)  // the block, or nil
+///     pre.entry(zone: 0, node: i, type: RRType.a.rawValue)  // the block's entry, or nil
 public final class PrebuiltAnswers: @unchecked Sendable {
     /// One type's answer at one name.
-    public struct Entry: Sendable {
+    public struct Entry: Sendable, BitwiseCopyable {
         public var type: UInt16
         public var an: UInt16
         public var ns: UInt16
@@ -33,108 +33,118 @@ public final class PrebuiltAnswers: @unchecked Sendable {
         /// Offset of the block in `bytes`, and its length.
         public var start: UInt32
         public var length: UInt16
-        /// The last entry of its name (the entries of a name are contiguous).
+        /// The last entry of its node (the entries of a node are contiguous).
         public var last: Bool
     }
 
-    struct Key {
-        var offset: UInt32
-        var hash: UInt32
-        /// First entry of the name, or -1 when it has none (NODATA only, CNAME, GSLB).
-        var firstEntry: Int32
-        var length: UInt16
-        /// Where the full algorithm finds the name: it starts there instead of walking.
-        var zone: Int32
-        var node: Int32
-    }
+    /// `first` value of a node that the full algorithm must reach by walking (a cut or
+    /// below one, or a name a more specific served zone answers).
+    static let notHeld: Int32 = -2
+    /// `first` value of a held node with no prebuilt answer (NODATA only, CNAME, GSLB).
+    static let noEntries: Int32 = -1
 
     // Immutable after init; freed in deinit. That is why `@unchecked Sendable` is safe.
-    private let slots: UnsafeMutablePointer<Int32>
-    private let mask: Int
-    private let keys: UnsafeMutablePointer<Key>
-    private let keyBytes: UnsafeMutablePointer<UInt8>
-    private let entries: UnsafeMutablePointer<Entry>
-    private let bytes: UnsafeMutablePointer<UInt8>
-    public let nameCount: Int
-    public let entryCount: Int
-    public let byteCount: Int
+    private let zoneBase: RawArray<Int32>
+    private let first: RawArray<Int32>
+    private let entries: RawArray<Entry>
+    private let bytes: RawArray<UInt8>
 
-    /// Builds the answers for every eligible name in `zones`.
-    public convenience init(zones: ZoneSet) {
-        var b = Builder()
-        b.build(zones)
-        self.init(b)
-    }
+    public var entryCount: Int { entries.count }
+    public var byteCount: Int { bytes.count }
 
-    private init(_ b: Builder) {
-        nameCount = b.keys.count
-        entryCount = b.entries.count
-        byteCount = b.bytes.count
-        var size = 16
-        while size < nameCount * 2 { size <<= 1 }
-        mask = size - 1
-        slots = .allocate(capacity: size)
-        slots.initialize(repeating: -1, count: size)
-        keys = .allocate(capacity: max(nameCount, 1))
-        keyBytes = .allocate(capacity: max(b.keyBytes.count, 1))
-        entries = .allocate(capacity: max(entryCount, 1))
-        bytes = .allocate(capacity: max(byteCount, 1))
-        _ = UnsafeMutableBufferPointer(start: keys, count: nameCount).initialize(from: b.keys)
-        _ = UnsafeMutableBufferPointer(start: keyBytes, count: b.keyBytes.count).initialize(from: b.keyBytes)
-        _ = UnsafeMutableBufferPointer(start: entries, count: entryCount).initialize(from: b.entries)
-        _ = UnsafeMutableBufferPointer(start: bytes, count: byteCount).initialize(from: b.bytes)
-        for k in 0..<nameCount {
-            var i = Int(truncatingIfNeeded: keys[k].hash) & mask
-            while slots[i] >= 0 { i = (i + 1) & mask }
-            slots[i] = Int32(k)
-        }
-    }
-
-    deinit {
-        slots.deallocate(); keys.deallocate(); keyBytes.deallocate(); entries.deallocate(); bytes.deallocate()
-    }
-
-    /// 64-bit multiply-xorshift over 8-byte words; the bytes must already be lowercase.
-    @inline(__always) static func hash(_ p: UnsafeRawBufferPointer) -> UInt32 {
-        let n = p.count
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(n)
-        var i = 0
-        while i + 8 <= n {
-            h = (h ^ p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xFF51_AFD7_ED55_8CCD
-            h ^= h >> 29
-            i += 8
-        }
-        var tail: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < n {
-            tail |= UInt64(p[i]) << shift
-            shift += 8
-            i += 1
-        }
-        h = (h ^ tail) &* 0xC4CE_B9FE_1A85_EC53
-        h ^= h >> 32
-        return UInt32(truncatingIfNeeded: h)
-    }
-
-    /// The name's index for `entry` and `location`, or -1 when the name is not held here.
-    @inline(__always) public func find(lowercaseWire p: UnsafeRawBufferPointer) -> Int {
-        let h = PrebuiltAnswers.hash(p)
-        var i = Int(truncatingIfNeeded: h) & mask
-        while true {
-            let s = slots[i]
-            if s < 0 { return -1 }
-            let k = keys[Int(s)]
-            if k.hash == h && Int(k.length) == p.count
-                && memcmp(keyBytes + Int(k.offset), p.baseAddress!, p.count) == 0 {
-                return Int(s)
+    /// Builds the answers for every eligible node in `zones` (a set without prebuilt
+    /// answers: the engine answers the types it must produce).
+    public init(zones: ZoneSet) {
+        var nodeCount = 0, setCount = 0, simpleBytes = 0
+        let bases = RawArray<Int32>(capacity: zones.zones.count)
+        for zone in zones.zones {
+            bases.append(Int32(nodeCount))
+            nodeCount += zone.nodes.count
+            for node in zone.nodes {
+                setCount += node.rrsets.count
+                for set in node.rrsets where !PrebuiltAnswers.needsEngine(set.type) {
+                    for r in set.rdatas { simpleBytes += 12 + r.count }
+                }
             }
-            i = (i + 1) & mask
+        }
+        zoneBase = bases
+        first = RawArray(capacity: nodeCount)
+        entries = RawArray(capacity: setCount)
+        bytes = RawArray(capacity: simpleBytes + 4096)
+        let engine = QueryEngine()
+        let query = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 65535, alignment: 8)
+        defer { query.deallocate(); out.deallocate() }
+        for (zi, zone) in zones.zones.enumerated() {
+            // Only zones with cuts, or with a more specific served zone inside, have nodes
+            // the algorithm must walk to: skip the per-node checks for the rest.
+            let hasCuts = zone.nodes.contains { $0.isDelegation }
+            let lowerOrigin = zone.origin.lowercased()
+            let hasInner = zones.zones.contains { $0 !== zone && $0.origin.isSubdomain(of: lowerOrigin) }
+            for node in zone.nodes {
+                guard !node.isDelegation else { first.append(Self.notHeld); continue }
+                if hasCuts || hasInner {
+                    let wire = node.name.lowercased().wire
+                    let held = wire.withUnsafeBytes { w in
+                        zones.findZone(lowercaseWire: w)?.zone == zi && !PrebuiltAnswers.belowCut(w, zone: zone)
+                    }
+                    guard held else { first.append(Self.notHeld); continue }
+                }
+                let firstEntry = entries.count
+                if node.dynamicIndex < 0 && node.rrset(.cname) == nil {
+                    for set in node.rrsets { add(set, node: node, zones: zones, engine: engine, query: query, out: out) }
+                }
+                if entries.count > firstEntry {
+                    entries[entries.count - 1].last = true
+                    first.append(Int32(firstEntry))
+                } else {
+                    first.append(Self.noEntries)
+                }
+            }
         }
     }
 
-    /// The answer for type `type` at the name `find` returned, or nil.
-    @inline(__always) public func entry(_ name: Int, type: UInt16) -> Entry? {
-        var e = Int(keys[name].firstEntry)
+    /// Encodes one RRset's answer at a held node, or nothing if the engine does not give a
+    /// complete authoritative answer for it or it could never fit a message.
+    private func add(_ set: RRSet, node: ZoneNode, zones: ZoneSet, engine: QueryEngine,
+                     query: UnsafeMutableRawBufferPointer, out: UnsafeMutableRawBufferPointer) {
+        let start = bytes.count
+        var e = Entry(type: set.type.rawValue, an: UInt16(set.rdatas.count), ns: 0, ar: 0,
+                      start: UInt32(start), length: 0, last: false)
+        if PrebuiltAnswers.needsEngine(set.type) {
+            let wire = node.name.lowercased().wire
+            guard let r = PrebuiltAnswers.run(engine, name: wire, type: set.type, zones: zones, query: query, out: out)
+            else { return }
+            e.an = r.an; e.ns = r.ns; e.ar = r.ar
+            bytes.append(r.block)
+        } else {
+            let t = set.type.rawValue, ttl = set.ttl
+            for rdata in set.rdatas {
+                // Owner (pointer to the question), TYPE, CLASS IN, TTL, RDLENGTH, RDATA.
+                for b: UInt8 in [0xC0, 12, UInt8(t >> 8), UInt8(truncatingIfNeeded: t), 0, 1] { bytes.append(b) }
+                for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: ttl >> UInt32(shift))) }
+                bytes.append(UInt8(rdata.count >> 8)); bytes.append(UInt8(truncatingIfNeeded: rdata.count))
+                rdata.withUnsafeBytes { bytes.append($0) }
+            }
+        }
+        // A block larger than any message is left to the full algorithm (it sets TC).
+        guard bytes.count - start <= 65535 - 12 - 255 - 4 else {
+            bytes.truncate(to: start)
+            return
+        }
+        e.length = UInt16(bytes.count - start)
+        entries.append(e)
+    }
+
+    /// Whether the full algorithm may start at node `node` of zone `zone` (found by its
+    /// exact name) instead of walking to it.
+    @inline(__always) public func holds(zone: Int, node: Int) -> Bool {
+        first[Int(zoneBase[zone]) + node] != Self.notHeld
+    }
+
+    /// The answer for type `type` at a held node, or nil.
+    @inline(__always) public func entry(zone: Int, node: Int, type: UInt16) -> Entry? {
+        var e = Int(first[Int(zoneBase[zone]) + node])
         guard e >= 0 else { return nil }
         while true {
             let entry = entries[e]
@@ -144,77 +154,9 @@ public final class PrebuiltAnswers: @unchecked Sendable {
         }
     }
 
-    /// The zone and node of the name `find` returned.
-    @inline(__always) public func location(_ name: Int) -> (zone: Int, node: Int) {
-        (Int(keys[name].zone), Int(keys[name].node))
-    }
-
-    /// The entry for a lowercase wire name and a type, or nil.
-    public func find(lowercaseWire p: UnsafeRawBufferPointer, type: UInt16) -> Entry? {
-        let k = find(lowercaseWire: p)
-        return k >= 0 ? entry(k, type: type) : nil
-    }
-
     /// The bytes of an entry's block.
     @inline(__always) public func block(_ e: Entry) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: bytes + Int(e.start), count: Int(e.length))
-    }
-
-    private struct Builder {
-        var keys: [Key] = []
-        var keyBytes: [UInt8] = []
-        var entries: [Entry] = []
-        var bytes: [UInt8] = []
-
-        mutating func build(_ zones: ZoneSet) {
-            var engine: QueryEngine? = nil
-            let query = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
-            let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 65535, alignment: 8)
-            defer { query.deallocate(); out.deallocate() }
-            for (zi, zone) in zones.zones.enumerated() {
-                for (ni, node) in zone.nodes.enumerated() where !node.isDelegation {
-                    let wire = node.name.lowercased().wire
-                    let eligible = wire.withUnsafeBytes { w in
-                        zones.findZone(lowercaseWire: w)?.zone == zi && !PrebuiltAnswers.belowCut(w, zone: zone)
-                    }
-                    guard eligible else { continue }
-                    let first = entries.count
-                    let static_ = node.dynamicIndex < 0 && node.rrset(.cname) == nil
-                    for set in node.rrsets where static_ {
-                        let start = bytes.count
-                        var e = Entry(type: set.type.rawValue, an: UInt16(set.rdatas.count), ns: 0, ar: 0,
-                                      start: UInt32(start), length: 0, last: false)
-                        if PrebuiltAnswers.needsEngine(set.type) {
-                            if engine == nil { engine = QueryEngine() }
-                            guard let r = PrebuiltAnswers.run(engine!, name: wire, type: set.type, zones: zones,
-                                                              query: query, out: out) else { continue }
-                            e.an = r.an; e.ns = r.ns; e.ar = r.ar
-                            bytes.append(contentsOf: r.block)
-                        } else {
-                            for rdata in set.rdatas {
-                                bytes.append(contentsOf: [0xC0, 12, UInt8(set.type.rawValue >> 8), UInt8(truncatingIfNeeded: set.type.rawValue),
-                                                          0, 1, UInt8(set.ttl >> 24), UInt8(truncatingIfNeeded: set.ttl >> 16),
-                                                          UInt8(truncatingIfNeeded: set.ttl >> 8), UInt8(truncatingIfNeeded: set.ttl),
-                                                          UInt8(rdata.count >> 8), UInt8(truncatingIfNeeded: rdata.count)])
-                                bytes.append(contentsOf: rdata)
-                            }
-                        }
-                        // A block larger than any message is left to the full algorithm (TC).
-                        guard bytes.count - start <= 65535 - 12 - wire.count - 4 else {
-                            bytes.removeLast(bytes.count - start)
-                            continue
-                        }
-                        e.length = UInt16(bytes.count - start)
-                        entries.append(e)
-                    }
-                    if entries.count > first { entries[entries.count - 1].last = true }
-                    let h = wire.withUnsafeBytes { PrebuiltAnswers.hash($0) }
-                    keys.append(Key(offset: UInt32(keyBytes.count), hash: h, firstEntry: entries.count > first ? Int32(first) : -1,
-                                    length: UInt16(wire.count), zone: Int32(zi), node: Int32(ni)))
-                    keyBytes.append(contentsOf: wire)
-                }
-            }
-        }
+        bytes.bytes(from: Int(e.start), count: Int(e.length))
     }
 
     /// Types whose answers hold compressible names (RFC 1035 4.1.4) or bring additional
@@ -261,5 +203,55 @@ public final class PrebuiltAnswers: @unchecked Sendable {
         func u16(_ at: Int) -> UInt16 { UInt16(out[at]) << 8 | UInt16(out[at + 1]) }
         guard u16(6) > 0 else { return nil }
         return (u16(6), u16(8), u16(10), UnsafeRawBufferPointer(rebasing: out[qlen..<n]))
+    }
+}
+
+/// A growable array of trivial values in one allocation, read through a raw pointer (no
+/// reference counting or copy-on-write checks on the query path). Grows by doubling; the
+/// part of the capacity never written is never touched, so it costs address space only.
+final class RawArray<T: BitwiseCopyable>: @unchecked Sendable {
+    private(set) var base: UnsafeMutablePointer<T>
+    private(set) var count = 0
+    private var capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 1)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    @inline(__always) subscript(_ i: Int) -> T {
+        get { base[i] }
+        set { base[i] = newValue }
+    }
+
+    func append(_ v: T) {
+        if count == capacity { grow(to: capacity * 2) }
+        base[count] = v
+        count += 1
+    }
+
+    func truncate(to n: Int) { count = min(count, n) }
+
+    private func grow(to n: Int) {
+        let next = UnsafeMutablePointer<T>.allocate(capacity: n)
+        next.update(from: base, count: count)
+        base.deallocate()
+        base = next
+        capacity = n
+    }
+}
+
+extension RawArray where T == UInt8 {
+    func append(_ b: UnsafeRawBufferPointer) {
+        guard b.count > 0 else { return }
+        if count + b.count > capacity { grow(to: max(capacity * 2, count + b.count)) }
+        UnsafeMutableRawPointer(base + count).copyMemory(from: b.baseAddress!, byteCount: b.count)
+        count += b.count
+    }
+
+    @inline(__always) func bytes(from start: Int, count n: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + start, count: n)
     }
 }

@@ -282,31 +282,28 @@ public final class QueryEngine {
     private func answer(_ q: UnsafeRawBufferPointer, _ pq: ParsedQuery, zones: ZoneSet, options: EngineOptions, client: QueryClient) {
         guard loadName(q, at: 12) else { rcode = .formErr; return }
         let nameView = UnsafeRawBufferPointer(name)
+        guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
+            rcode = .refused
+            return
+        }
+        var zoneIndex = firstZone
+        var originOffset = firstOrigin
         // Most queries ask for an RRset that exists at a static name: copy its answer,
         // encoded at load time, when it fits (else the algorithm below truncates properly).
-        // Otherwise a name held there starts the algorithm at its node, without the walk.
+        // Otherwise a name found exactly starts the algorithm at its node, without the walk.
         var known = -1
-        var zoneIndex = 0
-        var originOffset = 0
         if let pre = zones.prebuilt {
-            let k = pre.find(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
-            if k >= 0 {
-                if let e = pre.entry(k, type: pq.qtype.rawValue), writer.position + Int(e.length) <= writer.limit {
+            let idx = zones.zones[zoneIndex].nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
+            if idx >= 0 && pre.holds(zone: zoneIndex, node: idx) {
+                if let e = pre.entry(zone: zoneIndex, node: idx, type: pq.qtype.rawValue),
+                   writer.position + Int(e.length) <= writer.limit {
                     try? writer.writeBytes(pre.block(e))
                     an = Int(e.an); ns = Int(e.ns); ar = Int(e.ar)
                     aa = true
                     return
                 }
-                (zoneIndex, known) = pre.location(k)
+                known = idx
             }
-        }
-        if known < 0 {
-            guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
-                rcode = .refused
-                return
-            }
-            zoneIndex = firstZone
-            originOffset = firstOrigin
         }
         aa = true
         var owner = 12

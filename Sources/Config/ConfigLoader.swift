@@ -14,16 +14,19 @@ import Zones
 ///
 /// Loading never stops at the first error: it checks everything it can and throws all of them.
 public enum ConfigLoader {
-    public static func load(path: String) throws(ConfigErrors) -> ConfigModel {
+    /// `zonesDirectory` (the command line's `--zones`) takes the place of the file's
+    /// `zones_dir`: every `*.zone` file there is served, and zones the file lists without
+    /// `file:` are found there.
+    public static func load(path: String, zonesDirectory: String? = nil) throws(ConfigErrors) -> ConfigModel {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw ConfigErrors([ConfigError(SourceLocation(file: path, line: 1, column: 1), "cannot read configuration file")])
         }
         let base = (path as NSString).deletingLastPathComponent
-        return try load(yaml: text, file: path, baseDirectory: base.isEmpty ? "." : base)
+        return try load(yaml: text, file: path, baseDirectory: base.isEmpty ? "." : base, zonesDirectory: zonesDirectory)
     }
 
     /// Loads from text; relative paths in it resolve against `baseDirectory`.
-    public static func load(yaml: String, file: String, baseDirectory: String) throws(ConfigErrors) -> ConfigModel {
+    public static func load(yaml: String, file: String, baseDirectory: String, zonesDirectory: String? = nil) throws(ConfigErrors) -> ConfigModel {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
@@ -33,6 +36,7 @@ public enum ConfigLoader {
             throw ConfigErrors([ConfigError(SourceLocation(file: file, line: 1, column: 1), "\(error)")])
         }
         let b = Builder(file: file, base: baseDirectory)
+        b.zonesDirectory = zonesDirectory
         guard let root else {
             throw ConfigErrors([ConfigError(SourceLocation(file: file, line: 1, column: 1), "empty configuration")])
         }
@@ -111,6 +115,8 @@ final class Builder {
     var defaultTTL: UInt32 = 30
     var defaultA = true, defaultAAAA = true
 
+    /// The command line's zone folder, which replaces `zones_dir`.
+    var zonesDirectory: String?
     init(file: String, base: String) { r = YAMLReader(file: file); self.base = base }
 
     func path(_ p: String) -> String { p.hasPrefix("/") ? p : base + "/" + p }
@@ -523,15 +529,19 @@ final class Builder {
 
     func parseZones(_ node: Node?, dir: Node?) {
         var fromDir: [String: String] = [:]
-        if let dir, let d = r.string(dir, "zones_dir") {
-            let p = path(d)
-            if let files = try? FileManager.default.contentsOfDirectory(atPath: p) {
-                for f in files.sorted() where f.hasSuffix(".zone") {
-                    fromDir[String(f.dropLast(5)).lowercased()] = p + "/" + f
-                }
-            } else {
-                r.error(dir, "zones_dir: cannot list folder \(p)")
+        func list(_ p: String) -> Bool {
+            guard let files = try? FileManager.default.contentsOfDirectory(atPath: p) else { return false }
+            for f in files.sorted() where f.hasSuffix(".zone") {
+                fromDir[String(f.dropLast(5)).lowercased()] = p + "/" + f
             }
+            return true
+        }
+        if let override = zonesDirectory {
+            // Checked by the caller (Runtime reports a missing folder once, as for --zones alone).
+            _ = list(override)
+        } else if let dir, let d = r.string(dir, "zones_dir") {
+            let p = path(d)
+            if !list(p) { r.error(dir, "zones_dir: cannot list folder \(p)") }
         }
         var declared = Set<String>()
         if let node, let m = r.mapping(node, "zones") {
@@ -556,9 +566,13 @@ final class Builder {
                 if let nn = f.first(where: { $0.key == "names" })?.value { parseNames(nn, zone: apex) }
             }
         }
+        let listed = dir.map { r.loc($0) } ?? SourceLocation(file: r.file, line: 1, column: 1)
         for (k, file) in fromDir.sorted(by: { $0.key < $1.key }) where !declared.contains(k) {
-            guard let apex = try? DNSName(k + ".").lowercased() else { r.error(dir!, "zones_dir: bad zone file name \(file)"); continue }
-            zones.append(ZoneSource(name: apex, file: file, location: r.loc(dir!)))
+            guard let apex = try? DNSName(k + ".").lowercased() else {
+                r.error(listed, "zones_dir: bad zone file name \(file)")
+                continue
+            }
+            zones.append(ZoneSource(name: apex, file: file, location: listed))
         }
     }
 

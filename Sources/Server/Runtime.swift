@@ -54,12 +54,16 @@ public enum Runtime {
                 out.errors.append("\(dir): not a readable folder")
                 return out
             }
-            zoneSources += ZoneLoader.sources(inDirectory: dir)
-            if zoneSources.isEmpty { out.errors.append("\(dir): no *.zone files") }
+            // With a configuration, the folder is its zone folder (it lists the files);
+            // without one, every file is a zone whose origin comes from its name or $ORIGIN.
+            if sources.configPath == nil {
+                zoneSources += ZoneLoader.sources(inDirectory: dir)
+                if zoneSources.isEmpty { out.errors.append("\(dir): no *.zone files") }
+            }
         }
         if let path = sources.configPath {
             do {
-                let m = try ConfigLoader.load(path: path)
+                let m = try ConfigLoader.load(path: path, zonesDirectory: sources.zonesDirectory)
                 model = m
                 router = try Router(model: m)
             } catch {

@@ -23,7 +23,7 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: "The YAML configuration file (zones, policies, checks).")
     var config: String?
 
-    @Option(name: .long, help: "Serve every *.zone file in this folder (origin from the file name or $ORIGIN).")
+    @Option(name: .long, help: "Serve every *.zone file in this folder (origin from the file name or $ORIGIN); with --config, this folder replaces its zones_dir.")
     var zones: String?
 
     func validate() throws {

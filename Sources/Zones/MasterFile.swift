@@ -272,12 +272,16 @@ struct ParseRun {
     @inline(__always) static func packedUpper(_ b: ArraySlice<UInt8>) -> UInt64? {
         guard !b.isEmpty, b.count <= 8 else { return nil }
         var v: UInt64 = 0
-        for c in b { v = v << 8 | UInt64((c >= 97 && c <= 122) ? c - 32 : c) }
+        for c in b { v = v << 8 | UInt64(asciiUpper(c)) }
         return v
     }
 
+    @inline(__always) static func asciiUpper(_ c: UInt8) -> UInt8 { (c >= 97 && c <= 122) ? c - 32 : c }
+
     static let classIN = packedUpper(ArraySlice("IN".utf8))!
-    static let otherClasses: Set<UInt64> = Set(["CH", "CHAOS", "HS", "HESIOD", "CS", "NONE", "ANY"].compactMap { packedUpper(ArraySlice($0.utf8)) })
+    /// A short list scanned in order: cheaper than hashing for the type word every record has.
+    static let otherClasses: [UInt64] = ["CH", "CHAOS", "HS", "HESIOD", "CS", "NONE", "ANY"].compactMap { packedUpper(ArraySlice($0.utf8)) }
+    static let classPrefix = Array("CLASS".utf8)
 
     static let typeTable: [UInt64: RRType] = {
         let known: [RRType] = [.a, .ns, .cname, .soa, .ptr, .hinfo, .mx, .txt, .aaaa, .srv, .naptr, .dname, .opt, .ds,
@@ -298,9 +302,9 @@ struct ParseRun {
             if p == classIN { return true }
             if otherClasses.contains(p) { return false }
         }
-        let u = b.map { $0 >= 97 && $0 <= 122 ? $0 - 32 : $0 }
-        guard u.count > 5, u.starts(with: Array("CLASS".utf8)), u.dropFirst(5).allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        return TextBytesZ.number(u.dropFirst(5)) == 1
+        guard b.count > 5, zip(b, classPrefix).allSatisfy({ asciiUpper($0) == $1 }),
+              b.dropFirst(5).allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return TextBytesZ.number(b.dropFirst(5)) == 1
     }
 
     mutating func record(_ e: ZoneEntry, file: String, state st: inout FileState) {

@@ -12,8 +12,9 @@ import DNSWire
 ///     t.insert(lowercaseWire: name.wire, value: 3)
 ///     t.find(ptr)  // 3
 struct NameTable: Sendable {
-    private var slots: [Int32]       // entry index, or -1
-    private var hashes: [UInt64]     // per entry
+    /// 0 for an empty slot, else the hash's high 32 bits above entry index + 1: a probe
+    /// rejects most other names without touching their keys (one cache miss, not three).
+    private var slots: [UInt64]
     /// Entry k's key is `bytes[starts[k]..<starts[k + 1]]`.
     private var starts: [UInt32]
     private var bytes: [UInt8]
@@ -23,9 +24,7 @@ struct NameTable: Sendable {
     init(capacity: Int) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = Array(repeating: -1, count: size)
-        hashes = []
-        hashes.reserveCapacity(capacity)
+        slots = Array(repeating: 0, count: size)
         starts = [0]
         starts.reserveCapacity(capacity + 1)
         bytes = []
@@ -56,16 +55,19 @@ struct NameTable: Sendable {
     @inline(__always)
     mutating func findOrInsert(_ key: UnsafeRawBufferPointer, hash h: UInt64, value: Int32) -> (entry: Int32, inserted: Bool) {
         if values.count * 2 >= slots.count { grow() }
+        let tag = h & 0xFFFF_FFFF_0000_0000
         var i = Int(truncatingIfNeeded: h) & mask
         while true {
             let s = slots[i]
-            if s < 0 { break }
-            if hashes[Int(s)] == h && keyEquals(Int(s), key) { return (s, false) }
+            if s == 0 { break }
+            if s & 0xFFFF_FFFF_0000_0000 == tag {
+                let k = Int(truncatingIfNeeded: s & 0xFFFF_FFFF) - 1
+                if keyEquals(k, key) { return (Int32(k), false) }
+            }
             i = (i + 1) & mask
         }
         let e = Int32(values.count)
-        slots[i] = e
-        hashes.append(h)
+        slots[i] = tag | UInt64(e + 1)
         bytes.append(contentsOf: key)
         starts.append(UInt32(bytes.count))
         values.append(value)
@@ -85,24 +87,30 @@ struct NameTable: Sendable {
 
     private mutating func grow() {
         let size = slots.count * 2
-        slots = Array(repeating: -1, count: size)
+        slots = Array(repeating: 0, count: size)
         mask = size - 1
-        for (k, h) in hashes.enumerated() {
-            var i = Int(truncatingIfNeeded: h) & mask
-            while slots[i] >= 0 { i = (i + 1) & mask }
-            slots[i] = Int32(k)
+        bytes.withUnsafeBytes { all in
+            for k in 0..<values.count {
+                let h = NameTable.hash(UnsafeRawBufferPointer(rebasing: all[Int(starts[k])..<Int(starts[k + 1])]))
+                var i = Int(truncatingIfNeeded: h) & mask
+                while slots[i] != 0 { i = (i + 1) & mask }
+                slots[i] = h & 0xFFFF_FFFF_0000_0000 | UInt64(k + 1)
+            }
         }
     }
 
     /// Finds the value for lowercase wire bytes, or -1.
     @inline(__always) func find(_ p: UnsafeRawBufferPointer) -> Int32 {
         let h = NameTable.hash(p)
+        let tag = h & 0xFFFF_FFFF_0000_0000
         var i = Int(truncatingIfNeeded: h) & mask
         while true {
             let s = slots[i]
-            if s < 0 { return -1 }
-            let k = Int(s)
-            if hashes[k] == h && keyEquals(k, p) { return values[k] }
+            if s == 0 { return -1 }
+            if s & 0xFFFF_FFFF_0000_0000 == tag {
+                let k = Int(truncatingIfNeeded: s & 0xFFFF_FFFF) - 1
+                if keyEquals(k, p) { return values[k] }
+            }
             i = (i + 1) & mask
         }
     }

@@ -24,34 +24,13 @@ import DNSWire
 /// - differing TTLs within one RRset (RFC 2181 5.2 forbids them on the wire): `normalized`
 ///   gives the whole set the TTL of its first record in file order.
 public enum ZoneCheck {
-    /// A name folded to lowercase once, hashed as one block of bytes: a million-record zone
-    /// spends most of its check time hashing names, and per-byte case folding in `DNSName`'s
-    /// own `==`/`hash` is several times slower than this.
-    struct NameKey: Hashable {
-        let w: [UInt8]
-        init(_ n: DNSName) { w = n.wire.map(asciiLower) }
-        init(lowered: [UInt8]) { w = lowered }
-        static func == (a: NameKey, b: NameKey) -> Bool { a.w == b.w }
-        func hash(into h: inout Hasher) { w.withUnsafeBytes { h.combine(bytes: $0) } }
-        var parent: NameKey? {
-            guard w.count > 1 else { return nil }
-            return NameKey(lowered: Array(w[(Int(w[0]) + 1)...]))
-        }
-    }
-
-    struct SetKey: Hashable {
-        var name: NameKey
+    /// A record outside the zone, compared as `normalized` does (lowercase owner, type,
+    /// rdata): such records are not grouped by `ZoneIndex`, and are reported once each.
+    struct OutsideKey: Hashable {
+        var name: [UInt8]
         var type: RRType
-    }
-
-    struct RecordKey: Hashable {
-        var set: SetKey
         var rdata: [UInt8]
-        static func == (a: RecordKey, b: RecordKey) -> Bool { a.set == b.set && a.rdata == b.rdata }
-        func hash(into h: inout Hasher) {
-            h.combine(set)
-            rdata.withUnsafeBytes { h.combine(bytes: $0) }
-        }
+        init(_ r: ResourceRecord) { name = r.name.wire.map(asciiLower); type = r.type; rdata = r.rdata }
     }
 
     /// Drops exact duplicates and unifies RRset TTLs to the first record's TTL; keeps file order.
@@ -95,7 +74,7 @@ extension ZoneIndex {
         let cnameSeen: UInt8 = 1, dnameSeen: UInt8 = 2, conflictReported: UInt8 = 4
         var seen = [UInt8](repeating: 0, count: ownerCount)
         // Records outside the origin are not grouped; their duplicates are dropped here.
-        var outside = Set<ZoneCheck.RecordKey>()
+        var outside = Set<ZoneCheck.OutsideKey>()
         var soaCount = 0
         var nsAtApex = false
         for ri in records.indices {
@@ -107,8 +86,7 @@ extension ZoneIndex {
             }
             let r = records[ri]
             guard o >= 0 else {
-                let k = ZoneCheck.RecordKey(set: ZoneCheck.SetKey(name: ZoneCheck.NameKey(r.name), type: r.type), rdata: r.rdata)
-                if outside.insert(k).inserted {
+                if outside.insert(ZoneCheck.OutsideKey(r)).inserted {
                     errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is outside the zone \(origin)"))
                 }
                 continue

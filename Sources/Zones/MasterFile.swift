@@ -75,16 +75,21 @@ public struct MasterFileParser: Sendable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        var out = [UInt8](repeating: 0, count: Int(st.st_size))
-        var got = 0
-        while got < out.count {
-            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, $0.count - got) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            got += n
+        let size = Int(st.st_size)
+        var complete = true
+        // Read into uninitialized storage: zero-filling 30 MB first would cost a pass of its own.
+        let out = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            var got = 0
+            while got < size {
+                let n = read(fd, buffer.baseAddress! + got, size - got)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                got += n
+            }
+            complete = got == size
+            count = got
         }
-        guard got == out.count else { return nil }
-        return out
+        return complete ? out : nil
     }
 
     static func directoryPart(of path: String) -> String {

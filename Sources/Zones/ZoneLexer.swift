@@ -38,16 +38,26 @@ struct ZoneLexer {
         if b.count >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF { i = 3; lineStart = 3 }
     }
 
-    private func loc(_ at: Int) -> SourceLocation {
-        SourceLocation(file: file, line: line, column: at - lineStart + 1)
-    }
-
     @inline(__always) private static func isSpace(_ c: UInt8) -> Bool { c == 32 || c == 9 || c == 13 }
 
     /// Reads the next non-empty entry into `entry` (its token array is reused), or returns
     /// false at the end of the input. Lexical errors are appended to `errors` and mark the
     /// entry as failed.
     mutating func next(into entry: inout ZoneEntry, errors: inout [ZoneError]) -> Bool {
+        // This loop runs once per byte of a zone file, so it reads the bytes through a
+        // pointer (no bounds checks) and keeps the position in locals.
+        var i = self.i, line = self.line, lineStart = self.lineStart
+        defer { self.i = i; self.line = line; self.lineStart = lineStart }
+        return b.withUnsafeBufferPointer {
+            ZoneLexer.scan($0, file: file, i: &i, line: &line, lineStart: &lineStart, entry: &entry, errors: &errors)
+        }
+    }
+
+    private static func scan(_ b: UnsafeBufferPointer<UInt8>, file: String, i: inout Int, line: inout Int, lineStart: inout Int,
+                             entry: inout ZoneEntry, errors: inout [ZoneError]) -> Bool {
+        @inline(__always) func loc(_ at: Int, _ line: Int, _ lineStart: Int) -> SourceLocation {
+            SourceLocation(file: file, line: line, column: at - lineStart + 1)
+        }
         while i < b.count {
             entry.tokens.removeAll(keepingCapacity: true)
             entry.blankOwner = ZoneLexer.isSpace(b[i])
@@ -69,7 +79,7 @@ struct ZoneLexer {
                     if depth == 0 { break entryLoop }
                 case UInt8(ascii: "("):
                     if depth > 0 {
-                        errors.append(ZoneError(loc(i), "nested \"(\": a parenthesis is already open"))
+                        errors.append(ZoneError(loc(i, line, lineStart), "nested \"(\": a parenthesis is already open"))
                         entry.failed = true
                     } else {
                         openLine = line
@@ -79,7 +89,7 @@ struct ZoneLexer {
                     i += 1
                 case UInt8(ascii: ")"):
                     if depth == 0 {
-                        errors.append(ZoneError(loc(i), "unbalanced \")\": no parenthesis is open"))
+                        errors.append(ZoneError(loc(i, line, lineStart), "unbalanced \")\": no parenthesis is open"))
                         entry.failed = true
                     } else {
                         depth -= 1
@@ -117,7 +127,7 @@ struct ZoneLexer {
                         if d == 10 { if inQuote { ok = false }; break }
                         if d == UInt8(ascii: "\\") {
                             guard i + 1 < b.count, b[i + 1] != 10 else {
-                                errors.append(ZoneError(loc(i), "backslash at the end of a line: expected an escaped character"))
+                                errors.append(ZoneError(loc(i, line, lineStart), "backslash at the end of a line: expected an escaped character"))
                                 entry.failed = true
                                 end = i
                                 i += 1
@@ -137,7 +147,7 @@ struct ZoneLexer {
                     if end < 0 { end = i }
                     if inQuote { ok = false }
                     if !ok {
-                        errors.append(ZoneError(loc(start), "unterminated quoted string: expected a closing \" on the same line"))
+                        errors.append(ZoneError(loc(start, line, lineStart), "unterminated quoted string: expected a closing \" on the same line"))
                         entry.failed = true
                     }
                     entry.tokens.append(ZoneToken(start: start, end: end, quoted: false, line: line, column: start - lineStart + 1))

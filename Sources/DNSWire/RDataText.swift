@@ -102,6 +102,21 @@ public enum RDataText {
         return p.out
     }
 
+    /// The rdata of an A (`v6` false) or AAAA record written as one unquoted field, parsed
+    /// straight from the zone file's bytes into an array of exactly 4 or 16 bytes; nil when
+    /// the field is not a plain address, and the caller then goes through `parse`, which
+    /// says what is wrong. A large zone is mostly addresses, so this path is the hot one.
+    ///
+    ///     Array("192.0.2.1".utf8).withUnsafeBufferPointer { RDataText.parseAddress(v6: false, $0) }  // [192, 0, 2, 1]
+    public static func parseAddress(v6: Bool, _ b: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        var out: [UInt8] = []
+        out.reserveCapacity(v6 ? 16 : 4)
+        guard v6 else { return FieldParser.appendIPv4(b, to: &out) ? out : nil }
+        guard let a = IPAddress(v6Text: b) else { return nil }
+        for i in 0..<16 { out.append(a.byte(i)) }
+        return out
+    }
+
     /// Tokenizes one line of rdata (quotes, escapes, whitespace; no comments or
     /// parentheses) and parses it. Used by tests and the config loader.
     public static func parse(type: RRType, text: String, origin: DNSName) throws(RDataTextError) -> [UInt8] {
@@ -480,7 +495,9 @@ struct FieldParser {
         let expected = v6 ? "an IPv6 address" : "an IPv4 address"
         let f = try take("address", expected)
         if !v6 {
-            guard !f.quoted, FieldParser.appendIPv4(f.bytes, to: &out) else { throw bad("address", expected, at: i - 1) }
+            guard !f.quoted, f.bytes.withUnsafeBufferPointer({ FieldParser.appendIPv4($0, to: &out) }) else {
+                throw bad("address", expected, at: i - 1)
+            }
             return
         }
         guard !f.quoted, let a = f.bytes.withUnsafeBufferPointer({ IPAddress(v6Text: $0) }) else {
@@ -491,7 +508,7 @@ struct FieldParser {
 
     /// Dotted quad straight from bytes (the common record in a large zone): exactly four
     /// decimal octets of 1-3 digits, each at most 255.
-    static func appendIPv4(_ b: [UInt8], to out: inout [UInt8]) -> Bool {
+    static func appendIPv4(_ b: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
         var parts = 0, v = 0, digits = 0
         var tmp: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
         for k in 0...b.count {

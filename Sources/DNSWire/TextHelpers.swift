@@ -10,6 +10,22 @@ extension DNSName {
     ///     let n = try DNSName(presentation: Array("www".utf8), origin: try DNSName("example.com."))
     ///     n.description // "www.example.com."
     public init(presentation bytes: some Collection<UInt8>, origin: DNSName?) throws(NameTextError) {
+        // One call through the generic, then concrete code: this initializer is called from
+        // other modules, where a generic body would run unspecialized (witness calls per byte).
+        let parsed = bytes.withContiguousStorageIfAvailable { DNSName.parsePresentation($0, origin: origin) }
+            ?? Array(bytes).withUnsafeBufferPointer { DNSName.parsePresentation($0, origin: origin) }
+        self = try parsed.get()
+    }
+
+    static func parsePresentation(_ bytes: UnsafeBufferPointer<UInt8>, origin: DNSName?) -> Result<DNSName, NameTextError> {
+        do throws(NameTextError) {
+            return .success(try DNSName(presentationBuffer: bytes, origin: origin))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private init(presentationBuffer bytes: UnsafeBufferPointer<UInt8>, origin: DNSName?) throws(NameTextError) {
         let count = bytes.count
         if count == 1, let c = bytes.first {
             if c == UInt8(ascii: "@") {
@@ -20,8 +36,9 @@ extension DNSName {
             if c == UInt8(ascii: ".") { self = .root; return }
         }
         guard count > 0 else { throw .empty }
-        var out: [UInt8] = [0]
+        var out: [UInt8] = []
         out.reserveCapacity(count + 2 + (origin?.wire.count ?? 0))
+        out.append(0)
         var labelStart = 0          // index in `out` of the current label's length byte
         var labelLen = 0
         var absolute = false

@@ -18,7 +18,8 @@ public enum ZoneLoader {
     public struct Result: Sendable {
         public var zones: [Zone] = []
         public var errors: [ZoneError] = []
-        /// Static owner names per zone origin, for the GSLB conflict check.
+        /// Per zone origin, the GSLB names that are also static owners (names with records in
+        /// the zone file), for the conflict check.
         public var owners: [DNSName: Set<DNSName>] = [:]
         /// Milliseconds each zone took to parse, check and build, by origin.
         public var loadMilliseconds: [DNSName: Double] = [:]
@@ -56,21 +57,17 @@ public enum ZoneLoader {
                 out.errors.append(ZoneError(here, "cannot tell the zone's origin: name the file ORIGIN.zone or add $ORIGIN and an SOA record"))
                 continue
             }
-            let problems = ZoneCheck.check(records: records, origin: origin)
-            if !problems.isEmpty {
-                out.errors += problems
-                continue
-            }
             do {
-                // Zone.init drops duplicates and gives each RRset its first TTL itself, so the
-                // records need not be normalized a second time here (check already did once).
-                let zone = try Zone(origin: origin, records: records,
-                                    dynamicNames: dynamicNames[origin.lowercased()] ?? [], file: src.path)
+                let dynamic = dynamicNames[origin.lowercased()] ?? []
+                let zone = try Zone.checked(origin: origin, records: records, dynamicNames: dynamic, file: src.path)
                 out.zones.append(zone)
-                out.owners[origin.lowercased()] = Set(records.map { $0.name.lowercased() })
+                // Only GSLB names can clash with static owners, so only they are looked up.
+                var owners = Set<DNSName>()
+                for (n, _) in dynamic where zone.node(named: n).map({ !$0.rrsets.isEmpty }) ?? false { owners.insert(n.lowercased()) }
+                out.owners[origin.lowercased()] = owners
                 out.loadMilliseconds[origin.lowercased()] = Date().timeIntervalSince(t0) * 1000
             } catch {
-                out.errors.append(error)
+                out.errors += error.errors
             }
         }
         var seen: [DNSName: String] = [:]

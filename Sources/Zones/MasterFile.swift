@@ -57,14 +57,39 @@ public struct MasterFileParser: Sendable {
     /// reports `zones/inc/hosts.inc:3:1: ...`).
     public func parseFile(path: String, displayPath: String? = nil) throws(ZoneErrors) -> [ResourceRecord] {
         let shown = displayPath ?? path
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = MasterFileParser.readFile(path) else {
             throw ZoneErrors([ZoneError(SourceLocation(file: shown, line: 0, column: 0), "cannot read zone file \"\(path)\"")])
         }
         var run = ParseRun(parser: self, displayDirectory: MasterFileParser.directoryPart(of: shown))
         if let real = MasterFileParser.realPath(path) { run.stack.append(real) }
-        run.parse(bytes: [UInt8](data), file: shown, state: FileState(origin: origin))
+        run.parse(bytes: data, file: shown, state: FileState(origin: origin))
         if !run.errors.isEmpty { throw ZoneErrors(run.errors) }
         return run.records
+    }
+
+    /// The whole file as bytes, read straight into one array (no `Data` copy); nil when it
+    /// cannot be opened or read.
+    static func readFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let size = Int(st.st_size)
+        var complete = true
+        // Read into uninitialized storage: zero-filling 30 MB first would cost a pass of its own.
+        let out = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            var got = 0
+            while got < size {
+                let n = read(fd, buffer.baseAddress! + got, size - got)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                got += n
+            }
+            complete = got == size
+            count = got
+        }
+        return complete ? out : nil
     }
 
     static func directoryPart(of path: String) -> String {
@@ -95,6 +120,9 @@ public struct MasterFileParser: Sendable {
 struct FileState {
     var origin: DNSName
     var lastOwner: DNSName? = nil
+    /// The bytes `lastOwner` was parsed from: the next owner written the same way (most
+    /// zones write each owner on several lines) reuses it, and shares its storage.
+    var lastOwnerToken: Range<Int>? = nil
     var defaultTTL: UInt32? = nil   // $TTL
     var lastTTL: UInt32? = nil      // last explicit TTL
     init(origin: DNSName) { self.origin = origin }
@@ -110,6 +138,8 @@ struct ParseRun {
     /// How many `$INCLUDE`s deep the current file is (0 for the top file).
     var depth = 0
     var stopped = false
+    /// The bytes of the file being read; tokens are ranges of it.
+    var b: [UInt8] = []
 
     init(parser: MasterFileParser, displayDirectory: String) {
         self.parser = parser
@@ -120,12 +150,27 @@ struct ParseRun {
         SourceLocation(file: file, line: t.line, column: t.column)
     }
 
-    func text(_ t: ZoneToken) -> String { t.field.description }
+    /// The token as written (quotes restored), for messages.
+    func text(_ t: ZoneToken) -> String { field(t).description }
+
+    func field(_ t: ZoneToken) -> RDataField { RDataField(Array(b[t.start..<t.end]), quoted: t.quoted) }
+
+    func bytes(_ t: ZoneToken) -> ArraySlice<UInt8> { b[t.start..<t.end] }
 
     mutating func parse(bytes: [UInt8], file: String, state initial: FileState) {
+        let outer = b
+        b = bytes
+        defer { b = outer }
+        if depth == 0 {
+            // Every record takes at least one line; included files grow the array as usual.
+            var lines = 1
+            for c in bytes where c == 10 { lines += 1 }
+            records.reserveCapacity(lines)
+        }
         var lexer = ZoneLexer(bytes: bytes, file: file)
         var st = initial
-        while !stopped, let entry = lexer.next(errors: &errors) {
+        var entry = ZoneEntry()
+        while !stopped, lexer.next(into: &entry, errors: &errors) {
             if errors.count >= MasterFileParser.maxErrors {
                 // A binary or badly broken file would otherwise produce an error per line.
                 errors.append(ZoneError(SourceLocation(file: file, line: entry.line, column: 1),
@@ -135,7 +180,7 @@ struct ParseRun {
             }
             if entry.failed { continue }
             let first = entry.tokens[0]
-            if !entry.blankOwner, first.field.bytes.first == UInt8(ascii: "$"), !first.field.quoted {
+            if !entry.blankOwner, first.start < first.end, b[first.start] == UInt8(ascii: "$"), !first.quoted {
                 directive(entry, file: file, state: &st)
             } else {
                 record(entry, file: file, state: &st)
@@ -149,21 +194,22 @@ struct ParseRun {
 
     mutating func directive(_ e: ZoneEntry, file: String, state st: inout FileState) {
         let d = e.tokens[0]
-        let name = String(decoding: d.field.bytes, as: UTF8.self).uppercased()
+        let name = String(decoding: bytes(d), as: UTF8.self).uppercased()
         let args = e.tokens.dropFirst()
         switch name {
         case "$ORIGIN":
             guard let a = args.first else { return fail(d, file, "missing name after $ORIGIN: expected a domain name") }
             guard args.count == 1 else { return fail(args[args.startIndex + 1], file, "unexpected \"\(text(args[args.startIndex + 1]))\" after $ORIGIN name") }
             do {
-                st.origin = try DNSName(presentation: a.field.bytes, origin: st.origin)
+                st.origin = try DNSName(presentation: bytes(a), origin: st.origin)
+                st.lastOwnerToken = nil
             } catch {
                 fail(a, file, "bad $ORIGIN name \"\(text(a))\": \(error)")
             }
         case "$TTL":
             guard let a = args.first else { return fail(d, file, "missing TTL after $TTL: expected seconds or a duration like 1h30m") }
             guard args.count == 1 else { return fail(args[args.startIndex + 1], file, "unexpected \"\(text(args[args.startIndex + 1]))\" after $TTL value") }
-            guard !a.field.quoted, let v = RDataText.parseTTL(a.field.bytes) else {
+            guard !a.quoted, let v = RDataText.parseTTL(bytes(a)) else {
                 return fail(a, file, "bad TTL \"\(text(a))\": expected seconds or a duration like 1h30m, at most 2147483647")
             }
             st.defaultTTL = v
@@ -182,12 +228,12 @@ struct ParseRun {
         var childOrigin = st.origin
         if e.tokens.count == 3 {
             do {
-                childOrigin = try DNSName(presentation: e.tokens[2].field.bytes, origin: st.origin)
+                childOrigin = try DNSName(presentation: bytes(e.tokens[2]), origin: st.origin)
             } catch {
                 return fail(e.tokens[2], file, "bad $INCLUDE origin \"\(text(e.tokens[2]))\": \(error)")
             }
         }
-        guard let arg = TextBytesZ.unescape(pathTok.field.bytes).map({ String(decoding: $0, as: UTF8.self) }), !arg.isEmpty else {
+        guard let arg = TextBytesZ.unescape(Array(bytes(pathTok))).map({ String(decoding: $0, as: UTF8.self) }), !arg.isEmpty else {
             return fail(pathTok, file, "bad $INCLUDE file name \"\(text(pathTok))\"")
         }
         var base = parser.baseDirectory
@@ -201,7 +247,7 @@ struct ParseRun {
         let relative = String(candidate.dropFirst(prefix.count))
         let shown = displayDirectory.isEmpty ? relative : displayDirectory + "/" + relative
         guard let real = MasterFileParser.realPath(candidate),
-              let data = FileManager.default.contents(atPath: real) else {
+              let data = MasterFileParser.readFile(real) else {
             return fail(pathTok, file, "cannot read $INCLUDE file \"\(arg)\"")
         }
         if let realBase = MasterFileParser.realPath(base) {
@@ -221,45 +267,49 @@ struct ParseRun {
         child.lastTTL = st.lastTTL
         stack.append(real)
         depth += 1
-        parse(bytes: [UInt8](data), file: shown, state: child)
+        parse(bytes: data, file: shown, state: child)
         depth -= 1
         stack.removeLast()
     }
 
     /// Up to 8 bytes, ASCII-uppercased, packed into an integer: a token key that costs
     /// no allocation, for the class and type words that every record has.
-    @inline(__always) static func packedUpper(_ b: [UInt8]) -> UInt64? {
+    @inline(__always) static func packedUpper(_ b: ArraySlice<UInt8>) -> UInt64? {
         guard !b.isEmpty, b.count <= 8 else { return nil }
         var v: UInt64 = 0
-        for c in b { v = v << 8 | UInt64((c >= 97 && c <= 122) ? c - 32 : c) }
+        for c in b { v = v << 8 | UInt64(asciiUpper(c)) }
         return v
     }
 
-    static let classIN = packedUpper(Array("IN".utf8))!
-    static let otherClasses: Set<UInt64> = Set(["CH", "CHAOS", "HS", "HESIOD", "CS", "NONE", "ANY"].compactMap { packedUpper(Array($0.utf8)) })
+    @inline(__always) static func asciiUpper(_ c: UInt8) -> UInt8 { (c >= 97 && c <= 122) ? c - 32 : c }
+
+    static let classIN = packedUpper(ArraySlice("IN".utf8))!
+    /// A short list scanned in order: cheaper than hashing for the type word every record has.
+    static let otherClasses: [UInt64] = ["CH", "CHAOS", "HS", "HESIOD", "CS", "NONE", "ANY"].compactMap { packedUpper(ArraySlice($0.utf8)) }
+    static let classPrefix = Array("CLASS".utf8)
 
     static let typeTable: [UInt64: RRType] = {
         let known: [RRType] = [.a, .ns, .cname, .soa, .ptr, .hinfo, .mx, .txt, .aaaa, .srv, .naptr, .dname, .opt, .ds,
                                .sshfp, .rrsig, .nsec, .dnskey, .tlsa, .svcb, .https, .spf, .ixfr, .axfr, .any, .caa]
         var t: [UInt64: RRType] = [:]
-        for k in known { if let p = packedUpper(Array(k.description.utf8)) { t[p] = k } }
+        for k in known { if let p = packedUpper(ArraySlice(k.description.utf8)) { t[p] = k } }
         return t
     }()
 
-    static func rrType(_ b: [UInt8]) -> RRType? {
+    static func rrType(_ b: ArraySlice<UInt8>) -> RRType? {
         if let p = packedUpper(b), let t = typeTable[p] { return t }
         return RRType(mnemonic: String(decoding: b, as: UTF8.self))
     }
 
     /// nil: not a class word; true: IN; false: another class.
-    static func classWord(_ b: [UInt8]) -> Bool? {
+    static func classWord(_ b: ArraySlice<UInt8>) -> Bool? {
         if let p = packedUpper(b) {
             if p == classIN { return true }
             if otherClasses.contains(p) { return false }
         }
-        let u = b.map { $0 >= 97 && $0 <= 122 ? $0 - 32 : $0 }
-        guard u.count > 5, u.starts(with: Array("CLASS".utf8)), u.dropFirst(5).allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        return TextBytesZ.number(u.dropFirst(5)) == 1
+        guard b.count > 5, zip(b, classPrefix).allSatisfy({ asciiUpper($0) == $1 }),
+              b.dropFirst(5).allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return TextBytesZ.number(b.dropFirst(5)) == 1
     }
 
     mutating func record(_ e: ZoneEntry, file: String, state st: inout FileState) {
@@ -271,13 +321,18 @@ struct ParseRun {
                 return fail(toks[0], file, "no owner name: the first record of a file must start in column 1")
             }
             owner = prev
+        } else if let prev = st.lastOwner, let r = st.lastOwnerToken, !toks[0].quoted,
+                  b[r].elementsEqual(b[toks[0].start..<toks[0].end]) {
+            owner = prev
+            k = 1
         } else {
             do {
-                owner = try DNSName(presentation: toks[0].field.bytes, origin: st.origin)
+                owner = try DNSName(presentation: bytes(toks[0]), origin: st.origin)
             } catch {
                 return fail(toks[0], file, "bad owner name \"\(text(toks[0]))\": \(error)")
             }
             st.lastOwner = owner
+            st.lastOwnerToken = toks[0].quoted ? nil : toks[0].start..<toks[0].end
             k = 1
         }
         var ttl: UInt32? = nil
@@ -285,14 +340,15 @@ struct ParseRun {
         // RFC 1035 5.1: [<TTL>] [<class>] or [<class>] [<TTL>] before the type.
         while k < toks.count {
             let t = toks[k]
-            guard let c = t.field.bytes.first, !t.field.quoted else { break }
+            guard t.start < t.end, !t.quoted else { break }
+            let c = b[t.start]
             if c >= 48 && c <= 57 {
                 guard ttl == nil else { return fail(t, file, "bad type \"\(text(t))\": expected a record type (TTL already given)") }
-                guard let v = RDataText.parseTTL(t.field.bytes) else {
+                guard let v = RDataText.parseTTL(bytes(t)) else {
                     return fail(t, file, "bad TTL \"\(text(t))\": expected seconds or a duration like 1h30m, at most 2147483647")
                 }
                 ttl = v
-            } else if let isIN = ParseRun.classWord(t.field.bytes) {
+            } else if let isIN = ParseRun.classWord(bytes(t)) {
                 guard !sawClass else { return fail(t, file, "bad type \"\(text(t))\": expected a record type (class already given)") }
                 guard isIN else {
                     return fail(t, file, "unsupported class \"\(text(t))\": only IN is served")
@@ -307,20 +363,25 @@ struct ParseRun {
             return fail(toks[toks.count - 1], file, "missing record type after \"\(text(toks[toks.count - 1]))\"")
         }
         let typeTok = toks[k]
-        guard !typeTok.field.quoted, let type = ParseRun.rrType(typeTok.field.bytes) else {
+        guard !typeTok.quoted, let type = ParseRun.rrType(bytes(typeTok)) else {
             return fail(typeTok, file, "unknown record type \"\(text(typeTok))\": expected a type like A, MX or TYPE65534")
         }
         guard !type.isMeta, type != RRType(0) else {
             return fail(typeTok, file, "type \(type) cannot appear in a zone")
         }
         k += 1
-        let fields = toks[k...].map(\.field)
         let rdata: [UInt8]
-        do {
-            rdata = try RDataText.parse(type: type, fields: fields, origin: st.origin)
-        } catch {
-            let at = k + error.field < toks.count ? toks[k + error.field] : toks[toks.count - 1]
-            return fail(at, file, error.message)
+        // The common case, one plain address, skips building fields.
+        if (type == .a || type == .aaaa) && k == toks.count - 1 && !toks[k].quoted,
+           let wire = b.withUnsafeBufferPointer({ RDataText.parseAddress(v6: type == .aaaa, UnsafeBufferPointer(rebasing: $0[toks[k].start..<toks[k].end])) }) {
+            rdata = wire
+        } else {
+            do {
+                rdata = try RDataText.parse(type: type, fields: toks[k...].map { field($0) }, origin: st.origin)
+            } catch {
+                let at = k + error.field < toks.count ? toks[k + error.field] : toks[toks.count - 1]
+                return fail(at, file, error.message)
+            }
         }
         if ttl == nil {
             if let d = st.defaultTTL {

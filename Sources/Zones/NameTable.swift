@@ -4,29 +4,36 @@ import DNSWire
 /// raw bytes so the query path can look up any suffix of the question name straight from
 /// a scratch buffer without building a `DNSName` (no allocation per query).
 ///
-/// Built once at load time, then only read. Load factor at most 1/2, so probes stay short.
+/// Keys live back to back in one byte buffer, so a million names cost three arrays rather
+/// than a million small ones. Built once at load time, then only read. Load factor at most
+/// 1/2, so probes stay short.
 ///
 ///     var t = NameTable(capacity: names.count)
 ///     t.insert(lowercaseWire: name.wire, value: 3)
 ///     t.find(ptr)  // 3
 struct NameTable: Sendable {
-    private var slots: [Int32]       // index into keys/values, or -1
-    private var hashes: [UInt64]
-    private var keys: [[UInt8]]
+    /// 0 for an empty slot, else the hash's high 32 bits above entry index + 1: a probe
+    /// rejects most other names without touching their keys (one cache miss, not three).
+    private var slots: [UInt64]
+    /// Entry k's key is `bytes[starts[k]..<starts[k + 1]]`.
+    private var starts: [UInt32]
+    private var bytes: [UInt8]
     private(set) var values: [Int32]
     private var mask: Int
 
     init(capacity: Int) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = Array(repeating: -1, count: size)
-        hashes = []
-        keys = []
+        slots = Array(repeating: 0, count: size)
+        starts = [0]
+        starts.reserveCapacity(capacity + 1)
+        bytes = []
         values = []
+        values.reserveCapacity(capacity)
         mask = size - 1
     }
 
-    var count: Int { keys.count }
+    var count: Int { values.count }
 
     /// FNV-1a over the bytes; the bytes must already be lowercase.
     @inline(__always) static func hash(_ p: UnsafeRawBufferPointer) -> UInt64 {
@@ -36,43 +43,73 @@ struct NameTable: Sendable {
     }
 
     mutating func insert(lowercaseWire key: [UInt8], value: Int32) {
-        if keys.count * 2 >= slots.count { grow() }
-        let h = key.withUnsafeBytes { NameTable.hash($0) }
-        var i = Int(truncatingIfNeeded: h) & mask
-        while slots[i] >= 0 {
-            let k = Int(slots[i])
-            if hashes[k] == h && keys[k] == key { values[k] = value; return }
-            i = (i + 1) & mask
+        key.withUnsafeBytes { k in
+            let (i, inserted) = findOrInsert(k, hash: NameTable.hash(k), value: value)
+            if !inserted { values[Int(i)] = value }
         }
-        slots[i] = Int32(keys.count)
-        hashes.append(h)
-        keys.append(key)
-        values.append(value)
     }
 
+    /// The entry for `key` (lowercase wire bytes whose hash is `hash`), added with `value`
+    /// when missing. Returns the entry's index (entries are numbered in insertion order)
+    /// and whether it was added.
+    @inline(__always)
+    mutating func findOrInsert(_ key: UnsafeRawBufferPointer, hash h: UInt64, value: Int32) -> (entry: Int32, inserted: Bool) {
+        if values.count * 2 >= slots.count { grow() }
+        let tag = h & 0xFFFF_FFFF_0000_0000
+        var i = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let s = slots[i]
+            if s == 0 { break }
+            if s & 0xFFFF_FFFF_0000_0000 == tag {
+                let k = Int(truncatingIfNeeded: s & 0xFFFF_FFFF) - 1
+                if keyEquals(k, key) { return (Int32(k), false) }
+            }
+            i = (i + 1) & mask
+        }
+        let e = Int32(values.count)
+        slots[i] = tag | UInt64(e + 1)
+        bytes.append(contentsOf: key)
+        starts.append(UInt32(bytes.count))
+        values.append(value)
+        return (e, true)
+    }
+
+    @inline(__always) private func keyEquals(_ k: Int, _ p: UnsafeRawBufferPointer) -> Bool {
+        let a = Int(starts[k]), b = Int(starts[k + 1])
+        guard b - a == p.count else { return false }
+        return bytes.withUnsafeBytes { kb in
+            memcmpBytes(UnsafeRawBufferPointer(rebasing: kb[a..<b]), p)
+        }
+    }
+
+    /// Entry k's key, lowercase wire bytes.
+    func key(_ k: Int) -> ArraySlice<UInt8> { bytes[Int(starts[k])..<Int(starts[k + 1])] }
+
     private mutating func grow() {
-        let oldKeys = keys, oldValues = values
-        var size = slots.count * 2
-        if size < 16 { size = 16 }
-        slots = Array(repeating: -1, count: size)
+        let size = slots.count * 2
+        slots = Array(repeating: 0, count: size)
         mask = size - 1
-        hashes = []; keys = []; values = []
-        for (k, v) in zip(oldKeys, oldValues) { insert(lowercaseWire: k, value: v) }
+        bytes.withUnsafeBytes { all in
+            for k in 0..<values.count {
+                let h = NameTable.hash(UnsafeRawBufferPointer(rebasing: all[Int(starts[k])..<Int(starts[k + 1])]))
+                var i = Int(truncatingIfNeeded: h) & mask
+                while slots[i] != 0 { i = (i + 1) & mask }
+                slots[i] = h & 0xFFFF_FFFF_0000_0000 | UInt64(k + 1)
+            }
+        }
     }
 
     /// Finds the value for lowercase wire bytes, or -1.
     @inline(__always) func find(_ p: UnsafeRawBufferPointer) -> Int32 {
         let h = NameTable.hash(p)
+        let tag = h & 0xFFFF_FFFF_0000_0000
         var i = Int(truncatingIfNeeded: h) & mask
         while true {
             let s = slots[i]
-            if s < 0 { return -1 }
-            let k = Int(s)
-            if hashes[k] == h {
-                let equal = keys[k].withUnsafeBytes { kb in
-                    kb.count == p.count && (p.count == 0 || memcmpBytes(kb, p))
-                }
-                if equal { return values[k] }
+            if s == 0 { return -1 }
+            if s & 0xFFFF_FFFF_0000_0000 == tag {
+                let k = Int(truncatingIfNeeded: s & 0xFFFF_FFFF) - 1
+                if keyEquals(k, p) { return values[k] }
             }
             i = (i + 1) & mask
         }

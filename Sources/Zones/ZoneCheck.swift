@@ -24,47 +24,24 @@ import DNSWire
 /// - differing TTLs within one RRset (RFC 2181 5.2 forbids them on the wire): `normalized`
 ///   gives the whole set the TTL of its first record in file order.
 public enum ZoneCheck {
-    /// A name folded to lowercase once, hashed as one block of bytes: a million-record zone
-    /// spends most of its check time hashing names, and per-byte case folding in `DNSName`'s
-    /// own `==`/`hash` is several times slower than this.
-    struct NameKey: Hashable {
-        let w: [UInt8]
-        init(_ n: DNSName) { w = n.wire.map(asciiLower) }
-        init(lowered: [UInt8]) { w = lowered }
-        static func == (a: NameKey, b: NameKey) -> Bool { a.w == b.w }
-        func hash(into h: inout Hasher) { w.withUnsafeBytes { h.combine(bytes: $0) } }
-        var parent: NameKey? {
-            guard w.count > 1 else { return nil }
-            return NameKey(lowered: Array(w[(Int(w[0]) + 1)...]))
-        }
-    }
-
-    struct SetKey: Hashable {
-        var name: NameKey
+    /// A record outside the zone, compared as `normalized` does (lowercase owner, type,
+    /// rdata): such records are not grouped by `ZoneIndex`, and are reported once each.
+    struct OutsideKey: Hashable {
+        var name: [UInt8]
         var type: RRType
-    }
-
-    struct RecordKey: Hashable {
-        var set: SetKey
         var rdata: [UInt8]
-        static func == (a: RecordKey, b: RecordKey) -> Bool { a.set == b.set && a.rdata == b.rdata }
-        func hash(into h: inout Hasher) {
-            h.combine(set)
-            rdata.withUnsafeBytes { h.combine(bytes: $0) }
-        }
+        init(_ r: ResourceRecord) { name = r.name.wire.map(asciiLower); type = r.type; rdata = r.rdata }
     }
 
     /// Drops exact duplicates and unifies RRset TTLs to the first record's TTL; keeps file order.
     public static func normalized(_ records: [ResourceRecord]) -> [ResourceRecord] {
-        var seen = Set<RecordKey>()
-        seen.reserveCapacity(records.count)
-        var firstTTL: [SetKey: UInt32] = [:]
+        let index = ZoneIndex(records: records, origin: .root)
         var out: [ResourceRecord] = []
-        out.reserveCapacity(records.count)
-        for var r in records {
-            let k = SetKey(name: NameKey(r.name), type: r.type)
-            guard seen.insert(RecordKey(set: k, rdata: r.rdata)).inserted else { continue }
-            if let t = firstTTL[k] { r.ttl = t } else { firstTTL[k] = r.ttl }
+        out.reserveCapacity(index.uniqueCount)
+        for (i, var r) in records.enumerated() {
+            let set = Int(index.setOf[i])
+            guard set >= 0 else { continue }
+            r.ttl = index.setTTL[set]
             out.append(r)
         }
         return out
@@ -72,40 +49,50 @@ public enum ZoneCheck {
 
     /// Returns every content error; duplicates and TTL differences are not errors (see above).
     public static func check(records input: [ResourceRecord], origin: DNSName) -> [ZoneError] {
-        let records = normalized(input)
+        ZoneIndex(records: input, origin: origin).check(origin: origin)
+    }
+}
+
+extension ZoneIndex {
+    /// `ZoneCheck.check` on the grouped records: the same errors in the same order (file
+    /// order of the first of each duplicate, then the missing apex records).
+    func check(origin: DNSName) -> [ZoneError] {
         var errors: [ZoneError] = []
-        let defaultFile = input.first?.location?.file ?? origin.description
+        let defaultFile = records.first?.location?.file ?? origin.description
         func loc(_ r: ResourceRecord) -> SourceLocation {
             r.location ?? SourceLocation(file: defaultFile, line: 0, column: 0)
         }
-
-        let originKey = NameKey(origin)
-        let keys = records.map { NameKey($0.name) }
-        var cnames = Set<NameKey>()
-        var cuts = Set<NameKey>()
-        var dnames = Set<NameKey>()
-        for (k, r) in zip(keys, records) {
-            if r.type == .cname { cnames.insert(k) }
-            if r.type == .ns && k != originKey { cuts.insert(k) }
-            if r.type == .dname { dnames.insert(k) }
+        let apex = originKey.withUnsafeBytes { owner(lowercaseWire: $0) }
+        var anyCutOrDNAME = false
+        for (o, f) in ownerFlags.enumerated() where f & ZoneIndex.hasDNAME != 0 || (f & ZoneIndex.hasNS != 0 && o != apex) {
+            anyCutOrDNAME = true
+            break
         }
-        // Only names that hold a CNAME need their full type list.
-        var typesAt: [NameKey: [RRType]] = [:]
-        if !cnames.isEmpty {
-            for (k, r) in zip(keys, records) where cnames.contains(k) { typesAt[k, default: []].append(r.type) }
-        }
+        func isCut(_ o: Int) -> Bool { o != apex && ownerFlags[o] & ZoneIndex.hasNS != 0 }
 
+        // Per owner: a CNAME or DNAME was seen, the CNAME conflict was reported.
+        let cnameSeen: UInt8 = 1, dnameSeen: UInt8 = 2, conflictReported: UInt8 = 4
+        var seen = [UInt8](repeating: 0, count: ownerCount)
+        // Records outside the origin are not grouped; their duplicates are dropped here.
+        var outside = Set<ZoneCheck.OutsideKey>()
         var soaCount = 0
         var nsAtApex = false
-        var cnameSeen = Set<NameKey>()
-        var dnameSeen = Set<NameKey>()
-        var conflictReported = Set<NameKey>()
-        for (key, r) in zip(keys, records) {
-            guard r.name.isSubdomain(of: origin) else {
-                errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is outside the zone \(origin)"))
+        for ri in records.indices {
+            let o = Int(ownerOf[ri])
+            // Most records need no check at all: skip them without copying the record.
+            if o >= 0 && o != apex && setOf[ri] >= 0 && !anyCutOrDNAME && ownerFlags[o] & ZoneIndex.hasCNAME == 0 {
+                let t = records[ri].type
+                if t != .soa && t != .cname && t != .dname && t != .ds { continue }
+            }
+            let r = records[ri]
+            guard o >= 0 else {
+                if outside.insert(ZoneCheck.OutsideKey(r)).inserted {
+                    errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is outside the zone \(origin)"))
+                }
                 continue
             }
-            let atApex = key == originKey
+            guard setOf[ri] >= 0 else { continue }
+            let atApex = o == apex
             switch r.type {
             case .soa:
                 if !atApex {
@@ -119,49 +106,56 @@ public enum ZoneCheck {
             case .cname:
                 if atApex {
                     errors.append(ZoneError(loc(r), "CNAME at the zone apex \(origin): the apex needs SOA and NS records"))
-                } else if !cnameSeen.insert(key).inserted {
+                } else if seen[o] & cnameSeen != 0 {
                     errors.append(ZoneError(loc(r), "second CNAME at \(r.name): a name has at most one CNAME (RFC 2181 10.1)"))
+                } else {
+                    seen[o] |= cnameSeen
                 }
             case .dname:
-                if !dnameSeen.insert(key).inserted {
+                if seen[o] & dnameSeen != 0 {
                     errors.append(ZoneError(loc(r), "second DNAME at \(r.name): a name has at most one DNAME (RFC 6672 2.4)"))
                 }
+                seen[o] |= dnameSeen
             default:
                 break
             }
 
             // CNAME exclusivity (RFC 2181 10.1): reported once per name, at its first record.
-            if !atApex, let types = typesAt[key], !conflictReported.contains(key) {
-                let others = types.filter { $0 != .cname && $0 != .rrsig && $0 != .nsec }
-                if !others.isEmpty && r.type != .rrsig && r.type != .nsec {
-                    conflictReported.insert(key)
-                    errors.append(ZoneError(loc(r), "CNAME and other data at \(r.name): a CNAME owner has no other records (RFC 2181 10.1)"))
-                }
+            let flags = ownerFlags[o]
+            if !atApex, flags & ZoneIndex.hasCNAME != 0, seen[o] & conflictReported == 0,
+               flags & ZoneIndex.hasOther != 0, r.type != .rrsig, r.type != .nsec {
+                seen[o] |= conflictReported
+                errors.append(ZoneError(loc(r), "CNAME and other data at \(r.name): a CNAME owner has no other records (RFC 2181 10.1)"))
             }
 
             // Walk up from the owner to the origin looking for a cut or a DNAME above it.
-            if !atApex {
-                if cuts.contains(key) {
-                    if r.type != .ns && r.type != .ds && r.type != .a && r.type != .aaaa && r.type != .rrsig && r.type != .nsec {
-                        errors.append(ZoneError(loc(r), "\(r.type) record at the delegation \(r.name): only NS, DS and glue addresses belong at a zone cut"))
-                    }
-                } else if r.type == .ds {
-                    errors.append(ZoneError(loc(r), "DS record at \(r.name), which is not a delegation: DS belongs at a zone cut"))
+            guard !atApex else { continue }
+            if isCut(o) {
+                if r.type != .ns && r.type != .ds && r.type != .a && r.type != .aaaa && r.type != .rrsig && r.type != .nsec {
+                    errors.append(ZoneError(loc(r), "\(r.type) record at the delegation \(r.name): only NS, DS and glue addresses belong at a zone cut"))
                 }
-                var p = (cuts.isEmpty && dnames.isEmpty) ? nil : key.parent
-                while let q = p, q.w.count > originKey.w.count {
-                    if dnames.contains(q) {
-                        errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is below the DNAME at \(DNSName(uncheckedWire: q.w)): names below a DNAME are not served (RFC 6672 2.4)"))
-                        break
+            } else if r.type == .ds {
+                errors.append(ZoneError(loc(r), "DS record at \(r.name), which is not a delegation: DS belongs at a zone cut"))
+            }
+            guard anyCutOrDNAME else { continue }
+            let key = table.key(o)
+            if let message = key.withUnsafeBytes({ k -> String? in
+                var off = Int(k[0]) + 1
+                while k.count - off > originKey.count {
+                    let q = UnsafeRawBufferPointer(rebasing: k[off...])
+                    let a = owner(lowercaseWire: q)
+                    if a >= 0 && ownerFlags[a] & ZoneIndex.hasDNAME != 0 {
+                        return "\(r.name) \(r.type) is below the DNAME at \(DNSName(uncheckedWire: Array(q))): names below a DNAME are not served (RFC 6672 2.4)"
                     }
-                    if cuts.contains(q) {
-                        if r.type != .a && r.type != .aaaa {
-                            errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is below the delegation \(DNSName(uncheckedWire: q.w)): only A and AAAA glue may be there"))
-                        }
-                        break
+                    if a >= 0 && isCut(a) {
+                        guard r.type != .a && r.type != .aaaa else { return nil }
+                        return "\(r.name) \(r.type) is below the delegation \(DNSName(uncheckedWire: Array(q))): only A and AAAA glue may be there"
                     }
-                    p = q.parent
+                    off += Int(k[off]) + 1
                 }
+                return nil
+            }) {
+                errors.append(ZoneError(loc(r), message))
             }
         }
         let apexFile = SourceLocation(file: defaultFile, line: 1, column: 1)

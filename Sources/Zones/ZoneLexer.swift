@@ -1,20 +1,24 @@
 import DNSWire
 
-/// One token of a master file with the position of its first byte.
+/// One token of a master file: a range of the file's bytes (escapes kept as written; the
+/// quotes of a quoted string left out) with the position of its first byte. Tokens point
+/// into the buffer instead of copying it, so lexing allocates nothing per token.
 struct ZoneToken {
-    var field: RDataField
+    var start: Int
+    var end: Int
+    var quoted: Bool
     var line: Int
     var column: Int
 }
 
 /// One logical entry: a record or a directive, which may span lines inside parentheses.
 struct ZoneEntry {
-    var tokens: [ZoneToken]
+    var tokens: [ZoneToken] = []
     /// The entry began with whitespace: its owner is the previous owner (RFC 1035 5.1).
-    var blankOwner: Bool
-    var line: Int
+    var blankOwner = false
+    var line = 1
     /// A lexical error was reported for this entry; the parser skips it.
-    var failed: Bool
+    var failed = false
 }
 
 /// Splits master-file bytes into entries (RFC 1035 5.1): `;` comments, `( )` joining
@@ -34,19 +38,33 @@ struct ZoneLexer {
         if b.count >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF { i = 3; lineStart = 3 }
     }
 
-    private func loc(_ at: Int) -> SourceLocation {
-        SourceLocation(file: file, line: line, column: at - lineStart + 1)
-    }
-
     @inline(__always) private static func isSpace(_ c: UInt8) -> Bool { c == 32 || c == 9 || c == 13 }
 
-    /// The next non-empty entry, or nil at the end of the input. Lexical errors are appended
-    /// to `errors` and mark the entry as failed.
-    mutating func next(errors: inout [ZoneError]) -> ZoneEntry? {
+    /// Reads the next non-empty entry into `entry` (its token array is reused), or returns
+    /// false at the end of the input. Lexical errors are appended to `errors` and mark the
+    /// entry as failed.
+    mutating func next(into entry: inout ZoneEntry, errors: inout [ZoneError]) -> Bool {
+        // This loop runs once per byte of a zone file, so it reads the bytes through a
+        // pointer (no bounds checks) and keeps the position in locals.
+        var i = self.i, line = self.line, lineStart = self.lineStart
+        defer { self.i = i; self.line = line; self.lineStart = lineStart }
+        return b.withUnsafeBufferPointer {
+            ZoneLexer.scan($0, file: file, i: &i, line: &line, lineStart: &lineStart, entry: &entry, errors: &errors)
+        }
+    }
+
+    private static func scan(_ b: UnsafeBufferPointer<UInt8>, file: String, i: inout Int, line: inout Int, lineStart: inout Int,
+                             entry: inout ZoneEntry, errors: inout [ZoneError]) -> Bool {
+        @inline(__always) func loc(_ at: Int, _ line: Int, _ lineStart: Int) -> SourceLocation {
+            SourceLocation(file: file, line: line, column: at - lineStart + 1)
+        }
         while i < b.count {
-            var entry = ZoneEntry(tokens: [], blankOwner: ZoneLexer.isSpace(b[i]), line: line, failed: false)
+            entry.tokens.removeAll(keepingCapacity: true)
+            entry.blankOwner = ZoneLexer.isSpace(b[i])
+            entry.line = line
+            entry.failed = false
             var depth = 0
-            var openLoc = loc(i)
+            var openLine = line, openColumn = i - lineStart + 1
             entryLoop: while i < b.count {
                 let c = b[i]
                 switch c {
@@ -61,45 +79,47 @@ struct ZoneLexer {
                     if depth == 0 { break entryLoop }
                 case UInt8(ascii: "("):
                     if depth > 0 {
-                        errors.append(ZoneError(loc(i), "nested \"(\": a parenthesis is already open"))
+                        errors.append(ZoneError(loc(i, line, lineStart), "nested \"(\": a parenthesis is already open"))
                         entry.failed = true
                     } else {
-                        openLoc = loc(i)
+                        openLine = line
+                        openColumn = i - lineStart + 1
                     }
                     depth += 1
                     i += 1
                 case UInt8(ascii: ")"):
                     if depth == 0 {
-                        errors.append(ZoneError(loc(i), "unbalanced \")\": no parenthesis is open"))
+                        errors.append(ZoneError(loc(i, line, lineStart), "unbalanced \")\": no parenthesis is open"))
                         entry.failed = true
                     } else {
                         depth -= 1
                     }
                     i += 1
                 case UInt8(ascii: "\""):
-                    let start = loc(i)
+                    let column = i - lineStart + 1
                     i += 1
-                    var tok: [UInt8] = []
+                    let start = i
+                    var end = b.count
                     var closed = false
                     while i < b.count {
                         let d = b[i]
-                        if d == 10 { break }
+                        if d == 10 { end = i; break }
                         if d == UInt8(ascii: "\\") {
-                            guard i + 1 < b.count, b[i + 1] != 10 else { break }
-                            tok.append(d); tok.append(b[i + 1]); i += 2; continue
+                            guard i + 1 < b.count, b[i + 1] != 10 else { end = i; break }
+                            i += 2; continue
                         }
                         i += 1
-                        if d == UInt8(ascii: "\"") { closed = true; break }
-                        tok.append(d)
+                        if d == UInt8(ascii: "\"") { closed = true; end = i - 1; break }
                     }
                     if !closed {
-                        errors.append(ZoneError(start, "unterminated quoted string: expected a closing \" on the same line"))
+                        errors.append(ZoneError(SourceLocation(file: file, line: line, column: column),
+                                                "unterminated quoted string: expected a closing \" on the same line"))
                         entry.failed = true
                     }
-                    entry.tokens.append(ZoneToken(field: RDataField(tok, quoted: true), line: start.line, column: start.column))
+                    entry.tokens.append(ZoneToken(start: start, end: min(end, i), quoted: true, line: line, column: column))
                 default:
-                    let start = loc(i)
-                    var tok: [UInt8] = []
+                    let start = i
+                    var end = -1
                     var inQuote = false
                     var ok = true
                     while i < b.count {
@@ -107,36 +127,39 @@ struct ZoneLexer {
                         if d == 10 { if inQuote { ok = false }; break }
                         if d == UInt8(ascii: "\\") {
                             guard i + 1 < b.count, b[i + 1] != 10 else {
-                                errors.append(ZoneError(loc(i), "backslash at the end of a line: expected an escaped character"))
+                                errors.append(ZoneError(loc(i, line, lineStart), "backslash at the end of a line: expected an escaped character"))
                                 entry.failed = true
+                                end = i
                                 i += 1
                                 break
                             }
-                            tok.append(d); tok.append(b[i + 1]); i += 2; continue
+                            i += 2; continue
                         }
                         if d == UInt8(ascii: "\"") {
                             // RFC 9460 key="value": the quotes stay in the token.
-                            inQuote.toggle(); tok.append(d); i += 1; continue
+                            inQuote.toggle(); i += 1; continue
                         }
                         if !inQuote && (ZoneLexer.isSpace(d) || d == UInt8(ascii: ";") || d == UInt8(ascii: "(") || d == UInt8(ascii: ")")) {
                             break
                         }
-                        tok.append(d); i += 1
+                        i += 1
                     }
+                    if end < 0 { end = i }
                     if inQuote { ok = false }
                     if !ok {
-                        errors.append(ZoneError(start, "unterminated quoted string: expected a closing \" on the same line"))
+                        errors.append(ZoneError(loc(start, line, lineStart), "unterminated quoted string: expected a closing \" on the same line"))
                         entry.failed = true
                     }
-                    entry.tokens.append(ZoneToken(field: RDataField(tok), line: start.line, column: start.column))
+                    entry.tokens.append(ZoneToken(start: start, end: end, quoted: false, line: line, column: start - lineStart + 1))
                 }
             }
             if depth > 0 {
-                errors.append(ZoneError(openLoc, "unclosed \"(\": expected \")\" before the end of the file"))
+                errors.append(ZoneError(SourceLocation(file: file, line: openLine, column: openColumn),
+                                        "unclosed \"(\": expected \")\" before the end of the file"))
                 entry.failed = true
             }
-            if !entry.tokens.isEmpty { return entry }
+            if !entry.tokens.isEmpty { return true }
         }
-        return nil
+        return false
     }
 }

@@ -118,12 +118,9 @@ public final class PrebuiltAnswers: @unchecked Sendable {
             e.an = r.an; e.ns = r.ns; e.ar = r.ar
             bytes.append(r.block)
         } else {
-            let t = set.type.rawValue, ttl = set.ttl
             for rdata in set.rdatas {
                 // Owner (pointer to the question), TYPE, CLASS IN, TTL, RDLENGTH, RDATA.
-                for b: UInt8 in [0xC0, 12, UInt8(t >> 8), UInt8(truncatingIfNeeded: t), 0, 1] { bytes.append(b) }
-                for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: ttl >> UInt32(shift))) }
-                bytes.append(UInt8(rdata.count >> 8)); bytes.append(UInt8(truncatingIfNeeded: rdata.count))
+                bytes.appendRecordHeader(type: set.type.rawValue, ttl: set.ttl, rdlength: rdata.count)
                 rdata.withUnsafeBytes { bytes.append($0) }
             }
         }
@@ -249,6 +246,19 @@ extension RawArray where T == UInt8 {
         if count + b.count > capacity { grow(to: max(capacity * 2, count + b.count)) }
         UnsafeMutableRawPointer(base + count).copyMemory(from: b.baseAddress!, byteCount: b.count)
         count += b.count
+    }
+
+    /// A record's fixed part with the owner compressed to the question (offset 12).
+    func appendRecordHeader(type t: UInt16, ttl: UInt32, rdlength: Int) {
+        if count + 12 > capacity { grow(to: max(capacity * 2, count + 12)) }
+        let p = base + count
+        p[0] = 0xC0; p[1] = 12
+        p[2] = UInt8(t >> 8); p[3] = UInt8(truncatingIfNeeded: t)
+        p[4] = 0; p[5] = 1
+        p[6] = UInt8(ttl >> 24); p[7] = UInt8(truncatingIfNeeded: ttl >> 16)
+        p[8] = UInt8(truncatingIfNeeded: ttl >> 8); p[9] = UInt8(truncatingIfNeeded: ttl)
+        p[10] = UInt8(truncatingIfNeeded: rdlength >> 8); p[11] = UInt8(truncatingIfNeeded: rdlength)
+        count += 12
     }
 
     @inline(__always) func bytes(from start: Int, count n: Int) -> UnsafeRawBufferPointer {

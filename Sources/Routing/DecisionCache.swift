@@ -46,11 +46,13 @@ public final class DecisionCache {
     public let payloadCapacity: Int
     @exclusivity(unchecked) public private(set) var hits = 0
     @exclusivity(unchecked) public private(set) var misses = 0
+    /// Picks the slot a full set gives up (round robin).
+    @exclusivity(unchecked) private var evictions: UInt = 0
 
     /// `slots` is rounded up to a power of two.
-    public init(router: Router, slots: Int = 4096) {
+    public init(router: Router, slots: Int = 8192) {
         var n = 1
-        while n < max(slots, 2) { n <<= 1 }
+        while n < max(slots, 4) { n <<= 1 }
         mask = n - 1
         entries = []
         entries.reserveCapacity(n)
@@ -106,10 +108,13 @@ public final class DecisionCache {
         }
         let bp = bucketPrefix(a)
         let s = slot(nameIndex, family, a.masked(to: bp), bp)
-        // Two-way: a decision lives in its slot or the slot's pair, so two busy networks
+        // Four-way: a decision lives in one of the four slots of its set, so busy networks
         // that hash alike do not evict each other on every query.
-        if matches(s, nameIndex, family, a) { hits += 1; return s }
-        if matches(s ^ 1, nameIndex, family, a) { hits += 1; return s ^ 1 }
+        let set = s & ~3
+        for t in set..<(set + 4) where matches(t, nameIndex, family, a) {
+            hits += 1
+            return t
+        }
         misses += 1
         return -1
     }
@@ -134,8 +139,15 @@ public final class DecisionCache {
             s = slot(nameIndex, family, IPAddress(v4: 0), 0)
         } else {
             s = slot(nameIndex, family, a.masked(to: bucketPrefix(a)), bucketPrefix(a))
-            // Take the pair's free (or stale) slot before evicting a live decision.
-            if entries[s].name >= 0 && !matches(s, nameIndex, family, a) && entries[s ^ 1].name < 0 { s ^= 1 }
+            // The set's slot holding this network, else a free one, else the next in turn.
+            let set = s & ~3
+            if let t = (set..<(set + 4)).first(where: { matches($0, nameIndex, family, a) })
+                ?? (set..<(set + 4)).first(where: { entries[$0].name < 0 }) {
+                s = t
+            } else {
+                s = set + Int(evictions & 3)
+                evictions &+= 1
+            }
         }
         entries[s].name = Int32(nameIndex)
         entries[s].family = family

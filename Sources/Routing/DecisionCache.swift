@@ -19,12 +19,8 @@ import DNSWire
 /// hits and stores copy addresses without allocating.
 public final class DecisionCache {
     struct Entry {
-        var name: Int32 = -1
-        var family: UInt8 = 0
-        var scope: UInt8 = 0
         var nodata = false
         var ttl: UInt32 = 0
-        var network = IPAddress(v4: 0)
         var addresses: [IPAddress] = []
         var cname: DNSName? = nil
         /// Bytes of `payload` in use, or -1: nothing stored for this decision yet.
@@ -48,6 +44,20 @@ public final class DecisionCache {
     @exclusivity(unchecked) public private(set) var misses = 0
     /// Picks the slot a full set gives up (round robin).
     @exclusivity(unchecked) private var evictions: UInt = 0
+    /// What a lookup compares, one small record per slot apart from the entries, so a
+    /// lookup reads a few cache lines rather than the entries' arrays and payloads.
+    struct Key {
+        var name: Int32 = -1
+        var family: UInt8 = 0
+        var scope: UInt8 = 0
+        var v6 = false
+        var hi: UInt64 = 0
+        var lo: UInt64 = 0
+    }
+    private let keys: UnsafeMutablePointer<Key>
+    /// Decisions stored with scope 0 (valid for every client); while there are none, a
+    /// lookup skips the scope-0 slot.
+    @exclusivity(unchecked) private var scopeZero = 0
 
     /// `slots` is rounded up to a power of two.
     public init(router: Router, slots: Int = 8192) {
@@ -63,10 +73,12 @@ public final class DecisionCache {
         }
         payloadCapacity = 28 * max(router.maxAddresses, 1)
         payloads = .allocate(byteCount: payloadCapacity * n, alignment: 8)
+        keys = .allocate(capacity: n)
+        keys.initialize(repeating: Key(), count: n)
         self.router = router
     }
 
-    deinit { payloads.deallocate() }
+    deinit { payloads.deallocate(); keys.deallocate() }
 
     @inline(__always) private func slot(_ name: Int, _ family: UInt8, _ net: IPAddress, _ bucket: Int) -> Int {
         let h = mix64(UInt64(name) << 8 ^ UInt64(family) ^ mix64(net.hi ^ UInt64(bucket)) ^ mix64(net.lo))
@@ -94,17 +106,20 @@ public final class DecisionCache {
     /// The slot holding a decision that applies to this client, or -1 (a miss).
     public func lookup(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot) -> Int {
         if self.router !== router || self.health !== health {
-            for i in entries.indices { entries[i].name = -1 }
+            for i in 0...mask { keys[i].name = -1 }
+            scopeZero = 0
             self.router = router
             self.health = health
         }
         guard client.allowsScope else { misses += 1; return -1 }
         let family = family(qtype)
         let a = client.address
-        let s0 = slot(nameIndex, family, IPAddress(v4: 0), 0)
-        if entries[s0].name == Int32(nameIndex) && entries[s0].family == family && entries[s0].scope == 0 {
-            hits += 1
-            return s0
+        if scopeZero > 0 {
+            let s0 = slot(nameIndex, family, IPAddress(v4: 0), 0)
+            if keys[s0].name == Int32(nameIndex) && keys[s0].family == family && keys[s0].scope == 0 {
+                hits += 1
+                return s0
+            }
         }
         let bp = bucketPrefix(a)
         let s = slot(nameIndex, family, a.masked(to: bp), bp)
@@ -120,8 +135,10 @@ public final class DecisionCache {
     }
 
     @inline(__always) private func matches(_ t: Int, _ nameIndex: Int, _ family: UInt8, _ a: IPAddress) -> Bool {
-        entries[t].name == Int32(nameIndex) && entries[t].family == family && entries[t].network.family == a.family
-            && a.masked(to: Int(entries[t].scope)) == entries[t].network
+        let k = keys[t]
+        guard k.name == Int32(nameIndex) && k.family == family && k.v6 == a.isV6 else { return false }
+        let m = a.masked(to: Int(k.scope))
+        return m.hi == k.hi && m.lo == k.lo
     }
 
     /// Evaluates the policy (after a miss) and keeps the decision when it may be reused.
@@ -142,17 +159,17 @@ public final class DecisionCache {
             // The set's slot holding this network, else a free one, else the next in turn.
             let set = s & ~3
             if let t = (set..<(set + 4)).first(where: { matches($0, nameIndex, family, a) })
-                ?? (set..<(set + 4)).first(where: { entries[$0].name < 0 }) {
+                ?? (set..<(set + 4)).first(where: { keys[$0].name < 0 }) {
                 s = t
             } else {
                 s = set + Int(evictions & 3)
                 evictions &+= 1
             }
         }
-        entries[s].name = Int32(nameIndex)
-        entries[s].family = family
-        entries[s].scope = UInt8(scope)
-        entries[s].network = a.masked(to: scope)
+        if keys[s].name >= 0 && keys[s].scope == 0 { scopeZero -= 1 }
+        if scope == 0 { scopeZero += 1 }
+        let net = a.masked(to: scope)
+        keys[s] = Key(name: Int32(nameIndex), family: family, scope: UInt8(scope), v6: a.isV6, hi: net.hi, lo: net.lo)
         entries[s].nodata = result.nodata
         entries[s].ttl = result.ttl
         entries[s].cname = result.cname
@@ -169,11 +186,11 @@ public final class DecisionCache {
         result.cname = entries[s].cname
         result.nodata = entries[s].nodata
         result.ttl = entries[s].ttl
-        result.scopePrefix = Int(entries[s].scope)
+        result.scopePrefix = Int(keys[s].scope)
     }
 
     /// The ECS scope of the decision in slot `s`.
-    @inline(__always) public func scope(_ s: Int) -> UInt8 { entries[s].scope }
+    @inline(__always) public func scope(_ s: Int) -> UInt8 { keys[s].scope }
 
     /// The encoded form the caller stored for slot `s` (bytes, record count, a tag of the
     /// caller's), or nil when none is stored. Valid until the slot is stored again.

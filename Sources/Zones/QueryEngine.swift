@@ -311,7 +311,8 @@ public final class QueryEngine {
         let qtype = pq.qtype
         do {
             while true {
-                let zone = zones.zones[zoneIndex]
+                // Borrowed: `zones` holds every zone for the whole query (no retain per step).
+                unowned(unsafe) let zone = zones.zones[zoneIndex]
                 var nodeIndex: Int
                 let walked: Walk
                 if known >= 0 {
@@ -342,13 +343,15 @@ public final class QueryEngine {
                     }
                     nodeIndex = w
                 }
-                let node = zone.nodes[nodeIndex]
-                if node.dynamicIndex >= 0, let dyn = dynamic {
+                // A GSLB name needs only its index: read it in place rather than copying the
+                // node out of the array (which retains its name and RRsets).
+                let dynamicIndex = zone.nodes[nodeIndex].dynamicIndex
+                if dynamicIndex >= 0, let dyn = dynamic {
                     let t: RRType = qtype == .any ? .a : qtype
                     let mark = writer.mark()
                     let r: DynamicAnswer
                     do {
-                        r = try dyn.answer(dynamicIndex: node.dynamicIndex, qtype: t, ownerOffset: owner, client: client, writer: writer)
+                        r = try dyn.answer(dynamicIndex: dynamicIndex, qtype: t, ownerOffset: owner, client: client, writer: writer)
                     } catch {
                         writer.rollback(to: mark)
                         tc = true
@@ -368,6 +371,7 @@ public final class QueryEngine {
                     originOffset = next.originOffset
                     continue
                 }
+                let node = zone.nodes[nodeIndex]
                 // ANY matches the CNAME itself, so it is not followed (RFC 1034 4.3.2 step 3a).
                 if qtype != .cname, qtype != .any, let cname = node.rrset(.cname) {
                     guard try writeSet(cname, owner: owner, section: .answer) else { return }

@@ -78,6 +78,15 @@ public final class MessageWriter {
         position += b.count
     }
 
+    /// Claims `n` bytes at the current position with one bounds check, for the caller to
+    /// fill with `setU16`/`buffer` stores; returns where they start.
+    @inline(__always) public func claim(_ n: Int) throws(DNSWireError) -> Int {
+        guard position + n <= limit else { throw .bufferFull(position) }
+        let at = position
+        position += n
+        return at
+    }
+
     /// Patches a 16-bit value already written (counts, RDLENGTH).
     @inline(__always) public func setU16(_ v: UInt16, at off: Int) {
         buffer[off] = UInt8(v >> 8)

@@ -180,24 +180,29 @@ public final class QueryEngine {
     }
 
     private func writeOPT(_ e: EDNSInfo, _ o: EngineOptions, query: UnsafeRawBufferPointer, client: IPAddress, now: UInt32) throws(DNSWireError) {
-        try writer.writeU8(0)
-        try writer.writeU16(RRType.opt.rawValue)
-        try writer.writeU16(UInt16(max(512, o.maxUDPSize)))
-        // TTL: extended RCODE (upper 8 bits of 12), version 0, DO copied (RFC 3225 3).
-        let ext = UInt32(rcode.rawValue >> 4) << 24
-        try writer.writeU32(ext | (e.dnssecOK ? 0x8000 : 0))
-        let lenAt = writer.position
-        try writer.writeU16(0)
+        // Root owner, TYPE OPT, CLASS = our UDP size, TTL = extended RCODE (upper 8 bits of
+        // 12), version 0 and DO copied (RFC 3225 3), RDLENGTH patched at the end.
+        let at = try writer.claim(11)
+        let b = writer.buffer
+        b[at] = 0
+        writer.setU16(RRType.opt.rawValue, at: at + 1)
+        writer.setU16(UInt16(max(512, o.maxUDPSize)), at: at + 3)
+        b[at + 5] = UInt8(truncatingIfNeeded: rcode.rawValue >> 4)
+        b[at + 6] = 0
+        b[at + 7] = e.dnssecOK ? 0x80 : 0
+        b[at + 8] = 0
+        let lenAt = at + 9
         let start = writer.position
         if let s = e.clientSubnet {
             // RFC 7871 7.2.1: FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as received; our SCOPE.
             let bytes = (Int(s.sourcePrefix) + 7) / 8
-            try writer.writeU16(EDNSOption.clientSubnet)
-            try writer.writeU16(UInt16(4 + bytes))
-            try writer.writeU16(s.family)
-            try writer.writeU8(s.sourcePrefix)
-            try writer.writeU8(scope)
-            for i in 0..<bytes { try writer.writeU8(s.address.byte(i)) }
+            let o = try writer.claim(8 + bytes)
+            writer.setU16(EDNSOption.clientSubnet, at: o)
+            writer.setU16(UInt16(4 + bytes), at: o + 2)
+            writer.setU16(s.family, at: o + 4)
+            b[o + 6] = s.sourcePrefix
+            b[o + 7] = scope
+            for i in 0..<bytes { b[o + 8 + i] = s.address.byte(i) }
         }
         if e.nsidRequested, let id = o.nsid {
             try writer.writeU16(EDNSOption.nsid)

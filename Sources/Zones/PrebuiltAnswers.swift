@@ -72,9 +72,8 @@ public final class PrebuiltAnswers: @unchecked Sendable {
         entries = RawArray(capacity: setCount)
         bytes = RawArray(capacity: simpleBytes + 4096)
         let engine = QueryEngine()
-        let query = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
         let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 65535, alignment: 8)
-        defer { query.deallocate(); out.deallocate() }
+        defer { out.deallocate() }
         for (zi, zone) in zones.zones.enumerated() {
             // Only zones with cuts, or with a more specific served zone inside, have nodes
             // the algorithm must walk to: skip the per-node checks for the rest.
@@ -92,7 +91,7 @@ public final class PrebuiltAnswers: @unchecked Sendable {
                 }
                 let firstEntry = entries.count
                 if node.dynamicIndex < 0 && node.rrset(.cname) == nil {
-                    for set in node.rrsets { add(set, node: node, zones: zones, engine: engine, query: query, out: out) }
+                    for set in node.rrsets { add(set, node: node, zones: zones, engine: engine, out: out) }
                 }
                 if entries.count > firstEntry {
                     entries[entries.count - 1].last = true
@@ -107,22 +106,29 @@ public final class PrebuiltAnswers: @unchecked Sendable {
     /// Encodes one RRset's answer at a held node, or nothing if the engine does not give a
     /// complete authoritative answer for it or it could never fit a message.
     private func add(_ set: RRSet, node: ZoneNode, zones: ZoneSet, engine: QueryEngine,
-                     query: UnsafeMutableRawBufferPointer, out: UnsafeMutableRawBufferPointer) {
+                     out: UnsafeMutableRawBufferPointer) {
         let start = bytes.count
         var e = Entry(type: set.type.rawValue, an: UInt16(set.rdatas.count), ns: 0, ar: 0,
                       start: UInt32(start), length: 0, last: false)
         if PrebuiltAnswers.needsEngine(set.type) {
-            let wire = node.name.lowercased().wire
-            guard let r = PrebuiltAnswers.run(engine, name: wire, type: set.type, zones: zones, query: query, out: out)
+            guard let r = PrebuiltAnswers.run(engine, name: node.name, type: set.type, zones: zones, out: out)
             else { return }
             e.an = r.an; e.ns = r.ns; e.ar = r.ar
             bytes.append(r.block)
         } else {
-            for rdata in set.rdatas {
-                // Owner (pointer to the question), TYPE, CLASS IN, TTL, RDLENGTH, RDATA.
-                bytes.appendRecordHeader(type: set.type.rawValue, ttl: set.ttl, rdlength: rdata.count)
-                rdata.withUnsafeBytes { bytes.append($0) }
+            // The same encoder the full algorithm uses, owner compressed to the question.
+            let writer = engine.writer
+            writer.reset(buffer: out, limit: out.count)
+            do {
+                for rdata in set.rdatas {
+                    try withBytes(rdata) { (r) throws(DNSWireError) in
+                        try writer.writeRecord(ownerOffset: 12, type: set.type, ttl: set.ttl, rdata: r)
+                    }
+                }
+            } catch {
+                return // larger than any message: left to the full algorithm (it sets TC)
             }
+            bytes.append(UnsafeRawBufferPointer(rebasing: out[0..<writer.position]))
         }
         // A block larger than any message is left to the full algorithm (it sets TC).
         guard bytes.count - start <= 65535 - 12 - 255 - 4 else {
@@ -179,27 +185,21 @@ public final class PrebuiltAnswers: @unchecked Sendable {
     }
 
     /// Asks the engine (over TCP, so nothing is truncated) and keeps what follows the question.
-    static func run(_ engine: QueryEngine, name: [UInt8], type: RRType, zones: ZoneSet,
-                    query: UnsafeMutableRawBufferPointer, out: UnsafeMutableRawBufferPointer)
+    static func run(_ engine: QueryEngine, name: DNSName, type: RRType, zones: ZoneSet,
+                    out: UnsafeMutableRawBufferPointer)
         -> (an: UInt16, ns: UInt16, ar: UInt16, block: UnsafeRawBufferPointer)? {
-        let qlen = 12 + name.count + 4
-        guard qlen <= query.count else { return nil }
-        for i in 0..<12 { query[i] = 0 }
-        query[5] = 1 // QDCOUNT 1
-        for (i, b) in name.enumerated() { query[12 + i] = b }
-        query[12 + name.count] = UInt8(type.rawValue >> 8)
-        query[12 + name.count + 1] = UInt8(truncatingIfNeeded: type.rawValue)
-        query[12 + name.count + 2] = 0
-        query[12 + name.count + 3] = 1
-        let n = engine.respond(query: UnsafeRawBufferPointer(rebasing: query[0..<qlen]), client: IPAddress(v4: 0x7F00_0001),
-                               tcp: true, zones: zones, options: EngineOptions(), out: out)
-        guard n >= qlen else { return nil }
+        let query = QueryBuilder.query(id: 0, name: name, type: type)
+        let n = query.withUnsafeBytes {
+            engine.respond(query: $0, client: IPAddress(v4: 0x7F00_0001), tcp: true, zones: zones,
+                           options: EngineOptions(), out: out)
+        }
+        guard n >= query.count else { return nil }
         let flags = UInt16(out[2]) << 8 | UInt16(out[3])
         // Only a complete authoritative NOERROR answer (AA set, TC clear, RCODE 0).
         guard flags & HeaderFlags.aa != 0, flags & HeaderFlags.tc == 0, flags & 0xF == 0 else { return nil }
         func u16(_ at: Int) -> UInt16 { UInt16(out[at]) << 8 | UInt16(out[at + 1]) }
         guard u16(6) > 0 else { return nil }
-        return (u16(6), u16(8), u16(10), UnsafeRawBufferPointer(rebasing: out[qlen..<n]))
+        return (u16(6), u16(8), u16(10), UnsafeRawBufferPointer(rebasing: out[query.count..<n]))
     }
 }
 
@@ -246,19 +246,6 @@ extension RawArray where T == UInt8 {
         if count + b.count > capacity { grow(to: max(capacity * 2, count + b.count)) }
         UnsafeMutableRawPointer(base + count).copyMemory(from: b.baseAddress!, byteCount: b.count)
         count += b.count
-    }
-
-    /// A record's fixed part with the owner compressed to the question (offset 12).
-    func appendRecordHeader(type t: UInt16, ttl: UInt32, rdlength: Int) {
-        if count + 12 > capacity { grow(to: max(capacity * 2, count + 12)) }
-        let p = base + count
-        p[0] = 0xC0; p[1] = 12
-        p[2] = UInt8(t >> 8); p[3] = UInt8(truncatingIfNeeded: t)
-        p[4] = 0; p[5] = 1
-        p[6] = UInt8(ttl >> 24); p[7] = UInt8(truncatingIfNeeded: ttl >> 16)
-        p[8] = UInt8(truncatingIfNeeded: ttl >> 8); p[9] = UInt8(truncatingIfNeeded: ttl)
-        p[10] = UInt8(truncatingIfNeeded: rdlength >> 8); p[11] = UInt8(truncatingIfNeeded: rdlength)
-        count += 12
     }
 
     @inline(__always) func bytes(from start: Int, count n: Int) -> UnsafeRawBufferPointer {

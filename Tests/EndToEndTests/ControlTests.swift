@@ -395,8 +395,8 @@ struct ControlTests {
         #expect(out.stderr.contains("not a loopback address") && out.stderr.contains("control_token"), "\(out.stderr)")
     }
 
-    @Test func unknownUserIsRefusedAtStartWhenRoot() async throws {
-        guard geteuid() == 0 else { return }
+    @Test(.enabled(if: geteuid() == 0, "needs root to switch users"))
+    func unknownUserIsRefusedAtStartWhenRoot() async throws {
         let dns = try freePort(), ctl = try freePort()
         let dir = try ControlFixture.folder(ControlFixture.yaml(control: "127.0.0.1:\(ctl)", checks: false,
                                                                 extraServer: "  user: no-such-user-meridian\n"))
@@ -409,8 +409,8 @@ struct ControlTests {
 
     /// Started as root with `server.user: nobody`: after binding, the process runs as nobody
     /// and still answers DNS and the control API.
-    @Test func dropsPrivilegesAfterBindingWhenRoot() async throws {
-        guard geteuid() == 0, getpwnam("nobody") != nil else { return }
+    @Test(.enabled(if: geteuid() == 0 && getpwnam("nobody") != nil, "needs root and a 'nobody' user"))
+    func dropsPrivilegesAfterBindingWhenRoot() async throws {
         let dns = try freePort(), ctl = try freePort()
         let dir = try ControlFixture.folder(ControlFixture.yaml(control: "127.0.0.1:\(ctl)", checks: false,
                                                                 extraServer: "  user: nobody\n"))

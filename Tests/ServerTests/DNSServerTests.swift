@@ -144,8 +144,8 @@ let ipv6Available: Bool = {
         #expect(n == q.count)
     }
 
-    @Test func digGetsAnswersOverUDPAndTCP() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/dig") else { return }
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/dig"), "dig is not installed"))
+    func digGetsAnswersOverUDPAndTCP() throws {
         let server = try startServer(["127.0.0.1:0"])
         defer { server.stop() }
         let port = server.boundAddresses[0].port

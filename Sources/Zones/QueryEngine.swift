@@ -104,7 +104,10 @@ public final class QueryEngine {
         do {
             pq = try ParsedQuery.parse(q)
         } catch {
-            return headerOnly(h, rcode: .formErr, out: out)
+            // RFC 1035 4.1.1: the opcode decides first. A message with an opcode we do not
+            // implement is NOTIMP whatever its question count or records (as ISC's EDNS
+            // compliance tester expects), not FORMERR.
+            return headerOnly(h, rcode: h.opcode != 0 ? .notImp : .formErr, out: out)
         }
         let edns = pq.edns
         var limit = 512
@@ -121,13 +124,13 @@ public final class QueryEngine {
         let optSize = edns.map { optLength($0, options) } ?? 0
         writer.setLimit(limit - optSize)
 
-        if pq.qdcount == 0 {
+        if pq.opcode != 0 {
+            rcode = .notImp // Before the question count: see the parse failure above.
+        } else if pq.qdcount == 0 {
             // RFC 7873 5.4: a query with only a COOKIE gets a cookie back; otherwise FORMERR (RFC 9619).
             if edns == nil || edns!.cookieOffset < 0 || options.cookies == nil { rcode = .formErr }
         } else if let e = edns, e.version > 0 {
             rcode = .badVers // RFC 6891 6.1.3: no answer, OPT with version 0.
-        } else if pq.opcode != 0 {
-            rcode = .notImp
         } else if pq.qtype == .opt {
             rcode = .formErr
         } else if pq.qclass != .in && pq.qclass != .any {

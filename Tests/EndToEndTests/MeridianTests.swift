@@ -73,6 +73,28 @@ struct MeridianTests {
         }
     }
 
+    /// RFC 1035 4.1.1 and ISC's EDNS compliance test "opcode": an unknown opcode is NOTIMP
+    /// before anything else is looked at, with the opcode, RD and CD echoed and AA, TC and Z clear.
+    @Test func unknownOpcodeIsNotImplemented() async throws {
+        try await withMeridian { server in
+            let r = try await Dig.query("www.example.com", "A", port: server.port, options: ["+opcode=15", "+header-only"])
+            #expect(r.status == "NOTIMP", "\(r.raw)")
+            var bare = QueryBuilder(name: "www.example.com.")
+            bare.flags = 15 << 11 | HeaderFlags.rd | HeaderFlags.cd | HeaderFlags.aa | HeaderFlags.tc | 0x0040
+            bare.qdcountOverride = 0
+            var asked = QueryBuilder(name: "www.example.com.")
+            asked.flags = 15 << 11 | HeaderFlags.rd | HeaderFlags.cd
+            for (label, packet) in [("no question", bare.bytes()), ("one question", asked.bytes())] {
+                let reply = try #require(try RawDNSClient(port: server.port).udpExchange(packet).map(DNSReply.init), "\(label): no reply")
+                #expect(reply.qr && reply.rcode == RCode.notImp.rawValue, "\(label): rcode \(reply.rcode)")
+                #expect((reply.flags >> 11) & 0xF == 15, "\(label): opcode echoed")
+                #expect(reply.flags & HeaderFlags.rd != 0 && reply.flags & HeaderFlags.cd != 0, "\(label): RD and CD echoed")
+                #expect(!reply.aa && !reply.tc && reply.flags & 0x0040 == 0, "\(label): AA, TC and Z clear")
+                #expect(reply.ancount == 0 && reply.nscount == 0)
+            }
+        }
+    }
+
     @Test func ednsIsEchoed() async throws {
         try await withMeridian { server in
             let r = try await Dig.query("www.example.com", "A", port: server.port, options: ["+edns=0"])
@@ -224,6 +246,14 @@ struct MeridianTests {
         q = QueryBuilder(name: "www.example.com.")
         q.flags = 3 << 11
         out.append(.init(name: "unassigned opcode 3", packet: q.bytes(), expect: .rcode(.notImp)))
+        q = QueryBuilder(name: "www.example.com.")
+        q.flags = 15 << 11
+        q.qdcountOverride = 0
+        out.append(.init(name: "opcode 15 and no question: NOTIMP, not FORMERR", packet: q.bytes(), expect: .rcode(.notImp)))
+        q = QueryBuilder(name: "www.example.com.")
+        q.flags = 5 << 11
+        q.qdcountOverride = 2
+        out.append(.init(name: "UPDATE with QDCOUNT=2: NOTIMP before the count check", packet: q.bytes(), expect: .rcode(.notImp)))
         q = QueryBuilder(name: "www.example.com.")
         q.edns = .init(options: [(0xFDE9, [1, 2, 3])])
         out.append(.init(name: "unknown EDNS option is ignored (RFC 6891 6.1.2)", packet: q.bytes(), expect: .rcode(.noError)))

@@ -112,8 +112,14 @@ private final class Harness: @unchecked Sendable {
         do { m = try Message(decoding: bytes) } catch { fatalError("response does not decode: \(error); bytes \(bytes)") }
         guard m.id == h.id else { fatalError("response ID \(m.id) for query ID \(h.id)") }
         guard m.has(HeaderFlags.qr) else { fatalError("response without QR") }
+        // RFC 1035 4.1.1: an opcode other than QUERY is NOTIMP whatever else the message holds.
+        let expectedFailure: RCode = h.opcode != 0 ? .notImp : .formErr
         guard let p = parsed else {
-            guard n == 12, m.rcode == .formErr else { fatalError("unparseable query answered with \(m.rcode), \(n) bytes") }
+            guard n == 12, m.rcode == expectedFailure else { fatalError("unparseable query answered with \(m.rcode), \(n) bytes") }
+            return
+        }
+        if p.opcode != 0 {
+            guard m.rcode == .notImp else { fatalError("opcode \(p.opcode) answered with \(m.rcode)") }
             return
         }
         if p.qdcount == 0 {

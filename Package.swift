@@ -1,8 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Module layout (see README "Architecture"): each module imports only the ones above it.
+// Module layout (see docs/architecture.md): each module imports only the ones above it.
 //   DNSWire  -> wire codec, no I/O
+//   Diagnostics -> source locations and load errors (file:line:column) for every loader
 //   Zones    -> master files, zone tree, authoritative lookup
 //   Config   -> YAML model of datacenters, endpoints, pools, policies, checks
 //   Routing  -> client identification, geo, policy tree
@@ -35,12 +36,13 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CMaxMindDB", providers: [.apt(["libmaxminddb-dev"])]),
         .target(name: "DNSWire", swiftSettings: queryPath),
-        .target(name: "Zones", dependencies: ["DNSWire"], swiftSettings: queryPath),
-        .target(name: "Config", dependencies: ["DNSWire", "Zones", "Yams"]),
-        .target(name: "Routing", dependencies: ["Config", "CMaxMindDB"], swiftSettings: queryPath),
+        .target(name: "Diagnostics"),
+        .target(name: "Zones", dependencies: ["DNSWire", "Diagnostics"], swiftSettings: queryPath),
+        .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Yams"]),
+        .target(name: "Routing", dependencies: ["Config", "Diagnostics", "CMaxMindDB"], swiftSettings: queryPath),
         .target(name: "Health", dependencies: ["Config", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Server", dependencies: [
-            "DNSWire", "Zones", "Config", "Routing", "Health", "CShim",
+            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "CShim",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: queryPath),
         .executableTarget(name: "meridian", dependencies: [
@@ -53,8 +55,8 @@ let package = Package(
         ], path: "Benchmarks/health-loop", exclude: ["README.md"]),
         .target(name: "TestSupport", dependencies: ["DNSWire"]),
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport", "COpenSSL"]),
-        .testTarget(name: "ZonesTests", dependencies: ["Zones", "TestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport", "Yams"]),
+        .testTarget(name: "ZonesTests", dependencies: ["Zones", "Diagnostics", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "Diagnostics", "TestSupport", "Yams"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Config", "TestSupport"]),

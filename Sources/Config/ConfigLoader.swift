@@ -1,7 +1,7 @@
 import DNSWire
 import Foundation
 import Yams
-import Zones
+import Diagnostics
 
 /// Loads and validates `meridian.yaml` (schema in docs/configuration.md).
 ///

@@ -1,5 +1,5 @@
 import DNSWire
-import Zones
+import Diagnostics
 
 /// Configuration errors share the type of every input error: `file:line:column: message`.
 ///

@@ -1,5 +1,5 @@
 import Yams
-import Zones
+import Diagnostics
 
 /// Typed access to a Yams node tree that records an error (with the node's line:column)
 /// for every mismatch and keeps going, so one load reports every problem.

@@ -1,6 +1,6 @@
 import Config
 import DNSWire
-import Zones
+import Diagnostics
 
 /// Collects the human-readable steps of one decision. Only `explain` passes one; the
 /// server passes nil, and every trace call is `trace?.line(...)`, whose string argument

@@ -1,7 +1,7 @@
 import Config
 import DNSWire
 import Foundation
-import Zones
+import Diagnostics
 
 /// The answer a policy tree chose. Allocate one per worker with `Router.makeResult()`
 /// (its address storage is sized from the config) and pass it to every `resolve` call:

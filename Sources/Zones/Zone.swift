@@ -1,3 +1,4 @@
+import Diagnostics
 import DNSWire
 
 /// The records of one type at one name. TTLs in an RRset are equal (RFC 2181 5.2).

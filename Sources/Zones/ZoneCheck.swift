@@ -1,3 +1,4 @@
+import Diagnostics
 import DNSWire
 
 /// Content checks on a parsed zone, run after `MasterFileParser` and before the zone is served.

@@ -1,3 +1,4 @@
+import Diagnostics
 import DNSWire
 
 /// One token of a master file: a range of the file's bytes (escapes kept as written; the

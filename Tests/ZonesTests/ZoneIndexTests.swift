@@ -1,3 +1,4 @@
+import Diagnostics
 import DNSWire
 import Testing
 @testable import Zones

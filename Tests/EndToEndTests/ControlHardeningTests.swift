@@ -33,7 +33,7 @@ struct ControlHardeningTests {
                 #expect(r.status == 400, "expires_in \(e): \(r.status) \(r.text)")
                 try await Self.expectAlive(s, "after expires_in \(e)")
             }
-            #expect(try s.http("GET", "/overrides").text.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+            #expect((try JSONSerialization.jsonObject(with: Data(try s.http("GET", "/overrides").body)) as? [Any])?.isEmpty == true)
             // The maximum itself (365 days) is accepted.
             let ok = try s.http("POST", "/override", json: Self.overrideBody(expires: "31536000"))
             #expect(ok.status == 200, "\(ok.text)")
@@ -81,6 +81,7 @@ struct ControlHardeningTests {
             let lines = s.dns.logText.split(separator: "\n").filter { $0.contains("override set by") }
             #expect(lines.count == 1, "\(s.dns.logText)")
             #expect(lines.first?.contains(#"maintenance \"window\" 42 \\ ünïcode"#) == true, "\(lines)")
+            #expect(try s.http("DELETE", "/override?target=dc:ams").status == 200)
             try await Self.expectAlive(s, "after reasons")
         }
     }
@@ -157,7 +158,7 @@ struct ControlHardeningTests {
     }
 
     static let bad: [Bad] = [
-        Bad(name: "huge Content-Length", raw: Array("POST /override HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n".utf8), status: 400),
+        Bad(name: "huge Content-Length", raw: Array("POST /override HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n".utf8), status: 413),
         Bad(name: "Int.max Content-Length", raw: Array("POST /override HTTP/1.1\r\nContent-Length: 9223372036854775807\r\n\r\n".utf8), status: 413),
         Bad(name: "negative Content-Length", raw: Array("POST /override HTTP/1.1\r\nContent-Length: -1\r\n\r\n".utf8), status: 400),
         Bad(name: "signed Content-Length", raw: Array("POST /override HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}".utf8), status: 400),

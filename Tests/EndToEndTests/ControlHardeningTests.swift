@@ -122,7 +122,10 @@ struct ControlHardeningTests {
             let m = PromText(try s.http("GET", "/metrics").text)
             #expect(m.value("meridian_control_connections_evicted_total") >= 8)
             #expect(m.value("meridian_control_request_timeouts_total", ["phase": "head"]) >= 1)
-            #expect(s.dns.logText.contains("control: "), "no log of slow clients")
+            // Logged, but rate-limited: dozens of evictions and timeouts, a few lines (one per
+            // kind per 10 s).
+            let logged = s.dns.logText.split(separator: "\n").filter { $0.contains("warning") && $0.contains("control: ") }
+            #expect(!logged.isEmpty && logged.count <= 4, "\(logged.joined(separator: "\n"))")
             try await Self.expectAlive(s, "after the slowloris")
         }
     }

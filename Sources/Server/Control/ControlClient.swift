@@ -169,16 +169,17 @@ extension Runtime {
     public static func controlClient(url: String?, token: String?, configPath: String?) throws(ControlConfigError) -> ControlClient {
         var u = url, t = token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"]
         if let path = configPath, u == nil || t == nil {
-            do {
-                let m = try ConfigLoader.load(path: path)
-                if u == nil { u = m.server.control }
-                if t == nil {
-                    t = m.server.controlToken ?? m.server.controlTokenFile.flatMap {
-                        try? String(contentsOfFile: $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-                    }
-                }
-            } catch {
+            let m: ConfigModel
+            do { m = try ConfigLoader.load(path: path) } catch {
                 throw ControlConfigError(message: "\(path): \(error.errors.map(\.description).joined(separator: "; "))")
+            }
+            if u == nil { u = m.server.control }
+            if t == nil {
+                // The same checks as the server's (a FIFO would block, an unreadable file would
+                // end in a puzzling 401).
+                if let token = m.server.controlToken { t = token } else if let f = m.server.controlTokenFile {
+                    t = try ControlTokenFile.read(f, logger: nil)
+                }
             }
         }
         return try ControlClient(url: u ?? "127.0.0.1:8053", token: t)

@@ -12,7 +12,8 @@ import Logging
 /// accepted with a warning naming the file and its mode: anyone who can read the token can
 /// force datacenters down.
 public enum ControlTokenFile {
-    public static func read(_ path: String, logger: Logger) throws(ControlConfigError) -> String {
+    /// `logger` nil (the CLI) skips the mode warning: the server gives it at start.
+    public static func read(_ path: String, logger: Logger?) throws(ControlConfigError) -> String {
         func fail(_ why: String) -> ControlConfigError { ControlConfigError(message: "server.control_token_file \(path): \(why)") }
         // O_NONBLOCK so opening a FIFO does not wait for a writer; fstat on the open file so
         // the checks and the read see the same file.
@@ -42,7 +43,7 @@ public enum ControlTokenFile {
             throw fail("the token contains white space or a control character (it goes into an HTTP header)")
         }
         let mode = st.st_mode & 0o7777
-        if mode & 0o077 != 0 {
+        if mode & 0o077 != 0, let logger {
             logger.warning("server.control_token_file \(path) has mode 0\(String(mode, radix: 8)): group or others can read or change the control token; chmod 600 it (owned by the user meridian runs as)")
         }
         return token

@@ -151,6 +151,29 @@ struct ControlHardeningTests {
         }
     }
 
+    /// A body that stops arriving is cut at the body deadline (5 s after the head) with a 408.
+    @Test func aStalledBodyGetsA408AtTheBodyDeadline() async throws {
+        try await withControl { s in
+            let t0 = ContinuousClock.now
+            let r = try HTTP.exchange(Array("POST /override HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"tar".utf8), port: s.control, timeout: .seconds(8))
+            let took = ContinuousClock.now - t0
+            #expect(r.status == 408, "\(r.status) \(r.text)")
+            #expect(took > .seconds(4.5) && took < .seconds(6.5), "\(took)")
+            #expect(PromText(try s.http("GET", "/metrics").text).value("meridian_control_request_timeouts_total", ["phase": "body"]) == 1)
+        }
+    }
+
+    /// The token is checked on the head: a client without it gets its 401 at once and cannot
+    /// make the server wait for a body.
+    @Test func aRequestWithoutTheTokenIsRefusedBeforeItsBody() async throws {
+        try await withControl(token: "s3cret") { s in
+            let t0 = ContinuousClock.now
+            let r = try HTTP.exchange(Array("POST /override HTTP/1.1\r\nContent-Length: 60000\r\n\r\n".utf8), port: s.control, timeout: .seconds(8))
+            #expect(r.status == 401, "\(r.status) \(r.text)")
+            #expect(ContinuousClock.now - t0 < .seconds(1))
+        }
+    }
+
     // MARK: malformed HTTP
 
     struct Bad: Sendable, CustomStringConvertible {

@@ -498,7 +498,7 @@ public final class HealthMonitor: Sendable {
         case .datacenter(let d):
             guard datacenters.contains(d) else { throw HealthError("override: unknown datacenter \"\(d)\"") }
         }
-        if let e = expiresIn, !(e > 0) { throw HealthError("override: expiry must be > 0 seconds") }
+        if let e = expiresIn, !(e > 0 && e.isFinite) { throw HealthError("override: expiry must be a finite number of seconds > 0") }
         let now = monotonicNow(), wall = wallNow()
         let o = Override(status: OverrideStatus(target: target, state: state, reason: reason, setAt: wall,
                                                 expiresAt: expiresIn.map { wall + $0 }),
@@ -509,7 +509,7 @@ public final class HealthMonitor: Sendable {
             case .datacenter(let d): st.dcOverrides[d] = o
             }
             let until = expiresIn.map { " for \(seconds($0))" } ?? ""
-            logger.notice("health override \(target): forced \(state)\(until): \(reason)")
+            logger.notice("health override \(target): forced \(state)\(until): \(logQuoted(reason))")
             schedCond.signal() // the scheduler's next wake may now be this expiry
             return publishLocked()
         }

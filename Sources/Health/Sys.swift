@@ -19,7 +19,9 @@ func wallNow() -> Double {
 }
 
 /// Seconds rounded to milliseconds, for log lines and reasons (no Foundation formatting).
+/// Never traps: a value beyond ±10^12 s (or not finite) prints as itself.
 func seconds(_ d: Double) -> String {
+    guard d.isFinite, abs(d) < 1e12 else { return "\(d)s" }
     let ms = Int((d * 1000).rounded())
     let frac = ms % 1000
     let pad = frac < 10 ? "00" : (frac < 100 ? "0" : "")
@@ -72,7 +74,8 @@ final class Condition: @unchecked Sendable {
     /// Waits until signalled or until `deadline` (monotonic seconds); spurious wake-ups are
     /// possible, so callers re-check their predicate.
     func wait(until deadline: Double) {
-        guard deadline.isFinite else { wait(); return }
+        // Beyond 10^12 s (31,700 years) is "never"; it also keeps Int(deadline) from trapping.
+        guard deadline.isFinite, deadline < 1e12 else { wait(); return }
         var ts = timespec()
         let whole = deadline.rounded(.down)
         ts.tv_sec = Int(whole)

@@ -231,11 +231,7 @@ public enum Runtime {
             do {
                 var token = settings?.controlToken
                 if token == nil, let f = settings?.controlTokenFile {
-                    guard let text = try? String(contentsOfFile: f, encoding: .utf8) else {
-                        throw ControlConfigError(message: "server.control_token_file \(f): cannot read it")
-                    }
-                    token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-                    if token?.isEmpty == true { throw ControlConfigError(message: "server.control_token_file \(f) is empty") }
+                    token = try ControlTokenFile.read(f, logger: log)
                 }
                 let a = try ControlAPI(listen: listenControl, token: token, context: control,
                                        logger: Logger(label: "meridian.control"))
@@ -315,12 +311,12 @@ public enum Runtime {
         if monitor.specs.isEmpty { log.info("health: no checks configured; endpoints are up unless overridden") }
         if monitor.overrides().isEmpty { log.info("override: none") }
         for e in monitor.endpointStatus() where e.endpoint < model.endpoints.count {
-            let o = e.override.map { " override \($0.state) (\($0.reason))" } ?? ""
+            let o = e.override.map { " override \($0.state) (\(logQuoted($0.reason)))" } ?? ""
             log.info("health: \(model.endpoints[e.endpoint].name) \(e.effective) (check \(e.check ?? "-"): \(e.checked))\(o)")
         }
         for o in monitor.overrides() {
             let expiry = o.expiresAt.map { " expires \(Date(timeIntervalSince1970: $0))" } ?? " until cleared"
-            log.info("override: \(ControlTargets.describe(o.target, model: model)) \(stateText(o.state)) reason \"\(o.reason)\"\(expiry)")
+            log.info("override: \(ControlTargets.describe(o.target, model: model)) \(stateText(o.state)) reason \(logQuoted(o.reason))\(expiry)")
         }
     }
 }

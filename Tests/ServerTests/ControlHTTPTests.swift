@@ -10,7 +10,7 @@ import TestSupport
 @Suite("Control HTTP server")
 struct ControlHTTPTests {
     static func withEcho(readTimeout: Double = 2, _ body: (UInt16) throws -> Void) throws {
-        let server = ControlHTTPServer(address: try ListenAddress("127.0.0.1:0"), readTimeout: readTimeout,
+        let server = ControlHTTPServer(address: try ListenAddress("127.0.0.1:0"), headDeadline: readTimeout,
                                        logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })) { req in
             let q = req.query.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             return .text(200, "\(req.method) \(req.path) \(q) [\(String(decoding: req.body, as: UTF8.self))] \(req.headers["x-test"] ?? "")")

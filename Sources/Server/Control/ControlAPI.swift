@@ -43,7 +43,11 @@ public final class ControlAPI: Sendable {
         self.token = t
         self.logger = logger
         let box = HandlerBox()
-        self.http = ControlHTTPServer(address: address, logger: logger) { req in box.api?.handle(req) ?? .text(503, "starting\n") }
+        // The token is checked on the head, before the body is read (and again in `handle`,
+        // which in-process callers use directly).
+        self.http = ControlHTTPServer(address: address, logger: logger,
+                                      authorize: { req in box.api?.authorizationFailure(req) },
+                                      handler: { req in box.api?.handle(req) ?? .text(503, "starting\n") })
         box.api = self
     }
 
@@ -51,19 +55,22 @@ public final class ControlAPI: Sendable {
     public func stop() { http.stop() }
     public var boundAddress: ListenAddress { http.boundAddress }
 
+    /// The 401 for a request without the right bearer token, nil when it may proceed.
+    /// /healthz says only "ok", so orchestrators probe it without the token.
+    func authorizationFailure(_ req: HTTPRequest) -> HTTPResponse? {
+        guard let t = token, req.path != "/healthz" else { return nil }
+        if let auth = req.headers["authorization"], constantTimeEqual(auth, "Bearer " + t) { return nil }
+        return .text(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)\n")
+    }
+
     /// Routes one request (public so the CLI's tests and other tools can drive it in-process).
     public func handle(_ req: HTTPRequest) -> HTTPResponse {
-        // /healthz says only "ok", so orchestrators probe it without the token.
-        if let t = token, req.path != "/healthz" {
-            guard let auth = req.headers["authorization"], constantTimeEqual(auth, "Bearer " + t) else {
-                return .text(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)\n")
-            }
-        }
+        if let refusal = authorizationFailure(req) { return refusal }
         switch (req.method, req.path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"): return .text(200, "ok\n")
         case ("GET", "/metrics"):
             return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                body: Array(MetricsRenderer.render(context).utf8))
+                                body: Array(MetricsRenderer.render(context, http: http.stats).utf8))
         case ("GET", "/status"): return json(200, StatusReport.build(context))
         case ("GET", "/explain"): return explain(req)
         case ("GET", "/overrides"): return json(200, overrideViews())
@@ -119,14 +126,17 @@ public final class ControlAPI: Sendable {
         guard let stateArg = obj["state"] as? String, let state = parseHealthState(stateArg) else {
             return .text(400, "\"state\" must be up, down, degraded or degraded:FACTOR (0...1)\n")
         }
-        guard let reason = obj["reason"] as? String, !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
+        guard let reason = obj["reason"] as? String else {
             return .text(400, "\"reason\" is required: say why, it shows in every status view and log\n")
         }
+        if let problem = OverrideRules.reasonProblem(reason) { return .text(400, problem + "\n") }
         var expiresIn: Double?
         if let e = obj["expires_in"], !(e is NSNull) {
-            guard let n = e as? NSNumber, n.doubleValue > 0, n.doubleValue.isFinite else {
+            // JSON true/false arrive as NSNumber too (objCType "c"): not a number of seconds.
+            guard let n = e as? NSNumber, String(cString: n.objCType) != "c" else {
                 return .text(400, "\"expires_in\" must be a number of seconds > 0\n")
             }
+            if let problem = OverrideRules.expiryProblem(n.doubleValue) { return .text(400, "\"expires_in\" \(problem)\n") }
             expiresIn = n.doubleValue
         }
         do {
@@ -134,8 +144,9 @@ public final class ControlAPI: Sendable {
         } catch {
             return .text(400, "\(error.message)\n")
         }
-        let expiry = expiresIn.map { " expires in \(Int($0)) s" } ?? " until cleared"
-        logger.notice("control: override set by \(req.remote): \(ControlTargets.describe(target, model: model)) \(stateText(state))\(expiry), reason \"\(reason)\"")
+        // expiryProblem bounds the expiry to 365 days, so the Int conversion cannot trap.
+        let expiry = expiresIn.map { " expires in \(Int($0.rounded(.up))) s" } ?? " until cleared"
+        logger.notice("control: override set by \(req.remote): \(ControlTargets.describe(target, model: model)) \(stateText(state))\(expiry), reason \(logQuoted(reason))")
         guard let o = monitor.overrides().first(where: { $0.target == target }) else {
             return .text(500, "override set but not found afterwards\n")
         }
@@ -156,7 +167,7 @@ public final class ControlAPI: Sendable {
         guard let old = previous, monitor.clearOverride(target) else {
             return .text(404, "no override on \(ControlTargets.describe(target, model: model))\n")
         }
-        logger.notice("control: override cleared by \(req.remote): \(ControlTargets.describe(target, model: model)) (was \(stateText(old.state)), reason \"\(old.reason)\")")
+        logger.notice("control: override cleared by \(req.remote): \(ControlTargets.describe(target, model: model)) (was \(stateText(old.state)), reason \(logQuoted(old.reason)))")
         return json(200, ["cleared": ControlTargets.describe(target, model: model)])
     }
 

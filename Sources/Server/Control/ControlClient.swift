@@ -142,7 +142,8 @@ public struct ControlClient: Sendable {
     }
 }
 
-/// Parses `90`, `90s`, `10m`, `2h`, `1d` into seconds; nil when malformed or not > 0.
+/// Parses `90`, `90s`, `10m`, `2h`, `1d` into seconds; nil when malformed, not > 0 or not
+/// finite. Callers bound the value for their use (an override expiry: `OverrideRules`).
 ///
 ///     parseDurationText("10m")   // 600
 public func parseDurationText(_ text: String) -> Double? {
@@ -157,7 +158,7 @@ public func parseDurationText(_ text: String) -> Double? {
     case "d": mult = 86400; num = num.dropLast()
     default: mult = 1
     }
-    guard let v = Double(num), v > 0, v.isFinite else { return nil }
+    guard let v = Double(num), v > 0, v.isFinite, (v * mult).isFinite else { return nil }
     return v * mult
 }
 
@@ -168,16 +169,17 @@ extension Runtime {
     public static func controlClient(url: String?, token: String?, configPath: String?) throws(ControlConfigError) -> ControlClient {
         var u = url, t = token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"]
         if let path = configPath, u == nil || t == nil {
-            do {
-                let m = try ConfigLoader.load(path: path)
-                if u == nil { u = m.server.control }
-                if t == nil {
-                    t = m.server.controlToken ?? m.server.controlTokenFile.flatMap {
-                        try? String(contentsOfFile: $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-                    }
-                }
-            } catch {
+            let m: ConfigModel
+            do { m = try ConfigLoader.load(path: path) } catch {
                 throw ControlConfigError(message: "\(path): \(error.errors.map(\.description).joined(separator: "; "))")
+            }
+            if u == nil { u = m.server.control }
+            if t == nil {
+                // The same checks as the server's (a FIFO would block, an unreadable file would
+                // end in a puzzling 401).
+                if let token = m.server.controlToken { t = token } else if let f = m.server.controlTokenFile {
+                    t = try ControlTokenFile.read(f, logger: nil)
+                }
             }
         }
         return try ControlClient(url: u ?? "127.0.0.1:8053", token: t)
@@ -208,9 +210,13 @@ extension Runtime {
             case "set":
                 guard let target, let state else { printErr("override set TARGET STATE --reason TEXT"); return 2 }
                 guard let reason, !reason.isEmpty else { printErr("override set needs --reason TEXT (it shows in status and logs)"); return 2 }
+                // The server checks the same rules; checking here too gives the error before
+                // anything is sent.
+                if let problem = OverrideRules.reasonProblem(reason) { printErr("bad --reason: \(problem)"); return 2 }
                 var seconds: Double?
                 if let e = expires {
-                    guard let s = parseDurationText(e) else { printErr("bad --expires \(e): expected e.g. 90s, 10m, 2h"); return 2 }
+                    guard let s = parseDurationText(e) else { printErr("bad --expires \(e): expected e.g. 90s, 10m, 2h, 30d (at most 365d)"); return 2 }
+                    if let problem = OverrideRules.expiryProblem(s) { printErr("bad --expires \(e): \(problem)"); return 2 }
                     seconds = s
                 }
                 let o = try c.setOverride(target: target, state: state, reason: reason, expiresIn: seconds)

@@ -140,7 +140,7 @@ public final class QueryMetrics: Sendable {
 /// Renders the Prometheus text exposition format (version 0.0.4): `# HELP`, `# TYPE`, then
 /// one sample per line; label values escaped (backslash, quote, newline).
 enum MetricsRenderer {
-    static func render(_ c: ControlContext) -> String {
+    static func render(_ c: ControlContext, http: ControlHTTPStats? = nil) -> String {
         var out = PromWriter()
         let s = c.snapshot
         out.family("meridian_build_info", "gauge", "Build information; the value is always 1.")
@@ -182,6 +182,23 @@ enum MetricsRenderer {
         out.sample("meridian_tcp_connections_rejected_total", [], Double(k.tcpRejected))
         out.family("meridian_tcp_timeouts_total", "counter", "TCP connections closed by an idle or read timeout.")
         out.sample("meridian_tcp_timeouts_total", [], Double(k.tcpTimeouts))
+
+        if let h = http?.snapshot {
+            out.family("meridian_control_connections_accepted_total", "counter", "Control API connections accepted.")
+            out.sample("meridian_control_connections_accepted_total", [], Double(h.accepted))
+            out.family("meridian_control_connections_refused_total", "counter", "Control API connections refused with 503 at a connection limit (every slot busy), by limit.")
+            out.family("meridian_control_connections_evicted_total", "counter", "Control API connections still sending their request, closed with 503 to make room for a new one, by limit.")
+            for l in ConnectionLimit.allCases {
+                out.sample("meridian_control_connections_refused_total", [("reason", l.rawValue)], Double(h.refused[l, default: 0]))
+                out.sample("meridian_control_connections_evicted_total", [("reason", l.rawValue)], Double(h.evicted[l, default: 0]))
+            }
+            out.family("meridian_control_request_timeouts_total", "counter", "Control API connections closed because the request head or body, or the reply, did not move in time, by phase.")
+            for p in ReadPhase.allCases {
+                out.sample("meridian_control_request_timeouts_total", [("phase", p.rawValue)], Double(h.timeouts[p, default: 0]))
+            }
+            out.family("meridian_control_bad_requests_total", "counter", "Control API requests refused as malformed or too large (4xx from the HTTP layer).")
+            out.sample("meridian_control_bad_requests_total", [], Double(h.badRequests))
+        }
 
         if let rrl = s.rateLimiter {
             out.family("meridian_rrl_limited_total", "counter", "Responses over the rate limit (dropped or, every slip-th, sent truncated).")

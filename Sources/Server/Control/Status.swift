@@ -205,7 +205,8 @@ public enum StatusTable {
     }
 
     static func duration(_ s: Double) -> String {
-        let v = max(0, Int(s.rounded()))
+        // Clamped before the conversion: a NaN or a huge value must not trap.
+        let v = Int(min(max(0, s.isNaN ? 0 : s), 1e12).rounded())
         if v < 120 { return "\(v)s" }
         if v < 7200 { return "\(v / 60)m\(v % 60 == 0 ? "" : "\(v % 60)s")" }
         if v < 172_800 { return "\(v / 3600)h\(v % 3600 / 60 == 0 ? "" : "\(v % 3600 / 60)m")" }

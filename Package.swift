@@ -8,6 +8,7 @@ import PackageDescription
 //   Config   -> YAML model of datacenters, endpoints, pools, policies, checks
 //   Routing  -> client identification, geo, policy tree
 //   Health   -> checkers and the health loop
+//   Answering -> one pipeline per query: lookup, route, encode; the result RRL and metrics read
 //   Server   -> sockets, workers, snapshots, signals, control API
 //   meridian -> thin CLI
 // Fuzz targets (Tests/Fuzz/README.md) are declared only when MERIDIAN_FUZZ=1, so the normal
@@ -41,8 +42,9 @@ let package = Package(
         .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Yams"]),
         .target(name: "Routing", dependencies: ["Config", "Diagnostics", "CMaxMindDB"], swiftSettings: queryPath),
         .target(name: "Health", dependencies: ["Config", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing"], swiftSettings: queryPath),
         .target(name: "Server", dependencies: [
-            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "CShim",
+            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "CShim",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: queryPath),
         .executableTarget(name: "meridian", dependencies: [
@@ -59,7 +61,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Diagnostics", "TestSupport", "Yams"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Config", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Zones", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire"], exclude: ["Fixtures"]),
     ]
 )

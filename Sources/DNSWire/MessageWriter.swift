@@ -19,6 +19,9 @@ public final class MessageWriter {
     @exclusivity(unchecked) public private(set) var limit: Int = 0
     /// Offsets of name suffixes written uncompressed, usable as pointer targets.
     @exclusivity(unchecked) private var targets: [UInt16] = []
+    /// Where the rdata of the last record written starts: names in it (a CNAME target, an
+    /// NS host) can be pointed to or read back from there.
+    @exclusivity(unchecked) public private(set) var lastRDataStart: Int = 0
     /// At most this many targets are remembered: past it a name is written uncompressed,
     /// which only costs size. 128 covers a full 1232-byte answer of short names.
     public static let maxTargets = 128
@@ -181,6 +184,7 @@ public final class MessageWriter {
         let lenAt = position
         try writeU16(0)
         let start = position
+        lastRDataStart = start
         switch type {
         case .ns, .cname, .ptr:
             try writeName(rdata)

@@ -23,6 +23,7 @@ public final class DecisionCache {
         var ttl: UInt32 = 0
         var addresses: [IPAddress] = []
         var cname: DNSName? = nil
+        var firstEndpoint: Int32 = -1
         /// Bytes of `payload` in use, or -1: nothing stored for this decision yet.
         var payloadLength: Int32 = -1
         var payloadRecords: UInt16 = 0
@@ -173,6 +174,7 @@ public final class DecisionCache {
         entries[s].nodata = result.nodata
         entries[s].ttl = result.ttl
         entries[s].cname = result.cname
+        entries[s].firstEndpoint = result.firstEndpoint
         entries[s].addresses.removeAll(keepingCapacity: true)
         entries[s].addresses.append(contentsOf: result.addresses)
         entries[s].payloadLength = -1
@@ -186,6 +188,7 @@ public final class DecisionCache {
         result.cname = entries[s].cname
         result.nodata = entries[s].nodata
         result.ttl = entries[s].ttl
+        result.firstEndpoint = entries[s].firstEndpoint
         result.scopePrefix = Int(keys[s].scope)
     }
 

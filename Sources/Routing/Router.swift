@@ -21,6 +21,9 @@ public struct RoutingResult: Sendable {
     /// True when a random choice (weighted, multivalue) shaped the answer, so it must not
     /// be reused from a per-network decision cache.
     public var usedRandom = false
+    /// The endpoint whose address or CNAME comes first in the answer (its index in the
+    /// model), or -1 (NODATA, fallback addresses): what metrics count the decision under.
+    public var firstEndpoint: Int32 = -1
 
     public init(capacity: Int) {
         addresses = []
@@ -29,7 +32,7 @@ public struct RoutingResult: Sendable {
 
     public mutating func reset() {
         addresses.removeAll(keepingCapacity: true)
-        cname = nil; ttl = 0; scopePrefix = 0; nodata = false; usedRandom = false
+        cname = nil; ttl = 0; scopePrefix = 0; nodata = false; usedRandom = false; firstEndpoint = -1
     }
 }
 
@@ -399,11 +402,15 @@ public final class Router: Sendable {
     func append(_ ep: Int, _ f: Family, _ result: inout RoutingResult) {
         let e = model.endpoints[ep]
         if let c = e.cname {
-            if result.cname == nil && result.addresses.isEmpty { result.cname = c }
+            if result.cname == nil && result.addresses.isEmpty {
+                result.cname = c
+                result.firstEndpoint = Int32(ep)
+            }
             return
         }
         guard result.cname == nil else { return }
         let list = f == .v4 ? e.v4 : e.v6
+        if result.addresses.isEmpty && !list.isEmpty { result.firstEndpoint = Int32(ep) }
         for a in list where !result.addresses.contains(a) {
             if result.addresses.count < result.addresses.capacity { result.addresses.append(a) }
         }

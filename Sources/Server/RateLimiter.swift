@@ -1,3 +1,4 @@
+import Answering
 import CShim
 import Config
 import DNSWire
@@ -61,28 +62,29 @@ public final class ResponseRateLimiter: @unchecked Sendable {
         return .drop
     }
 
-    /// Classifies a response and applies the limit: returns the length to send, 0 to drop,
+    /// Applies the limit to one UDP response, classified by what the answering pipeline
+    /// reported (no second parse of the response): returns the length to send, 0 to drop,
     /// or a shorter length after rewriting it to an empty TC=1 answer (header + question).
-    public func apply(response r: UnsafeMutableRawBufferPointer, length: Int, client: IPAddress, now: UInt32) -> Int {
+    public func apply(_ a: Answer, response r: UnsafeMutableRawBufferPointer, client: IPAddress, now: UInt32) -> Int {
+        let length = a.length
         guard settings.rate > 0, length >= 12 else { return length }
-        let flags = UInt16(r[2]) << 8 | UInt16(r[3])
-        let rcode = flags & 0xF
-        let ancount = UInt16(r[6]) << 8 | UInt16(r[7])
-        let qdcount = UInt16(r[4]) << 8 | UInt16(r[5])
+        let o = a.outcome
         var qEnd = 12
         var nameHash: UInt64 = 0xcbf29ce484222325
-        if qdcount == 1 {
-            let view = UnsafeRawBufferPointer(rebasing: r[0..<length])
-            guard let end = try? Wire.readName(view, at: 12) else { return length }
-            for i in 12..<end { nameHash = (nameHash ^ UInt64(asciiLower(r[i]))) &* 0x100000001b3 }
-            qEnd = min(end + 4, length)
-            if qEnd >= 4 { nameHash ^= UInt64(r[qEnd - 4]) << 8 | UInt64(r[qEnd - 3]) }
+        if o.qdcount == 1 && o.questionEnd <= length {
+            // The question is echoed uncompressed at offset 12: hash its bytes as they
+            // stand (label lengths are below "A", so lowercasing leaves them alone).
+            qEnd = o.questionEnd
+            for i in 12..<(qEnd - 4) { nameHash = (nameHash ^ UInt64(asciiLower(r[i]))) &* 0x100000001b3 }
+            nameHash ^= UInt64(o.qtype.rawValue)
         }
         let kind: Kind
-        switch rcode {
-        case 0: kind = ancount > 0 ? .answer : (flags & HeaderFlags.aa != 0 ? .nodata : .referral)
-        case 3: kind = .nxdomain
-        default: kind = .error
+        switch o.kind {
+        case .answer: kind = .answer
+        case .nodata: kind = .nodata
+        case .referral: kind = .referral
+        case .nxdomain: kind = .nxdomain
+        case .error, .none: kind = .error
         }
         switch check(client: client, kind: kind, nameHash: nameHash, now: now) {
         case .pass: return length

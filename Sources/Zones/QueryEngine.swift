@@ -34,11 +34,56 @@ public struct QueryClient: Sendable {
     public init(source: IPAddress, subnet: ClientSubnet?) { self.source = source; self.subnet = subnet }
 }
 
-/// The hook through which the routing layer answers GSLB names. Called on the query path:
-/// it must write straight into `writer` and must not allocate.
-public protocol DynamicAnswerSource: AnyObject {
-    func answer(dynamicIndex: Int32, qtype: RRType, ownerOffset: Int, client: QueryClient,
-                writer: MessageWriter) throws(DNSWireError) -> DynamicAnswer
+/// A GSLB name the lookup reached: the caller (the answering pipeline) decides and writes
+/// its records into `QueryEngine.writer`, then hands the engine a `DynamicAnswer` through
+/// `resume`. The engine knows nothing of policies or health.
+public struct GSLBQuestion: Sendable {
+    /// The name's index in the configuration (`ZoneNode.dynamicIndex`).
+    public var index: Int32
+    /// A or AAAA (ANY asks for A), or another type, which is NODATA.
+    public var qtype: RRType
+    /// Offset in the message of the owner name to point to (12, the question, unless a
+    /// CNAME chain led here).
+    public var ownerOffset: Int
+    public var client: QueryClient
+}
+
+/// How far the engine got: finished, or stopped at a GSLB name for the caller to answer.
+public enum EngineStep: Sendable {
+    case done
+    case gslb(GSLBQuestion)
+}
+
+/// What kind of response the engine produced, for response rate limiting and metrics
+/// (which read this instead of parsing the response bytes again).
+public enum ResponseKind: UInt8, Sendable {
+    /// Records in the answer section.
+    case answer
+    /// NOERROR with an empty answer section at a name that exists.
+    case nodata
+    case nxdomain
+    /// A delegation: NS records in the authority section, AA clear.
+    case referral
+    /// Any other RCODE (FORMERR, REFUSED, NOTIMP, BADVERS, SERVFAIL).
+    case error
+    /// Nothing is sent (a runt, or a response sent to us).
+    case none
+}
+
+/// What one response holds, as the engine built it.
+public struct EngineOutcome: Sendable {
+    public var kind: ResponseKind
+    public var rcode: RCode
+    /// The question's type (meaningful when `qdcount` is 1).
+    public var qtype: RRType
+    public var qdcount: UInt16
+    /// Offset just past the question in the query and the response.
+    public var questionEnd: Int
+    /// Records in the answer section.
+    public var answers: Int
+    public var truncated: Bool
+    /// The ECS scope prefix length sent (RFC 7871 7.2).
+    public var scope: UInt8
 }
 
 /// Turns one query into one response: the authoritative algorithm of RFC 1034 4.3.2 with
@@ -52,9 +97,6 @@ public protocol DynamicAnswerSource: AnyObject {
 ///     let n = engine.respond(query: q, client: addr, tcp: false, zones: zoneSet, options: opts, out: buf)
 public final class QueryEngine {
     public let writer = MessageWriter()
-    /// Not retained (the source owns its engine, so it outlives it) and not weak: a weak
-    /// reference costs an atomic load per GSLB query.
-    public unowned(unsafe) var dynamic: DynamicAnswerSource?
 
     /// Lowercase wire form of the name being resolved (question, then CNAME targets).
     private let name: UnsafeMutableRawBufferPointer
@@ -77,8 +119,25 @@ public final class QueryEngine {
     @exclusivity(unchecked) private var aa = false
     @exclusivity(unchecked) private var tc = false
     @exclusivity(unchecked) private var scope: UInt8 = 0
+    @exclusivity(unchecked) private var kind: ResponseKind = .none
+    // The query being answered, kept between `begin`, `resume` and `finish`.
+    @exclusivity(unchecked) private var pq = ParsedQuery()
+    @exclusivity(unchecked) private var limit = 0
+    /// Length of a response already complete (header only, or nothing: 0); -1 while open.
+    @exclusivity(unchecked) private var finalLength = -1
+    @exclusivity(unchecked) private var client = QueryClient(source: IPAddress(v4: 0), subnet: nil)
+    // Where the CNAME chain stands: the zone and name being resolved, the owner to point
+    // to, the links followed, and a node found without a walk (-1 when none).
+    @exclusivity(unchecked) private var zoneIndex = 0
+    @exclusivity(unchecked) private var originOffset = 0
+    @exclusivity(unchecked) private var owner = 12
+    @exclusivity(unchecked) private var chain = 0
+    @exclusivity(unchecked) private var known = -1
+    /// Where a GSLB answer starts, to drop it whole if the caller could not fit it.
+    @exclusivity(unchecked) private var gslbMark: MessageWriter.Mark
 
     public init() {
+        gslbMark = writer.mark()
         name = .allocate(byteCount: 256, alignment: 8)
         scratch = .allocate(byteCount: 512, alignment: 8)
         labelOffsets = .allocate(capacity: 130)
@@ -94,23 +153,44 @@ public final class QueryEngine {
 
     /// Writes the response to `query` into `out`; returns its length, or 0 to send nothing
     /// (shorter than a header, or a response rather than a query: never answer those, to
-    /// avoid loops).
+    /// avoid loops). GSLB names answer NODATA here: this is the engine alone, for zone
+    /// data (tests, load-time answer building, fuzzing); the server answers through the
+    /// answering pipeline, which drives `begin`, `resume` and `finish` itself.
     /// `now` (seconds since the epoch) dates server cookies.
     public func respond(query q: UnsafeRawBufferPointer, client: IPAddress, tcp: Bool, zones: ZoneSet,
                         options: EngineOptions, out: UnsafeMutableRawBufferPointer, now: UInt32 = 0) -> Int {
-        guard let h = ParsedQuery.header(q), !h.isResponse else { return 0 }
+        var step = begin(query: q, client: client, tcp: tcp, zones: zones, options: options, out: out)
+        while case .gslb = step { step = resume(DynamicAnswer(records: 0, scope: 0), zones: zones, options: options) }
+        return finish(query: q, client: client, options: options, now: now)
+    }
+
+    /// What the last response holds, for rate limiting and metrics. Valid after `finish`.
+    public var outcome: EngineOutcome {
+        EngineOutcome(kind: kind, rcode: rcode, qtype: pq.qtype, qdcount: pq.qdcount, questionEnd: pq.questionEnd,
+                      answers: an, truncated: tc, scope: scope)
+    }
+
+    /// Starts a response: reads the query, writes the header space and question, and runs
+    /// the authoritative algorithm until it is done or reaches a GSLB name.
+    public func begin(query q: UnsafeRawBufferPointer, client source: IPAddress, tcp: Bool, zones: ZoneSet,
+                      options: EngineOptions, out: UnsafeMutableRawBufferPointer) -> EngineStep {
         an = 0; ns = 0; ar = 0; rcode = .noError; aa = false; tc = false; scope = 0; additionalCount = 0
-        let pq: ParsedQuery
+        kind = .none; finalLength = -1; pq = ParsedQuery()
+        guard let h = ParsedQuery.header(q), !h.isResponse else {
+            finalLength = 0
+            return .done
+        }
         do {
             pq = try ParsedQuery.parse(q)
         } catch {
             // RFC 1035 4.1.1: the opcode decides first. A message with an opcode we do not
             // implement is NOTIMP whatever its question count or records (as ISC's EDNS
             // compliance tester expects), not FORMERR.
+            pq = h
             return headerOnly(h, rcode: h.opcode != 0 ? .notImp : .formErr, out: out)
         }
         let edns = pq.edns
-        var limit = 512
+        limit = 512
         if tcp { limit = 65535 } else if let e = edns { limit = max(512, min(Int(e.udpSize), options.maxUDPSize)) }
         limit = min(limit, out.count)
         writer.reset(buffer: out, limit: limit)
@@ -140,11 +220,47 @@ public final class QueryEngine {
         } else if pq.qtype.rawValue >= 128 && pq.qtype.rawValue <= 254 {
             rcode = .notImp // Other meta-types (MAILA, MAILB, TKEY, TSIG) are not supported.
         } else {
-            let client = QueryClient(source: client, subnet: edns?.clientSubnet)
-            answer(q, pq, zones: zones, options: options, client: client)
+            client = QueryClient(source: source, subnet: edns?.clientSubnet)
+            return start(q, zones: zones, options: options)
         }
+        return .done
+    }
 
+    /// Goes on after the caller answered the GSLB name `begin` or `resume` stopped at:
+    /// `answer` says what it wrote into `writer`. Returns the next stop, or `.done`.
+    public func resume(_ answer: DynamicAnswer, zones: ZoneSet, options: EngineOptions) -> EngineStep {
+        scope = max(scope, answer.scope)
+        do {
+            if answer.records == 0 {
+                try negative(zones.zones[zoneIndex])
+                return .done
+            }
+            an += answer.records
+            // RFC 7871 7.2.1: a tailored CNAME is answered alone.
+            guard answer.cnameTargetOffset >= 0, answer.scope == 0, pq.qtype != .cname else { return .done }
+            guard let next = followCNAME(at: answer.cnameTargetOffset, zones: zones, options: options) else { return .done }
+            owner = answer.cnameTargetOffset
+            zoneIndex = next.zone
+            originOffset = next.originOffset
+        } catch {
+            tc = true
+            return .done
+        }
+        return run(zones: zones, options: options)
+    }
+
+    /// The caller could not fit its GSLB answer: drop whatever it wrote and set TC.
+    public func resumeTruncated() -> EngineStep {
+        writer.rollback(to: gslbMark)
+        tc = true
+        return .done
+    }
+
+    /// Ends the response: the OPT record and the header. Returns its length (0: send nothing).
+    public func finish(query q: UnsafeRawBufferPointer, client: IPAddress, options: EngineOptions, now: UInt32 = 0) -> Int {
+        if finalLength >= 0 { return finalLength }
         writer.setLimit(limit)
+        let edns = pq.edns
         if let e = edns {
             do { try writeOPT(e, options, query: q, client: client, now: now) } catch { tc = true }
         }
@@ -158,18 +274,29 @@ public final class QueryEngine {
         writer.setU16(UInt16(an), at: 6)
         writer.setU16(UInt16(ns), at: 8)
         writer.setU16(UInt16(ar + (edns != nil ? 1 : 0)), at: 10)
+        switch rcode {
+        case .noError: kind = an > 0 ? .answer : (aa ? .nodata : .referral)
+        case .nxDomain: kind = .nxdomain
+        default: kind = .error
+        }
         return writer.position
     }
 
     /// A response with only a header: for messages too broken to echo the question.
-    private func headerOnly(_ h: ParsedQuery, rcode: RCode, out: UnsafeMutableRawBufferPointer) -> Int {
-        guard out.count >= 12 else { return 0 }
+    private func headerOnly(_ h: ParsedQuery, rcode: RCode, out: UnsafeMutableRawBufferPointer) -> EngineStep {
+        self.rcode = rcode
+        kind = .error
+        guard out.count >= 12 else {
+            finalLength = 0
+            return .done
+        }
         writer.reset(buffer: out, limit: 12)
         let flags: UInt16 = HeaderFlags.qr | (h.flags & (0x7800 | HeaderFlags.rd | HeaderFlags.cd)) | rcode.rawValue
         writer.setU16(h.id, at: 0)
         writer.setU16(flags, at: 2)
         for off in stride(from: 4, to: 12, by: 2) { writer.setU16(0, at: off) }
-        return 12
+        finalLength = 12
+        return .done
     }
 
     // MARK: - EDNS
@@ -287,19 +414,26 @@ public final class QueryEngine {
         return .found(enclosing)
     }
 
-    private func answer(_ q: UnsafeRawBufferPointer, _ pq: ParsedQuery, zones: ZoneSet, options: EngineOptions, client: QueryClient) {
-        guard loadName(q, at: 12) else { rcode = .formErr; return }
+    /// The question's name, then the prebuilt fast path, then the algorithm.
+    private func start(_ q: UnsafeRawBufferPointer, zones: ZoneSet, options: EngineOptions) -> EngineStep {
+        // The question name was checked by `ParsedQuery.parse` and is never compressed, so
+        // its lowercase copy is a straight byte copy (label lengths are below "A"): the
+        // query's name is walked once.
+        nameLength = pq.qnameLength
+        for i in 0..<nameLength { name[i] = asciiLower(q[12 + i]) }
         let nameView = UnsafeRawBufferPointer(name)
         guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
             rcode = .refused
-            return
+            return .done
         }
-        var zoneIndex = firstZone
-        var originOffset = firstOrigin
+        zoneIndex = firstZone
+        originOffset = firstOrigin
+        owner = 12
+        chain = 0
+        known = -1
         // Most queries ask for an RRset that exists at a static name: copy its answer,
         // encoded at load time, when it fits (else the algorithm below truncates properly).
         // Otherwise a name found exactly starts the algorithm at its node, without the walk.
-        var known = -1
         if let pre = zones.prebuilt {
             let idx = zones.zones[zoneIndex].nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
             if idx >= 0 && pre.holds(zone: zoneIndex, node: idx) {
@@ -308,15 +442,20 @@ public final class QueryEngine {
                     try? writer.writeBytes(pre.block(e))
                     an = Int(e.an); ns = Int(e.ns); ar = Int(e.ar)
                     aa = true
-                    return
+                    return .done
                 }
                 known = idx
             }
         }
         aa = true
-        var owner = 12
-        var chain = 0
+        return run(zones: zones, options: options)
+    }
+
+    /// RFC 1034 4.3.2 from the name in `name` (zone `zoneIndex`), following CNAMEs, until the
+    /// answer is complete or a GSLB name needs the caller.
+    private func run(zones: ZoneSet, options: EngineOptions) -> EngineStep {
         let qtype = pq.qtype
+        let nameView = UnsafeRawBufferPointer(name)
         do {
             while true {
                 // Borrowed: `zones` holds every zone for the whole query (no retain per step).
@@ -333,7 +472,7 @@ public final class QueryEngine {
                 case .delegation(let d):
                     if chain == 0 { aa = false }
                     try referral(zone, d)
-                    return
+                    return .done
                 case .found(let n):
                     nodeIndex = n
                 case .notFound(let ceOffset):
@@ -347,45 +486,25 @@ public final class QueryEngine {
                     if w < 0 {
                         rcode = .nxDomain
                         try negative(zone)
-                        return
+                        return .done
                     }
                     nodeIndex = w
                 }
                 // A GSLB name needs only its index: read it in place rather than copying the
                 // node out of the array (which retains its name and RRsets).
                 let dynamicIndex = zone.nodes[nodeIndex].dynamicIndex
-                if dynamicIndex >= 0, let dyn = dynamic {
-                    let t: RRType = qtype == .any ? .a : qtype
-                    let mark = writer.mark()
-                    let r: DynamicAnswer
-                    do {
-                        r = try dyn.answer(dynamicIndex: dynamicIndex, qtype: t, ownerOffset: owner, client: client, writer: writer)
-                    } catch {
-                        writer.rollback(to: mark)
-                        tc = true
-                        return
-                    }
-                    scope = max(scope, r.scope)
-                    if r.records == 0 {
-                        try negative(zone)
-                        return
-                    }
-                    an += r.records
-                    // RFC 7871 7.2.1: a tailored CNAME is answered alone.
-                    guard r.cnameTargetOffset >= 0, r.scope == 0, qtype != .cname else { return }
-                    guard let next = followCNAME(at: r.cnameTargetOffset, chain: &chain, zones: zones, options: options) else { return }
-                    owner = r.cnameTargetOffset
-                    zoneIndex = next.zone
-                    originOffset = next.originOffset
-                    continue
+                if dynamicIndex >= 0 {
+                    gslbMark = writer.mark()
+                    return .gslb(GSLBQuestion(index: dynamicIndex, qtype: qtype == .any ? .a : qtype,
+                                              ownerOffset: owner, client: client))
                 }
                 let node = zone.nodes[nodeIndex]
                 // ANY matches the CNAME itself, so it is not followed (RFC 1034 4.3.2 step 3a).
                 if qtype != .cname, qtype != .any, let cname = node.rrset(.cname) {
-                    guard try writeSet(cname, owner: owner, section: .answer) else { return }
+                    guard try writeSet(cname, owner: owner, section: .answer) else { return .done }
                     // The target name is the rdata of the record just written.
-                    let target = lastRDataStart
-                    guard let next = followCNAME(at: target, chain: &chain, zones: zones, options: options) else { return }
+                    let target = writer.lastRDataStart
+                    guard let next = followCNAME(at: target, zones: zones, options: options) else { return .done }
                     owner = target
                     zoneIndex = next.zone
                     originOffset = next.originOffset
@@ -399,24 +518,25 @@ public final class QueryEngine {
                     } else {
                         try negative(zone)
                     }
-                    return
+                    return .done
                 }
                 if let set = node.rrset(qtype) {
                     if try writeSet(set, owner: owner, section: .answer) { try additional(zones, answeringZone: zoneIndex) }
                 } else {
                     try negative(zone)
                 }
-                return
+                return .done
             }
         } catch {
             tc = true
         }
+        return .done
     }
 
     /// One step of a CNAME chain: loads the target written at `target` in the message into
     /// `name` and finds its zone. Nil ends the chain: too long (the loop bound), or the target
     /// is in no zone served here (the answer stops with the CNAMEs written so far).
-    private func followCNAME(at target: Int, chain: inout Int, zones: ZoneSet, options: EngineOptions) -> (zone: Int, originOffset: Int)? {
+    private func followCNAME(at target: Int, zones: ZoneSet, options: EngineOptions) -> (zone: Int, originOffset: Int)? {
         chain += 1
         guard chain <= options.maxCNAMEChain,
               loadName(UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position]), at: target)
@@ -434,13 +554,12 @@ public final class QueryEngine {
         do {
             for rdata in set.rdatas {
                 if let ownerName {
-                    try writer.writeName(ownerName)
+                    try writer.writeRecord(owner: ownerName, type: set.type, ttl: set.ttl, rdata: rdata)
                 } else {
-                    try writer.writeU16(0xC000 | UInt16(owner))
+                    try withBytes(rdata) { (r) throws(DNSWireError) in
+                        try writer.writeRecord(ownerOffset: owner, type: set.type, ttl: set.ttl, rdata: r)
+                    }
                 }
-                // Owner, then TYPE CLASS TTL RDLENGTH (10 bytes), then the rdata.
-                lastRDataStart = writer.position + 10
-                try withBytes(rdata) { (r) throws(DNSWireError) in try writer.writeRecordBody(type: set.type, ttl: set.ttl, rdata: r) }
                 if section != .additional { noteAdditional(set.type) }
             }
         } catch {
@@ -457,17 +576,14 @@ public final class QueryEngine {
         return true
     }
 
-    /// Where the rdata of the last record written starts in the message.
-    @exclusivity(unchecked) private var lastRDataStart = 0
-
     /// Remembers the name in the record just written that deserves addresses in the
     /// additional section (RFC 1035 3.3.9 MX, 3.3.11 NS; RFC 2782 SRV).
     private func noteAdditional(_ type: RRType) {
         let at: Int
         switch type {
-        case .ns: at = lastRDataStart
-        case .mx: at = lastRDataStart + 2
-        case .srv: at = lastRDataStart + 6
+        case .ns: at = writer.lastRDataStart
+        case .mx: at = writer.lastRDataStart + 2
+        case .srv: at = writer.lastRDataStart + 6
         default: return
         }
         guard additionalCount < QueryEngine.maxAdditionalTargets else { return }

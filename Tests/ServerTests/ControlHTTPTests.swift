@@ -1,8 +1,11 @@
+import Answering
+import Config
 import DNSWire
 import Foundation
 import Logging
 @testable import Server
 import Testing
+import Zones
 import TestSupport
 
 /// The control API's HTTP layer, in process: an echo handler behind `ControlHTTPServer`,
@@ -88,25 +91,43 @@ struct ControlHTTPTests {
         #expect(throws: ControlConfigError.self) { try ControlClient(url: "127.0.0.1") }
     }
 
-    /// The per-worker counter block decodes qtype, rcode and TC from a response it did not
-    /// parse before (RFC 1035 4.1.1 header, 4.1.2 question).
-    @Test func counterBlockDecodesResponses() throws {
+    /// The per-worker counter block counts what the answering pipeline reports: qtype,
+    /// RCODE, TC, and a drop (nothing sent), without parsing the response.
+    @Test func counterBlockCountsPipelineAnswers() throws {
+        func name(_ s: String) throws -> DNSName { try DNSName(s) }
+        let soa = try name("ns1.example.com.").wire + name("hostmaster.example.com.").wire + [UInt8](repeating: 0, count: 19) + [60]
+        let txt = [UInt8(200)] + [UInt8](repeating: 0x61, count: 200)
+        var records = [ResourceRecord(name: try name("example.com."), type: .soa, ttl: 60, rdata: soa),
+                       ResourceRecord(name: try name("example.com."), type: .ns, ttl: 60, rdata: try name("ns1.example.com.").wire)]
+        for i in 0..<4 {
+            records.append(ResourceRecord(name: try name("big.example.com."), type: .txt, ttl: 60, rdata: txt + [UInt8(i)]))
+        }
+        let zones = ZoneSet(zones: [try Zone(origin: try name("example.com."), records: records)])
+        let answerer = Answerer()
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 65535, alignment: 8)
+        defer { out.deallocate() }
+        func ask(_ n: String, _ t: RRType) throws -> Answer {
+            let q = DNSWire.QueryBuilder.query(id: 7, name: try name(n), type: t)
+            return q.withUnsafeBytes {
+                answerer.respond(query: $0, client: IPAddress("127.0.0.1")!, tcp: false, zones: zones, options: EngineOptions(),
+                                 health: HealthSnapshot.allUp(count: 0), out: out, now: 0)
+            }
+        }
         let block = QueryCounterBlock()
-        let q = DNSWire.QueryBuilder.query(id: 7, name: try DNSName("www.example.com."), type: .aaaa)
-        var r = q
-        r[2] |= 0x80 | 0x02   // QR, TC
-        r[3] = (r[3] & 0xF0) | 3 // NXDOMAIN
-        let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
-        defer { raw.deallocate() }
-        raw.copyBytes(from: r)
-        block.countResponse(raw, length: r.count, tcp: true)
-        block.countResponse(raw, length: 0, tcp: false)
+        let nx = try ask("nope.example.com.", .aaaa)
+        #expect(nx.outcome.kind == .nxdomain && nx.length > 12)
+        block.count(nx, sent: nx.length, tcp: true)
+        let big = try ask("big.example.com.", .txt)   // 4 x 202 bytes: over 512 without EDNS
+        #expect(big.outcome.truncated)
+        block.count(big, sent: big.length, tcp: false)
+        block.count(nx, sent: 0, tcp: false)
         let aaaa = QueryCounterBlock.qtypeNames.firstIndex(of: "AAAA")!
-        let slot = (1 * QueryCounterBlock.qtypeBuckets + aaaa) * QueryCounterBlock.rcodes + 3
-        #expect(block.load(slot) == 1)
-        #expect(block.load(QueryCounterBlock.querySlots + 1) == 1, "tcp truncated")
+        let txtBucket = QueryCounterBlock.qtypeNames.firstIndex(of: "TXT")!
+        #expect(block.load((1 * QueryCounterBlock.qtypeBuckets + aaaa) * QueryCounterBlock.rcodes + 3) == 1, "tcp AAAA NXDOMAIN")
+        #expect(block.load((0 * QueryCounterBlock.qtypeBuckets + txtBucket) * QueryCounterBlock.rcodes + 0) == 1, "udp TXT NOERROR")
+        #expect(block.load(QueryCounterBlock.querySlots + 0) == 1, "udp truncated")
         #expect(block.load(QueryCounterBlock.querySlots + 2) == 1, "udp dropped")
         let total = (0..<block.slotCount).reduce(UInt64(0)) { $0 + block.load($1) }
-        #expect(total == 3)
+        #expect(total == 4)
     }
 }

@@ -1,6 +1,8 @@
+import Answering
 import Config
 import DNSWire
 import Testing
+import Zones
 @testable import Server
 
 @Test func burstFromOneNetworkIsLimitedAndSlipped() {
@@ -34,22 +36,36 @@ import Testing
     for _ in 0..<100 { #expect(off.check(client: IPAddress("10.0.0.1")!, kind: .answer, nameHash: 0, now: 5) == .pass) }
 }
 
-@Test func slipRewritesToAnEmptyTruncatedAnswer() {
+@Test func slipRewritesToAnEmptyTruncatedAnswer() throws {
     var s = RRLSettings()
     s.rate = 1
     s.slip = 1
     let rrl = ResponseRateLimiter(settings: s)
-    // A response: header (1 answer) + question www.example. A IN + one A record.
-    let name: [UInt8] = [3, 119, 119, 119, 7, 101, 120, 97, 109, 112, 108, 101, 0]
-    let resp: [UInt8] = [0, 7, 0x84, 0, 0, 1, 0, 1, 0, 0, 0, 0] + name + [0, 1, 0, 1]
-        + [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]
+    // A real answer from the pipeline: www.example. A, one record.
+    func name(_ t: String) throws -> DNSName { try DNSName(t) }
+    let soa = try name("ns.example.").wire + name("h.example.").wire + [UInt8](repeating: 0, count: 19) + [60]
+    let zones = ZoneSet(zones: [try Zone(origin: try name("example."), records: [
+        ResourceRecord(name: try name("example."), type: .soa, ttl: 60, rdata: soa),
+        ResourceRecord(name: try name("example."), type: .ns, ttl: 60, rdata: try name("ns.example.").wire),
+        ResourceRecord(name: try name("www.example."), type: .a, ttl: 60, rdata: [192, 0, 2, 1]),
+    ])])
+    let q = QueryBuilder.query(id: 7, name: try name("www.example."), type: .a)
     let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
     defer { buf.deallocate() }
-    buf.copyBytes(from: resp)
+    let answerer = Answerer()
+    func answer() -> Answer {
+        q.withUnsafeBytes {
+            answerer.respond(query: $0, client: IPAddress("203.0.113.1")!, tcp: false, zones: zones, options: EngineOptions(),
+                             health: HealthSnapshot.allUp(count: 0), out: buf, now: 9)
+        }
+    }
     let client = IPAddress("203.0.113.1")!
-    #expect(rrl.apply(response: buf, length: resp.count, client: client, now: 9) == resp.count)
-    let n = rrl.apply(response: buf, length: resp.count, client: client, now: 9)
-    #expect(n == 12 + name.count + 4)
+    let first = answer()
+    #expect(first.outcome.kind == .answer && first.outcome.answers == 1)
+    #expect(rrl.apply(first, response: buf, client: client, now: 9) == first.length)
+    let second = answer()
+    let n = rrl.apply(second, response: buf, client: client, now: 9)
+    #expect(n == 12 + 13 + 4, "header and question only")
     let m = try? Message(decoding: Array(buf[0..<n]))
     #expect(m?.has(HeaderFlags.tc) == true)
     #expect(m?.answers.isEmpty == true)

@@ -1,3 +1,4 @@
+import Answering
 import CShim
 import Config
 import DNSWire
@@ -11,7 +12,7 @@ import Synchronization
 /// protocol (udp, tcp) x qtype bucket x rcode, plus truncated responses per protocol.
 ///
 ///     let block = metrics.register()         // once, on the worker thread
-///     block.countResponse(bytes, length: n, tcp: false)
+///     block.count(answer, sent: n, tcp: false)
 final class QueryCounterBlock: @unchecked Sendable {
     /// The query types counted by name; every other type is `other`.
     static let qtypes: [UInt16] = [1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 48, 64, 65, 255, 257]
@@ -43,33 +44,21 @@ final class QueryCounterBlock: @unchecked Sendable {
         return qtypes.count
     }
 
-    /// Counts one response from its header and question (RFC 1035 4.1.1, 4.1.2): RCODE is
-    /// the low 4 bits of byte 3 and TC bit 0x02 of byte 2. `length` 0 counts as dropped.
-    @inline(__always) func countResponse(_ r: UnsafeMutableRawBufferPointer, length: Int, tcp: Bool) {
+    /// Counts one response from what the answering pipeline reported (no parse of the
+    /// bytes): `sent` is the length that went out after rate limiting, 0 when dropped.
+    @inline(__always) func count(_ a: Answer, sent: Int, tcp: Bool) {
         let proto = tcp ? 1 : 0
-        guard length >= 12, length <= r.count else {
+        guard sent >= 12 else {
             cshim_add64(slots + QueryCounterBlock.querySlots + 2 + proto, 1)
             return
         }
-        let rcode = Int(r[3] & 0x0F)
-        let qdcount = Int(r[4]) << 8 | Int(r[5])
-        var qtype: UInt16 = 0
-        if qdcount > 0 {
-            // Skip the question name: at most 128 labels (a name is at most 255 octets).
-            var p = 12
-            var labels = 0
-            while p < length && labels < 128 {
-                let l = Int(r[p])
-                if l == 0 { p += 1; break }
-                if l & 0xC0 != 0 { p += 2; break }
-                p += l + 1
-                labels += 1
-            }
-            if p + 2 <= length { qtype = UInt16(r[p]) << 8 | UInt16(r[p + 1]) }
-        }
-        let b = QueryCounterBlock.bucket(qtype)
+        let o = a.outcome
+        let rcode = min(Int(o.rcode.rawValue), QueryCounterBlock.rcodes - 1)
+        let b = QueryCounterBlock.bucket(o.qdcount > 0 ? o.qtype.rawValue : 0)
         cshim_add64(slots + (proto * QueryCounterBlock.qtypeBuckets + b) * QueryCounterBlock.rcodes + rcode, 1)
-        if r[2] & 0x02 != 0 { cshim_add64(slots + QueryCounterBlock.querySlots + proto, 1) }
+        // A response cut to its question by rate limiting (a slip) went out truncated too.
+        if o.truncated || sent < a.length { cshim_add64(slots + QueryCounterBlock.querySlots + proto, 1) }
+        if a.gslbName >= 0, let d = decisions { d.count(name: Int(a.gslbName), column: d.column(endpoint: a.endpoint)) }
     }
 
     /// Called by the worker when it adopts a snapshot whose configuration changed.
@@ -93,7 +82,7 @@ final class DecisionCounters: @unchecked Sendable {
     let columns: Int
     let slots: UnsafeMutablePointer<UInt64>
     let count: Int
-    let datacenterOf: [IPAddress: Int]
+    let datacenterOfEndpoint: [Int]
 
     init(model: ConfigModel) {
         self.model = model
@@ -101,19 +90,16 @@ final class DecisionCounters: @unchecked Sendable {
         count = max(1, model.names.count * columns)
         slots = .allocate(capacity: count)
         slots.initialize(repeating: 0, count: count)
-        var map: [IPAddress: Int] = [:]
-        for ep in model.endpoints {
-            guard let dc = ep.datacenter else { continue }
-            for a in ep.v4 + ep.v6 where map[a] == nil { map[a] = dc }
-        }
-        datacenterOf = map
+        // The column of each endpoint (its datacenter, else `none`), indexed as the model's
+        // endpoints: the router reports which endpoint answered.
+        datacenterOfEndpoint = model.endpoints.map { $0.datacenter ?? (model.datacenters.count) }
     }
 
     deinit { slots.deallocate() }
 
-    /// The column for an answer whose first address is `firstAddress` (nil: no address).
-    func column(firstAddress: IPAddress?) -> Int {
-        firstAddress.flatMap { datacenterOf[$0] } ?? (columns - 1)
+    /// The column for an answer led by `endpoint` (-1: no endpoint, as for NODATA).
+    @inline(__always) func column(endpoint: Int32) -> Int {
+        endpoint >= 0 && Int(endpoint) < datacenterOfEndpoint.count ? datacenterOfEndpoint[Int(endpoint)] : columns - 1
     }
 
     @inline(__always) func count(name: Int, column: Int) {

@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Config", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire"], exclude: ["Fixtures"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire", "Yams"], exclude: ["Fixtures"]),
     ]
 )
 

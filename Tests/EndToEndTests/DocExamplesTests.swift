@@ -20,9 +20,9 @@ import Yams
 //
 // What the documents name but this machine cannot have is replaced by `substitutions`, each
 // entry with its reason; an entry no document uses any more fails the test. Health checks
-// that probe the network are pointed at a closed port on 127.0.0.1 (`redirectProbes`): the
-// examples use documentation addresses, and a test sends traffic only to loopback. Closed
-// ports refuse at once, so each server settles its first round of checks immediately.
+// keep their shape but probe a closed port on loopback (`redirectProbes`): the examples use
+// documentation addresses, and a test sends traffic only to loopback. Closed ports refuse at
+// once, so each server settles its first round of checks immediately.
 
 /// One configuration taken from the documents.
 struct DocExample: Sendable, CustomStringConvertible {
@@ -130,19 +130,44 @@ enum DocExamples {
         return .mapping(Node.Mapping(b))
     }
 
-    /// Every tcp, http(s) and dns check probes `127.0.0.1:closedPort` instead of its host.
+    /// Probes stay on this machine and fail at once, while every check keeps its shape (a
+    /// template without `host` stays a template): a tcp, http(s) or dns check probes
+    /// `closedPort`, on 127.0.0.1 when it names a host; endpoint addresses become loopback
+    /// addresses (127.0.0.N, ::1) and CNAME targets `localhost`, which templates then probe.
     static func redirectProbes(_ root: Node, closedPort: UInt16) -> Node {
-        guard var top = pairs(root), let ci = top.firstIndex(where: { $0.0.string == "checks" }),
-              let checks = pairs(top[ci].1) else { return root }
-        let redirected: [(Node, Node)] = checks.map { name, spec in
-            guard var f = pairs(spec), let type = f.first(where: { $0.0.string == "type" })?.1.string,
-                  ["tcp", "http", "https", "dns"].contains(type) else { return (name, spec) }
-            f.removeAll { $0.0.string == "host" || $0.0.string == "port" }
-            f.append((Node("host"), Node("127.0.0.1")))
-            f.append((Node("port"), Node(String(closedPort))))
-            return (name, .mapping(Node.Mapping(f)))
+        guard var top = pairs(root) else { return root }
+        func edit(_ section: String, _ change: ([(Node, Node)]) -> [(Node, Node)]) {
+            guard let i = top.firstIndex(where: { $0.0.string == section }), let entries = pairs(top[i].1) else { return }
+            top[i].1 = .mapping(Node.Mapping(entries.map { name, value in
+                guard let f = pairs(value) else { return (name, value) }
+                return (name, .mapping(Node.Mapping(change(f))))
+            }))
         }
-        top[ci].1 = .mapping(Node.Mapping(redirected))
+        edit("checks") { f in
+            guard let type = f.first(where: { $0.0.string == "type" })?.1.string, ["tcp", "http", "https", "dns"].contains(type) else { return f }
+            return f.map { k, v in
+                switch k.string {
+                case "host": return (k, Node("127.0.0.1"))
+                case "port": return (k, Node(String(closedPort)))
+                default: return (k, v)
+                }
+            } + (f.contains { $0.0.string == "port" } ? [] : [(Node("port"), Node(String(closedPort)))])
+        }
+        var next = 0
+        func loopback(_ v: Node, _ make: () -> String) -> Node {
+            if case .sequence(let s) = v { return .sequence(Node.Sequence(s.map { _ in Node(make()) })) }
+            return Node(make())
+        }
+        edit("endpoints") { f in
+            f.map { k, v in
+                switch k.string {
+                case "v4": return (k, loopback(v) { next += 1; return "127.0.0.\(next % 250 + 1)" })
+                case "v6": return (k, loopback(v) { "::1" })
+                case "cname": return (k, Node("localhost"))
+                default: return (k, v)
+                }
+            }
+        }
         return .mapping(Node.Mapping(top))
     }
 
@@ -258,6 +283,8 @@ struct DocExamplesTests {
         try dir.write("meridian.yaml", contents: yaml)
         let config = dir.path + "/meridian.yaml"
         let context = Comment(rawValue: "\(example.origin), served as:\n\(yaml)")
+        let started = Date()
+        defer { print("doc example \(example.origin): \(String(format: "%.2f", Date().timeIntervalSince(started))) s") }
 
         let check = try await MeridianProcess.run(["check", "--config", config])
         #expect(check.status == 0, "meridian check:\n\(check.combined)\n\(context)")

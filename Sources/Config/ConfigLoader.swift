@@ -338,6 +338,7 @@ final class Builder {
             }
             var spec = CheckSpec(name: e.key, kind: kind)
             for x in defaults + f { applyTiming(&spec, x.key, x.value, what) }
+            checkRules(spec, defaults: defaults, f, keyNode: e.keyNode, what: what)
             specs.append((spec, calculated, e.keyNode))
         }
         let known = Set(specs.map(\.0.name))
@@ -346,6 +347,7 @@ final class Builder {
                 r.error(n, "check \(spec.name): unknown check \"\(ref)\"\(suggestion(ref, Array(known)))")
             }
         }
+        checkCalculatedCycles(specs)
         checks = specs.map(\.0)
     }
 

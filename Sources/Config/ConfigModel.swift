@@ -256,19 +256,7 @@ public final class ConfigModel: Sendable {
     /// address (or CNAME target), so one check definition serves many endpoints.
     public func checkSpec(forEndpoint i: Int) -> CheckSpec? {
         guard i < endpoints.count, let c = endpoints[i].check else { return nil }
-        let ep = endpoints[i]
-        let host = ep.v4.first?.description ?? ep.v6.first?.description ?? ep.cname?.description ?? ""
-        var spec = checks[c]
-        switch spec.kind {
-        case .tcp(let h, let port) where h.isEmpty: spec.kind = .tcp(host: host, port: port)
-        case .http(var http) where http.host.isEmpty:
-            http.host = host
-            spec.kind = .http(http)
-        case .dns(let s, let port, let name, let type, let rcode, let answer) where s.isEmpty:
-            spec.kind = .dns(server: host, port: port, name: name, type: type, expectRcode: rcode, expectAnswer: answer)
-        default: break
-        }
-        return spec
+        return checkSpec(c, host: checkHost(forEndpoint: i))
     }
 
     /// Errors for GSLB names that are also owners in a master file (a name is either

@@ -312,12 +312,7 @@ final class DNSChecker: Checker {
         self.expectText = expectAnswer
     }
 
-    static func rcode(named s: String) -> UInt16? {
-        if let v = UInt16(s), v < 4096 { return v }
-        let up = s.uppercased()
-        for v in UInt16(0)..<24 where RCode(rawValue: v).description.uppercased() == up { return v }
-        return nil
-    }
+    static func rcode(named s: String) -> UInt16? { dnsCheckRcode(named: s) }
 
     func buildQuery(id: UInt16) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: 512)

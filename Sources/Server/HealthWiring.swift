@@ -8,7 +8,9 @@ import Synchronization
 /// The checks the health loop runs for one configuration. A check template whose host is
 /// left empty is run once per distinct endpoint address (`web@192.0.2.10`); endpoints that
 /// resolve to the same spec share one check, so a target shared by many endpoints is probed
-/// once per interval.
+/// once per interval. A calculated check over templates is a template too: for an endpoint
+/// with `check: both` (`both: { type: calculated, checks: [web, smtp], min: 2 }`) it becomes
+/// `both@ADDR` over `web@ADDR` and `smtp@ADDR`; members with an explicit host stay shared.
 public struct HealthPlan: Sendable {
     public var checks: [CheckSpec] = []
     public var endpointChecks: [Int: String] = [:]
@@ -16,38 +18,46 @@ public struct HealthPlan: Sendable {
 
     public init(model: ConfigModel) {
         var byName: [String: CheckSpec] = [:]
-        // Templates with an explicit target keep their own name (calculated checks refer to them).
-        for c in model.checks where !CheckSpec.needsHost(c) {
+        // Checks with an explicit target keep their own name (calculated checks refer to them).
+        for (i, c) in model.checks.enumerated() where !model.isPerEndpointCheck(i) {
             byName[c.name] = c
         }
         for (i, ep) in model.endpoints.enumerated() {
             if let dc = ep.datacenter { endpointDatacenters[i] = model.datacenters[dc].name }
-            guard let tmpl = ep.check, var spec = model.checkSpec(forEndpoint: i) else { continue }
-            if CheckSpec.needsHost(model.checks[tmpl]) {
-                let host = spec.targetDescription
-                spec.name = "\(model.checks[tmpl].name)@\(host)"
-            }
-            if let existing = byName[spec.name], existing != spec {
-                spec.name += "#\(i)"
-            }
-            byName[spec.name] = spec
-            endpointChecks[i] = spec.name
+            guard let c = ep.check else { continue }
+            endpointChecks[i] = HealthPlan.instance(c, endpoint: i, host: model.checkHost(forEndpoint: i),
+                                                    model: model, into: &byName, depth: 0)
         }
         checks = byName.keys.sorted().map { byName[$0]! }
+    }
+
+    /// The name of check `c` as run for endpoint `endpoint` (whose address is `host`), adding
+    /// it and, for a calculated template, its members to `byName`. A name already taken by a
+    /// different spec gets `#endpoint` appended. `depth` is bounded by the number of checks
+    /// (the loader rejects calculated cycles; the bound only keeps this total).
+    static func instance(_ c: Int, endpoint: Int, host: String, model: ConfigModel,
+                         into byName: inout [String: CheckSpec], depth: Int) -> String {
+        let template = model.checks[c]
+        guard model.isPerEndpointCheck(c), depth <= model.checks.count else { return template.name }
+        var spec = model.checkSpec(c, host: host)
+        if case .calculated(let members, let minimum) = spec.kind {
+            let names = members.map { m in
+                model.checks.firstIndex { $0.name == m }.map {
+                    instance($0, endpoint: endpoint, host: host, model: model, into: &byName, depth: depth + 1)
+                } ?? m
+            }
+            spec.kind = .calculated(checks: names, minimum: minimum)
+        }
+        spec.name = "\(template.name)@\(host)"
+        if let existing = byName[spec.name], existing != spec {
+            spec.name += "#\(endpoint)"
+        }
+        byName[spec.name] = spec
+        return spec.name
     }
 }
 
 extension CheckSpec {
-    /// Whether the template leaves its host to be filled from each endpoint.
-    static func needsHost(_ c: CheckSpec) -> Bool {
-        switch c.kind {
-        case .tcp(let h, _): return h.isEmpty
-        case .http(let h): return h.host.isEmpty
-        case .dns(let s, _, _, _, _, _): return s.isEmpty
-        default: return false
-        }
-    }
-
     var targetDescription: String {
         switch kind {
         case .tcp(let h, _): return h

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Testing
 import Yams
@@ -19,10 +20,18 @@ private func text(_ path: String) throws -> String { try String(contentsOf: repo
     let meridian = try #require(containers.first { $0["name"] as? String == "meridian" })
     #expect((meridian["args"] as? [String])?.prefix(1) == ["serve"])
     #expect(containers.contains { $0["name"] as? String == "reloader" })
-    // The ConfigMap's embedded config is itself YAML Meridian reads.
+    // The ConfigMap's embedded config loads through Meridian's own loader (every rule
+    // `meridian check` applies to the YAML), mounted where the Deployment mounts it.
     let cm = try #require(docs.compactMap { $0 as? [String: Any] }.first { $0["kind"] as? String == "ConfigMap" })
     let embedded = try #require((cm["data"] as? [String: String])?["meridian.yaml"])
-    #expect(try Yams.load(yaml: embedded) is [String: Any])
+    do {
+        let model = try ConfigLoader.load(yaml: embedded, file: "deploy/kubernetes/meridian.yaml (ConfigMap meridian.yaml)",
+                                          baseDirectory: "/etc/meridian")
+        #expect(model.server.listen == ["0.0.0.0:5353", "[::]:5353"], "the Service and container ports are 5353")
+        #expect(model.server.controlTokenFile == "/etc/meridian-secret/control-token", "the Secret's mount path")
+    } catch {
+        Issue.record("the ConfigMap's meridian.yaml does not load:\n\(error)")
+    }
 }
 
 @Test func systemdUnitRunsCommandsThatExist() throws {

@@ -58,26 +58,17 @@ struct FailoverTests {
                 guard let r = try? client.udpExchange(q, timeout: .seconds(1)), let m = try? Message(decoding: r) else { return nil }
                 return m.answers.first.flatMap { IPAddress(bytes: $0.rdata)?.description }
             }
-            /// Polls every 100 ms (bounded by `limit` seconds); returns the seconds until `want`.
-            func secondsUntil(_ want: String, limit: Double) async -> Double? {
-                let t0 = Date()
-                while Date().timeIntervalSince(t0) < limit {
-                    if answer() == want { return Date().timeIntervalSince(t0) }
-                    try? await Task.sleep(for: .milliseconds(100))
-                }
-                return nil
-            }
             #expect(answer() == "192.0.2.1", "the primary answers while its backend is up")
 
             backend.stop()
             let downBound = interval * Double(fall) + timeout + 1
-            let failover = await secondsUntil("192.0.2.2", limit: downBound + 5)
+            let failover = await secondsUntil(limit: downBound + 5) { answer() == "192.0.2.2" }
             print("failover: answer left the dead backend after \(failover.map { String(format: "%.2f", $0) } ?? "never") s (bound \(downBound) s)")
             #expect(failover != nil && failover! <= downBound, "log:\n\(server.logText)")
 
             try backend.start()
             let upBound = interval * Double(rise) + 1
-            let recovery = await secondsUntil("192.0.2.1", limit: upBound + 5)
+            let recovery = await secondsUntil(limit: upBound + 5) { answer() == "192.0.2.1" }
             print("recovery: answer came back after \(recovery.map { String(format: "%.2f", $0) } ?? "never") s (bound \(upBound) s)")
             #expect(recovery != nil && recovery! <= upBound, "log:\n\(server.logText)")
             #expect(server.logText.contains("up -> down") && server.logText.contains("down -> up"))

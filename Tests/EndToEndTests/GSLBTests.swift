@@ -6,7 +6,9 @@ import TestSupport
 extension Fixtures {
     /// A config for gslb.test with one failover name `fo` (TTL 1): `primary` (192.0.2.1)
     /// watched by the check `checkName` defined as `checkSpec`, then `backup` (192.0.2.2).
-    static func failoverYAML(checkName: String, checkSpec: String, server: String? = nil) -> String {
+    /// `otherChecks` are more lines under `checks:` (`name: spec`).
+    static func failoverYAML(checkName: String, checkSpec: String, server: String? = nil,
+                             primary: String = "192.0.2.1", otherChecks: [String] = []) -> String {
         (server.map { "server: \($0)\n" } ?? "") + """
             defaults: { ttl: 1 }
             zones:
@@ -15,9 +17,9 @@ extension Fixtures {
                 names:
                   fo: { policy: { failover: [primary, backup] } }
             checks:
-              \(checkName): \(checkSpec)
+              \(checkName): \(checkSpec)\(otherChecks.map { "\n  " + $0 }.joined())
             endpoints:
-              primary: { v4: 192.0.2.1, check: \(checkName) }
+              primary: { v4: \(primary), check: \(checkName) }
               backup: { v4: 192.0.2.2 }
             """
     }

@@ -32,6 +32,17 @@ func withMeridian(zones: String = Fixtures.zones, extraArguments: [String] = [],
     await server.stop()
 }
 
+/// Polls `condition` every 100 ms for at most `limit` seconds; the seconds until it held,
+/// or nil.
+func secondsUntil(limit: Double, _ condition: () async -> Bool) async -> Double? {
+    let t0 = Date()
+    while Date().timeIntervalSince(t0) < limit {
+        if await condition() { return Date().timeIntervalSince(t0) }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    return nil
+}
+
 /// Starts NSD on the fixture zones for the duration of `body`.
 func withNSD(zones: String = Fixtures.zones, _ body: (NSDServer) async throws -> Void) async throws {
     let nsd = try await NSDServer.start(zonesDirectory: zones)

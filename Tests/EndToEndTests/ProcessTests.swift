@@ -99,13 +99,7 @@ struct ExecCheckProcessTests {
     @Test func backgroundAndSetsidChildrenDoNotOutliveTheirCheck() async throws {
         let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
         defer { dir.remove() }
-        try dir.write("meridian.yaml", contents: """
-            defaults: { ttl: 1 }
-            zones:
-              gslb.test:
-                file: gslb.test.zone
-                names:
-                  fo: { policy: { failover: [primary, backup] } }
+        try dir.write("meridian.yaml", contents: Fixtures.failoverNamePreamble + """
             checks:
               bg: { type: exec, command: [/bin/sh, -c, "sleep 1002 & exit 0"], interval: 500ms, timeout: 2s }
               escaped: { type: exec, command: [/bin/sh, -c, "setsid sleep 1003 & sleep 0.2; exit 0"], interval: 500ms, timeout: 2s }
@@ -136,13 +130,7 @@ struct ExecCheckProcessTests {
         let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
         defer { dir.remove() }
         let out = dir.path
-        try dir.write("meridian.yaml", contents: """
-            defaults: { ttl: 1 }
-            zones:
-              gslb.test:
-                file: gslb.test.zone
-                names:
-                  fo: { policy: { failover: [primary, backup] } }
+        try dir.write("meridian.yaml", contents: Fixtures.failoverNamePreamble + """
             checks:
               env: { type: exec, command: [env], interval: 10s }
               fds: { type: exec, command: [/bin/sh, -c, "ls /proc/self/fd > \(out)/fds.txt"], interval: 300ms }

@@ -34,6 +34,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CShim"),
+        // Blocks the handled signals from a C constructor; linked into `meridian` only.
+        .target(name: "CEarlySignals"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CMaxMindDB", providers: [.apt(["libmaxminddb-dev"])]),
         .target(name: "DNSWire", swiftSettings: queryPath),
@@ -48,7 +50,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: queryPath),
         .executableTarget(name: "meridian", dependencies: [
-            "Server",
+            "Server", "CEarlySignals",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,8 +1,11 @@
+import CShim
 import Glibc
 
-/// Runs a command with arguments (no shell) through `posix_spawnp`; up when it exits 0
-/// within the timeout. On timeout the whole process group is killed, so a script's children
-/// die with it. The first `maxOutput` bytes of stdout and stderr are kept for the status view.
+/// Runs a command with arguments (no shell) through `posix_spawn`; up when it exits 0
+/// within the timeout. The child gets only `ProcessBounds.execEnvironment` and descriptors
+/// 0, 1 and 2, and leads its own process group: when it exits or times out the whole group is
+/// killed, so a script's background children die with it (`ExecChildren`). The first
+/// `maxOutput` bytes of stdout and stderr are kept for the status view.
 final class ExecChecker: Checker {
     let command: [String]
     /// 4 KiB: enough for a script's one-line status or a short error, small enough to keep
@@ -14,48 +17,31 @@ final class ExecChecker: Checker {
         self.command = command
     }
 
+    /// The program to run: as given when it has a slash, else the first executable of that
+    /// name in `ProcessBounds.execSearchPath` (the child's PATH, not the server's).
+    static func resolve(_ name: String) -> String? {
+        if name.contains("/") { return name }
+        for dir in ProcessBounds.execSearchPath where access(dir + "/" + name, X_OK) == 0 {
+            return dir + "/" + name
+        }
+        return nil
+    }
+
     func run(start: Double, deadline: Double) -> CheckResult {
+        guard let path = ExecChecker.resolve(command[0]) else {
+            return CheckResult(ok: false, reason: "spawn \(command[0]): not found in \(ProcessBounds.execSearchPath.joined(separator: ":"))",
+                               latency: monotonicNow() - start)
+        }
         var fds: [Int32] = [-1, -1]
-        // pipe2 is a GNU extension Glibc's module does not import; a child spawned by another
-        // worker in between may inherit these ends, which only delays its EOF, not our waitpid.
-        guard pipe(&fds) == 0 else {
-            return CheckFailure(phase: "spawn", "pipe: \(errnoText(errno))").result(start: start)
+        guard cshim_pipe_cloexec(&fds) == 0 else {
+            return CheckFailure(phase: "spawn", "pipe2: \(errnoText(errno))").result(start: start)
         }
         let readFD = fds[0], writeFD = fds[1]
-        _ = fcntl(readFD, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(writeFD, F_SETFD, FD_CLOEXEC)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, writeFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeFD, 2)
-
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // The server blocks SIGHUP/SIGTERM/SIGINT for its sigwait thread; a child must not
-        // inherit that mask. Its own process group lets a timeout kill the whole tree.
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
-        let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var pid: pid_t = 0
-        let rc = argv.withUnsafeBufferPointer { a in
-            posix_spawnp(&pid, a[0]!, &actions, &attr, a.baseAddress!, environ)
-        }
+        let spawned = ExecChildren.spawn(path: path, arguments: command, environment: ProcessBounds.execEnvironment, output: writeFD)
         close(writeFD)
-        guard rc == 0 else {
+        guard let pid = spawned.pid else {
             close(readFD)
-            return CheckResult(ok: false, reason: "spawn \(command[0]): \(errnoText(rc))", latency: monotonicNow() - start)
+            return CheckResult(ok: false, reason: "spawn \(command[0]): \(errnoText(spawned.errno))", latency: monotonicNow() - start)
         }
         _ = fcntl(readFD, F_SETFL, fcntl(readFD, F_GETFL) | O_NONBLOCK)
         defer { close(readFD) }
@@ -83,15 +69,12 @@ final class ExecChecker: Checker {
             } else {
                 usleep(2000)
             }
-            let w = waitpid(pid, &status, WNOHANG)
-            if w == pid { exited = true; break }
+            // Exited but not reaped: `finish` kills its group while the pid is still taken.
+            if cshim_child_exited(pid) != 0 { exited = true; break }
         }
         let latency = monotonicNow() - start
-        if !exited {
-            kill(-pid, SIGKILL)
-            kill(pid, SIGKILL)
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        } else {
+        status = ExecChildren.finish(pid)
+        if exited {
             // Collect what the child wrote just before exiting.
             while output.count < ExecChecker.maxOutput {
                 let n = buf.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }

@@ -81,6 +81,40 @@ public struct EndpointStatus: Sendable {
     public var override: OverrideStatus?
 }
 
+/// A check's state as a reload hands it from the old monitor to the same check of the new
+/// one: the state, whether it has settled, and the rise/fall counters as they stand, so a
+/// reload neither resets a check nor lets an endpoint that is down answer as up.
+///
+///     let handed = old.handOver()
+///     let m = try HealthMonitor(checks: specs, ..., carried: handed.checks)
+public struct CheckCarry: Sendable {
+    public var state: HealthState
+    public var settled: Bool
+    public var pending: HealthState?
+    public var pendingCount: Int
+    /// Monotonic and wall-clock start of `state`.
+    public var since: Double
+    public var sinceWall: Double
+    public var last: CheckResult?
+    public var lastRunWall: Double?
+    public var runs: Int
+    public var failures: Int
+
+    /// A check that restarts (its probe changed) from `state` instead of its `initial`: not
+    /// settled, so its first result sets its state directly.
+    public static func restart(at state: HealthState) -> CheckCarry {
+        CheckCarry(state: state, settled: false, pending: nil, pendingCount: 0, since: monotonicNow(), sinceWall: wallNow(),
+                   last: nil, lastRunWall: nil, runs: 0, failures: 0)
+    }
+}
+
+/// What `handOver` returns: every check's state by name, and every endpoint's checked state
+/// (by endpoint index of the old configuration), taken at one instant.
+public struct HealthHandOver: Sendable {
+    public var checks: [String: CheckCarry]
+    public var endpointChecked: [HealthState]
+}
+
 /// Lateness of check starts (seconds after their due time), for benchmarks and metrics.
 ///
 ///     let l = monitor.lateness(); print(l.p99 * 1000, "ms")
@@ -145,9 +179,12 @@ public final class HealthMonitor: Sendable {
     ///   - endpointCount: `ConfigModel.endpoints.count`.
     ///   - endpointDatacenters: endpoint index -> datacenter name, for datacenter overrides.
     ///   - workers: threads that run checks (the bound on checks in flight).
+    ///   - carried: state to start from, by check name (a reload's `handOver`); a check not
+    ///     named here starts unsettled at its `initialState`.
     public init(
         checks: [CheckSpec], endpointChecks: [Int: String], endpointCount: Int,
         endpointDatacenters: [Int: String] = [:], endpointNames: [Int: String] = [:], workers: Int = 8, logger: Logger,
+        carried: [String: CheckCarry] = [:],
         onChange: @escaping @Sendable (HealthSnapshot) -> Void = { _ in }
     ) throws(HealthError) {
         var index: [String: Int] = [:]
@@ -176,7 +213,9 @@ public final class HealthMonitor: Sendable {
             case .file(let path): checker = FileChecker(path: path)
             case .calculated: checker = nil
             }
-            runtimes.append(CheckRuntime(spec: spec, checker: checker, now: now, wall: wall))
+            let rt = CheckRuntime(spec: spec, checker: checker, now: now, wall: wall)
+            if let c = carried[spec.name] { rt.adopt(c) }
+            runtimes.append(rt)
         }
         // Calculated members and a dependency order; a cycle is a config error.
         for rt in runtimes {
@@ -232,7 +271,7 @@ public final class HealthMonitor: Sendable {
         let states = epCheck.map { $0.map { runtimes[$0].state } ?? .up }
         self.current = Mutex(HealthSnapshot(states: states, generation: 0))
         st.published = states
-        st.unsettled = runtimes.filter { $0.checker != nil }.count
+        st.unsettled = runtimes.filter { $0.checker != nil && !$0.settled }.count
         _ = lock.withLock { evaluateCalculatedLocked(now: now) }
     }
 
@@ -273,6 +312,17 @@ public final class HealthMonitor: Sendable {
         lock.withLock { st.threads = threads }
     }
 
+    /// Tells the threads to stop and returns at once, for a process about to exit: a check
+    /// in flight is not waited for (its result is dropped).
+    public func stopWithoutWaiting() {
+        lock.withLock {
+            st.stopping = true
+            schedCond.broadcast()
+            workCond.broadcast()
+            settleCond.broadcast()
+        }
+    }
+
     /// Stops the threads and waits for them; an attempt in flight finishes first (bounded
     /// by its timeout). The monitor can be started again.
     public func stop() {
@@ -292,6 +342,24 @@ public final class HealthMonitor: Sendable {
             st.queue.removeAll()
             st.queueHead = 0
             for rt in st.runtimes { rt.running = false }
+        }
+    }
+
+    /// For a reload: stops applying results (a result in flight is dropped, the new monitor
+    /// measures again) and returns every check's state at this instant, which is also what
+    /// this monitor last published. The threads wind down on their own; call `stop` to join
+    /// them, or `stop` then `start` to resume this monitor if the reload fails after all.
+    public func handOver() -> HealthHandOver {
+        stopWithoutWaiting()
+        return lock.withLock {
+            var checks: [String: CheckCarry] = [:]
+            for rt in st.runtimes {
+                checks[rt.spec.name] = CheckCarry(state: rt.state, settled: rt.settled, pending: rt.pending, pendingCount: rt.pendingCount,
+                                                  since: rt.since, sinceWall: rt.sinceWall, last: rt.last, lastRunWall: rt.lastRunWall,
+                                                  runs: rt.runs, failures: rt.failures)
+            }
+            let checked = endpointCheck.indices.map { effectiveLocked($0).1 }
+            return HealthHandOver(checks: checks, endpointChecked: checked)
         }
     }
 
@@ -661,6 +729,14 @@ final class CheckRuntime {
         self.spec = spec; self.checker = checker
         self.state = spec.initialState
         self.since = now; self.sinceWall = wall
+    }
+
+    func adopt(_ c: CheckCarry) {
+        state = c.state; settled = c.settled
+        pending = c.pending; pendingCount = c.pendingCount
+        since = c.since; sinceWall = c.sinceWall
+        last = c.last; lastRunWall = c.lastRunWall
+        runs = c.runs; failures = c.failures
     }
 }
 

@@ -32,6 +32,7 @@ public final class DNSServer: Sendable {
         var udp: [UDPWorker] = []
         var tcp: [TCPWorker] = []
         var threads: [JoinableThread] = []
+        var socketsBound = false
         var started = false
         var stopped = false
     }
@@ -54,7 +55,7 @@ public final class DNSServer: Sendable {
     }
 
     /// The addresses with the ports actually bound (differs from `listen` for port 0).
-    /// Empty before `start`.
+    /// Empty before `bind` or `start`.
     public var boundAddresses: [ListenAddress] { running.withLock { $0.bound } }
 
     public var counters: ServerCounters {
@@ -75,35 +76,49 @@ public final class DNSServer: Sendable {
         return c
     }
 
-    /// Binds every socket, then starts the threads. On any failure nothing stays open and
-    /// the error names the syscall, errno and address. Call once.
+    /// Binds every socket without starting a thread, so a server started as root can bind
+    /// port 53, drop its privileges and run its first health round before it answers.
+    /// On failure nothing stays open and the error names the syscall, errno and address.
+    /// `start` calls it when it was not called first. Call at most once.
+    public func bind() throws(SystemError) {
+        try running.withLock { (r: inout Running) throws(SystemError) in try bindLocked(&r) }
+    }
+
+    private func bindLocked(_ r: inout Running) throws(SystemError) {
+        precondition(!r.socketsBound, "DNSServer.bind() called twice")
+        r.socketsBound = true
+        var udpSockets: [[(fd: Int32, address: ListenAddress)]] = Array(repeating: [], count: workers)
+        var tcpSockets: [[(fd: Int32, address: ListenAddress)]] = Array(repeating: [], count: max(1, limits.threads))
+        do throws(SystemError) {
+            for address in listen {
+                let (udp, tcp, bound) = try bindAddress(address)
+                for (i, fd) in udp.enumerated() { udpSockets[i].append((fd, bound)) }
+                for (i, fd) in tcp.enumerated() { tcpSockets[i].append((fd, bound)) }
+                r.bound.append(bound)
+            }
+            for list in udpSockets {
+                r.udp.append(try UDPWorker(sockets: list, stop: stopFlag, logger: logger))
+            }
+            for list in tcpSockets {
+                r.tcp.append(try TCPWorker(listeners: list, limits: limits, admission: admission,
+                                           counters: tcpCounters, stop: stopFlag, logger: logger))
+            }
+        } catch {
+            let owned = Set(r.udp.flatMap { $0.sockets.map(\.fd) }).union(r.tcp.flatMap { $0.listeners.map(\.fd) })
+            for list in udpSockets + tcpSockets { for s in list where !owned.contains(s.fd) { closeSocket(s.fd) } }
+            release(&r)
+            r.bound = []
+            throw error
+        }
+    }
+
+    /// Binds every socket (unless `bind` did), then starts the threads. On any failure
+    /// nothing stays open and the error names the syscall, errno and address. Call once.
     public func start() throws(SystemError) {
         try running.withLock { (r: inout Running) throws(SystemError) in
             precondition(!r.started, "DNSServer.start() called twice")
+            if !r.socketsBound { try bindLocked(&r) }
             r.started = true
-            var udpSockets: [[(fd: Int32, address: ListenAddress)]] = Array(repeating: [], count: workers)
-            var tcpSockets: [[(fd: Int32, address: ListenAddress)]] = Array(repeating: [], count: max(1, limits.threads))
-            do throws(SystemError) {
-                for address in listen {
-                    let (udp, tcp, bound) = try bindAddress(address)
-                    for (i, fd) in udp.enumerated() { udpSockets[i].append((fd, bound)) }
-                    for (i, fd) in tcp.enumerated() { tcpSockets[i].append((fd, bound)) }
-                    r.bound.append(bound)
-                }
-                for list in udpSockets {
-                    r.udp.append(try UDPWorker(sockets: list, stop: stopFlag, logger: logger))
-                }
-                for list in tcpSockets {
-                    r.tcp.append(try TCPWorker(listeners: list, limits: limits, admission: admission,
-                                               counters: tcpCounters, stop: stopFlag, logger: logger))
-                }
-            } catch {
-                let owned = Set(r.udp.flatMap { $0.sockets.map(\.fd) }).union(r.tcp.flatMap { $0.listeners.map(\.fd) })
-                for list in udpSockets + tcpSockets { for s in list where !owned.contains(s.fd) { closeSocket(s.fd) } }
-                release(&r)
-                r.bound = []
-                throw error
-            }
             let factory = responderFactory
             do throws(SystemError) {
                 for (i, w) in r.udp.enumerated() {
@@ -130,7 +145,7 @@ public final class DNSServer: Sendable {
     }
 
     private func stopLocked(_ r: inout Running) {
-        guard r.started, !r.stopped else { return }
+        guard r.socketsBound, !r.stopped else { return }
         r.stopped = true
         stopFlag.set()
         // shutdown wakes a thread blocked in recvmmsg on Linux (ENOTCONN for UDP is expected).

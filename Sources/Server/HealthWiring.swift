@@ -66,13 +66,6 @@ extension CheckSpec {
         default: return name
         }
     }
-
-    /// Equal but for the initial state: the same probe, so its state may carry over a reload.
-    func sameProbe(as other: CheckSpec) -> Bool {
-        var a = self, b = other
-        a.initialState = .up; b.initialState = .up
-        return a == b
-    }
 }
 
 /// Publishes serving snapshots as the combination of the current configuration and the
@@ -112,23 +105,69 @@ public final class Publisher: Sendable {
     }
 }
 
-/// Starts the health loop for `snapshot`'s configuration, carrying over the state of every
-/// check whose probe did not change and the overrides still in force from `previous`.
-/// Returns nil when the configuration has no endpoints. A configuration with endpoints but no
-/// checks still gets a monitor (with no threads doing work) so operator overrides have a home.
+/// Starts the health loop for `snapshot`'s configuration, taking over the state of
+/// `previous` (see `carryOver`) and the overrides still in force. Returns nil when the
+/// configuration has no endpoints. A configuration with endpoints but no checks still gets a
+/// monitor (with no threads doing work) so operator overrides have a home.
+///
+/// With a `previous` monitor, that monitor stops applying results (`handOver`) once the new
+/// one is built; on success the caller publishes the new one and stops the old one. If this
+/// throws after the hand-over, the old monitor has been restarted.
 func startHealth(for snapshot: ServingSnapshot, previous: HealthMonitor?, publisher: Publisher,
                  logger: Logger, initialRoundTimeout: Double?) throws(HealthError) -> HealthMonitor? {
     guard let model = snapshot.model, !model.endpoints.isEmpty else { return nil }
     let plan = HealthPlan(model: model)
-    var checks = plan.checks
-    if let old = previous {
-        let oldStatus = Dictionary(old.status().map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for i in checks.indices {
-            if let s = oldStatus[checks[i].name], s.settled, let spec = old.specs[checks[i].name], spec.sameProbe(as: checks[i]) {
-                checks[i].initialState = s.state
-            }
+    let checks = plan.checks
+    // The previous configuration is still the published one during a reload.
+    let oldModel = publisher.config.model
+    let handed = previous?.handOver()
+    do throws(HealthError) {
+        return try startHealth(plan: plan, checks: checks, model: model, oldModel: oldModel, previous: previous, handed: handed,
+                               publisher: publisher, logger: logger, initialRoundTimeout: initialRoundTimeout)
+    } catch {
+        if let old = previous {
+            old.stop()
+            try? old.start()
         }
+        throw error
     }
+}
+
+/// The reload rule for health state, per check of the new configuration:
+/// - same name and same probe (kind and target; interval, timeout, rise, fall and initial may
+///   differ): everything carries over, settled or not, with the rise/fall counters as they
+///   stand;
+/// - otherwise (a new name, or the probe changed): the check restarts unsettled, so its first
+///   result sets its state, and until then it starts from the worst checked state that its
+///   endpoints (matched by endpoint name) had in the old configuration; only a check whose
+///   endpoints are all new starts at its `initial` state.
+/// So an endpoint that was down never answers as up just because the configuration reloaded.
+func carryOver(_ handed: HealthHandOver, oldSpecs: [String: CheckSpec], plan: HealthPlan,
+               model: ConfigModel, oldModel: ConfigModel?) -> [String: CheckCarry] {
+    var endpointsOf: [String: [Int]] = [:]
+    for (ep, name) in plan.endpointChecks { endpointsOf[name, default: []].append(ep) }
+    var out: [String: CheckCarry] = [:]
+    for spec in plan.checks {
+        if let c = handed.checks[spec.name], let old = oldSpecs[spec.name], old.kind == spec.kind {
+            out[spec.name] = c
+            continue
+        }
+        guard let om = oldModel else { continue }
+        var worst: HealthState? = nil
+        for ep in endpointsOf[spec.name] ?? [] {
+            guard let j = om.endpointIndex(named: model.endpoints[ep].name), j < handed.endpointChecked.count else { continue }
+            let was = handed.endpointChecked[j]
+            if worst == nil || was.weightFactor < worst!.weightFactor { worst = was }
+        }
+        if let w = worst { out[spec.name] = .restart(at: w) }
+    }
+    return out
+}
+
+private func startHealth(plan: HealthPlan, checks: [CheckSpec], model: ConfigModel, oldModel: ConfigModel?,
+                         previous: HealthMonitor?, handed: HealthHandOver?, publisher: Publisher,
+                         logger: Logger, initialRoundTimeout: Double?) throws(HealthError) -> HealthMonitor? {
+    let carried = handed.map { carryOver($0, oldSpecs: previous?.specs ?? [:], plan: plan, model: model, oldModel: oldModel) } ?? [:]
     // Box so the change callback can name the monitor it belongs to.
     final class Box: @unchecked Sendable { weak var monitor: HealthMonitor? }
     let box = Box()
@@ -137,14 +176,13 @@ func startHealth(for snapshot: ServingSnapshot, previous: HealthMonitor?, publis
                                     endpointDatacenters: plan.endpointDatacenters,
                                     endpointNames: Dictionary(uniqueKeysWithValues: model.endpoints.enumerated().map { ($0.offset, $0.element.name) }),
                                     workers: checks.isEmpty ? 1 : min(8, max(2, checks.count)), logger: logger,
+                                    carried: carried,
                                     onChange: { snap in
                                         if let m = box.monitor { publisher.publish(health: snap, from: m) }
                                     })
     box.monitor = monitor
     if let old = previous {
-        // The previous configuration is still the published one during a reload: endpoint
-        // overrides follow the endpoint's name, so a reordered endpoint list keeps them right.
-        let oldModel = publisher.config.model
+        // Endpoint overrides follow the endpoint's name, so a reordered endpoint list keeps them right.
         for o in old.overrides() {
             let remaining = o.expiresAt.map { $0 - Date().timeIntervalSince1970 }
             if let r = remaining, r <= 0 { continue }

@@ -197,27 +197,17 @@ public enum Runtime {
             }
         }
         let publisher = Publisher(snapshot)
-        var monitor: HealthMonitor?
-        do {
-            // gdnsd's habit: one round of checks before answering, bounded, so the first
-            // answers already reflect health.
-            monitor = try startHealth(for: snapshot, previous: nil, publisher: publisher,
-                                      logger: Logger(label: "meridian.health"), initialRoundTimeout: 5)
-        } catch {
-            log.critical("health checks: \(error)")
-            return 1
-        }
-        publisher.publish(config: snapshot, monitor: monitor)
         let store = publisher.store
         let metrics = QueryMetrics()
         let server = DNSServer(listen: addresses, workers: workers ?? first.workers ?? 0,
                                responderFactory: { AuthoritativeResponder(store: store, metrics: metrics) },
                                logger: Logger(label: "meridian.server"))
+        // Order: bind (root may be needed for port 53), drop privileges, then the first round
+        // of health checks (so no check ever runs as root when server.user is set), then answer.
         do {
-            try server.start()
+            try server.bind()
         } catch {
             log.critical("cannot listen: \(error)")
-            monitor?.stop()
             return 1
         }
         let reloads = ReloadStats()
@@ -241,7 +231,6 @@ public enum Runtime {
             } catch {
                 log.critical("not starting: control API: \(error)")
                 server.stop()
-                monitor?.stop()
                 return 1
             }
         }
@@ -249,56 +238,111 @@ public enum Runtime {
             log.critical("not starting: \(error)")
             api?.stop()
             server.stop()
-            monitor?.stop()
             return 1
         }
         if settings?.user != nil || settings?.group != nil {
             log.info("running as uid \(getuid()) gid \(getgid())\(getuid() == 0 ? " (server.user/group apply only when started as root)" : "")")
         }
+        if let why = ExecChildren.enableOrphanReaping(logger: Logger(label: "meridian.health")) {
+            log.warning("exec checks: orphans of checks will not be reaped: \(why)")
+        }
+        let monitor: HealthMonitor?
+        do {
+            // gdnsd's habit: one round of checks before answering, bounded, so the first
+            // answers already reflect health.
+            monitor = try startHealth(for: snapshot, previous: nil, publisher: publisher,
+                                      logger: Logger(label: "meridian.health"), initialRoundTimeout: 5)
+        } catch {
+            log.critical("health checks: \(error)")
+            api?.stop()
+            server.stop()
+            return 1
+        }
+        publisher.publish(config: snapshot, monitor: monitor)
+        do {
+            try server.start()
+        } catch {
+            log.critical("cannot listen: \(error)")
+            api?.stop()
+            monitor?.stop()
+            return 1
+        }
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
-        var generation: UInt64 = 0
+        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log)
+        reloader.start()
+        // This thread only takes signals: every reload runs on the reloader's threads, so
+        // SIGTERM is handled at once even while a reload is blocked.
         while true {
             let sig = Signals.wait()
             switch sig {
             case SIGHUP:
-                let t0 = Date()
-                generation += 1
-                let next = load(sources, generation: generation)
-                guard let s = next.snapshot else {
-                    for e in next.errors { log.error("\(e)") }
-                    log.error("reload failed with \(next.errors.count) error(s); still serving the previous configuration")
-                    reloads.recordFailure(at: Date().timeIntervalSince1970, errors: next.errors)
-                    continue
-                }
-                do {
-                    let old = publisher.monitor
-                    let fresh = try startHealth(for: s, previous: old, publisher: publisher,
-                                                logger: Logger(label: "meridian.health"), initialRoundTimeout: nil)
-                    publisher.publish(config: s, monitor: fresh)
-                    old?.stop()
-                } catch {
-                    log.error("reload failed: health checks: \(error); still serving the previous configuration")
-                    reloads.recordFailure(at: Date().timeIntervalSince1970, errors: ["health checks: \(error)"])
-                    continue
-                }
-                reloads.recordSuccess(at: Date().timeIntervalSince1970)
-                let ms = Int(Date().timeIntervalSince(t0) * 1000)
-                log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
+                reloader.request()
             case SIGUSR1:
                 let c = server.counters
                 log.info("status: udp received \(c.udpReceived) sent \(c.udpSent); tcp open \(c.tcpOpen) accepted \(c.tcpAccepted)")
                 logHealth(publisher, log)
             default:
                 log.info("\(Signals.name(sig)) received, stopping")
+                reloader.stop()
+                ExecChildren.terminateAll()
+                publisher.monitor?.stopWithoutWaiting()
                 api?.stop()
                 server.stop()
-                publisher.monitor?.stop()
                 log.info("stopped")
                 return 0
             }
         }
+    }
+
+    /// The reload path: load on the reloader's worker thread, then swap in the snapshot and
+    /// hand health state over to a new monitor (the old one is joined on a thread of its own,
+    /// since a check in flight may take up to its timeout).
+    static func makeReloader(sources: ConfigSources, publisher: Publisher, reloads: ReloadStats,
+                             log: Logger) -> Reloader<(LoadOutcome, Date)> {
+        let deadline = ProcessBounds.reloadDeadline
+        return Reloader<(LoadOutcome, Date)>(
+            deadline: deadline, maxAbandoned: ProcessBounds.maxAbandonedReloads,
+            load: { gen in
+                log.info("reload \(gen) started")
+                let t0 = Date()
+                return (load(sources, generation: gen), t0)
+            },
+            apply: { loaded, gen in
+                let (next, t0) = loaded
+                guard let s = next.snapshot else {
+                    for e in next.errors { log.error("\(e)") }
+                    log.error("reload failed with \(next.errors.count) error(s); still serving the previous configuration")
+                    reloads.recordFailure(at: Date().timeIntervalSince1970, errors: next.errors)
+                    return
+                }
+                do {
+                    let old = publisher.monitor
+                    let fresh = try startHealth(for: s, previous: old, publisher: publisher,
+                                                logger: Logger(label: "meridian.health"), initialRoundTimeout: nil)
+                    publisher.publish(config: s, monitor: fresh)
+                    if let old { Thread { old.stop() }.start() }
+                } catch {
+                    log.error("reload failed: health checks: \(error); still serving the previous configuration")
+                    reloads.recordFailure(at: Date().timeIntervalSince1970, errors: ["health checks: \(error)"])
+                    return
+                }
+                reloads.recordSuccess(at: Date().timeIntervalSince1970)
+                let ms = Int(Date().timeIntervalSince(t0) * 1000)
+                log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
+            },
+            onTimeout: { gen in
+                let why = "reload \(gen) abandoned: not finished after \(Int(deadline)) s; still serving the previous configuration"
+                log.error("reload failed: \(why)")
+                reloads.recordFailure(at: Date().timeIntervalSince1970, errors: [why])
+            },
+            onRefused: { n in
+                let why = "reload refused: \(n) abandoned reloads are still blocked (limit \(ProcessBounds.maxAbandonedReloads)); still serving the previous configuration"
+                log.error("reload failed: \(why)")
+                reloads.recordFailure(at: Date().timeIntervalSince1970, errors: [why])
+            },
+            onLate: { gen in log.warning("abandoned reload \(gen) finished late; its result was discarded") })
     }
 
     /// One line per endpoint (state, check, override) and per override, for SIGUSR1.

@@ -1,8 +1,11 @@
 import Glibc
 
-/// Signal handling the POSIX way: block the signals in every thread (call `blockAll()` first
-/// thing in `main`, before any thread starts, so threads inherit the mask), then take
-/// them one at a time with `sigwait` on one thread. Nothing runs in signal context.
+/// Signal handling the POSIX way: block the signals in every thread before any thread starts
+/// (the `meridian` binary does it from a C constructor, CEarlySignals, before the Swift
+/// runtime runs; `blockAll()` is for other hosts), then take them one at a time with
+/// `sigwait` on one thread. Nothing runs in signal context. Commands that do not take
+/// signals themselves call `unblockAll()` once their arguments are parsed, so Ctrl-C and
+/// SIGTERM stop them with the default action.
 public enum Signals {
     public static let handled: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGUSR1]
 
@@ -17,6 +20,13 @@ public enum Signals {
     public static func blockAll() {
         var s = set()
         pthread_sigmask(SIG_BLOCK, &s, nil)
+    }
+
+    /// Unblocks the handled signals in the calling thread (default actions again: a pending
+    /// SIGTERM or SIGINT ends the process now). For commands that start no signal thread.
+    public static func unblockAll() {
+        var s = set()
+        pthread_sigmask(SIG_UNBLOCK, &s, nil)
     }
 
     /// Waits for the next handled signal.

@@ -4,8 +4,8 @@ import Foundation
 /// Polls a DNS server until it answers over UDP and accepts TCP, or `timeout` passes,
 /// or `child` exits. Any answer counts (REFUSED included): the point is that the sockets
 /// are open and the query loop runs.
-func waitUntilAnswering(host: String, port: UInt16, child: ChildProcess, what: String, probeName: String,
-                        timeout: Duration = .seconds(10)) async throws {
+public func waitUntilAnswering(host: String, port: UInt16, child: ChildProcess, what: String, probeName: String,
+                               timeout: Duration = .seconds(10)) async throws {
     let client = RawDNSClient(host: host, port: port)
     let probe = QueryBuilder(id: 0x5052, name: probeName, type: .soa).bytes()
     let deadline = ContinuousClock.now + timeout

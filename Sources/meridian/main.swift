@@ -1,11 +1,14 @@
 import ArgumentParser
+import CEarlySignals
 import Logging
 import Foundation
 import Server
 
-// Signals must be blocked before any thread exists, so every thread inherits the mask
-// and SIGHUP/SIGTERM reach only the thread that sigwaits for them.
-Signals.blockAll()
+// Signals must be blocked before any thread exists, so every thread inherits the mask and
+// SIGHUP/SIGTERM reach only the thread that sigwaits for them. A C constructor
+// (CEarlySignals) already did it before the Swift runtime started; this is the fallback
+// should it not have run.
+if meridian_early_signals_blocked() == 0 { Signals.blockAll() }
 Meridian.mainExitingTwoOnUsageErrors()
 
 struct Meridian: ParsableCommand {
@@ -103,16 +106,18 @@ struct Explain: ParsableCommand {
 
 extension Meridian {
     /// `main()`, except that `drill` and `runbook` exit 2 (not 64) on a usage error, as
-    /// their documentation promises to scripts.
+    /// their documentation promises to scripts, and that every command but `serve` and
+    /// `drill` (which take SIGINT/SIGTERM on a sigwait thread) unblocks the signals once
+    /// parsed, so Ctrl-C and SIGTERM stop it.
     static func mainExitingTwoOnUsageErrors() {
         let args = Array(CommandLine.arguments.dropFirst())
-        guard let first = args.first, first == "drill" || first == "runbook" else { main(); return }
         do {
             var command = try parseAsRoot(args)
+            if !(command is Serve || command is Drill) { Signals.unblockAll() }
             try command.run()
         } catch {
             let code = exitCode(for: error)
-            if code == .validationFailure {
+            if let first = args.first, first == "drill" || first == "runbook", code == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 exit(withError: ExitCode(2))
             }

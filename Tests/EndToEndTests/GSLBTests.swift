@@ -4,18 +4,24 @@ import Testing
 import TestSupport
 
 extension Fixtures {
+    /// The start of a config with one failover name, fo.gslb.test (TTL 1), over endpoints
+    /// `primary` and `backup`; the caller adds `checks:` and `endpoints:`.
+    static let failoverNamePreamble = """
+        defaults: { ttl: 1 }
+        zones:
+          gslb.test:
+            file: gslb.test.zone
+            names:
+              fo: { policy: { failover: [primary, backup] } }
+
+        """
+
     /// A config for gslb.test with one failover name `fo` (TTL 1): `primary` (192.0.2.1)
     /// watched by the check `checkName` defined as `checkSpec`, then `backup` (192.0.2.2).
     /// `otherChecks` are more lines under `checks:` (`name: spec`).
     static func failoverYAML(checkName: String, checkSpec: String, server: String? = nil,
                              primary: String = "192.0.2.1", otherChecks: [String] = []) -> String {
-        (server.map { "server: \($0)\n" } ?? "") + """
-            defaults: { ttl: 1 }
-            zones:
-              gslb.test:
-                file: gslb.test.zone
-                names:
-                  fo: { policy: { failover: [primary, backup] } }
+        (server.map { "server: \($0)\n" } ?? "") + failoverNamePreamble + """
             checks:
               \(checkName): \(checkSpec)\(otherChecks.map { "\n  " + $0 }.joined())
             endpoints:

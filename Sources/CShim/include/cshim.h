@@ -69,6 +69,30 @@ int cshim_set_rcvtimeo(int fd, int milliseconds);
 /* Names the calling thread (shown by top -H, gdb); longer names are cut to 15 bytes. */
 void cshim_name_current_thread(const char *name);
 
+/* ---- Child processes (exec health checks) --------------------------------------
+   Why C: posix_spawn_file_actions_addclosefrom_np, pipe2, waitid's siginfo and prctl are
+   not (usefully) imported by Swift's Glibc module. */
+
+/* pipe2(O_CLOEXEC): both ends close-on-exec from the start, so a child spawned by another
+   thread in between never inherits them. Returns 0 or -1 with errno. */
+int cshim_pipe_cloexec(int fds[2]);
+
+/* posix_spawn for one health-check command: stdin from /dev/null, stdout and stderr to
+   out_fd, every other descriptor closed (closefrom 3), an empty signal mask and default
+   dispositions for every signal, and its own process group (pgid = pid), so the whole group
+   can be killed with kill(-pid, SIGKILL). `path` is used as is (no PATH search); `envp` is
+   the complete environment. Returns 0 and fills *pid, or an errno. */
+int cshim_spawn_check(int *pid, const char *path, char *const argv[], char *const envp[], int out_fd);
+
+/* Whether child `pid` has exited, without reaping it (waitid WEXITED|WNOHANG|WNOWAIT): a
+   zombie keeps its pid, so its process group id cannot be reused while we kill the group.
+   Returns 1 when exited, 0 when still running, -1 with errno on error (ECHILD). */
+int cshim_child_exited(int pid);
+
+/* prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process
+   instead of init, so it can kill and reap them. Returns 0 or -1 with errno. */
+int cshim_set_child_subreaper(void);
+
 /* ---- Relaxed 64-bit atomics on shared tables --------------------------------------
    For lock-free tables shared by worker threads (response rate limiting), where each slot
    is one packed 64-bit word. Static inline, so Swift inlines them. */

@@ -38,31 +38,31 @@ func allocations() -> UInt64? {
 let extra = """
 datacenters:
   ams: { lat: 52.37, lon: 4.90, country: NL, continent: EU }
+  fra: { lat: 50.11, lon: 8.68, country: DE, continent: EU }
   iad: { lat: 38.95, lon: -77.45, country: US, continent: NA }
   sin: { lat: 1.35, lon: 103.82, country: SG, continent: AS }
 endpoints:
   ams-1: { v4: 192.0.2.1, v6: "2001:db8::1", dc: ams }
   ams-2: { v4: 192.0.2.2, v6: "2001:db8::2", dc: ams }
+  fra-1: { v4: 192.0.2.50, dc: fra }
   iad-1: { v4: 198.51.100.1, v6: "2001:db8:1::1", dc: iad }
   iad-2: { v4: 198.51.100.2, dc: iad }
   sin-1: { v4: 192.0.2.100, dc: sin }
-pools:
-  web: [ams-1, ams-2, iad-1]
 geo:
   database: \(repo)/../shared/geoip/GeoIP2-City-Test.mmdb
 zones:
   example.com:
     names:
       weighted:
-        policy: { weighted: { ams: 3, iad: 2, sin: 1 } }
+        policy: { weighted: { ams: 3, fra: 1, iad: 2, sin: 1 } }
       hashed:
         policy: { hashed: [ams-1, ams-2, iad-1, iad-2] }
       subnet:
         policy: { subnet: { 10.0.0.0/8: ams, 81.2.0.0/16: iad, default: sin } }
       nearest:
-        policy: { nearest: [ams, iad, sin] }
+        policy: { nearest: [ams, fra, iad, sin] }
       geo-nested:
-        policy: { geo: { EU: { failover: [ams, iad] }, US: { weighted: { iad: 1, sin: 1 } }, default: { nearest: [ams, iad, sin] } } }
+        policy: { geo: { EU: { failover: [ams, iad] }, US: { weighted: { iad: 1, sin: 1 } }, default: { nearest: [ams, fra, iad, sin] } } }
 """
 
 func load() -> [(String, Router)] {

@@ -57,6 +57,8 @@ let package = Package(
         .executableTarget(name: "HealthLoopBench", dependencies: [
             "Health", "Config", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/health-loop", exclude: ["README.md"]),
+        .executableTarget(name: "RoutingBench", dependencies: ["Routing", "Config", "DNSWire"], path: "Benchmarks/routing",
+                          exclude: ["README.md"]),
         .target(name: "TestSupport", dependencies: ["DNSWire"]),
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport", "COpenSSL"]),
         .testTarget(name: "ZonesTests", dependencies: ["Zones", "Diagnostics", "TestSupport"], resources: [.copy("Fixtures")]),

@@ -770,7 +770,7 @@ final class Builder {
             guard let (c, _) = children(weightsAllowed: false) else { return nil }
             var dcs: [Int] = []
             for child in c {
-                let eps = endpointsUnder(child)
+                let eps = PolicyNode.endpoints(under: child, in: nodes)
                 let set = Set(eps.map { endpoints[$0].datacenter ?? -1 })
                 if set.count == 1, let d = set.first, d >= 0 { dcs.append(d) }
                 else {
@@ -823,16 +823,6 @@ final class Builder {
             return addNode(.subnet(prefixes: prefixes, children: c, defaultChild: def), wad, node)
         default:
             return nil
-        }
-    }
-
-    func endpointsUnder(_ n: Int) -> [Int] {
-        switch nodes[n].kind {
-        case .pool(_, let e), .multivalue(_, let e, _): return e
-        case .failover(let c), .weighted(let c, _), .hashed(let c, _, _, _), .nearest(let c, _, _, _):
-            return c.flatMap(endpointsUnder)
-        case .geo(_, let c, let d), .subnet(_, let c, let d):
-            return (c + (d.map { [$0] } ?? [])).flatMap(endpointsUnder)
         }
     }
 

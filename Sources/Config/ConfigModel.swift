@@ -201,6 +201,36 @@ public struct PolicyNode: Hashable, Sendable {
         case .hashed: return "hashed"
         }
     }
+
+    /// The nodes this one chooses between, in order; `geo` and `subnet` list their default last.
+    public var children: [Int] {
+        switch kind {
+        case .pool, .multivalue: return []
+        case .failover(let c), .weighted(let c, _), .nearest(let c, _, _, _), .hashed(let c, _, _, _): return c
+        case .geo(_, let c, let d), .subnet(_, let c, let d): return d.map { c + [$0] } ?? c
+        }
+    }
+
+    /// Every endpoint the tree at `root` can answer with, each once, in first-seen order
+    /// (depth first, children in order). The one walk behind `ConfigModel.endpointsUnder`;
+    /// the loader calls it while `nodes` is still growing. Bounded: each node is visited at
+    /// most once, so a malformed tree cannot loop.
+    ///
+    ///     PolicyNode.endpoints(under: name.root, in: model.nodes)   // == model.endpointsUnder[name.root]
+    public static func endpoints(under root: Int, in nodes: [PolicyNode]) -> [Int] {
+        var visited = Set<Int>(), seen = Set<Int>(), out: [Int] = []
+        var stack = [root]
+        while let n = stack.popLast() {
+            guard n >= 0, n < nodes.count, visited.insert(n).inserted else { continue }
+            switch nodes[n].kind {
+            case .pool(_, let eps), .multivalue(_, let eps, _):
+                for e in eps where seen.insert(e).inserted { out.append(e) }
+            default:
+                stack.append(contentsOf: nodes[n].children.reversed())
+            }
+        }
+        return out
+    }
 }
 
 /// A name answered by a policy rather than by the master file.
@@ -235,6 +265,10 @@ public final class ConfigModel: Sendable {
     /// Check templates; `checkSpec(forEndpoint:)` fills in the host.
     public let checks: [CheckSpec]
     public let nodes: [PolicyNode]
+    /// Per node (same index as `nodes`): every endpoint its tree can answer with, each once,
+    /// in first-seen order. Computed once here for the router (health of a subtree), the
+    /// failover budgets, drills and status.
+    public let endpointsUnder: [[Int]]
     public let names: [GSLBName]
     /// Owner name (case-insensitive) to index into `names`.
     public let nameIndex: [DNSName: Int]
@@ -245,6 +279,7 @@ public final class ConfigModel: Sendable {
         self.file = file; self.server = server; self.zones = zones; self.geo = geo
         self.datacenters = datacenters; self.endpoints = endpoints; self.pools = pools
         self.checks = checks; self.nodes = nodes; self.names = names
+        endpointsUnder = nodes.indices.map { PolicyNode.endpoints(under: $0, in: nodes) }
         var idx: [DNSName: Int] = [:]
         for (i, n) in names.enumerated() { idx[n.owner] = i }
         self.nameIndex = idx

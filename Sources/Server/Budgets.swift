@@ -17,19 +17,6 @@ public struct NameBudget: Sendable {
 }
 
 public enum Budgets {
-    /// Every endpoint a policy node can answer with.
-    public static func endpoints(under node: Int, in model: ConfigModel, depth: Int = 0) -> Set<Int> {
-        guard node >= 0, node < model.nodes.count, depth < 64 else { return [] }
-        var out = Set<Int>()
-        func children(_ c: [Int]) { for x in c { out.formUnion(endpoints(under: x, in: model, depth: depth + 1)) } }
-        switch model.nodes[node].kind {
-        case .pool(_, let e), .multivalue(_, let e, _): out.formUnion(e)
-        case .failover(let c), .weighted(let c, _), .nearest(let c, _, _, _), .hashed(let c, _, _, _): children(c)
-        case .geo(_, let c, let d), .subnet(_, let c, let d): children(c + (d.map { [$0] } ?? []))
-        }
-        return out
-    }
-
     /// Budgets for every GSLB name of `model`, checks expanded per endpoint as the health loop runs them.
     public static func compute(_ model: ConfigModel) -> [NameBudget] {
         let plan = HealthPlan(model: model)
@@ -38,7 +25,7 @@ public enum Budgets {
             var worst: FailoverBudget?
             var worstName: String?
             var unchecked: [String] = []
-            for e in endpoints(under: n.root, in: model).sorted() {
+            for e in model.endpointsUnder[n.root].sorted() {
                 guard let c = plan.endpointChecks[e], let spec = specs[c] else {
                     unchecked.append(model.endpoints[e].name)
                     continue

@@ -102,7 +102,7 @@ public struct StatusReport: Codable, Sendable {
             }
             let byName = Dictionary(model.checks.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             for n in model.names {
-                let under = endpointsUnder(node: n.root, model: model)
+                let under = model.endpointsUnder[n.root].sorted()
                 var worst: FailoverBudget?
                 for e in under {
                     guard let spec = model.checkSpec(forEndpoint: e) else { continue }
@@ -123,22 +123,6 @@ public struct StatusReport: Codable, Sendable {
                              lastSuccess: c.reloads.lastSuccess, lastFailure: c.reloads.lastFailure, lastErrors: c.reloads.lastErrors),
             endpoints: endpoints, names: names, overrides: overrides)
     }
-}
-
-/// Every endpoint a policy tree can answer with, in index order. Bounded: each node is
-/// visited once, so a malformed tree cannot loop.
-func endpointsUnder(node root: Int, model: ConfigModel) -> [Int] {
-    var seen = Set<Int>(), out = Set<Int>()
-    var stack = [root]
-    while let n = stack.popLast() {
-        guard n >= 0, n < model.nodes.count, seen.insert(n).inserted else { continue }
-        switch model.nodes[n].kind {
-        case .pool(_, let eps), .multivalue(_, let eps, _): out.formUnion(eps)
-        case .failover(let ch), .weighted(let ch, _), .nearest(let ch, _, _, _), .hashed(let ch, _, _, _): stack += ch
-        case .geo(_, let ch, let d), .subnet(_, let ch, let d): stack += ch; if let d { stack.append(d) }
-        }
-    }
-    return out.sorted()
 }
 
 /// Formats a status report as the table `meridian status` prints.

@@ -86,7 +86,7 @@ public struct DatacenterPlan: Sendable {
         for c in model.checks { checksByName[c.name] = c }
         var affected: [AffectedName] = []
         for (i, n) in model.names.enumerated() {
-            let eps = DatacenterPlan.endpoints(under: n.root, in: model).filter { model.endpoints[$0].datacenter == dcIndex }
+            let eps = model.endpointsUnder[n.root].filter { model.endpoints[$0].datacenter == dcIndex }
             guard !eps.isEmpty else { continue }
             var worst: FailoverBudget? = nil
             for ep in eps {
@@ -104,25 +104,6 @@ public struct DatacenterPlan: Sendable {
             throw DrillError(.usage, "no GSLB name in \(model.file) answers with an endpoint of datacenter \(datacenter): nothing to drill")
         }
         names = affected
-    }
-
-    /// Every endpoint a policy tree can answer with, in first-seen order. The tree is a DAG
-    /// of at most `model.nodes.count` nodes, so visiting each node once bounds the walk.
-    static func endpoints(under root: Int, in model: ConfigModel) -> [Int] {
-        var seen = Set<Int>(), out: [Int] = [], outSet = Set<Int>()
-        var stack = [root]
-        while let n = stack.popLast() {
-            guard n >= 0, n < model.nodes.count, seen.insert(n).inserted else { continue }
-            func add(_ eps: [Int]) { for e in eps where outSet.insert(e).inserted { out.append(e) } }
-            switch model.nodes[n].kind {
-            case .pool(_, let eps), .multivalue(_, let eps, _): add(eps)
-            case .failover(let c), .weighted(let c, _), .nearest(let c, _, _, _), .hashed(let c, _, _, _):
-                stack.append(contentsOf: c.reversed())
-            case .geo(_, let c, let d), .subnet(_, let c, let d):
-                stack.append(contentsOf: (c + (d.map { [$0] } ?? [])).reversed())
-            }
-        }
-        return out
     }
 
     /// Whether an answer sends clients into the datacenter.

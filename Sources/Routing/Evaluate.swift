@@ -1,0 +1,372 @@
+import Config
+import DNSWire
+import Foundation
+
+// Evaluation of a policy tree: one evaluator per policy kind, the "try this choice, fall
+// through if it has nothing healthy" step shared in `tryChoice`, and `when_all_down` in
+// `whenAllDown`. Evaluators report to a `RoutingTracer` and build no text; the query path
+// runs them specialised for `NoTracer`, where every report compiles away.
+//
+// Contract of every evaluator: true when the node answered (records, fallback or NODATA
+// in `result`), false when nothing under it answered, so `evaluate` applies its
+// `when_all_down`. They append to `result` only within its capacity (no allocation).
+
+extension Router {
+    /// Chooses the answer for GSLB name `nameIndex` (into `model.names`). Pure apart from
+    /// `random`; allocates nothing. See `RoutingResult` for the output.
+    public func resolve<R: RandomNumberGenerator>(nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot,
+                                                  random: inout R, into result: inout RoutingResult) {
+        resolve(nameIndex: nameIndex, qtype: qtype, client: client, health: health, random: &random, into: &result, tracer: NoTracer())
+    }
+
+    /// The same as the generic `resolve`, specialised for the per-worker generator, so
+    /// callers in other modules get the allocation-free specialised code.
+    public func resolve(nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot,
+                        random: inout RoutingRandom, into result: inout RoutingResult) {
+        resolve(nameIndex: nameIndex, qtype: qtype, client: client, health: health, random: &random, into: &result, tracer: NoTracer())
+    }
+
+    /// `resolve`, reporting each step to `tracer` (`explain` passes an `ExplainTracer`).
+    func resolve<R: RandomNumberGenerator, T: RoutingTracer>(nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot,
+                                                             random: inout R, into result: inout RoutingResult, tracer: T) {
+        result.reset()
+        let name = model.names[nameIndex]
+        result.ttl = name.ttl
+        let family = Family(qtype)
+        let answersType = family == .v4 ? name.answersA : (family == .v6 ? name.answersAAAA : true)
+        var st = EvalState(rng: random, family: family, client: client, health: health, tracer: tracer)
+        defer { random = st.rng }
+        let can = answerable[nameIndex]
+        if !answersType || !(family == .v4 ? can.v4 : (family == .v6 ? can.v6 : can.other)) {
+            result.nodata = true
+            tracer.noRecords(typeExcluded: !answersType)
+            tracer.finished(result)
+            return
+        }
+        tracer.policyStarted()
+        if !evaluate(name.root, &st, &result) {
+            // `parent` at the top has no parent to fall to: answer as if all were up.
+            tracer.topFailedOpen()
+            st.ignoreHealth = true
+            if !evaluate(name.root, &st, &result) { result.nodata = true }
+        }
+        result.usedRandom = st.usedRandom
+        result.scopePrefix = client.allowsScope ? min(st.scope, client.address.bitLength) : 0
+        if result.addresses.isEmpty && result.cname == nil { result.nodata = true }
+        tracer.finished(result)
+    }
+
+    enum Family {
+        case v4, v6, other
+        init(_ qtype: RRType) { self = qtype == .a ? .v4 : (qtype == .aaaa ? .v6 : .other) }
+    }
+
+    struct EvalState<R: RandomNumberGenerator, T: RoutingTracer> {
+        var rng: R
+        let family: Family
+        let client: ClientInfo
+        let health: HealthSnapshot
+        let tracer: T
+        var ignoreHealth = false
+        var located = false
+        var loc = ClientLocation()
+        var scope = 0
+        var usedRandom = false
+        /// Records that `node` looked at the client, valid for its `prefix`-bit network.
+        /// At least 1: scope 0 tells resolvers the answer suits every client of either
+        /// family (many keep scope-0 answers in their plain cache), which is false for a
+        /// decision that looked at the address, even one that found no rule for its family.
+        @inline(__always) mutating func consulted(_ prefix: Int, by node: Int) {
+            scope = max(scope, prefix, 1)
+            tracer.consulted(node: node, prefix: prefix)
+        }
+        init(rng: R, family: Family, client: ClientInfo, health: HealthSnapshot, tracer: T) {
+            self.rng = rng; self.family = family; self.client = client; self.health = health; self.tracer = tracer
+        }
+    }
+
+    // MARK: shared steps
+
+    @inline(__always) func eligible(_ ep: Int, _ f: Family) -> Bool {
+        let e = model.endpoints[ep]
+        if e.cname != nil { return true }
+        switch f {
+        case .v4: return !e.v4.isEmpty
+        case .v6: return !e.v6.isEmpty
+        case .other: return false
+        }
+    }
+
+    @inline(__always) func usable<R, T>(_ ep: Int, _ st: inout EvalState<R, T>) -> Bool {
+        st.ignoreHealth || st.health.state(ep).isUsable
+    }
+
+    /// The best health factor under a node: 0 when nothing eligible is usable.
+    func factor<R, T>(_ node: Int, _ st: inout EvalState<R, T>) -> Double {
+        var best = 0.0
+        for ep in model.endpointsUnder[node] where eligible(ep, st.family) {
+            let f = st.ignoreHealth ? 1 : st.health.state(ep).weightFactor
+            if f > best { best = f }
+        }
+        return best
+    }
+
+    func healthy<R, T>(_ node: Int, _ st: inout EvalState<R, T>) -> Bool {
+        for ep in model.endpointsUnder[node] where eligible(ep, st.family) && usable(ep, &st) { return true }
+        return false
+    }
+
+    func location<R, T>(_ st: inout EvalState<R, T>) -> ClientLocation {
+        if !st.located {
+            st.loc = locate(st.client)
+            st.located = true
+            st.tracer.located(st.loc)
+        }
+        return st.loc
+    }
+
+    func append(_ ep: Int, _ f: Family, _ result: inout RoutingResult) {
+        let e = model.endpoints[ep]
+        if let c = e.cname {
+            if result.cname == nil && result.addresses.isEmpty {
+                result.cname = c
+                result.firstEndpoint = Int32(ep)
+            }
+            return
+        }
+        guard result.cname == nil else { return }
+        let list = f == .v4 ? e.v4 : e.v6
+        if result.addresses.isEmpty && !list.isEmpty { result.firstEndpoint = Int32(ep) }
+        for a in list where !result.addresses.contains(a) {
+            if result.addresses.count < result.addresses.capacity { result.addresses.append(a) }
+        }
+    }
+
+    /// The step every choosing kind shares: report the choice, evaluate `child` one level
+    /// down. True when it answered; false sends the caller on to its next choice.
+    @inline(__always) func tryChoice<R, T>(_ child: Int, _ choice: Choice, of node: Int,
+                                           _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        st.tracer.chose(choice, child: child, of: node)
+        st.tracer.descend()
+        let ok = evaluate(child, &st, &result)
+        st.tracer.ascend()
+        return ok
+    }
+
+    // MARK: evaluators
+
+    /// Evaluates node `n`: its kind's evaluator, then its `when_all_down` if that found nothing.
+    /// Returns false only when nothing under it answered and `when_all_down` is `parent`.
+    func evaluate<R, T>(_ n: Int, _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        let answered: Bool
+        switch model.nodes[n].kind {
+        case .pool(_, let eps): answered = pool(n, eps, &st, &result)
+        case .multivalue(_, let eps, let count): answered = multivalue(n, eps, count, &st, &result)
+        case .failover(let children): answered = failover(n, children, &st, &result)
+        case .weighted(let children, let weights): answered = weighted(n, children, weights, &st, &result)
+        case .geo(_, let children, let defaultChild): answered = geo(n, children, defaultChild, &st, &result)
+        case .subnet(_, _, let defaultChild): answered = subnet(n, defaultChild, &st, &result)
+        case .nearest(let children, let dcs, let bias, let count): answered = nearest(n, children, dcs, bias, count, &st, &result)
+        case .hashed(let children, let weights, let v4, let v6): answered = hashed(n, children, weights, v4, v6, &st, &result)
+        }
+        if answered { return true }
+        st.tracer.exhausted(node: n)
+        return whenAllDown(n, &st, &result)
+    }
+
+    /// All usable members.
+    func pool<R, T>(_ n: Int, _ eps: [Int], _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        var any = false
+        for ep in eps where eligible(ep, st.family) && usable(ep, &st) {
+            append(ep, st.family, &result); any = true
+        }
+        if any { st.tracer.answered(node: n, shuffled: nil) }
+        return any
+    }
+
+    /// `count` usable members drawn at random (a partial Fisher-Yates shuffle).
+    func multivalue<R, T>(_ n: Int, _ eps: [Int], _ count: Int, _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: eps.count) { buf in
+            var m = 0
+            for ep in eps where eligible(ep, st.family) && usable(ep, &st) { buf[m] = ep; m += 1 }
+            if m == 0 { return false }
+            let take = min(count, m)
+            for i in 0..<take {
+                let j = Int.random(in: i..<m, using: &st.rng)
+                buf.swapAt(i, j)
+                append(buf[i], st.family, &result)
+            }
+            st.usedRandom = true
+            st.tracer.answered(node: n, shuffled: (take, m))
+            return true
+        }
+    }
+
+    /// The first choice, in listed order, that answers.
+    func failover<R, T>(_ n: Int, _ children: [Int], _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        for (i, c) in children.enumerated() where tryChoice(c, .failover(index: i, count: children.count), of: n, &st, &result) {
+            return true
+        }
+        return false
+    }
+
+    /// A random choice by weight times health factor; a choice that does not answer is
+    /// left out of the next draw.
+    func weighted<R, T>(_ n: Int, _ children: [Int], _ weights: [Int], _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        var excluded: UInt64 = 0
+        for _ in 0..<children.count {
+            var total = 0.0
+            for (i, c) in children.enumerated() where excluded & (1 << UInt64(i)) == 0 {
+                total += Double(weights[i]) * factor(c, &st)
+            }
+            if total <= 0 { break }
+            var x = Double.random(in: 0..<total, using: &st.rng)
+            st.usedRandom = true
+            var pick = -1, pickWeight = 0.0
+            for (i, c) in children.enumerated() where excluded & (1 << UInt64(i)) == 0 {
+                let w = Double(weights[i]) * factor(c, &st)
+                if w <= 0 { continue }
+                pick = i; pickWeight = w
+                if x < w { break }
+                x -= w
+            }
+            guard pick >= 0 else { break }
+            if tryChoice(children[pick], .weighted(index: pick, effective: pickWeight, total: total), of: n, &st, &result) { return true }
+            excluded |= 1 << UInt64(pick)
+        }
+        return false
+    }
+
+    /// The best-ranked key that matches the client's location, then the default.
+    func geo<R, T>(_ n: Int, _ children: [Int], _ defaultChild: Int?, _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        let loc = location(&st)
+        let ck = compiled[n]
+        st.consulted(ck.geoUsesASN ? max(loc.prefix, loc.asnPrefix) : loc.prefix, by: n)
+        var best = -1, bestRank = Int.max
+        for (i, k) in ck.geoKeys.enumerated() where k.rank < bestRank && matches(k, loc) {
+            best = i; bestRank = k.rank
+        }
+        if best >= 0 {
+            if tryChoice(children[best], .geoKey(index: best), of: n, &st, &result) { return true }
+        } else {
+            st.tracer.noMatch(node: n)
+        }
+        if let d = defaultChild, tryChoice(d, .byDefault, of: n, &st, &result) { return true }
+        return false
+    }
+
+    /// The longest prefix holding the client (the default is a /0 rule), then the default.
+    func subnet<R, T>(_ n: Int, _ defaultChild: Int?, _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        let hit = compiled[n].trie.lookup(st.client.address)
+        st.consulted(hit.scope, by: n)
+        var chosen = -1
+        if hit.value >= 0 {
+            chosen = compiled[n].targets[Int(hit.value)]
+            if tryChoice(chosen, .subnet(prefix: hit.scope), of: n, &st, &result) { return true }
+        } else {
+            st.tracer.noMatch(node: n)
+        }
+        if let d = defaultChild, d != chosen, tryChoice(d, .byDefault, of: n, &st, &result) { return true }
+        return false
+    }
+
+    /// Choices by distance less bias (listed order without a location), skipping those with
+    /// nothing healthy, until `count` answered.
+    func nearest<R, T>(_ n: Int, _ children: [Int], _ dcs: [Int], _ bias: [Double], _ count: Int,
+                       _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        let loc = location(&st)
+        st.consulted(loc.prefix, by: n)
+        let hasCoords = loc.record.hasCoordinates
+        if !hasCoords { st.tracer.noMatch(node: n) }
+        var taken: UInt64 = 0
+        var answered = 0
+        for _ in 0..<children.count {
+            var pick = -1, bestD = Double.infinity
+            for i in children.indices where taken & (1 << UInt64(i)) == 0 {
+                let d = hasCoords ? distanceKm(loc.record.latitude, loc.record.longitude, dcs[i]) - bias[i] : Double(i)
+                if d < bestD || pick < 0 { pick = i; bestD = d }
+            }
+            if pick < 0 { break }
+            taken |= 1 << UInt64(pick)
+            if !healthy(children[pick], &st) {
+                st.tracer.skipped(node: n, index: pick)
+                continue
+            }
+            if tryChoice(children[pick], .nearest(index: pick, distance: hasCoords ? bestD : nil), of: n, &st, &result) {
+                answered += 1
+                if answered >= count { break }
+            }
+        }
+        return answered > 0
+    }
+
+    /// Weighted rendezvous hashing of the client's network over the healthy choices.
+    func hashed<R, T>(_ n: Int, _ children: [Int], _ weights: [Int], _ v4: Int, _ v6: Int,
+                      _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        let prefix = st.client.address.isV4 ? v4 : v6
+        let net = st.client.address.masked(to: prefix)
+        st.consulted(prefix, by: n)
+        let key = mix64(net.hi ^ mix64(net.lo ^ UInt64(prefix)))
+        var excluded: UInt64 = 0
+        for _ in 0..<children.count {
+            var pick = -1, bestScore = -Double.infinity
+            for (i, c) in children.enumerated() where excluded & (1 << UInt64(i)) == 0 && weights[i] > 0 && healthy(c, &st) {
+                // Removing one choice only moves the clients that scored it highest.
+                let h = mix64(key ^ compiled[n].childIDs[i])
+                let u = (Double(h >> 11) + 0.5) / 9_007_199_254_740_992.0
+                let score = -Double(weights[i]) / log(u)
+                if score > bestScore { bestScore = score; pick = i }
+            }
+            guard pick >= 0 else { break }
+            if tryChoice(children[pick], .hashed(prefix: prefix), of: n, &st, &result) { return true }
+            excluded |= 1 << UInt64(pick)
+        }
+        return false
+    }
+
+    /// Node `n` found nothing healthy: its `when_all_down` mode decides.
+    func whenAllDown<R, T>(_ n: Int, _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        switch model.nodes[n].whenAllDown {
+        case .parent:
+            st.tracer.whenAllDown(node: n)
+            return false
+        case .open:
+            if st.ignoreHealth { return false }
+            st.tracer.whenAllDown(node: n)
+            st.ignoreHealth = true
+            st.tracer.descend()
+            let ok = evaluate(n, &st, &result)
+            st.tracer.ascend()
+            st.ignoreHealth = false
+            return ok
+        case .nodata:
+            st.tracer.whenAllDown(node: n)
+            result.nodata = true
+            return true
+        case .fallback(let addresses, let cname):
+            st.tracer.whenAllDown(node: n)
+            if let cname { result.cname = cname; return true }
+            for a in addresses where (a.isV4 && st.family == .v4) || (a.isV6 && st.family == .v6) {
+                if result.addresses.count < result.addresses.capacity && !result.addresses.contains(a) { result.addresses.append(a) }
+            }
+            if result.addresses.isEmpty { result.nodata = true }
+            return true
+        }
+    }
+
+    func matches(_ k: CompiledGeoKey, _ loc: ClientLocation) -> Bool {
+        switch k {
+        case .label(let l): return loc.label == l
+        case .asn(let a): return loc.record.asn == a && a != 0
+        case .subdivision(let c, let s):
+            return loc.record.country == c && (loc.record.subdivision1 == s || loc.record.subdivision2 == s) && s != 0
+        case .country(let c): return loc.record.country == c
+        case .continent(let c): return loc.record.continent == c
+        }
+    }
+
+    func distanceKm(_ lat: Double, _ lon: Double, _ dc: Int) -> Double {
+        let d = model.datacenters[dc]
+        return greatCircleKm(lat, lon, d.latitude, d.longitude)
+    }
+}

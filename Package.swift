@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "DNSWire", swiftSettings: queryPath),
         .target(name: "Zones", dependencies: ["DNSWire"], swiftSettings: queryPath),
         .target(name: "Config", dependencies: ["DNSWire", "Zones", "Yams"]),
-        .target(name: "Routing", dependencies: ["Config", "CMaxMindDB"], swiftSettings: queryPath),
+        .target(name: "Routing", dependencies: ["Config", "CMaxMindDB", "CShim"], swiftSettings: queryPath),
         .target(name: "Health", dependencies: ["Config", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Server", dependencies: [
             "DNSWire", "Zones", "Config", "Routing", "Health", "CShim",

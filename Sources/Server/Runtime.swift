@@ -231,8 +231,9 @@ public enum Runtime {
             do {
                 var token = settings?.controlToken
                 if token == nil, let f = settings?.controlTokenFile {
-                    guard let text = try? String(contentsOfFile: f, encoding: .utf8) else {
-                        throw ControlConfigError(message: "server.control_token_file \(f): cannot read it")
+                    let text: String
+                    do { text = try InputFile.readText(f, limit: InputLimits.smallFileBytes) } catch {
+                        throw ControlConfigError(message: "server.control_token_file \(error)")
                     }
                     token = text.trimmingCharacters(in: .whitespacesAndNewlines)
                     if token?.isEmpty == true { throw ControlConfigError(message: "server.control_token_file \(f) is empty") }

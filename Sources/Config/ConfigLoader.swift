@@ -30,6 +30,8 @@ public enum ConfigLoader {
 
     /// Loads from text; relative paths in it resolve against `baseDirectory`.
     public static func load(yaml: String, file: String, baseDirectory: String, zonesDirectory: String? = nil) throws(ConfigErrors) -> ConfigModel {
+        // Before Yams composes anything: an aliased key or an alias bomb would spin or eat memory there.
+        if let e = YAMLShape.check(yaml, file: file) { throw ConfigErrors([e]) }
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)

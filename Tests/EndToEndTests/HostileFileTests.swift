@@ -153,4 +153,67 @@ struct HostileFileTests {
         let status = await server.stop(grace: .seconds(5))
         #expect(status == 0, "SIGTERM after the bad reload: exit \(status); log:\n\(server.logText)")
     }
+
+    // MARK: item 3: YAML alias bombs
+
+    /// Anchors a0...a9, each a list of `fan` aliases of the one before, then `*a9` used as
+    /// a mapping key. Yams hashed the key's whole expansion to look for duplicate keys: with
+    /// `fan` 10 (10^10 nodes in under 600 bytes) `check` spun for over ten minutes.
+    static func aliasKeyBomb(fan: Int) -> String {
+        var lines = ["a0: &a0 [" + Array(repeating: "x", count: fan).joined(separator: ", ") + "]"]
+        for i in 1..<10 { lines.append("a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: fan).joined(separator: ", ") + "]") }
+        return lines.joined(separator: "\n") + "\n? *a9\n: v\n"
+    }
+
+    /// A valid-looking config whose GSLB policies nest aliases four wide, twelve deep:
+    /// about 4^11 policy nodes from 900 bytes, which the loader walked one by one.
+    static var policyBomb: String {
+        var s = "zones:\n  gslb.test:\n    file: gslb.test.zone\n    names:\n      n0:\n        policy: &p0 { failover: [a, b] }\n"
+        for i in 1..<12 {
+            s += "      n\(i):\n        policy: &p\(i) { failover: [" + Array(repeating: "*p\(i - 1)", count: 4).joined(separator: ", ") + "] }\n"
+        }
+        return s + "endpoints:\n  a: { v4: 192.0.2.1 }\n  b: { v4: 192.0.2.2 }\n"
+    }
+
+    /// (what, file text, expected error); reported by `what` only.
+    static let bombs: [(String, String, String)] = [
+        ("alias as a mapping key", aliasKeyBomb(fan: 2), ":11:3: mapping keys must be plain text, found an alias"),
+        ("ten-fold anchors with an alias key", aliasKeyBomb(fan: 10), ":6:20: more than 250000 YAML nodes after expanding aliases"),
+        ("policy tree of aliases", policyBomb, "more than 250000 YAML nodes after expanding aliases"),
+    ]
+
+    @Test(arguments: bombs)
+    func checkRefusesAnAliasBombPromptly(_ what: String, _ yaml: String, _ expected: String) async throws {
+        let folder = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
+        defer { folder.remove() }
+        try folder.write("bomb.yaml", contents: yaml)
+        let started = Date()
+        let out = try await MeridianProcess.run(["check", "--config", folder.path + "/bomb.yaml"], timeout: .seconds(20))
+        #expect(!out.timedOut, "\(what): check still running after 20 s")
+        #expect(Date().timeIntervalSince(started) < 5, "\(what)")
+        #expect(out.status != 0 && out.combined.contains("bomb.yaml:"), "\(what): \(out)")
+        #expect(out.combined.contains(expected), "\(what): \(out)")
+    }
+
+    /// The server's resident memory in KiB, from /proc.
+    func residentKiB(_ server: MeridianProcess) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(server.child.pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    }
+
+    @Test(.enabled(if: geoDatabaseExists, "needs \(geoDatabase)"), arguments: bombs)
+    func reloadRefusesAnAliasBombAndKeepsServing(_ what: String, _ yaml: String, _ expected: String) async throws {
+        let folder = try gslbFolder()
+        defer { folder.remove() }
+        try await withGSLB(config: folder.path + "/meridian.yaml") { server in
+            try folder.write("meridian.yaml", contents: yaml)
+            server.signal(SIGHUP)
+            #expect(await eventually(20) { server.logText.contains("reload failed") }, "\(what): log:\n\(server.logText)")
+            #expect(server.logText.contains(expected), "\(what): log:\n\(server.logText)")
+            try await expectKeepsServing(server, what)
+            let rss = try #require(residentKiB(server))
+            #expect(rss < 200 * 1024, "\(what): the server holds \(rss) KiB after the refused reload")
+        }
+    }
 }

@@ -216,4 +216,24 @@ struct HostileFileTests {
             #expect(rss < 200 * 1024, "\(what): the server holds \(rss) KiB after the refused reload")
         }
     }
+
+    // MARK: item 4: runaway zone input
+
+    /// 8 MB of "(" in one record: before, `check` took 8.2 s and 806 MB and printed 4.19
+    /// million error lines under a "stopped after 1000" message.
+    @Test func checkOnEightMegabytesOfParenthesesIsFastAndCapped() async throws {
+        let folder = try makeTemporaryDirectory(prefix: "meridian-parens")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let text = "$TTL 300\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\nns1 A 192.0.2.1\nx TXT " + String(repeating: "(", count: 8 << 20) + "\n"
+        try text.write(to: folder.appendingPathComponent("paren.test.zone"), atomically: true, encoding: .utf8)
+        let started = Date()
+        let out = try await MeridianProcess.run(["check", "--zones", folder.path], timeout: .seconds(30))
+        let seconds = Date().timeIntervalSince(started)
+        #expect(!out.timedOut && out.status != 0, "\(out.stderr.prefix(500))")
+        #expect(seconds < 4, "check took \(seconds) s")
+        let lines = out.combined.split(separator: "\n")
+        #expect(lines.count <= 1000 + 3, "\(lines.count) lines of output")
+        #expect(out.combined.contains("paren.test.zone:5:8: nested \"(\""), "\(out.stderr.prefix(500))")
+        #expect(out.combined.contains("too many errors: stopped after 1000"))
+    }
 }

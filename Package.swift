@@ -42,8 +42,8 @@ let package = Package(
         .target(name: "Diagnostics"),
         .target(name: "Zones", dependencies: ["DNSWire", "Diagnostics"], swiftSettings: queryPath),
         .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Yams"]),
-        .target(name: "Routing", dependencies: ["Config", "Diagnostics", "CMaxMindDB"], swiftSettings: queryPath),
-        .target(name: "Health", dependencies: ["Config", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Routing", dependencies: ["Config", "Diagnostics", "CMaxMindDB", "CShim"], swiftSettings: queryPath),
+        .target(name: "Health", dependencies: ["Config", "Diagnostics", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing"], swiftSettings: queryPath),
         .target(name: "Server", dependencies: [
             "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "CShim",

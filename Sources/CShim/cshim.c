@@ -347,3 +347,48 @@ int cshim_child_exited(int pid) {
 }
 
 int cshim_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+/* ---- Private copies of input files ---------------------------------------------- */
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int cshim_sealed_copy(int src, const char *name, size_t size) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -1;
+    enum { chunk = 1 << 20 };
+    char *buf = malloc(chunk);
+    if (!buf) { close(fd); errno = ENOMEM; return -1; }
+    size_t done = 0;
+    int result = fd;
+    while (done < size) {
+        size_t want = size - done < chunk ? size - done : chunk;
+        ssize_t n = read(src, buf, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { result = -1; break; }
+        if (n == 0) { result = -2; break; }
+        size_t off = 0;
+        while (off < (size_t)n) {
+            ssize_t w = write(fd, buf + off, (size_t)n - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) { result = -1; break; }
+            off += (size_t)w;
+        }
+        if (result < 0) break;
+        done += (size_t)n;
+    }
+    if (result >= 0) {
+        /* One more byte means the file grew after the caller's fstat. */
+        ssize_t n;
+        do { n = read(src, buf, 1); } while (n < 0 && errno == EINTR);
+        if (n > 0) result = -2;
+    }
+    free(buf);
+    if (result >= 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) result = -1;
+    if (result < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return result;
+}

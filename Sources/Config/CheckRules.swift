@@ -1,7 +1,7 @@
 import DNSWire
 import Foundation
 import Yams
-import Zones
+import Diagnostics
 
 // The rules a health check must meet to be run, enforced while the config loads so that
 // `meridian check` and `meridian serve` agree: every rule the checkers and the monitor

@@ -18,8 +18,11 @@ public enum ConfigLoader {
     /// `zones_dir`: every `*.zone` file there is served, and zones the file lists without
     /// `file:` are found there.
     public static func load(path: String, zonesDirectory: String? = nil) throws(ConfigErrors) -> ConfigModel {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw ConfigErrors([ConfigError(SourceLocation(file: path, line: 1, column: 1), "cannot read configuration file")])
+        let text: String
+        do {
+            text = try InputFile.readText(path, limit: InputLimits.configFileBytes)
+        } catch {
+            throw ConfigErrors([ConfigError(SourceLocation(file: path, line: 1, column: 1), "cannot read configuration file: \(error.reason)")])
         }
         let base = (path as NSString).deletingLastPathComponent
         return try load(yaml: text, file: path, baseDirectory: base.isEmpty ? "." : base, zonesDirectory: zonesDirectory)
@@ -27,6 +30,8 @@ public enum ConfigLoader {
 
     /// Loads from text; relative paths in it resolve against `baseDirectory`.
     public static func load(yaml: String, file: String, baseDirectory: String, zonesDirectory: String? = nil) throws(ConfigErrors) -> ConfigModel {
+        // Before Yams composes anything: an aliased key or an alias bomb would spin or eat memory there.
+        if let e = YAMLShape.check(yaml, file: file) { throw ConfigErrors([e]) }
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
@@ -463,8 +468,9 @@ final class Builder {
             case "cidr_file":
                 for (s, n) in r.strings(e.value, "geo.cidr_file") ?? [] {
                     let p = path(s)
-                    guard let data = FileManager.default.contents(atPath: p), let text = String(data: data, encoding: .utf8) else {
-                        r.error(n, "geo.cidr_file: cannot read \(p)"); continue
+                    let text: String
+                    do { text = try InputFile.readText(p, limit: InputLimits.cidrFileBytes) } catch {
+                        r.error(n, "geo.cidr_file: cannot read \(p): \(error.reason)"); continue
                     }
                     for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                         let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
@@ -509,22 +515,24 @@ final class Builder {
     /// A cheap sanity check without libmaxminddb (Config does not link it): the file is
     /// readable and ends with the MaxMind DB metadata marker. Routing opens it for real.
     func mmdbProblem(_ p: String) -> String? {
-        guard let h = FileHandle(forReadingAtPath: p) else {
-            return FileManager.default.fileExists(atPath: p) ? "cannot read MaxMind database" : "MaxMind database not found"
-        }
-        defer { try? h.close() }
-        let size = (try? h.seekToEnd()) ?? 0
-        let tail = min(size, 128 * 1024)
-        try? h.seek(toOffset: size - tail)
-        guard let data = try? h.readToEnd() else { return "cannot read MaxMind database" }
         let marker: [UInt8] = [0xAB, 0xCD, 0xEF] + Array("MaxMind.com".utf8)
-        let bytes = [UInt8](data)
-        if bytes.count >= marker.count {
-            for i in stride(from: bytes.count - marker.count, through: 0, by: -1) where bytes[i] == 0xAB {
-                if Array(bytes[i..<(i + marker.count)]) == marker { return nil }
+        do {
+            return try InputFile.withOpened(p, limit: InputLimits.geoDatabaseBytes) { (fd, size) throws(InputFileError) -> String? in
+                // The metadata section sits in the last 128 KiB (MaxMind DB spec, "Database Metadata").
+                let tail = min(size, 128 * 1024)
+                var bytes = [UInt8](repeating: 0, count: tail)
+                let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, tail, off_t(size - tail)) }
+                guard n == tail else { return "cannot read MaxMind database" }
+                if bytes.count >= marker.count {
+                    for i in stride(from: bytes.count - marker.count, through: 0, by: -1) where bytes[i] == 0xAB {
+                        if Array(bytes[i..<(i + marker.count)]) == marker { return nil }
+                    }
+                }
+                return "not a MaxMind database"
             }
+        } catch {
+            return error.kind == .notFound ? "MaxMind database not found" : "cannot read MaxMind database (\(error.reason))"
         }
-        return "not a MaxMind database"
     }
 
     // MARK: zones and names

@@ -38,8 +38,21 @@ public enum RDataText {
 
     // MARK: Parsing
 
+    /// The most rdata one record can carry: RDLENGTH is 16 bits (RFC 1035 3.2.1). Longer
+    /// text (a TXT record of many strings, say) is refused here, the one place rdata is
+    /// built from text, for every type.
+    public static let maxLength = 65535
+
     /// Parses the rdata fields of one record of type `type`.
     public static func parse(type: RRType, fields: [RDataField], origin: DNSName) throws(RDataTextError) -> [UInt8] {
+        let wire = try parseUnbounded(type: type, fields: fields, origin: origin)
+        guard wire.count <= maxLength else {
+            throw RDataTextError(field: 0, message: "rdata of this \(type) record is \(wire.count) bytes, over the \(maxLength) a record can hold (RFC 1035 3.2.1)")
+        }
+        return wire
+    }
+
+    private static func parseUnbounded(type: RRType, fields: [RDataField], origin: DNSName) throws(RDataTextError) -> [UInt8] {
         var p = FieldParser(fields: fields, origin: origin, type: type)
         if let first = fields.first, !first.quoted, first.bytes == [UInt8(ascii: "\\"), UInt8(ascii: "#")] {
             return try p.generic()

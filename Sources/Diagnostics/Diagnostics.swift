@@ -1,6 +1,8 @@
-/// Source locations and load errors shared by every loader (master files, the YAML
-/// configuration, CIDR maps): each error reads `file:line:column: message`, as editors and
-/// `meridian check` expect. Standard library only, so every module can depend on it.
+/// What every loader shares (master files, the YAML configuration, CIDR maps, MaxMind
+/// databases, token and state files): source locations and load errors, each read as
+/// `file:line:column: message` as editors and `meridian check` expect, and `InputFile`, the
+/// one way to open an input file. Standard library and libc only, so every module can
+/// depend on it.
 
 /// Where a token came from: `file:line:column`, 1-based, as editors expect.
 public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {

@@ -1,6 +1,7 @@
 import Config
 import DNSWire
 import Glibc
+import Diagnostics
 
 /// An error in the health setup (a bad check reference, an unreadable CA file, a thread
 /// that could not start). Input problems are values, never traps.
@@ -472,18 +473,15 @@ final class FileChecker: Checker, @unchecked Sendable {
     }
 }
 
-/// Reads at most `limit` bytes of a file as UTF-8 (lossy), or nil when it cannot be opened.
+/// Reads at most `limit` bytes of a file as UTF-8 (lossy), or nil when it cannot be opened
+/// under `InputFile`'s rules (a FIFO, device or folder, or over `InputLimits.smallFileBytes`,
+/// is refused instead of blocking the health loop).
 func readSmallFile(_ path: String, limit: Int) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var buf = [UInt8](repeating: 0, count: limit)
-    var n = 0
-    while n < limit {
-        let r = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + n, limit - n) }
-        if r < 0 && errno == EINTR { continue }
-        if r <= 0 { break }
-        n += r
+    try? InputFile.withOpened(path, limit: InputLimits.smallFileBytes) { (fd, size) throws(InputFileError) in
+        let want = min(size, limit)
+        let bytes = [UInt8](unsafeUninitializedCapacity: want) { buffer, count in
+            count = InputFile.readFully(fd, buffer.baseAddress, want)
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
-    return String(decoding: buf[0..<n], as: UTF8.self)
 }

@@ -1,5 +1,7 @@
 import CMaxMindDB
+import CShim
 import DNSWire
+import Diagnostics
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,6 +62,13 @@ public struct GeoRecord: Sendable, Equatable {
 ///     r.countryCode      // "GB"
 ///     r.prefixLength     // 31
 ///
+/// The file is never mapped itself: `init` reads it (under `InputFile`'s rules: regular file,
+/// at most `InputLimits.geoDatabaseBytes`, never blocking) into a sealed anonymous memory
+/// file and maps that. libmaxminddb only has a shared-mapping mode, and a database file
+/// truncated or rewritten in place (`cp new.mmdb db.mmdb`) under a shared mapping kills the
+/// server with SIGBUS on the next lookup; the private copy cannot change, whatever happens
+/// to the file. The cost is one copy of the database in memory, as with the mapping.
+///
 /// `@unchecked Sendable`: the `MMDB_s` lives on the heap at a fixed address (its entries
 /// point back into it), is written only by `MMDB_open` in `init` and read-only afterwards;
 /// libmaxminddb lookups on an opened database are thread-safe. Closed in `deinit`.
@@ -90,8 +99,22 @@ public final class GeoDatabase: @unchecked Sendable {
 
     public init(path: String) throws(OpenError) {
         self.path = path
+        let copy: Int32
+        do {
+            copy = try InputFile.withOpened(path, limit: InputLimits.geoDatabaseBytes) { (fd, size) throws(InputFileError) in
+                let m = cshim_sealed_copy(fd, "meridian-geoip", size)
+                if m == -2 { throw InputFileError(path: path, reason: "changed while being read") }
+                if m < 0 { throw InputFileError(path: path, reason: "cannot copy into memory: \(String(cString: strerror(errno)))") }
+                return m
+            }
+        } catch {
+            throw OpenError(description: error.reason)
+        }
+        // libmaxminddb opens by path: /proc/self/fd/N opens the memory file itself (not the
+        // original), and its mapping keeps the pages alive after both descriptors are closed.
+        defer { close(copy) }
         mmdb = .allocate(capacity: 1)
-        let status = MMDB_open(path, UInt32(MMDB_MODE_MMAP), mmdb)
+        let status = MMDB_open("/proc/self/fd/\(copy)", UInt32(MMDB_MODE_MMAP), mmdb)
         guard status == MMDB_SUCCESS else {
             mmdb.deallocate()
             throw OpenError(description: String(cString: MMDB_strerror(status)))

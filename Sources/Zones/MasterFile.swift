@@ -46,7 +46,7 @@ public struct MasterFileParser: Sendable {
     /// also used to detect a file that includes itself.
     public func parse(contents: String, file: String) throws(ZoneErrors) -> [ResourceRecord] {
         var run = ParseRun(parser: self, displayDirectory: MasterFileParser.directoryPart(of: file))
-        if let real = MasterFileParser.realPath(file) { run.stack.append(real) }
+        if let real = InputFile.realPath(file) { run.stack.append(real) }
         run.parse(bytes: Array(contents.utf8), file: file, state: FileState(origin: origin))
         if !run.errors.isEmpty { throw ZoneErrors(run.errors) }
         return run.records
@@ -58,50 +58,22 @@ public struct MasterFileParser: Sendable {
     /// reports `zones/inc/hosts.inc:3:1: ...`).
     public func parseFile(path: String, displayPath: String? = nil) throws(ZoneErrors) -> [ResourceRecord] {
         let shown = displayPath ?? path
-        guard let data = MasterFileParser.readFile(path) else {
-            throw ZoneErrors([ZoneError(SourceLocation(file: shown, line: 0, column: 0), "cannot read zone file \"\(path)\"")])
+        let data: [UInt8]
+        do {
+            data = try InputFile.read(path, limit: InputLimits.zoneFileBytes)
+        } catch {
+            throw ZoneErrors([ZoneError(SourceLocation(file: shown, line: 0, column: 0), "cannot read zone file \(error)")])
         }
         var run = ParseRun(parser: self, displayDirectory: MasterFileParser.directoryPart(of: shown))
-        if let real = MasterFileParser.realPath(path) { run.stack.append(real) }
+        if let real = InputFile.realPath(path) { run.stack.append(real) }
         run.parse(bytes: data, file: shown, state: FileState(origin: origin))
         if !run.errors.isEmpty { throw ZoneErrors(run.errors) }
         return run.records
     }
 
-    /// The whole file as bytes, read straight into one array (no `Data` copy); nil when it
-    /// cannot be opened or read.
-    static func readFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        let size = Int(st.st_size)
-        var complete = true
-        // Read into uninitialized storage: zero-filling 30 MB first would cost a pass of its own.
-        let out = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            var got = 0
-            while got < size {
-                let n = read(fd, buffer.baseAddress! + got, size - got)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { break }
-                got += n
-            }
-            complete = got == size
-            count = got
-        }
-        return complete ? out : nil
-    }
-
     static func directoryPart(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "" }
         return String(path[..<slash])
-    }
-
-    static func realPath(_ path: String) -> String? {
-        guard let p = realpath(path, nil) else { return nil }
-        defer { free(p) }
-        return String(cString: p)
     }
 
     /// Resolves `.` and `..` without touching the file system, so an escape attempt is
@@ -247,21 +219,26 @@ struct ParseRun {
         }
         let relative = String(candidate.dropFirst(prefix.count))
         let shown = displayDirectory.isEmpty ? relative : displayDirectory + "/" + relative
-        guard let real = MasterFileParser.realPath(candidate),
-              let data = MasterFileParser.readFile(real) else {
-            return fail(pathTok, file, "cannot read $INCLUDE file \"\(arg)\"")
-        }
-        if let realBase = MasterFileParser.realPath(base) {
-            let rp = realBase == "/" ? "/" : realBase + "/"
-            guard real.hasPrefix(rp) else {
-                return fail(pathTok, file, "$INCLUDE file \"\(arg)\" is outside the zones folder (through a symbolic link)")
-            }
+        // Resolve and check containment before opening anything (InputFile's rules): a
+        // link to a FIFO outside the folder must not even be opened.
+        let real: String
+        do {
+            real = try InputFile.resolve(candidate, within: base, folderName: "the zones folder")
+        } catch {
+            return fail(pathTok, file, error.kind == .outsideFolder ? "$INCLUDE file \"\(arg)\" \(error.reason)"
+                                                             : "cannot read $INCLUDE file \"\(arg)\": \(error.reason)")
         }
         if stack.contains(real) {
             return fail(pathTok, file, "$INCLUDE loop: \"\(arg)\" is already being read")
         }
         guard depth < parser.maxIncludeDepth else {
             return fail(pathTok, file, "$INCLUDE nested deeper than \(parser.maxIncludeDepth) files")
+        }
+        let data: [UInt8]
+        do {
+            data = try InputFile.read(real, limit: InputLimits.zoneFileBytes, within: base)
+        } catch {
+            return fail(pathTok, file, "cannot read $INCLUDE file \"\(arg)\": \(error.reason)")
         }
         var child = FileState(origin: childOrigin)
         child.defaultTTL = st.defaultTTL

@@ -19,12 +19,22 @@ import DNSWire
 ///   be a target of the cut's NS records, because one server often serves several child zones,
 ///   and this keeps the check linear.
 ///
+/// - an RRset too big for one DNS message: over `maxRRsetBytes` (a TCP answer cannot
+///   carry it, RFC 1035 4.2.2, and truncating an authoritative RRset would be wrong).
+///
 /// What is not an error, by choice (both are what BIND and NSD do, minus their warnings):
 /// - an exact duplicate record (same name, type, rdata, case-insensitive names in the owner):
 ///   `normalized` keeps the first one;
 /// - differing TTLs within one RRset (RFC 2181 5.2 forbids them on the wire): `normalized`
 ///   gives the whole set the TTL of its first record in file order.
 public enum ZoneCheck {
+    /// The most one RRset may take on the wire, counting every record with its owner name
+    /// uncompressed (name + 10 bytes of type, class, TTL, RDLENGTH + rdata): a TCP message
+    /// holds 65,535 bytes (RFC 1035 4.2.2), less 12 for the header, 259 for the question
+    /// (a 255-byte name, type and class) and 512 kept for the OPT record and its options
+    /// (NSID, cookies, RFC 6891). A set that passes always fits an answer over TCP.
+    public static let maxRRsetBytes = 65535 - 12 - 259 - 512
+
     /// A record outside the zone, compared as `normalized` does (lowercase owner, type,
     /// rdata): such records are not grouped by `ZoneIndex`, and are reported once each.
     struct OutsideKey: Hashable {
@@ -158,6 +168,18 @@ extension ZoneIndex {
             }) {
                 errors.append(ZoneError(loc(r), message))
             }
+        }
+        // RRsets that no DNS message can carry, reported at their first record.
+        var setBytes = [Int](repeating: 0, count: setType.count)
+        var setFirst = [Int32](repeating: -1, count: setType.count)
+        for ri in records.indices where setOf[ri] >= 0 {
+            let set = Int(setOf[ri])
+            if setFirst[set] < 0 { setFirst[set] = Int32(ri) }
+            setBytes[set] += records[ri].name.wire.count + 10 + records[ri].rdata.count
+        }
+        for set in setBytes.indices where setBytes[set] > ZoneCheck.maxRRsetBytes {
+            let r = records[Int(setFirst[set])]
+            errors.append(ZoneError(loc(r), "the \(r.type) RRset at \(r.name) takes \(setBytes[set]) bytes, over the \(ZoneCheck.maxRRsetBytes) that fit in one DNS message over TCP"))
         }
         let apexFile = SourceLocation(file: defaultFile, line: 1, column: 1)
         if soaCount == 0 {

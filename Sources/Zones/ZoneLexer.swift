@@ -59,6 +59,15 @@ struct ZoneLexer {
         @inline(__always) func loc(_ at: Int, _ line: Int, _ lineStart: Int) -> SourceLocation {
             SourceLocation(file: file, line: line, column: at - lineStart + 1)
         }
+        // The error cap is enforced here too: one entry of 8 MB of "(" or ")" would
+        // otherwise add millions of errors before the parser could count them.
+        @inline(__always) func report(_ e: ZoneError) -> Bool {
+            errors.append(e)
+            entry.failed = true
+            guard errors.count >= MasterFileParser.maxErrors else { return false }
+            i = b.count
+            return true
+        }
         while i < b.count {
             entry.tokens.removeAll(keepingCapacity: true)
             entry.blankOwner = ZoneLexer.isSpace(b[i])
@@ -79,21 +88,21 @@ struct ZoneLexer {
                     lineStart = i
                     if depth == 0 { break entryLoop }
                 case UInt8(ascii: "("):
+                    // RFC 1035 5.1 groups lines with one pair of parentheses; they do not
+                    // nest, so a second "(" is an error and is not counted.
                     if depth > 0 {
-                        errors.append(ZoneError(loc(i, line, lineStart), "nested \"(\": a parenthesis is already open"))
-                        entry.failed = true
+                        if report(ZoneError(loc(i, line, lineStart), "nested \"(\": a parenthesis is already open (they do not nest)")) { return true }
                     } else {
                         openLine = line
                         openColumn = i - lineStart + 1
+                        depth = 1
                     }
-                    depth += 1
                     i += 1
                 case UInt8(ascii: ")"):
                     if depth == 0 {
-                        errors.append(ZoneError(loc(i, line, lineStart), "unbalanced \")\": no parenthesis is open"))
-                        entry.failed = true
+                        if report(ZoneError(loc(i, line, lineStart), "unbalanced \")\": no parenthesis is open")) { return true }
                     } else {
-                        depth -= 1
+                        depth = 0
                     }
                     i += 1
                 case UInt8(ascii: "\""):
@@ -112,11 +121,8 @@ struct ZoneLexer {
                         i += 1
                         if d == UInt8(ascii: "\"") { closed = true; end = i - 1; break }
                     }
-                    if !closed {
-                        errors.append(ZoneError(SourceLocation(file: file, line: line, column: column),
-                                                "unterminated quoted string: expected a closing \" on the same line"))
-                        entry.failed = true
-                    }
+                    if !closed, report(ZoneError(SourceLocation(file: file, line: line, column: column),
+                                                 "unterminated quoted string: expected a closing \" on the same line")) { return true }
                     entry.tokens.append(ZoneToken(start: start, end: min(end, i), quoted: true, line: line, column: column))
                 default:
                     let start = i
@@ -128,8 +134,7 @@ struct ZoneLexer {
                         if d == 10 { if inQuote { ok = false }; break }
                         if d == UInt8(ascii: "\\") {
                             guard i + 1 < b.count, b[i + 1] != 10 else {
-                                errors.append(ZoneError(loc(i, line, lineStart), "backslash at the end of a line: expected an escaped character"))
-                                entry.failed = true
+                                if report(ZoneError(loc(i, line, lineStart), "backslash at the end of a line: expected an escaped character")) { return true }
                                 end = i
                                 i += 1
                                 break
@@ -147,18 +152,12 @@ struct ZoneLexer {
                     }
                     if end < 0 { end = i }
                     if inQuote { ok = false }
-                    if !ok {
-                        errors.append(ZoneError(loc(start, line, lineStart), "unterminated quoted string: expected a closing \" on the same line"))
-                        entry.failed = true
-                    }
+                    if !ok, report(ZoneError(loc(start, line, lineStart), "unterminated quoted string: expected a closing \" on the same line")) { return true }
                     entry.tokens.append(ZoneToken(start: start, end: end, quoted: false, line: line, column: start - lineStart + 1))
                 }
             }
-            if depth > 0 {
-                errors.append(ZoneError(SourceLocation(file: file, line: openLine, column: openColumn),
-                                        "unclosed \"(\": expected \")\" before the end of the file"))
-                entry.failed = true
-            }
+            if depth > 0, report(ZoneError(SourceLocation(file: file, line: openLine, column: openColumn),
+                                           "unclosed \"(\": expected \")\" before the end of the file")) { return true }
             if !entry.tokens.isEmpty { return true }
         }
         return false

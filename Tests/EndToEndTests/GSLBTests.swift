@@ -39,16 +39,21 @@ extension Fixtures {
 
 /// Starts `meridian serve --config FILE` on a free port for `body`.
 func withGSLB(config: String = Fixtures.gslbConfig, _ body: (MeridianProcess) async throws -> Void) async throws {
+    let s = try await startGSLB(config: config)
+    do { try await body(s) } catch { await s.stop(); throw error }
+    #expect(s.isRunning, "meridian died; log:\n\(s.logText)")
+    await s.stop()
+}
+
+/// `meridian serve --config FILE` on a free port (three tries), ready for gslb.test.
+func startGSLB(config: String = Fixtures.gslbConfig) async throws -> MeridianProcess {
     var server: MeridianProcess?
     for _ in 0..<3 where server == nil {
         let port = try freePort()
         server = try? await MeridianProcess.start(["serve", "--config", config, "--listen", "127.0.0.1:\(port)"],
                                                    port: port, probeName: "gslb.test.")
     }
-    let s = try #require(server, "meridian serve --config \(config) did not start")
-    do { try await body(s) } catch { await s.stop(); throw error }
-    #expect(s.isRunning, "meridian died; log:\n\(s.logText)")
-    await s.stop()
+    return try #require(server, "meridian serve --config \(config) did not start")
 }
 
 /// Issue 3's black-box tests: the real binary, `dig +subnet`, and a raw client for volume.

@@ -7,16 +7,6 @@ import TestSupport
 /// SIGHUP reloads (issue 2's snapshot swap, issue 5's reload guarantees) against the real binary.
 @Suite("Reload", .serialized)
 struct ReloadTests {
-    /// Polls `body` every 50 ms until it returns true or `seconds` pass.
-    func eventually(_ seconds: Double = 5, _ body: () async throws -> Bool) async rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try await body() { return true }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return try await body()
-    }
-
     func wwwAddresses(_ port: UInt16) async throws -> Set<String> {
         Set(try await Dig.query("www.example.com", "A", port: port).answer.map(\.rdata))
     }

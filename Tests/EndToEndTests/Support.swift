@@ -43,6 +43,16 @@ func secondsUntil(limit: Double, _ condition: () async -> Bool) async -> Double?
     return nil
 }
 
+/// Polls `body` every 50 ms until it returns true or `seconds` pass.
+func eventually(_ seconds: Double = 5, _ body: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try await body() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return try await body()
+}
+
 /// Starts NSD on the fixture zones for the duration of `body`.
 func withNSD(zones: String = Fixtures.zones, _ body: (NSDServer) async throws -> Void) async throws {
     let nsd = try await NSDServer.start(zonesDirectory: zones)

@@ -92,6 +92,16 @@ int cshim_child_exited(int pid);
 /* prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process
    instead of init, so it can kill and reap them. Returns 0 or -1 with errno. */
 int cshim_set_child_subreaper(void);
+/* ---- Private copies of input files ----------------------------------------------
+   Copies `size` bytes read from `src` (from its current offset) into a new anonymous
+   memory file (memfd_create, MFD_CLOEXEC | MFD_ALLOW_SEALING), then seals it against
+   writes, shrinking and growing (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+   so a mapping of it can never lose its pages: nobody, not even this process, can change
+   the bytes. Used for MaxMind databases, which libmaxminddb maps (a file truncated under a
+   shared mapping raises SIGBUS on the next lookup).
+   Returns the memfd, -1 with errno set on a system error, or -2 when `src` ended before
+   `size` bytes or had more (it changed while being copied). */
+int cshim_sealed_copy(int src, const char *name, size_t size);
 
 /* ---- Relaxed 64-bit atomics on shared tables --------------------------------------
    For lock-free tables shared by worker threads (response rate limiting), where each slot

@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Diagnostics", "TestSupport", "Yams"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Zones", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Health", "Zones", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire", "Yams"], exclude: ["Fixtures"]),
     ]
 )

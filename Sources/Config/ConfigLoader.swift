@@ -540,8 +540,8 @@ final class Builder {
     func parseZones(_ node: Node?, dir: Node?) {
         var fromDir: [String: String] = [:]
         func list(_ p: String) -> Bool {
-            guard let files = try? FileManager.default.contentsOfDirectory(atPath: p) else { return false }
-            for f in files.sorted() where f.hasSuffix(".zone") {
+            guard let files = InputFile.zoneFiles(inFolder: p) else { return false }
+            for f in files {
                 fromDir[String(f.dropLast(5)).lowercased()] = p + "/" + f
             }
             return true

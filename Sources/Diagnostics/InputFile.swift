@@ -114,6 +114,23 @@ public enum InputFile {
         return try body(fd, Int(st.st_size))
     }
 
+    /// The zone files of a folder (`zones_dir`, `--zones`): the names of its `*.zone`
+    /// entries, sorted; nil when the folder cannot be listed. Each is then read with `read`.
+    ///
+    ///     InputFile.zoneFiles(inFolder: "zones")   // ["example.com.zone", "example.net.zone"]
+    public static func zoneFiles(inFolder path: String) -> [String]? {
+        guard let dir = opendir(path) else { return nil }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name.hasSuffix(".zone") && name.count > ".zone".count { names.append(name) }
+        }
+        return names.sorted()
+    }
+
     /// The real path of `path` (every symbolic link followed), which must lie inside the
     /// real path of `folder`. Nothing is opened, so a link to a FIFO or device is harmless.
     /// `folderName` names the folder in the error ("the zones folder"); default: its path.

@@ -45,16 +45,9 @@ public struct RoutingRandom: RandomNumberGenerator, Sendable {
     public init(seed: UInt64) { state = seed }
     public init() { state = UInt64.random(in: 1...UInt64.max) }
     public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
+        state &+= splitmix64Gamma
         return mix64(state)
     }
-}
-
-@inline(__always) func mix64(_ x: UInt64) -> UInt64 {
-    var z = x
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
 }
 
 /// Stable across processes (unlike `Hasher`), so `hashed` stays sticky over restarts.

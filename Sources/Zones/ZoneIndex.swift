@@ -43,13 +43,8 @@ struct IdTable {
         }
     }
 
-    /// A 64-bit finalizer (the splitmix64 one): spreads small integers over every bit.
-    @inline(__always) static func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    /// One splitmix64 step: spreads small integers over every bit.
+    @inline(__always) static func mix(_ x: UInt64) -> UInt64 { mix64(x &+ splitmix64Gamma) }
 }
 
 /// The records of a zone grouped once by lowercase owner, RRset and rdata, shared by the

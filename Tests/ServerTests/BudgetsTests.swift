@@ -1,5 +1,6 @@
 import Config
 import DNSWire
+import Health
 @testable import Server
 import Testing
 

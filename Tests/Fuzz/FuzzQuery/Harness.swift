@@ -44,8 +44,9 @@ private func loadZones() -> ZoneSet {
 }
 
 /// A stand-in for the routing layer with the three shapes of dynamic answer: addresses,
-/// a CNAME the engine follows, and an answer tailored to the client subnet.
-private final class FakeRouting: DynamicAnswerSource {
+/// a CNAME the engine follows, and an answer tailored to the client subnet. The harness
+/// drives the engine as the answering pipeline does (begin, resume at each GSLB name, finish).
+private final class FakeRouting {
     let v4: [[UInt8]] = [[192, 0, 2, 200], [192, 0, 2, 201]]
     let v6: [UInt8] = [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [0xc8]
     let cnameTarget = try! DNSName("target.fuzz.test.").wire
@@ -54,11 +55,10 @@ private final class FakeRouting: DynamicAnswerSource {
                 writer: MessageWriter) throws(DNSWireError) -> DynamicAnswer {
         switch dynamicIndex {
         case 1:
-            let at = writer.position + 12
             try withBytes(cnameTarget) { (r) throws(DNSWireError) in
                 try writer.writeRecord(ownerOffset: ownerOffset, type: .cname, ttl: 30, rdata: r)
             }
-            return DynamicAnswer(records: 1, scope: 0, cnameTargetOffset: at)
+            return DynamicAnswer(records: 1, scope: 0, cnameTargetOffset: writer.lastRDataStart)
         default:
             let scope: UInt8 = dynamicIndex == 2 ? (client.subnet.map { min($0.sourcePrefix, 24) } ?? 0) : 0
             switch qtype {
@@ -83,7 +83,21 @@ private final class Harness: @unchecked Sendable {
     let engine = QueryEngine()
     let routing = FakeRouting()
     let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 65535, alignment: 8)
-    init() { engine.dynamic = routing }
+
+    /// The query path as a worker runs it, with `routing` answering the GSLB names.
+    func respond(_ q: UnsafeRawBufferPointer, client: IPAddress, tcp: Bool, options: EngineOptions) -> Int {
+        var step = engine.begin(query: q, client: client, tcp: tcp, zones: zones, options: options, out: out)
+        while case .gslb(let g) = step {
+            do {
+                let written = try routing.answer(dynamicIndex: g.index, qtype: g.qtype, ownerOffset: g.ownerOffset,
+                                                 client: g.client, writer: engine.writer)
+                step = engine.resume(written, zones: zones, options: options)
+            } catch {
+                step = engine.resumeTruncated()
+            }
+        }
+        return engine.finish(query: q, client: client, options: options)
+    }
 
     func run(_ input: UnsafeRawBufferPointer) {
         guard let control = input.first else { return }
@@ -94,7 +108,7 @@ private final class Harness: @unchecked Sendable {
         if control & 4 != 0 { options.maxUDPSize = 4096 }
         let client = control & 8 != 0 ? IPAddress("2001:db8::99")! : IPAddress("192.0.2.99")!
 
-        let n = engine.respond(query: q, client: client, tcp: tcp, zones: zones, options: options, out: out)
+        let n = respond(q, client: client, tcp: tcp, options: options)
         let header = ParsedQuery.header(q)
         guard n > 0 else {
             // Silence is allowed only for runts and for messages that are responses already.

@@ -1,6 +1,5 @@
 import Config
 import DNSWire
-import Health
 
 /// The failover budget of one GSLB name: the worst over the health-checked endpoints its
 /// policy tree can answer with.

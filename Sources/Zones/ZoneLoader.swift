@@ -1,7 +1,6 @@
 import Diagnostics
 import DNSWire
 import Foundation
-import Zones
 
 /// Loads master files into `Zone`s, collecting every error with its file:line:column.
 ///
@@ -28,8 +27,7 @@ public enum ZoneLoader {
 
     /// Every `*.zone` file directly in `directory`, sorted by name.
     public static func sources(inDirectory directory: String) -> [Source] {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return files.filter { $0.hasSuffix(".zone") }.sorted().map {
+        (InputFile.zoneFiles(inFolder: directory) ?? []).map {
             Source(origin: nil, path: (directory as NSString).appendingPathComponent($0))
         }
     }

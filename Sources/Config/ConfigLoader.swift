@@ -151,6 +151,7 @@ final class Builder {
         guard let m = r.mapping(node, "server") else { return }
         r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group", "rrl"], "server")
         for e in m {
+            server.locations[e.key] = r.loc(e.value)
             switch e.key {
             case "listen": if let l = r.strings(e.value, "server.listen") { server.listen = l.map(\.0) }
             case "workers": if let v = r.int(e.value, "server.workers", 0...1024) { server.workers = v }

@@ -10,6 +10,9 @@ public typealias ConfigErrors = SourceErrors
 
 /// Settings of the server process itself.
 public struct ServerSettings: Hashable, Sendable {
+    /// Where each key's value was written (`listen`, `control`, `user`, ...), so the server's
+    /// own checks of these settings report file:line:column too.
+    public var locations: [String: SourceLocation] = [:]
     /// `host:port` strings, `[v6]:port` for IPv6. Parsing them is the server's job.
     public var listen: [String] = ["0.0.0.0:53", "[::]:53"]
     /// Worker threads; 0 means one per core.

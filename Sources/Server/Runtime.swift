@@ -87,6 +87,7 @@ public enum Runtime {
         out.errors += loaded.errors.map(\.description)
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.owners).map(\.description)
+            out.errors += serverSettingProblems(m)
             let served = Set(loaded.zones.map { $0.origin.lowercased() })
             for n in m.names where !served.contains(n.zone.lowercased()) && loaded.errors.isEmpty {
                 out.errors.append("\(n.location): \(n.owner) is in zone \(n.zone), which is not served")
@@ -104,6 +105,38 @@ public enum Runtime {
                                        loadedAt: Date().timeIntervalSince1970, generation: generation,
                                        rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
                                        model: model, router: router)
+        return out
+    }
+
+    /// What `serve` refuses at start in the `server:` block, checked while loading so that
+    /// `meridian check` refuses it too: listen addresses, the control address and its token
+    /// rule, the token file, and (when running as root, as `serve` would switch) the user and
+    /// group. Each error carries the file:line:column of its key.
+    static func serverSettingProblems(_ m: ConfigModel) -> [String] {
+        let s = m.server
+        var out: [String] = []
+        func at(_ key: String) -> String { (s.locations[key]?.description ?? m.file) + ": " }
+        for l in s.listen {
+            do { _ = try ListenAddress(l) } catch { out.append(at("listen") + "server.listen: \(error)") }
+        }
+        var token = s.controlToken
+        if token == nil, let f = s.controlTokenFile {
+            do { token = try ControlTokenFile.read(f, logger: nil) } catch { out.append(at("control_token_file") + error.message) }
+        }
+        if let c = s.control {
+            do {
+                let a = try ListenAddress(c)
+                if !isLoopback(a.address) && (token ?? "").isEmpty && s.controlTokenFile == nil {
+                    out.append(at("control") + "server.control \(a) is not a loopback address: set server.control_token so every request needs `Authorization: Bearer TOKEN`, or bind to 127.0.0.1")
+                }
+            } catch {
+                out.append(at("control") + "server.control: \(error)")
+            }
+        }
+        if geteuid() == 0 {
+            if let u = s.user, getpwnam(u) == nil { out.append(at("user") + "server.user \"\(u)\": no such user") }
+            if let g = s.group, getgrnam(g) == nil { out.append(at("group") + "server.group \"\(g)\": no such group") }
+        }
         return out
     }
 

@@ -8,6 +8,7 @@ import Routing
 /// Why the control API cannot start.
 public struct ControlConfigError: Error, Sendable, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 

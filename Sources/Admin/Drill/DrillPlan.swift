@@ -1,6 +1,7 @@
 import Config
 import DNSWire
 import Health
+import Server
 
 /// A client network a drill or runbook queries as, sent as an EDNS Client Subnet option
 /// (RFC 7871 6). `0.0.0.0/0` means "do not locate me": the query's source address decides.

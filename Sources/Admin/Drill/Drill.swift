@@ -3,7 +3,9 @@ import DNSWire
 import Foundation
 import Glibc
 import Health
+import Platform
 import Synchronization
+import Server
 
 /// Settings of one drill, from the command line.
 ///
@@ -95,13 +97,6 @@ public struct DrillReport: Sendable {
         let ok = forced && restored && returned && !interrupted && errors.isEmpty && pairs.allSatisfy(\.passed)
         return ok ? 0 : 1
     }
-}
-
-/// Seconds on the monotonic clock: drill times must not jump when NTP steps the wall clock.
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// Set by SIGINT/SIGTERM while a drill runs; the drill checks it between polls.

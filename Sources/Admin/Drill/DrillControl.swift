@@ -1,4 +1,5 @@
 import Foundation
+import Server
 
 /// The control API calls a drill makes, over `ControlClient`, with failures as `DrillError`
 /// (so they land in the report) and override targets normalised for comparison.

@@ -2,7 +2,8 @@ import Config
 import Routing
 import DNSWire
 import Foundation
-@testable import Server
+@testable import Admin
+import Server
 import Testing
 
 /// The drill's pure parts: which names and answers a datacenter touches, the default

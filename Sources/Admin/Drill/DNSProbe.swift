@@ -1,6 +1,7 @@
 import DNSWire
 import Foundation
 import Glibc
+import Server
 
 /// What one name answered for one vantage, over every query type asked.
 ///

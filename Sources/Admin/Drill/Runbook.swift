@@ -3,6 +3,7 @@ import DNSWire
 import Foundation
 import Health
 import Routing
+import Server
 
 /// Where the runbook's commands point, and how they authenticate.
 ///

@@ -2,6 +2,7 @@ import Config
 import DNSWire
 import Foundation
 import Glibc
+import Server
 
 /// A minimal HTTP/1.1 client for the control API (one request per connection, IP literals
 /// and `localhost` only: the API binds addresses, not names). Used by `meridian status`,
@@ -142,106 +143,3 @@ public struct ControlClient: Sendable {
     }
 }
 
-/// Parses `90`, `90s`, `10m`, `2h`, `1d` into seconds; nil when malformed, not > 0 or not
-/// finite. Callers bound the value for their use (an override expiry: `OverrideRules`).
-///
-///     parseDurationText("10m")   // 600
-public func parseDurationText(_ text: String) -> Double? {
-    let t = text.trimmingCharacters(in: .whitespaces).lowercased()
-    guard let last = t.last else { return nil }
-    let mult: Double
-    var num = Substring(t)
-    switch last {
-    case "s": mult = 1; num = num.dropLast()
-    case "m": mult = 60; num = num.dropLast()
-    case "h": mult = 3600; num = num.dropLast()
-    case "d": mult = 86400; num = num.dropLast()
-    default: mult = 1
-    }
-    guard let v = Double(num), v > 0, v.isFinite, (v * mult).isFinite else { return nil }
-    return v * mult
-}
-
-extension Runtime {
-    /// Where the CLI finds the control API: `--control`, else `server.control` of `--config`,
-    /// else 127.0.0.1:8053; the token from `--token`, `MERIDIAN_CONTROL_TOKEN`, or the config (`control_token`, then
-    /// `control_token_file`).
-    public static func controlClient(url: String?, token: String?, configPath: String?) throws(ControlConfigError) -> ControlClient {
-        var u = url, t = token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"]
-        if let path = configPath, u == nil || t == nil {
-            let m: ConfigModel
-            do { m = try ConfigLoader.load(path: path) } catch {
-                throw ControlConfigError(message: "\(path): \(error.errors.map(\.description).joined(separator: "; "))")
-            }
-            if u == nil { u = m.server.control }
-            if t == nil {
-                // The same checks as the server's (a FIFO would block, an unreadable file would
-                // end in a puzzling 401).
-                if let token = m.server.controlToken { t = token } else if let f = m.server.controlTokenFile {
-                    t = try ControlTokenFile.read(f, logger: nil)
-                }
-            }
-        }
-        return try ControlClient(url: u ?? "127.0.0.1:8053", token: t)
-    }
-
-    /// `meridian status`: the table (or the JSON) of a running server.
-    public static func status(url: String?, token: String?, configPath: String?, json: Bool) -> Int32 {
-        do {
-            let c = try controlClient(url: url, token: token, configPath: configPath)
-            if json {
-                print(String(decoding: try c.expectOK("GET", "/status"), as: UTF8.self), terminator: "")
-            } else {
-                print(StatusTable.render(try c.status()), terminator: "")
-            }
-            return 0
-        } catch {
-            printErr("meridian status: \(error)")
-            return 1
-        }
-    }
-
-    /// `meridian override set|clear|list`.
-    public static func override(action: String, target: String?, state: String?, reason: String?, expires: String?,
-                                url: String?, token: String?, configPath: String?) -> Int32 {
-        do {
-            let c = try controlClient(url: url, token: token, configPath: configPath)
-            switch action {
-            case "set":
-                guard let target, let state else { printErr("override set TARGET STATE --reason TEXT"); return 2 }
-                guard let reason, !reason.isEmpty else { printErr("override set needs --reason TEXT (it shows in status and logs)"); return 2 }
-                // The server checks the same rules; checking here too gives the error before
-                // anything is sent.
-                if let problem = OverrideRules.reasonProblem(reason) { printErr("bad --reason: \(problem)"); return 2 }
-                var seconds: Double?
-                if let e = expires {
-                    guard let s = parseDurationText(e) else { printErr("bad --expires \(e): expected e.g. 90s, 10m, 2h, 30d (at most 365d)"); return 2 }
-                    if let problem = OverrideRules.expiryProblem(s) { printErr("bad --expires \(e): \(problem)"); return 2 }
-                    seconds = s
-                }
-                let o = try c.setOverride(target: target, state: state, reason: reason, expiresIn: seconds)
-                let exp = o.expiresAt.map { " until \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)))" } ?? " until cleared"
-                print("override \(o.target) \(o.state)\(exp) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
-            case "clear":
-                guard let target else { printErr("override clear TARGET"); return 2 }
-                if try c.clearOverride(target: target) {
-                    print("override \(target) cleared")
-                } else {
-                    printErr("no override on \(target)")
-                    return 1
-                }
-            default:
-                let list = try c.overrides()
-                if list.isEmpty { print("no overrides") }
-                for o in list {
-                    let exp = o.expiresAt.map { " until \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)))" } ?? " until cleared"
-                    print("\(o.target) \(o.state)\(exp) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
-                }
-            }
-            return 0
-        } catch {
-            printErr("meridian override: \(error)")
-            return 1
-        }
-    }
-}

@@ -54,7 +54,7 @@ let package = Package(
         ], swiftSettings: queryPath),
         .target(name: "Admin", dependencies: ["Server", "Config", "Routing", "Health", "DNSWire", "Platform"]),
         .executableTarget(name: "meridian", dependencies: [
-            "Admin", "Server", "Health", "DNSWire", "CEarlySignals",
+            "Admin", "Server", "Config", "Health", "DNSWire", "CEarlySignals",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

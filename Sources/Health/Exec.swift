@@ -1,4 +1,5 @@
 import CShim
+import Config
 import Glibc
 
 /// Runs a command with arguments (no shell) through `posix_spawn`; up when it exits 0
@@ -85,7 +86,7 @@ final class ExecChecker: Checker {
         let text = String(decoding: output, as: UTF8.self)
         let out = text.isEmpty ? nil : text
         guard exited else {
-            return CheckResult(ok: false, reason: "timeout after \(seconds(latency)) running \(command[0]); killed", latency: latency, output: out)
+            return CheckResult(ok: false, reason: "timeout after \(DurationText.format(latency, style: .milliseconds)) running \(command[0]); killed", latency: latency, output: out)
         }
         // The wait status layout (WIFEXITED and friends are macros Swift does not import).
         let signal = status & 0x7F

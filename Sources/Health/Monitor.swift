@@ -496,7 +496,7 @@ public final class HealthMonitor: Sendable {
         rt.since = now
         rt.sinceWall = wallNow()
         let eps = rt.endpoints.isEmpty ? "no endpoints" : "endpoints " + rt.endpoints.map { endpointNames[$0] ?? String($0) }.joined(separator: ",")
-        logger.notice("health check \"\(rt.spec.name)\" (\(eps)): \(old) -> \(new) after \(seconds(lasted)): \(reason)")
+        logger.notice("health check \"\(rt.spec.name)\" (\(eps)): \(old) -> \(new) after \(DurationText.format(lasted, style: .milliseconds)): \(reason)")
     }
 
     /// Recomputes calculated checks from their members' checked states (members first).
@@ -576,7 +576,7 @@ public final class HealthMonitor: Sendable {
             case .endpoint(let i): st.endpointOverrides[i] = o
             case .datacenter(let d): st.dcOverrides[d] = o
             }
-            let until = expiresIn.map { " for \(seconds($0))" } ?? ""
+            let until = expiresIn.map { " for \(DurationText.format($0, style: .milliseconds))" } ?? ""
             logger.notice("health override \(target): forced \(state)\(until): \(logQuoted(reason))")
             schedCond.signal() // the scheduler's next wake may now be this expiry
             return publishLocked()

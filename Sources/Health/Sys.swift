@@ -1,3 +1,4 @@
+import Config
 import Glibc
 
 // Small POSIX helpers for the health loop: clocks, a mutex with condition variables,
@@ -16,16 +17,6 @@ func wallNow() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// Seconds rounded to milliseconds, for log lines and reasons (no Foundation formatting).
-/// Never traps: a value beyond ±10^12 s (or not finite) prints as itself.
-func seconds(_ d: Double) -> String {
-    guard d.isFinite, abs(d) < 1e12 else { return "\(d)s" }
-    let ms = Int((d * 1000).rounded())
-    let frac = ms % 1000
-    let pad = frac < 10 ? "00" : (frac < 100 ? "0" : "")
-    return "\(ms / 1000).\(pad)\(frac)s"
 }
 
 func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
@@ -149,7 +140,7 @@ struct CheckFailure: Error, Sendable {
     var message: String
     init(phase: String, _ message: String) { self.phase = phase; self.message = message }
     static func timeout(_ phase: String, after t: Double) -> CheckFailure {
-        CheckFailure(phase: phase, "timeout after \(seconds(t)) during \(phase)")
+        CheckFailure(phase: phase, "timeout after \(DurationText.format(t, style: .milliseconds)) during \(phase)")
     }
 }
 

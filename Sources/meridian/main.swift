@@ -1,6 +1,7 @@
 import Admin
 import ArgumentParser
 import CEarlySignals
+import Config
 import DNSWire
 import Foundation
 import Health
@@ -161,7 +162,7 @@ struct Drill: ParsableCommand {
     var down: String
 
     @Option(name: .customLong("for"), help: ArgumentHelp("Keep it down this long (e.g. 5m); default: restore as soon as the answers moved.", valueName: "DURATION"))
-    var holdFor: Seconds?
+    var holdFor: DurationText?
 
     @Option(name: .long, help: ArgumentHelp("DNS server to query (default: the config's first listen address).", valueName: "ADDR:PORT"))
     var server: ListenAddress?
@@ -182,10 +183,10 @@ struct Drill: ParsableCommand {
     var json = false
 
     @Option(name: .long, help: ArgumentHelp("How often to query while waiting.", valueName: "DURATION"))
-    var poll = Seconds("100ms")!
+    var poll = DurationText("100ms")!
 
     @Option(name: .long, help: ArgumentHelp("Longest wait for the answers to move, and again to return.", valueName: "DURATION"))
-    var timeout = Seconds("60s")!
+    var timeout = DurationText("60s")!
 
     func validate() throws {
         try poll.check("--poll", 0.01...60, "a duration from 10ms to 60s, e.g. 100ms")
@@ -273,7 +274,7 @@ struct Override: ParsableCommand {
         @Argument(help: "up, down, degraded or degraded:FACTOR") var state: String
         @Option(name: .long, help: "Why (shown in status and logs).") var reason: String
         @Option(name: .long, help: ArgumentHelp("Lapse after this long, e.g. 90s, 10m, 2h, at most 365d (default: until cleared).", valueName: "DURATION"))
-        var expires: Seconds?
+        var expires: DurationText?
 
         func validate() throws {
             // The server checks the same rules; checking here too gives the error before
@@ -312,19 +313,11 @@ struct Override: ParsableCommand {
 
 // MARK: - Argument types: each text form is parsed once, here, by the library's own parser.
 
-/// A duration argument: the text as given (for messages) and its seconds.
-struct Seconds: ExpressibleByArgument {
-    var text: String
-    var seconds: Double
+extension DurationText: ExpressibleByArgument {
+    /// The config's grammar: `500ms`, `30s`, `5m`, `2h`, `1d`, bare seconds.
+    public init?(argument: String) { self.init(argument) }
 
-    init?(_ text: String) {
-        guard let s = parseDrillDuration(text) else { return nil }
-        self.text = text; self.seconds = s
-    }
-
-    init?(argument: String) { self.init(argument) }
-
-    var defaultValueDescription: String { text }
+    public var defaultValueDescription: String { text }
 
     /// A `ValidationError` naming `option` when the value is outside `range`.
     func check(_ option: String, _ range: ClosedRange<Double>, _ expected: String) throws {

@@ -116,15 +116,6 @@ struct DrillPlanTests {
         #expect(p.passed == (c.verdict != .exceeded && c.verdict != .neverMoved))
     }
 
-    @Test("durations", arguments: [("100ms", 0.1), ("30s", 30), ("5m", 300), ("2h", 7200), ("7", 7), ("1.5s", 1.5)] as [(String, Double)])
-    func durations(_ text: String, _ value: Double) {
-        #expect(parseDrillDuration(text) == value)
-    }
-
-    @Test func badDurations() {
-        for t in ["", "s", "-1s", "fast", "1x", "1 s"] { #expect(parseDrillDuration(t) == nil, "\(t)") }
-    }
-
     @Test func overrideTargetsAreNormalised() {
         #expect(["dc:ams", "datacenter iad", "datacenter:sto", "ep:ams-1", "endpoint:ams-2"].map(DrillControl.normalizeTarget)
                 == ["dc:ams", "dc:iad", "dc:sto", "endpoint:ams-1", "endpoint:ams-2"])

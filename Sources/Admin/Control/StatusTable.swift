@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Server
 
@@ -28,9 +29,9 @@ public enum StatusTable {
                 var ov = "-"
                 if let o = e.override {
                     ov = "\(o.target) \(o.state) \"\(o.reason)\""
-                    if let x = o.expiresAt { ov += " (\(duration(x - now)) left)" }
+                    if let x = o.expiresAt { ov += " (\(DurationText.format(x - now, style: .compact)) left)" }
                 }
-                rows.append([e.name, e.datacenter ?? "-", e.state.uppercased(), e.checked, duration(now - e.since) + " ago", last, ov])
+                rows.append([e.name, e.datacenter ?? "-", e.state.uppercased(), e.checked, DurationText.format(now - e.since, style: .compact) + " ago", last, ov])
             }
             out += table(rows)
         }
@@ -38,7 +39,7 @@ public enum StatusTable {
             out.append("")
             out.append("overrides:")
             for o in r.overrides {
-                let exp = o.expiresAt.map { "expires in \(duration($0 - now))" } ?? "until cleared"
+                let exp = o.expiresAt.map { "expires in \(DurationText.format($0 - now, style: .compact))" } ?? "until cleared"
                 out.append("  \(o.target) \(o.state), \(exp), reason \"\(o.reason)\" (\(o.endpoints.joined(separator: ", ")))")
             }
         }
@@ -46,8 +47,8 @@ public enum StatusTable {
             out.append("")
             var rows = [["NAME", "TTL", "FAILOVER", "RTO", ""]]
             for n in r.names {
-                rows.append([n.name, "\(n.ttl)", n.failoverDown.map { duration($0) } ?? "unchecked",
-                             n.rto.map { duration($0) } ?? "-", n.rtoExceeded ? "RTO EXCEEDED" : ""])
+                rows.append([n.name, "\(n.ttl)", n.failoverDown.map { DurationText.format($0, style: .compact) } ?? "unchecked",
+                             n.rto.map { DurationText.format($0, style: .compact) } ?? "-", n.rtoExceeded ? "RTO EXCEEDED" : ""])
             }
             out += table(rows)
         }
@@ -62,14 +63,5 @@ public enum StatusTable {
             r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }
-    }
-
-    static func duration(_ s: Double) -> String {
-        // Clamped before the conversion: a NaN or a huge value must not trap.
-        let v = Int(min(max(0, s.isNaN ? 0 : s), 1e12).rounded())
-        if v < 120 { return "\(v)s" }
-        if v < 7200 { return "\(v / 60)m\(v % 60 == 0 ? "" : "\(v % 60)s")" }
-        if v < 172_800 { return "\(v / 3600)h\(v % 3600 / 60 == 0 ? "" : "\(v % 3600 / 60)m")" }
-        return "\(v / 86400)d"
     }
 }

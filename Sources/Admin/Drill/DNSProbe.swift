@@ -1,3 +1,4 @@
+import Config
 import DNSWire
 import Foundation
 import Glibc
@@ -90,7 +91,7 @@ public struct DNSProbe: Sendable {
             guard let m = try? Message(decoding: Array(buf[0..<n])), m.id == id, m.has(HeaderFlags.qr) else { continue }
             return .success(m)
         }
-        return .failure(DrillError(.failed, "no reply from \(server) within \(secondsText(timeout))"))
+        return .failure(DrillError(.failed, "no reply from \(server) within \(DurationText.format(timeout))"))
     }
 }
 

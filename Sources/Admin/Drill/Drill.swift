@@ -167,7 +167,7 @@ public enum Drill {
 
         // 3. Force it down and poll until every affected answer left it.
         let t0 = monotonicSeconds()
-        progress("forcing \(target) down (override expires by itself in \(secondsText(o.overrideExpiry)))")
+        progress("forcing \(target) down (override expires by itself in \(DurationText.format(o.overrideExpiry)))")
         do {
             try o.control.setOverride(target: target, state: "down", reason: "drill", expiresIn: o.overrideExpiry)
             report.forced = true
@@ -184,7 +184,7 @@ public enum Drill {
                 report.pairs[i].after = probe.observe(name: p.name, types: plan.names.first { $0.owner == p.name }?.types ?? [.a], vantage: p.vantage.prefix)
             }
             if let hold = o.holdFor, !interrupt.fired {
-                progress("holding \(o.datacenter) down until \(secondsText(hold)) after forcing")
+                progress("holding \(o.datacenter) down until \(DurationText.format(hold)) after forcing")
                 while monotonicSeconds() - t0 < hold && !interrupt.fired { Thread.sleep(forTimeInterval: min(0.1, o.poll)) }
             }
         }
@@ -198,7 +198,7 @@ public enum Drill {
             report.returned = report.pairs.allSatisfy { !$0.affected || $0.returnedIn != nil }
             if !report.returned {
                 let missing = report.pairs.filter { $0.affected && $0.returnedIn == nil }.map { "\($0.name) from \($0.vantage)" }
-                report.errors.append("after the restore these answers did not point into \(o.datacenter) again within \(secondsText(o.timeout)): \(missing.joined(separator: ", "))")
+                report.errors.append("after the restore these answers did not point into \(o.datacenter) again within \(DurationText.format(o.timeout)): \(missing.joined(separator: ", "))")
             }
         }
         if interrupt.fired { report.interrupted = true }
@@ -223,12 +223,12 @@ public enum Drill {
                 if untilInside {
                     if inside {
                         report.pairs[i].returnedIn = elapsed
-                        progress("\(p.name) from \(p.vantage): back in \(plan.datacenter) after \(secondsText(elapsed))")
+                        progress("\(p.name) from \(p.vantage): back in \(plan.datacenter) after \(DurationText.format(elapsed))")
                     } else { pending += 1 }
                 } else if hasAnswer && !inside {
                     report.pairs[i].movedIn = elapsed
                     report.pairs[i].after = ob
-                    progress("\(p.name) from \(p.vantage): moved to \(plan.places(addresses: ob.addresses, cnames: ob.cnames).joined(separator: "+")) after \(secondsText(elapsed))")
+                    progress("\(p.name) from \(p.vantage): moved to \(plan.places(addresses: ob.addresses, cnames: ob.cnames).joined(separator: "+")) after \(DurationText.format(elapsed))")
                 } else {
                     report.pairs[i].after = ob
                     pending += 1
@@ -256,7 +256,7 @@ public enum Drill {
                 return
             } catch { last = error.message }
         }
-        report.errors.append("RESTORE FAILED: \(last). Clear it by hand: curl -X DELETE '\(control.url)/override?target=\(target)' (it expires by itself \(secondsText(report.overrideExpiry)) after the drill began)")
+        report.errors.append("RESTORE FAILED: \(last). Clear it by hand: curl -X DELETE '\(control.url)/override?target=\(target)' (it expires by itself \(DurationText.format(report.overrideExpiry)) after the drill began)")
     }
 
     // MARK: Output
@@ -280,11 +280,11 @@ public enum Drill {
             rows.append([p.name.description, p.vantage.description,
                          place(p.before, plan: r.plan),
                          place(p.after, plan: r.plan),
-                         p.movedIn.map(secondsText) ?? (p.affected ? "never" : "-"),
+                         p.movedIn.map { DurationText.format($0) } ?? (p.affected ? "never" : "-"),
                          "\(p.ttl)s",
-                         p.worstCase.map(secondsText) ?? "-",
-                         p.rto.map(secondsText) ?? "-",
-                         p.returnedIn.map(secondsText) ?? (p.affected && r.restored ? "never" : "-"),
+                         p.worstCase.map { DurationText.format($0) } ?? "-",
+                         p.rto.map { DurationText.format($0) } ?? "-",
+                         p.returnedIn.map { DurationText.format($0) } ?? (p.affected && r.restored ? "never" : "-"),
                          p.verdict.rawValue])
         }
         var widths = Array(repeating: 0, count: rows[0].count)
@@ -302,10 +302,10 @@ public enum Drill {
 
         """
         for b in r.budgets {
-            let rto = b.rto.map { " (rto \(secondsText($0)))" } ?? ""
+            let rto = b.rto.map { " (rto \(DurationText.format($0)))" } ?? ""
             if let budget = b.budget {
                 let verdict = b.rto.flatMap { budget.exceeds(rto: $0) }.map { ": \($0)" } ?? ""
-                out += "without an override, \(b.name) leaves \(r.datacenter) by health checks in at most \(secondsText(budget.down))\(rto)\(verdict)\n"
+                out += "without an override, \(b.name) leaves \(r.datacenter) by health checks in at most \(DurationText.format(budget.down))\(rto)\(verdict)\n"
             } else {
                 out += "\(b.name): its \(r.datacenter) endpoints have no health check; only an override takes them out\(rto)\n"
             }

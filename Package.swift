@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Zones", "TestSupport"]),
-        .testTarget(name: "AdminTests", dependencies: ["Admin", "Server", "Config", "Routing", "DNSWire"]),
+        .testTarget(name: "AdminTests", dependencies: ["Admin", "Server", "Config", "Routing", "Health", "DNSWire"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire", "Yams"], exclude: ["Fixtures"]),
     ]
 )

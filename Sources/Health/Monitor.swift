@@ -829,25 +829,6 @@ struct DueHeap {
 
 // MARK: - Parsing for the CLI and the control API
 
-extension OverrideTarget {
-    /// Parses `endpoint:3` (or `ep:3`) and `datacenter:ams` (or `dc:ams`).
-    ///
-    ///     OverrideTarget(parsing: "dc:ams")   // .datacenter("ams")
-    public init?(parsing text: String) {
-        guard let colon = text.firstIndex(of: ":") else { return nil }
-        let kind = text[..<colon].lowercased()
-        let value = String(text[text.index(after: colon)...])
-        guard !value.isEmpty else { return nil }
-        switch kind {
-        case "endpoint", "ep":
-            guard let i = Int(value), i >= 0 else { return nil }
-            self = .endpoint(i)
-        case "datacenter", "dc": self = .datacenter(value)
-        default: return nil
-        }
-    }
-}
-
 /// Parses an operator's state: `up`, `down`, `degraded` (factor 0.5), `degraded:0.3`, or a
 /// bare weight in 0...1 (0 is down, 1 is up).
 ///

@@ -311,7 +311,7 @@ public enum Runtime {
         }
         for o in monitor.overrides() {
             let expiry = o.expiresAt.map { " expires \(Date(timeIntervalSince1970: $0))" } ?? " until cleared"
-            log.info("override: \(ControlTargets.describe(o.target, model: model)) \(stateText(o.state)) reason \(logQuoted(o.reason))\(expiry)")
+            log.info("override: \(o.target.name(in: model)) \(stateText(o.state)) reason \(logQuoted(o.reason))\(expiry)")
         }
     }
 }

@@ -270,7 +270,7 @@ struct Override: ParsableCommand {
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set an override: TARGET is endpoint:NAME or dc:NAME; STATE is up, down or degraded:FACTOR.")
         @OptionGroup var options: ControlOptions
-        @Argument(help: "endpoint:NAME or dc:NAME") var target: String
+        @Argument(help: "endpoint:NAME or dc:NAME") var target: OverrideTargetName
         @Argument(help: "up, down, degraded or degraded:FACTOR") var state: String
         @Option(name: .long, help: "Why (shown in status and logs).") var reason: String
         @Option(name: .long, help: ArgumentHelp("Lapse after this long, e.g. 90s, 10m, 2h, at most 365d (default: until cleared).", valueName: "DURATION"))
@@ -294,7 +294,7 @@ struct Override: ParsableCommand {
     struct Clear: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove an override; the checks decide again.")
         @OptionGroup var options: ControlOptions
-        @Argument(help: "endpoint:NAME or dc:NAME") var target: String
+        @Argument(help: "endpoint:NAME or dc:NAME") var target: OverrideTargetName
 
         func run() throws {
             throw ExitCode(Commands.overrideClear(options.endpoint, target: target))
@@ -323,6 +323,10 @@ extension DurationText: ExpressibleByArgument {
     func check(_ option: String, _ range: ClosedRange<Double>, _ expected: String) throws {
         guard range.contains(seconds) else { throw ValidationError("\(option) \(text): expected \(expected)") }
     }
+}
+
+extension OverrideTargetName: ExpressibleByArgument {
+    public init?(argument: String) { self.init(parsing: argument) }
 }
 
 extension IPPrefix: ExpressibleByArgument {

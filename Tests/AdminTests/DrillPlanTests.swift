@@ -2,6 +2,7 @@ import Config
 import Routing
 import DNSWire
 import Foundation
+import Health
 @testable import Admin
 import Server
 import Testing
@@ -116,9 +117,20 @@ struct DrillPlanTests {
         #expect(p.passed == (c.verdict != .exceeded && c.verdict != .neverMoved))
     }
 
-    @Test func overrideTargetsAreNormalised() {
-        #expect(["dc:ams", "datacenter iad", "datacenter:sto", "ep:ams-1", "endpoint:ams-2"].map(DrillControl.normalizeTarget)
-                == ["dc:ams", "dc:iad", "dc:sto", "endpoint:ams-1", "endpoint:ams-2"])
+    /// Override target names resolve against the config: endpoints to their index, and
+    /// every error quotes the text and lists what is known.
+    @Test(arguments: [
+        ("dc:ams", Result<OverrideTarget, OverrideTargetError>.success(.datacenter("ams"))),
+        ("endpoint:iad-1", .success(.endpoint(2))), ("ep:ams-1", .success(.endpoint(0))),
+        ("dc:sfo", .failure(.init("target \"dc:sfo\": no datacenter named \"sfo\" (known: ams, iad)"))),
+        ("endpoint:nope", .failure(.init("target \"endpoint:nope\": no endpoint named \"nope\" (known: ams-1, ams-2, iad-1, edge)"))),
+        ("ams", .failure(.init("target \"ams\": expected endpoint:NAME or dc:NAME"))),
+    ])
+    func overrideTargetsResolve(_ text: String, _ want: Result<OverrideTarget, OverrideTargetError>) throws {
+        let m = try Self.model()
+        let got = Result { () throws(OverrideTargetError) in try OverrideTargetName.resolve(text, in: m) }
+        #expect(got == want)
+        if case .success(let t) = got { #expect(t.name(in: m) == OverrideTargetName(parsing: text)) }
     }
 
     /// The runbook's checks come from the server's own router: before with every endpoint

@@ -2,6 +2,7 @@ import Config
 import DNSWire
 import Foundation
 import Glibc
+import Health
 import Server
 
 /// A minimal HTTP/1.1 client for the control API (one request per connection, IP literals
@@ -10,8 +11,9 @@ import Server
 ///
 ///     let c = try ControlClient(url: "http://127.0.0.1:8053", token: nil)
 ///     let report = try c.status()
-///     let o = try c.setOverride(target: "dc:ams", state: "down", reason: "drill", expiresIn: 600)
-///     _ = try c.clearOverride(target: "dc:ams")
+///     let ams = OverrideTargetName(kind: .datacenter, name: "ams")
+///     let o = try c.setOverride(target: ams, state: "down", reason: "drill", expiresIn: 600)
+///     _ = try c.clearOverride(target: ams)
 public struct ControlClient: Sendable {
     public let address: ListenAddress
     public let token: String?
@@ -113,9 +115,9 @@ public struct ControlClient: Sendable {
         }
     }
 
-    /// `POST /override`; `target` is `endpoint:NAME` or `dc:NAME`, `state` up/down/degraded:F.
-    public func setOverride(target: String, state: String, reason: String, expiresIn: Double? = nil) throws(ControlConfigError) -> OverrideView {
-        var obj: [String: Any] = ["target": target, "state": state, "reason": reason]
+    /// `POST /override`; `state` is up, down or degraded:F.
+    public func setOverride(target: OverrideTargetName, state: String, reason: String, expiresIn: Double? = nil) throws(ControlConfigError) -> OverrideView {
+        var obj: [String: Any] = ["target": target.description, "state": state, "reason": reason]
         if let e = expiresIn { obj["expires_in"] = e }
         let body = (try? JSONSerialization.data(withJSONObject: obj)).map { Array($0) } ?? []
         let reply = try expectOK("POST", "/override", body: body)
@@ -125,8 +127,9 @@ public struct ControlClient: Sendable {
     }
 
     /// `DELETE /override?target=`; false when there was no such override (404).
-    public func clearOverride(target: String) throws(ControlConfigError) -> Bool {
-        let q = target.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? target
+    public func clearOverride(target: OverrideTargetName) throws(ControlConfigError) -> Bool {
+        let text = target.description
+        let q = text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? text
         let (status, reply) = try request("DELETE", "/override?target=\(q)")
         if status == 404 { return false }
         guard status == 200 else {

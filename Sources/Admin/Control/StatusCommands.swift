@@ -58,7 +58,7 @@ extension Commands {
 
     /// `meridian override set`: `reason` and `expiresIn` already meet `OverrideRules` (the CLI
     /// checks them before anything is sent; the server checks them again).
-    public static func overrideSet(_ endpoint: ControlEndpoint, target: String, state: String, reason: String,
+    public static func overrideSet(_ endpoint: ControlEndpoint, target: OverrideTargetName, state: String, reason: String,
                                    expiresIn: Double?) -> Int32 {
         overrideCommand { () throws(ControlConfigError) -> Int32 in
             let o = try endpoint.client().setOverride(target: target, state: state, reason: reason, expiresIn: expiresIn)
@@ -68,7 +68,7 @@ extension Commands {
     }
 
     /// `meridian override clear`: 1 when there was no such override.
-    public static func overrideClear(_ endpoint: ControlEndpoint, target: String) -> Int32 {
+    public static func overrideClear(_ endpoint: ControlEndpoint, target: OverrideTargetName) -> Int32 {
         overrideCommand { () throws(ControlConfigError) -> Int32 in
             if try endpoint.client().clearOverride(target: target) {
                 print("override \(target) cleared")

@@ -130,7 +130,7 @@ public enum Drill {
         }
         report.plan = plan
         report.budgets = plan.names.map { ($0.owner, $0.budget, $0.rto) }
-        let target = "dc:\(o.datacenter)"
+        let target = OverrideTargetName(kind: .datacenter, name: o.datacenter)
         let probe = DNSProbe(server: o.server, timeout: min(1, max(0.2, o.timeout)))
 
         // 1. Nothing may already hold the datacenter: the drill would overwrite and then delete it.
@@ -244,7 +244,7 @@ public enum Drill {
 
     /// DELETE the override, retried three times a second apart; a 404 means it is gone
     /// already (expired), which is also restored.
-    static func restore(_ report: inout DrillReport, target: String, control: DrillControl, progress: (String) -> Void) {
+    static func restore(_ report: inout DrillReport, target: OverrideTargetName, control: DrillControl, progress: (String) -> Void) {
         guard report.forced else { return }
         progress("restoring \(target)")
         var last = ""

@@ -45,8 +45,8 @@ let package = Package(
         .target(name: "Diagnostics"),
         .target(name: "Zones", dependencies: ["DNSWire", "Diagnostics"], swiftSettings: queryPath),
         .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Yams"]),
-        .target(name: "Routing", dependencies: ["Config", "Diagnostics", "CMaxMindDB"], swiftSettings: queryPath),
-        .target(name: "Health", dependencies: ["Config", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Routing", dependencies: ["Config", "Diagnostics", "Platform", "CMaxMindDB"], swiftSettings: queryPath),
+        .target(name: "Health", dependencies: ["Config", "DNSWire", "Platform", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing"], swiftSettings: queryPath),
         .target(name: "Server", dependencies: [
             "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "CShim", "Platform",
@@ -61,13 +61,14 @@ let package = Package(
         .executableTarget(name: "HealthLoopBench", dependencies: [
             "Health", "Config", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/health-loop", exclude: ["README.md"]),
-        .target(name: "TestSupport", dependencies: ["DNSWire"]),
+        .target(name: "TestSupport", dependencies: ["DNSWire", "Platform"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport", "COpenSSL"]),
         .testTarget(name: "ZonesTests", dependencies: ["Zones", "Diagnostics", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Diagnostics", "TestSupport", "Yams"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Zones", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Zones", "Platform", "TestSupport"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Server", "Config", "Routing", "Health", "DNSWire"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire", "Yams"], exclude: ["Fixtures"]),
     ]

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Platform
 
 /// A raw DNS client over UDP and TCP for packets `dig` cannot send (two questions, two
 /// OPT records, compression loops, responses sent as queries). Every call is bounded by

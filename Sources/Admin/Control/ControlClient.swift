@@ -2,6 +2,7 @@ import Config
 import DNSWire
 import Foundation
 import Glibc
+import Platform
 import Health
 import Server
 
@@ -45,21 +46,7 @@ public struct ControlClient: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         // On Linux SO_SNDTIMEO also bounds connect().
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let bytes = address.address.bytes
-        var r: Int32
-        if v6 {
-            var sa = sockaddr_in6()
-            sa.sin6_family = sa_family_t(AF_INET6)
-            sa.sin6_port = address.port.bigEndian
-            withUnsafeMutableBytes(of: &sa.sin6_addr) { for i in 0..<16 { $0[i] = bytes[i] } }
-            r = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        } else {
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = address.port.bigEndian
-            withUnsafeMutableBytes(of: &sa.sin_addr) { for i in 0..<4 { $0[i] = bytes[i] } }
-            r = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        }
+        let r = address.socketAddress.withSockaddr { connect(fd, $0, $1) }
         if r != 0 {
             throw ControlConfigError(message: "\(where_): connect: \(String(cString: strerror(errno))) (is `meridian serve` running with server.control or --control set?)")
         }

@@ -315,25 +315,6 @@ final class DNSChecker: Checker {
 
     static func rcode(named s: String) -> UInt16? { dnsCheckRcode(named: s) }
 
-    func buildQuery(id: UInt16) -> [UInt8]? {
-        var out = [UInt8](repeating: 0, count: 512)
-        let w = MessageWriter()
-        let n: Int? = out.withUnsafeMutableBytes { buf in
-            w.reset(buffer: buf, limit: buf.count)
-            do throws(DNSWireError) {
-                try w.writeU16(id)
-                try w.writeU16(0) // a plain query: no RD, since an authoritative server is the target
-                try w.writeU16(1); try w.writeU16(0); try w.writeU16(0); try w.writeU16(0)
-                try w.writeName(name, compress: false)
-                try w.writeU16(type.rawValue)
-                try w.writeU16(RRClass.in.rawValue)
-                return w.position
-            } catch { return nil }
-        }
-        guard let n else { return nil }
-        return Array(out[0..<n])
-    }
-
     func run(start: Double, deadline: Double) -> CheckResult {
         let addr: SocketAddress
         switch resolveAddress(host: server, port: port, datagram: true) {
@@ -349,7 +330,8 @@ final class DNSChecker: Checker {
             return CheckFailure(phase: "query", "connect \(hostPort(server, port)): \(errnoText(errno))").result(start: start)
         }
         let id = UInt16.random(in: 0...UInt16.max)
-        guard let q = buildQuery(id: id) else { return CheckFailure(phase: "query", "query does not fit").result(start: start) }
+        // A plain query: no RD, since an authoritative server is the target.
+        let q = QueryBuilder.query(id: id, name: name, type: type)
         guard q.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == q.count else {
             return CheckFailure(phase: "query", "send: \(errnoText(errno))").result(start: start)
         }

@@ -2,6 +2,7 @@
 import PackageDescription
 
 // Module layout (see docs/architecture.md): each module imports only the ones above it.
+//   Platform -> socket addresses and the monotonic clock (standard library + Glibc only)
 //   DNSWire  -> wire codec, no I/O
 //   Diagnostics -> source locations and load errors (file:line:column) for every loader
 //   Zones    -> master files, zone tree, authoritative lookup
@@ -9,8 +10,9 @@ import PackageDescription
 //   Routing  -> client identification, geo, policy tree
 //   Health   -> checkers and the health loop
 //   Answering -> one pipeline per query: lookup, route, encode; the result RRL and metrics read
-//   Server   -> sockets, workers, snapshots, signals, control API
-//   meridian -> thin CLI
+//   Server   -> sockets, workers, snapshots, signals, reload, the control HTTP server; Runtime.load/serve
+//   Admin    -> the library behind the CLI: check, explain, status, override, drill, runbook, control client
+//   meridian -> argument parsing only (swift-argument-parser); every command body is in Admin or Server
 // Fuzz targets (Tests/Fuzz/README.md) are declared only when MERIDIAN_FUZZ=1, so the normal
 // `swift build` / `swift test` and CI never need `-sanitize=fuzzer`.
 let fuzzing = Context.environment["MERIDIAN_FUZZ"] == "1"
@@ -38,19 +40,21 @@ let package = Package(
         .target(name: "CEarlySignals"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CMaxMindDB", providers: [.apt(["libmaxminddb-dev"])]),
+        .target(name: "Platform"),
         .target(name: "DNSWire", swiftSettings: queryPath),
         .target(name: "Diagnostics"),
         .target(name: "Zones", dependencies: ["DNSWire", "Diagnostics"], swiftSettings: queryPath),
         .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Yams"]),
-        .target(name: "Routing", dependencies: ["Config", "Diagnostics", "CMaxMindDB", "CShim"], swiftSettings: queryPath),
-        .target(name: "Health", dependencies: ["Config", "Diagnostics", "DNSWire", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Routing", dependencies: ["Config", "Diagnostics", "Platform", "CMaxMindDB", "CShim"], swiftSettings: queryPath),
+        .target(name: "Health", dependencies: ["Config", "Diagnostics", "DNSWire", "Platform", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing"], swiftSettings: queryPath),
         .target(name: "Server", dependencies: [
-            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "CShim",
+            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "CShim", "Platform",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: queryPath),
+        .target(name: "Admin", dependencies: ["Server", "Config", "Routing", "Health", "DNSWire", "Platform"]),
         .executableTarget(name: "meridian", dependencies: [
-            "Server", "CEarlySignals",
+            "Admin", "Server", "Config", "Health", "DNSWire", "CEarlySignals",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -59,13 +63,15 @@ let package = Package(
         ], path: "Benchmarks/health-loop", exclude: ["README.md"]),
         .executableTarget(name: "RoutingBench", dependencies: ["Routing", "Config", "DNSWire"], path: "Benchmarks/routing",
                           exclude: ["README.md"]),
-        .target(name: "TestSupport", dependencies: ["DNSWire"]),
+        .target(name: "TestSupport", dependencies: ["DNSWire", "Platform"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport", "COpenSSL"]),
         .testTarget(name: "ZonesTests", dependencies: ["Zones", "Diagnostics", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Diagnostics", "TestSupport", "Yams"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Health", "Zones", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Health", "Zones", "Platform", "TestSupport"]),
+        .testTarget(name: "AdminTests", dependencies: ["Admin", "Server", "Config", "Routing", "Health", "DNSWire"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "DNSWire", "Yams"], exclude: ["Fixtures"]),
     ]
 )

@@ -110,24 +110,11 @@ final class YAMLReader {
 
     /// `500ms`, `30s`, `5m`, `2h`, `1d`, or a bare number of seconds.
     func duration(_ node: Node, _ what: String) -> Double? {
-        guard case .scalar(let s) = node, let v = YAMLReader.parseDuration(s.string) else {
+        guard case .scalar(let s) = node, let v = DurationText.parse(s.string) else {
             error(node, "\(what): bad duration \(describe(node)) (use e.g. 500ms, 30s, 5m, 1h)")
             return nil
         }
         return v
-    }
-
-    static func parseDuration(_ text: String) -> Double? {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        var t = Substring(text.trimmingSpaces())
-        var mult = 1.0
-        for (u, m) in units where t.hasSuffix(u) {
-            let head = t.dropLast(u.count)
-            if u == "s" && head.hasSuffix("m") { continue }
-            t = head; mult = m; break
-        }
-        guard !t.isEmpty, t.allSatisfy({ $0.isNumber || $0 == "." }), let v = Double(t), v.isFinite, v >= 0 else { return nil }
-        return v * mult
     }
 }
 
@@ -165,11 +152,4 @@ func editDistance(_ a: String, _ b: String) -> Int {
         swap(&prev, &cur)
     }
     return prev[y.count]
-}
-
-/// Duration text as the config accepts it (`500ms`, `30s`, `5m`, `2h`, `1d`, bare seconds).
-///
-///     YAMLDuration.parse("5m")   // 300
-public enum YAMLDuration {
-    public static func parse(_ text: String) -> Double? { YAMLReader.parseDuration(text) }
 }

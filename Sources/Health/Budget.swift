@@ -39,9 +39,9 @@ public struct FailoverBudget: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         func show(_ total: Double, _ parts: [Part]) -> String {
-            let terms = parts.map { "\($0.name) \(fmt($0.seconds))\($0.detail.isEmpty ? "" : " (\($0.detail))")" }
+            let terms = parts.map { "\($0.name) \(DurationText.format($0.seconds))\($0.detail.isEmpty ? "" : " (\($0.detail))")" }
             let dom = FailoverBudget.dominating(parts).map(\.name).joined(separator: ", ")
-            return "\(fmt(total)) = \(terms.joined(separator: " + ")); dominated by \(dom)"
+            return "\(DurationText.format(total)) = \(terms.joined(separator: " + ")); dominated by \(dom)"
         }
         return "down \(show(down, downParts)); up \(show(up, upParts))"
     }
@@ -50,14 +50,9 @@ public struct FailoverBudget: Sendable, Equatable, CustomStringConvertible {
     /// dominate it.
     public func exceeds(rto: Double) -> String? {
         guard down > rto else { return nil }
-        let dom = FailoverBudget.dominating(downParts).map { "\($0.name) \(fmt($0.seconds))" }.joined(separator: ", ")
-        return "failover time \(fmt(down)) exceeds rto \(fmt(rto)); dominated by \(dom)"
+        let dom = FailoverBudget.dominating(downParts).map { "\($0.name) \(DurationText.format($0.seconds))" }.joined(separator: ", ")
+        return "failover time \(DurationText.format(down)) exceeds rto \(DurationText.format(rto)); dominated by \(dom)"
     }
-}
-
-func fmt(_ s: Double) -> String {
-    if s == s.rounded() && abs(s) < 1e15 { return "\(Int(s))s" }
-    return seconds(s)
 }
 
 /// The failover budget of an endpoint whose check is `check` and whose record has `ttl`.
@@ -91,9 +86,9 @@ private func budget(_ c: CheckSpec, ttl: UInt32, checks: [String: CheckSpec], de
         let i = FailoverBudget.Part(name: "interval", seconds: c.interval, detail: "file re-read")
         return FailoverBudget(down: c.interval + Double(ttl), up: c.interval + Double(ttl), downParts: [i, ttlPart], upParts: [i, ttlPart])
     default:
-        let fall = FailoverBudget.Part(name: "interval x fall", seconds: c.interval * Double(c.fall), detail: "\(fmt(c.interval)) x \(c.fall)")
+        let fall = FailoverBudget.Part(name: "interval x fall", seconds: c.interval * Double(c.fall), detail: "\(DurationText.format(c.interval)) x \(c.fall)")
         let timeout = FailoverBudget.Part(name: "timeout", seconds: c.timeout, detail: "")
-        let rise = FailoverBudget.Part(name: "interval x rise", seconds: c.interval * Double(c.rise), detail: "\(fmt(c.interval)) x \(c.rise)")
+        let rise = FailoverBudget.Part(name: "interval x rise", seconds: c.interval * Double(c.rise), detail: "\(DurationText.format(c.interval)) x \(c.rise)")
         return FailoverBudget(
             down: fall.seconds + timeout.seconds + Double(ttl), up: rise.seconds + Double(ttl),
             downParts: [fall, timeout, ttlPart], upParts: [rise, ttlPart])

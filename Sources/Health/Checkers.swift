@@ -2,6 +2,7 @@ import Config
 import DNSWire
 import Glibc
 import Diagnostics
+import Platform
 
 /// An error in the health setup (a bad check reference, an unreadable CA file, a thread
 /// that could not start). Input problems are values, never traps.
@@ -41,7 +42,7 @@ protocol Checker: AnyObject, Sendable {
 
 extension CheckFailure {
     func result(start: Double) -> CheckResult {
-        CheckResult(ok: false, reason: message, latency: monotonicNow() - start)
+        CheckResult(ok: false, reason: message, latency: monotonicSeconds() - start)
     }
 }
 
@@ -63,7 +64,7 @@ final class TCPChecker: Checker {
         case .failure(let f): return f.result(start: start)
         case .success(let fd):
             close(fd)
-            return CheckResult(ok: true, reason: "connected to \(hostPort(host, port))", latency: monotonicNow() - start)
+            return CheckResult(ok: true, reason: "connected to \(hostPort(host, port))", latency: monotonicSeconds() - start)
         }
     }
 }
@@ -90,7 +91,7 @@ final class PlainStream: ByteStream {
             if n < 0 && (errno == EAGAIN || errno == EINTR) {
                 switch waitFor(fd, events: Int16(POLLOUT), deadline: deadline) {
                 case .ready: continue
-                case .timeout: return .timeout("send", after: monotonicNow() - start)
+                case .timeout: return .timeout("send", after: monotonicSeconds() - start)
                 case .failed(let e): return CheckFailure(phase: "send", "poll: \(errnoText(e))")
                 }
             }
@@ -106,7 +107,7 @@ final class PlainStream: ByteStream {
             if errno == EAGAIN || errno == EINTR {
                 switch waitFor(fd, events: Int16(POLLIN), deadline: deadline) {
                 case .ready: continue
-                case .timeout: return .failure(.timeout("response", after: monotonicNow() - start))
+                case .timeout: return .failure(.timeout("response", after: monotonicSeconds() - start))
                 case .failed(let e): return .failure(CheckFailure(phase: "response", "poll: \(errnoText(e))"))
                 }
             }
@@ -175,7 +176,7 @@ final class HTTPChecker: Checker {
         switch readResponse(stream, deadline: deadline, start: start) {
         case .failure(let f): return f.result(start: start)
         case .success(let (status, body)):
-            let latency = monotonicNow() - start
+            let latency = monotonicSeconds() - start
             guard spec.expectStatus.contains(status) else {
                 let want = spec.expectStatus.map(String.init).joined(separator: ",")
                 return CheckResult(ok: false, reason: "HTTP \(status), expected \(want)", latency: latency)
@@ -315,25 +316,6 @@ final class DNSChecker: Checker {
 
     static func rcode(named s: String) -> UInt16? { dnsCheckRcode(named: s) }
 
-    func buildQuery(id: UInt16) -> [UInt8]? {
-        var out = [UInt8](repeating: 0, count: 512)
-        let w = MessageWriter()
-        let n: Int? = out.withUnsafeMutableBytes { buf in
-            w.reset(buffer: buf, limit: buf.count)
-            do throws(DNSWireError) {
-                try w.writeU16(id)
-                try w.writeU16(0) // a plain query: no RD, since an authoritative server is the target
-                try w.writeU16(1); try w.writeU16(0); try w.writeU16(0); try w.writeU16(0)
-                try w.writeName(name, compress: false)
-                try w.writeU16(type.rawValue)
-                try w.writeU16(RRClass.in.rawValue)
-                return w.position
-            } catch { return nil }
-        }
-        guard let n else { return nil }
-        return Array(out[0..<n])
-    }
-
     func run(start: Double, deadline: Double) -> CheckResult {
         let addr: SocketAddress
         switch resolveAddress(host: server, port: port, datagram: true) {
@@ -349,7 +331,8 @@ final class DNSChecker: Checker {
             return CheckFailure(phase: "query", "connect \(hostPort(server, port)): \(errnoText(errno))").result(start: start)
         }
         let id = UInt16.random(in: 0...UInt16.max)
-        guard let q = buildQuery(id: id) else { return CheckFailure(phase: "query", "query does not fit").result(start: start) }
+        // A plain query: no RD, since an authoritative server is the target.
+        let q = QueryBuilder.query(id: id, name: name, type: type)
         guard q.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == q.count else {
             return CheckFailure(phase: "query", "send: \(errnoText(errno))").result(start: start)
         }
@@ -357,7 +340,7 @@ final class DNSChecker: Checker {
         // Bounded: each pass consumes one datagram or returns; the deadline ends the wait.
         while true {
             switch waitFor(fd, events: Int16(POLLIN), deadline: deadline) {
-            case .timeout: return CheckFailure.timeout("dns response", after: monotonicNow() - start).result(start: start)
+            case .timeout: return CheckFailure.timeout("dns response", after: monotonicSeconds() - start).result(start: start)
             case .failed(let e): return CheckFailure(phase: "query", "poll: \(errnoText(e))").result(start: start)
             case .ready: break
             }
@@ -380,7 +363,7 @@ final class DNSChecker: Checker {
             let qEnd = try Wire.readName(msg, at: 12)
             let matches = name.wire.withUnsafeBytes { Wire.nameEquals(msg, at: 12, lowercaseWire: $0) }
             guard matches, try Wire.getU16(msg, qEnd) == type.rawValue else { return nil }
-            let latency = monotonicNow() - start
+            let latency = monotonicSeconds() - start
             let rcode = flags & 0xF
             let rcName = RCode(rawValue: rcode).description
             guard rcode == expectRcode else {
@@ -419,7 +402,7 @@ final class DNSChecker: Checker {
             let got = seen.isEmpty ? "\(ancount) answers" : seen.joined(separator: ",")
             return CheckResult(ok: false, reason: "rcode \(rcName) but no answer \(expectText) (got \(got))", latency: latency)
         } catch {
-            return CheckResult(ok: false, reason: "malformed response: \(error)", latency: monotonicNow() - start)
+            return CheckResult(ok: false, reason: "malformed response: \(error)", latency: monotonicSeconds() - start)
         }
     }
 }
@@ -442,16 +425,16 @@ final class FileChecker: Checker, @unchecked Sendable {
         var st = stat()
         guard stat(path, &st) == 0 else {
             lastStamp = nil
-            return CheckResult(ok: false, reason: "state file \(path): \(errnoText(errno))", latency: monotonicNow() - start)
+            return CheckResult(ok: false, reason: "state file \(path): \(errnoText(errno))", latency: monotonicSeconds() - start)
         }
         let stamp = (st.st_mtim.tv_sec, st.st_mtim.tv_nsec, Int(st.st_size))
         if let l = lastStamp, l == stamp {
-            return CheckResult(ok: cached.ok, reason: cached.reason, latency: monotonicNow() - start, weight: cached.weight)
+            return CheckResult(ok: cached.ok, reason: cached.reason, latency: monotonicSeconds() - start, weight: cached.weight)
         }
         let parsed = FileChecker.parse(readSmallFile(path, limit: 4096))
         cached = parsed
         lastStamp = stamp
-        return CheckResult(ok: parsed.ok, reason: parsed.reason, latency: monotonicNow() - start, weight: parsed.weight)
+        return CheckResult(ok: parsed.ok, reason: parsed.reason, latency: monotonicSeconds() - start, weight: parsed.weight)
     }
 
     static func parse(_ content: String?) -> (ok: Bool, reason: String, weight: Double) {

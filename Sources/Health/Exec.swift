@@ -1,5 +1,7 @@
 import CShim
+import Config
 import Glibc
+import Platform
 
 /// Runs a command with arguments (no shell) through `posix_spawn`; up when it exits 0
 /// within the timeout. The child gets only `ProcessBounds.execEnvironment` and descriptors
@@ -30,7 +32,7 @@ final class ExecChecker: Checker {
     func run(start: Double, deadline: Double) -> CheckResult {
         guard let path = ExecChecker.resolve(command[0]) else {
             return CheckResult(ok: false, reason: "spawn \(command[0]): not found in \(ProcessBounds.execSearchPath.joined(separator: ":"))",
-                               latency: monotonicNow() - start)
+                               latency: monotonicSeconds() - start)
         }
         var fds: [Int32] = [-1, -1]
         guard cshim_pipe_cloexec(&fds) == 0 else {
@@ -41,7 +43,7 @@ final class ExecChecker: Checker {
         close(writeFD)
         guard let pid = spawned.pid else {
             close(readFD)
-            return CheckResult(ok: false, reason: "spawn \(command[0]): \(errnoText(spawned.errno))", latency: monotonicNow() - start)
+            return CheckResult(ok: false, reason: "spawn \(command[0]): \(errnoText(spawned.errno))", latency: monotonicSeconds() - start)
         }
         _ = fcntl(readFD, F_SETFL, fcntl(readFD, F_GETFL) | O_NONBLOCK)
         defer { close(readFD) }
@@ -52,9 +54,9 @@ final class ExecChecker: Checker {
         var status: Int32 = 0
         var exited = false
         // Each pass reads output or waits at most 10 ms for the child; the deadline bounds it.
-        while monotonicNow() < deadline {
+        while monotonicSeconds() < deadline {
             if open {
-                switch waitFor(readFD, events: Int16(POLLIN), deadline: min(deadline, monotonicNow() + 0.01)) {
+                switch waitFor(readFD, events: Int16(POLLIN), deadline: min(deadline, monotonicSeconds() + 0.01)) {
                 case .ready:
                     let n = buf.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
                     if n > 0 {
@@ -72,7 +74,7 @@ final class ExecChecker: Checker {
             // Exited but not reaped: `finish` kills its group while the pid is still taken.
             if cshim_child_exited(pid) != 0 { exited = true; break }
         }
-        let latency = monotonicNow() - start
+        let latency = monotonicSeconds() - start
         status = ExecChildren.finish(pid)
         if exited {
             // Collect what the child wrote just before exiting.
@@ -85,7 +87,7 @@ final class ExecChecker: Checker {
         let text = String(decoding: output, as: UTF8.self)
         let out = text.isEmpty ? nil : text
         guard exited else {
-            return CheckResult(ok: false, reason: "timeout after \(seconds(latency)) running \(command[0]); killed", latency: latency, output: out)
+            return CheckResult(ok: false, reason: "timeout after \(DurationText.format(latency, style: .milliseconds)) running \(command[0]); killed", latency: latency, output: out)
         }
         // The wait status layout (WIFEXITED and friends are macros Swift does not import).
         let signal = status & 0x7F

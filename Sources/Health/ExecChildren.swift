@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import Platform
 import Logging
 
 /// Owns the processes of exec checks: every check runs as the leader of its own process
@@ -89,7 +90,7 @@ public enum ExecChildren {
                 cshim_name_current_thread("exec-reaper")
                 s.lock.lock()
                 while !s.closed {
-                    if !s.kicked { s.wake.wait(until: monotonicNow() + ProcessBounds.orphanSweepInterval) }
+                    if !s.kicked { s.wake.wait(until: monotonicSeconds() + ProcessBounds.orphanSweepInterval) }
                     s.kicked = false
                     _ = sweepLocked()
                 }
@@ -105,13 +106,13 @@ public enum ExecChildren {
     /// On stop: no new check starts, the group of every running check is killed, and orphans
     /// are killed and reaped for at most `ProcessBounds.stopReapWindow` seconds.
     public static func terminateAll() {
-        let deadline = monotonicNow() + ProcessBounds.stopReapWindow
+        let deadline = monotonicSeconds() + ProcessBounds.stopReapWindow
         s.lock.withLock {
             s.closed = true
             for pid in s.running { kill(-pid, SIGKILL) }
             s.wake.broadcast()
         }
-        while monotonicNow() < deadline {
+        while monotonicSeconds() < deadline {
             let left: Int = s.lock.withLock { (s.reaping ? sweepLocked() : 0) + s.running.count }
             if left == 0 { return }
             usleep(10_000)

@@ -1,5 +1,6 @@
 import Config
 import Glibc
+import Platform
 import Logging
 import Synchronization
 
@@ -103,7 +104,7 @@ public struct CheckCarry: Sendable {
     /// A check that restarts (its probe changed) from `state` instead of its `initial`: not
     /// settled, so its first result sets its state directly.
     public static func restart(at state: HealthState) -> CheckCarry {
-        CheckCarry(state: state, settled: false, pending: nil, pendingCount: 0, since: monotonicNow(), sinceWall: wallNow(),
+        CheckCarry(state: state, settled: false, pending: nil, pendingCount: 0, since: monotonicSeconds(), sinceWall: wallNow(),
                    last: nil, lastRunWall: nil, runs: 0, failures: 0)
     }
 }
@@ -189,7 +190,7 @@ public final class HealthMonitor: Sendable {
     ) throws(HealthError) {
         var index: [String: Int] = [:]
         var runtimes: [CheckRuntime] = []
-        let now = monotonicNow(), wall = wallNow()
+        let now = monotonicSeconds(), wall = wallNow()
         for spec in checks {
             guard index[spec.name] == nil else { throw HealthError("check \"\(spec.name)\" is defined twice") }
             guard spec.interval > 0, spec.timeout > 0, spec.rise >= 1, spec.fall >= 1 else {
@@ -292,7 +293,7 @@ public final class HealthMonitor: Sendable {
         guard !st.started else { lock.unlock(); return }
         st.started = true
         st.stopping = false
-        let now = monotonicNow()
+        let now = monotonicSeconds()
         for (i, rt) in st.runtimes.enumerated() where rt.checker != nil {
             rt.due = now + Double.random(in: 0..<1) * min(rt.spec.interval, 1.0)
             st.heap.push(rt.due, i)
@@ -369,9 +370,9 @@ public final class HealthMonitor: Sendable {
     @discardableResult
     public func runInitialRound(timeout: Double) throws(HealthError) -> Bool {
         try start()
-        let deadline = monotonicNow() + timeout
+        let deadline = monotonicSeconds() + timeout
         return lock.withLock {
-            while st.unsettled > 0 && monotonicNow() < deadline && !st.stopping {
+            while st.unsettled > 0 && monotonicSeconds() < deadline && !st.stopping {
                 settleCond.wait(until: deadline)
             }
             return st.unsettled == 0
@@ -381,7 +382,7 @@ public final class HealthMonitor: Sendable {
     private func schedulerLoop() {
         lock.lock()
         while !st.stopping {
-            let now = monotonicNow()
+            let now = monotonicSeconds()
             var dispatched = 0
             while let top = st.heap.peek, top.due <= now {
                 st.heap.pop()
@@ -422,7 +423,7 @@ public final class HealthMonitor: Sendable {
             let job = st.popJob()
             let rt = st.runtimes[job.index]
             lock.unlock()
-            let start = monotonicNow()
+            let start = monotonicSeconds()
             let result = rt.checker!.run(start: start, deadline: start + rt.spec.timeout)
             lock.lock()
             st.recordLateness(start - job.due)
@@ -431,7 +432,7 @@ public final class HealthMonitor: Sendable {
             let wasSettled = rt.settled
             var changed = applyLocked(rt, result)
             if (changed || !wasSettled) && !calcOrder.isEmpty {
-                changed = evaluateCalculatedLocked(now: monotonicNow()) || changed
+                changed = evaluateCalculatedLocked(now: monotonicSeconds()) || changed
             }
             if changed {
                 let snap = publishLocked()
@@ -489,14 +490,14 @@ public final class HealthMonitor: Sendable {
     }
 
     private func transitionLocked(_ rt: CheckRuntime, to new: HealthState, reason: String) {
-        let now = monotonicNow()
+        let now = monotonicSeconds()
         let old = rt.state
         let lasted = now - rt.since
         rt.state = new
         rt.since = now
         rt.sinceWall = wallNow()
         let eps = rt.endpoints.isEmpty ? "no endpoints" : "endpoints " + rt.endpoints.map { endpointNames[$0] ?? String($0) }.joined(separator: ",")
-        logger.notice("health check \"\(rt.spec.name)\" (\(eps)): \(old) -> \(new) after \(seconds(lasted)): \(reason)")
+        logger.notice("health check \"\(rt.spec.name)\" (\(eps)): \(old) -> \(new) after \(DurationText.format(lasted, style: .milliseconds)): \(reason)")
     }
 
     /// Recomputes calculated checks from their members' checked states (members first).
@@ -567,7 +568,7 @@ public final class HealthMonitor: Sendable {
             guard datacenters.contains(d) else { throw HealthError("override: unknown datacenter \"\(d)\"") }
         }
         if let e = expiresIn, !(e > 0 && e.isFinite) { throw HealthError("override: expiry must be a finite number of seconds > 0") }
-        let now = monotonicNow(), wall = wallNow()
+        let now = monotonicSeconds(), wall = wallNow()
         let o = Override(status: OverrideStatus(target: target, state: state, reason: reason, setAt: wall,
                                                 expiresAt: expiresIn.map { wall + $0 }),
                          expires: expiresIn.map { now + $0 })
@@ -576,7 +577,7 @@ public final class HealthMonitor: Sendable {
             case .endpoint(let i): st.endpointOverrides[i] = o
             case .datacenter(let d): st.dcOverrides[d] = o
             }
-            let until = expiresIn.map { " for \(seconds($0))" } ?? ""
+            let until = expiresIn.map { " for \(DurationText.format($0, style: .milliseconds))" } ?? ""
             logger.notice("health override \(target): forced \(state)\(until): \(logQuoted(reason))")
             schedCond.signal() // the scheduler's next wake may now be this expiry
             return publishLocked()
@@ -603,7 +604,7 @@ public final class HealthMonitor: Sendable {
 
     /// Active overrides.
     public func overrides() -> [OverrideStatus] {
-        let snap: HealthSnapshot? = lock.withLock { expireOverridesLocked(now: monotonicNow()) ? publishLocked() : nil }
+        let snap: HealthSnapshot? = lock.withLock { expireOverridesLocked(now: monotonicSeconds()) ? publishLocked() : nil }
         deliver(snap)
         return lock.withLock { st.allOverrides.map(\.status) }
     }
@@ -630,7 +631,7 @@ public final class HealthMonitor: Sendable {
     public func status() -> [CheckStatus] {
         _ = overrides() // expires lapsed overrides first
         return lock.withLock {
-            let now = monotonicNow()
+            let now = monotonicSeconds()
             return st.runtimes.map { rt in
                 let ovs = st.allOverrides.map(\.status).filter { o in
                     switch o.target {
@@ -828,25 +829,6 @@ struct DueHeap {
 }
 
 // MARK: - Parsing for the CLI and the control API
-
-extension OverrideTarget {
-    /// Parses `endpoint:3` (or `ep:3`) and `datacenter:ams` (or `dc:ams`).
-    ///
-    ///     OverrideTarget(parsing: "dc:ams")   // .datacenter("ams")
-    public init?(parsing text: String) {
-        guard let colon = text.firstIndex(of: ":") else { return nil }
-        let kind = text[..<colon].lowercased()
-        let value = String(text[text.index(after: colon)...])
-        guard !value.isEmpty else { return nil }
-        switch kind {
-        case "endpoint", "ep":
-            guard let i = Int(value), i >= 0 else { return nil }
-            self = .endpoint(i)
-        case "datacenter", "dc": self = .datacenter(value)
-        default: return nil
-        }
-    }
-}
 
 /// Parses an operator's state: `up`, `down`, `degraded` (factor 0.5), `degraded:0.3`, or a
 /// bare weight in 0...1 (0 is down, 1 is up).

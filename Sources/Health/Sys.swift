@@ -1,31 +1,16 @@
+import Config
 import Glibc
+import Platform
 
 // Small POSIX helpers for the health loop: clocks, a mutex with condition variables,
 // threads, and sockets with deadlines. Every blocking call here is bounded by a deadline
 // on the monotonic clock, so a dead peer can hold a worker only as long as its timeout.
-
-/// Seconds on the monotonic clock (never jumps with wall-clock changes).
-@inline(__always) func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
 
 /// Seconds since the Unix epoch, for status views only.
 func wallNow() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-/// Seconds rounded to milliseconds, for log lines and reasons (no Foundation formatting).
-/// Never traps: a value beyond ±10^12 s (or not finite) prints as itself.
-func seconds(_ d: Double) -> String {
-    guard d.isFinite, abs(d) < 1e12 else { return "\(d)s" }
-    let ms = Int((d * 1000).rounded())
-    let frac = ms % 1000
-    let pad = frac < 10 ? "00" : (frac < 100 ? "0" : "")
-    return "\(ms / 1000).\(pad)\(frac)s"
 }
 
 func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
@@ -108,19 +93,6 @@ func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) throws(He
     return t
 }
 
-/// A resolved socket address.
-struct SocketAddress {
-    var storage = sockaddr_storage()
-    var length: socklen_t = 0
-    var family: Int32 { Int32(storage.ss_family) }
-
-    func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-        withUnsafePointer(to: storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
-        }
-    }
-}
-
 /// Resolves `host` (an address literal or a name) to its first address. Name lookups block,
 /// which is why checks run on the health pool and never on the DNS workers.
 func resolveAddress(host: String, port: UInt16, datagram: Bool) -> Result<SocketAddress, CheckFailure> {
@@ -134,10 +106,8 @@ func resolveAddress(host: String, port: UInt16, datagram: Bool) -> Result<Socket
         return .failure(CheckFailure(phase: "resolve", "resolve \(host): \(String(cString: gai_strerror(rc)))"))
     }
     defer { freeaddrinfo(res) }
-    var out = SocketAddress()
-    out.length = first.pointee.ai_addrlen
-    withUnsafeMutableBytes(of: &out.storage) { dst in
-        dst.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+    guard let ai = first.pointee.ai_addr, let out = SocketAddress(copying: ai, length: first.pointee.ai_addrlen) else {
+        return .failure(CheckFailure(phase: "resolve", "resolve \(host): no usable address"))
     }
     return .success(out)
 }
@@ -149,7 +119,7 @@ struct CheckFailure: Error, Sendable {
     var message: String
     init(phase: String, _ message: String) { self.phase = phase; self.message = message }
     static func timeout(_ phase: String, after t: Double) -> CheckFailure {
-        CheckFailure(phase: phase, "timeout after \(seconds(t)) during \(phase)")
+        CheckFailure(phase: phase, "timeout after \(DurationText.format(t, style: .milliseconds)) during \(phase)")
     }
 }
 
@@ -158,7 +128,7 @@ enum WaitOutcome { case ready, timeout, failed(Int32) }
 /// Polls one descriptor until `events` are ready or `deadline` passes; retries EINTR.
 func waitFor(_ fd: Int32, events: Int16, deadline: Double) -> WaitOutcome {
     while true {
-        let left = deadline - monotonicNow()
+        let left = deadline - monotonicSeconds()
         if left <= 0 { return .timeout }
         var p = pollfd(fd: fd, events: events, revents: 0)
         let rc = poll(&p, 1, Int32(min(left * 1000, 3_600_000).rounded(.up)))
@@ -184,7 +154,7 @@ func connectTCP(_ addr: SocketAddress, deadline: Double, start: Double, label: S
         switch waitFor(fd, events: Int16(POLLOUT), deadline: deadline) {
         case .timeout:
             close(fd)
-            return .failure(.timeout("connect", after: monotonicNow() - start))
+            return .failure(.timeout("connect", after: monotonicSeconds() - start))
         case .failed(let e):
             close(fd)
             return .failure(CheckFailure(phase: "connect", "poll: \(errnoText(e))"))

@@ -1,5 +1,6 @@
 import COpenSSL
 import Glibc
+import Platform
 
 /// An OpenSSL client context made once per HTTPS check at load time (CA file read then, so
 /// a bad path is a load error, not a flapping check).
@@ -77,7 +78,7 @@ final class TLSClientContext: @unchecked Sendable {
             case .ready: continue
             case .timeout:
                 stream.freeSSLOnly()
-                return .failure(.timeout("tls handshake", after: monotonicNow() - start))
+                return .failure(.timeout("tls handshake", after: monotonicSeconds() - start))
             case .failed(let e):
                 stream.freeSSLOnly()
                 return .failure(CheckFailure(phase: "tls handshake", "poll: \(errnoText(e))"))
@@ -103,7 +104,7 @@ final class TLSStream: ByteStream {
         }
         switch waitFor(fd, events: events, deadline: deadline) {
         case .ready: return nil
-        case .timeout: return .timeout(phase == "read" ? "response" : "send", after: monotonicNow() - start)
+        case .timeout: return .timeout(phase == "read" ? "response" : "send", after: monotonicSeconds() - start)
         case .failed(let e): return CheckFailure(phase: "tls \(phase)", "poll: \(errnoText(e))")
         }
     }

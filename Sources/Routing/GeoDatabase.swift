@@ -4,6 +4,7 @@ import DNSWire
 import Diagnostics
 #if canImport(Glibc)
 import Glibc
+import Platform
 #endif
 
 /// Packs up to four ASCII letters or digits, upper-cased, into an integer so geo keys
@@ -151,25 +152,9 @@ public final class GeoDatabase: @unchecked Sendable {
     public func lookup(_ address: IPAddress) -> GeoRecord {
         var rec = GeoRecord()
         var err: Int32 = 0
-        var result: MMDB_lookup_result_s
-        if address.isV4 {
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_addr.s_addr = address.v4Value.bigEndian
-            result = withUnsafePointer(to: &sin) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { MMDB_lookup_sockaddr(mmdb, $0, &err) }
-            }
-        } else {
-            guard isIPv6 else { return rec }
-            var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            withUnsafeMutableBytes(of: &sin6.sin6_addr) { raw in
-                for i in 0..<16 { raw[i] = address.byte(i) }
-            }
-            result = withUnsafePointer(to: &sin6) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { MMDB_lookup_sockaddr(mmdb, $0, &err) }
-            }
-        }
+        guard address.isV4 || isIPv6 else { return rec }
+        let sa = SocketAddress(isV4: address.isV4, hi: address.hi, lo: address.lo, port: 0)
+        let result = sa.withSockaddr { p, _ in MMDB_lookup_sockaddr(mmdb, p, &err) }
         guard err == MMDB_SUCCESS else { return rec }
         var mask = Int(result.netmask)
         // An IPv4 address in an IPv6 database sits under ::/96, so its netmask counts those 96 bits.

@@ -1,4 +1,5 @@
 import DNSWire
+import Platform
 
 /// One address and port the server listens on, for both UDP and TCP.
 /// IPv6 addresses are written in brackets so the port is unambiguous (RFC 3986 section 3.2.2).
@@ -55,4 +56,11 @@ public struct ListenAddressError: Error, Sendable, Equatable, CustomStringConver
     public let input: String
     public let reason: String
     public var description: String { "bad listen address \"\(input)\": \(reason)" }
+}
+
+extension ListenAddress {
+    /// The `sockaddr` form, for clients of a listen address (the drill, the control client, tests).
+    public var socketAddress: SocketAddress {
+        SocketAddress(isV4: address.isV4, hi: address.hi, lo: address.lo, port: port)
+    }
 }

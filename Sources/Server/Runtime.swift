@@ -29,7 +29,8 @@ public struct LoadOutcome: Sendable {
     public var workers: Int? = nil
 }
 
-/// The commands' implementations, kept here so the executable stays a thin shell.
+/// Loading and serving: the one `load` every command and reload uses, and `meridian serve`.
+/// The other commands are in Admin.
 public enum Runtime {
     /// Server cookie secret for this process: random at start and kept across reloads, so
     /// cookies stay valid through a SIGHUP.
@@ -152,56 +153,6 @@ public enum Runtime {
             current = fresh
             return fresh
         }
-    }
-
-    /// `meridian check`: prints every error (exit 1) or one summary line per zone (exit 0).
-    public static func check(sources: ConfigSources) -> Int32 {
-        let outcome = load(sources, generation: 0)
-        if !outcome.errors.isEmpty {
-            for e in outcome.errors { printErr(e) }
-            printErr("\(outcome.errors.count) error\(outcome.errors.count == 1 ? "" : "s") found")
-            return 1
-        }
-        for s in outcome.summaries { print(s) }
-        // The failover budget of every GSLB name: interval x fall + timeout + TTL.
-        var violations = 0
-        if let model = outcome.snapshot?.model {
-            for b in Budgets.compute(model) {
-                print(Budgets.describe(b))
-                if let v = b.violation {
-                    printErr("\(model.names.first { $0.owner == b.name }?.location.description ?? model.file): \(b.name): \(v)")
-                    violations += 1
-                }
-            }
-        }
-        return violations == 0 ? 0 : 1
-    }
-
-    /// `meridian explain`: the decision for one client, through the server's own `resolve`.
-    public static func explain(sources: ConfigSources, name: String, type: String, client: String, ecs: String?, down: [String]) -> Int32 {
-        guard sources.configPath != nil else {
-            printErr("explain needs --config FILE with GSLB names")
-            return 2
-        }
-        guard let qname = try? DNSName(name.hasSuffix(".") ? name : name + ".") else { printErr("bad name \(name)"); return 2 }
-        guard let qtype = RRType(mnemonic: type) else { printErr("unknown type \(type)"); return 2 }
-        guard let source = IPAddress(client) else { printErr("bad --client address \(client)"); return 2 }
-        var subnet: IPPrefix?
-        if let e = ecs {
-            guard let p = IPPrefix(e, strict: true) else { printErr("bad --ecs \(e): expected a CIDR such as 192.0.2.0/24 with no host bits set"); return 2 }
-            subnet = p
-        }
-        let outcome = load(sources, generation: 0)
-        guard let snapshot = outcome.snapshot, let router = snapshot.router, let model = snapshot.model else {
-            for e in outcome.errors { printErr(e) }
-            return 1
-        }
-        for d in down where model.endpointIndex(named: d) == nil {
-            printErr("--down \(d): no such endpoint (known: \(model.endpoints.map(\.name).joined(separator: ", ")))")
-            return 2
-        }
-        print(router.explain(name: qname, qtype: qtype, client: source, ecs: subnet, down: down), terminator: "")
-        return 0
     }
 
     /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.
@@ -393,11 +344,7 @@ public enum Runtime {
         }
         for o in monitor.overrides() {
             let expiry = o.expiresAt.map { " expires \(Date(timeIntervalSince1970: $0))" } ?? " until cleared"
-            log.info("override: \(ControlTargets.describe(o.target, model: model)) \(stateText(o.state)) reason \(logQuoted(o.reason))\(expiry)")
+            log.info("override: \(o.target.name(in: model)) \(stateText(o.state)) reason \(logQuoted(o.reason))\(expiry)")
         }
     }
-}
-
-func printErr(_ s: String) {
-    FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Platform
 
 /// One HTTP/1.1 exchange over a fresh TCP connection, for black-box tests of the control
 /// API (the server closes after each reply). Bounded by `timeout` for connect, send and read.

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Platform
 
 /// Picks a port that is free for both UDP and TCP on 127.0.0.1, so parallel tests and
 /// other helpers never collide.
@@ -34,13 +35,8 @@ public func freePort() throws -> UInt16 {
         defer { close(udp) }
         let addr = SocketAddress.loopbackV4(port: 0)
         guard addr.withSockaddr({ bind(udp, $0, $1) }) == 0 else { throw SocketError.system("bind", errno) }
-        var bound = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let r = withUnsafeMutablePointer(to: &bound) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(udp, $0, &len) }
-        }
-        guard r == 0 else { throw SocketError.system("getsockname", errno) }
-        let port = UInt16(bigEndian: bound.sin_port)
+        guard let bound = SocketAddress.local(of: udp) else { throw SocketError.system("getsockname", errno) }
+        let port = bound.port
         if bindsTCP(port) { return port }
     }
     throw SocketError.noFreePort

@@ -3,13 +3,14 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Platform
 
 /// A raw DNS client over UDP and TCP for packets `dig` cannot send (two questions, two
 /// OPT records, compression loops, responses sent as queries). Every call is bounded by
 /// a timeout, so a server that drops a packet makes the call return nil, not hang.
 ///
 ///     let client = RawDNSClient(host: "127.0.0.1", port: port)
-///     let reply = try client.udpExchange(QueryBuilder(name: "www.example.com.").bytes())
+///     let reply = try client.udpExchange(RawQuery(name: "www.example.com.").bytes())
 ///     reply.map(DNSReply.init)?.rcode   // 0
 public struct RawDNSClient: Sendable {
     public let host: String

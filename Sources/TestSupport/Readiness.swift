@@ -7,7 +7,7 @@ import Foundation
 public func waitUntilAnswering(host: String, port: UInt16, child: ChildProcess, what: String, probeName: String,
                                timeout: Duration = .seconds(10)) async throws {
     let client = RawDNSClient(host: host, port: port)
-    let probe = QueryBuilder(id: 0x5052, name: probeName, type: .soa).bytes()
+    let probe = RawQuery(id: 0x5052, name: probeName, type: .soa).bytes()
     let deadline = ContinuousClock.now + timeout
     // Bounded by the deadline; each pass waits at most 200 ms for the probe.
     while ContinuousClock.now < deadline {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Platform
 
 /// TCP clients that hold server connections open by sending very slowly (slowloris), for
 /// black-box tests of connection limits and deadlines. Each connection can come from its

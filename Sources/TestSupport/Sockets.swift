@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import DNSWire
+import Platform
 
 /// Errors of the test-side socket helpers, with the syscall name and errno kept.
 public enum SocketError: Error, CustomStringConvertible, Sendable {
@@ -21,45 +22,15 @@ public enum SocketError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// An IPv4 or IPv6 socket address built from text (`127.0.0.1`, `::1`).
-public struct SocketAddress: Sendable {
-    var storage: sockaddr_storage
-    public let family: Int32
+extension SocketAddress {
+    /// Parses an address literal (`127.0.0.1`, `::1`); nil for anything else.
+    public init?(host: String, port: UInt16) {
+        guard let ip = IPAddress(host) else { return nil }
+        self.init(isV4: ip.isV4, hi: ip.hi, lo: ip.lo, port: port)
+    }
 
     public static func loopbackV4(port: UInt16) -> SocketAddress {
-        SocketAddress(host: "127.0.0.1", port: port)!
-    }
-
-    public init?(host: String, port: UInt16) {
-        var st = sockaddr_storage()
-        guard let ip = IPAddress(host) else { return nil }
-        if ip.isV4 {
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = port.bigEndian
-            sin.sin_addr.s_addr = ip.v4Value.bigEndian
-            withUnsafeMutableBytes(of: &st) { dst in withUnsafeBytes(of: sin) { dst.copyMemory(from: $0) } }
-            family = AF_INET
-        } else {
-            var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = port.bigEndian
-            let b = ip.bytes
-            withUnsafeMutableBytes(of: &sin6.sin6_addr) { for i in 0..<16 { $0[i] = b[i] } }
-            withUnsafeMutableBytes(of: &st) { dst in withUnsafeBytes(of: sin6) { dst.copyMemory(from: $0) } }
-            family = AF_INET6
-        }
-        storage = st
-    }
-
-    var length: socklen_t {
-        socklen_t(family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
-    }
-
-    func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        var st = storage
-        let len = length
-        return withUnsafePointer(to: &st) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, len) } }
+        SocketAddress(isV4: true, hi: 0x7F00_0001 << 32, lo: 0, port: port)
     }
 }
 

@@ -1,7 +1,11 @@
+import Admin
 import ArgumentParser
 import CEarlySignals
-import Logging
+import Config
+import DNSWire
 import Foundation
+import Health
+import Logging
 import Server
 
 // Signals must be blocked before any thread exists, so every thread inherits the mask and
@@ -74,7 +78,7 @@ struct Check: ParsableCommand {
     @OptionGroup var source: SourceOptions
 
     func run() throws {
-        throw ExitCode(Runtime.check(sources: source.sources))
+        throw ExitCode(Commands.check(sources: source.sources))
     }
 }
 
@@ -90,23 +94,30 @@ struct Explain: ParsableCommand {
     @Argument(help: "The query type (default A).")
     var type: String = "A"
 
-    @Option(name: .long, help: "The client's address (the resolver's source address).")
-    var client: String
+    @Option(name: .long, help: ArgumentHelp("The client's address (the resolver's source address).", valueName: "ADDRESS"))
+    var client: IPAddress
 
-    @Option(name: .long, help: "An EDNS Client Subnet the resolver sends, as CIDR.")
-    var ecs: String?
+    @Option(name: .long, help: ArgumentHelp("An EDNS Client Subnet the resolver sends, as CIDR with no host bits set.", valueName: "CIDR"))
+    var ecs: IPPrefix?
 
     @Option(name: .long, help: "Treat this endpoint as down; repeat for more.")
     var down: [String] = []
 
+    func validate() throws {
+        if source.config == nil { throw ValidationError("explain needs --config FILE with GSLB names") }
+    }
+
     func run() throws {
-        throw ExitCode(Runtime.explain(sources: source.sources, name: name, type: type, client: client, ecs: ecs, down: down))
+        throw ExitCode(Commands.explain(sources: source.sources, name: name, type: type, client: client, ecs: ecs, down: down))
     }
 }
 
 extension Meridian {
-    /// `main()`, except that `drill` and `runbook` exit 2 (not 64) on a usage error, as
-    /// their documentation promises to scripts, and that every command but `serve` and
+    /// The commands whose usage errors exit 2 (not ArgumentParser's 64), as their
+    /// documentation promises to scripts.
+    static let usageErrorsExitTwo: Set<String> = ["drill", "runbook", "override", "explain"]
+
+    /// `main()`, except that the commands of `usageErrorsExitTwo` exit 2 on a usage error, and that every command but `serve` and
     /// `drill` (which take SIGINT/SIGTERM on a sigwait thread) unblocks the signals once
     /// parsed, so Ctrl-C and SIGTERM stop it.
     static func mainExitingTwoOnUsageErrors() {
@@ -117,7 +128,7 @@ extension Meridian {
             try command.run()
         } catch {
             let code = exitCode(for: error)
-            if let first = args.first, first == "drill" || first == "runbook", code == .validationFailure {
+            if let first = args.first, usageErrorsExitTwo.contains(first), code == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 exit(withError: ExitCode(2))
             }
@@ -151,10 +162,10 @@ struct Drill: ParsableCommand {
     var down: String
 
     @Option(name: .customLong("for"), help: ArgumentHelp("Keep it down this long (e.g. 5m); default: restore as soon as the answers moved.", valueName: "DURATION"))
-    var holdFor: String?
+    var holdFor: DurationText?
 
     @Option(name: .long, help: ArgumentHelp("DNS server to query (default: the config's first listen address).", valueName: "ADDR:PORT"))
-    var server: String?
+    var server: ListenAddress?
 
     @Option(name: .long, help: ArgumentHelp("Control API (default: http:// + the config's server.control).", valueName: "URL"))
     var control: String?
@@ -163,7 +174,7 @@ struct Drill: ParsableCommand {
     var token: String?
 
     @Option(name: .long, help: ArgumentHelp("Query as a client in this subnet (ECS); repeat for more.", valueName: "CIDR"))
-    var vantage: [String] = []
+    var vantage: [IPPrefix] = []
 
     @Option(name: .long, help: ArgumentHelp("The YAML configuration the server runs.", valueName: "FILE"))
     var config: String
@@ -172,16 +183,22 @@ struct Drill: ParsableCommand {
     var json = false
 
     @Option(name: .long, help: ArgumentHelp("How often to query while waiting.", valueName: "DURATION"))
-    var poll: String = "100ms"
+    var poll = DurationText("100ms")!
 
     @Option(name: .long, help: ArgumentHelp("Longest wait for the answers to move, and again to return.", valueName: "DURATION"))
-    var timeout: String = "60s"
+    var timeout = DurationText("60s")!
+
+    func validate() throws {
+        try poll.check("--poll", 0.01...60, "a duration from 10ms to 60s, e.g. 100ms")
+        try timeout.check("--timeout", 1...3600, "a duration from 1s to 1h, e.g. 60s")
+        try holdFor?.check("--for", Double.leastNonzeroMagnitude...86400, "a duration up to 1d, e.g. 5m")
+    }
 
     func run() throws {
         var a = DrillArguments(down: down, config: config)
-        a.holdFor = holdFor; a.server = server; a.control = control; a.token = token
-        a.vantages = vantage; a.json = json; a.poll = poll; a.timeout = timeout
-        throw ExitCode(Runtime.drill(a))
+        a.holdFor = holdFor?.seconds; a.server = server; a.control = control; a.token = token
+        a.vantages = vantage; a.json = json; a.poll = poll.seconds; a.timeout = timeout.seconds
+        throw ExitCode(Commands.drill(a))
     }
 }
 
@@ -202,18 +219,18 @@ struct Runbook: ParsableCommand {
     var config: String
 
     @Option(name: .long, help: ArgumentHelp("DNS server the dig checks query (default: the config's first listen address).", valueName: "ADDR:PORT"))
-    var server: String?
+    var server: ListenAddress?
 
     @Option(name: .long, help: ArgumentHelp("Control API (default: http:// + the config's server.control).", valueName: "URL"))
     var control: String?
 
     @Option(name: .long, help: ArgumentHelp("Vantage subnets for the dig checks (default: as for drill).", valueName: "CIDR"))
-    var vantage: [String] = []
+    var vantage: [IPPrefix] = []
 
     func run() throws {
         var a = RunbookArguments(config: config)
         a.datacenter = datacenter; a.server = server; a.control = control; a.vantages = vantage
-        throw ExitCode(Runtime.runbook(a))
+        throw ExitCode(Commands.runbook(a))
     }
 }
 
@@ -227,6 +244,8 @@ struct ControlOptions: ParsableArguments {
 
     @Option(name: .long, help: "Read the control address and token from this configuration file.")
     var config: String?
+
+    var endpoint: ControlEndpoint { ControlEndpoint(url: control, token: token, configPath: config) }
 }
 
 struct Status: ParsableCommand {
@@ -239,7 +258,7 @@ struct Status: ParsableCommand {
     var json = false
 
     func run() throws {
-        throw ExitCode(Runtime.status(url: options.control, token: options.token, configPath: options.config, json: json))
+        throw ExitCode(Commands.status(options.endpoint, json: json))
     }
 }
 
@@ -251,25 +270,34 @@ struct Override: ParsableCommand {
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set an override: TARGET is endpoint:NAME or dc:NAME; STATE is up, down or degraded:FACTOR.")
         @OptionGroup var options: ControlOptions
-        @Argument(help: "endpoint:NAME or dc:NAME") var target: String
+        @Argument(help: "endpoint:NAME or dc:NAME") var target: OverrideTargetName
         @Argument(help: "up, down, degraded or degraded:FACTOR") var state: String
         @Option(name: .long, help: "Why (shown in status and logs).") var reason: String
-        @Option(name: .long, help: "Lapse after this long, e.g. 90s, 10m, 2h (default: until cleared).") var expires: String?
+        @Option(name: .long, help: ArgumentHelp("Lapse after this long, e.g. 90s, 10m, 2h, at most 365d (default: until cleared).", valueName: "DURATION"))
+        var expires: DurationText?
+
+        func validate() throws {
+            // The server checks the same rules; checking here too gives the error before
+            // anything is sent.
+            if let problem = OverrideRules.reasonProblem(reason) { throw ValidationError("bad --reason: \(problem)") }
+            if let e = expires, let problem = OverrideRules.expiryProblem(e.seconds) {
+                throw ValidationError("bad --expires \(e.text): \(problem)")
+            }
+        }
 
         func run() throws {
-            throw ExitCode(Runtime.override(action: "set", target: target, state: state, reason: reason, expires: expires,
-                                            url: options.control, token: options.token, configPath: options.config))
+            throw ExitCode(Commands.overrideSet(options.endpoint, target: target, state: state, reason: reason,
+                                                expiresIn: expires?.seconds))
         }
     }
 
     struct Clear: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove an override; the checks decide again.")
         @OptionGroup var options: ControlOptions
-        @Argument(help: "endpoint:NAME or dc:NAME") var target: String
+        @Argument(help: "endpoint:NAME or dc:NAME") var target: OverrideTargetName
 
         func run() throws {
-            throw ExitCode(Runtime.override(action: "clear", target: target, state: nil, reason: nil, expires: nil,
-                                            url: options.control, token: options.token, configPath: options.config))
+            throw ExitCode(Commands.overrideClear(options.endpoint, target: target))
         }
     }
 
@@ -278,8 +306,38 @@ struct Override: ParsableCommand {
         @OptionGroup var options: ControlOptions
 
         func run() throws {
-            throw ExitCode(Runtime.override(action: "list", target: nil, state: nil, reason: nil, expires: nil,
-                                            url: options.control, token: options.token, configPath: options.config))
+            throw ExitCode(Commands.overrideList(options.endpoint))
         }
     }
+}
+
+// MARK: - Argument types: each text form is parsed once, here, by the library's own parser.
+
+extension DurationText: ExpressibleByArgument {
+    /// The config's grammar: `500ms`, `30s`, `5m`, `2h`, `1d`, bare seconds.
+    public init?(argument: String) { self.init(argument) }
+
+    public var defaultValueDescription: String { text }
+
+    /// A `ValidationError` naming `option` when the value is outside `range`.
+    func check(_ option: String, _ range: ClosedRange<Double>, _ expected: String) throws {
+        guard range.contains(seconds) else { throw ValidationError("\(option) \(text): expected \(expected)") }
+    }
+}
+
+extension OverrideTargetName: ExpressibleByArgument {
+    public init?(argument: String) { self.init(parsing: argument) }
+}
+
+extension IPPrefix: ExpressibleByArgument {
+    /// A CIDR with no host bits set, as every prefix option requires.
+    public init?(argument: String) { self.init(argument, strict: true) }
+}
+
+extension IPAddress: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+}
+
+extension ListenAddress: ExpressibleByArgument {
+    public init?(argument: String) { try? self.init(argument) }
 }

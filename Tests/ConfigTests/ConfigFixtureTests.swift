@@ -56,12 +56,6 @@ func brokenFixtureReportsItsError(_ name: String) throws {
     }
 }
 
-@Test func durations() {
-    let table: [(String, Double?)] = [("500ms", 0.5), ("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("15", 15),
-                                      ("1.5s", 1.5), ("10x", nil), ("", nil), ("-1s", nil), ("ms", nil)]
-    for (text, want) in table { #expect(YAMLDuration.parse(text) == want, "\(text)") }
-}
-
 /// The example config in zones/ must load. It names ../../shared/geoip (beside the repo)
 /// and zones/example.com.zone, which the zone work provides; a stub stands in when absent.
 @Test func exampleConfigLoads() throws {

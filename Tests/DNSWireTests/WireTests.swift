@@ -1,5 +1,6 @@
 import Testing
 @testable import DNSWire
+import TestSupport
 
 @Test(arguments: [
     ("www.example.com.", "www.example.com.", 3),
@@ -159,4 +160,29 @@ func malformed(bytes: [UInt8], code: DNSWireError.Code) {
     #expect(p.edns?.nsidRequested == true)
     #expect(p.edns?.clientSubnet?.sourcePrefix == 48)
     #expect(p.edns?.clientSubnet?.address == IPAddress("2001:db8:1234::"))
+}
+
+/// TestSupport's RawQuery writes its well-formed queries through DNSWire's QueryBuilder (one
+/// builder): the same bytes for the same query, and the test-only changes patched on top.
+@Test(arguments: [
+    (RawQuery(id: 7, name: "www.example.com.", type: .a), QueryBuilder.query(id: 7, name: try! DNSName("www.example.com."), type: .a)),
+    ({ var q = RawQuery(id: 8, name: "a.example.", type: .aaaa); q.edns = .init(udpSize: 4096); return q }(),
+     QueryBuilder.query(id: 8, name: try! DNSName("a.example."), type: .aaaa, edns: true, udpSize: 4096)),
+    ({ var q = RawQuery(id: 9, name: "a.example.", type: .a)
+       q.edns = .init(options: [RawQuery.clientSubnet(family: 1, source: 24, address: [192, 0, 2])]); return q }(),
+     QueryBuilder.query(id: 9, name: try! DNSName("a.example."), type: .a, edns: true, clientSubnet: IPPrefix("192.0.2.0/24"))),
+] as [(RawQuery, [UInt8])])
+func rawQueryMatchesTheWireBuilder(_ raw: RawQuery, _ wire: [UInt8]) {
+    #expect(raw.bytes() == wire)
+}
+
+@Test func rawQueryPatchesMalformedHeaders() {
+    var q = RawQuery(id: 1, name: "www.example.com.")
+    q.qdcountOverride = 2
+    q.flags = 0x8000
+    q.trailing = [1, 2, 3]
+    let plain = QueryBuilder.query(id: 1, name: try! DNSName("www.example.com."), type: .a)
+    let b = q.bytes()
+    #expect(Array(b[2..<6]) == [0x80, 0, 0, 2])
+    #expect(Array(b[6...].dropLast(3)) == Array(plain[6...]) && Array(b.suffix(3)) == [1, 2, 3])
 }

@@ -87,7 +87,7 @@ struct HarnessTests {
 
     @Test func nothingListeningMeansNoAnswer() throws {
         let port = try freePort()
-        let reply = try RawDNSClient(port: port).udpExchange(QueryBuilder(name: "example.com.").bytes(), timeout: .milliseconds(300))
+        let reply = try RawDNSClient(port: port).udpExchange(RawQuery(name: "example.com.").bytes(), timeout: .milliseconds(300))
         #expect(reply == nil)
     }
 
@@ -114,17 +114,17 @@ struct HarnessTests {
             let client = RawDNSClient(port: nsd.port)
             let ids: [UInt16] = [101, 102, 103]
             let conn = try client.tcpConnect()
-            try conn.sendRaw(ids.flatMap { TCPConnection.frame(QueryBuilder(id: $0, name: "www.example.com.").bytes()) })
+            try conn.sendRaw(ids.flatMap { TCPConnection.frame(RawQuery(id: $0, name: "www.example.com.").bytes()) })
             var got: [UInt16] = []
             for _ in ids { if let m = try conn.receiveFramed() { got.append(DNSReply(m).id) } }
             #expect(got.sorted() == ids)
             conn.close()
 
-            var resp = QueryBuilder(name: "www.example.com.")
+            var resp = RawQuery(name: "www.example.com.")
             resp.flags = HeaderFlags.qr
             #expect(try client.udpExchange(resp.bytes(), timeout: .milliseconds(500)) == nil)
 
-            var two = QueryBuilder(name: "www.example.com.")
+            var two = RawQuery(name: "www.example.com.")
             two.qdcountOverride = 2
             let reply = try #require(try client.udpExchange(two.bytes()))
             #expect(DNSReply(reply).rcode == RCode.formErr.rawValue)

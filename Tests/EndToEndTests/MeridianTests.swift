@@ -79,10 +79,10 @@ struct MeridianTests {
         try await withMeridian { server in
             let r = try await Dig.query("www.example.com", "A", port: server.port, options: ["+opcode=15", "+header-only"])
             #expect(r.status == "NOTIMP", "\(r.raw)")
-            var bare = QueryBuilder(name: "www.example.com.")
+            var bare = RawQuery(name: "www.example.com.")
             bare.flags = 15 << 11 | HeaderFlags.rd | HeaderFlags.cd | HeaderFlags.aa | HeaderFlags.tc | 0x0040
             bare.qdcountOverride = 0
-            var asked = QueryBuilder(name: "www.example.com.")
+            var asked = RawQuery(name: "www.example.com.")
             asked.flags = 15 << 11 | HeaderFlags.rd | HeaderFlags.cd
             for (label, packet) in [("no question", bare.bytes()), ("one question", asked.bytes())] {
                 let reply = try #require(try RawDNSClient(port: server.port).udpExchange(packet).map(DNSReply.init), "\(label): no reply")
@@ -133,7 +133,7 @@ struct MeridianTests {
         try await withMeridian { server in
             // Issue 2: AXFR and IXFR are REFUSED for now (over TCP, where transfers run).
             for type in [RRType.axfr, RRType.ixfr] {
-                let reply = try RawDNSClient(port: server.port).tcpExchange(QueryBuilder(name: "example.com.", type: type).bytes())
+                let reply = try RawDNSClient(port: server.port).tcpExchange(RawQuery(name: "example.com.", type: type).bytes())
                 let r = try #require(reply.map(DNSReply.init), "no reply to \(type)")
                 #expect(r.rcode == RCode.refused.rawValue, "\(type): rcode \(r.rcode)")
             }
@@ -149,7 +149,7 @@ struct MeridianTests {
             let questions: [(UInt16, String, RRType)] = [(0x0101, "www.example.com.", .a), (0x0202, "nope.example.com.", .a),
                                                          (0x0303, "example.com.", .mx)]
             // RFC 7766 6.2.1.1: all three written at once, before reading anything.
-            try conn.sendRaw(questions.flatMap { TCPConnection.frame(QueryBuilder(id: $0.0, name: $0.1, type: $0.2).bytes()) })
+            try conn.sendRaw(questions.flatMap { TCPConnection.frame(RawQuery(id: $0.0, name: $0.1, type: $0.2).bytes()) })
             var replies: [UInt16: DNSReply] = [:]
             for _ in questions {
                 let m = try #require(try conn.receiveFramed(), "fewer than 3 answers on the connection")
@@ -161,7 +161,7 @@ struct MeridianTests {
             #expect(replies[0x0202]?.rcode == RCode.nxDomain.rawValue)
             #expect(replies[0x0303]?.ancount == 2)
             // The connection stays open for more (RFC 7766 6.2.1).
-            try conn.sendFramed(QueryBuilder(id: 0x0404, name: "www.example.com.").bytes())
+            try conn.sendFramed(RawQuery(id: 0x0404, name: "www.example.com.").bytes())
             #expect(try conn.receiveFramed().map { DNSReply($0).id } == 0x0404)
         }
     }
@@ -200,61 +200,61 @@ struct MeridianTests {
 
     static let malformed: [Malformed] = {
         var out: [Malformed] = []
-        var q = QueryBuilder(name: "www.example.com.")
+        var q = RawQuery(name: "www.example.com.")
         q.qdcountOverride = 2
         out.append(.init(name: "QDCOUNT=2 (RFC 9619)", packet: q.bytes(), expect: .formErrOrNoReply))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.qdcountOverride = 0
         out.append(.init(name: "QDCOUNT=0", packet: q.bytes(), expect: .formErrOrNoReply))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.edns = .init()
-        q.extraAdditional = [QueryBuilder.EDNS().record]
+        q.extraAdditional = [RawQuery.EDNS().record]
         out.append(.init(name: "two OPT records (RFC 6891 6.1.1)", packet: q.bytes(), expect: .rcode(.formErr)))
-        q = QueryBuilder(name: "www.example.com.")
-        q.edns = .init(options: [QueryBuilder.clientSubnet(family: 1, source: 33, address: [192, 0, 2, 0, 0])])
+        q = RawQuery(name: "www.example.com.")
+        q.edns = .init(options: [RawQuery.clientSubnet(family: 1, source: 33, address: [192, 0, 2, 0, 0])])
         out.append(.init(name: "ECS source prefix 33 for IPv4 (RFC 7871 6)", packet: q.bytes(), expect: .rcode(.formErr)))
-        q = QueryBuilder(name: "www.example.com.")
-        q.edns = .init(options: [QueryBuilder.clientSubnet(family: 1, source: 24, address: [192, 0, 2, 1])])
+        q = RawQuery(name: "www.example.com.")
+        q.edns = .init(options: [RawQuery.clientSubnet(family: 1, source: 24, address: [192, 0, 2, 1])])
         out.append(.init(name: "ECS address bits past the prefix", packet: q.bytes(), expect: .rcode(.formErr)))
-        q = QueryBuilder(name: "www.example.com.")
-        q.edns = .init(options: [QueryBuilder.clientSubnet(family: 3, source: 8, address: [10])])
+        q = RawQuery(name: "www.example.com.")
+        q.edns = .init(options: [RawQuery.clientSubnet(family: 3, source: 8, address: [10])])
         out.append(.init(name: "ECS unknown family", packet: q.bytes(), expect: .rcode(.formErr)))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.edns = .init(options: [(EDNSOption.clientSubnet, [0, 1, 24])])
         out.append(.init(name: "ECS option too short", packet: q.bytes(), expect: .rcode(.formErr)))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.rawQuestionName = [3, 0x77, 0x77, 0x77, 0xC0, 12]
         out.append(.init(name: "compression pointer loop in the question", packet: q.bytes(), expect: .formErrOrNoReply))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.rawQuestionName = [0xC0, 40]
         out.append(.init(name: "forward compression pointer", packet: q.bytes(), expect: .formErrOrNoReply))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.rawQuestionName = [64] + [UInt8](repeating: 0x61, count: 64) + [0]
         out.append(.init(name: "label of 64 octets", packet: q.bytes(), expect: .formErrOrNoReply))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.rawQuestionName = Array(repeating: [1, 0x61] as [UInt8], count: 130).flatMap { $0 } + [0]
         out.append(.init(name: "name over 255 octets", packet: q.bytes(), expect: .formErrOrNoReply))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.trailing = [1, 2, 3]
         out.append(.init(name: "trailing garbage", packet: q.bytes(), expect: .formErrOrNoReply))
-        let full = QueryBuilder(name: "www.example.com.").bytes()
+        let full = RawQuery(name: "www.example.com.").bytes()
         out.append(.init(name: "question cut short", packet: Array(full.prefix(full.count - 3)), expect: .formErrOrNoReply))
         out.append(.init(name: "5-byte packet (no header)", packet: [1, 2, 3, 4, 5], expect: .noReply))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.flags = HeaderFlags.qr
         out.append(.init(name: "QR=1: a response sent as a query", packet: q.bytes(), expect: .noReply))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.flags = 3 << 11
         out.append(.init(name: "unassigned opcode 3", packet: q.bytes(), expect: .rcode(.notImp)))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.flags = 15 << 11
         q.qdcountOverride = 0
         out.append(.init(name: "opcode 15 and no question: NOTIMP, not FORMERR", packet: q.bytes(), expect: .rcode(.notImp)))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.flags = 5 << 11
         q.qdcountOverride = 2
         out.append(.init(name: "UPDATE with QDCOUNT=2: NOTIMP before the count check", packet: q.bytes(), expect: .rcode(.notImp)))
-        q = QueryBuilder(name: "www.example.com.")
+        q = RawQuery(name: "www.example.com.")
         q.edns = .init(options: [(0xFDE9, [1, 2, 3])])
         out.append(.init(name: "unknown EDNS option is ignored (RFC 6891 6.1.2)", packet: q.bytes(), expect: .rcode(.noError)))
         return out

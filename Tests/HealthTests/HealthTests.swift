@@ -434,12 +434,21 @@ func failoverBudgetSums(interval: Double, fall: Int, rise: Int, timeout: Double,
 
 // MARK: - Parsing
 
+/// The one parser of override target text (CLI, control API, drill).
 @Test(arguments: [
-    ("endpoint:3", OverrideTarget?.some(.endpoint(3))), ("ep:0", .endpoint(0)), ("dc:ams", .datacenter("ams")),
-    ("datacenter:fra-1", .datacenter("fra-1")), ("endpoint:-1", nil), ("ep:", nil), ("pool:x", nil), ("ams", nil),
+    ("dc:ams", OverrideTargetName?.some(.init(kind: .datacenter, name: "ams"))), ("datacenter:fra-1", .init(kind: .datacenter, name: "fra-1")),
+    ("DC:ams", .init(kind: .datacenter, name: "ams")), ("endpoint:ams-1", .init(kind: .endpoint, name: "ams-1")),
+    ("ep:3", .init(kind: .endpoint, name: "3")), ("dc:a:b", .init(kind: .datacenter, name: "a:b")),
+    ("ep:", nil), ("dc:", nil), ("pool:x", nil), ("ams", nil), ("", nil), ("datacenter iad", nil),
 ])
-func overrideTargetParsing(text: String, target: OverrideTarget?) {
-    #expect(OverrideTarget(parsing: text) == target)
+func overrideTargetNameParsing(text: String, target: OverrideTargetName?) {
+    #expect(OverrideTargetName(parsing: text) == target)
+    if let target { #expect(OverrideTargetName(parsing: target.description) == target, "the canonical form reads back") }
+}
+
+@Test func overrideTargetNameCanonicalForm() {
+    #expect(OverrideTargetName(parsing: "datacenter:ams")?.description == "dc:ams")
+    #expect(OverrideTargetName(parsing: "ep:ams-1")?.description == "endpoint:ams-1")
 }
 
 @Test(arguments: [

@@ -66,29 +66,11 @@ struct ControlHTTPTests {
         }
     }
 
-    @Test(arguments: [("90", 90.0), ("90s", 90), ("10m", 600), ("2h", 7200), ("1d", 86400), ("1.5m", 90)] as [(String, Double)])
-    func durations(_ text: String, _ seconds: Double) {
-        #expect(parseDurationText(text) == seconds)
-    }
-
-    @Test(arguments: ["", "m", "-5m", "0", "10x", "abc"])
-    func badDurations(_ text: String) {
-        #expect(parseDurationText(text) == nil)
-    }
-
     @Test func loopbackAndTokens() throws {
         #expect(isLoopback(IPAddress("127.0.0.1")!) && isLoopback(IPAddress("127.8.9.1")!) && isLoopback(IPAddress("::1")!))
         #expect(!isLoopback(IPAddress("0.0.0.0")!) && !isLoopback(IPAddress("::")!) && !isLoopback(IPAddress("192.0.2.1")!))
         #expect(constantTimeEqual("Bearer abc", "Bearer abc"))
         #expect(!constantTimeEqual("Bearer abc", "Bearer abd") && !constantTimeEqual("Bearer abc", "Bearer abcd"))
-    }
-
-    @Test func clientURLs() throws {
-        #expect(try ControlClient(url: "http://127.0.0.1:8053/").address.description == "127.0.0.1:8053")
-        #expect(try ControlClient(url: "localhost:9").address.description == "127.0.0.1:9")
-        #expect(try ControlClient(url: "[::1]:8053").address.description == "[::1]:8053")
-        #expect(throws: ControlConfigError.self) { try ControlClient(url: "https://127.0.0.1:8053") }
-        #expect(throws: ControlConfigError.self) { try ControlClient(url: "127.0.0.1") }
     }
 
     /// The per-worker counter block counts what the answering pipeline reports: qtype,

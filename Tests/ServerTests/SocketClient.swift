@@ -1,5 +1,6 @@
 import DNSWire
 import Glibc
+import Platform
 import Server
 
 /// Plain blocking-with-deadline socket clients for the tests: real sockets on loopback,
@@ -7,25 +8,7 @@ import Server
 enum Net {
     /// A sockaddr for `address`, passed to `body` with its length.
     static func withSockaddr<R>(_ address: ListenAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        if address.address.isV4 {
-            var s = sockaddr_in()
-            s.sin_family = sa_family_t(AF_INET)
-            s.sin_port = address.port.bigEndian
-            s.sin_addr.s_addr = address.address.v4Value.bigEndian
-            return withUnsafePointer(to: &s) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
-        var s = sockaddr_in6()
-        s.sin6_family = sa_family_t(AF_INET6)
-        s.sin6_port = address.port.bigEndian
-        let bytes = address.address.bytes
-        withUnsafeMutableBytes(of: &s.sin6_addr) { raw in
-            for i in 0..<16 { raw[i] = bytes[i] }
-        }
-        return withUnsafePointer(to: &s) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
+        address.socketAddress.withSockaddr(body)
     }
 
     static func family(_ a: ListenAddress) -> Int32 { a.address.isV4 ? AF_INET : AF_INET6 }

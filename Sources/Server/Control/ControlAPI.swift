@@ -8,6 +8,7 @@ import Routing
 /// Why the control API cannot start.
 public struct ControlConfigError: Error, Sendable, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 
@@ -119,10 +120,7 @@ public final class ControlAPI: Sendable {
         }
         guard let targetText = obj["target"] as? String else { return .text(400, "missing \"target\" (endpoint:NAME or dc:NAME)\n") }
         let target: OverrideTarget
-        switch ControlTargets.parse(targetText, model: model) {
-        case .success(let t): target = t
-        case .failure(let e): return .text(400, e.message + "\n")
-        }
+        do { target = try OverrideTargetName.resolve(targetText, in: model) } catch { return .text(400, error.message + "\n") }
         guard let stateArg = obj["state"] as? String, let state = parseHealthState(stateArg) else {
             return .text(400, "\"state\" must be up, down, degraded or degraded:FACTOR (0...1)\n")
         }
@@ -146,7 +144,7 @@ public final class ControlAPI: Sendable {
         }
         // expiryProblem bounds the expiry to 365 days, so the Int conversion cannot trap.
         let expiry = expiresIn.map { " expires in \(Int($0.rounded(.up))) s" } ?? " until cleared"
-        logger.notice("control: override set by \(req.remote): \(ControlTargets.describe(target, model: model)) \(stateText(state))\(expiry), reason \(logQuoted(reason))")
+        logger.notice("control: override set by \(req.remote): \(target.name(in: model)) \(stateText(state))\(expiry), reason \(logQuoted(reason))")
         guard let o = monitor.overrides().first(where: { $0.target == target }) else {
             return .text(500, "override set but not found afterwards\n")
         }
@@ -159,16 +157,13 @@ public final class ControlAPI: Sendable {
         }
         guard let text = req.query["target"], !text.isEmpty else { return .text(400, "DELETE /override needs ?target=endpoint:NAME or dc:NAME\n") }
         let target: OverrideTarget
-        switch ControlTargets.parse(text, model: model) {
-        case .success(let t): target = t
-        case .failure(let e): return .text(400, e.message + "\n")
-        }
+        do { target = try OverrideTargetName.resolve(text, in: model) } catch { return .text(400, error.message + "\n") }
         let previous = monitor.overrides().first { $0.target == target }
         guard let old = previous, monitor.clearOverride(target) else {
-            return .text(404, "no override on \(ControlTargets.describe(target, model: model))\n")
+            return .text(404, "no override on \(target.name(in: model))\n")
         }
-        logger.notice("control: override cleared by \(req.remote): \(ControlTargets.describe(target, model: model)) (was \(stateText(old.state)), reason \(logQuoted(old.reason)))")
-        return json(200, ["cleared": ControlTargets.describe(target, model: model)])
+        logger.notice("control: override cleared by \(req.remote): \(target.name(in: model)) (was \(stateText(old.state)), reason \(logQuoted(old.reason)))")
+        return json(200, ["cleared": target.name(in: model).description])
     }
 
     private func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
@@ -205,34 +200,6 @@ public func stateText(_ s: HealthState) -> String {
     }
 }
 
-/// Override targets by name: `endpoint:ams-1` (or `ep:`), `dc:ams` (or `datacenter:`).
-public enum ControlTargets {
-    public static func parse(_ text: String, model: ConfigModel) -> Result<OverrideTarget, ControlConfigError> {
-        guard let colon = text.firstIndex(of: ":") else {
-            return .failure(ControlConfigError(message: "target \"\(text)\": expected endpoint:NAME or dc:NAME"))
-        }
-        let kind = text[..<colon].lowercased()
-        let value = String(text[text.index(after: colon)...])
-        switch kind {
-        case "endpoint", "ep":
-            if let i = model.endpointIndex(named: value) { return .success(.endpoint(i)) }
-            return .failure(ControlConfigError(message: "target \"\(text)\": no endpoint named \"\(value)\" (known: \(model.endpoints.map(\.name).joined(separator: ", ")))"))
-        case "datacenter", "dc":
-            if model.datacenters.contains(where: { $0.name == value }) { return .success(.datacenter(value)) }
-            return .failure(ControlConfigError(message: "target \"\(text)\": no datacenter named \"\(value)\" (known: \(model.datacenters.map(\.name).joined(separator: ", ")))"))
-        default:
-            return .failure(ControlConfigError(message: "target \"\(text)\": expected endpoint:NAME or dc:NAME"))
-        }
-    }
-
-    public static func describe(_ t: OverrideTarget, model: ConfigModel) -> String {
-        switch t {
-        case .endpoint(let i): return "endpoint:" + (i < model.endpoints.count ? model.endpoints[i].name : String(i))
-        case .datacenter(let d): return "dc:" + d
-        }
-    }
-}
-
 /// An override as the API shows it.
 public struct OverrideView: Codable, Sendable, Equatable {
     public var target: String
@@ -249,7 +216,7 @@ public struct OverrideView: Codable, Sendable, Equatable {
     }
 
     init(_ o: OverrideStatus, model: ConfigModel) {
-        target = ControlTargets.describe(o.target, model: model)
+        target = o.target.name(in: model).description
         state = stateText(o.state)
         reason = o.reason
         setAt = o.setAt

@@ -1,6 +1,7 @@
 import Foundation
 import Health
 import Logging
+import Platform
 import Synchronization
 
 /// Every bound of the control API, in one place (the operations guide lists them). Each

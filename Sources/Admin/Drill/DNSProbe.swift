@@ -1,6 +1,9 @@
+import Config
 import DNSWire
 import Foundation
 import Glibc
+import Platform
+import Server
 
 /// What one name answered for one vantage, over every query type asked.
 ///
@@ -64,7 +67,7 @@ public struct DNSProbe: Sendable {
         let fd = socket(server.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { return .failure(DrillError(.failed, "socket: \(String(cString: strerror(errno)))")) }
         defer { close(fd) }
-        guard withSockaddr(server, { connect(fd, $0, $1) }) == 0 else {
+        guard server.socketAddress.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
             return .failure(DrillError(.failed, "connect \(server): \(String(cString: strerror(errno)))"))
         }
         let id = UInt16.random(in: 0...UInt16.max)
@@ -89,24 +92,6 @@ public struct DNSProbe: Sendable {
             guard let m = try? Message(decoding: Array(buf[0..<n])), m.id == id, m.has(HeaderFlags.qr) else { continue }
             return .success(m)
         }
-        return .failure(DrillError(.failed, "no reply from \(server) within \(secondsText(timeout))"))
+        return .failure(DrillError(.failed, "no reply from \(server) within \(DurationText.format(timeout))"))
     }
-}
-
-/// Calls `body` with a sockaddr for `a` (IPv4 or IPv6).
-func withSockaddr<T>(_ a: ListenAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-    if a.address.isV4 {
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = a.port.bigEndian
-        var v: UInt32 = 0
-        for i in 0..<4 { v = v << 8 | UInt32(a.address.byte(i)) }
-        sin.sin_addr = in_addr(s_addr: v.bigEndian)
-        return withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    }
-    var sin6 = sockaddr_in6()
-    sin6.sin6_family = sa_family_t(AF_INET6)
-    sin6.sin6_port = a.port.bigEndian
-    withUnsafeMutableBytes(of: &sin6.sin6_addr) { p in for i in 0..<16 { p[i] = a.address.byte(i) } }
-    return withUnsafePointer(to: &sin6) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
 }

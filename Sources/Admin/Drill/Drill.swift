@@ -3,7 +3,9 @@ import DNSWire
 import Foundation
 import Glibc
 import Health
+import Platform
 import Synchronization
+import Server
 
 /// Settings of one drill, from the command line.
 ///
@@ -97,13 +99,6 @@ public struct DrillReport: Sendable {
     }
 }
 
-/// Seconds on the monotonic clock: drill times must not jump when NTP steps the wall clock.
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
 /// Set by SIGINT/SIGTERM while a drill runs; the drill checks it between polls.
 ///
 ///     let stop = DrillInterrupt()
@@ -135,7 +130,7 @@ public enum Drill {
         }
         report.plan = plan
         report.budgets = plan.names.map { ($0.owner, $0.budget, $0.rto) }
-        let target = "dc:\(o.datacenter)"
+        let target = OverrideTargetName(kind: .datacenter, name: o.datacenter)
         let probe = DNSProbe(server: o.server, timeout: min(1, max(0.2, o.timeout)))
 
         // 1. Nothing may already hold the datacenter: the drill would overwrite and then delete it.
@@ -172,7 +167,7 @@ public enum Drill {
 
         // 3. Force it down and poll until every affected answer left it.
         let t0 = monotonicSeconds()
-        progress("forcing \(target) down (override expires by itself in \(secondsText(o.overrideExpiry)))")
+        progress("forcing \(target) down (override expires by itself in \(DurationText.format(o.overrideExpiry)))")
         do {
             try o.control.setOverride(target: target, state: "down", reason: "drill", expiresIn: o.overrideExpiry)
             report.forced = true
@@ -189,7 +184,7 @@ public enum Drill {
                 report.pairs[i].after = probe.observe(name: p.name, types: plan.names.first { $0.owner == p.name }?.types ?? [.a], vantage: p.vantage.prefix)
             }
             if let hold = o.holdFor, !interrupt.fired {
-                progress("holding \(o.datacenter) down until \(secondsText(hold)) after forcing")
+                progress("holding \(o.datacenter) down until \(DurationText.format(hold)) after forcing")
                 while monotonicSeconds() - t0 < hold && !interrupt.fired { Thread.sleep(forTimeInterval: min(0.1, o.poll)) }
             }
         }
@@ -203,7 +198,7 @@ public enum Drill {
             report.returned = report.pairs.allSatisfy { !$0.affected || $0.returnedIn != nil }
             if !report.returned {
                 let missing = report.pairs.filter { $0.affected && $0.returnedIn == nil }.map { "\($0.name) from \($0.vantage)" }
-                report.errors.append("after the restore these answers did not point into \(o.datacenter) again within \(secondsText(o.timeout)): \(missing.joined(separator: ", "))")
+                report.errors.append("after the restore these answers did not point into \(o.datacenter) again within \(DurationText.format(o.timeout)): \(missing.joined(separator: ", "))")
             }
         }
         if interrupt.fired { report.interrupted = true }
@@ -228,12 +223,12 @@ public enum Drill {
                 if untilInside {
                     if inside {
                         report.pairs[i].returnedIn = elapsed
-                        progress("\(p.name) from \(p.vantage): back in \(plan.datacenter) after \(secondsText(elapsed))")
+                        progress("\(p.name) from \(p.vantage): back in \(plan.datacenter) after \(DurationText.format(elapsed))")
                     } else { pending += 1 }
                 } else if hasAnswer && !inside {
                     report.pairs[i].movedIn = elapsed
                     report.pairs[i].after = ob
-                    progress("\(p.name) from \(p.vantage): moved to \(plan.places(addresses: ob.addresses, cnames: ob.cnames).joined(separator: "+")) after \(secondsText(elapsed))")
+                    progress("\(p.name) from \(p.vantage): moved to \(plan.places(addresses: ob.addresses, cnames: ob.cnames).joined(separator: "+")) after \(DurationText.format(elapsed))")
                 } else {
                     report.pairs[i].after = ob
                     pending += 1
@@ -249,7 +244,7 @@ public enum Drill {
 
     /// DELETE the override, retried three times a second apart; a 404 means it is gone
     /// already (expired), which is also restored.
-    static func restore(_ report: inout DrillReport, target: String, control: DrillControl, progress: (String) -> Void) {
+    static func restore(_ report: inout DrillReport, target: OverrideTargetName, control: DrillControl, progress: (String) -> Void) {
         guard report.forced else { return }
         progress("restoring \(target)")
         var last = ""
@@ -261,7 +256,7 @@ public enum Drill {
                 return
             } catch { last = error.message }
         }
-        report.errors.append("RESTORE FAILED: \(last). Clear it by hand: curl -X DELETE '\(control.url)/override?target=\(target)' (it expires by itself \(secondsText(report.overrideExpiry)) after the drill began)")
+        report.errors.append("RESTORE FAILED: \(last). Clear it by hand: curl -X DELETE '\(control.url)/override?target=\(target)' (it expires by itself \(DurationText.format(report.overrideExpiry)) after the drill began)")
     }
 
     // MARK: Output
@@ -285,11 +280,11 @@ public enum Drill {
             rows.append([p.name.description, p.vantage.description,
                          place(p.before, plan: r.plan),
                          place(p.after, plan: r.plan),
-                         p.movedIn.map(secondsText) ?? (p.affected ? "never" : "-"),
+                         p.movedIn.map { DurationText.format($0) } ?? (p.affected ? "never" : "-"),
                          "\(p.ttl)s",
-                         p.worstCase.map(secondsText) ?? "-",
-                         p.rto.map(secondsText) ?? "-",
-                         p.returnedIn.map(secondsText) ?? (p.affected && r.restored ? "never" : "-"),
+                         p.worstCase.map { DurationText.format($0) } ?? "-",
+                         p.rto.map { DurationText.format($0) } ?? "-",
+                         p.returnedIn.map { DurationText.format($0) } ?? (p.affected && r.restored ? "never" : "-"),
                          p.verdict.rawValue])
         }
         var widths = Array(repeating: 0, count: rows[0].count)
@@ -307,10 +302,10 @@ public enum Drill {
 
         """
         for b in r.budgets {
-            let rto = b.rto.map { " (rto \(secondsText($0)))" } ?? ""
+            let rto = b.rto.map { " (rto \(DurationText.format($0)))" } ?? ""
             if let budget = b.budget {
                 let verdict = b.rto.flatMap { budget.exceeds(rto: $0) }.map { ": \($0)" } ?? ""
-                out += "without an override, \(b.name) leaves \(r.datacenter) by health checks in at most \(secondsText(budget.down))\(rto)\(verdict)\n"
+                out += "without an override, \(b.name) leaves \(r.datacenter) by health checks in at most \(DurationText.format(budget.down))\(rto)\(verdict)\n"
             } else {
                 out += "\(b.name): its \(r.datacenter) endpoints have no health check; only an override takes them out\(rto)\n"
             }

@@ -1,7 +1,7 @@
 import Config
 import DNSWire
 import Health
-@testable import Server
+@testable import Admin
 import Testing
 
 /// Budgets read the endpoints under each name from `ConfigModel.endpointsUnder`, the one

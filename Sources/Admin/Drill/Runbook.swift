@@ -3,6 +3,7 @@ import DNSWire
 import Foundation
 import Health
 import Routing
+import Server
 
 /// Where the runbook's commands point, and how they authenticate.
 ///
@@ -144,15 +145,15 @@ public enum Runbook {
         s += "### Time estimate\n\n"
         s += "| phase | estimate | from |\n|---|---|---|\n"
         s += "| check state (step 1) | 60s | |\n"
-        s += "| force down until every client left `\(dc)` (steps 2-3) | \(secondsText(Double(maxTTL) + 1)) | the override moves answers at the server at once (under 1 s); resolvers keep old answers up to the TTL, \(maxTTL)s |\n"
+        s += "| force down until every client left `\(dc)` (steps 2-3) | \(DurationText.format(Double(maxTTL) + 1)) | the override moves answers at the server at once (under 1 s); resolvers keep old answers up to the TTL, \(maxTTL)s |\n"
         if let d = worstDown {
-            s += "| the same without an override, if `\(dc)` fails on its own | \(secondsText(d)) | failover budget: \(FailoverBudget.dominating(plan.names.compactMap(\.budget).max { $0.down < $1.down }?.downParts ?? []).map(\.name).joined(separator: ", ")) dominate |\n"
+            s += "| the same without an override, if `\(dc)` fails on its own | \(DurationText.format(d)) | failover budget: \(FailoverBudget.dominating(plan.names.compactMap(\.budget).max { $0.down < $1.down }?.downParts ?? []).map(\.name).joined(separator: ", ")) dominate |\n"
         } else {
             s += "| the same without an override | never | no endpoint of `\(dc)` has a health check: only the override takes it out |\n"
         }
-        let back = secondsText(Double(maxTTL) + 1)
+        let back = DurationText.format(Double(maxTTL) + 1)
         if let u = worstUp {
-            s += "| bring back until clients return (steps 5-6) | \(back) if `\(dc)`'s checks pass, else up to \(secondsText(u + 1)) | clearing the override restores the checks' state at once; a check that is down needs `rise` passes first |\n"
+            s += "| bring back until clients return (steps 5-6) | \(back) if `\(dc)`'s checks pass, else up to \(DurationText.format(u + 1)) | clearing the override restores the checks' state at once; a check that is down needs `rise` passes first |\n"
         } else {
             s += "| bring back until clients return (steps 5-6) | \(back) | clearing the override applies at once; resolvers follow within the TTL |\n"
         }
@@ -161,7 +162,7 @@ public enum Runbook {
             let missed = plan.names.filter { n in n.rto.map { Double(n.ttl) + 1 > $0 } ?? false }
             let fits = missed.isEmpty ? "the override meets every rto"
                 : "**even the override cannot meet the rto of** " + missed.map { "`\($0.owner)` (TTL \($0.ttl)s)" }.joined(separator: ", ") + ": lower the TTL"
-            s += "| tightest rto among these names | \(secondsText(r)) | `rto` in the config; \(fits) |\n"
+            s += "| tightest rto among these names | \(DurationText.format(r)) | `rto` in the config; \(fits) |\n"
         }
         s += "\n"
 

@@ -1,6 +1,7 @@
 import Config
 import DNSWire
 import Health
+import Server
 
 /// A client network a drill or runbook queries as, sent as an EDNS Client Subnet option
 /// (RFC 7871 6). `0.0.0.0/0` means "do not locate me": the query's source address decides.
@@ -152,29 +153,4 @@ public struct DrillError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
     /// 2 for usage and configuration errors, 1 for everything else.
     public var exitCode: Int32 { kind == .usage ? 2 : 1 }
-}
-
-/// `500ms`, `30s`, `5m`, `2h` or a bare number of seconds, as in the config.
-///
-///     parseDrillDuration("100ms")   // 0.1
-public func parseDrillDuration(_ text: String) -> Double? {
-    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-    var t = Substring(text)
-    var mult = 1.0
-    for (u, m) in units where t.hasSuffix(u) {
-        let head = t.dropLast(u.count)
-        if u == "s" && head.hasSuffix("m") { continue }
-        t = head; mult = m; break
-    }
-    guard !t.isEmpty, t.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let v = Double(t), v.isFinite else { return nil }
-    return v * mult
-}
-
-/// Seconds for tables: `0.104s`, `30s`, `1m30s` stays `90s` (operators compare to rto in seconds).
-func secondsText(_ s: Double) -> String {
-    if s == s.rounded() && abs(s) < 1e12 { return "\(Int(s))s" }
-    let ms = Int((s * 1000).rounded())
-    let frac = ms % 1000
-    let pad = frac < 10 ? "00" : (frac < 100 ? "0" : "")
-    return "\(ms / 1000).\(pad)\(frac)s"
 }

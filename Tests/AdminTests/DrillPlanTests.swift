@@ -2,7 +2,9 @@ import Config
 import Routing
 import DNSWire
 import Foundation
-@testable import Server
+import Health
+@testable import Admin
+import Server
 import Testing
 
 /// The drill's pure parts: which names and answers a datacenter touches, the default
@@ -115,18 +117,20 @@ struct DrillPlanTests {
         #expect(p.passed == (c.verdict != .exceeded && c.verdict != .neverMoved))
     }
 
-    @Test("durations", arguments: [("100ms", 0.1), ("30s", 30), ("5m", 300), ("2h", 7200), ("7", 7), ("1.5s", 1.5)] as [(String, Double)])
-    func durations(_ text: String, _ value: Double) {
-        #expect(parseDrillDuration(text) == value)
-    }
-
-    @Test func badDurations() {
-        for t in ["", "s", "-1s", "fast", "1x", "1 s"] { #expect(parseDrillDuration(t) == nil, "\(t)") }
-    }
-
-    @Test func overrideTargetsAreNormalised() {
-        #expect(["dc:ams", "datacenter iad", "datacenter:sto", "ep:ams-1", "endpoint:ams-2"].map(DrillControl.normalizeTarget)
-                == ["dc:ams", "dc:iad", "dc:sto", "endpoint:ams-1", "endpoint:ams-2"])
+    /// Override target names resolve against the config: endpoints to their index, and
+    /// every error quotes the text and lists what is known.
+    @Test(arguments: [
+        ("dc:ams", Result<OverrideTarget, OverrideTargetError>.success(.datacenter("ams"))),
+        ("endpoint:iad-1", .success(.endpoint(2))), ("ep:ams-1", .success(.endpoint(0))),
+        ("dc:sfo", .failure(.init("target \"dc:sfo\": no datacenter named \"sfo\" (known: ams, iad)"))),
+        ("endpoint:nope", .failure(.init("target \"endpoint:nope\": no endpoint named \"nope\" (known: ams-1, ams-2, iad-1, edge)"))),
+        ("ams", .failure(.init("target \"ams\": expected endpoint:NAME or dc:NAME"))),
+    ])
+    func overrideTargetsResolve(_ text: String, _ want: Result<OverrideTarget, OverrideTargetError>) throws {
+        let m = try Self.model()
+        let got = Result { () throws(OverrideTargetError) in try OverrideTargetName.resolve(text, in: m) }
+        #expect(got == want)
+        if case .success(let t) = got { #expect(t.name(in: m) == OverrideTargetName(parsing: text)) }
     }
 
     /// The runbook's checks come from the server's own router: before with every endpoint

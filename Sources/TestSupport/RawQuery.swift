@@ -1,12 +1,14 @@
 import DNSWire
 
-/// Builds query packets byte by byte, including malformed ones, for the raw client.
+/// Query packets for the raw client, including malformed ones: DNSWire's `QueryBuilder`
+/// writes the query, then the header words, OPT records and trailing bytes the test sets
+/// are patched in or appended.
 ///
-///     var q = QueryBuilder(name: "www.example.com.", type: .a)
+///     var q = RawQuery(name: "www.example.com.", type: .a)
 ///     q.edns = .init(udpSize: 1232)
 ///     q.qdcountOverride = 2              // RFC 9619 case: expect FORMERR
 ///     let packet = q.bytes()
-public struct QueryBuilder: Sendable {
+public struct RawQuery: Sendable {
     /// An OPT pseudo-record (RFC 6891 6.1.2) with raw options.
     public struct EDNS: Sendable {
         public var udpSize: UInt16
@@ -57,9 +59,9 @@ public struct QueryBuilder: Sendable {
         var additional: [[UInt8]] = []
         if let edns { additional.append(edns.record) }
         additional += extraAdditional
-        var out = be16(id) + be16(flags)
-        out += be16(qdcountOverride ?? 1) + be16(0) + be16(0) + be16(UInt16(additional.count))
-        out += qname + be16(type.rawValue) + be16(qclass)
+        var out = QueryBuilder.query(id: id, name: DNSName(uncheckedWire: qname), type: type, rrclass: RRClass(rawValue: qclass))
+        out.replaceSubrange(2..<6, with: be16(flags) + be16(qdcountOverride ?? 1))
+        out.replaceSubrange(10..<12, with: be16(UInt16(additional.count)))
         for a in additional { out += a }
         return out + trailing
     }

@@ -3,23 +3,25 @@ import DNSWire
 import Foundation
 import Glibc
 import Routing
+import Server
 
-/// Command-line inputs of `meridian drill`, unparsed, so the CLI stays a thin shell.
+/// Command-line inputs of `meridian drill`, parsed and range-checked by the CLI.
 ///
 ///     var a = DrillArguments(down: "ams", config: "meridian.yaml")
-///     a.vantages = ["81.2.69.0/24"]
-///     exit(Runtime.drill(a))
+///     a.vantages = [IPPrefix("81.2.69.0/24", strict: true)!]
+///     exit(Commands.drill(a))
 public struct DrillArguments: Sendable {
     public var down: String
-    public var holdFor: String?
-    public var server: String?
+    /// Seconds to keep the datacenter down; nil restores as soon as the answers moved.
+    public var holdFor: Double?
+    public var server: ListenAddress?
     public var control: String?
     public var token: String?
-    public var vantages: [String] = []
+    public var vantages: [IPPrefix] = []
     public var config: String
     public var json = false
-    public var poll = "100ms"
-    public var timeout = "60s"
+    public var poll: Double = 0.1
+    public var timeout: Double = 60
     public init(down: String, config: String) { self.down = down; self.config = config }
 }
 
@@ -27,29 +29,29 @@ public struct DrillArguments: Sendable {
 ///
 ///     var a = RunbookArguments(config: "meridian.yaml")
 ///     a.datacenter = "ams"
-///     exit(Runtime.runbook(a))
+///     exit(Commands.runbook(a))
 public struct RunbookArguments: Sendable {
     public var datacenter: String?
     public var config: String
-    public var server: String?
+    public var server: ListenAddress?
     public var control: String?
-    public var vantages: [String] = []
+    public var vantages: [IPPrefix] = []
     public init(config: String) { self.config = config }
 }
 
-extension Runtime {
+extension Commands {
     /// The DNS address to query: `--server`, else the config's first listen address with a
     /// wildcard replaced by loopback (the drill runs on the server's host).
-    static func drillServer(_ text: String?, _ model: ConfigModel) throws(DrillError) -> ListenAddress {
-        let raw = text ?? model.server.listen.first ?? "127.0.0.1:53"
-        do {
-            var a = try ListenAddress(raw)
-            if a.address == IPAddress(v4: 0) { a.address = IPAddress(v4: 0x7F00_0001) }
-            if a.address.isV6 && a.address == IPAddress("::")! { a.address = IPAddress("::1")! }
-            return a
-        } catch {
-            throw DrillError(.usage, "--server: \(error)")
+    static func drillServer(_ given: ListenAddress?, _ model: ConfigModel) throws(DrillError) -> ListenAddress {
+        var a: ListenAddress
+        if let given { a = given } else {
+            do { a = try ListenAddress(model.server.listen.first ?? "127.0.0.1:53") } catch {
+                throw DrillError(.usage, "--server: \(error)")
+            }
         }
+        if a.address == IPAddress(v4: 0) { a.address = IPAddress(v4: 0x7F00_0001) }
+        if a.address.isV6 && a.address == IPAddress("::")! { a.address = IPAddress("::1")! }
+        return a
     }
 
     static func drillControlURL(_ text: String?, _ model: ConfigModel) -> String? {
@@ -61,15 +63,10 @@ extension Runtime {
         return "http://" + a
     }
 
-    static func drillVantages(_ texts: [String], _ model: ConfigModel) throws(DrillError) -> [Vantage] {
-        guard !texts.isEmpty else { return DatacenterPlan.defaultVantages(model) }
+    static func drillVantages(_ given: [IPPrefix], _ model: ConfigModel) -> [Vantage] {
+        guard !given.isEmpty else { return DatacenterPlan.defaultVantages(model) }
         var out: [Vantage] = []
-        for t in texts {
-            guard let p = IPPrefix(t, strict: true) else {
-                throw DrillError(.usage, "--vantage \(t): expected a CIDR such as 192.0.2.0/24 with no host bits set")
-            }
-            if !out.contains(where: { $0.prefix == p }) { out.append(Vantage(p, note: "given with --vantage")) }
-        }
+        for p in given where !out.contains(where: { $0.prefix == p }) { out.append(Vantage(p, note: "given with --vantage")) }
         return out
     }
 
@@ -91,27 +88,16 @@ extension Runtime {
             // then control_token or control_token_file of the config.
             _ = try DrillControl(url: url, token: nil)
             let control: DrillControl
-            do { control = DrillControl(client: try Runtime.controlClient(url: url, token: args.token, configPath: args.config)) } catch {
+            do {
+                control = DrillControl(client: try ControlEndpoint(url: url, token: args.token, configPath: args.config).client())
+            } catch {
                 throw DrillError(.usage, error.message)
             }
-            guard let poll = parseDrillDuration(args.poll), poll >= 0.01, poll <= 60 else {
-                throw DrillError(.usage, "--poll \(args.poll): expected a duration from 10ms to 60s, e.g. 100ms")
-            }
-            guard let timeout = parseDrillDuration(args.timeout), timeout >= 1, timeout <= 3600 else {
-                throw DrillError(.usage, "--timeout \(args.timeout): expected a duration from 1s to 1h, e.g. 60s")
-            }
-            var hold: Double?
-            if let f = args.holdFor {
-                guard let v = parseDrillDuration(f), v > 0, v <= 86400 else {
-                    throw DrillError(.usage, "--for \(f): expected a duration up to 1d, e.g. 5m")
-                }
-                hold = v
-            }
             _ = try DatacenterPlan(model: model, datacenter: args.down)
-            var opts = DrillOptions(datacenter: args.down, holdFor: hold, server: server, control: control,
-                                    vantages: try drillVantages(args.vantages, model))
-            opts.poll = poll
-            opts.timeout = timeout
+            var opts = DrillOptions(datacenter: args.down, holdFor: args.holdFor, server: server, control: control,
+                                    vantages: drillVantages(args.vantages, model))
+            opts.poll = args.poll
+            opts.timeout = args.timeout
             let interrupt = DrillInterrupt()
             watchSignals(interrupt)
             // Progress goes to stderr, unbuffered, so it shows as it happens and stdout
@@ -162,7 +148,7 @@ extension Runtime {
                                    needsToken: model.server.controlTokenConfigured, configPath: absolutePath(args.config))
             if let c = t.control { _ = try DrillControl(url: c, token: nil) }
             print(try Runbook.markdown(model: model, router: router, datacenters: dcs, targets: t,
-                                       vantages: try drillVantages(args.vantages, model)), terminator: "")
+                                       vantages: drillVantages(args.vantages, model)), terminator: "")
             return 0
         } catch {
             printErr("meridian runbook: \(error.message)")

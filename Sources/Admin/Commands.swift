@@ -1,0 +1,59 @@
+import Config
+import DNSWire
+import Health
+import Foundation
+import Server
+
+/// The bodies of the CLI commands other than `serve`: each takes arguments the executable
+/// already parsed and checked, prints its output, and returns the exit status.
+///
+///     exit(Commands.check(sources: ConfigSources(configPath: "meridian.yaml", zonesDirectory: nil)))
+public enum Commands {
+    /// `meridian check`: prints every error (exit 1) or one summary line per zone (exit 0).
+    public static func check(sources: ConfigSources) -> Int32 {
+        let outcome = Runtime.load(sources, generation: 0)
+        if !outcome.errors.isEmpty {
+            for e in outcome.errors { printErr(e) }
+            printErr("\(outcome.errors.count) error\(outcome.errors.count == 1 ? "" : "s") found")
+            return 1
+        }
+        for s in outcome.summaries { print(s) }
+        // The failover budget of every GSLB name: interval x fall + timeout + TTL.
+        var violations = 0
+        if let model = outcome.snapshot?.model {
+            for b in Budgets.compute(model) {
+                print(Budgets.describe(b))
+                if let v = b.violation {
+                    printErr("\(model.names.first { $0.owner == b.name }?.location.description ?? model.file): \(b.name): \(v)")
+                    violations += 1
+                }
+            }
+        }
+        return violations == 0 ? 0 : 1
+    }
+
+    /// `meridian explain`: the decision for one client, through the server's own `resolve`.
+    /// `sources` must name a config (the CLI checks it).
+    public static func explain(sources: ConfigSources, name: String, type: String, client: IPAddress, ecs subnet: IPPrefix?,
+                               down: [String]) -> Int32 {
+        guard let qname = try? DNSName(name.hasSuffix(".") ? name : name + ".") else { printErr("bad name \(name)"); return 2 }
+        guard let qtype = RRType(mnemonic: type) else { printErr("unknown type \(type)"); return 2 }
+        let outcome = Runtime.load(sources, generation: 0)
+        guard let snapshot = outcome.snapshot, let router = snapshot.router, let model = snapshot.model else {
+            for e in outcome.errors { printErr(e) }
+            return 1
+        }
+        for d in down where model.endpointIndex(named: d) == nil {
+            printErr("--down \(d): no such endpoint (known: \(model.endpoints.map(\.name).joined(separator: ", ")))")
+            return 2
+        }
+        print(router.explain(name: qname, qtype: qtype, client: client, ecs: subnet, down: down), terminator: "")
+        return 0
+    }
+
+}
+
+/// One line on standard error (unbuffered, so progress shows as it happens).
+func printErr(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}

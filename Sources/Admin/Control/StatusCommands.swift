@@ -1,0 +1,104 @@
+import Config
+import Foundation
+import Health
+import Server
+
+/// Where the CLI finds a running server's control API, as given on the command line.
+///
+///     let c = try ControlEndpoint(url: nil, token: nil, configPath: "meridian.yaml").client()
+public struct ControlEndpoint: Sendable {
+    public var url: String?
+    public var token: String?
+    public var configPath: String?
+    public init(url: String?, token: String?, configPath: String?) {
+        self.url = url; self.token = token; self.configPath = configPath
+    }
+
+
+    /// Where the CLI finds the control API: `--control`, else `server.control` of `--config`,
+    /// else 127.0.0.1:8053; the token from `--token`, `MERIDIAN_CONTROL_TOKEN`, or the config (`control_token`, then
+    /// `control_token_file`).
+    public func client() throws(ControlConfigError) -> ControlClient {
+        var u = url, t = token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"]
+        if let path = configPath, u == nil || t == nil {
+            let m: ConfigModel
+            do { m = try ConfigLoader.load(path: path) } catch {
+                throw ControlConfigError(message: "\(path): \(error.errors.map(\.description).joined(separator: "; "))")
+            }
+            if u == nil { u = m.server.control }
+            if t == nil {
+                // The same checks as the server's (a FIFO would block, an unreadable file would
+                // end in a puzzling 401).
+                if let token = m.server.controlToken { t = token } else if let f = m.server.controlTokenFile {
+                    t = try ControlTokenFile.read(f, logger: nil)
+                }
+            }
+        }
+        return try ControlClient(url: u ?? "127.0.0.1:8053", token: t)
+    }
+
+}
+
+extension Commands {
+    /// `meridian status`: the table (or the JSON) of a running server.
+    public static func status(_ endpoint: ControlEndpoint, json: Bool) -> Int32 {
+        do {
+            let c = try endpoint.client()
+            if json {
+                print(String(decoding: try c.expectOK("GET", "/status"), as: UTF8.self), terminator: "")
+            } else {
+                print(StatusTable.render(try c.status()), terminator: "")
+            }
+            return 0
+        } catch {
+            printErr("meridian status: \(error)")
+            return 1
+        }
+    }
+
+    /// `meridian override set`: `reason` and `expiresIn` already meet `OverrideRules` (the CLI
+    /// checks them before anything is sent; the server checks them again).
+    public static func overrideSet(_ endpoint: ControlEndpoint, target: OverrideTargetName, state: String, reason: String,
+                                   expiresIn: Double?) -> Int32 {
+        overrideCommand { () throws(ControlConfigError) -> Int32 in
+            let o = try endpoint.client().setOverride(target: target, state: state, reason: reason, expiresIn: expiresIn)
+            print("override \(o.target) \(o.state)\(until(o)) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
+            return 0
+        }
+    }
+
+    /// `meridian override clear`: 1 when there was no such override.
+    public static func overrideClear(_ endpoint: ControlEndpoint, target: OverrideTargetName) -> Int32 {
+        overrideCommand { () throws(ControlConfigError) -> Int32 in
+            if try endpoint.client().clearOverride(target: target) {
+                print("override \(target) cleared")
+                return 0
+            }
+            printErr("no override on \(target)")
+            return 1
+        }
+    }
+
+    /// `meridian override list`.
+    public static func overrideList(_ endpoint: ControlEndpoint) -> Int32 {
+        overrideCommand { () throws(ControlConfigError) -> Int32 in
+            let list = try endpoint.client().overrides()
+            if list.isEmpty { print("no overrides") }
+            for o in list {
+                print("\(o.target) \(o.state)\(until(o)) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
+            }
+            return 0
+        }
+    }
+
+    static func until(_ o: OverrideView) -> String {
+        o.expiresAt.map { " until \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)))" } ?? " until cleared"
+    }
+
+    static func overrideCommand(_ body: () throws(ControlConfigError) -> Int32) -> Int32 {
+        do { return try body() } catch {
+            printErr("meridian override: \(error)")
+            return 1
+        }
+    }
+}

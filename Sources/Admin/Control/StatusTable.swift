@@ -1,0 +1,67 @@
+import Config
+import Foundation
+import Server
+
+/// Formats a status report as the table `meridian status` prints.
+public enum StatusTable {
+    public static func render(_ r: StatusReport, now: Double = Date().timeIntervalSince1970) -> String {
+        var out: [String] = []
+        let loaded = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: r.loadedAt))
+        out.append("meridian \(r.version): config \(r.config ?? "-")\(r.zonesDirectory.map { ", zones \($0)" } ?? ""), generation \(r.generation), loaded \(loaded)")
+        var reload = "reloads: \(r.reloads.ok) ok, \(r.reloads.failed) failed"
+        if let f = r.reloads.lastFailure, f > (r.reloads.lastSuccess ?? 0) {
+            reload += "; LAST RELOAD FAILED: \(r.reloads.lastErrors.first ?? "?")"
+        }
+        out.append(reload)
+        out.append("")
+        if r.endpoints.isEmpty {
+            out.append("no GSLB endpoints (zone files only)")
+        } else {
+            var rows = [["ENDPOINT", "DC", "STATE", "CHECKED", "SINCE", "LAST CHECK", "OVERRIDE"]]
+            for e in r.endpoints {
+                let last: String
+                if let c = e.check {
+                    let lat = c.lastLatency.map { String(format: " %.0fms", $0 * 1000) } ?? ""
+                    last = c.lastOK == nil ? "\(c.name): pending" : "\(c.name): \(c.lastOK == true ? "ok" : "FAIL") \(c.lastReason ?? "")\(lat)"
+                } else {
+                    last = "-"
+                }
+                var ov = "-"
+                if let o = e.override {
+                    ov = "\(o.target) \(o.state) \"\(o.reason)\""
+                    if let x = o.expiresAt { ov += " (\(DurationText.format(x - now, style: .compact)) left)" }
+                }
+                rows.append([e.name, e.datacenter ?? "-", e.state.uppercased(), e.checked, DurationText.format(now - e.since, style: .compact) + " ago", last, ov])
+            }
+            out += table(rows)
+        }
+        if !r.overrides.isEmpty {
+            out.append("")
+            out.append("overrides:")
+            for o in r.overrides {
+                let exp = o.expiresAt.map { "expires in \(DurationText.format($0 - now, style: .compact))" } ?? "until cleared"
+                out.append("  \(o.target) \(o.state), \(exp), reason \"\(o.reason)\" (\(o.endpoints.joined(separator: ", ")))")
+            }
+        }
+        if !r.names.isEmpty {
+            out.append("")
+            var rows = [["NAME", "TTL", "FAILOVER", "RTO", ""]]
+            for n in r.names {
+                rows.append([n.name, "\(n.ttl)", n.failoverDown.map { DurationText.format($0, style: .compact) } ?? "unchecked",
+                             n.rto.map { DurationText.format($0, style: .compact) } ?? "-", n.rtoExceeded ? "RTO EXCEEDED" : ""])
+            }
+            out += table(rows)
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    static func table(_ rows: [[String]]) -> [String] {
+        guard let first = rows.first else { return [] }
+        var widths = first.map(\.count)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        return rows.map { r in
+            r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Glibc
+import Platform
+import Testing
+
+/// The one IP-address-to-sockaddr conversion: family, length, port and address bytes.
+@Suite("socket address")
+struct SocketAddressTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var isV4: Bool, hi: UInt64, lo: UInt64, port: UInt16
+        var family: Int32, bytes: [UInt8]
+        var description: String { "\(bytes) port \(port)" }
+    }
+
+    static let cases: [Case] = [
+        Case(isV4: true, hi: 0x7F00_0001 << 32, lo: 0, port: 53, family: AF_INET, bytes: [127, 0, 0, 1]),
+        Case(isV4: true, hi: 0xC000_0201 << 32, lo: 0, port: 65535, family: AF_INET, bytes: [192, 0, 2, 1]),
+        Case(isV4: false, hi: 0, lo: 1, port: 8053, family: AF_INET6, bytes: [UInt8](repeating: 0, count: 15) + [1]),
+        Case(isV4: false, hi: 0x2001_0DB8_0000_0000, lo: 0x0000_0000_0000_0A0B, port: 0, family: AF_INET6,
+             bytes: [0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0A, 0x0B]),
+    ]
+
+    @Test(arguments: cases)
+    func converts(_ c: Case) {
+        let a = SocketAddress(isV4: c.isV4, hi: c.hi, lo: c.lo, port: c.port)
+        #expect(a.family == c.family)
+        #expect(a.port == c.port)
+        a.withSockaddr { p, len in
+            if c.isV4 {
+                #expect(len == socklen_t(MemoryLayout<sockaddr_in>.size))
+                let sin = UnsafeRawPointer(p).load(as: sockaddr_in.self)
+                #expect(withUnsafeBytes(of: sin.sin_addr) { Array($0) } == c.bytes)
+            } else {
+                #expect(len == socklen_t(MemoryLayout<sockaddr_in6>.size))
+                let sin6 = UnsafeRawPointer(p).load(as: sockaddr_in6.self)
+                #expect(withUnsafeBytes(of: sin6.sin6_addr) { Array($0) } == c.bytes)
+            }
+        }
+        // A copy reads back the same.
+        let copy = a.withSockaddr { SocketAddress(copying: $0, length: $1) }
+        #expect(copy?.port == c.port && copy?.family == c.family && copy?.length == a.length)
+    }
+
+    /// Binding to port 0 on loopback and reading the address back gives the kernel's port.
+    @Test func localAddressOfABoundSocket() throws {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        let any = SocketAddress(isV4: true, hi: 0x7F00_0001 << 32, lo: 0, port: 0)
+        try #require(any.withSockaddr { bind(fd, $0, $1) } == 0)
+        let bound = try #require(SocketAddress.local(of: fd))
+        #expect(bound.family == AF_INET && bound.port != 0)
+        #expect(SocketAddress.local(of: -1) == nil)
+    }
+}

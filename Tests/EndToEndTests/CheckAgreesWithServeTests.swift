@@ -104,4 +104,35 @@ struct CheckAgreesWithServeTests {
             #expect(server.logText.contains("\"both@127.0.0.1\""), "the calculated check runs per endpoint address; log:\n\(server.logText)")
         }
     }
+
+    /// The `server:` block: serve refused these at start (listen addresses, a non-loopback
+    /// control API without a token, an unreadable token file) while check passed them.
+    static let serverCases: [(why: String, server: String, marker: String, message: String)] = [
+        ("listen port out of range", "{ listen: [\"127.0.0.1:99999\"] }", "[\"127", "server.listen:"),
+        ("control API on a network address without a token", "{ control: \"0.0.0.0:8053\" }", "\"0.0.0.0",
+         "server.control 0.0.0.0:8053 is not a loopback address"),
+        ("control token file that does not exist", "{ control_token_file: no-such-token }", "no-such-token",
+         "server.control_token_file"),
+    ]
+
+    @Test(arguments: serverCases.indices)
+    func checkAndServeRefuseTheSameServerBlock(_ i: Int) async throws {
+        let c = Self.serverCases[i]
+        let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
+        defer { dir.remove() }
+        let text = Fixtures.failoverYAML(checkName: "c", checkSpec: "{ type: tcp, host: 127.0.0.1, port: 9 }", server: c.server)
+        try dir.write("meridian.yaml", contents: text)
+        let path = dir.path + "/meridian.yaml"
+        let first = try #require(text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init))
+        let column = try #require(first.range(of: c.marker)).lowerBound.utf16Offset(in: first) + 1
+        let location = "\(path):1:\(column): \(c.message)"
+
+        let check = try await MeridianProcess.run(["check", "--config", path])
+        #expect(check.status == 1, "\(c.why): meridian check accepted it:\n\(check.combined)")
+        #expect(check.stderr.contains(location), "\(c.why): expected \(location) in:\n\(check.stderr)")
+        let port = try freePort()
+        let serve = try await MeridianProcess.run(["serve", "--config", path, "--listen", "127.0.0.1:\(port)"], timeout: .seconds(20))
+        #expect(!serve.timedOut && serve.status == 1, "\(c.why): meridian serve: status \(serve.status):\n\(serve.combined)")
+        #expect(serve.combined.contains(location), "\(c.why): expected \(location) in:\n\(serve.combined)")
+    }
 }

@@ -59,17 +59,19 @@ struct CheckAgreesWithServeTests {
         let checksLine = try #require(lines.firstIndex(of: "checks:"))
         let lineIndex = try #require(lines.indices.first { $0 > checksLine && lines[$0].contains(c.marker) })
         let column = try #require(lines[lineIndex].range(of: c.marker)).lowerBound.utf16Offset(in: lines[lineIndex]) + 1
-        let location = "\(path):\(lineIndex + 1):\(column): \(c.message)"
+        try await Self.expectBothRefuse(path: path, location: "\(path):\(lineIndex + 1):\(column): \(c.message)", why: c.why)
+    }
 
+    /// `meridian check` exits 1 and `serve` refuses at load (exit 1, not a start; the bound
+    /// only keeps a wrong start from hanging), both printing `location`.
+    static func expectBothRefuse(path: String, location: String, why: String) async throws {
         let check = try await MeridianProcess.run(["check", "--config", path])
-        #expect(check.status == 1, "meridian check accepted it:\n\(check.combined)")
-        #expect(check.stderr.contains(location), "expected \(location) in:\n\(check.stderr)")
-
-        // serve must refuse at load (exit 1), not start; the bound only keeps a wrong start from hanging.
+        #expect(check.status == 1, "\(why): meridian check accepted it:\n\(check.combined)")
+        #expect(check.stderr.contains(location), "\(why): expected \(location) in:\n\(check.stderr)")
         let port = try freePort()
         let serve = try await MeridianProcess.run(["serve", "--config", path, "--listen", "127.0.0.1:\(port)"], timeout: .seconds(20))
-        #expect(!serve.timedOut && serve.status == 1, "meridian serve: status \(serve.status):\n\(serve.combined)")
-        #expect(serve.combined.contains(location), "expected \(location) in:\n\(serve.combined)")
+        #expect(!serve.timedOut && serve.status == 1, "\(why): meridian serve: status \(serve.status):\n\(serve.combined)")
+        #expect(serve.combined.contains(location), "\(why): expected \(location) in:\n\(serve.combined)")
     }
 
     /// docs/configuration.md's `both: { type: calculated, checks: [web, smtp], min: 2 }` over
@@ -125,14 +127,6 @@ struct CheckAgreesWithServeTests {
         let path = dir.path + "/meridian.yaml"
         let first = try #require(text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init))
         let column = try #require(first.range(of: c.marker)).lowerBound.utf16Offset(in: first) + 1
-        let location = "\(path):1:\(column): \(c.message)"
-
-        let check = try await MeridianProcess.run(["check", "--config", path])
-        #expect(check.status == 1, "\(c.why): meridian check accepted it:\n\(check.combined)")
-        #expect(check.stderr.contains(location), "\(c.why): expected \(location) in:\n\(check.stderr)")
-        let port = try freePort()
-        let serve = try await MeridianProcess.run(["serve", "--config", path, "--listen", "127.0.0.1:\(port)"], timeout: .seconds(20))
-        #expect(!serve.timedOut && serve.status == 1, "\(c.why): meridian serve: status \(serve.status):\n\(serve.combined)")
-        #expect(serve.combined.contains(location), "\(c.why): expected \(location) in:\n\(serve.combined)")
+        try await Self.expectBothRefuse(path: path, location: "\(path):1:\(column): \(c.message)", why: c.why)
     }
 }

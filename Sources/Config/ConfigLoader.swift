@@ -718,121 +718,168 @@ final class Builder {
         }
         r.checkKeys(m, allowed: allowed, "\(kind) policy")
         if let extras { for e in m where extra.contains(e.key) { extras.pointee[e.key] = e.value } }
-        let wad = whenAllDown(m.filter { $0.key == "when_all_down" || $0.key == "fallback" } + inherited, isRoot: isRoot, what)
-        func opt(_ k: String) -> Node? { m.first { $0.key == k }?.value }
-        let body = ke.value
-        let sub = "\(what) > \(kind)"
+        let p = PolicyText(node: node, options: m, body: ke.value, what: "\(what) > \(kind)", depth: depth,
+                           whenAllDown: whenAllDown(m.filter { $0.key == "when_all_down" || $0.key == "fallback" } + inherited,
+                                                    isRoot: isRoot, what))
+        switch kind {
+        case "pool": return parsePool(p)
+        case "failover": return parseFailover(p)
+        case "weighted": return parseWeighted(p)
+        case "hashed": return parseHashed(p)
+        case "multivalue": return parseMultivalue(p)
+        case "nearest": return parseNearest(p)
+        case "geo": return parseGeo(p)
+        case "subnet": return parseSubnet(p)
+        default: return nil
+        }
+    }
 
-        /// Children: a scalar is a pool expanded to one child per endpoint (weights from the
-        /// endpoints); a list is one child per item, items may carry `weight`.
-        func children(weightsAllowed: Bool) -> (children: [Int], weights: [Int])? {
-            if case .scalar(let s) = body {
-                guard let eps = leaf(s.string, body, sub) else { return nil }
-                guard limitChildren(eps.count, body, sub) else { return nil }
-                return (expand(eps, body), eps.map { endpoints[$0].weight })
-            }
-            if weightsAllowed, case .mapping = body {
-                guard let cm = r.mapping(body, sub), limitChildren(cm.count, body, sub) else { return nil }
-                var c: [Int] = [], w: [Int] = []
-                for x in cm {
-                    guard let eps = leaf(x.key, x.keyNode, sub), let wt = r.int(x.value, "\(sub): weight", 0...1000) else { continue }
-                    c.append(addNode(.pool(name: x.key, endpoints: eps), .parent, x.keyNode)); w.append(wt)
-                }
-                return (c, w)
-            }
-            guard let items = r.sequence(body, sub), limitChildren(items.count, body, sub) else { return nil }
+    /// One policy node as written: the node, its keys, the body of its kind key, the path
+    /// for errors (`www > geo`), its depth and its resolved `when_all_down`.
+    struct PolicyText {
+        var node: Node
+        var options: [(key: String, keyNode: Node, value: Node)]
+        var body: Node
+        var what: String
+        var depth: Int
+        var whenAllDown: WhenAllDown
+        func option(_ k: String) -> Node? { options.first { $0.key == k }?.value }
+    }
+
+    /// Choices of a node: a scalar is a pool expanded to one child per endpoint (weights from
+    /// the endpoints); with weights, a mapping is `name: weight`; a list is one child per
+    /// item, and items may carry `weight`.
+    func policyChildren(_ p: PolicyText, weightsAllowed: Bool) -> (children: [Int], weights: [Int])? {
+        let body = p.body, sub = p.what
+        if case .scalar(let s) = body {
+            guard let eps = leaf(s.string, body, sub) else { return nil }
+            guard limitChildren(eps.count, body, sub) else { return nil }
+            return (expand(eps, body), eps.map { endpoints[$0].weight })
+        }
+        if weightsAllowed, case .mapping = body {
+            guard let cm = r.mapping(body, sub), limitChildren(cm.count, body, sub) else { return nil }
             var c: [Int] = [], w: [Int] = []
-            for (i, item) in items.enumerated() {
-                var ex: [String: Node] = [:]
-                guard let n = parseNode(item, depth: depth + 1, what: "\(sub)[\(i)]", extra: weightsAllowed ? ["weight"] : [], extras: &ex) else { continue }
-                var wt = 1
-                if let wn = ex["weight"] { wt = r.int(wn, "\(sub)[\(i)]: weight", 0...1000) ?? 1 }
-                else if case .pool(_, let eps) = nodes[n].kind, eps.count == 1 { wt = endpoints[eps[0]].weight }
-                c.append(n); w.append(wt)
+            for x in cm {
+                guard let eps = leaf(x.key, x.keyNode, sub), let wt = r.int(x.value, "\(sub): weight", 0...1000) else { continue }
+                c.append(addNode(.pool(name: x.key, endpoints: eps), .parent, x.keyNode)); w.append(wt)
             }
             return (c, w)
         }
-
-        switch kind {
-        case "pool":
-            guard case .scalar(let s) = body else { r.error(body, "\(sub): expected a pool name"); return nil }
-            guard let eps = leaf(s.string, body, sub) else { return nil }
-            return addNode(.pool(name: s.string, endpoints: eps), wad, node)
-        case "failover":
-            guard let (c, _) = children(weightsAllowed: false) else { return nil }
-            return addNode(.failover(children: c), wad, node)
-        case "weighted":
-            guard let (c, w) = children(weightsAllowed: true) else { return nil }
-            if !w.isEmpty && w.count == c.count && w.allSatisfy({ $0 == 0 }) { r.error(body, "\(sub): every weight is 0") }
-            return addNode(.weighted(children: c, weights: w), wad, node)
-        case "hashed":
-            guard let (c, w) = children(weightsAllowed: true) else { return nil }
-            let v4 = opt("v4_prefix").flatMap { r.int($0, "\(sub): v4_prefix", 0...32) } ?? 24
-            let v6 = opt("v6_prefix").flatMap { r.int($0, "\(sub): v6_prefix", 0...128) } ?? 56
-            return addNode(.hashed(children: c, weights: w, v4Prefix: v4, v6Prefix: v6), wad, node)
-        case "multivalue":
-            guard case .scalar(let s) = body else { r.error(body, "\(sub): expected a pool name"); return nil }
-            guard let eps = leaf(s.string, body, sub) else { return nil }
-            let n = opt("n").flatMap { r.int($0, "\(sub): n", 1...64) } ?? 8
-            return addNode(.multivalue(name: s.string, endpoints: eps, count: n), wad, node)
-        case "nearest":
-            guard let (c, _) = children(weightsAllowed: false) else { return nil }
-            var dcs: [Int] = []
-            for child in c {
-                let eps = PolicyNode.endpoints(under: child, in: nodes)
-                let set = Set(eps.map { endpoints[$0].datacenter ?? -1 })
-                if set.count == 1, let d = set.first, d >= 0 { dcs.append(d) }
-                else {
-                    r.error(nodes[child].location, "\(sub): every choice must sit in one datacenter (endpoints need dc:)")
-                    dcs.append(0)
-                }
-            }
-            var bias = Array(repeating: 0.0, count: c.count)
-            if let bn = opt("bias"), let bm = r.mapping(bn, "\(sub): bias") {
-                for x in bm {
-                    guard let d = datacenters.firstIndex(where: { $0.name == x.key }) else {
-                        r.error(x.keyNode, "\(sub): bias names unknown datacenter \"\(x.key)\"\(suggestion(x.key, datacenters.map(\.name)))"); continue
-                    }
-                    guard let km = r.double(x.value, "\(sub): bias \(x.key)", -20_000...20_000) else { continue }
-                    for (i, dc) in dcs.enumerated() where dc == d { bias[i] = km }
-                }
-            }
-            let n = opt("n").flatMap { r.int($0, "\(sub): n", 1...64) } ?? 1
-            return addNode(.nearest(children: c, datacenters: dcs, biasKm: bias, count: n), wad, node)
-        case "geo":
-            guard let gm = r.mapping(body, sub) else { return nil }
-            guard limitChildren(gm.count, body, sub, max: maxRules) else { return nil }
-            var keys: [GeoKey] = [], c: [Int] = [], def: Int? = nil
-            for x in gm {
-                let key = x.key == "default" ? nil : geoKey(x.key, x.keyNode, sub)
-                if x.key != "default" && key == nil { continue }
-                guard let child = parseNode(x.value, depth: depth + 1, what: "\(sub) \(x.key)") else { continue }
-                if let key {
-                    if keys.contains(key) { r.error(x.keyNode, "\(sub): \(key) listed twice"); continue }
-                    keys.append(key); c.append(child)
-                } else { def = child }
-            }
-            return addNode(.geo(keys: keys, children: c, defaultChild: def), wad, node)
-        case "subnet":
-            guard let sm = r.mapping(body, sub) else { return nil }
-            guard limitChildren(sm.count, body, sub, max: maxRules) else { return nil }
-            var prefixes: [IPPrefix] = [], c: [Int] = [], def: Int? = nil
-            for x in sm {
-                var p: IPPrefix? = nil
-                if x.key != "default" {
-                    guard let pp = IPPrefix(x.key, strict: true), x.key.contains("/") else {
-                        r.error(x.keyNode, "\(sub): bad CIDR \"\(x.key)\""); continue
-                    }
-                    if prefixes.contains(pp) { r.error(x.keyNode, "\(sub): duplicate CIDR \(pp)"); continue }
-                    p = pp
-                }
-                guard let child = parseNode(x.value, depth: depth + 1, what: "\(sub) \(x.key)") else { continue }
-                if let p { prefixes.append(p); c.append(child) } else { def = child }
-            }
-            return addNode(.subnet(prefixes: prefixes, children: c, defaultChild: def), wad, node)
-        default:
-            return nil
+        guard let items = r.sequence(body, sub), limitChildren(items.count, body, sub) else { return nil }
+        var c: [Int] = [], w: [Int] = []
+        for (i, item) in items.enumerated() {
+            var ex: [String: Node] = [:]
+            guard let n = parseNode(item, depth: p.depth + 1, what: "\(sub)[\(i)]", extra: weightsAllowed ? ["weight"] : [], extras: &ex) else { continue }
+            var wt = 1
+            if let wn = ex["weight"] { wt = r.int(wn, "\(sub)[\(i)]: weight", 0...1000) ?? 1 }
+            else if case .pool(_, let eps) = nodes[n].kind, eps.count == 1 { wt = endpoints[eps[0]].weight }
+            c.append(n); w.append(wt)
         }
+        return (c, w)
+    }
+
+    /// `pool: NAME`: every healthy member answers.
+    func parsePool(_ p: PolicyText) -> Int? {
+        guard case .scalar(let s) = p.body else { r.error(p.body, "\(p.what): expected a pool name"); return nil }
+        guard let eps = leaf(s.string, p.body, p.what) else { return nil }
+        return addNode(.pool(name: s.string, endpoints: eps), p.whenAllDown, p.node)
+    }
+
+    /// `failover: [a, b, ...]` or `failover: POOL`: the first choice with a healthy member.
+    func parseFailover(_ p: PolicyText) -> Int? {
+        guard let (c, _) = policyChildren(p, weightsAllowed: false) else { return nil }
+        return addNode(.failover(children: c), p.whenAllDown, p.node)
+    }
+
+    /// `weighted: { a: 3, b: 1 }`, a list with `weight:`, or a pool by endpoint weight.
+    func parseWeighted(_ p: PolicyText) -> Int? {
+        guard let (c, w) = policyChildren(p, weightsAllowed: true) else { return nil }
+        if !w.isEmpty && w.count == c.count && w.allSatisfy({ $0 == 0 }) { r.error(p.body, "\(p.what): every weight is 0") }
+        return addNode(.weighted(children: c, weights: w), p.whenAllDown, p.node)
+    }
+
+    /// `hashed:` choices like `weighted`, with `v4_prefix` (24) and `v6_prefix` (56).
+    func parseHashed(_ p: PolicyText) -> Int? {
+        guard let (c, w) = policyChildren(p, weightsAllowed: true) else { return nil }
+        let v4 = p.option("v4_prefix").flatMap { r.int($0, "\(p.what): v4_prefix", 0...32) } ?? 24
+        let v6 = p.option("v6_prefix").flatMap { r.int($0, "\(p.what): v6_prefix", 0...128) } ?? 56
+        return addNode(.hashed(children: c, weights: w, v4Prefix: v4, v6Prefix: v6), p.whenAllDown, p.node)
+    }
+
+    /// `multivalue: POOL` with `n` (8, at most 64).
+    func parseMultivalue(_ p: PolicyText) -> Int? {
+        guard case .scalar(let s) = p.body else { r.error(p.body, "\(p.what): expected a pool name"); return nil }
+        guard let eps = leaf(s.string, p.body, p.what) else { return nil }
+        let n = p.option("n").flatMap { r.int($0, "\(p.what): n", 1...64) } ?? 8
+        return addNode(.multivalue(name: s.string, endpoints: eps, count: n), p.whenAllDown, p.node)
+    }
+
+    /// `nearest:` choices each in one datacenter, with `n` (1) and `bias` (km per datacenter).
+    func parseNearest(_ p: PolicyText) -> Int? {
+        let sub = p.what
+        guard let (c, _) = policyChildren(p, weightsAllowed: false) else { return nil }
+        var dcs: [Int] = []
+        for child in c {
+            let eps = PolicyNode.endpoints(under: child, in: nodes)
+            let set = Set(eps.map { endpoints[$0].datacenter ?? -1 })
+            if set.count == 1, let d = set.first, d >= 0 { dcs.append(d) }
+            else {
+                r.error(nodes[child].location, "\(sub): every choice must sit in one datacenter (endpoints need dc:)")
+                dcs.append(0)
+            }
+        }
+        var bias = Array(repeating: 0.0, count: c.count)
+        if let bn = p.option("bias"), let bm = r.mapping(bn, "\(sub): bias") {
+            for x in bm {
+                guard let d = datacenters.firstIndex(where: { $0.name == x.key }) else {
+                    r.error(x.keyNode, "\(sub): bias names unknown datacenter \"\(x.key)\"\(suggestion(x.key, datacenters.map(\.name)))"); continue
+                }
+                guard let km = r.double(x.value, "\(sub): bias \(x.key)", -20_000...20_000) else { continue }
+                for (i, dc) in dcs.enumerated() where dc == d { bias[i] = km }
+            }
+        }
+        let n = p.option("n").flatMap { r.int($0, "\(sub): n", 1...64) } ?? 1
+        return addNode(.nearest(children: c, datacenters: dcs, biasKm: bias, count: n), p.whenAllDown, p.node)
+    }
+
+    /// `geo: { KEY: choice, ..., default: choice }`: labels, ASNs, subdivisions, countries,
+    /// continents.
+    func parseGeo(_ p: PolicyText) -> Int? {
+        let sub = p.what
+        guard let gm = r.mapping(p.body, sub) else { return nil }
+        guard limitChildren(gm.count, p.body, sub, max: maxRules) else { return nil }
+        var keys: [GeoKey] = [], c: [Int] = [], def: Int? = nil
+        for x in gm {
+            let key = x.key == "default" ? nil : geoKey(x.key, x.keyNode, sub)
+            if x.key != "default" && key == nil { continue }
+            guard let child = parseNode(x.value, depth: p.depth + 1, what: "\(sub) \(x.key)") else { continue }
+            if let key {
+                if keys.contains(key) { r.error(x.keyNode, "\(sub): \(key) listed twice"); continue }
+                keys.append(key); c.append(child)
+            } else { def = child }
+        }
+        return addNode(.geo(keys: keys, children: c, defaultChild: def), p.whenAllDown, p.node)
+    }
+
+    /// `subnet: { CIDR: choice, ..., default: choice }`: the longest matching prefix.
+    func parseSubnet(_ p: PolicyText) -> Int? {
+        let sub = p.what
+        guard let sm = r.mapping(p.body, sub) else { return nil }
+        guard limitChildren(sm.count, p.body, sub, max: maxRules) else { return nil }
+        var prefixes: [IPPrefix] = [], c: [Int] = [], def: Int? = nil
+        for x in sm {
+            var prefix: IPPrefix? = nil
+            if x.key != "default" {
+                guard let pp = IPPrefix(x.key, strict: true), x.key.contains("/") else {
+                    r.error(x.keyNode, "\(sub): bad CIDR \"\(x.key)\""); continue
+                }
+                if prefixes.contains(pp) { r.error(x.keyNode, "\(sub): duplicate CIDR \(pp)"); continue }
+                prefix = pp
+            }
+            guard let child = parseNode(x.value, depth: p.depth + 1, what: "\(sub) \(x.key)") else { continue }
+            if let prefix { prefixes.append(prefix); c.append(child) } else { def = child }
+        }
+        return addNode(.subnet(prefixes: prefixes, children: c, defaultChild: def), p.whenAllDown, p.node)
     }
 
     /// `EU` continent, `DE` country, `US-CA` subdivision, `AS64500` ASN, explicit `country:NA`,

@@ -172,13 +172,12 @@ public enum Runtime {
             return 1
         }
         for s in first.summaries { log.info("loaded \(s)") }
+        // --listen wins over server.listen, which wins over every address on port 53.
         let listenText = !listen.isEmpty ? listen : (!first.listen.isEmpty ? first.listen : ["0.0.0.0:53", "[::]:53"])
-        var addresses: [ListenAddress] = []
-        for l in listenText {
-            do { addresses.append(try ListenAddress(l)) } catch {
-                log.critical("\(error)")
-                return 2
-            }
+        let addresses: [ListenAddress]
+        do { addresses = try listenText.map { try ListenAddress($0) } } catch {
+            log.critical("\(error)")
+            return 2
         }
         let publisher = Publisher(snapshot)
         let store = publisher.store
@@ -199,24 +198,12 @@ public enum Runtime {
         let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
                                      startedAt: started.timeIntervalSince1970, metrics: metrics,
                                      counters: { server.counters })
-        var api: ControlAPI?
+        let api: ControlAPI?
         let settings = snapshot.model?.server
-        if let listenControl = controlOption ?? settings?.control {
-            do {
-                var token = settings?.controlToken
-                if token == nil, let f = settings?.controlTokenFile {
-                    token = try ControlTokenFile.read(f, logger: log)
-                }
-                let a = try ControlAPI(listen: listenControl, token: token, context: control,
-                                       logger: Logger(label: "meridian.control"))
-                try a.start()
-                api = a
-                log.info("control API on http://\(a.boundAddress)\(token != nil ? " (bearer token required)" : "")")
-            } catch {
-                log.critical("not starting: control API: \(error)")
-                server.stop()
-                return 1
-            }
+        do { api = try startControl(controlOption ?? settings?.control, settings: settings, context: control, log: log) } catch {
+            log.critical("not starting: control API: \(error)")
+            server.stop()
+            return 1
         }
         if let error = Privileges.drop(user: settings?.user, group: settings?.group) {
             log.critical("not starting: \(error)")
@@ -256,8 +243,28 @@ public enum Runtime {
 
         let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log)
         reloader.start()
-        // This thread only takes signals: every reload runs on the reloader's threads, so
-        // SIGTERM is handled at once even while a reload is blocked.
+        return takeSignals(server: server, api: api, publisher: publisher, reloader: reloader, log: log)
+    }
+
+    /// The control API on `listen` (nil: off), with the token from the settings.
+    static func startControl(_ listen: String?, settings: ServerSettings?, context: ControlContext,
+                             log: Logger) throws -> ControlAPI? {
+        guard let listen else { return nil }
+        var token = settings?.controlToken
+        if token == nil, let f = settings?.controlTokenFile {
+            token = try ControlTokenFile.read(f, logger: log)
+        }
+        let a = try ControlAPI(listen: listen, token: token, context: context, logger: Logger(label: "meridian.control"))
+        try a.start()
+        log.info("control API on http://\(a.boundAddress)\(token != nil ? " (bearer token required)" : "")")
+        return a
+    }
+
+    /// The signal loop of a started server; returns the exit status. This thread only takes
+    /// signals: every reload runs on the reloader's threads, so SIGTERM is handled at once
+    /// even while a reload is blocked.
+    static func takeSignals(server: DNSServer, api: ControlAPI?, publisher: Publisher, reloader: Reloader<(LoadOutcome, Date)>,
+                            log: Logger) -> Int32 {
         while true {
             let sig = Signals.wait()
             switch sig {

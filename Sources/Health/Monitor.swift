@@ -310,8 +310,8 @@ public final class HealthMonitor: Sendable {
             }
             if !watched.isEmpty {
                 let w = ConnectionWatcher(targets: watched, logger: logger) { [self] checks in watchFired(checks) }
-                lock.withLock { st.watcher = w }
                 try w.start()
+                lock.withLock { st.watcher = w }
             }
         } catch {
             lock.withLock { st.threads = threads }

@@ -51,7 +51,54 @@ func caFileProblem(_ path: String) -> String? {
     return usable == 0 ? "CA file holds no PEM certificate" : nil
 }
 
+/// The bounds of watched connections (`watch: true` on a tcp, http or https check), in one
+/// place: Config enforces the cap at load, the health loop (Sources/Health/Watcher.swift)
+/// uses the delays. docs/configuration.md (`checks`) describes them for operators.
+public enum WatchLimits {
+    /// Watched sockets per server at most: one per distinct host:port of the watched checks
+    /// after per-endpoint expansion, however many checks share it. 10,000 is far above the
+    /// endpoints of one GSLB deployment (hundreds) and keeps the watcher's one `poll` over
+    /// every socket cheap (a scan of 10,000 entries is a few microseconds per event); the
+    /// server raises its soft descriptor limit for twice this many during a reload.
+    public static let maxSockets = 10_000
+    /// The first reconnect after a watched connection closed or could not be opened. It
+    /// doubles for every further failure, up to the check's interval (so a dead target costs
+    /// at most one connect attempt per interval, like its probe); a connection that stayed
+    /// open for a whole interval starts the sequence again from here.
+    public static let firstReconnectDelay = 0.5
+    /// After a watched connection closed, the check runs at once; while it fails and `fall`
+    /// is not yet reached, it runs again at this spacing (at most `fall` quick probes per
+    /// event), so `fall: 3` decides within about 2 x 0.2 s plus the probes' own time. 200 ms
+    /// leaves a restarting process (a quick crash-restart) a moment to listen again without
+    /// stretching the decision past half a second.
+    public static let quickProbeSpacing = 0.2
+}
+
 extension Builder {
+    /// `watch:` of one check: a boolean, only on tcp, http and https checks (the only
+    /// probes with a connection to keep). A `watch: true` is remembered for the cap.
+    func parseWatch(_ node: Node, kind: CheckSpec.Kind, type: String, what: String, check: Int) -> Bool {
+        guard let b = r.bool(node, "\(what): watch") else { return false }
+        switch kind {
+        case .tcp, .http:
+            if b { watchNodes.append((check, node)) }
+            return b
+        default:
+            r.error(node, "\(what): watch is only for tcp, http and https checks, not \(type)")
+            return false
+        }
+    }
+
+    /// The cap on watched sockets (`WatchLimits.maxSockets`), counted as the health loop
+    /// opens them; reported at the first `watch: true`.
+    func checkWatchedConnections(_ model: ConfigModel) {
+        guard let first = watchNodes.first else { return }
+        let n = model.watchedTargets().count
+        if n > WatchLimits.maxSockets {
+            r.error(first.node, "checks: \(n) watched connections (distinct host:port of checks with watch: true) exceed the limit of \(WatchLimits.maxSockets)")
+        }
+    }
+
     /// The rules of one parsed check: `defaults` are the `checks.defaults` entries, `entries`
     /// the check's own (`applyTiming` applied them in that order, so the last one won).
     func checkRules(_ spec: CheckSpec, defaults: [(key: String, keyNode: Node, value: Node)],
@@ -148,6 +195,32 @@ extension ConfigModel {
         }
     }
 
+    /// The host:port pairs that watched checks keep a connection to, each once, as the
+    /// health plan runs them: a watched check with its own host, and a watched template for
+    /// every endpoint that uses it (directly or through calculated checks).
+    public func watchedTargets() -> Set<WatchTarget> {
+        var out = Set<WatchTarget>()
+        for (i, c) in checks.enumerated() where c.watch && !isPerEndpointCheck(i) {
+            if let t = c.watchTarget { out.insert(t) }
+        }
+        for (e, ep) in endpoints.enumerated() {
+            guard let c = ep.check else { continue }
+            collectWatched(c, host: checkHost(forEndpoint: e), into: &out, depth: 0)
+        }
+        return out
+    }
+
+    private func collectWatched(_ i: Int, host: String, into out: inout Set<WatchTarget>, depth: Int) {
+        guard i >= 0, i < checks.count, depth <= checks.count, isPerEndpointCheck(i) else { return }
+        if case .calculated(let names, _) = checks[i].kind {
+            for n in names {
+                if let m = checks.firstIndex(where: { $0.name == n }) { collectWatched(m, host: host, into: &out, depth: depth + 1) }
+            }
+        } else if let t = checkSpec(i, host: host).watchTarget {
+            out.insert(t)
+        }
+    }
+
     /// Check `i` with an empty target host replaced by `host` (other kinds unchanged).
     public func checkSpec(_ i: Int, host: String) -> CheckSpec {
         var spec = checks[i]
@@ -168,5 +241,25 @@ extension ConfigModel {
     public func checkHost(forEndpoint i: Int) -> String {
         let ep = endpoints[i]
         return ep.v4.first?.description ?? ep.v6.first?.description ?? ep.cname?.description ?? ""
+    }
+}
+
+/// Where a watched check keeps its idle connection: a bare TCP connection to the check's
+/// host and port (for https too: no TLS session is kept, the probe makes its own).
+public struct WatchTarget: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension CheckSpec {
+    /// The connection `watch: true` keeps, or nil when the check does not watch.
+    public var watchTarget: WatchTarget? {
+        guard watch else { return nil }
+        switch kind {
+        case .tcp(let h, let p): return WatchTarget(host: h, port: p)
+        case .http(let h): return WatchTarget(host: h.host, port: h.port)
+        default: return nil
+        }
     }
 }

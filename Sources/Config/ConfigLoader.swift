@@ -117,6 +117,8 @@ final class Builder {
     var zones: [ZoneSource] = []
     var nodes: [PolicyNode] = []
     var names: [GSLBName] = []
+    /// The `watch: true` value of each check that has one, by check index (for the cap's error).
+    var watchNodes: [(check: Int, node: Node)] = []
     var defaultTTL: UInt32 = 30
     var defaultA = true, defaultAAAA = true
 
@@ -141,8 +143,10 @@ final class Builder {
         if let n = section("geo") { parseGeo(n) }
         parseZones(section("zones"), dir: section("zones_dir"))
         guard r.errors.isEmpty else { return nil }
-        return ConfigModel(file: r.file, server: server, zones: zones, geo: geo, datacenters: datacenters,
-                           endpoints: endpoints, pools: pools, checks: checks, nodes: nodes, names: names)
+        let model = ConfigModel(file: r.file, server: server, zones: zones, geo: geo, datacenters: datacenters,
+                                endpoints: endpoints, pools: pools, checks: checks, nodes: nodes, names: names)
+        checkWatchedConnections(model)
+        return r.errors.isEmpty ? model : nil
     }
 
     // MARK: server and defaults
@@ -263,7 +267,7 @@ final class Builder {
     static let checkKeys = ["type", "host", "port", "path", "method", "host_header", "headers", "expect", "body",
                             "verify_cert", "ca_file", "server_name", "name", "qtype", "rcode", "answer",
                             "command", "file", "checks", "min", "interval", "timeout", "rise", "fall",
-                            "degraded_above", "degraded_factor", "initial"]
+                            "degraded_above", "degraded_factor", "initial", "watch"]
     static let checkTypes = ["tcp", "http", "https", "dns", "exec", "file", "calculated"]
 
     func parseChecks(_ node: Node) {
@@ -344,6 +348,7 @@ final class Builder {
             }
             var spec = CheckSpec(name: e.key, kind: kind)
             for x in defaults + f { applyTiming(&spec, x.key, x.value, what) }
+            if let n = v("watch") { spec.watch = parseWatch(n, kind: kind, type: type, what: what, check: specs.count) }
             checkRules(spec, defaults: defaults, f, keyNode: e.keyNode, what: what)
             specs.append((spec, calculated, e.keyNode))
         }

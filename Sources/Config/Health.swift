@@ -81,6 +81,9 @@ public struct CheckSpec: Hashable, Sendable {
     public var degradedFactor: Double = 0.5
     /// State before the first round settles it.
     public var initialState: HealthState = .up
+    /// Keep one idle TCP connection open to the target between probes (tcp, http and https
+    /// checks only) and probe at once when the peer closes it; see `WatchLimits`.
+    public var watch: Bool = false
 
     public init(name: String, kind: Kind) { self.name = name; self.kind = kind }
 }

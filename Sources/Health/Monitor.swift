@@ -173,6 +173,8 @@ public final class HealthMonitor: Sendable {
     private let endpointNames: [Int: String]
     /// The checks this monitor runs, by name (a reload compares them to carry state over).
     public let specs: [String: CheckSpec]
+    /// One idle connection per distinct host:port of the `watch: true` checks.
+    private let watched: [WatchedTarget]
 
     /// - Parameters:
     ///   - checks: every check, unique names; calculated checks name others.
@@ -268,6 +270,7 @@ public final class HealthMonitor: Sendable {
         self.workCond = Condition(lock)
         self.settleCond = Condition(lock)
         self.st = LoopState(runtimes: runtimes)
+        self.watched = HealthMonitor.watchedTargets(runtimes, logger: logger)
         self.delivered = DeliveredBox()
         let states = epCheck.map { $0.map { runtimes[$0].state } ?? .up }
         self.current = Mutex(HealthSnapshot(states: states, generation: 0))
@@ -305,6 +308,11 @@ public final class HealthMonitor: Sendable {
             for k in 0..<workers {
                 threads.append(try spawnThread(name: "health-w\(k)") { [self] in workerLoop() })
             }
+            if !watched.isEmpty {
+                let w = ConnectionWatcher(targets: watched, logger: logger) { [self] checks in watchFired(checks) }
+                try w.start()
+                lock.withLock { st.watcher = w }
+            }
         } catch {
             lock.withLock { st.threads = threads }
             stop()
@@ -313,11 +321,72 @@ public final class HealthMonitor: Sendable {
         lock.withLock { st.threads = threads }
     }
 
+    /// The watched connections of `runtimes`, one per distinct host:port, at most
+    /// `WatchLimits.maxSockets` (the loader refuses more; this only guards the bound).
+    private static func watchedTargets(_ runtimes: [CheckRuntime], logger: Logger) -> [WatchedTarget] {
+        var out: [WatchedTarget] = []
+        var at: [WatchTarget: Int] = [:]
+        for (i, rt) in runtimes.enumerated() where rt.checker != nil {
+            guard let t = rt.spec.watchTarget else { continue }
+            if let k = at[t] {
+                out[k].checks.append(i)
+                out[k].maxDelay = min(out[k].maxDelay, rt.spec.interval)
+                out[k].connectTimeout = min(out[k].connectTimeout, rt.spec.timeout)
+            } else if out.count < WatchLimits.maxSockets {
+                at[t] = out.count
+                out.append(WatchedTarget(target: t, checks: [i], maxDelay: rt.spec.interval, connectTimeout: rt.spec.timeout))
+            } else {
+                logger.warning("health check \"\(rt.spec.name)\": not watched, over \(WatchLimits.maxSockets) watched connections")
+            }
+        }
+        return out
+    }
+
+    /// A watched connection closed: run its checks now, and while they fail short of `fall`,
+    /// again every `WatchLimits.quickProbeSpacing` (see `finishedLocked`). A check in flight
+    /// runs once more when it finishes, since it may have started before the close.
+    func watchFired(_ checks: [Int]) {
+        lock.withLock {
+            guard st.started, !st.stopping else { return }
+            let now = monotonicSeconds()
+            for i in checks {
+                let rt = st.runtimes[i]
+                rt.quickProbes = rt.spec.fall
+                if rt.running { rt.rerun = true } else { scheduleLocked(i, at: now) }
+            }
+        }
+    }
+
+    /// Moves check `i`'s next run to `t`; its old heap entry goes stale and is skipped.
+    private func scheduleLocked(_ i: Int, at t: Double) {
+        st.runtimes[i].due = t
+        st.heap.push(t, i)
+        schedCond.signal()
+    }
+
+    /// After a result of a check woken by its watched connection: the rerun or the next
+    /// quick probe, if any.
+    private func finishedLocked(_ i: Int, ok: Bool) {
+        let rt = st.runtimes[i]
+        if rt.rerun {
+            rt.rerun = false
+            scheduleLocked(i, at: monotonicSeconds())
+        } else if rt.quickProbes > 0 {
+            rt.quickProbes -= 1
+            if !ok && rt.state.isUsable && rt.quickProbes > 0 {
+                scheduleLocked(i, at: monotonicSeconds() + WatchLimits.quickProbeSpacing)
+            } else {
+                rt.quickProbes = 0
+            }
+        }
+    }
+
     /// Tells the threads to stop and returns at once, for a process about to exit: a check
     /// in flight is not waited for (its result is dropped).
     public func stopWithoutWaiting() {
         lock.withLock {
             st.stopping = true
+            st.watcher?.requestStop()
             schedCond.broadcast()
             workCond.broadcast()
             settleCond.broadcast()
@@ -327,22 +396,25 @@ public final class HealthMonitor: Sendable {
     /// Stops the threads and waits for them; an attempt in flight finishes first (bounded
     /// by its timeout). The monitor can be started again.
     public func stop() {
-        let threads: [pthread_t] = lock.withLock {
+        let (threads, watcher): ([pthread_t], ConnectionWatcher?) = lock.withLock {
             st.stopping = true
-            let t = st.threads
+            let t = (st.threads, st.watcher)
             st.threads = []
+            st.watcher = nil
             schedCond.broadcast()
             workCond.broadcast()
             settleCond.broadcast()
             return t
         }
         for t in threads { pthread_join(t, nil) }
+        // Outside the lock: the watcher's thread takes it to report a closed connection.
+        watcher?.stop()
         lock.withLock {
             st.started = false
             st.heap = DueHeap()
             st.queue.removeAll()
             st.queueHead = 0
-            for rt in st.runtimes { rt.running = false }
+            for rt in st.runtimes { rt.running = false; rt.rerun = false; rt.quickProbes = 0 }
         }
     }
 
@@ -387,6 +459,8 @@ public final class HealthMonitor: Sendable {
             while let top = st.heap.peek, top.due <= now {
                 st.heap.pop()
                 let rt = st.runtimes[top.index]
+                // A watch event moved this check's run: the entry for its old time is stale.
+                guard top.due == rt.due else { continue }
                 let interval = rt.spec.interval
                 var next = top.due + (rt.runs == 0 && !rt.running ? interval * Double.random(in: 0.5...1.0) : interval)
                 if next <= now { next = now + interval - (now - top.due).truncatingRemainder(dividingBy: interval) }
@@ -431,6 +505,7 @@ public final class HealthMonitor: Sendable {
             if st.stopping { break }
             let wasSettled = rt.settled
             var changed = applyLocked(rt, result)
+            finishedLocked(job.index, ok: result.ok)
             if (changed || !wasSettled) && !calcOrder.isEmpty {
                 changed = evaluateCalculatedLocked(now: monotonicSeconds()) || changed
             }
@@ -725,6 +800,10 @@ final class CheckRuntime {
     var failures = 0
     var running = false
     var due = 0.0
+    /// Probes left in the quick sequence after a watch event (0: none).
+    var quickProbes = 0
+    /// A watch event came while the check was running: run it again when it finishes.
+    var rerun = false
 
     init(spec: CheckSpec, checker: (any Checker)?, now: Double, wall: Double) {
         self.spec = spec; self.checker = checker
@@ -756,6 +835,7 @@ final class LoopState: @unchecked Sendable {
     var generation: UInt64 = 0
     var unsettled = 0
     var threads: [pthread_t] = []
+    var watcher: ConnectionWatcher?
     var lateness: [Double] = []
     var latenessNext = 0
 

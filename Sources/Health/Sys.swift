@@ -142,33 +142,49 @@ func waitFor(_ fd: Int32, events: Int16, deadline: Double) -> WaitOutcome {
 /// Opens a non-blocking TCP connection, waiting at most until `deadline`
 /// (states: socket -> connecting -> connected, as gdnsd's tcp_connect does).
 func connectTCP(_ addr: SocketAddress, deadline: Double, start: Double, label: String) -> Result<Int32, CheckFailure> {
+    let fd: Int32
+    switch startConnect(addr, label: label) {
+    case .failure(let f): return .failure(f)
+    case .success(let (s, done)):
+        if done { return .success(s) }
+        fd = s
+    }
+    switch waitFor(fd, events: Int16(POLLOUT), deadline: deadline) {
+    case .timeout:
+        close(fd)
+        return .failure(.timeout("connect", after: monotonicSeconds() - start))
+    case .failed(let e):
+        close(fd)
+        return .failure(CheckFailure(phase: "connect", "poll: \(errnoText(e))"))
+    case .ready:
+        if let f = connectError(fd, label: label) {
+            close(fd)
+            return .failure(f)
+        }
+        return .success(fd)
+    }
+}
+
+/// The first step of a non-blocking connect: a close-on-exec socket and `connect`. Returns
+/// the socket and whether it is already connected; otherwise the caller waits for POLLOUT
+/// and asks `connectError`. On failure the socket is closed.
+func startConnect(_ addr: SocketAddress, label: String) -> Result<(fd: Int32, connected: Bool), CheckFailure> {
     let fd = socket(addr.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return .failure(CheckFailure(phase: "connect", "socket: \(errnoText(errno))")) }
     let rc = addr.withSockaddr { connect(fd, $0, $1) }
-    if rc != 0 && errno != EINPROGRESS {
-        let e = errno
-        close(fd)
-        return .failure(CheckFailure(phase: "connect", "connect \(label): \(errnoText(e))"))
-    }
-    if rc != 0 {
-        switch waitFor(fd, events: Int16(POLLOUT), deadline: deadline) {
-        case .timeout:
-            close(fd)
-            return .failure(.timeout("connect", after: monotonicSeconds() - start))
-        case .failed(let e):
-            close(fd)
-            return .failure(CheckFailure(phase: "connect", "poll: \(errnoText(e))"))
-        case .ready:
-            var err: Int32 = 0
-            var len = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-            if err != 0 {
-                close(fd)
-                return .failure(CheckFailure(phase: "connect", "connect \(label): \(errnoText(err))"))
-            }
-        }
-    }
-    return .success(fd)
+    if rc == 0 { return .success((fd, true)) }
+    let e = errno
+    if e == EINPROGRESS { return .success((fd, false)) }
+    close(fd)
+    return .failure(CheckFailure(phase: "connect", "connect \(label): \(errnoText(e))"))
+}
+
+/// The outcome of a connect that `poll` reported writable (SO_ERROR), nil when connected.
+func connectError(_ fd: Int32, label: String) -> CheckFailure? {
+    var err: Int32 = 0
+    var len = socklen_t(MemoryLayout<Int32>.size)
+    if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { err = errno }
+    return err == 0 ? nil : CheckFailure(phase: "connect", "connect \(label): \(errnoText(err))")
 }
 
 /// "host:port", with brackets around an IPv6 literal.

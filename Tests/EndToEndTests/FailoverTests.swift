@@ -49,15 +49,8 @@ struct FailoverTests {
         try dir.write("meridian.yaml", contents: Fixtures.failoverYAML(
             checkName: "be", checkSpec: "{ type: tcp, host: 127.0.0.1, port: \(backendPort), interval: \(Int(interval * 1000))ms, timeout: \(Int(timeout * 1000))ms, rise: \(rise), fall: \(fall) }"))
         try await withGSLB(config: dir.path + "/meridian.yaml") { server in
-            let client = RawDNSClient(host: "127.0.0.1", port: server.port)
-            let name = try DNSName("fo.gslb.test.")
-            var id: UInt16 = 0
-            func answer() -> String? {
-                id &+= 1
-                let q = DNSWire.QueryBuilder.query(id: id, name: name, type: .a)
-                guard let r = try? client.udpExchange(q, timeout: .seconds(1)), let m = try? Message(decoding: r) else { return nil }
-                return m.answers.first.flatMap { IPAddress(bytes: $0.rdata)?.description }
-            }
+            let probe = try FirstAddress(port: server.port, name: "fo.gslb.test.")
+            func answer() -> String? { probe.next() }
             #expect(answer() == "192.0.2.1", "the primary answers while its backend is up")
 
             backend.stop()

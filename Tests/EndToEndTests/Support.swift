@@ -1,3 +1,4 @@
+import DNSWire
 import Foundation
 import Testing
 import TestSupport
@@ -30,6 +31,27 @@ func withMeridian(zones: String = Fixtures.zones, extraArguments: [String] = [],
     }
     #expect(server.isRunning, "meridian is no longer running; its log:\n\(server.logText)")
     await server.stop()
+}
+
+/// The first address of the answer to an A query, over a raw UDP client (no dig process per
+/// poll, so a loop can poll every 20 ms); nil on no answer.
+final class FirstAddress: @unchecked Sendable {
+    // @unchecked: `id` is touched by the one task that polls.
+    private let client: RawDNSClient
+    private let name: DNSName
+    private var id: UInt16 = 0
+
+    init(port: UInt16, name: String) throws {
+        client = RawDNSClient(host: "127.0.0.1", port: port)
+        self.name = try DNSName(name)
+    }
+
+    func next() -> String? {
+        id &+= 1
+        let q = DNSWire.QueryBuilder.query(id: id, name: name, type: .a)
+        guard let r = try? client.udpExchange(q, timeout: .seconds(1)), let m = try? Message(decoding: r) else { return nil }
+        return m.answers.first.flatMap { IPAddress(bytes: $0.rdata)?.description }
+    }
 }
 
 /// Polls `condition` every 100 ms for at most `limit` seconds; the seconds until it held,

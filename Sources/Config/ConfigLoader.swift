@@ -268,7 +268,7 @@ final class Builder {
     func checkDatacenterMinimums() {
         for (d, node) in datacenterMinimums {
             let members = endpoints.filter { $0.datacenter == d }.count
-            datacenters[d].minHealthy = minHealthy(node, "datacenter \(datacenters[d].name)", members: members, noun: "endpoints")
+            datacenters[d].minHealthy = minHealthy(node, "datacenter \(datacenters[d].name)", members: members, noun: "endpoint")
         }
     }
 
@@ -285,7 +285,7 @@ final class Builder {
             r.error(node, "\(what): min_healthy \"\(s)\" is not a count or a percentage (e.g. 2 or 50%)"); return nil
         }
         guard n >= 1 && n <= members else {
-            r.error(node, "\(what): min_healthy \(n) out of range 1...\(members) (it has \(members) \(noun))"); return nil
+            r.error(node, "\(what): min_healthy \(n) out of range 1...\(members) (it has \(members) \(noun)\(members == 1 ? "" : "s"))"); return nil
         }
         return .count(n)
     }
@@ -489,7 +489,7 @@ final class Builder {
             if cn > 0 && cn < pool.endpoints.count {
                 r.error(e.keyNode, "\(what): mixes cname endpoints with address endpoints")
             }
-            if let minimumNode { pool.minHealthy = minHealthy(minimumNode, what, members: pool.endpoints.count, noun: "members") }
+            if let minimumNode { pool.minHealthy = minHealthy(minimumNode, what, members: pool.endpoints.count, noun: "member") }
             pools.append(pool)
         }
     }

@@ -121,6 +121,9 @@ final class Builder {
     var watchNodes: [(check: Int, node: Node)] = []
     var defaultTTL: UInt32 = 30
     var defaultA = true, defaultAAAA = true
+    /// Each datacenter's `min_healthy` value, checked against its endpoint count once the
+    /// endpoints are read.
+    var datacenterMinimums: [(dc: Int, node: Node)] = []
 
     /// The command line's zone folder, which replaces `zones_dir`.
     var zonesDirectory: String?
@@ -139,6 +142,7 @@ final class Builder {
         if let n = section("datacenters") { parseDatacenters(n) }
         if let n = section("checks") { parseChecks(n) }
         if let n = section("endpoints") { parseEndpoints(n) }
+        checkDatacenterMinimums()
         if let n = section("pools") { parsePools(n) }
         if let n = section("geo") { parseGeo(n) }
         parseZones(section("zones"), dir: section("zones_dir"))
@@ -237,7 +241,7 @@ final class Builder {
         for e in m {
             let what = "datacenter \(e.key)"
             guard let f = r.mapping(e.value, what) else { continue }
-            r.checkKeys(f, allowed: ["lat", "lon", "country", "continent"], what)
+            r.checkKeys(f, allowed: ["lat", "lon", "country", "continent", "min_healthy"], what)
             var dc = Datacenter(name: e.key, latitude: 0, longitude: 0, country: nil, continent: nil, location: r.loc(e.keyNode))
             var haveLat = false, haveLon = false
             for x in f {
@@ -254,12 +258,51 @@ final class Builder {
                         if continentCodes.contains(s.uppercased()) { dc.continent = s.uppercased() }
                         else { r.error(x.value, "\(what): continent \"\(s)\" is not one of AF AN AS EU NA OC SA") }
                     }
+                case "min_healthy": datacenterMinimums.append((datacenters.count, x.value))
                 default: break
                 }
             }
             if !haveLat || !haveLon { r.error(e.keyNode, "\(what): needs lat and lon") }
             datacenters.append(dc)
         }
+    }
+
+    /// A datacenter's endpoints are known only after `endpoints:`, so its `min_healthy` is
+    /// checked against their count here.
+    func checkDatacenterMinimums() {
+        for (d, node) in datacenterMinimums {
+            let members = endpoints.filter { $0.datacenter == d }.count
+            datacenters[d].minHealthy = minHealthy(node, "datacenter \(datacenters[d].name)", members: members, noun: "endpoint")
+        }
+    }
+
+    /// `min_healthy`: a count (1...members) or a percentage (1%...100%).
+    func minHealthy(_ node: Node, _ what: String, members: Int, noun: String) -> MinHealthy? {
+        guard let s = r.string(node, "\(what): min_healthy") else { return nil }
+        if s.hasSuffix("%") {
+            guard let p = Int(s.dropLast()), (1...100).contains(p) else {
+                r.error(node, "\(what): min_healthy \"\(s)\" is not a percentage 1%...100%"); return nil
+            }
+            return .percent(p)
+        }
+        guard let n = Int(s) else {
+            r.error(node, "\(what): min_healthy \"\(s)\" is not a count or a percentage (e.g. 2 or 50%)"); return nil
+        }
+        guard n >= 1 && n <= members else {
+            r.error(node, "\(what): min_healthy \(n) out of range 1...\(members) (it has \(members) \(noun)\(members == 1 ? "" : "s"))"); return nil
+        }
+        return .count(n)
+    }
+
+    /// The resolved `min_healthy` of the pool or datacenter a policy names (looked up in
+    /// `leaf`'s order), or 0: a plain endpoint, a nested policy, no minimum.
+    func minimum(_ node: Node) -> Int {
+        guard case .scalar(let s) = node else { return 0 }
+        if let p = pools.first(where: { $0.name == s.string }) { return p.minHealthy?.required(of: p.endpoints.count) ?? 0 }
+        if let d = datacenters.firstIndex(where: { $0.name == s.string }) {
+            return datacenters[d].minHealthy?.required(of: endpoints.filter { $0.datacenter == d }.count) ?? 0
+        }
+        return 0
     }
 
     // MARK: checks
@@ -432,7 +475,15 @@ final class Builder {
         for e in m {
             let what = "pool \(e.key)"
             var pool = Pool(name: e.key, endpoints: [], location: r.loc(e.keyNode))
-            for (s, n) in r.strings(e.value, what) ?? [] {
+            // `web: [a, b]`, or `web: { members: [a, b], min_healthy: 2 }`.
+            var members: Node? = e.value, minimumNode: Node? = nil
+            if case .mapping = e.value, let f = r.mapping(e.value, what) {
+                r.checkKeys(f, allowed: ["members", "min_healthy"], what)
+                members = f.first { $0.key == "members" }?.value
+                minimumNode = f.first { $0.key == "min_healthy" }?.value
+                if members == nil { r.error(e.keyNode, "\(what): needs members") }
+            }
+            for (s, n) in members.flatMap({ r.strings($0, what) }) ?? [] {
                 guard let i = endpoints.firstIndex(where: { $0.name == s }) else {
                     r.error(n, "\(what): unknown endpoint \"\(s)\"\(suggestion(s, endpoints.map(\.name)))"); continue
                 }
@@ -443,6 +494,7 @@ final class Builder {
             if cn > 0 && cn < pool.endpoints.count {
                 r.error(e.keyNode, "\(what): mixes cname endpoints with address endpoints")
             }
+            if let minimumNode { pool.minHealthy = minHealthy(minimumNode, what, members: pool.endpoints.count, noun: "member") }
             pools.append(pool)
         }
     }
@@ -647,8 +699,9 @@ final class Builder {
         return nil
     }
 
-    func addNode(_ kind: PolicyNode.Kind, _ wad: WhenAllDown, _ node: Node) -> Int {
-        nodes.append(PolicyNode(kind: kind, whenAllDown: wad, location: r.loc(node)))
+    /// `minHealthy`: the node stands for the pool or datacenter named by that text (see `minimum`).
+    func addNode(_ kind: PolicyNode.Kind, _ wad: WhenAllDown, _ node: Node, minHealthy: Node? = nil) -> Int {
+        nodes.append(PolicyNode(kind: kind, whenAllDown: wad, location: r.loc(node), minHealthy: minHealthy.map { minimum($0) } ?? 0))
         return nodes.count - 1
     }
 
@@ -697,7 +750,7 @@ final class Builder {
         let isRoot = depth == 0
         if case .scalar(let s) = node {
             guard let eps = leaf(s.string, node, what) else { return nil }
-            return addNode(.pool(name: s.string, endpoints: eps), whenAllDown(inherited, isRoot: isRoot, what), node)
+            return addNode(.pool(name: s.string, endpoints: eps), whenAllDown(inherited, isRoot: isRoot, what), node, minHealthy: node)
         }
         guard let m = r.mapping(node, what) else { return nil }
         let kindEntries = m.filter { Builder.kinds.contains($0.key) }
@@ -766,7 +819,7 @@ final class Builder {
             var c: [Int] = [], w: [Int] = []
             for x in cm {
                 guard let eps = leaf(x.key, x.keyNode, sub), let wt = r.int(x.value, "\(sub): weight", 0...1000) else { continue }
-                c.append(addNode(.pool(name: x.key, endpoints: eps), .parent, x.keyNode)); w.append(wt)
+                c.append(addNode(.pool(name: x.key, endpoints: eps), .parent, x.keyNode, minHealthy: x.keyNode)); w.append(wt)
             }
             return (c, w)
         }
@@ -787,20 +840,20 @@ final class Builder {
     func parsePool(_ p: PolicyText) -> Int? {
         guard case .scalar(let s) = p.body else { r.error(p.body, "\(p.what): expected a pool name"); return nil }
         guard let eps = leaf(s.string, p.body, p.what) else { return nil }
-        return addNode(.pool(name: s.string, endpoints: eps), p.whenAllDown, p.node)
+        return addNode(.pool(name: s.string, endpoints: eps), p.whenAllDown, p.node, minHealthy: p.body)
     }
 
     /// `failover: [a, b, ...]` or `failover: POOL`: the first choice with a healthy member.
     func parseFailover(_ p: PolicyText) -> Int? {
         guard let (c, _) = policyChildren(p, weightsAllowed: false) else { return nil }
-        return addNode(.failover(children: c), p.whenAllDown, p.node)
+        return addNode(.failover(children: c), p.whenAllDown, p.node, minHealthy: p.body)
     }
 
     /// `weighted: { a: 3, b: 1 }`, a list with `weight:`, or a pool by endpoint weight.
     func parseWeighted(_ p: PolicyText) -> Int? {
         guard let (c, w) = policyChildren(p, weightsAllowed: true) else { return nil }
         if !w.isEmpty && w.count == c.count && w.allSatisfy({ $0 == 0 }) { r.error(p.body, "\(p.what): every weight is 0") }
-        return addNode(.weighted(children: c, weights: w), p.whenAllDown, p.node)
+        return addNode(.weighted(children: c, weights: w), p.whenAllDown, p.node, minHealthy: p.body)
     }
 
     /// `hashed:` choices like `weighted`, with `v4_prefix` (24) and `v6_prefix` (56).
@@ -808,7 +861,7 @@ final class Builder {
         guard let (c, w) = policyChildren(p, weightsAllowed: true) else { return nil }
         let v4 = p.option("v4_prefix").flatMap { r.int($0, "\(p.what): v4_prefix", 0...32) } ?? 24
         let v6 = p.option("v6_prefix").flatMap { r.int($0, "\(p.what): v6_prefix", 0...128) } ?? 56
-        return addNode(.hashed(children: c, weights: w, v4Prefix: v4, v6Prefix: v6), p.whenAllDown, p.node)
+        return addNode(.hashed(children: c, weights: w, v4Prefix: v4, v6Prefix: v6), p.whenAllDown, p.node, minHealthy: p.body)
     }
 
     /// `multivalue: POOL` with `n` (8, at most 64).
@@ -816,7 +869,7 @@ final class Builder {
         guard case .scalar(let s) = p.body else { r.error(p.body, "\(p.what): expected a pool name"); return nil }
         guard let eps = leaf(s.string, p.body, p.what) else { return nil }
         let n = p.option("n").flatMap { r.int($0, "\(p.what): n", 1...64) } ?? 8
-        return addNode(.multivalue(name: s.string, endpoints: eps, count: n), p.whenAllDown, p.node)
+        return addNode(.multivalue(name: s.string, endpoints: eps, count: n), p.whenAllDown, p.node, minHealthy: p.body)
     }
 
     /// `nearest:` choices each in one datacenter, with `n` (1) and `bias` (km per datacenter).
@@ -844,7 +897,7 @@ final class Builder {
             }
         }
         let n = p.option("n").flatMap { r.int($0, "\(sub): n", 1...64) } ?? 1
-        return addNode(.nearest(children: c, datacenters: dcs, biasKm: bias, count: n), p.whenAllDown, p.node)
+        return addNode(.nearest(children: c, datacenters: dcs, biasKm: bias, count: n), p.whenAllDown, p.node, minHealthy: p.body)
     }
 
     /// `geo: { KEY: choice, ..., default: choice }`: labels, ASNs, subdivisions, countries,

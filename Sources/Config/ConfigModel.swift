@@ -78,6 +78,37 @@ public struct Datacenter: Hashable, Sendable {
     /// Two-letter continent code (AF AN AS EU NA OC SA), if given.
     public var continent: String?
     public var location: SourceLocation
+    /// Below this many healthy endpoints the datacenter counts as down (`min_healthy`).
+    public var minHealthy: MinHealthy? = nil
+}
+
+/// `min_healthy` of a pool or datacenter: with fewer healthy (up or degraded) members, a
+/// policy node standing for the set counts as down, so the policies above it move on
+/// (gdnsd's `up_thresh`, Azure Traffic Manager's minimum healthy child endpoints).
+///
+///     MinHealthy.percent(50).required(of: 3)   // 2: a percentage rounds up
+///     MinHealthy.count(2).description          // "2"
+public enum MinHealthy: Hashable, Sendable, CustomStringConvertible {
+    /// 1...members.
+    case count(Int)
+    /// 1...100 percent of the members.
+    case percent(Int)
+
+    /// Healthy members needed out of `members`; a percentage rounds up, so 50% of 3 is 2
+    /// and the set never counts as up with less than the share written.
+    public func required(of members: Int) -> Int {
+        switch self {
+        case .count(let n): return n
+        case .percent(let p): return (p * members + 99) / 100
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .count(let n): return "\(n)"
+        case .percent(let p): return "\(p)%"
+        }
+    }
 }
 
 /// One answerable target: its addresses, or a host name answered as CNAME.
@@ -101,6 +132,8 @@ public struct Pool: Hashable, Sendable {
     public var name: String
     public var endpoints: [Int]
     public var location: SourceLocation
+    /// Below this many healthy members the pool counts as down (`min_healthy`).
+    public var minHealthy: MinHealthy? = nil
 }
 
 /// A file the config names, with the place that names it (for errors found later).
@@ -190,6 +223,11 @@ public struct PolicyNode: Hashable, Sendable {
     public var kind: Kind
     public var whenAllDown: WhenAllDown
     public var location: SourceLocation
+    /// Healthy endpoints (up or degraded, of `ConfigModel.endpointsUnder` this node) it needs
+    /// to count as up, resolved from the `min_healthy` of the pool or datacenter the node
+    /// stands for; 0 means no minimum. Below it the node answers nothing and its
+    /// `when_all_down` decides, as when everything under it is down.
+    public var minHealthy: Int = 0
 
     /// Short kind name used in traces and errors.
     public var kindName: String {

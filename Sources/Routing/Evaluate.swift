@@ -10,6 +10,15 @@ import Foundation
 // Contract of every evaluator: true when the node answered (records, fallback or NODATA
 // in `result`), false when nothing under it answered, so `evaluate` applies its
 // `when_all_down`. They append to `result` only within its capacity (no allocation).
+//
+// Degraded, one rule for every kind (docs/configuration.md, "Degraded endpoints"): a
+// degraded member or choice ranks after fully-up ones and before down ones. Pools and
+// multivalue answer fully-up members, degraded ones only when none is fully up; failover
+// and nearest take fully-up choices first and degraded ones only after them; weighted and
+// hashed, which share traffic by weight, scale a choice's weight by its factor; geo and
+// subnet keep the client's match while it has any usable member (locality), so the rule
+// applies inside the match. `min_healthy` (`PolicyNode.minHealthy`): a node with fewer
+// usable endpoints counts as down, for itself and for `standing` seen from above.
 
 extension Router {
     /// Chooses the answer for GSLB name `nameIndex` (into `model.names`). Pure apart from
@@ -101,18 +110,51 @@ extension Router {
         st.ignoreHealth || st.health.state(ep).isUsable
     }
 
-    /// The best health factor under a node: 0 when nothing eligible is usable.
-    func factor<R, T>(_ node: Int, _ st: inout EvalState<R, T>) -> Double {
-        var best = 0.0
-        for ep in model.endpointsUnder[node] where eligible(ep, st.family) {
-            let f = st.ignoreHealth ? 1 : st.health.state(ep).weightFactor
-            if f > best { best = f }
+    /// One endpoint's standing: -1 down, else its weight factor (1 fully up, below 1 degraded).
+    @inline(__always) func standing<R, T>(endpoint ep: Int, _ st: inout EvalState<R, T>) -> Double {
+        if st.ignoreHealth { return 1 }
+        let s = st.health.state(ep)
+        return s.isUsable ? s.weightFactor : -1
+    }
+
+    /// The best standing of what node `n` can answer with, for the asked family: -1 when
+    /// nothing can (everything down, or `n` or every way through it below `min_healthy`),
+    /// 1 when something is fully up, the best degraded factor otherwise. Walks the subtree
+    /// (at most `maxDepth` levels), stopping at the first fully-up answer; allocates nothing.
+    func standing<R, T>(_ n: Int, _ st: inout EvalState<R, T>) -> Double {
+        if belowMinimum(n, &st) { return -1 }
+        var best = -1.0
+        switch model.nodes[n].kind {
+        case .pool(_, let eps), .multivalue(_, let eps, _):
+            for ep in eps where eligible(ep, st.family) {
+                best = max(best, standing(endpoint: ep, &st))
+                if best >= 1 { break }
+            }
+        case .failover(let c), .weighted(let c, _), .nearest(let c, _, _, _), .hashed(let c, _, _, _):
+            for child in c where best < 1 { best = max(best, standing(child, &st)) }
+        case .geo(_, let c, let d), .subnet(_, let c, let d):
+            for child in c where best < 1 { best = max(best, standing(child, &st)) }
+            if let d, best < 1 { best = max(best, standing(d, &st)) }
         }
         return best
     }
 
-    func healthy<R, T>(_ node: Int, _ st: inout EvalState<R, T>) -> Bool {
-        for ep in model.endpointsUnder[node] where eligible(ep, st.family) && usable(ep, &st) { return true }
+    /// True when `n` has a `min_healthy` and fewer usable endpoints under it (of any family:
+    /// the minimum is about the set's capacity, not about one query's type).
+    @inline(__always) func belowMinimum<R, T>(_ n: Int, _ st: inout EvalState<R, T>) -> Bool {
+        let need = model.nodes[n].minHealthy
+        if need == 0 || st.ignoreHealth { return false }
+        var have = 0
+        for ep in model.endpointsUnder[n] where st.health.state(ep).isUsable {
+            have += 1
+            if have >= need { return false }
+        }
+        return true
+    }
+
+    /// Whether any eligible member of a pool is fully up, so degraded ones are left out.
+    @inline(__always) func anyFullyUp<R, T>(_ eps: [Int], _ st: inout EvalState<R, T>) -> Bool {
+        for ep in eps where eligible(ep, st.family) && standing(endpoint: ep, &st) >= 1 { return true }
         return false
     }
 
@@ -159,6 +201,10 @@ extension Router {
     /// Returns false only when nothing under it answered and `when_all_down` is `parent`.
     func evaluate<R, T>(_ n: Int, _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
         let answered: Bool
+        if belowMinimum(n, &st) {
+            st.tracer.belowMinimum(node: n)
+            return whenAllDown(n, &st, &result)
+        }
         switch model.nodes[n].kind {
         case .pool(_, let eps): answered = pool(n, eps, &st, &result)
         case .multivalue(_, let eps, let count): answered = multivalue(n, eps, count, &st, &result)
@@ -174,21 +220,31 @@ extension Router {
         return whenAllDown(n, &st, &result)
     }
 
-    /// All usable members.
+    /// The members that answer: usable ones, and of those only the fully-up ones when any is.
+    @inline(__always) func answers<R, T>(_ ep: Int, onlyFullyUp: Bool, _ st: inout EvalState<R, T>) -> Bool {
+        guard eligible(ep, st.family) else { return false }
+        let s = standing(endpoint: ep, &st)
+        return onlyFullyUp ? s >= 1 : s >= 0
+    }
+
+    /// All usable members; degraded ones only when no member is fully up.
     func pool<R, T>(_ n: Int, _ eps: [Int], _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
+        let fullyUp = anyFullyUp(eps, &st)
         var any = false
-        for ep in eps where eligible(ep, st.family) && usable(ep, &st) {
+        for ep in eps where answers(ep, onlyFullyUp: fullyUp, &st) {
             append(ep, st.family, &result); any = true
         }
         if any { st.tracer.answered(node: n, shuffled: nil) }
         return any
     }
 
-    /// `count` usable members drawn at random (a partial Fisher-Yates shuffle).
+    /// `count` usable members drawn at random (a partial Fisher-Yates shuffle); degraded
+    /// ones only when no member is fully up.
     func multivalue<R, T>(_ n: Int, _ eps: [Int], _ count: Int, _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: eps.count) { buf in
+        let fullyUp = anyFullyUp(eps, &st)
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: eps.count) { buf in
             var m = 0
-            for ep in eps where eligible(ep, st.family) && usable(ep, &st) { buf[m] = ep; m += 1 }
+            for ep in eps where answers(ep, onlyFullyUp: fullyUp, &st) { buf[m] = ep; m += 1 }
             if m == 0 { return false }
             let take = min(count, m)
             for i in 0..<take {
@@ -202,10 +258,22 @@ extension Router {
         }
     }
 
-    /// The first choice, in listed order, that answers.
+    /// The first choice, in listed order, that answers; a choice that is only degraded is
+    /// passed over until no other choice answered. A down choice keeps its place, so a
+    /// `when_all_down` other than `parent` on it still answers there.
     func failover<R, T>(_ n: Int, _ children: [Int], _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
-        for (i, c) in children.enumerated() where tryChoice(c, .failover(index: i, count: children.count), of: n, &st, &result) {
-            return true
+        var passed: UInt64 = 0
+        for (i, c) in children.enumerated() {
+            let s = standing(c, &st)
+            if s >= 0 && s < 1 {
+                passed |= 1 << UInt64(i)
+                st.tracer.passedDegraded(node: n, child: c)
+                continue
+            }
+            if tryChoice(c, .failover(index: i, count: children.count), of: n, &st, &result) { return true }
+        }
+        for (i, c) in children.enumerated() where passed & (1 << UInt64(i)) != 0 {
+            if tryChoice(c, .failover(index: i, count: children.count), of: n, &st, &result) { return true }
         }
         return false
     }
@@ -217,14 +285,14 @@ extension Router {
         for _ in 0..<children.count {
             var total = 0.0
             for (i, c) in children.enumerated() where excluded & (1 << UInt64(i)) == 0 {
-                total += Double(weights[i]) * factor(c, &st)
+                total += Double(weights[i]) * max(standing(c, &st), 0)
             }
             if total <= 0 { break }
             var x = Double.random(in: 0..<total, using: &st.rng)
             st.usedRandom = true
             var pick = -1, pickWeight = 0.0
             for (i, c) in children.enumerated() where excluded & (1 << UInt64(i)) == 0 {
-                let w = Double(weights[i]) * factor(c, &st)
+                let w = Double(weights[i]) * max(standing(c, &st), 0)
                 if w <= 0 { continue }
                 pick = i; pickWeight = w
                 if x < w { break }
@@ -271,7 +339,8 @@ extension Router {
     }
 
     /// Choices by distance less bias (listed order without a location), skipping those with
-    /// nothing healthy, until `count` answered.
+    /// nothing healthy, until `count` answered: fully-up choices first, then, when fewer
+    /// than `count` answered, the degraded ones passed over, again nearest first.
     func nearest<R, T>(_ n: Int, _ children: [Int], _ dcs: [Int], _ bias: [Double], _ count: Int,
                        _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
         let loc = location(&st)
@@ -280,27 +349,39 @@ extension Router {
         if !hasCoords { st.tracer.noMatch(node: n) }
         var taken: UInt64 = 0
         var answered = 0
-        for _ in 0..<children.count {
-            var pick = -1, bestD = Double.infinity
-            for i in children.indices where taken & (1 << UInt64(i)) == 0 {
-                let d = hasCoords ? distanceKm(loc.record.latitude, loc.record.longitude, dcs[i]) - bias[i] : Double(i)
-                if d < bestD || pick < 0 { pick = i; bestD = d }
+        for pass in 0..<2 {
+            var passed: UInt64 = 0
+            for _ in 0..<children.count {
+                var pick = -1, bestD = Double.infinity
+                for i in children.indices where (taken | passed) & (1 << UInt64(i)) == 0 {
+                    let d = hasCoords ? distanceKm(loc.record.latitude, loc.record.longitude, dcs[i]) - bias[i] : Double(i)
+                    if d < bestD || pick < 0 { pick = i; bestD = d }
+                }
+                if pick < 0 { break }
+                let s = standing(children[pick], &st)
+                if s < 0 {
+                    taken |= 1 << UInt64(pick)
+                    st.tracer.skipped(node: n, index: pick)
+                    continue
+                }
+                if pass == 0 && s < 1 {
+                    passed |= 1 << UInt64(pick)
+                    st.tracer.passedDegraded(node: n, child: children[pick])
+                    continue
+                }
+                taken |= 1 << UInt64(pick)
+                if tryChoice(children[pick], .nearest(index: pick, distance: hasCoords ? bestD : nil), of: n, &st, &result) {
+                    answered += 1
+                    if answered >= count { return true }
+                }
             }
-            if pick < 0 { break }
-            taken |= 1 << UInt64(pick)
-            if !healthy(children[pick], &st) {
-                st.tracer.skipped(node: n, index: pick)
-                continue
-            }
-            if tryChoice(children[pick], .nearest(index: pick, distance: hasCoords ? bestD : nil), of: n, &st, &result) {
-                answered += 1
-                if answered >= count { break }
-            }
+            if passed == 0 { break }
         }
         return answered > 0
     }
 
-    /// Weighted rendezvous hashing of the client's network over the healthy choices.
+    /// Weighted rendezvous hashing of the client's network over the healthy choices, each
+    /// weight times the choice's health factor.
     func hashed<R, T>(_ n: Int, _ children: [Int], _ weights: [Int], _ v4: Int, _ v6: Int,
                       _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
         let prefix = st.client.address.isV4 ? v4 : v6
@@ -310,11 +391,15 @@ extension Router {
         var excluded: UInt64 = 0
         for _ in 0..<children.count {
             var pick = -1, bestScore = -Double.infinity
-            for (i, c) in children.enumerated() where excluded & (1 << UInt64(i)) == 0 && weights[i] > 0 && healthy(c, &st) {
+            for (i, c) in children.enumerated() where excluded & (1 << UInt64(i)) == 0 && weights[i] > 0 {
+                // A degraded choice's weight shrinks by its factor, as under `weighted`: only
+                // the clients whose score for it no longer wins move, the rest stay.
+                let w = Double(weights[i]) * standing(c, &st)
+                if w <= 0 { continue }
                 // Removing one choice only moves the clients that scored it highest.
                 let h = mix64(key ^ compiled[n].childIDs[i])
                 let u = (Double(h >> 11) + 0.5) / 9_007_199_254_740_992.0
-                let score = -Double(weights[i]) / log(u)
+                let score = -w / log(u)
                 if score > bestScore { bestScore = score; pick = i }
             }
             guard pick >= 0 else { break }

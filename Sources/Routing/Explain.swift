@@ -41,11 +41,40 @@ final class ExplainTracer: RoutingTracer {
     func consulted(node: Int, prefix: Int) {}
 
     func answered(node n: Int, shuffled: (taken: Int, usable: Int)?) {
+        let which = leavesOutDegraded(n) ? "fully-up" : "usable"
+        let minimum = model.nodes[n].minHealthy > 0 ? " (\(healthyCount(n)) of \(model.endpointsUnder[n].count) healthy, \(minimumText(n)))" : ""
         if let s = shuffled {
-            line("\(label(n)): \(s.taken) of \(s.usable) usable members, shuffled [\(states(n))]")
+            line("\(label(n)): \(s.taken) of \(s.usable) \(which) members, shuffled [\(states(n))]\(minimum)")
         } else {
-            line("\(label(n)): answering its usable members [\(states(n))]")
+            line("\(label(n)): answering its \(which) members [\(states(n))]\(minimum)")
         }
+    }
+
+    /// Whether the pool or multivalue node `n` answered only some of its usable members:
+    /// some eligible member is fully up and another one degraded.
+    func leavesOutDegraded(_ n: Int) -> Bool {
+        var up = false, degraded = false
+        for ep in model.endpointsUnder[n] where router.eligible(ep, family) {
+            switch health.state(ep) {
+            case .up: up = true
+            case .degraded(let f): if f >= 1 { up = true } else { degraded = true }
+            case .down: break
+            }
+        }
+        return up && degraded
+    }
+
+    func healthyCount(_ n: Int) -> Int { model.endpointsUnder[n].filter { health.state($0).isUsable }.count }
+
+    /// `min_healthy 2`, or `min_healthy 2 (50% of 4)` when the pool or datacenter wrote a percentage.
+    func minimumText(_ n: Int) -> String {
+        let need = model.nodes[n].minHealthy
+        var spec: MinHealthy? = nil
+        if case .pool(let name, _) = model.nodes[n].kind {
+            spec = model.pools.first { $0.name == name }?.minHealthy ?? model.datacenters.first { $0.name == name }?.minHealthy
+        }
+        if case .percent? = spec { return "min_healthy \(need) (\(spec!) of \(model.endpointsUnder[n].count))" }
+        return "min_healthy \(need)"
     }
 
     func chose(_ choice: Choice, child: Int, of n: Int) {
@@ -84,6 +113,14 @@ final class ExplainTracer: RoutingTracer {
         if case .nearest(_, let dcs, _, _) = model.nodes[n].kind {
             line("nearest: \(model.datacenters[dcs[index]].name) is down, skipping")
         }
+    }
+
+    func passedDegraded(node n: Int, child: Int) {
+        line("\(model.nodes[n].kindName): \(label(child)) is only degraded, trying fully-up choices first")
+    }
+
+    func belowMinimum(node n: Int) {
+        line("\(label(n)): \(healthyCount(n)) of \(model.endpointsUnder[n].count) healthy, below \(minimumText(n)): counts as down")
     }
 
     func exhausted(node n: Int) {

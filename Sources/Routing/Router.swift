@@ -204,11 +204,11 @@ public final class Router: Sendable {
     }
 
     /// Two policy nodes that answer identically whatever the client: the same node, or
-    /// pools of the same endpoints with the same `when_all_down`.
+    /// pools of the same endpoints with the same `when_all_down` and `min_healthy`.
     static func sameLeaf(_ model: ConfigModel, _ a: Int, _ b: Int) -> Bool {
         if a == b { return true }
         guard case .pool(_, let x) = model.nodes[a].kind, case .pool(_, let y) = model.nodes[b].kind else { return false }
-        return x == y && model.nodes[a].whenAllDown == model.nodes[b].whenAllDown
+        return x == y && model.nodes[a].whenAllDown == model.nodes[b].whenAllDown && model.nodes[a].minHealthy == model.nodes[b].minHealthy
     }
 
     static func childName(_ model: ConfigModel, _ n: Int) -> String {

@@ -47,6 +47,12 @@ protocol RoutingTracer {
     func noMatch(node: Int)
     /// `nearest` passes over its choice `index`: nothing healthy there.
     func skipped(node: Int, index: Int)
+    /// `failover` or `nearest` passes over `child` for now: it is only degraded, so fully-up
+    /// choices come first.
+    func passedDegraded(node: Int, child: Int)
+    /// `node` has fewer healthy endpoints than its `min_healthy`: it counts as down, and its
+    /// `when_all_down` decides next.
+    func belowMinimum(node: Int)
     /// Nothing under `node` answered; its `when_all_down` decides next.
     func exhausted(node: Int)
     /// `node`'s `when_all_down` mode is applied.
@@ -69,6 +75,8 @@ struct NoTracer: RoutingTracer {
     @inline(__always) func chose(_ choice: Choice, child: Int, of node: Int) {}
     @inline(__always) func noMatch(node: Int) {}
     @inline(__always) func skipped(node: Int, index: Int) {}
+    @inline(__always) func passedDegraded(node: Int, child: Int) {}
+    @inline(__always) func belowMinimum(node: Int) {}
     @inline(__always) func exhausted(node: Int) {}
     @inline(__always) func whenAllDown(node: Int) {}
     @inline(__always) func descend() {}

@@ -86,12 +86,16 @@ enum ControlFixture {
 }
 
 /// Starts a server with the control API on loopback for `body`, retrying on port races.
-func withControl(checks: Bool = false, token: String? = nil, stopsItself: Bool = false, _ body: (ControlServer) async throws -> Void) async throws {
+/// `config` replaces the fixture's configuration: it gets the control address to put in
+/// `server.control` and returns the whole file (zone `ctl.test` from `ControlFixture.zone`).
+func withControl(checks: Bool = false, token: String? = nil, stopsItself: Bool = false, config: ((String) -> String)? = nil,
+                 _ body: (ControlServer) async throws -> Void) async throws {
     var started: ControlServer?
     var lastError: Error?
     for _ in 0..<3 where started == nil {
         let dnsPort = try freePort(), controlPort = try freePort()
-        let dir = try ControlFixture.folder(ControlFixture.yaml(control: "127.0.0.1:\(controlPort)", token: token, checks: checks))
+        let control = "127.0.0.1:\(controlPort)"
+        let dir = try ControlFixture.folder(config?(control) ?? ControlFixture.yaml(control: control, token: token, checks: checks))
         do {
             let p = try await MeridianProcess.start(["serve", "--config", dir.appendingPathComponent("meridian.yaml").path,
                                                      "--listen", "127.0.0.1:\(dnsPort)"], port: dnsPort, probeName: "ctl.test.")

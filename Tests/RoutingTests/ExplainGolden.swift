@@ -643,4 +643,106 @@ ttl:      30
 scope:    /24 (answer holds for the client's /24 network)
 
 """#,
+    #"""
+query:    t.example.com. A
+client:   203.0.113.9, the query's source address (no EDNS Client Subnet)
+health:   degraded: ams-1 degraded(0.5); others up
+location: not needed (no geo or nearest choice on this path)
+policy:
+  pool web: answering its fully-up members [ams-1 degraded(0.5), ams-2 up, iad-1 up]
+answer:   192.0.2.2, 198.51.100.1
+ttl:      30
+scope:    /0 (answer does not depend on the client)
+
+"""#,
+    #"""
+query:    t.example.com. A
+client:   203.0.113.9, the query's source address (no EDNS Client Subnet)
+health:   degraded: ams-1 degraded(0.5), ams-2 degraded(0.5); others up
+location: not needed (no geo or nearest choice on this path)
+policy:
+  failover: pool ams is only degraded, trying fully-up choices first
+  failover: trying choice 2 of 2, pool iad
+    pool iad: answering its usable members [iad-1 up, iad-2 up]
+answer:   198.51.100.1, 198.51.100.2
+ttl:      30
+scope:    /0 (answer does not depend on the client)
+
+"""#,
+    #"""
+query:    t.example.com. A
+client:   203.0.113.9, the query's source address (no EDNS Client Subnet)
+health:   down: iad-1, iad-2; degraded: ams-1 degraded(0.5), ams-2 degraded(0.5); others up
+location: not needed (no geo or nearest choice on this path)
+policy:
+  failover: pool ams is only degraded, trying fully-up choices first
+  failover: trying choice 2 of 2, pool iad
+    pool iad: no usable member [iad-1 down, iad-2 down]
+    when_all_down parent: handing back to the parent
+  failover: trying choice 1 of 2, pool ams
+    pool ams: answering its usable members [ams-1 degraded(0.5), ams-2 degraded(0.5)]
+answer:   192.0.2.1, 192.0.2.2
+ttl:      30
+scope:    /0 (answer does not depend on the client)
+
+"""#,
+    #"""
+query:    t.example.com. A
+client:   81.2.69.142, the query's source address (no EDNS Client Subnet)
+health:   degraded: ams-1 degraded(0.5), ams-2 degraded(0.5); others up
+location: country GB, subdivision ENG, continent EU, at 51.5142,-0.0931, from GeoIP2-City-Test.mmdb network /31
+policy:
+  nearest: pool ams is only degraded, trying fully-up choices first
+  nearest: iad at 5923 km -> pool iad
+    pool iad: answering its usable members [iad-1 up, iad-2 up]
+answer:   198.51.100.1, 198.51.100.2
+ttl:      30
+scope:    /31 (answer holds for the client's /31 network)
+
+"""#,
+    #"""
+query:    t.example.com. A
+client:   203.0.113.9, the query's source address (no EDNS Client Subnet)
+health:   down: ams-1; others up
+location: not needed (no geo or nearest choice on this path)
+policy:
+  failover: trying choice 1 of 2, pool strict
+    pool strict: 1 of 2 healthy, below min_healthy 2: counts as down
+    when_all_down parent: handing back to the parent
+  failover: trying choice 2 of 2, pool iad
+    pool iad: answering its usable members [iad-1 up, iad-2 up] (2 of 2 healthy, min_healthy 2)
+answer:   198.51.100.1, 198.51.100.2
+ttl:      30
+scope:    /0 (answer does not depend on the client)
+
+"""#,
+    #"""
+query:    t.example.com. A
+client:   203.0.113.9, the query's source address (no EDNS Client Subnet)
+health:   down: ams-1; others up
+location: not needed (no geo or nearest choice on this path)
+policy:
+  failover: trying choice 1 of 2, pool half
+    pool half: answering its usable members [ams-1 down, ams-2 up, iad-1 up] (2 of 3 healthy, min_healthy 2 (50% of 3))
+answer:   192.0.2.2, 198.51.100.1
+ttl:      30
+scope:    /0 (answer does not depend on the client)
+
+"""#,
+    #"""
+query:    t.example.com. A
+client:   203.0.113.9, the query's source address (no EDNS Client Subnet)
+health:   down: iad-2; others up
+location: not needed (no geo or nearest choice on this path)
+policy:
+  failover: trying choice 1 of 2, pool iad
+    pool iad: 1 of 2 healthy, below min_healthy 2: counts as down
+    when_all_down parent: handing back to the parent
+  failover: trying choice 2 of 2, pool ams
+    pool ams: answering its usable members [ams-1 up, ams-2 up]
+answer:   192.0.2.1, 192.0.2.2
+ttl:      30
+scope:    /0 (answer does not depend on the client)
+
+"""#,
 ]

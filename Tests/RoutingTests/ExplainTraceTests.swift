@@ -16,6 +16,7 @@ struct ExplainCase: CustomTestStringConvertible, Sendable {
     var ecs: String? = nil
     var down: [String] = []
     var degraded: [String: Double] = [:]
+    var preamble = basePreamble
     var testDescription: String { "\(policy) \(extra) \(qtype) \(client) ecs=\(ecs ?? "-") down=\(down)" }
 }
 
@@ -71,12 +72,22 @@ let explainCases: [ExplainCase] = [
     ExplainCase(policy: "{ hashed: [ams-1, iad-2] }", down: ["ams-1", "iad-2"]),
     ExplainCase(policy: "{ geo: { EU: { weighted: { ams: 1, iad: 1 } }, default: { subnet: { 203.0.113.0/24: { hashed: [sin-1, iad-2] } } } } }",
                 geo: cityGeo, client: "203.0.113.9", down: ["iad-2"]),
+    // Degraded ranks after fully up (issue 12): a pool leaves degraded members out, failover
+    // and nearest pass a degraded choice over.
+    ExplainCase(policy: "web", degraded: ["ams-1": 0.5]),
+    ExplainCase(policy: "{ failover: [ams, iad] }", degraded: ["ams-1": 0.5, "ams-2": 0.5]),
+    ExplainCase(policy: "{ failover: [ams, iad] }", down: ["iad-1", "iad-2"], degraded: ["ams-1": 0.5, "ams-2": 0.5]),
+    ExplainCase(policy: "{ nearest: [ams, iad, sin] }", geo: cityGeo, client: "81.2.69.142", degraded: ["ams-1": 0.5, "ams-2": 0.5]),
+    // min_healthy: below it a pool counts as down; above it the answer says how many are healthy.
+    ExplainCase(policy: "{ failover: [strict, iad] }", down: ["ams-1"], preamble: minimumPreamble),
+    ExplainCase(policy: "{ failover: [half, sin] }", down: ["ams-1"], preamble: minimumPreamble),
+    ExplainCase(policy: "{ failover: [iad, ams] }", down: ["iad-2"], preamble: minimumPreamble),
 ]
 
 /// The full `explain` text of each case, one golden per case in ExplainGolden.swift.
 /// Regenerate with MERIDIAN_UPDATE_GOLDEN=1 (rewrites that file; review the diff).
 func explainText(_ c: ExplainCase) throws -> String {
-    let r = try makeRouter(c.policy, nameExtra: c.extra, geo: c.geo)
+    let r = try makeRouter(c.policy, nameExtra: c.extra, geo: c.geo, preamble: c.preamble)
     var states = Array(repeating: HealthState.up, count: r.model.endpoints.count)
     for d in c.down { states[r.model.endpointIndex(named: d)!] = .down }
     for (d, f) in c.degraded { states[r.model.endpointIndex(named: d)!] = .degraded(factor: f) }

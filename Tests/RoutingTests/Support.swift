@@ -36,7 +36,8 @@ pools:
 
 /// A router for one GSLB name `t.example.com` with `policy` (flow-style YAML) and extra
 /// name-level lines, plus an optional `geo:` section.
-func makeRouter(_ policy: String, nameExtra: String = "", geo: String = "") throws -> Router {
+/// `preamble` may be replaced (e.g. to add `min_healthy` to a datacenter or pool).
+func makeRouter(_ policy: String, nameExtra: String = "", geo: String = "", preamble: String = preamble) throws -> Router {
     var yaml = preamble + geo + "\nzones:\n  example.com:\n    names:\n      t:\n        policy: \(policy)\n"
     for l in nameExtra.split(separator: "\n") { yaml += "        \(l)\n" }
     let model = try ConfigLoader.load(yaml: yaml, file: "test.yaml", baseDirectory: Paths.zoneFolder)

@@ -43,6 +43,11 @@ public enum StatusTable {
                 out.append("  \(o.target) \(o.state), \(exp), reason \"\(o.reason)\" (\(o.endpoints.joined(separator: ", ")))")
             }
         }
+        if let m = r.minimums, !m.isEmpty {
+            out.append("")
+            out.append("min_healthy:")
+            for x in m { out.append("  " + x.summary) }
+        }
         if !r.names.isEmpty {
             out.append("")
             var rows = [["NAME", "TTL", "FAILOVER", "RTO", ""]]

@@ -49,6 +49,31 @@ public struct StatusReport: Codable, Sendable {
             case rtoExceeded = "rto_exceeded"
         }
     }
+    /// A pool or datacenter with `min_healthy`: below it, policies naming it count it as down.
+    public struct Minimum: Codable, Sendable {
+        /// `pool` or `datacenter`.
+        public var kind: String
+        public var name: String
+        public var members: Int
+        /// Members up or degraded (overrides included), as queries see them.
+        public var healthy: Int
+        /// As written: `2` or `50%`.
+        public var minHealthy: String
+        /// Healthy members needed (a percentage rounded up).
+        public var required: Int
+        public var countsAsDown: Bool
+        enum CodingKeys: String, CodingKey {
+            case kind, name, members, healthy, required
+            case minHealthy = "min_healthy", countsAsDown = "counts_as_down"
+        }
+
+        /// `pool web: 1 of 4 healthy, below min_healthy 2: counts as down`.
+        public var summary: String {
+            let need = minHealthy.hasSuffix("%") ? "\(required) (\(minHealthy))" : "\(required)"
+            return "\(kind) \(name): \(healthy) of \(members) healthy, "
+                + (countsAsDown ? "below min_healthy \(need): counts as down" : "min_healthy \(need)")
+        }
+    }
     public struct Reloads: Codable, Sendable {
         public var ok: UInt64
         public var failed: UInt64
@@ -70,9 +95,11 @@ public struct StatusReport: Codable, Sendable {
     public var endpoints: [Endpoint]
     public var names: [Name]
     public var overrides: [OverrideView]
+    /// Pools and datacenters with `min_healthy`; nil from a server without them.
+    public var minimums: [Minimum]?
 
     enum CodingKeys: String, CodingKey {
-        case version, config, generation, reloads, endpoints, names, overrides
+        case version, config, generation, reloads, endpoints, names, overrides, minimums
         case zonesDirectory = "zones_dir", loadedAt = "loaded_at", startedAt = "started_at"
     }
 
@@ -82,7 +109,19 @@ public struct StatusReport: Codable, Sendable {
         var endpoints: [Endpoint] = []
         var names: [Name] = []
         var overrides: [OverrideView] = []
+        var minimums: [Minimum] = []
         if let model = s.model {
+            func minimum(_ kind: String, _ name: String, _ spec: MinHealthy?, _ members: [Int]) {
+                guard let spec else { return }
+                let healthy = members.filter { s.health.state($0).isUsable }.count
+                let need = spec.required(of: members.count)
+                minimums.append(Minimum(kind: kind, name: name, members: members.count, healthy: healthy,
+                                        minHealthy: spec.description, required: need, countsAsDown: healthy < need))
+            }
+            for p in model.pools { minimum("pool", p.name, p.minHealthy, p.endpoints) }
+            for (d, dc) in model.datacenters.enumerated() {
+                minimum("datacenter", dc.name, dc.minHealthy, model.endpoints.indices.filter { model.endpoints[$0].datacenter == d })
+            }
             let monitor = c.monitor
             let checks = Dictionary((monitor?.status() ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             let eps = monitor?.endpointStatus() ?? []
@@ -121,6 +160,6 @@ public struct StatusReport: Codable, Sendable {
             loadedAt: s.loadedAt, generation: s.generation, startedAt: c.startedAt,
             reloads: Reloads(ok: c.reloads.ok.load(ordering: .relaxed), failed: c.reloads.failed.load(ordering: .relaxed),
                              lastSuccess: c.reloads.lastSuccess, lastFailure: c.reloads.lastFailure, lastErrors: c.reloads.lastErrors),
-            endpoints: endpoints, names: names, overrides: overrides)
+            endpoints: endpoints, names: names, overrides: overrides, minimums: minimums)
     }
 }

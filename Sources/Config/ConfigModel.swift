@@ -334,7 +334,6 @@ public final class ConfigModel: Sendable {
         var out: [ConfigError] = []
         for n in names {
             let zone = n.zone.lowercased(), owner = n.owner.lowercased()
-            let what = owner == zone ? "the zone apex \(n.owner)" : "\(n.owner)"
             if let cut = cuts[zone]?[owner] {
                 let whereCut = cut.owner == owner ? "at the zone cut" : "below the zone cut \(cut.owner)"
                 out.append(ConfigError(n.location, "GSLB name \(n.owner) is \(whereCut) (NS at \(cut.location)): the child zone's servers answer it, not this zone"))
@@ -342,7 +341,7 @@ public final class ConfigModel: Sendable {
             }
             let cname = cnameSource(n)
             if let cname, owner == zone {
-                out.append(ConfigError(n.location, "GSLB name \(what) answers CNAME (\(cname)), but the apex must keep its SOA and NS records: a GSLB name at the apex can answer only addresses"))
+                out.append(ConfigError(n.location, "GSLB name \(n.owner) (the zone apex) answers CNAME (\(cname)), but the apex must keep its SOA and NS records: a GSLB name at the apex can answer only addresses"))
                 continue
             }
             for s in staticTypes[zone]?[owner] ?? [] {

@@ -175,7 +175,7 @@ struct ApexGSLBTests {
                  message: "static CNAME record at alias.gslb.test. conflicts with the GSLB name at"),
         Conflict(why: "a CNAME-answering name at the apex", zoneLines: [],
                  names: ["\"@\": { policy: edge }"], file: "meridian.yaml", marker: "\"@\"",
-                 message: "GSLB name the zone apex gslb.test. answers CNAME (CNAME endpoint \"edge\"), but the apex must keep its SOA and NS records"),
+                 message: "GSLB name gslb.test. (the zone apex) answers CNAME (CNAME endpoint \"edge\"), but the apex must keep its SOA and NS records"),
         Conflict(why: "a name at a zone cut", zoneLines: ["sub IN NS ns.other.example."],
                  names: ["sub: { policy: primary }"], file: "meridian.yaml", marker: "sub:",
                  message: "GSLB name sub.gslb.test. is at the zone cut (NS at"),

@@ -254,21 +254,30 @@ public struct PolicyNode: Hashable, Sendable {
 
     /// Every endpoint the tree at `root` can answer with, each once, in first-seen order
     /// (depth first, children in order). The one walk behind `ConfigModel.endpointsUnder`;
-    /// the loader calls it while `nodes` is still growing. Bounded: each node is visited at
-    /// most once, so a malformed tree cannot loop.
+    /// the loader calls it while `nodes` is still growing.
     ///
     ///     PolicyNode.endpoints(under: name.root, in: model.nodes)   // == model.endpointsUnder[name.root]
     public static func endpoints(under root: Int, in nodes: [PolicyNode]) -> [Int] {
-        var visited = Set<Int>(), seen = Set<Int>(), out: [Int] = []
-        var stack = [root]
-        while let n = stack.popLast() {
-            guard n >= 0, n < nodes.count, visited.insert(n).inserted else { continue }
+        var seen = Set<Int>(), out: [Int] = []
+        for n in subtree(root, in: nodes) {
             switch nodes[n].kind {
             case .pool(_, let eps), .multivalue(_, let eps, _):
                 for e in eps where seen.insert(e).inserted { out.append(e) }
-            default:
-                stack.append(contentsOf: nodes[n].children.reversed())
+            default: break
             }
+        }
+        return out
+    }
+
+    /// The nodes of the tree at `root`, `root` first, depth first with children in order.
+    /// Bounded: each node is visited at most once, so a malformed tree cannot loop.
+    public static func subtree(_ root: Int, in nodes: [PolicyNode]) -> [Int] {
+        var visited = Set<Int>(), out: [Int] = []
+        var stack = [root]
+        while let n = stack.popLast() {
+            guard n >= 0, n < nodes.count, visited.insert(n).inserted else { continue }
+            out.append(n)
+            stack.append(contentsOf: nodes[n].children.reversed())
         }
         return out
     }
@@ -335,13 +344,53 @@ public final class ConfigModel: Sendable {
         return checkSpec(c, host: checkHost(forEndpoint: i))
     }
 
-    /// Errors for GSLB names that are also owners in a master file (a name is either
-    /// static or GSLB). `staticOwners` maps each zone apex to the owner names its file holds.
-    public func validate(againstStaticOwners staticOwners: [DNSName: Set<DNSName>]) -> [ConfigError] {
+    /// What makes the GSLB name `n` answer CNAME, or nil when it answers only addresses:
+    /// the first CNAME endpoint under its policy, or a `fallback` host name. Such a name
+    /// owns every type at its owner (RFC 1034 3.6.2); an address name owns only the types
+    /// its `types:` lists, and the master file answers every other type there.
+    public func cnameSource(_ n: GSLBName) -> String? {
+        for i in PolicyNode.subtree(n.root, in: nodes) {
+            if case .fallback(_, let c?) = nodes[i].whenAllDown { return "fallback \(c) at \(nodes[i].location)" }
+        }
+        return endpointsUnder[n.root].first { endpoints[$0].cname != nil }.map { "CNAME endpoint \"\(endpoints[$0].name)\"" }
+    }
+
+    /// Errors for GSLB names that clash with the master file. `staticTypes` maps each zone
+    /// apex, then each GSLB owner (both lowercase), to the record types its file holds at
+    /// that owner, each with the place of its first record; `cuts` maps them to the first
+    /// NS record of a zone cut at or above the owner (below the apex).
+    ///
+    /// The policy owns A and AAAA (as `types:` lists them), or every type for a name that
+    /// answers CNAME; the file keeps the rest. So these are errors: a static record of a
+    /// type the policy answers (reported at the record), any static record beside a name
+    /// that answers CNAME (CNAME is exclusive, RFC 1034 3.6.2) and a static CNAME beside
+    /// any GSLB name (at the record), a CNAME name at the apex, which must keep its SOA and
+    /// NS, and a name at or below a zone cut, which the child zone's servers answer (at
+    /// the GSLB name).
+    public func validate(againstStaticOwners staticTypes: [DNSName: [DNSName: [(type: RRType, location: SourceLocation)]]],
+                         cuts: [DNSName: [DNSName: (owner: DNSName, location: SourceLocation)]] = [:]) -> [ConfigError] {
         var out: [ConfigError] = []
         for n in names {
-            if let owners = staticOwners[n.zone], owners.contains(n.owner) {
-                out.append(ConfigError(n.location, "\(n.owner) is both a static name in zone \(n.zone) and a GSLB name"))
+            let zone = n.zone.lowercased(), owner = n.owner.lowercased()
+            if let cut = cuts[zone]?[owner] {
+                let whereCut = cut.owner == owner ? "at the zone cut" : "below the zone cut \(cut.owner)"
+                out.append(ConfigError(n.location, "GSLB name \(n.owner) is \(whereCut) (NS at \(cut.location)): the child zone's servers answer it, not this zone"))
+                continue
+            }
+            let cname = cnameSource(n)
+            if let cname, owner == zone {
+                out.append(ConfigError(n.location, "GSLB name \(n.owner) (the zone apex) answers CNAME (\(cname)), but the apex must keep its SOA and NS records: a GSLB name at the apex can answer only addresses"))
+                continue
+            }
+            for s in staticTypes[zone]?[owner] ?? [] {
+                let here = "static \(s.type) record at \(n.owner) conflicts with the GSLB name at \(n.location)"
+                if let cname {
+                    out.append(ConfigError(s.location, "\(here), which answers CNAME (\(cname)): a CNAME owns its name (RFC 1034 3.6.2), so no other record may sit beside it"))
+                } else if s.type == .cname {
+                    out.append(ConfigError(s.location, "\(here): a CNAME owns its name (RFC 1034 3.6.2), so it cannot sit beside the GSLB name's addresses"))
+                } else if (s.type == .a && n.answersA) || (s.type == .aaaa && n.answersAAAA) {
+                    out.append(ConfigError(s.location, "\(here), whose policy answers \(s.type) (remove the record, or leave \(s.type) out of the name's types)"))
+                }
             }
         }
         return out

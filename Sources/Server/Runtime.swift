@@ -72,13 +72,16 @@ public enum Runtime {
                 return out
             }
         }
-        var dynamic: [DNSName: [(DNSName, Int32)]] = [:]
+        var dynamic: [DNSName: [GSLBBinding]] = [:]
         if let m = model {
             let known = Set(zoneSources.compactMap { $0.origin?.lowercased() })
             for z in m.zones where !known.contains(z.name.lowercased()) {
                 zoneSources.append(ZoneLoader.Source(origin: z.name, path: z.file))
             }
-            for (i, n) in m.names.enumerated() { dynamic[n.zone.lowercased(), default: []].append((n.owner, Int32(i))) }
+            for (i, n) in m.names.enumerated() {
+                let types = GSLBTypes(a: n.answersA, aaaa: n.answersAAAA, cname: m.cnameSource(n) != nil)
+                dynamic[n.zone.lowercased(), default: []].append(GSLBBinding(owner: n.owner, index: Int32(i), types: types))
+            }
             options.maxUDPSize = m.server.maxUDPSize
             options.nsid = m.server.nsid.map { Array($0.utf8) }
             out.listen = m.server.listen
@@ -87,7 +90,7 @@ public enum Runtime {
         let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic)
         out.errors += loaded.errors.map(\.description)
         if let m = model {
-            out.errors += m.validate(againstStaticOwners: loaded.owners).map(\.description)
+            out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
             out.errors += serverSettingProblems(m)
             let served = Set(loaded.zones.map { $0.origin.lowercased() })
             for n in m.names where !served.contains(n.zone.lowercased()) && loaded.errors.isEmpty {

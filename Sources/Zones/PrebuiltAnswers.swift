@@ -8,14 +8,15 @@ import DNSWire
 /// it without walking the tree from the apex. For every RRset type at such a node that is
 /// static (not bound to a GSLB policy, no CNAME), this keeps the bytes that follow the
 /// question in the response: the answer section, and for NS, MX and SRV the additional
-/// section. Owners are compression pointers to the question at offset 12, and every other
+/// section. At a GSLB name that answers addresses, the static types beside it (SOA, NS,
+/// MX, TXT...) are kept too; the types its policy owns never are. Owners are compression pointers to the question at offset 12, and every other
 /// pointer points into the question or the block itself, so the block is valid after any
 /// question of the same name whatever its case. The bytes are exactly what the full
 /// algorithm in `QueryEngine` writes (simple types are encoded the same way; types with
 /// names in the rdata or additional processing are produced by running the engine
 /// itself), so answering from here changes nothing a client can see; it is only faster.
 ///
-/// Anything else (NXDOMAIN, NODATA, wildcards, referrals, CNAMEs, ANY, GSLB names, a block
+/// Anything else (NXDOMAIN, NODATA, wildcards, referrals, CNAMEs, ANY, GSLB answers, a block
 /// that does not fit the client's size) is left to the full algorithm.
 ///
 /// Storage is four flat allocations indexed by node, no per-name objects and no copy of
@@ -40,7 +41,7 @@ public final class PrebuiltAnswers: @unchecked Sendable {
     /// `first` value of a node that the full algorithm must reach by walking (a cut or
     /// below one, or a name a more specific served zone answers).
     static let notHeld: Int32 = -2
-    /// `first` value of a held node with no prebuilt answer (NODATA only, CNAME, GSLB).
+    /// `first` value of a held node with no prebuilt answer (NODATA only, CNAME, GSLB only).
     static let noEntries: Int32 = -1
 
     // Immutable after init; freed in deinit. That is why `@unchecked Sendable` is safe.
@@ -90,8 +91,12 @@ public final class PrebuiltAnswers: @unchecked Sendable {
                     guard held else { first.append(Self.notHeld); continue }
                 }
                 let firstEntry = entries.count
-                if node.dynamicIndex < 0 && node.rrset(.cname) == nil {
-                    for set in node.rrsets { add(set, node: node, zones: zones, engine: engine, out: out) }
+                // At a GSLB name only the types its policy does not own come from here (MX,
+                // TXT, SOA and NS beside an address name); its A and AAAA follow health.
+                if node.rrset(.cname) == nil && !node.dynamicTypes.contains(.all) {
+                    for set in node.rrsets where !node.dynamicTypes.owns(set.type) {
+                        add(set, node: node, zones: zones, engine: engine, out: out)
+                    }
                 }
                 if entries.count > firstEntry {
                     entries[entries.count - 1].last = true

@@ -40,7 +40,9 @@ public struct QueryClient: Sendable {
 public struct GSLBQuestion: Sendable {
     /// The name's index in the configuration (`ZoneNode.dynamicIndex`).
     public var index: Int32
-    /// A or AAAA (ANY asks for A), or another type, which is NODATA.
+    /// A type the name's policy owns (`ZoneNode.dynamicTypes`): A or AAAA, or any type at a
+    /// name that answers CNAME. ANY asks for A, or for AAAA at a name that answers only
+    /// AAAA and holds no static RRset of a lower type.
     public var qtype: RRType
     /// Offset in the message of the owner name to point to (12, the question, unless a
     /// CNAME chain led here).
@@ -490,13 +492,15 @@ public final class QueryEngine {
                     }
                     nodeIndex = w
                 }
-                // A GSLB name needs only its index: read it in place rather than copying the
-                // node out of the array (which retains its name and RRsets).
+                // A GSLB name needs only its index and types: read them in place rather than
+                // copying the node out of the array (which retains its name and RRsets). The
+                // policy answers the types it owns; the node's RRsets answer the others.
                 let dynamicIndex = zone.nodes[nodeIndex].dynamicIndex
                 if dynamicIndex >= 0 {
-                    gslbMark = writer.mark()
-                    return .gslb(GSLBQuestion(index: dynamicIndex, qtype: qtype == .any ? .a : qtype,
-                                              ownerOffset: owner, client: client))
+                    if let asked = dynamicQuestionType(zone, nodeIndex, qtype) {
+                        gslbMark = writer.mark()
+                        return .gslb(GSLBQuestion(index: dynamicIndex, qtype: asked, ownerOffset: owner, client: client))
+                    }
                 }
                 let node = zone.nodes[nodeIndex]
                 // ANY matches the CNAME itself, so it is not followed (RFC 1034 4.3.2 step 3a).
@@ -531,6 +535,20 @@ public final class QueryEngine {
             tc = true
         }
         return .done
+    }
+
+    /// The type to ask the GSLB policy of node `i` for, or nil when the node's RRsets
+    /// answer `qtype`. ANY (RFC 8482 4.1: one RRset) answers the RRset of the lowest type
+    /// the name holds, the policy's A (1) and AAAA (28) counted among the node's types, as
+    /// at a static name; so a name that answers A from its policy answers ANY with it.
+    @inline(__always)
+    private func dynamicQuestionType(_ zone: Zone, _ i: Int, _ qtype: RRType) -> RRType? {
+        let types = zone.nodes[i].dynamicTypes
+        guard qtype == .any else { return types.owns(qtype) ? qtype : nil }
+        if types.contains(.all) || types.contains(.a) { return .a }
+        guard types.contains(.aaaa) else { return nil }
+        for set in zone.nodes[i].rrsets where set.type < .aaaa { return nil }
+        return .aaaa
     }
 
     /// One step of a CNAME chain: loads the target written at `target` in the message into

@@ -12,6 +12,42 @@ public struct RRSet: Sendable {
     }
 }
 
+/// The types a GSLB name answers from its policy. The master file answers every other
+/// type at the same owner, so an address-only GSLB name can be the zone apex or sit beside
+/// MX, TXT or CAA records; a name that can answer CNAME owns every type (RFC 1034 3.6.2).
+///
+///     let types: GSLBTypes = [.a]            // `types: [A]`: AAAA comes from the zone file
+///     types.owns(.a)                         // true; owns(.mx) is false
+public struct GSLBTypes: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// A name's types from its configuration: every type if it can answer CNAME, else the
+    /// address types its `types:` lists.
+    public init(a: Bool, aaaa: Bool, cname: Bool) {
+        self = cname ? .all : GSLBTypes(rawValue: (a ? 1 : 0) | (aaaa ? 2 : 0))
+    }
+    public static let a = GSLBTypes(rawValue: 1)
+    public static let aaaa = GSLBTypes(rawValue: 2)
+    /// Every type: a name whose endpoints (or fallback) answer CNAME.
+    public static let all = GSLBTypes(rawValue: 4)
+
+    /// Whether a query of type `t` goes to the policy (ANY is decided by the engine).
+    @inline(__always) public func owns(_ t: RRType) -> Bool {
+        contains(.all) || (t == .a && contains(.a)) || (t == .aaaa && contains(.aaaa))
+    }
+}
+
+/// A GSLB name bound to a zone: its owner, its index in the configuration, and the types
+/// its policy answers.
+public struct GSLBBinding: Sendable {
+    public var owner: DNSName
+    public var index: Int32
+    public var types: GSLBTypes
+    public init(owner: DNSName, index: Int32, types: GSLBTypes = .all) {
+        self.owner = owner; self.index = index; self.types = types
+    }
+}
+
 /// One name in a zone: its RRsets, or none for an empty non-terminal (RFC 8020).
 public struct ZoneNode: Sendable {
     /// The owner as first written in the zone (case kept for output).
@@ -21,6 +57,8 @@ public struct ZoneNode: Sendable {
     public let isDelegation: Bool
     /// Index of the GSLB name bound here, or -1 for static data only.
     public let dynamicIndex: Int32
+    /// The types the GSLB name answers; `rrsets` answer the others.
+    public let dynamicTypes: GSLBTypes
 
     @inline(__always) public func rrset(_ t: RRType) -> RRSet? {
         for s in rrsets where s.type == t { return s }
@@ -48,11 +86,13 @@ public final class Zone: Sendable {
     public let file: String?
 
     /// Builds the lookup structure. `dynamicNames` are GSLB owners (absolute) bound to a
-    /// dynamic index; they become nodes even without static records. Records outside
+    /// dynamic index and the types they answer; they become nodes even without static
+    /// records. Whether static records may sit beside them is the configuration's check
+    /// (`ConfigModel.validate(againstStatic:)`), not this one's. Records outside
     /// `origin` are ignored; duplicates are dropped and each RRset gets the TTL of its first
     /// record (what `ZoneCheck.normalized` does).
     /// Throws when the zone has no SOA at its apex (the content checks report the rest).
-    public convenience init(origin: DNSName, records: [ResourceRecord], dynamicNames: [(DNSName, Int32)] = [], file: String? = nil) throws(ZoneError) {
+    public convenience init(origin: DNSName, records: [ResourceRecord], dynamicNames: [GSLBBinding] = [], file: String? = nil) throws(ZoneError) {
         var index = ZoneIndex(records: records, origin: origin)
         try self.init(index: &index, origin: origin, dynamicNames: dynamicNames, file: file)
     }
@@ -61,7 +101,7 @@ public final class Zone: Sendable {
     /// the records, which costs about half of checking and building apart.
     ///
     ///     let zone = try Zone.checked(origin: origin, records: records, file: path)
-    public static func checked(origin: DNSName, records: [ResourceRecord], dynamicNames: [(DNSName, Int32)] = [],
+    public static func checked(origin: DNSName, records: [ResourceRecord], dynamicNames: [GSLBBinding] = [],
                                file: String? = nil) throws(ZoneErrors) -> Zone {
         var index = ZoneIndex(records: records, origin: origin)
         let problems = index.check(origin: origin)
@@ -76,7 +116,7 @@ public final class Zone: Sendable {
     /// Builds from grouped records. Owner ids are node ids, in the order owners first
     /// appear; then come the dynamic names, the apex and the empty non-terminals, in that
     /// order. Takes `index.table` over as the node table.
-    init(index: inout ZoneIndex, origin: DNSName, dynamicNames: [(DNSName, Int32)], file: String?) throws(ZoneError) {
+    init(index: inout ZoneIndex, origin: DNSName, dynamicNames: [GSLBBinding], file: String?) throws(ZoneError) {
         self.origin = origin
         self.file = file
         let originKey = index.originKey
@@ -92,10 +132,10 @@ public final class Zone: Sendable {
             if inserted { names.append(name()) }
             return Int(e)
         }
-        var dyn: [Int: Int32] = [:]
-        for (n, i) in dynamicNames where n.isSubdomain(of: origin) {
-            let lower = n.wire.map(asciiLower)
-            dyn[lower.withUnsafeBytes { ensure($0, n) }] = i
+        var dyn: [Int: GSLBBinding] = [:]
+        for b in dynamicNames where b.owner.isSubdomain(of: origin) {
+            let lower = b.owner.wire.map(asciiLower)
+            dyn[lower.withUnsafeBytes { ensure($0, b.owner) }] = b
         }
         let apex = originKey.withUnsafeBytes { ensure($0, origin) }
         // Empty non-terminals: every ancestor between a node and the apex exists.
@@ -138,7 +178,8 @@ public final class Zone: Sendable {
                 }
             }
             let isDelegation = id != apex && id < owners && index.ownerFlags[id] & ZoneIndex.hasNS != 0
-            nodes.append(ZoneNode(name: name, rrsets: sets, isDelegation: isDelegation, dynamicIndex: dyn[id] ?? -1))
+            nodes.append(ZoneNode(name: name, rrsets: sets, isDelegation: isDelegation, dynamicIndex: dyn[id]?.index ?? -1,
+                                  dynamicTypes: dyn[id]?.types ?? []))
         }
         guard let soa = nodes[apex].rrset(.soa), let soaRdata = soa.rdatas.first else {
             throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1), "zone \(origin) has no SOA record at its apex")

@@ -18,9 +18,13 @@ public enum ZoneLoader {
     public struct Result: Sendable {
         public var zones: [Zone] = []
         public var errors: [ZoneError] = []
-        /// Per zone origin, the GSLB names that are also static owners (names with records in
-        /// the zone file), for the conflict check.
-        public var owners: [DNSName: Set<DNSName>] = [:]
+        /// Per zone origin, then per GSLB owner with records in the zone file: each record
+        /// type there with the place of its first record, for the configuration's conflict
+        /// check (`ConfigModel.validate(againstStaticOwners:cuts:)`).
+        public var gslbStatic: [DNSName: [DNSName: [(type: RRType, location: SourceLocation)]]] = [:]
+        /// Per zone origin, then per GSLB owner at or below a zone cut: the topmost cut and
+        /// the place of its first NS record.
+        public var gslbCuts: [DNSName: [DNSName: (owner: DNSName, location: SourceLocation)]] = [:]
         /// Milliseconds each zone took to parse, check and build, by origin.
         public var loadMilliseconds: [DNSName: Double] = [:]
     }
@@ -33,7 +37,7 @@ public enum ZoneLoader {
     }
 
     /// Loads every source. `$INCLUDE` is confined to each zone file's own folder.
-    public static func load(_ sources: [Source], dynamicNames: [DNSName: [(DNSName, Int32)]] = [:]) -> Result {
+    public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:]) -> Result {
         var out = Result()
         for src in sources {
             let t0 = Date()
@@ -60,10 +64,9 @@ public enum ZoneLoader {
                 let dynamic = dynamicNames[origin.lowercased()] ?? []
                 let zone = try Zone.checked(origin: origin, records: records, dynamicNames: dynamic, file: src.path)
                 out.zones.append(zone)
-                // Only GSLB names can clash with static owners, so only they are looked up.
-                var owners = Set<DNSName>()
-                for (n, _) in dynamic where zone.node(named: n).map({ !$0.rrsets.isEmpty }) ?? false { owners.insert(n.lowercased()) }
-                out.owners[origin.lowercased()] = owners
+                let facts = gslbFacts(zone, records: records, dynamic: dynamic, file: here)
+                out.gslbStatic[origin.lowercased()] = facts.types
+                out.gslbCuts[origin.lowercased()] = facts.cuts
                 out.loadMilliseconds[origin.lowercased()] = Date().timeIntervalSince(t0) * 1000
             } catch {
                 out.errors += error.errors
@@ -78,5 +81,36 @@ public enum ZoneLoader {
             seen[z.origin.lowercased()] = z.file ?? "?"
         }
         return out
+    }
+
+    /// What the file holds at and above each GSLB name of `zone`: the record types at the
+    /// name (the place of the first record of each) and the topmost zone cut at or above it
+    /// (the place of its first NS record). Only GSLB names can clash with static data, so
+    /// only they are looked up, and the records are scanned only when one of them has
+    /// records or sits under a cut (most zones have none).
+    static func gslbFacts(_ zone: Zone, records: [ResourceRecord], dynamic: [GSLBBinding], file: SourceLocation)
+        -> (types: [DNSName: [(type: RRType, location: SourceLocation)]], cuts: [DNSName: (owner: DNSName, location: SourceLocation)]) {
+        var owners = Set<DNSName>()
+        var cutAbove: [DNSName: DNSName] = [:]
+        for b in dynamic where b.owner.isSubdomain(of: zone.origin) {
+            if let node = zone.node(named: b.owner), !node.rrsets.isEmpty { owners.insert(b.owner) }
+            // Up to the apex, one label a step (at most 127): the last cut seen is the topmost.
+            var n: DNSName? = b.owner
+            while let x = n, x != zone.origin, x.isSubdomain(of: zone.origin) {
+                if zone.node(named: x)?.isDelegation == true { cutAbove[b.owner] = x }
+                n = x.parent
+            }
+        }
+        var types: [DNSName: [(type: RRType, location: SourceLocation)]] = [:]
+        var firstNS: [DNSName: SourceLocation] = [:]
+        guard !owners.isEmpty || !cutAbove.isEmpty else { return ([:], [:]) }
+        let cutOwners = Set(cutAbove.values)
+        for r in records {
+            if owners.contains(r.name), !(types[r.name]?.contains { $0.type == r.type } ?? false) {
+                types[r.name, default: []].append((r.type, r.location ?? file))
+            }
+            if r.type == .ns, firstNS[r.name] == nil, cutOwners.contains(r.name) { firstNS[r.name] = r.location ?? file }
+        }
+        return (types, cutAbove.mapValues { ($0, firstNS[$0] ?? file) })
     }
 }

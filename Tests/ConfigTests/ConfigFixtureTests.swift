@@ -1,5 +1,6 @@
 import Config
 import DNSWire
+import Diagnostics
 import Foundation
 import TestSupport
 import Testing
@@ -73,13 +74,21 @@ func brokenFixtureReportsItsError(_ name: String) throws {
     #expect(path.hasSuffix("zones/state/ams") && check.interval == 2 && check.fall == 2)
 }
 
+/// The master file keeps every type the policy does not answer: beside www (A and AAAA from
+/// its policy) MX and TXT are fine; A, CNAME and a zone cut are errors, the records at
+/// their own place and the cut at the GSLB name.
 @Test func staticNameConflict() throws {
     let model = try loadExample()
-    let apex = try DNSName("example.com.")
-    let errs = model.validate(againstStaticOwners: [apex: [apex, try DNSName("www.example.com.")]])
-    #expect(errs.count == 1)
-    #expect(errs.first?.message == "www.example.com. is both a static name in zone example.com. and a GSLB name")
-    #expect(model.validate(againstStaticOwners: [apex: [apex]]).isEmpty)
+    let apex = try DNSName("example.com."), www = try DNSName("www.example.com.")
+    func at(_ line: Int) -> Diagnostics.SourceLocation { Diagnostics.SourceLocation(file: "example.com.zone", line: line, column: 1) }
+    let beside: [(type: RRType, location: Diagnostics.SourceLocation)] = [(.mx, at(7)), (.txt, at(8))]
+    #expect(model.validate(againstStaticOwners: [apex: [www: beside]]).isEmpty)
+    let withA = model.validate(againstStaticOwners: [apex: [www: beside + [(.a, at(9)), (.cname, at(10))]]])
+    #expect(withA.map(\.location) == [at(9), at(10)])
+    #expect(withA.first?.message.hasPrefix("static A record at www.example.com. conflicts with the GSLB name at ") == true)
+    let cut = model.validate(againstStaticOwners: [:], cuts: [apex: [www: (www, at(3))]])
+    #expect(cut.map(\.location) == [model.names[model.nameIndex[www]!].location])
+    #expect(cut.first?.message.contains("is at the zone cut (NS at example.com.zone:3:1)") == true)
 }
 
 func loadExample() throws -> ConfigModel {

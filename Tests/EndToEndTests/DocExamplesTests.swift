@@ -249,7 +249,7 @@ enum DocExamples {
             guard let out = serialize(isBase ? node : merge(baseNode, node), b, origin) else { continue }
             let names = ((top.first { $0.0.string == "zones" }?.1).flatMap(pairs)?.first?.1).flatMap(pairs)?
                 .first { $0.0.string == "names" }?.1
-            let gslb = names.flatMap(pairs)?.first?.0.string.map { "\($0).example.com" }
+            let gslb = names.flatMap(pairs)?.first?.0.string.map { $0 == "@" ? "example.com" : "\($0).example.com" }
             examples.append(DocExample(origin: isBase ? "\(origin) (base)" : origin, yaml: out, folder: fixture, gslbName: gslb))
         }
         let unused = table.map(\.doc).filter { !used.contains($0) }

@@ -79,4 +79,42 @@ import Testing
         #expect(lookup("web.example.com.", .aaaa) == (true, false))   // NODATA goes the full way
         #expect(lookup("nothing.example.com.", .a) == (false, false))
     }
+
+    /// A GSLB name at the apex beside SOA, NS, MX, TXT and CAA, and one answering only A
+    /// beside a static AAAA: the static types are prebuilt (and equal the full algorithm's
+    /// answer), the types the policy owns never are, so health decides them per query.
+    @Test func gslbNodesKeepOnlyTheirStaticTypes() throws {
+        let origin = try DNSName("gslb.test.")
+        let records = try MasterFileParser(origin: origin, baseDirectory: ".").parse(contents: """
+            $TTL 300
+            @ SOA ns1 hostmaster 1 2 3 4 5
+              NS ns1
+              MX 10 mail
+              TXT "v=spf1 -all"
+              CAA 0 issue "ca.example"
+            ns1 A 192.0.2.53
+            mail A 192.0.2.25
+            v4only AAAA 2001:db8::25
+            v4only TXT "beside"
+            """, file: "gslb.zone")
+        let bindings = [GSLBBinding(owner: origin, index: 0, types: [.a, .aaaa]),
+                        GSLBBinding(owner: try DNSName("v4only.gslb.test."), index: 1, types: [.a])]
+        let zones = ZoneSet(zones: [try Zone(origin: origin, records: records, dynamicNames: bindings)])
+        let plain = ZoneSet(zones: zones.zones, prebuilt: nil)
+        let pre = try #require(zones.prebuilt)
+        func entry(_ name: String, _ type: RRType) -> Bool {
+            let w = try! DNSName(name).lowercased().wire
+            let i = w.withUnsafeBytes { zones.zones[0].nodeIndex(lowercaseWire: $0) }
+            return pre.holds(zone: 0, node: i) && pre.entry(zone: 0, node: i, type: type.rawValue) != nil
+        }
+        for t in [RRType.soa, .ns, .mx, .txt, .caa] { #expect(entry("gslb.test.", t), "\(t) at the apex is prebuilt") }
+        #expect(!entry("gslb.test.", .a) && !entry("gslb.test.", .aaaa))
+        #expect(entry("v4only.gslb.test.", .aaaa) && entry("v4only.gslb.test.", .txt) && !entry("v4only.gslb.test.", .a))
+        for name in ["gslb.test.", "v4only.gslb.test."] {
+            for type in Self.types {
+                let q = QueryBuilder.query(id: 7, name: try DNSName(name), type: type, edns: true, udpSize: 1232)
+                #expect(Self.answer(q, zones: zones, tcp: false) == Self.answer(q, zones: plain, tcp: false), "\(name) \(type)")
+            }
+        }
+    }
 }

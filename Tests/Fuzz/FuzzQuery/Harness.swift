@@ -17,13 +17,13 @@ import Zones
 private func loadZones() -> ZoneSet {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
-    let files: [(String, String, [(DNSName, Int32)])] = [
+    let files: [(String, String, [GSLBBinding])] = [
         ("zones/example.com.zone", "example.com.", []),
         ("Tests/Fuzz/fixtures/fuzz.test.zone", "fuzz.test.", [
-            (try! DNSName("gslb.fuzz.test."), 0),
-            (try! DNSName("gslb-cname.fuzz.test."), 1),
-            (try! DNSName("gslb-ecs.fuzz.test."), 2),
-            (try! DNSName("*.gslb-wild.fuzz.test."), 0),
+            GSLBBinding(owner: try! DNSName("gslb.fuzz.test."), index: 0),
+            GSLBBinding(owner: try! DNSName("gslb-cname.fuzz.test."), index: 1),
+            GSLBBinding(owner: try! DNSName("gslb-ecs.fuzz.test."), index: 2),
+            GSLBBinding(owner: try! DNSName("*.gslb-wild.fuzz.test."), index: 0),
         ]),
     ]
     var zones: [Zone] = []

@@ -78,7 +78,7 @@ struct HealthTTLTests {
     /// TTL 30 s with interval 1 s, timeout 500 ms and fall 5: an answer given just before the
     /// first failed probe keeps its 30 s in resolvers, so the budget is 1 + 0.5 + 30 = 31.5 s
     /// (not 5 + 0.5 + 2), above the rto of 10 s.
-    static let overBudget = "failover time 31.5s exceeds rto 10s; dominated by TTL 30s"
+    static let overBudget = "failover time 31.500s exceeds rto 10s; dominated by TTL 30s"
 
     @Test func checkAndServeRefuseABudgetOverTheRTO() async throws {
         let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)

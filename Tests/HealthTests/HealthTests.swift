@@ -432,6 +432,24 @@ func failoverBudgetSums(interval: Double, fall: Int, rise: Int, timeout: Double,
     #expect(cb.exceeds(rto: 50)?.contains("calc/interval x fall 90s") == true)
 }
 
+/// With `ttl_when_failing`, down = max(interval x fall + timeout + short TTL, interval +
+/// timeout + TTL): answers given before the first failed probe keep the full TTL.
+@Test(arguments: [
+    // interval, fall, timeout, ttl, short -> down, the parts that dominate
+    (10.0, 3, 3.0, UInt32(30), UInt32(10), 43.0, "interval x fall"),      // both paths 43: the failing-probe path shown
+    (10.0, 3, 3.0, UInt32(300), UInt32(10), 313.0, "TTL"),                // a long TTL still dominates: only 20 s saved
+    (10.0, 3, 3.0, UInt32(30), UInt32(30), 63.0, "interval x fall"),      // short == ttl: the old formula
+    (10.0, 1, 3.0, UInt32(30), UInt32(5), 43.0, "TTL"),                   // fall 1: the first failed probe is the change
+    (2.0, 5, 1.0, UInt32(5), UInt32(1), 12.0, "interval x fall"),         // fall dominates: the short TTL counts
+])
+func failoverBudgetWithTTLWhenFailing(interval: Double, fall: Int, timeout: Double, ttl: UInt32, short: UInt32, down: Double, dominated: String) {
+    let s = makeSpec("c", .tcp(host: "127.0.0.1", port: 80), interval: interval, timeout: timeout, rise: 2, fall: fall)
+    let b = failoverBudget(check: s, ttl: ttl, ttlWhenFailing: short)
+    #expect(b.down == down, "\(b)")
+    #expect(FailoverBudget.dominating(b.downParts).first?.name == dominated, "\(b)")
+    #expect(b.up == interval * 2 + Double(ttl), "recovery is not shortened")
+}
+
 // MARK: - Parsing
 
 /// The one parser of override target text (CLI, control API, drill).

@@ -97,10 +97,14 @@ let cs = clients(clientCount)
 print("RoutingBench: \(cs.count) clients, median of \(runs) runs, ns per Router.resolve (no decision cache)")
 for (owner, router) in routers {
     let index = router.model.nameIndex[try! DNSName(owner)]!
-    for (label, downNames) in [("all up", [String]()), ("first down", [router.model.endpoints[0].name])] {
-        var states = Array(repeating: HealthState.up, count: router.model.endpoints.count)
+    // "last failing": the last endpoint is suspect (failing before fall), so the TTL choice
+    // walks the name's endpoints (ttl_when_failing).
+    let n = router.model.endpoints.count
+    for (label, downNames, failing) in [("all up", [String](), -1), ("first down", [router.model.endpoints[0].name], -1),
+                                        ("last failing", [], n - 1)] {
+        var states = Array(repeating: HealthState.up, count: n)
         for d in downNames { states[router.model.endpointIndex(named: d)!] = .down }
-        let health = HealthSnapshot(states: states)
+        let health = HealthSnapshot(states: states, suspect: (0..<n).map { $0 == failing })
         var result = router.makeResult()
         var rng = RoutingRandom(seed: 1)
         var sink = 0
@@ -123,6 +127,6 @@ for (owner, router) in routers {
         let allocs = before.flatMap { b in after.map { " allocations \($0 - b)" } } ?? ""
         func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
         let figures = String(format: "%8.1f ns  (min %.1f max %.1f)", times[times.count / 2], times[0], times[times.count - 1])
-        print(pad(owner, 28) + pad(label, 11) + figures + allocs + (sink == -1 ? "!" : ""))
+        print(pad(owner, 28) + pad(label, 13) + figures + allocs + (sink == -1 ? "!" : ""))
     }
 }

@@ -120,6 +120,8 @@ final class Builder {
     /// The `watch: true` value of each check that has one, by check index (for the cap's error).
     var watchNodes: [(check: Int, node: Node)] = []
     var defaultTTL: UInt32 = 30
+    /// `defaults.ttl_when_failing`; each name takes the smaller of it and its own `ttl`.
+    var defaultTTLWhenFailing: UInt32?
     var defaultA = true, defaultAAAA = true
     /// Each datacenter's `min_healthy` value, checked against its endpoint count once the
     /// endpoints are read.
@@ -201,10 +203,11 @@ final class Builder {
 
     func parseDefaults(_ node: Node) {
         guard let m = r.mapping(node, "defaults") else { return }
-        r.checkKeys(m, allowed: ["ttl", "types"], "defaults")
+        r.checkKeys(m, allowed: ["ttl", "ttl_when_failing", "types"], "defaults")
         for e in m {
             switch e.key {
             case "ttl": if let t = ttl(e.value, "defaults.ttl") { defaultTTL = t }
+            case "ttl_when_failing": if let t = ttl(e.value, "defaults.ttl_when_failing") { defaultTTLWhenFailing = t }
             case "types": if let t = types(e.value, "defaults.types") { (defaultA, defaultAAAA) = t }
             default: break
             }
@@ -657,15 +660,17 @@ final class Builder {
                 r.error(e.keyNode, "duplicate GSLB name \(owner) (first at \(prev.location))"); continue
             }
             guard let f = r.mapping(e.value, what) else { continue }
-            r.checkKeys(f, allowed: ["ttl", "types", "policy", "when_all_down", "fallback", "rto"], what)
-            var ttlValue = defaultTTL, a = defaultA, aaaa = defaultAAAA, rto: Double? = nil
+            r.checkKeys(f, allowed: ["ttl", "ttl_when_failing", "types", "policy", "when_all_down", "fallback", "rto"], what)
+            var ttlValue = defaultTTL, a = defaultA, aaaa = defaultAAAA, rto: Double? = nil, enforce = true
+            var short: (value: UInt32, node: Node)? = nil
             var policy: Node? = nil
             var wad: [(key: String, keyNode: Node, value: Node)] = []
             for x in f {
                 switch x.key {
                 case "ttl": if let t = ttl(x.value, "\(what): ttl") { ttlValue = t }
                 case "types": if let t = types(x.value, "\(what): types") { (a, aaaa) = t }
-                case "rto": rto = r.duration(x.value, "\(what): rto")
+                case "ttl_when_failing": if let t = ttl(x.value, "\(what): ttl_when_failing") { short = (t, x.value) }
+                case "rto": (rto, enforce) = parseRTO(x.value, "\(what): rto")
                 case "policy": policy = x.value
                 case "when_all_down", "fallback": wad.append(x)
                 default: break
@@ -673,9 +678,48 @@ final class Builder {
             }
             guard let policy else { r.error(e.keyNode, "\(what): needs a policy"); continue }
             guard let root = parseNode(policy, depth: 0, what: "\(what) policy", inherited: wad) else { continue }
-            names.append(GSLBName(owner: owner, zone: zone, answersA: a, answersAAAA: aaaa, ttl: ttlValue,
-                                  root: root, rto: rto, location: r.loc(e.keyNode)))
+            if let short, short.value > ttlValue {
+                r.error(short.node, "\(what): ttl_when_failing \(short.value) is above its ttl \(ttlValue)")
+            }
+            let whenFailing = min(short?.value ?? defaultTTLWhenFailing ?? shortestInterval(under: root) ?? ttlValue, ttlValue)
+            names.append(GSLBName(owner: owner, zone: zone, answersA: a, answersAAAA: aaaa, ttl: ttlValue, ttlWhenFailing: whenFailing,
+                                  root: root, rto: rto, rtoEnforced: enforce, location: r.loc(e.keyNode)))
         }
+    }
+
+    /// `rto: 30s`, or `rto: { target: 30s, enforce: false }` for an operator who accepts a
+    /// failover budget over it (then the config loads and `check` only reports it).
+    func parseRTO(_ node: Node, _ what: String) -> (Double?, Bool) {
+        guard case .mapping = node else { return (r.duration(node, what), true) }
+        guard let m = r.mapping(node, what) else { return (nil, true) }
+        r.checkKeys(m, allowed: ["target", "enforce"], what)
+        var target: Double?, enforce = true
+        for x in m {
+            switch x.key {
+            case "target": target = r.duration(x.value, "\(what).target")
+            case "enforce": enforce = r.bool(x.value, "\(what).enforce") ?? true
+            default: break
+            }
+        }
+        if target == nil && !m.contains(where: { $0.key == "target" }) { r.error(node, "\(what): needs a target (e.g. { target: 30s, enforce: false })") }
+        return (target, enforce)
+    }
+
+    /// The default `ttl_when_failing`: the smallest probe interval among the checked
+    /// endpoints under `root`, in whole seconds and at least 1 (a calculated check probes as
+    /// often as its quickest member). nil when no endpoint there has a check.
+    func shortestInterval(under root: Int) -> UInt32? {
+        let byName = Dictionary(checks.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Bounded: a calculated chain longer than the number of checks is a cycle (an error
+        // reported elsewhere); here it just stops.
+        func interval(_ c: CheckSpec, depth: Int) -> Double {
+            guard case .calculated(let members, _) = c.kind, depth <= checks.count else { return c.interval }
+            return members.compactMap { byName[$0].map { interval($0, depth: depth + 1) } }.min() ?? c.interval
+        }
+        let seconds = PolicyNode.endpoints(under: root, in: nodes).compactMap { e in
+            endpoints[e].check.map { interval(checks[$0], depth: 0) }
+        }.min()
+        return seconds.map { UInt32(min(max(1, $0.rounded(.down)), 604_800)) }
     }
 
     // MARK: policies

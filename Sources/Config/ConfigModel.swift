@@ -291,10 +291,17 @@ public struct GSLBName: Hashable, Sendable {
     public var answersA: Bool
     public var answersAAAA: Bool
     public var ttl: UInt32
+    /// The TTL of answers while an endpoint under the name is failing or flapping
+    /// (`HealthSnapshot.suspect`): `ttl_when_failing`, by default the smallest check interval
+    /// among the name's endpoints (at least 1 s); never above `ttl`.
+    public var ttlWhenFailing: UInt32
     /// Index into `ConfigModel.nodes`.
     public var root: Int
     /// Seconds; passed to the health layer.
     public var rto: Double?
+    /// False when the operator accepts a failover budget over `rto` (`rto: { target: 30s,
+    /// enforce: false }`); otherwise a config whose budget exceeds it does not load.
+    public var rtoEnforced: Bool = true
     public var location: SourceLocation
 }
 

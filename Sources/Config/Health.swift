@@ -24,11 +24,21 @@ public enum HealthState: Hashable, Sendable, CustomStringConvertible {
 
 /// An immutable view of every endpoint's health, indexed like `ConfigModel.endpoints`.
 /// The health loop publishes a new one on every state change; the query path reads it.
+///
+/// `suspect` marks endpoints whose check is failing (its last probe failed, `fall` not yet
+/// reached) or flapping (changed state within the last `fall` x `interval`); the monitor
+/// computes it when it publishes, and answers for a name with a suspect endpoint under it
+/// carry the name's `ttl_when_failing` instead of its `ttl`.
 public final class HealthSnapshot: Sendable {
     public let states: [HealthState]
+    /// Indexed like `states`; empty means none is suspect.
+    public let suspect: [Bool]
+    /// True when any element of `suspect` is: the query path tests this one flag first.
+    public let anySuspect: Bool
     public let generation: UInt64
-    public init(states: [HealthState], generation: UInt64 = 0) {
-        self.states = states; self.generation = generation
+    public init(states: [HealthState], suspect: [Bool] = [], generation: UInt64 = 0) {
+        self.states = states; self.suspect = suspect; self.generation = generation
+        anySuspect = suspect.contains(true)
     }
     /// Everything up: the state before the health loop exists or has run.
     public static func allUp(count: Int) -> HealthSnapshot {
@@ -36,6 +46,9 @@ public final class HealthSnapshot: Sendable {
     }
     @inline(__always) public func state(_ endpoint: Int) -> HealthState {
         endpoint < states.count ? states[endpoint] : .up
+    }
+    @inline(__always) public func isSuspect(_ endpoint: Int) -> Bool {
+        endpoint < suspect.count && suspect[endpoint]
     }
 }
 

@@ -8,6 +8,12 @@ import Config
 /// resolver may hold the old answer for its `TTL`. Up: `rise` intervals plus the TTL of the
 /// answer without it (the attempt that succeeds is fast, so no timeout).
 ///
+/// With a `ttl_when_failing` shorter than the TTL (and `fall` above 1), answers carry it from
+/// the first failed probe, so the down time is the larger of two paths: `interval x fall +
+/// timeout + TTL when failing` (answers given during the failing probes), and `interval +
+/// timeout + TTL` (an answer given just before the first failed probe completes keeps its
+/// full TTL in the resolver's cache). `downParts` holds the larger; `downOther` the other.
+///
 ///     let b = failoverBudget(check: spec, ttl: 30)
 ///     print(b.description)     // "down 63s = interval x fall 30s (10s x 3) + timeout 3s + TTL 30s; ..."
 ///     if let why = b.exceeds(rto: 45) { print(why) }
@@ -22,6 +28,8 @@ public struct FailoverBudget: Sendable, Equatable, CustomStringConvertible {
     public var up: Double
     public var downParts: [Part]
     public var upParts: [Part]
+    /// The smaller path of a down time shortened by `ttl_when_failing`, else nil.
+    public var downOther: [Part]? = nil
 
     /// The parts that dominate a sum: the largest, then the next largest, until they pass
     /// half of the total (so the operator knows what to shrink first).
@@ -38,12 +46,15 @@ public struct FailoverBudget: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        func show(_ total: Double, _ parts: [Part]) -> String {
-            let terms = parts.map { "\($0.name) \(DurationText.format($0.seconds))\($0.detail.isEmpty ? "" : " (\($0.detail))")" }
-            let dom = FailoverBudget.dominating(parts).map(\.name).joined(separator: ", ")
-            return "\(DurationText.format(total)) = \(terms.joined(separator: " + ")); dominated by \(dom)"
+        func sum(_ parts: [Part]) -> String {
+            parts.map { "\($0.name) \(DurationText.format($0.seconds))\($0.detail.isEmpty ? "" : " (\($0.detail))")" }.joined(separator: " + ")
         }
-        return "down \(show(down, downParts)); up \(show(up, upParts))"
+        func show(_ total: Double, _ parts: [Part], other: [Part]? = nil) -> String {
+            let dom = FailoverBudget.dominating(parts).map(\.name).joined(separator: ", ")
+            let terms = other.map { "max(\(sum(parts)), \(sum($0)))" } ?? sum(parts)
+            return "\(DurationText.format(total)) = \(terms); dominated by \(dom)"
+        }
+        return "down \(show(down, downParts, other: downOther)); up \(show(up, upParts))"
     }
 
     /// nil when the failover time fits `rto` seconds, else a message naming the parts that
@@ -55,14 +66,15 @@ public struct FailoverBudget: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// The failover budget of an endpoint whose check is `check` and whose record has `ttl`.
+/// The failover budget of an endpoint whose check is `check` and whose record has `ttl`
+/// (`ttlWhenFailing` while its check is failing: pass the name's `ttlWhenFailing`).
 /// For a calculated check pass every check in `checks` (by name): its budget is the worst of
 /// its members'. A file check is re-read every interval and has no hysteresis.
-public func failoverBudget(check: CheckSpec, ttl: UInt32, checks: [String: CheckSpec] = [:]) -> FailoverBudget {
-    budget(check, ttl: ttl, checks: checks, depth: 0)
+public func failoverBudget(check: CheckSpec, ttl: UInt32, ttlWhenFailing: UInt32? = nil, checks: [String: CheckSpec] = [:]) -> FailoverBudget {
+    budget(check, ttl: ttl, short: ttlWhenFailing.map { min($0, ttl) } ?? ttl, checks: checks, depth: 0)
 }
 
-private func budget(_ c: CheckSpec, ttl: UInt32, checks: [String: CheckSpec], depth: Int) -> FailoverBudget {
+private func budget(_ c: CheckSpec, ttl: UInt32, short: UInt32, checks: [String: CheckSpec], depth: Int) -> FailoverBudget {
     let ttlPart = FailoverBudget.Part(name: "TTL", seconds: Double(ttl), detail: "")
     switch c.kind {
     case .calculated(let names, _):
@@ -72,13 +84,14 @@ private func budget(_ c: CheckSpec, ttl: UInt32, checks: [String: CheckSpec], de
         if depth <= checks.count {
             for n in names {
                 guard let m = checks[n] else { continue }
-                let b = budget(m, ttl: ttl, checks: checks, depth: depth + 1)
+                let b = budget(m, ttl: ttl, short: short, checks: checks, depth: depth + 1)
                 if worst == nil || b.down > worst!.down { worst = b }
             }
         }
         if var w = worst {
-            w.downParts = w.downParts.map { p in var p = p; if p.name != "TTL" { p.name = "\(c.name)/\(p.name)" }; return p }
+            w.downParts = w.downParts.map { p in var p = p; if !p.name.hasPrefix("TTL") { p.name = "\(c.name)/\(p.name)" }; return p }
             w.upParts = w.upParts.map { p in var p = p; if p.name != "TTL" { p.name = "\(c.name)/\(p.name)" }; return p }
+            w.downOther = w.downOther?.map { p in var p = p; if !p.name.hasPrefix("TTL") { p.name = "\(c.name)/\(p.name)" }; return p }
             return w
         }
         return FailoverBudget(down: Double(ttl), up: Double(ttl), downParts: [ttlPart], upParts: [ttlPart])
@@ -89,8 +102,18 @@ private func budget(_ c: CheckSpec, ttl: UInt32, checks: [String: CheckSpec], de
         let fall = FailoverBudget.Part(name: "interval x fall", seconds: c.interval * Double(c.fall), detail: "\(DurationText.format(c.interval)) x \(c.fall)")
         let timeout = FailoverBudget.Part(name: "timeout", seconds: c.timeout, detail: "")
         let rise = FailoverBudget.Part(name: "interval x rise", seconds: c.interval * Double(c.rise), detail: "\(DurationText.format(c.interval)) x \(c.rise)")
-        return FailoverBudget(
+        var b = FailoverBudget(
             down: fall.seconds + timeout.seconds + Double(ttl), up: rise.seconds + Double(ttl),
             downParts: [fall, timeout, ttlPart], upParts: [rise, ttlPart])
+        // With fall 1 the first failed probe is the change itself: nothing is shortened.
+        if short < ttl && c.fall > 1 {
+            let late = [fall, timeout, FailoverBudget.Part(name: "TTL when failing", seconds: Double(short), detail: "")]
+            let early = [FailoverBudget.Part(name: "interval", seconds: c.interval, detail: "to the first failed probe"), timeout,
+                         FailoverBudget.Part(name: "TTL", seconds: Double(ttl), detail: "answers given before it")]
+            let total = { (p: [FailoverBudget.Part]) in p.reduce(0) { $0 + $1.seconds } }
+            (b.downParts, b.downOther) = total(early) > total(late) ? (early, late) : (late, early)
+            b.down = total(b.downParts)
+        }
+        return b
     }
 }

@@ -13,6 +13,8 @@ public struct NameBudget: Sendable {
     public var rto: Double?
     /// Why `rto` is exceeded, nil when it fits (or there is none).
     public var violation: String?
+    /// False when the name accepts a budget over its rto (`rto: { target: ..., enforce: false }`).
+    public var enforced: Bool = true
 }
 
 public enum Budgets {
@@ -29,7 +31,7 @@ public enum Budgets {
                     unchecked.append(model.endpoints[e].name)
                     continue
                 }
-                let b = failoverBudget(check: spec, ttl: n.ttl, checks: specs)
+                let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: specs)
                 if worst == nil || b.down > worst!.down { worst = b; worstName = model.endpoints[e].name }
             }
             var violation: String?
@@ -41,7 +43,21 @@ public enum Budgets {
                 }
             }
             return NameBudget(name: n.owner, budget: worst, worstEndpoint: worstName, unchecked: unchecked,
-                              rto: n.rto, violation: violation)
+                              rto: n.rto, violation: violation, enforced: n.rtoEnforced)
+        }
+    }
+
+    /// The rule `Runtime.load` enforces, so `check`, `serve` and a reload agree: one
+    /// `file:line:column: message` per name whose worst-case failover time exceeds its
+    /// enforced rto, naming the parts that dominate it.
+    ///
+    ///     Budgets.rtoErrors(model)   // ["meridian.yaml:40:5: www.example.com.: failover time 63s exceeds rto 30s; ..."]
+    public static func rtoErrors(_ model: ConfigModel) -> [String] {
+        let budgets = compute(model)
+        return model.names.indices.compactMap { i in
+            guard budgets[i].enforced, let v = budgets[i].violation else { return nil }
+            let rto = DurationText.format(model.names[i].rto ?? 0)
+            return "\(model.names[i].location): \(model.names[i].owner): \(v) (to accept it: rto: { target: \(rto), enforce: false })"
         }
     }
 
@@ -54,7 +70,9 @@ public enum Budgets {
             s += "no health-checked endpoint: answers move only by override"
         }
         if !b.unchecked.isEmpty && b.budget != nil { s += "; unchecked: \(b.unchecked.joined(separator: ", "))" }
-        if let r = b.rto { s += b.violation == nil ? "; rto \(Int(r))s ok" : "" }
+        if let r = b.rto {
+            s += b.violation == nil ? "; rto \(Int(r))s ok" : (b.enforced ? "" : "; \(b.violation!) (accepted: enforce: false)")
+        }
         return s
     }
 }

@@ -100,6 +100,9 @@ public struct CheckCarry: Sendable {
     public var lastRunWall: Double?
     public var runs: Int
     public var failures: Int
+    /// Monotonic time of its last change of state after its first result (nil: none), so a
+    /// reload keeps a flapping endpoint suspect.
+    public var flippedAt: Double? = nil
 
     /// A check that restarts (its probe changed) from `state` instead of its `initial`: not
     /// settled, so its first result sets its state directly.
@@ -273,7 +276,10 @@ public final class HealthMonitor: Sendable {
         self.watched = HealthMonitor.watchedTargets(runtimes, logger: logger)
         self.delivered = DeliveredBox()
         let states = epCheck.map { $0.map { runtimes[$0].state } ?? .up }
-        self.current = Mutex(HealthSnapshot(states: states, generation: 0))
+        // Carried checks may be failing or flapping already: the first snapshot says so.
+        let suspect = Self.suspect(runtimes: runtimes, calcOrder: order, endpointCheck: epCheck, now: now) { _ in false }
+        self.current = Mutex(HealthSnapshot(states: states, suspect: suspect, generation: 0))
+        st.publishedSuspect = suspect
         st.published = states
         st.unsettled = runtimes.filter { $0.checker != nil && !$0.settled }.count
         _ = lock.withLock { evaluateCalculatedLocked(now: now) }
@@ -429,7 +435,7 @@ public final class HealthMonitor: Sendable {
             for rt in st.runtimes {
                 checks[rt.spec.name] = CheckCarry(state: rt.state, settled: rt.settled, pending: rt.pending, pendingCount: rt.pendingCount,
                                                   since: rt.since, sinceWall: rt.sinceWall, last: rt.last, lastRunWall: rt.lastRunWall,
-                                                  runs: rt.runs, failures: rt.failures)
+                                                  runs: rt.runs, failures: rt.failures, flippedAt: rt.flippedAt)
             }
             let checked = endpointCheck.indices.map { effectiveLocked($0).1 }
             return HealthHandOver(checks: checks, endpointChecked: checked)
@@ -504,13 +510,14 @@ public final class HealthMonitor: Sendable {
             rt.running = false
             if st.stopping { break }
             let wasSettled = rt.settled
-            var changed = applyLocked(rt, result)
+            let changed = applyLocked(rt, result)
             finishedLocked(job.index, ok: result.ok)
             if (changed || !wasSettled) && !calcOrder.isEmpty {
-                changed = evaluateCalculatedLocked(now: monotonicSeconds()) || changed
+                evaluateCalculatedLocked(now: monotonicSeconds())
             }
-            if changed {
-                let snap = publishLocked()
+            // Published when states changed, and also when only the suspect set did (a first
+            // failed probe, a flap window running out); publishLocked returns nil otherwise.
+            if let snap = publishLocked() {
                 lock.unlock()
                 deliver(snap)
                 lock.lock()
@@ -545,7 +552,7 @@ public final class HealthMonitor: Sendable {
             settleCond.broadcast()
             rt.pending = nil
             rt.pendingCount = 0
-            if target != rt.state { transitionLocked(rt, to: target, reason: r.reason); return true }
+            if target != rt.state { transitionLocked(rt, to: target, reason: r.reason, flip: false); return true }
             return false
         }
         if target == rt.state {
@@ -564,11 +571,13 @@ public final class HealthMonitor: Sendable {
         return true
     }
 
-    private func transitionLocked(_ rt: CheckRuntime, to new: HealthState, reason: String) {
+    /// `flip` false for a first result setting the state (not a change seen by anyone yet).
+    private func transitionLocked(_ rt: CheckRuntime, to new: HealthState, reason: String, flip: Bool = true) {
         let now = monotonicSeconds()
         let old = rt.state
         let lasted = now - rt.since
         rt.state = new
+        if flip { rt.flippedAt = now }
         rt.since = now
         rt.sinceWall = wallNow()
         let eps = rt.endpoints.isEmpty ? "no endpoints" : "endpoints " + rt.endpoints.map { endpointNames[$0] ?? String($0) }.joined(separator: ",")
@@ -603,13 +612,33 @@ public final class HealthMonitor: Sendable {
         var states = [HealthState]()
         states.reserveCapacity(endpointCheck.count)
         for ep in endpointCheck.indices { states.append(effectiveLocked(ep).0) }
-        guard states != st.published else { return nil }
+        let suspect = Self.suspect(runtimes: st.runtimes, calcOrder: calcOrder, endpointCheck: endpointCheck, now: monotonicSeconds()) {
+            effectiveLocked($0).2 != nil
+        }
+        guard states != st.published || suspect != st.publishedSuspect else { return nil }
         st.published = states
+        st.publishedSuspect = suspect
         st.generation += 1
-        let snap = HealthSnapshot(states: states, generation: st.generation)
+        let snap = HealthSnapshot(states: states, suspect: suspect, generation: st.generation)
         current.withLock { $0 = snap }
         currentGeneration.store(st.generation, ordering: .releasing)
         return snap
+    }
+
+    /// Per endpoint: its check is failing (settled, still usable, last probe failed: `fall`
+    /// not reached yet) or flapping (changed state within the last `fall` x `interval`). A
+    /// calculated check is suspect when one of its members is. An endpoint under an
+    /// override (`overridden`) is not: the operator fixed its answer.
+    static func suspect(runtimes: [CheckRuntime], calcOrder: [Int], endpointCheck: [Int?], now: Double,
+                        overridden: (Int) -> Bool) -> [Bool] {
+        var check = runtimes.map { rt in
+            let failing = rt.settled && rt.state.isUsable && rt.last?.ok == false
+            let flapping = rt.flippedAt.map { now - $0 < rt.spec.interval * Double(rt.spec.fall) } ?? false
+            return failing || flapping
+        }
+        // Members come before the checks that use them in `calcOrder`.
+        for i in calcOrder where runtimes[i].members.contains(where: { check[$0] }) { check[i] = true }
+        return endpointCheck.indices.map { ep in !overridden(ep) && (endpointCheck[ep].map { check[$0] } ?? false) }
     }
 
     private func effectiveLocked(_ ep: Int) -> (HealthState, HealthState, OverrideStatus?) {
@@ -798,6 +827,8 @@ final class CheckRuntime {
     var lastRunWall: Double? = nil
     var runs = 0
     var failures = 0
+    /// See `CheckCarry.flippedAt`.
+    var flippedAt: Double? = nil
     var running = false
     var due = 0.0
     /// Probes left in the quick sequence after a watch event (0: none).
@@ -817,6 +848,7 @@ final class CheckRuntime {
         since = c.since; sinceWall = c.sinceWall
         last = c.last; lastRunWall = c.lastRunWall
         runs = c.runs; failures = c.failures
+        flippedAt = c.flippedAt
     }
 }
 
@@ -832,6 +864,7 @@ final class LoopState: @unchecked Sendable {
     var started = false
     var stopping = false
     var published: [HealthState] = []
+    var publishedSuspect: [Bool] = []
     var generation: UInt64 = 0
     var unsettled = 0
     var threads: [pthread_t] = []

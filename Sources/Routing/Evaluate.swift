@@ -40,7 +40,7 @@ extension Router {
                                                              random: inout R, into result: inout RoutingResult, tracer: T) {
         result.reset()
         let name = model.names[nameIndex]
-        result.ttl = name.ttl
+        result.ttl = answerTTL(name, health)
         let family = Family(qtype)
         let answersType = family == .v4 ? name.answersA : (family == .v6 ? name.answersAAAA : true)
         var st = EvalState(rng: random, family: family, client: client, health: health, tracer: tracer)
@@ -63,6 +63,16 @@ extension Router {
         result.scopePrefix = client.allowsScope ? min(st.scope, client.address.bitLength) : 0
         if result.addresses.isEmpty && result.cname == nil { result.nodata = true }
         tracer.finished(result)
+    }
+
+    /// `ttl_when_failing` while an endpoint the name can answer with is failing or flapping
+    /// (`HealthSnapshot.suspect`, computed by the monitor when it publishes), else `ttl`.
+    /// One flag test when nothing is suspect; otherwise a walk over the name's endpoints
+    /// (bounded by their number), allocating nothing.
+    @inline(__always) func answerTTL(_ name: GSLBName, _ health: HealthSnapshot) -> UInt32 {
+        guard health.anySuspect, name.ttlWhenFailing < name.ttl else { return name.ttl }
+        for e in model.endpointsUnder[name.root] where health.isSuspect(e) { return name.ttlWhenFailing }
+        return name.ttl
     }
 
     enum Family {

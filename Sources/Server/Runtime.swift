@@ -92,6 +92,7 @@ public enum Runtime {
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
             out.errors += serverSettingProblems(m)
+            out.errors += Budgets.rtoErrors(m)
             let served = Set(loaded.zones.map { $0.origin.lowercased() })
             for n in m.names where !served.contains(n.zone.lowercased()) && loaded.errors.isEmpty {
                 out.errors.append("\(n.location): \(n.owner) is in zone \(n.zone), which is not served")

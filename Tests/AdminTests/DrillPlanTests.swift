@@ -66,8 +66,9 @@ struct DrillPlanTests {
         #expect(plan.addresses == [IPAddress("198.51.100.10")!])
         #expect(plan.cnames == [try DNSName("edge.cdn.example.net.")])
         let api = try #require(plan.names.first { $0.owner.description == "api.example.com." })
-        // tcp check: interval x fall 30 + timeout 2 + TTL 20.
-        #expect(api.budget?.down == 52)
+        // tcp check: interval x fall 30 + timeout 2 + TTL when failing 10 (the interval),
+        // above interval 10 + timeout 2 + TTL 20 for an answer given before the first failure.
+        #expect(api.budget?.down == 42)
         #expect(api.ttl == 20 && api.rto == nil)
         #expect(plan.names.first?.rto == 45)
         // The CNAME endpoint has no check: only an override moves it.

@@ -102,3 +102,44 @@ func policyError(_ policy: String, _ want: String) {
     #expect(m.server == ServerSettings())
     #expect(m.endpoints[0].weight == 100)
 }
+
+/// `ttl_when_failing`: explicit, from `defaults:` (never above a name's `ttl`), or the
+/// smallest check interval under the name (at least 1 s); and `rto` as a duration or a
+/// mapping with `enforce`.
+@Test func ttlWhenFailingAndRTOForms() throws {
+    let yaml = """
+        checks:
+          fast: { type: tcp, host: 127.0.0.1, port: 9, interval: 300ms }
+          slow: { type: tcp, host: 127.0.0.1, port: 9, interval: 7s }
+        endpoints:
+          a: { v4: 192.0.2.1, check: slow }
+          b: { v4: 192.0.2.2, check: fast }
+          c: { v4: 192.0.2.3 }
+        zones:
+          example.com:
+            names:
+              both: { policy: { failover: [a, b] }, rto: 90s }
+              slow: { policy: a, rto: { target: 20s, enforce: false } }
+              plain: { policy: c, ttl: 60 }
+              set: { policy: a, ttl_when_failing: 3s }
+              tiny: { policy: a, ttl: 2 }
+
+        """
+    let m = try ConfigLoader.load(yaml: yaml, file: "t.yaml", baseDirectory: Paths.fixtures)
+    #expect(m.names.map(\.ttlWhenFailing) == [1, 7, 60, 3, 2])
+    #expect(m.names[0].rto == 90 && m.names[0].rtoEnforced)
+    #expect(m.names[1].rto == 20 && !m.names[1].rtoEnforced)
+    let d = try ConfigLoader.load(yaml: "defaults: { ttl_when_failing: 5 }\n" + yaml, file: "t.yaml", baseDirectory: Paths.fixtures)
+    #expect(d.names.map(\.ttlWhenFailing) == [5, 5, 5, 3, 2])
+}
+
+@Test(arguments: [
+    ("ttl: 10, ttl_when_failing: 20", "t.yaml:10:52: name www: ttl_when_failing 20 is above its ttl 10"),
+    ("ttl_when_failing: 1x", "t.yaml:10:43: name www: ttl_when_failing: bad duration \"1x\" (use e.g. 500ms, 30s, 5m, 1h)"),
+    ("rto: { enforce: false }", "t.yaml:10:30: name www: rto: needs a target (e.g. { target: 30s, enforce: false })"),
+    ("rto: { target: 30s, enforce: maybe }", "t.yaml:10:54: name www: rto.enforce: expected true or false, found \"maybe\""),
+    ("rto: { target: 30s, enfroce: false }", "t.yaml:10:45: unknown key \"enfroce\" in name www: rto (did you mean \"enforce\"?)"),
+] as [(String, String)])
+func ttlWhenFailingAndRTOErrors(_ keys: String, _ want: String) {
+    #expect(errors(endpointsYAML + "zones:\n  example.com:\n    names:\n      www: { policy: a, \(keys) }\n") == [want])
+}

@@ -306,7 +306,14 @@ func badSetupIsAnError(checks: [CheckSpec], endpoints: [Int: String], message: S
     #expect(waitUntil(10) { m.snapshot.state(0) == .down })
     // Down only on the third failure in a row after the script: request index script.count + 2.
     #expect(server.requestCount >= script.count + 3)
-    #expect(changes.withLock { $0.map { $0.states } } == [[.down]])
+    // Snapshots are also published when only the suspect set changes (a failed probe before
+    // fall, the flap window after a change); the states they carry changed once.
+    func stateChanges() -> [[HealthState]] {
+        changes.withLock { $0.map(\.states) }.reduce(into: []) { out, s in if out.last != s { out.append(s) } }
+    }
+    #expect(stateChanges() == [[.up], [.down]] || stateChanges() == [[.down]])
+    #expect(changes.withLock { $0.contains { $0.states == [.up] && $0.suspect == [true] } }, "failing before fall is suspect")
+    #expect(changes.withLock { $0.first { $0.states == [.down] }?.suspect } == [true], "just changed state: flapping")
     let down = log.all.filter { $0.contains("up -> down") }
     #expect(down.count == 1)
     #expect(down.first?.contains("HTTP 500, expected 200") == true)
@@ -319,7 +326,9 @@ func badSetupIsAnError(checks: [CheckSpec], endpoints: [Int: String], message: S
     #expect(waitUntil(10) { m.snapshot.state(0) == .up })
     #expect(server.requestCount - before >= 2)
     #expect(log.all.contains { $0.contains("down -> up") && $0.contains("HTTP 200") })
-    #expect(m.generation == 2)
+    #expect(stateChanges().suffix(2) == [[.down], [.up]])
+    // The flap window (fall x interval = 90 ms) runs out at a later probe.
+    #expect(waitUntil(5) { m.snapshot.suspect == [false] })
 }
 
 @Test func initialStateStandsWhenTheFirstRoundDoesNotSettle() throws {
@@ -430,6 +439,24 @@ func failoverBudgetSums(interval: Double, fall: Int, rise: Int, timeout: Double,
     let cb = failoverBudget(check: calc, ttl: 5, checks: ["c": s, "slow": slow])
     #expect(cb.down == 100)
     #expect(cb.exceeds(rto: 50)?.contains("calc/interval x fall 90s") == true)
+}
+
+/// With `ttl_when_failing`, down = max(interval x fall + timeout + short TTL, interval +
+/// timeout + TTL): answers given before the first failed probe keep the full TTL.
+@Test(arguments: [
+    // interval, fall, timeout, ttl, short -> down, the parts that dominate
+    (10.0, 3, 3.0, UInt32(30), UInt32(10), 43.0, "interval x fall"),      // both paths 43: the failing-probe path shown
+    (10.0, 3, 3.0, UInt32(300), UInt32(10), 313.0, "TTL"),                // a long TTL still dominates: only 20 s saved
+    (10.0, 3, 3.0, UInt32(30), UInt32(30), 63.0, "interval x fall"),      // short == ttl: the old formula
+    (10.0, 1, 3.0, UInt32(30), UInt32(5), 43.0, "TTL"),                   // fall 1: the first failed probe is the change
+    (2.0, 5, 1.0, UInt32(5), UInt32(1), 12.0, "interval x fall"),         // fall dominates: the short TTL counts
+])
+func failoverBudgetWithTTLWhenFailing(interval: Double, fall: Int, timeout: Double, ttl: UInt32, short: UInt32, down: Double, dominated: String) {
+    let s = makeSpec("c", .tcp(host: "127.0.0.1", port: 80), interval: interval, timeout: timeout, rise: 2, fall: fall)
+    let b = failoverBudget(check: s, ttl: ttl, ttlWhenFailing: short)
+    #expect(b.down == down, "\(b)")
+    #expect(FailoverBudget.dominating(b.downParts).first?.name == dominated, "\(b)")
+    #expect(b.up == interval * 2 + Double(ttl), "recovery is not shortened")
 }
 
 // MARK: - Parsing

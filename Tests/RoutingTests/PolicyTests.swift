@@ -249,3 +249,22 @@ func prefixTrieScope(_ a: String, _ value: Int, _ matched: Int, _ scope: Int) {
     #expect(abs(d - 5570) < 20)
     #expect(greatCircleKm(10, 10, 10, 10) == 0)
 }
+
+/// The answer's TTL: `ttl_when_failing` while any endpoint the name can answer with is
+/// suspect in the snapshot (even one not in this answer), else `ttl`; the decision cache
+/// never mixes them because a new snapshot empties it.
+@Test(arguments: [
+    ([String](), UInt32(30)), (["ams-1"], 4), (["iad-1"], 4), (["sin-1"], 30),
+] as [([String], UInt32)])
+func ttlFollowsSuspectEndpoints(_ suspect: [String], _ want: UInt32) throws {
+    let r = try makeRouter("{ failover: [ams-1, iad-1] }", nameExtra: "ttl: 30\nttl_when_failing: 4")
+    var flags = Array(repeating: false, count: r.model.endpoints.count)
+    for s in suspect { flags[r.model.endpointIndex(named: s)!] = true }
+    let health = HealthSnapshot(states: Array(repeating: .up, count: flags.count), suspect: flags)
+    var result = r.makeResult()
+    var rng = RoutingRandom(seed: 1)
+    let client = ClientInfo(source: IPAddress("203.0.113.9")!, subnet: nil)
+    r.resolve(nameIndex: 0, qtype: .a, client: client, health: health, random: &rng, into: &result)
+    #expect(result.ttl == want)
+    #expect(result.addresses.map(\.description) == ["192.0.2.1"], "the TTL changes, the choice does not")
+}

@@ -128,19 +128,13 @@ public enum Runtime {
         if token == nil, let f = s.controlTokenFile {
             do { token = try ControlTokenFile.read(f, logger: nil) } catch { out.append(at("control_token_file") + error.message) }
         }
-        if let c = s.control {
-            do {
-                let a = try ListenAddress(c)
-                if !isLoopback(a.address) && (token ?? "").isEmpty && s.controlTokenFile == nil {
-                    out.append(at("control") + "server.control \(a) is not a loopback address: set server.control_token so every request needs `Authorization: Bearer TOKEN`, or bind to 127.0.0.1")
-                }
-            } catch {
-                out.append(at("control") + "server.control: \(error)")
-            }
+        // An unreadable token file is reported above; the bind rule is then not checked twice.
+        if let c = s.control, token != nil || s.controlTokenFile == nil {
+            do { _ = try ControlAPI.bindAddress(c, token: token) } catch { out.append(at("control") + error.message) }
         }
         if geteuid() == 0 {
-            if let u = s.user, getpwnam(u) == nil { out.append(at("user") + "server.user \"\(u)\": no such user") }
-            if let g = s.group, getgrnam(g) == nil { out.append(at("group") + "server.group \"\(g)\": no such group") }
+            if let u = s.user, Privileges.lookup(user: u) == nil { out.append(at("user") + Privileges.noSuchUser(u)) }
+            if let g = s.group, Privileges.lookup(group: g) == nil { out.append(at("group") + Privileges.noSuchGroup(g)) }
         }
         return out
     }

@@ -29,17 +29,22 @@ public final class ControlAPI: Sendable {
     private let logger: Logger
     private let http: ControlHTTPServer
 
-    /// Validates the bind: a non-loopback address needs `token`, so the API is never open
-    /// to a network by accident.
-    public init(listen: String, token: String?, context: ControlContext, logger: Logger) throws(ControlConfigError) {
+    /// The address to bind for `listen`: a non-loopback address needs `token`, so the API is
+    /// never open to a network by accident. The loader checks the same rule (`check` agrees).
+    static func bindAddress(_ listen: String, token: String?) throws(ControlConfigError) -> ListenAddress {
         let address: ListenAddress
         do { address = try ListenAddress(listen) } catch {
             throw ControlConfigError(message: "server.control: \(error)")
         }
-        let t = token.flatMap { $0.isEmpty ? nil : $0 }
-        if !isLoopback(address.address) && t == nil {
+        if !isLoopback(address.address) && (token ?? "").isEmpty {
             throw ControlConfigError(message: "server.control \(address) is not a loopback address: set server.control_token so every request needs `Authorization: Bearer TOKEN`, or bind to 127.0.0.1")
         }
+        return address
+    }
+
+    public init(listen: String, token: String?, context: ControlContext, logger: Logger) throws(ControlConfigError) {
+        let address = try ControlAPI.bindAddress(listen, token: token)
+        let t = token.flatMap { $0.isEmpty ? nil : $0 }
         self.context = context
         self.token = t
         self.logger = logger

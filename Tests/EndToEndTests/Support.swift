@@ -54,24 +54,21 @@ final class FirstAddress: @unchecked Sendable {
     }
 }
 
-/// Polls `condition` every 100 ms for at most `limit` seconds; the seconds until it held,
-/// or nil.
-func secondsUntil(limit: Double, _ condition: () async -> Bool) async -> Double? {
+/// Polls `condition` every `every` (100 ms) for at most `limit` seconds; the seconds until
+/// it held, or nil.
+func secondsUntil(limit: Double, every: Duration = .milliseconds(100),
+                  _ condition: () async throws -> Bool) async rethrows -> Double? {
     let t0 = Date()
     while Date().timeIntervalSince(t0) < limit {
-        if await condition() { return Date().timeIntervalSince(t0) }
-        try? await Task.sleep(for: .milliseconds(100))
+        if try await condition() { return Date().timeIntervalSince(t0) }
+        try? await Task.sleep(for: every)
     }
     return nil
 }
 
-/// Polls `body` every 50 ms until it returns true or `seconds` pass.
+/// Polls `body` every 50 ms until it returns true or `seconds` pass, then asks once more.
 func eventually(_ seconds: Double = 5, _ body: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try await body() { return true }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
+    if try await secondsUntil(limit: seconds, every: .milliseconds(50), body) != nil { return true }
     return try await body()
 }
 

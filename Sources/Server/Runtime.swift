@@ -3,6 +3,7 @@ import DNSWire
 import Foundation
 import Health
 import Logging
+import Platform
 import Routing
 import Synchronization
 import Zones
@@ -241,6 +242,10 @@ public enum Runtime {
 
         let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log)
         reloader.start()
+        // Ready for a service manager: every thread blocks the handled signals and the next
+        // statement takes them, so a SIGHUP from now on is a reload (systemd sends
+        // ExecReload only after this with Type=notify).
+        ServiceNotify.ready(status: "answering on \(server.boundAddresses.map(\.description).joined(separator: ", "))")
         return takeSignals(server: server, api: api, publisher: publisher, reloader: reloader, log: log)
     }
 
@@ -273,6 +278,7 @@ public enum Runtime {
                 log.info("status: udp received \(c.udpReceived) sent \(c.udpSent); tcp open \(c.tcpOpen) accepted \(c.tcpAccepted)")
                 logHealth(publisher, log)
             default:
+                ServiceNotify.stopping()
                 log.info("\(Signals.name(sig)) received, stopping")
                 reloader.stop()
                 ExecChildren.terminateAll()
@@ -294,12 +300,14 @@ public enum Runtime {
         return Reloader<(LoadOutcome, Date)>(
             deadline: deadline, maxAbandoned: ProcessBounds.maxAbandonedReloads,
             load: { gen in
+                ServiceNotify.reloading()
                 log.info("reload \(gen) started")
                 let t0 = Date()
                 return (load(sources, generation: gen), t0)
             },
             apply: { loaded, gen in
                 let (next, t0) = loaded
+                defer { ServiceNotify.ready(status: "reload \(gen) \(reloads.lastErrors.isEmpty ? "ok" : "failed; serving the previous configuration")") }
                 guard let s = next.snapshot else {
                     for e in next.errors { log.error("\(e)") }
                     log.error("reload failed with \(next.errors.count) error(s); still serving the previous configuration")
@@ -325,6 +333,7 @@ public enum Runtime {
                 let why = "reload \(gen) abandoned: not finished after \(Int(deadline)) s; still serving the previous configuration"
                 log.error("reload failed: \(why)")
                 reloads.recordFailure(at: Date().timeIntervalSince1970, errors: [why])
+                ServiceNotify.ready(status: why)
             },
             onRefused: { n in
                 let why = "reload refused: \(n) abandoned reloads are still blocked (limit \(ProcessBounds.maxAbandonedReloads)); still serving the previous configuration"

@@ -78,7 +78,8 @@ public final class ChildProcess: Sendable {
     /// The raw wait status once reaped; reaping happens once, under the lock.
     private let reaped = Mutex<Int32?>(nil)
 
-    public init(path: String, arguments: [String]) throws {
+    /// `environment` is laid over the test runner's environment.
+    public init(path: String, arguments: [String], environment: [String: String] = [:]) throws {
         guard FileManager.default.isExecutableFile(atPath: path) else { throw ProcessError.notFound(path) }
         directory = try makeTemporaryDirectory(prefix: "meridian-proc")
         stdoutPath = directory.appendingPathComponent("stdout")
@@ -106,8 +107,12 @@ public final class ChildProcess: Sendable {
 
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for e in envp { free(e) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, path, &actions, &attr, argv, environ)
+        let rc = posix_spawn(&child, path, &actions, &attr, argv, envp)
         guard rc == 0 else { throw ProcessError.launchFailed(path, String(cString: strerror(rc))) }
         pid = child
     }

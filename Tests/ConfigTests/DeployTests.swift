@@ -37,7 +37,7 @@ private func text(_ path: String) throws -> String { try String(contentsOf: repo
 @Test func systemdUnitRunsCommandsThatExist() throws {
     let unit = try text("deploy/systemd/meridian.service")
     for key in ["ExecStart=/usr/local/bin/meridian serve", "ExecStartPre=/usr/local/bin/meridian check",
-                "ExecReload=/bin/kill -HUP $MAINPID", "AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
+                "ExecReload=/bin/kill -HUP $MAINPID", "Type=notify", "NotifyAccess=main", "AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
                 "ProtectSystem=strict", "User=meridian"] {
         #expect(unit.contains(key), "\(key)")
     }

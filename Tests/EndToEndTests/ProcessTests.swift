@@ -227,6 +227,56 @@ struct EarlySignalTests {
         }
     }
 
+    /// The service manager's readiness protocol (systemd `Type=notify`): `READY=1` arrives
+    /// once a SIGHUP is a reload, so a SIGHUP sent the moment it arrives (what systemd's
+    /// ExecReload does after start) reloads and never kills; each reload is framed by
+    /// `RELOADING=1` and `READY=1`, and SIGTERM says `STOPPING=1`. Without the notification a
+    /// supervisor has no safe moment to send the first SIGHUP (the dynamic loader runs before
+    /// any code of Meridian's can block it).
+    @Test func readyNotificationMeansSighupIsAReload() async throws {
+        let bin = try #require(TestPaths.meridianBinary)
+        let dir = try makeTemporaryDirectory(prefix: "meridian-notify")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let socketPath = dir.appendingPathComponent("notify").path
+        let listener = try NotifyListener(path: socketPath)
+        defer { listener.close() }
+        for attempt in 0..<5 {
+            let port = try freePort()
+            let child = try ChildProcess(path: bin, arguments: ["serve", "--zones", Fixtures.zones, "--listen", "127.0.0.1:\(port)"],
+                                         environment: ["NOTIFY_SOCKET": socketPath])
+            let ready = listener.next(timeout: 20)
+            child.signal(SIGHUP)
+            #expect(ready?.contains("READY=1") == true && ready?.contains("MAINPID=\(child.pid)") == true,
+                    "attempt \(attempt): first notification \(ready ?? "none"); log:\n\(child.stderrText)")
+            let reloading = listener.next(timeout: 10)
+            let readyAgain = listener.next(timeout: 10)
+            #expect(reloading?.hasPrefix("RELOADING=1") == true, "attempt \(attempt): \(reloading ?? "none")")
+            #expect(readyAgain?.contains("READY=1") == true && readyAgain?.contains("reload 1 ok") == true, "attempt \(attempt): \(readyAgain ?? "none")")
+            #expect(child.isRunning, "attempt \(attempt): exit status \(child.exitStatus.map(String.init) ?? "-"); log:\n\(child.stderrText)")
+            #expect(child.stderrText.contains("reload ok"), "attempt \(attempt): log:\n\(child.stderrText)")
+            let answer = try await Dig.short("www.example.com.", port: port)
+            #expect(!answer.isEmpty, "attempt \(attempt): answering after the early reload")
+            child.signal(SIGTERM)
+            let stopping = listener.next(timeout: 10)
+            #expect(stopping == "STOPPING=1", "attempt \(attempt): \(stopping ?? "none")")
+            await child.stop()
+        }
+    }
+
+    /// systemd itself accepts the shipped unit (with the built binary in place of the
+    /// installed one): `systemd-analyze verify` reports no problem.
+    @Test(.enabled(if: findExecutable("systemd-analyze") != nil, "systemd-analyze is not installed"))
+    func systemdAcceptsTheUnit() async throws {
+        let bin = try #require(TestPaths.meridianBinary)
+        let dir = try makeTemporaryDirectory(prefix: "meridian-unit")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let unit = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("deploy/systemd/meridian.service"), encoding: .utf8)
+        let path = dir.appendingPathComponent("meridian.service").path
+        try unit.replacingOccurrences(of: "/usr/local/bin/meridian", with: bin).write(toFile: path, atomically: true, encoding: .utf8)
+        let out = try await runCommand(findExecutable("systemd-analyze")!, ["verify", path], timeout: .seconds(30))
+        #expect(out.status == 0 && out.stderr.isEmpty && out.stdout.isEmpty, "systemd-analyze verify: \(out.status)\n\(out.stdout)\(out.stderr)")
+    }
+
     /// `meridian check` on a zone that takes about a second: SIGTERM ends it at once.
     @Test func checkDiesOnSigterm() async throws {
         let dir = try makeTemporaryDirectory(prefix: "meridian-bigcheck")
@@ -305,4 +355,34 @@ struct ReloadThreadTests {
         #expect(!log.contains("reload 3 started"), "log:\n\(log)")
         await server.stop()
     }
+}
+
+/// The receiving end of `$NOTIFY_SOCKET`: an AF_UNIX datagram socket, as systemd binds it.
+final class NotifyListener {
+    let fd: Int32
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw POSIXError(.ENAMETOOLONG) }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        let r = withUnsafePointer(to: &addr) { a in
+            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard r == 0 else { Glibc.close(fd); throw POSIXError(.EADDRINUSE) }
+    }
+
+    /// The next datagram as text, or nil after `timeout` seconds.
+    func next(timeout: Double) -> String? {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(timeout * 1000)) == 1 else { return nil }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buf, buf.count, 0)
+        return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+    }
+
+    func close() { Glibc.close(fd) }
 }

@@ -113,6 +113,13 @@ public final class DecisionCache {
         }
     }
 
+    /// Drops the router and health it holds (a reload replaced them), so they can be freed;
+    /// the next lookup empties the cache.
+    public func forget() {
+        router = nil
+        health = nil
+    }
+
     /// The slot holding a decision that applies to this client, or -1 (a miss).
     public func lookup(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot) -> Int {
         if self.router !== router || self.health !== health {

@@ -1,3 +1,4 @@
+import CShim
 import Config
 import DNSWire
 import Foundation
@@ -311,7 +312,10 @@ public enum Runtime {
                     let fresh = try startHealth(for: s, previous: old, publisher: publisher,
                                                 logger: Logger(label: "meridian.health"), initialRoundTimeout: nil)
                     publisher.publish(config: s, monitor: fresh)
-                    if let old { Thread { old.stop() }.start() }
+                    Thread {
+                        old?.stop()
+                        returnFreedMemory()
+                    }.start()
                 } catch {
                     log.error("reload failed: health checks: \(error); still serving the previous configuration")
                     reloads.recordFailure(at: Date().timeIntervalSince1970, errors: ["health checks: \(error)"])
@@ -332,6 +336,16 @@ public enum Runtime {
                 reloads.recordFailure(at: Date().timeIntervalSince1970, errors: [why])
             },
             onLate: { gen in log.warning("abandoned reload \(gen) finished late; its result was discarded") })
+    }
+
+    /// After a reload: once every worker has let go of the old snapshot (each refreshes
+    /// within a second, `TCPWorker.refreshInterval`), hands the memory freed by the load and
+    /// by the old snapshot back to the system. glibc keeps freed memory in the arena of the
+    /// thread that allocated it, and every reload parses on a fresh thread, so without this
+    /// resident memory grew over the first reloads (49 to 102 MB at 10,000 names).
+    static func returnFreedMemory() {
+        Thread.sleep(forTimeInterval: 1.5)
+        _ = cshim_malloc_trim()
     }
 
     /// One line per endpoint (state, check, override) and per override, for SIGUSR1.

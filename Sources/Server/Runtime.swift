@@ -43,7 +43,8 @@ public enum Runtime {
 
     /// Parses and validates everything, then builds one immutable snapshot. Never partial:
     /// any error means no snapshot.
-    public static func load(_ sources: ConfigSources, generation: UInt64) -> LoadOutcome {
+    /// `reuse` (the server's, across reloads) lets unchanged zones be taken as built before.
+    public static func load(_ sources: ConfigSources, generation: UInt64, reuse: ZoneReuse? = nil) -> LoadOutcome {
         var out = LoadOutcome()
         var zoneSources: [ZoneLoader.Source] = []
         var options = EngineOptions()
@@ -88,7 +89,7 @@ public enum Runtime {
             out.listen = m.server.listen
             out.workers = m.server.workers > 0 ? m.server.workers : nil
         }
-        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic)
+        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic, reuse: reuse)
         out.errors += loaded.errors.map(\.description)
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
@@ -102,7 +103,8 @@ public enum Runtime {
         guard out.errors.isEmpty else { return out }
         for z in loaded.zones {
             let ms = loaded.loadMilliseconds[z.origin.lowercased()] ?? 0
-            out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"), \(Int(ms.rounded())) ms)")
+            let how = loaded.reused.contains(z.origin.lowercased()) ? "unchanged, reused" : "\(Int(ms.rounded())) ms"
+            out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"), \(how))")
         }
         if let m = model {
             out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
@@ -164,7 +166,8 @@ public enum Runtime {
         }
         let log = Logger(label: "meridian")
         let started = Date()
-        let first = load(sources, generation: 0)
+        let zoneReuse = ZoneReuse()
+        let first = load(sources, generation: 0, reuse: zoneReuse)
         guard let snapshot = first.snapshot else {
             for e in first.errors { log.error("\(e)") }
             log.critical("not starting: \(first.errors.count) error(s) in the configuration")
@@ -240,7 +243,7 @@ public enum Runtime {
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
-        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log)
+        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, reuse: zoneReuse, log: log)
         reloader.start()
         return takeSignals(server: server, api: api, publisher: publisher, reloader: reloader, log: log)
     }
@@ -289,7 +292,7 @@ public enum Runtime {
     /// The reload path: load on the reloader's worker thread, then swap in the snapshot and
     /// hand health state over to a new monitor (the old one is joined on a thread of its own,
     /// since a check in flight may take up to its timeout).
-    static func makeReloader(sources: ConfigSources, publisher: Publisher, reloads: ReloadStats,
+    static func makeReloader(sources: ConfigSources, publisher: Publisher, reloads: ReloadStats, reuse: ZoneReuse,
                              log: Logger) -> Reloader<(LoadOutcome, Date)> {
         let deadline = ProcessBounds.reloadDeadline
         return Reloader<(LoadOutcome, Date)>(
@@ -297,7 +300,7 @@ public enum Runtime {
             load: { gen in
                 log.info("reload \(gen) started")
                 let t0 = Date()
-                return (load(sources, generation: gen), t0)
+                return (load(sources, generation: gen, reuse: reuse), t0)
             },
             apply: { loaded, gen in
                 let (next, t0) = loaded

@@ -94,13 +94,6 @@ struct ConfigScaleTests {
         }
     }
 
-    /// The server's resident memory in KiB, from /proc.
-    func residentKiB(_ server: MeridianProcess) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(server.child.pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
-        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
-    }
-
     @Test("Ten reloads of a 5,000-name config: resident memory stays near its size after the first")
     func reloadsDoNotGrowMemory() async throws {
         let names = 5_000

@@ -59,6 +59,8 @@ public final class Answerer {
                 cache = DecisionCache(router: r)
             }
         }
+        // The cache would keep the old router (and its model) alive until the next GSLB query.
+        cache?.forget()
         currentCache = cache
     }
 

@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <unistd.h>
@@ -392,3 +393,5 @@ int cshim_sealed_copy(int src, const char *name, size_t size) {
     }
     return result;
 }
+
+int cshim_malloc_trim(void) { return malloc_trim(0); }

@@ -34,7 +34,11 @@ public enum ConfigLoader {
         if let e = YAMLShape.check(yaml, file: file) { throw ConfigErrors([e]) }
         let root: Node?
         do {
-            root = try Yams.compose(yaml: yaml)
+            // No implicit tags: the reader takes every scalar as text and parses numbers,
+            // booleans and durations itself. With Yams's default resolver, hashing each
+            // mapping key for its duplicate check ran a dozen regular expressions per key:
+            // 40% of loading a 100,000-name config.
+            root = try Yams.compose(yaml: yaml, .basic)
         } catch let e as YamlError {
             throw ConfigErrors([yamlError(e, file: file, text: yaml)])
         } catch {
@@ -117,6 +121,16 @@ final class Builder {
     var zones: [ZoneSource] = []
     var nodes: [PolicyNode] = []
     var names: [GSLBName] = []
+    // Lookups by name, filled as each section is read (the first definition wins, as a
+    // scan in file order would find it), so loading stays linear in what the file holds.
+    var datacenterIndex: [String: Int] = [:]
+    var endpointIndex: [String: Int] = [:]
+    var poolIndex: [String: Int] = [:]
+    var checkIndex: [String: Int] = [:]
+    /// Per datacenter, its endpoints in file order (filled after `endpoints:`).
+    var datacenterEndpoints: [[Int]] = []
+    /// GSLB owner (lowercase) to its index in `names`.
+    var nameIndex: [DNSName: Int] = [:]
     /// The `watch: true` value of each check that has one, by check index (for the cap's error).
     var watchNodes: [(check: Int, node: Node)] = []
     var defaultTTL: UInt32 = 30
@@ -266,6 +280,7 @@ final class Builder {
                 }
             }
             if !haveLat || !haveLon { r.error(e.keyNode, "\(what): needs lat and lon") }
+            if datacenterIndex[dc.name] == nil { datacenterIndex[dc.name] = datacenters.count }
             datacenters.append(dc)
         }
     }
@@ -274,7 +289,7 @@ final class Builder {
     /// checked against their count here.
     func checkDatacenterMinimums() {
         for (d, node) in datacenterMinimums {
-            let members = endpoints.filter { $0.datacenter == d }.count
+            let members = datacenterEndpoints[d].count
             datacenters[d].minHealthy = minHealthy(node, "datacenter \(datacenters[d].name)", members: members, noun: "endpoint")
         }
     }
@@ -301,9 +316,9 @@ final class Builder {
     /// `leaf`'s order), or 0: a plain endpoint, a nested policy, no minimum.
     func minimum(_ node: Node) -> Int {
         guard case .scalar(let s) = node else { return 0 }
-        if let p = pools.first(where: { $0.name == s.string }) { return p.minHealthy?.required(of: p.endpoints.count) ?? 0 }
-        if let d = datacenters.firstIndex(where: { $0.name == s.string }) {
-            return datacenters[d].minHealthy?.required(of: endpoints.filter { $0.datacenter == d }.count) ?? 0
+        if let p = poolIndex[s.string].map({ pools[$0] }) { return p.minHealthy?.required(of: p.endpoints.count) ?? 0 }
+        if let d = datacenterIndex[s.string] {
+            return datacenters[d].minHealthy?.required(of: datacenterEndpoints[d].count) ?? 0
         }
         return 0
     }
@@ -406,6 +421,7 @@ final class Builder {
         }
         checkCalculatedCycles(specs)
         checks = specs.map(\.0)
+        for (i, c) in checks.enumerated() where checkIndex[c.name] == nil { checkIndex[c.name] = i }
     }
 
     func applyTiming(_ spec: inout CheckSpec, _ key: String, _ value: Node, _ what: String) {
@@ -452,13 +468,13 @@ final class Builder {
                     }
                 case "dc":
                     if let s = r.string(x.value, "\(what): dc") {
-                        if let i = datacenters.firstIndex(where: { $0.name == s }) { ep.datacenter = i }
+                        if let i = datacenterIndex[s] { ep.datacenter = i }
                         else { r.error(x.value, "\(what): unknown datacenter \"\(s)\"\(suggestion(s, datacenters.map(\.name)))") }
                     }
                 case "weight": if let v = r.int(x.value, "\(what): weight", 0...1000) { ep.weight = v }
                 case "check":
                     if let s = r.string(x.value, "\(what): check") {
-                        if let i = checks.firstIndex(where: { $0.name == s }) { ep.check = i }
+                        if let i = checkIndex[s] { ep.check = i }
                         else { r.error(x.value, "\(what): unknown check \"\(s)\"\(suggestion(s, checks.map(\.name)))") }
                     }
                 default: break
@@ -469,8 +485,11 @@ final class Builder {
             } else if ep.cname == nil && ep.v4.isEmpty && ep.v6.isEmpty && r.errors.count == errorsBefore {
                 r.error(e.keyNode, "\(what): needs v4, v6 or cname")
             }
+            if endpointIndex[ep.name] == nil { endpointIndex[ep.name] = endpoints.count }
             endpoints.append(ep)
         }
+        datacenterEndpoints = Array(repeating: [], count: datacenters.count)
+        for (i, ep) in endpoints.enumerated() { if let d = ep.datacenter { datacenterEndpoints[d].append(i) } }
     }
 
     func parsePools(_ node: Node) {
@@ -486,11 +505,12 @@ final class Builder {
                 minimumNode = f.first { $0.key == "min_healthy" }?.value
                 if members == nil { r.error(e.keyNode, "\(what): needs members") }
             }
+            var listed = Set<Int>()
             for (s, n) in members.flatMap({ r.strings($0, what) }) ?? [] {
-                guard let i = endpoints.firstIndex(where: { $0.name == s }) else {
+                guard let i = endpointIndex[s] else {
                     r.error(n, "\(what): unknown endpoint \"\(s)\"\(suggestion(s, endpoints.map(\.name)))"); continue
                 }
-                if pool.endpoints.contains(i) { r.error(n, "\(what): endpoint \"\(s)\" listed twice"); continue }
+                if !listed.insert(i).inserted { r.error(n, "\(what): endpoint \"\(s)\" listed twice"); continue }
                 pool.endpoints.append(i)
             }
             let cn = pool.endpoints.filter { endpoints[$0].cname != nil }.count
@@ -498,6 +518,7 @@ final class Builder {
                 r.error(e.keyNode, "\(what): mixes cname endpoints with address endpoints")
             }
             if let minimumNode { pool.minHealthy = minHealthy(minimumNode, what, members: pool.endpoints.count, noun: "member") }
+            if poolIndex[pool.name] == nil { poolIndex[pool.name] = pools.count }
             pools.append(pool)
         }
     }
@@ -567,7 +588,7 @@ final class Builder {
             }
             return CIDREntry(prefix: prefix, target: .coordinates(latitude: la, longitude: lo), location: at)
         }
-        if let i = datacenters.firstIndex(where: { $0.name == target }) {
+        if let i = datacenterIndex[target] {
             return CIDREntry(prefix: prefix, target: .datacenter(i), location: at)
         }
         return CIDREntry(prefix: prefix, target: .label(target), location: at)
@@ -656,7 +677,7 @@ final class Builder {
                 owner = try (e.key == "@" ? zone : DNSName(e.key, origin: zone)).lowercased()
             } catch { r.error(e.keyNode, "\(what): bad name: \(error)"); continue }
             guard owner.isSubdomain(of: zone) else { r.error(e.keyNode, "\(what): \(owner) is not inside zone \(zone)"); continue }
-            if let prev = names.first(where: { $0.owner == owner }) {
+            if let prev = nameIndex[owner].map({ names[$0] }) {
                 r.error(e.keyNode, "duplicate GSLB name \(owner) (first at \(prev.location))"); continue
             }
             guard let f = r.mapping(e.value, what) else { continue }
@@ -682,6 +703,7 @@ final class Builder {
                 r.error(short.node, "\(what): ttl_when_failing \(short.value) is above its ttl \(ttlValue)")
             }
             let whenFailing = min(short?.value ?? defaultTTLWhenFailing ?? shortestInterval(under: root) ?? ttlValue, ttlValue)
+            nameIndex[owner] = names.count
             names.append(GSLBName(owner: owner, zone: zone, answersA: a, answersAAAA: aaaa, ttl: ttlValue, ttlWhenFailing: whenFailing,
                                   root: root, rto: rto, rtoEnforced: enforce, location: r.loc(e.keyNode)))
         }
@@ -709,12 +731,11 @@ final class Builder {
     /// endpoints under `root`, in whole seconds and at least 1 (a calculated check probes as
     /// often as its quickest member). nil when no endpoint there has a check.
     func shortestInterval(under root: Int) -> UInt32? {
-        let byName = Dictionary(checks.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         // Bounded: a calculated chain longer than the number of checks is a cycle (an error
         // reported elsewhere); here it just stops.
         func interval(_ c: CheckSpec, depth: Int) -> Double {
             guard case .calculated(let members, _) = c.kind, depth <= checks.count else { return c.interval }
-            return members.compactMap { byName[$0].map { interval($0, depth: depth + 1) } }.min() ?? c.interval
+            return members.compactMap { checkIndex[$0].map { interval(checks[$0], depth: depth + 1) } }.min() ?? c.interval
         }
         let seconds = PolicyNode.endpoints(under: root, in: nodes).compactMap { e in
             endpoints[e].check.map { interval(checks[$0], depth: 0) }
@@ -728,16 +749,16 @@ final class Builder {
 
     /// Endpoints a leaf name stands for: a pool, else a datacenter's endpoints, else one endpoint.
     func leaf(_ name: String, _ node: Node, _ what: String) -> [Int]? {
-        if let p = pools.first(where: { $0.name == name }) {
+        if let p = poolIndex[name].map({ pools[$0] }) {
             if p.endpoints.isEmpty { r.error(node, "\(what): pool \"\(name)\" is empty") ; return nil }
             return p.endpoints
         }
-        if let d = datacenters.firstIndex(where: { $0.name == name }) {
-            let eps = endpoints.indices.filter { endpoints[$0].datacenter == d }
+        if let d = datacenterIndex[name] {
+            let eps = datacenterEndpoints[d]
             if eps.isEmpty { r.error(node, "\(what): datacenter \"\(name)\" has no endpoints"); return nil }
             return eps
         }
-        if let i = endpoints.firstIndex(where: { $0.name == name }) { return [i] }
+        if let i = endpointIndex[name] { return [i] }
         let all = pools.map(\.name) + datacenters.map(\.name) + endpoints.map(\.name)
         r.error(node, "\(what): unknown pool, datacenter or endpoint \"\(name)\"\(suggestion(name, all))")
         return nil
@@ -758,6 +779,13 @@ final class Builder {
         if count == 0 { r.error(node, "\(what): needs at least one choice"); return false }
         if count > limit { r.error(node, "\(what): more than \(limit) choices"); return false }
         return true
+    }
+
+    /// `geo` and `subnet`: at most `maxRules` keys or prefixes; `default` is not one of them.
+    func limitRules(_ m: [(key: String, keyNode: Node, value: Node)], _ node: Node, _ what: String) -> Bool {
+        let rules = m.count - (m.contains { $0.key == "default" } ? 1 : 0)
+        // A lone `default` is still one choice.
+        return limitChildren(m.isEmpty ? 0 : max(rules, 1), node, what, max: maxRules)
     }
 
     func whenAllDown(_ entries: [(key: String, keyNode: Node, value: Node)], isRoot: Bool, _ what: String) -> WhenAllDown {
@@ -933,7 +961,7 @@ final class Builder {
         var bias = Array(repeating: 0.0, count: c.count)
         if let bn = p.option("bias"), let bm = r.mapping(bn, "\(sub): bias") {
             for x in bm {
-                guard let d = datacenters.firstIndex(where: { $0.name == x.key }) else {
+                guard let d = datacenterIndex[x.key] else {
                     r.error(x.keyNode, "\(sub): bias names unknown datacenter \"\(x.key)\"\(suggestion(x.key, datacenters.map(\.name)))"); continue
                 }
                 guard let km = r.double(x.value, "\(sub): bias \(x.key)", -20_000...20_000) else { continue }
@@ -949,14 +977,15 @@ final class Builder {
     func parseGeo(_ p: PolicyText) -> Int? {
         let sub = p.what
         guard let gm = r.mapping(p.body, sub) else { return nil }
-        guard limitChildren(gm.count, p.body, sub, max: maxRules) else { return nil }
+        guard limitRules(gm, p.body, sub) else { return nil }
         var keys: [GeoKey] = [], c: [Int] = [], def: Int? = nil
+        var seen = Set<GeoKey>()
         for x in gm {
             let key = x.key == "default" ? nil : geoKey(x.key, x.keyNode, sub)
             if x.key != "default" && key == nil { continue }
             guard let child = parseNode(x.value, depth: p.depth + 1, what: "\(sub) \(x.key)") else { continue }
             if let key {
-                if keys.contains(key) { r.error(x.keyNode, "\(sub): \(key) listed twice"); continue }
+                if !seen.insert(key).inserted { r.error(x.keyNode, "\(sub): \(key) listed twice"); continue }
                 keys.append(key); c.append(child)
             } else { def = child }
         }
@@ -967,15 +996,16 @@ final class Builder {
     func parseSubnet(_ p: PolicyText) -> Int? {
         let sub = p.what
         guard let sm = r.mapping(p.body, sub) else { return nil }
-        guard limitChildren(sm.count, p.body, sub, max: maxRules) else { return nil }
+        guard limitRules(sm, p.body, sub) else { return nil }
         var prefixes: [IPPrefix] = [], c: [Int] = [], def: Int? = nil
+        var seen = Set<IPPrefix>()
         for x in sm {
             var prefix: IPPrefix? = nil
             if x.key != "default" {
                 guard let pp = IPPrefix(x.key, strict: true), x.key.contains("/") else {
                     r.error(x.keyNode, "\(sub): bad CIDR \"\(x.key)\""); continue
                 }
-                if prefixes.contains(pp) { r.error(x.keyNode, "\(sub): duplicate CIDR \(pp)"); continue }
+                if !seen.insert(pp).inserted { r.error(x.keyNode, "\(sub): duplicate CIDR \(pp)"); continue }
                 prefix = pp
             }
             guard let child = parseNode(x.value, depth: p.depth + 1, what: "\(sub) \(x.key)") else { continue }

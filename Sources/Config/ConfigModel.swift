@@ -269,6 +269,33 @@ public struct PolicyNode: Hashable, Sendable {
         return out
     }
 
+    /// The most addresses any node's answer can hold, by what the evaluators add: a pool
+    /// all its members' addresses (the larger family of each), `multivalue` its `n` largest
+    /// members, `nearest` its `n` largest choices, every other kind one choice; a
+    /// `fallback` list replaces the node's answer. So it is set by the answers configured,
+    /// not by the number of endpoints. At least 1.
+    public static func maxAddresses(in nodes: [PolicyNode], endpoints: [Endpoint]) -> Int {
+        func size(_ e: Int) -> Int { e >= 0 && e < endpoints.count ? max(endpoints[e].v4.count, endpoints[e].v6.count) : 0 }
+        func largest(_ sizes: [Int], _ n: Int) -> Int { sizes.sorted(by: >).prefix(max(n, 0)).reduce(0, +) }
+        // Children come before their parents in `nodes` (the loader adds a node after its
+        // children), so one pass in order sees every child's size first; a child listed
+        // later (not built by the loader) counts as 0 rather than looping.
+        var memo = [Int](repeating: 0, count: nodes.count)
+        for (i, n) in nodes.enumerated() {
+            func child(_ c: Int) -> Int { c >= 0 && c < i ? memo[c] : 0 }
+            var m: Int
+            switch n.kind {
+            case .pool(_, let eps): m = eps.reduce(0) { $0 + size($1) }
+            case .multivalue(_, let eps, let count): m = largest(eps.map(size), count)
+            case .nearest(let c, _, _, let count): m = largest(c.map(child), count)
+            default: m = n.children.map(child).max() ?? 0
+            }
+            if case .fallback(let addresses, _) = n.whenAllDown { m = max(m, addresses.count) }
+            memo[i] = m
+        }
+        return max(memo.max() ?? 0, 1)
+    }
+
     /// The nodes of the tree at `root`, `root` first, depth first with children in order.
     /// Bounded: each node is visited at most once, so a malformed tree cannot loop.
     public static func subtree(_ root: Int, in nodes: [PolicyNode]) -> [Int] {
@@ -329,6 +356,11 @@ public final class ConfigModel: Sendable {
     public let names: [GSLBName]
     /// Owner name (case-insensitive) to index into `names`.
     public let nameIndex: [DNSName: Int]
+    /// The most addresses one answer can hold (at least 1): what a routing result and a
+    /// cached decision reserve. See `PolicyNode.maxAddresses(in:endpoints:)`.
+    public let maxAnswerAddresses: Int
+    /// Endpoint name to its index (the first of that name).
+    private let endpointByName: [String: Int]
 
     public init(file: String, server: ServerSettings, zones: [ZoneSource], geo: GeoSources,
                 datacenters: [Datacenter], endpoints: [Endpoint], pools: [Pool], checks: [CheckSpec],
@@ -340,9 +372,13 @@ public final class ConfigModel: Sendable {
         var idx: [DNSName: Int] = [:]
         for (i, n) in names.enumerated() { idx[n.owner] = i }
         self.nameIndex = idx
+        var byName: [String: Int] = [:]
+        for (i, e) in endpoints.enumerated() where byName[e.name] == nil { byName[e.name] = i }
+        endpointByName = byName
+        maxAnswerAddresses = PolicyNode.maxAddresses(in: nodes, endpoints: endpoints)
     }
 
-    public func endpointIndex(named name: String) -> Int? { endpoints.firstIndex { $0.name == name } }
+    public func endpointIndex(named name: String) -> Int? { endpointByName[name] }
 
     /// The check an endpoint runs, with an empty host replaced by the endpoint's first
     /// address (or CNAME target), so one check definition serves many endpoints.

@@ -12,7 +12,17 @@ public enum YAMLLimits {
     /// nodes; 250,000 leaves room. A bomb just under it (a policy tree of aliases) costs
     /// `check` about 2.5 s and 140 MB in a debug build, where the unbounded loader took
     /// minutes and gigabytes.
+    ///
+    /// The bound grows with the file, so configurations past 10,000 names load: a node takes
+    /// at least one byte of text (`{a,b,c}` is four nodes in seven bytes), so a file without
+    /// aliases stays under twice its size in nodes, and aliases can at most double what the
+    /// text itself could hold (a 16 MiB file, the largest `meridian.yaml` read, is under 34
+    /// million). A 100,000-name config is about 5.6 MB and a million nodes.
     public static let expandedNodes = 250_000
+
+    /// The bound for a file of `bytes` bytes: `expandedNodes`, or twice the size for a
+    /// larger file.
+    public static func expandedNodes(forBytes bytes: Int) -> Int { max(expandedNodes, 2 * bytes) }
     /// Nesting of lists and mappings. Yams composes recursively and libyaml alone stops
     /// only at 1,000 levels; the deepest real config (a nested policy tree) is under 20.
     public static let depth = 128
@@ -22,7 +32,7 @@ public enum YAMLLimits {
 /// - a mapping key that is not a scalar (an alias, a list or a mapping): Yams hashes keys to
 ///   find duplicates, which for an aliased key means walking its whole expansion (a 600-byte
 ///   file spun for over ten minutes);
-/// - more than `YAMLLimits.expandedNodes` nodes after alias expansion, counted without ever
+/// - more than `YAMLLimits.expandedNodes(forBytes:)` nodes after alias expansion, counted without ever
 ///   expanding: each anchored node's expanded size is remembered and an alias adds it;
 /// - nesting deeper than `YAMLLimits.depth`.
 /// Syntax errors are left to the composer, which reports them with its own messages.
@@ -45,12 +55,11 @@ enum YAMLShape {
             defer { yaml_parser_delete(&parser) }
             yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
             yaml_parser_set_input_string(&parser, buf.baseAddress, buf.count)
-            return walk(&parser, file: file)
+            return walk(&parser, file: file, limit: YAMLLimits.expandedNodes(forBytes: buf.count))
         }
     }
 
-    private static func walk(_ parser: inout yaml_parser_t, file: String) -> ConfigError? {
-        let limit = YAMLLimits.expandedNodes
+    private static func walk(_ parser: inout yaml_parser_t, file: String, limit: Int) -> ConfigError? {
         var anchors: [String: Int] = [:]
         var stack: [Frame] = []
         var total = 0

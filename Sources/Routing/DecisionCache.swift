@@ -15,13 +15,21 @@ import DNSWire
 /// - Answers for ECS source prefix 0 are not stored (their scope is forced to 0 though the
 ///   decision used the source address).
 /// - A different `Router` (config reload) or `HealthSnapshot` (health change) empties the cache.
-/// Storage is allocated up front: every slot reserves the router's maximum answer size, so
-/// hits and stores copy addresses without allocating.
+/// Storage is allocated up front: every slot reserves room for the largest answer the
+/// router's policies can give (`Router.maxAddresses`, set by the answers configured, not by
+/// the endpoint count), up to `maxSlotAddresses`; hits and stores copy addresses without
+/// allocating. A larger answer is evaluated on every query instead of being kept, so a
+/// worker's cache stays under 8 MB however many endpoints the configuration has.
 public final class DecisionCache {
+    /// The most addresses one slot keeps. Answers are usually 1-8 addresses; a pool of
+    /// hundreds answering every member is rare and costs its evaluation per query.
+    public static let maxSlotAddresses = 16
+
     struct Entry {
         var nodata = false
         var ttl: UInt32 = 0
-        var addresses: [IPAddress] = []
+        /// Addresses in use in the slot's region of `addresses`.
+        var addressCount: UInt16 = 0
         var cname: DNSName? = nil
         var firstEndpoint: Int32 = -1
         /// Bytes of `payload` in use, or -1: nothing stored for this decision yet.
@@ -33,6 +41,10 @@ public final class DecisionCache {
     // exclusivity checks (they showed in the query path's profile).
     @exclusivity(unchecked) private var entries: [Entry]
     private let mask: Int
+    /// `slotAddresses` addresses per slot, one allocation for the whole cache.
+    private let addresses: UnsafeMutablePointer<IPAddress>
+    /// Addresses a slot holds: the router's largest answer, at most `maxSlotAddresses`.
+    public let slotAddresses: Int
     @exclusivity(unchecked) private var router: Router?
     @exclusivity(unchecked) private var health: HealthSnapshot?
     /// One fixed-size region per slot where the caller keeps the decision already encoded
@@ -65,21 +77,18 @@ public final class DecisionCache {
         var n = 1
         while n < max(slots, 4) { n <<= 1 }
         mask = n - 1
-        entries = []
-        entries.reserveCapacity(n)
-        for _ in 0..<n {
-            var e = Entry()
-            e.addresses.reserveCapacity(max(router.maxAddresses, 1))
-            entries.append(e)
-        }
-        payloadCapacity = 28 * max(router.maxAddresses, 1)
+        entries = Array(repeating: Entry(), count: n)
+        slotAddresses = min(max(router.maxAddresses, 1), DecisionCache.maxSlotAddresses)
+        addresses = .allocate(capacity: slotAddresses * n)
+        addresses.initialize(repeating: IPAddress(v4: 0), count: slotAddresses * n)
+        payloadCapacity = 28 * slotAddresses
         payloads = .allocate(byteCount: payloadCapacity * n, alignment: 8)
         keys = .allocate(capacity: n)
         keys.initialize(repeating: Key(), count: n)
         self.router = router
     }
 
-    deinit { payloads.deallocate(); keys.deallocate() }
+    deinit { payloads.deallocate(); keys.deallocate(); addresses.deallocate() }
 
     @inline(__always) private func slot(_ name: Int, _ family: UInt8, _ net: IPAddress, _ bucket: Int) -> Int {
         let h = mix64(UInt64(name) << 8 ^ UInt64(family) ^ mix64(net.hi ^ UInt64(bucket)) ^ mix64(net.lo))
@@ -102,6 +111,13 @@ public final class DecisionCache {
             _ = store(router: router, nameIndex: nameIndex, qtype: qtype, client: client, health: health,
                       random: &random, into: &result)
         }
+    }
+
+    /// Drops the router and health it holds (a reload replaced them), so they can be freed;
+    /// the next lookup empties the cache.
+    public func forget() {
+        router = nil
+        health = nil
     }
 
     /// The slot holding a decision that applies to this client, or -1 (a miss).
@@ -144,11 +160,11 @@ public final class DecisionCache {
 
     /// Evaluates the policy (after a miss) and keeps the decision when it may be reused.
     /// Returns the slot it went into, or -1 when it is not kept (random choices, ECS
-    /// source prefix 0).
+    /// source prefix 0, more addresses than a slot holds).
     public func store<R: RandomNumberGenerator>(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo,
                                                 health: HealthSnapshot, random: inout R, into result: inout RoutingResult) -> Int {
         router.resolve(nameIndex: nameIndex, qtype: qtype, client: client, health: health, random: &random, into: &result)
-        guard !result.usedRandom, client.allowsScope else { return -1 }
+        guard !result.usedRandom, client.allowsScope, result.addresses.count <= slotAddresses else { return -1 }
         let a = client.address
         let family = family(qtype)
         let scope = result.scopePrefix
@@ -175,8 +191,9 @@ public final class DecisionCache {
         entries[s].ttl = result.ttl
         entries[s].cname = result.cname
         entries[s].firstEndpoint = result.firstEndpoint
-        entries[s].addresses.removeAll(keepingCapacity: true)
-        entries[s].addresses.append(contentsOf: result.addresses)
+        let region = addresses + s * slotAddresses
+        for (i, a) in result.addresses.enumerated() { region[i] = a }
+        entries[s].addressCount = UInt16(result.addresses.count)
         entries[s].payloadLength = -1
         return s
     }
@@ -184,7 +201,8 @@ public final class DecisionCache {
     /// Copies a stored decision into `result`.
     public func load(_ s: Int, into result: inout RoutingResult) {
         result.reset()
-        result.addresses.append(contentsOf: entries[s].addresses)
+        result.addresses.append(contentsOf: UnsafeBufferPointer(start: addresses + s * slotAddresses,
+                                                                count: Int(entries[s].addressCount)))
         result.cname = entries[s].cname
         result.nodata = entries[s].nodata
         result.ttl = entries[s].ttl

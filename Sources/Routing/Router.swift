@@ -117,7 +117,8 @@ public final class Router: Sendable {
     let dcCodes: [(country: UInt32, continent: UInt32)]
     /// Per GSLB name: whether anything under it answers A, AAAA, other types (CNAME only).
     let answerable: [(v4: Bool, v6: Bool, other: Bool)]
-    /// Capacity a `RoutingResult` needs for any answer of this configuration.
+    /// Capacity a `RoutingResult` needs for any answer of this configuration: the largest
+    /// answer its policies can give, not the number of endpoints.
     public let maxAddresses: Int
 
     public init(model: ConfigModel) throws(ConfigErrors) {
@@ -198,9 +199,7 @@ public final class Router: Sendable {
             return (eps.contains { $0.cname != nil || !$0.v4.isEmpty }, eps.contains { $0.cname != nil || !$0.v6.isEmpty },
                     eps.contains { $0.cname != nil })
         }
-        var maxFallback = 0
-        for n in model.nodes { if case .fallback(let a, _) = n.whenAllDown { maxFallback = max(maxFallback, a.count) } }
-        maxAddresses = model.endpoints.reduce(0) { $0 + max($1.v4.count, $1.v6.count) } + maxFallback
+        maxAddresses = model.maxAnswerAddresses
     }
 
     /// Two policy nodes that answer identically whatever the client: the same node, or

@@ -12,4 +12,13 @@ public protocol QueryResponder: AnyObject {
     /// nothing (malformed headers, responses, rate-limited drops).
     func respond(query: UnsafeRawBufferPointer, client: IPAddress, transport: Transport,
                  response: UnsafeMutableRawBufferPointer) -> Int
+
+    /// Called by an idle worker (on its wake tick): drop whatever a reload replaced, so an
+    /// old configuration is freed within a tick of the reload rather than at this worker's
+    /// next query.
+    func refresh()
+}
+
+extension QueryResponder {
+    public func refresh() {}
 }

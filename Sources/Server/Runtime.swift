@@ -1,3 +1,4 @@
+import CShim
 import Config
 import DNSWire
 import Foundation
@@ -43,7 +44,8 @@ public enum Runtime {
 
     /// Parses and validates everything, then builds one immutable snapshot. Never partial:
     /// any error means no snapshot.
-    public static func load(_ sources: ConfigSources, generation: UInt64) -> LoadOutcome {
+    /// `reuse` (the server's, across reloads) lets unchanged zones be taken as built before.
+    public static func load(_ sources: ConfigSources, generation: UInt64, reuse: ZoneReuse? = nil) -> LoadOutcome {
         var out = LoadOutcome()
         var zoneSources: [ZoneLoader.Source] = []
         var options = EngineOptions()
@@ -88,7 +90,7 @@ public enum Runtime {
             out.listen = m.server.listen
             out.workers = m.server.workers > 0 ? m.server.workers : nil
         }
-        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic)
+        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic, reuse: reuse)
         out.errors += loaded.errors.map(\.description)
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
@@ -102,7 +104,8 @@ public enum Runtime {
         guard out.errors.isEmpty else { return out }
         for z in loaded.zones {
             let ms = loaded.loadMilliseconds[z.origin.lowercased()] ?? 0
-            out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"), \(Int(ms.rounded())) ms)")
+            let how = loaded.reused.contains(z.origin.lowercased()) ? "unchanged, reused" : "\(Int(ms.rounded())) ms"
+            out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"), \(how))")
         }
         if let m = model {
             out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
@@ -164,7 +167,8 @@ public enum Runtime {
         }
         let log = Logger(label: "meridian")
         let started = Date()
-        let first = load(sources, generation: 0)
+        let zoneReuse = ZoneReuse()
+        let first = load(sources, generation: 0, reuse: zoneReuse)
         guard let snapshot = first.snapshot else {
             for e in first.errors { log.error("\(e)") }
             log.critical("not starting: \(first.errors.count) error(s) in the configuration")
@@ -240,7 +244,7 @@ public enum Runtime {
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
-        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log)
+        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, reuse: zoneReuse, log: log)
         reloader.start()
         // Ready for a service manager: every thread blocks the handled signals and the next
         // statement takes them, so a SIGHUP from now on is a reload (systemd sends
@@ -294,7 +298,7 @@ public enum Runtime {
     /// The reload path: load on the reloader's worker thread, then swap in the snapshot and
     /// hand health state over to a new monitor (the old one is joined on a thread of its own,
     /// since a check in flight may take up to its timeout).
-    static func makeReloader(sources: ConfigSources, publisher: Publisher, reloads: ReloadStats,
+    static func makeReloader(sources: ConfigSources, publisher: Publisher, reloads: ReloadStats, reuse: ZoneReuse,
                              log: Logger) -> Reloader<(LoadOutcome, Date)> {
         let deadline = ProcessBounds.reloadDeadline
         return Reloader<(LoadOutcome, Date)>(
@@ -303,7 +307,7 @@ public enum Runtime {
                 ServiceNotify.reloading()
                 log.info("reload \(gen) started")
                 let t0 = Date()
-                return (load(sources, generation: gen), t0)
+                return (load(sources, generation: gen, reuse: reuse), t0)
             },
             apply: { loaded, gen in
                 let (next, t0) = loaded
@@ -319,7 +323,10 @@ public enum Runtime {
                     let fresh = try startHealth(for: s, previous: old, publisher: publisher,
                                                 logger: Logger(label: "meridian.health"), initialRoundTimeout: nil)
                     publisher.publish(config: s, monitor: fresh)
-                    if let old { Thread { old.stop() }.start() }
+                    Thread {
+                        old?.stop()
+                        returnFreedMemory()
+                    }.start()
                 } catch {
                     log.error("reload failed: health checks: \(error); still serving the previous configuration")
                     reloads.recordFailure(at: Date().timeIntervalSince1970, errors: ["health checks: \(error)"])
@@ -341,6 +348,16 @@ public enum Runtime {
                 reloads.recordFailure(at: Date().timeIntervalSince1970, errors: [why])
             },
             onLate: { gen in log.warning("abandoned reload \(gen) finished late; its result was discarded") })
+    }
+
+    /// After a reload: once every worker has let go of the old snapshot (each refreshes
+    /// within a second, `TCPWorker.refreshInterval`), hands the memory freed by the load and
+    /// by the old snapshot back to the system. glibc keeps freed memory in the arena of the
+    /// thread that allocated it, and every reload parses on a fresh thread, so without this
+    /// resident memory grew over the first reloads (49 to 102 MB at 10,000 names).
+    static func returnFreedMemory() {
+        Thread.sleep(forTimeInterval: 1.5)
+        _ = cshim_malloc_trim()
     }
 
     /// One line per endpoint (state, check, override) and per override, for SIGUSR1.

@@ -97,13 +97,18 @@ public final class AuthoritativeResponder: QueryResponder {
         answerer.adopt(router: s.router)
     }
 
-    public func respond(query: UnsafeRawBufferPointer, client: IPAddress, transport: Transport,
-                        response: UnsafeMutableRawBufferPointer) -> Int {
+    /// Takes the published snapshot if it moved on: per query, and on an idle worker's tick.
+    @inline(__always) public func refresh() {
         let g = store.generation.load(ordering: .acquiring)
         if g != seenGeneration {
             seenGeneration = g
             adopt(store.load())
         }
+    }
+
+    public func respond(query: UnsafeRawBufferPointer, client: IPAddress, transport: Transport,
+                        response: UnsafeMutableRawBufferPointer) -> Int {
+        refresh()
         let s = current
         // time() reads the vDSO clock: no system call per query.
         let now = UInt32(truncatingIfNeeded: time(nil))

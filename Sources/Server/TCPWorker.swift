@@ -187,6 +187,8 @@ final class TCPWorker: @unchecked Sendable {
     static let acceptPause: Int64 = 100
     /// Longest wait for the client's FIN after ours, before closing anyway.
     static let drainLimit: Int64 = 2000
+    /// Longest poll while idle, so the worker lets go of a replaced configuration.
+    static let refreshInterval: Int64 = 1000
     private var acceptPausedUntil: Int64 = 0
 
     init(listeners: [(fd: Int32, address: ListenAddress)], limits: TCPLimits, admission: TCPAdmission,
@@ -241,7 +243,9 @@ final class TCPWorker: @unchecked Sendable {
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
                 nearest = min(nearest, deadline(c, idle: idle, readLimit: readLimit))
             }
-            let timeout: Int32 = nearest == Int64.max ? -1 : Int32(clamping: max(0, nearest - now))
+            // Idle, it still wakes each second to let go of a configuration a reload replaced.
+            responder.refresh()
+            let timeout = Int32(clamping: min(max(0, nearest - now), Self.refreshInterval))
             let r = poll(&fds, nfds_t(fds.count), timeout)
             if r < 0 {
                 let e = errno

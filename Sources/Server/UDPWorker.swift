@@ -52,7 +52,10 @@ final class UDPWorker: @unchecked Sendable {
         let peer = UnsafeMutablePointer<UInt8>.allocate(capacity: 16)
         defer { peer.deallocate() }
         if sockets.count == 1 {
-            while !stop.isSet { serve(0, nonblocking: false, responder: responder, peer: peer) }
+            while !stop.isSet {
+                serve(0, nonblocking: false, responder: responder, peer: peer)
+                responder.refresh()
+            }
             return
         }
         var fds = sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
@@ -63,6 +66,7 @@ final class UDPWorker: @unchecked Sendable {
                 if e != EINTR { noteError(SystemError("poll", errno: e, context: "udp")) }
                 continue
             }
+            responder.refresh()
             if r == 0 || stop.isSet { continue }
             for i in fds.indices where fds[i].revents != 0 {
                 serve(i, nonblocking: true, responder: responder, peer: peer)

@@ -39,7 +39,7 @@ public struct GSLBTypes: OptionSet, Sendable, Hashable {
 
 /// A GSLB name bound to a zone: its owner, its index in the configuration, and the types
 /// its policy answers.
-public struct GSLBBinding: Sendable {
+public struct GSLBBinding: Sendable, Equatable {
     public var owner: DNSName
     public var index: Int32
     public var types: GSLBTypes

@@ -27,6 +27,8 @@ public enum ZoneLoader {
         public var gslbCuts: [DNSName: [DNSName: (owner: DNSName, location: SourceLocation)]] = [:]
         /// Milliseconds each zone took to parse, check and build, by origin.
         public var loadMilliseconds: [DNSName: Double] = [:]
+        /// Origins of the zones taken unchanged from the previous load (`ZoneReuse`).
+        public var reused: Set<DNSName> = []
     }
 
     /// Every `*.zone` file directly in `directory`, sorted by name.
@@ -36,11 +38,31 @@ public enum ZoneLoader {
         }
     }
 
-    /// Loads every source. `$INCLUDE` is confined to each zone file's own folder.
-    public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:]) -> Result {
+    /// Loads every source. `$INCLUDE` is confined to each zone file's own folder. With
+    /// `reuse`, a zone whose file and GSLB names are unchanged since the last load with the
+    /// same `reuse` is taken as built then.
+    public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:],
+                            reuse: ZoneReuse? = nil) -> Result {
         var out = Result()
+        var kept: [String: ZoneReuse.Entry] = [:]
+        defer { reuse?.replace(with: kept) }
         for src in sources {
             let t0 = Date()
+            var fingerprint: ZoneReuse.Fingerprint? = nil
+            if let reuse, let origin = src.origin {
+                fingerprint = ZoneReuse.fingerprint(path: src.path)
+                let dynamic = dynamicNames[origin.lowercased()] ?? []
+                if let fp = fingerprint, let e = reuse.entry(src.path), e.origin == origin, e.fingerprint == fp, e.dynamic == dynamic {
+                    let key = origin.lowercased()
+                    out.zones.append(e.zone)
+                    out.gslbStatic[key] = e.types
+                    out.gslbCuts[key] = e.cuts
+                    out.loadMilliseconds[key] = Date().timeIntervalSince(t0) * 1000
+                    out.reused.insert(key)
+                    kept[src.path] = e
+                    continue
+                }
+            }
             let fileName = (src.path as NSString).lastPathComponent
             var guess = src.origin
             if guess == nil {
@@ -68,6 +90,10 @@ public enum ZoneLoader {
                 out.gslbStatic[origin.lowercased()] = facts.types
                 out.gslbCuts[origin.lowercased()] = facts.cuts
                 out.loadMilliseconds[origin.lowercased()] = Date().timeIntervalSince(t0) * 1000
+                if let fingerprint, let declared = src.origin {
+                    kept[src.path] = ZoneReuse.Entry(origin: declared, fingerprint: fingerprint, dynamic: dynamic, zone: zone,
+                                                     types: facts.types, cuts: facts.cuts)
+                }
             } catch {
                 out.errors += error.errors
             }

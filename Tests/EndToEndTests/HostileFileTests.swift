@@ -195,13 +195,6 @@ struct HostileFileTests {
         #expect(out.combined.contains(expected), "\(what): \(out)")
     }
 
-    /// The server's resident memory in KiB, from /proc.
-    func residentKiB(_ server: MeridianProcess) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(server.child.pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
-        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
-    }
-
     @Test(.enabled(if: geoDatabaseExists, "needs \(geoDatabase)"), arguments: bombs)
     func reloadRefusesAnAliasBombAndKeepsServing(_ what: String, _ yaml: String, _ expected: String) async throws {
         let folder = try gslbFolder()

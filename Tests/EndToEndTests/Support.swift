@@ -54,6 +54,13 @@ final class FirstAddress: @unchecked Sendable {
     }
 }
 
+/// The server's resident memory in KiB (VmRSS, from /proc), or nil.
+func residentKiB(_ server: MeridianProcess) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(server.child.pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
+    return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+}
+
 /// Polls `condition` every `every` (100 ms) for at most `limit` seconds; the seconds until
 /// it held, or nil.
 func secondsUntil(limit: Double, every: Duration = .milliseconds(100),

@@ -117,4 +117,9 @@ static inline void cshim_add64(uint64_t *p, uint64_t v) {
     __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
 }
 
+/* ---- Memory ---------------------------------------------------------------------------
+   glibc's malloc_trim(0): returns the free memory of every arena to the system (Swift's Glibc
+   module does not export <malloc.h>). Returns 1 when some was released. */
+int cshim_malloc_trim(void);
+
 #endif

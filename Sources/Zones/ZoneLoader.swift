@@ -37,7 +37,10 @@ public enum ZoneLoader {
     }
 
     /// Loads every source. `$INCLUDE` is confined to each zone file's own folder.
-    public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:]) -> Result {
+    /// `extra` adds records to a zone once its origin is known (the DNSKEY, CDS and CDNSKEY
+    /// RRsets of a signed zone); it may report errors for the zone.
+    public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:],
+                            extra: (_ origin: DNSName, _ records: [ResourceRecord]) -> Swift.Result<[ResourceRecord], ZoneErrors> = { _, _ in .success([]) }) -> Result {
         var out = Result()
         for src in sources {
             let t0 = Date()
@@ -48,7 +51,7 @@ public enum ZoneLoader {
                 guess = try? DNSName(stem.hasSuffix(".") ? stem : stem + ".")
             }
             let here = SourceLocation(file: src.path, line: 1, column: 1)
-            let records: [ResourceRecord]
+            var records: [ResourceRecord]
             do {
                 let folder = (src.path as NSString).deletingLastPathComponent
                 records = try MasterFileParser(origin: guess ?? .root, baseDirectory: folder.isEmpty ? "." : folder).parseFile(path: src.path)
@@ -58,6 +61,12 @@ public enum ZoneLoader {
             }
             guard let origin = src.origin ?? records.first(where: { $0.type == .soa })?.name ?? guess else {
                 out.errors.append(ZoneError(here, "cannot tell the zone's origin: name the file ORIGIN.zone or add $ORIGIN and an SOA record"))
+                continue
+            }
+            switch extra(origin, records) {
+            case .success(let added): records += added
+            case .failure(let e):
+                out.errors += e.errors
                 continue
             }
             do {

@@ -150,8 +150,11 @@ public enum Runtime {
             errors += found.errors.map(\.description)
             var times = ZoneSigning.Times()
             times.validity = d.validity; times.refresh = d.refresh; times.inceptionOffset = d.inceptionOffset
-            if found.keys.isEmpty && found.errors.isEmpty {
-                errors.append("\(d.location): zone \(z.name): no key files K\(z.name).+*.key in \(d.keys) (make them with meridian keygen \(z.name) --dir \(d.keys))")
+            if found.keys.isEmpty {
+                if found.errors.isEmpty {
+                    errors.append("\(d.location): zone \(z.name): no key files K\(z.name)+*.key in \(d.keys) (make them with meridian keygen \(z.name) --dir \(d.keys))")
+                }
+                continue
             }
             zones[z.name.lowercased()] = ZoneKeys(keys: found.keys, times: times, location: d.location)
         }

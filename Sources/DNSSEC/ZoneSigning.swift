@@ -45,6 +45,12 @@ public final class ZoneSigning: Sendable {
         if hasZSK && zsk.isEmpty {
             return .failure(SourceError(location, "zone \(origin): the zone-signing keys (flags 256) are published but none is active yet"))
         }
+        // RFC 6840 5.11: every algorithm in the DNSKEY RRset signs every RRset, so the KSKs
+        // and ZSKs must use the same algorithms.
+        if hasZSK && Set(ksk.map(\.algorithm)) != Set(zsk.map(\.algorithm)) {
+            let files = (ksk + zsk).map { "\($0.keyFile) (algorithm \($0.algorithm.rawValue))" }.joined(separator: ", ")
+            return .failure(SourceError(location, "zone \(origin): the key-signing and zone-signing keys must use the same algorithms (RFC 6840 5.11): \(files)"))
+        }
         let ttl = keys.compactMap(\.ttl).min() ?? soaTTL
         return .success(ZoneSigning(origin: origin, keys: keys, dnskeySigners: ksk, zoneSigners: hasZSK ? zsk : ksk,
                                     times: times, keyTTL: ttl))

@@ -148,6 +148,35 @@ struct DNSSECTests {
         }
     }
 
+    @Test("Keys made by BIND's dnssec-keygen in DIR/keys sign a zone served with --zones DIR, and delv validates it",
+          .enabled(if: hasDelv && findExecutable("dnssec-keygen") != nil))
+    func bindKeysWithZonesFolder() async throws {
+        let z = try await SignedZone.make(roles: [])
+        defer { z.folder.remove() }
+        try FileManager.default.removeItem(atPath: z.path + "/meridian.yaml")
+        let keygen = try #require(findExecutable("dnssec-keygen"))
+        for flags in [["-f", "KSK"], []] {
+            let out = try await runCommand(keygen, ["-q", "-a", "ECDSAP256SHA256"] + flags + ["-K", z.keys, "example.com"])
+            #expect(out.status == 0, "\(out.combined)")
+        }
+        let check = try await MeridianProcess.run(["check", "--zones", z.path])
+        #expect(check.stdout.contains("zone example.com.: signed online"), "\(check.combined)")
+        #expect(check.stdout.contains("example.com. IN DS "), "\(check.combined)")
+        let s = try await MeridianProcess.serve(zones: z.path)
+        defer { Task { await s.stop() } }
+        let anchor = try z.anchorFile()
+        for (name, type, expected) in [("www.example.com", "A", "; fully validated"), ("nope.example.com", "A", "; negative response, fully validated")] {
+            let out = try await runCommand(try #require(findExecutable("delv")),
+                                           ["-a", anchor, "@127.0.0.1", "-p", "\(s.port)", name, type, "+root=example.com"])
+            #expect(out.combined.contains(expected), "delv \(name) \(type):\n\(out.combined)")
+        }
+        await s.stop()
+        // A KSK of one algorithm with a ZSK of another is refused (RFC 6840 5.11).
+        _ = try await runCommand(keygen, ["-q", "-a", "ED25519", "-K", z.keys, "example.com"])
+        let mixed = try await MeridianProcess.run(["check", "--zones", z.path])
+        #expect(mixed.status != 0 && mixed.stderr.contains("must use the same algorithms"), "\(mixed.combined)")
+    }
+
     @Test("Bad key files are refused by check with the file and line")
     func badKeyFiles() async throws {
         let z = try await SignedZone.make(roles: ["csk"])

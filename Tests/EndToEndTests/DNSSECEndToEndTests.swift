@@ -131,7 +131,7 @@ let hasDelv = findExecutable("delv") != nil
 
 /// Issue 16: online DNSSEC signing, checked by real validators (delv, Unbound).
 @Suite("DNSSEC end to end", .serialized)
-struct DNSSECTests {
+struct DNSSECEndToEndTests {
     @Test("keygen writes BIND key files that check loads, and check prints the DS that keygen printed")
     func keygenAndCheck() async throws {
         for (alg, roles) in [(13, ["ksk", "zsk"]), (15, ["csk"])] {
@@ -161,6 +161,11 @@ struct DNSSECTests {
         }
         let check = try await MeridianProcess.run(["check", "--zones", z.path])
         #expect(check.stdout.contains("zone example.com.: signed online"), "\(check.combined)")
+        // The key tags Meridian computes are the ones BIND put in the file names.
+        for f in try FileManager.default.contentsOfDirectory(atPath: z.keys) where f.hasSuffix(".key") {
+            let tag = Int(f.split(separator: "+").last!.dropLast(4))!
+            #expect(check.stdout.contains("13/\(tag)"), "tag \(tag) of \(f) not in:\n\(check.stdout)")
+        }
         #expect(check.stdout.contains("example.com. IN DS "), "\(check.combined)")
         let s = try await MeridianProcess.serve(zones: z.path)
         defer { Task { await s.stop() } }

@@ -137,7 +137,7 @@ func openSSLErrorText() -> String {
     guard e != 0 else { return "unknown OpenSSL error" }
     var buf = [CChar](repeating: 0, count: 256)
     ERR_error_string_n(e, &buf, buf.count)
-    return String(cString: buf)
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 // MARK: - Key files
@@ -278,11 +278,11 @@ public enum KeyFiles {
         case .ed25519:
             pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, secret, secret.count)
         case .ecdsaP256SHA256:
-            // RFC 5915 ECPrivateKey: version 1, the scalar, the named curve prime256v1 and
-            // the uncompressed public point (04 || x || y); OpenSSL checks the point is on the curve.
-            let der: [UInt8] = [0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20] + secret
-                + [0xA0, 0x0A, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07,
-                   0xA1, 0x44, 0x03, 0x42, 0x00, 0x04] + publicKey
+            // RFC 5915 ECPrivateKey: version 1, the scalar and the named curve prime256v1,
+            // without the public point, which OpenSSL then computes from the scalar (and
+            // `publicKeyOf` compares with the .key file's).
+            let der: [UInt8] = [0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20] + secret
+                + [0xA0, 0x0A, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]
             pkey = der.withUnsafeBufferPointer { p in
                 var q: UnsafePointer<UInt8>? = p.baseAddress
                 return d2i_PrivateKey(EVP_PKEY_EC, nil, &q, p.count)
@@ -303,16 +303,8 @@ public enum KeyFiles {
             guard EVP_PKEY_get_raw_public_key(pkey, &buf, &len) == 1, len == 32 else { return nil }
             return Array(buf[0..<32])
         case .ecdsaP256SHA256:
-            // Derived from the private scalar, not copied from the input.
-            guard let ec = EVP_PKEY_get1_EC_KEY(pkey) else { return nil }
-            defer { EC_KEY_free(ec) }
-            guard let point = EC_KEY_get0_public_key(ec), let group = EC_KEY_get0_group(ec) else { return nil }
-            let priv = EC_KEY_get0_private_key(ec)
-            let computed = EC_POINT_new(group)
-            defer { EC_POINT_free(computed) }
-            guard EC_POINT_mul(group, computed, priv, nil, nil, nil) == 1, EC_POINT_cmp(group, computed, point, nil) == 0 else { return nil }
-            len = EC_POINT_point2oct(group, point, POINT_CONVERSION_UNCOMPRESSED, &buf, 65, nil)
-            guard len == 65 else { return nil }
+            // The uncompressed point 04 || x || y.
+            guard EVP_PKEY_get_octet_string_param(pkey, "pub", &buf, 65, &len) == 1, len == 65, buf[0] == 4 else { return nil }
             return Array(buf[1..<65])
         }
     }
@@ -338,9 +330,10 @@ public enum KeyFiles {
             var n = 32
             guard EVP_PKEY_get_raw_private_key(pkey, &secret, &n) == 1 else { throw SourceError(here, "cannot read the new key: \(openSSLErrorText())") }
         } else {
-            guard let ec = EVP_PKEY_get1_EC_KEY(pkey) else { throw SourceError(here, "cannot read the new key: \(openSSLErrorText())") }
-            defer { EC_KEY_free(ec) }
-            guard BN_bn2binpad(EC_KEY_get0_private_key(ec), &secret, 32) == 32 else { throw SourceError(here, "cannot read the new key") }
+            var bn: OpaquePointer?
+            guard EVP_PKEY_get_bn_param(pkey, "priv", &bn) == 1, let bn else { throw SourceError(here, "cannot read the new key: \(openSSLErrorText())") }
+            defer { BN_clear_free(bn) }
+            guard BN_bn2binpad(bn, &secret, 32) == 32 else { throw SourceError(here, "cannot read the new key") }
         }
         guard let pub = publicKeyOf(algorithm, pkey) else { throw SourceError(here, "cannot read the new public key") }
         let flags: UInt16 = keySigning ? 257 : 256

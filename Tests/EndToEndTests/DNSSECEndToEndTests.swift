@@ -317,6 +317,15 @@ struct DNSSECEndToEndTests {
             #expect(signedTCP.answer.count == 5 && signedTCP.answer.contains { $0.type == "RRSIG" }, "\(signedTCP)")
             let any = try await Dig.query("www.example.com", "ANY", port: s.port, options: ["+dnssec"])
             #expect(Set(any.answer.map(\.type)) == ["A", "RRSIG"], "\(any)")
+            // Referrals: the NS RRset unsigned (the child's), with the signed DS, or a signed
+            // NSEC at the cut without DS (an insecure delegation).
+            let insecure = try await Dig.query("www.sub.example.com", "A", port: s.port, options: ["+dnssec"])
+            #expect(insecure.authority.contains { $0.type == "NSEC" && $0.rdata == "\\000.sub.example.com. NS RRSIG NSEC" }, "\(insecure)")
+            #expect(insecure.authority.contains { $0.type == "RRSIG" && $0.rdata.hasPrefix("NSEC ") }, "\(insecure)")
+            #expect(!insecure.authority.contains { $0.type == "RRSIG" && $0.rdata.hasPrefix("NS ") }, "\(insecure)")
+            let secure = try await Dig.query("www.secure.example.com", "A", port: s.port, options: ["+dnssec"])
+            #expect(secure.authority.contains { $0.type == "DS" } && secure.authority.contains { $0.type == "RRSIG" && $0.rdata.hasPrefix("DS ") },
+                    "\(secure)")
             // GSLB answers per client subnet, each signed over its own addresses.
             for (subnet, address) in [("203.0.113.0/24", "198.51.100.1"), ("192.0.2.0/24", "192.0.2.3")] {
                 let g = try await Dig.query("geo.example.com", "A", port: s.port, options: ["+dnssec", "+subnet=\(subnet)"])

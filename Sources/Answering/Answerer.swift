@@ -47,6 +47,7 @@ public final class Answerer {
     // DNSSEC: the signed zones of the snapshot (borrowed, as the router) and this worker's signer.
     @exclusivity(unchecked) private unowned(unsafe) var signing: SigningSet?
     @exclusivity(unchecked) private var signer: Signer?
+    private var signingIdentity: ObjectIdentifier?
     // Per-query: what the GSLB step decided.
     @exclusivity(unchecked) private var gslbName: Int32 = -1
     @exclusivity(unchecked) private var endpoint: Int32 = -1
@@ -56,6 +57,11 @@ public final class Answerer {
     /// Takes the routing configuration of a new snapshot. The caller keeps the snapshot
     /// that owns `router` alive while it answers with it.
     public func adopt(router r: Router?, signing s: SigningSet? = nil) {
+        // New keys: drop the signer's OpenSSL contexts for the old ones (a context only ever
+        // signs for the key identity it was made for, so keeping one would still be correct).
+        let identity = s.map { ObjectIdentifier($0) }
+        if identity != signingIdentity { signer?.forgetKeys() }
+        signingIdentity = identity
         signing = s
         if s != nil && signer == nil { signer = Signer() }
         router = r

@@ -93,22 +93,44 @@ public final class DNSSECKey: @unchecked Sendable {
         "\(owner) IN DNSKEY \(flags) 3 \(algorithm.rawValue) \(Base64.encode(publicKey))"
     }
 
+    /// A signing context for one thread, reused for every ECDSA signature this key makes
+    /// there (creating one per signature costs more than the signature: OpenSSL 3 fetches the
+    /// algorithm each time). Nil for Ed25519, which signs through a one-shot digest-sign.
+    /// The caller frees it with `EVP_PKEY_CTX_free`; it keeps the key alive.
+    func makeContext() -> OpaquePointer? {
+        guard algorithm == .ecdsaP256SHA256, let ctx = EVP_PKEY_CTX_new(pkey, nil) else { return nil }
+        guard EVP_PKEY_sign_init(ctx) == 1 else { EVP_PKEY_CTX_free(ctx); return nil }
+        return ctx
+    }
+
     /// Signs `data` (RFC 4034 3.1.8.1 signing input) into `out`, 64 bytes; false on failure.
-    func sign(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) -> Bool {
-        guard let ctx = EVP_MD_CTX_new() else { return false }
-        defer { EVP_MD_CTX_free(ctx) }
-        let md = algorithm == .ecdsaP256SHA256 ? EVP_sha256() : nil
-        guard EVP_DigestSignInit(ctx, nil, md, nil, pkey) == 1 else { return false }
+    /// `context` (from `makeContext`, this thread's) signs ECDSA without setting up again.
+    func sign(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer, context: OpaquePointer? = nil) -> Bool {
         var der = [UInt8](repeating: 0, count: 80)
         var len = der.count
+        if let context, algorithm == .ecdsaP256SHA256 {
+            var digest = [UInt8](repeating: 0, count: 32)
+            var n: UInt32 = 0
+            guard EVP_Digest(data.baseAddress, data.count, &digest, &n, sha256Algorithm, nil) == 1,
+                  EVP_PKEY_sign(context, &der, &len, digest, 32) == 1 else { return false }
+            return DNSSECKey.rawECDSA(der, len, into: out)
+        }
+        guard let ctx = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(ctx) }
+        let md = algorithm == .ecdsaP256SHA256 ? sha256Algorithm : nil
+        guard EVP_DigestSignInit(ctx, nil, md, nil, pkey) == 1 else { return false }
         guard EVP_DigestSign(ctx, &der, &len, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count) == 1 else { return false }
         if algorithm == .ed25519 {
             guard len == 64 else { return false }
             der.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: 64) }
             return true
         }
-        // ECDSA: DER SEQUENCE { r, s } to the fixed 32+32 form of RFC 6605 4.
-        return der.withUnsafeBufferPointer { p -> Bool in
+        return DNSSECKey.rawECDSA(der, len, into: out)
+    }
+
+    /// ECDSA's DER SEQUENCE { r, s } to the fixed 32+32 form of RFC 6605 4.
+    static func rawECDSA(_ der: [UInt8], _ len: Int, into out: UnsafeMutableRawPointer) -> Bool {
+        der.withUnsafeBufferPointer { p -> Bool in
             var q: UnsafePointer<UInt8>? = p.baseAddress
             guard let sig = d2i_ECDSA_SIG(nil, &q, len) else { return false }
             defer { ECDSA_SIG_free(sig) }
@@ -120,6 +142,10 @@ public final class DNSSECKey: @unchecked Sendable {
     }
 }
 
+/// SHA-256, fetched from the provider once (an implicit fetch per use is slow in OpenSSL 3).
+/// Read-only after its first use; OpenSSL's fetched method objects are thread-safe.
+nonisolated(unsafe) let sha256Algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+
 @inline(__always) func hexByte(_ b: UInt8) -> String {
     let d = Array("0123456789ABCDEF".utf8)
     return String(decoding: [d[Int(b >> 4)], d[Int(b & 15)]], as: UTF8.self)
@@ -128,7 +154,7 @@ public final class DNSSECKey: @unchecked Sendable {
 func sha256(_ bytes: [UInt8]) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 32)
     var n: UInt32 = 0
-    _ = EVP_Digest(bytes, bytes.count, &out, &n, EVP_sha256(), nil)
+    _ = EVP_Digest(bytes, bytes.count, &out, &n, sha256Algorithm, nil)
     return out
 }
 

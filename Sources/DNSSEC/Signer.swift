@@ -1,3 +1,4 @@
+import COpenSSL
 import DNSWire
 import Glibc
 import Zones
@@ -71,6 +72,9 @@ public final class Signer {
     private var wildcardCount = 0
     private var wildcardCE: (Int, Int, Int, Int) = (0, 0, 0, 0)
     private var jitterState: UInt64 = 0x5EED
+    /// This worker's ECDSA signing contexts by key identity, made on a key's first miss and
+    /// dropped with the keys (`forgetKeys`).
+    private var contexts: [UInt64: OpaquePointer] = [:]
 
     public init() {
         out = .allocate(byteCount: 65536, alignment: 8)
@@ -91,7 +95,14 @@ public final class Signer {
         jitterState = UInt64(UInt(bitPattern: ObjectIdentifier(self).hashValue))
     }
 
+    /// Frees the signing contexts; called when a new snapshot's keys replace the old ones.
+    public func forgetKeys() {
+        for (_, c) in contexts { EVP_PKEY_CTX_free(c) }
+        contexts.removeAll()
+    }
+
     deinit {
+        forgetKeys()
         out.deallocate(); canon.deallocate(); rd.deallocate()
         rdStart.deallocate(); rdLen.deallocate(); order.deallocate(); recs.deallocate()
         owner.deallocate(); ownerLow.deallocate(); final.deallocate(); nameX.deallocate(); nameY.deallocate()
@@ -419,7 +430,12 @@ public final class Signer {
                 let prefixLength = 18 + zs.signerName.count
                 writePrefix(at: base - prefixLength, type: type, key: key, labels: labels, ttl: ttl, entry: entry, signer: zs.signerName)
                 let input = UnsafeRawBufferPointer(rebasing: canon[(base - prefixLength)..<p])
-                let ok = withUnsafeMutableBytes(of: &entry.signature) { key.sign(input, into: $0.baseAddress!) }
+                var context = contexts[key.identity]
+                if context == nil, let c = key.makeContext() {
+                    contexts[key.identity] = c
+                    context = c
+                }
+                let ok = withUnsafeMutableBytes(of: &entry.signature) { key.sign(input, into: $0.baseAddress!, context: context) }
                 guard ok else { continue }
                 cache.store(h1, h2, key: key.identity, entry)
             }

@@ -47,12 +47,14 @@ let package = Package(
         .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Yams"]),
         .target(name: "Routing", dependencies: ["Config", "Diagnostics", "Platform", "CMaxMindDB", "CShim"], swiftSettings: queryPath),
         .target(name: "Health", dependencies: ["Config", "Diagnostics", "DNSWire", "Platform", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing"], swiftSettings: queryPath),
+        // Online DNSSEC signing: key files, the signature cache and the per-worker signer.
+        .target(name: "DNSSEC", dependencies: ["DNSWire", "Diagnostics", "Zones", "COpenSSL"], swiftSettings: queryPath),
+        .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing", "DNSSEC"], swiftSettings: queryPath),
         .target(name: "Server", dependencies: [
-            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "CShim", "Platform",
+            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "DNSSEC", "CShim", "Platform",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: queryPath),
-        .target(name: "Admin", dependencies: ["Server", "Config", "Routing", "Health", "DNSWire", "Platform"]),
+        .target(name: "Admin", dependencies: ["Server", "Config", "Routing", "Health", "DNSWire", "DNSSEC", "Platform"]),
         .executableTarget(name: "meridian", dependencies: [
             "Admin", "Server", "Config", "Health", "DNSWire", "CEarlySignals",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -68,6 +70,7 @@ let package = Package(
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire", "TestSupport", "COpenSSL"]),
         .testTarget(name: "ZonesTests", dependencies: ["Zones", "Diagnostics", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Diagnostics", "TestSupport", "Yams"]),
+        .testTarget(name: "DNSSECTests", dependencies: ["DNSSEC", "DNSWire"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
         .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Health", "Zones", "Platform", "TestSupport"]),

@@ -126,6 +126,9 @@ static int encode_name(const char *name, uint8_t *p) {
 
 /* Builds one query: header, question, and an OPT RR (RFC 6891) with an optional Client
  * Subnet option (RFC 7871 section 6). The ID is patched per send. */
+/* -D: set the DO bit (RFC 3225) in the OPT record, for signed-answer benchmarks. */
+static int dnssec_ok = 0;
+
 static int build_query(const char *name, uint16_t type, const char *ecs, int edns, uint8_t *out) {
     memset(out, 0, 12);
     out[5] = 1; /* QDCOUNT = 1, RD clear: authoritative servers are the target */
@@ -139,7 +142,7 @@ static int build_query(const char *name, uint16_t type, const char *ecs, int edn
     out[p++] = 0;                 /* root owner */
     out[p++] = 0; out[p++] = 41;  /* TYPE OPT */
     out[p++] = 1232 >> 8; out[p++] = 1232 & 0xff; /* UDP payload size */
-    out[p++] = 0; out[p++] = 0; out[p++] = 0; out[p++] = 0; /* ext rcode, version, flags */
+    out[p++] = 0; out[p++] = 0; out[p++] = dnssec_ok ? 0x80 : 0; out[p++] = 0; /* ext rcode, version, flags (DO) */
     if (!ecs) { out[p++] = 0; out[p++] = 0; return p; }
     char addr[64];
     const char *slash = strchr(ecs, '/');
@@ -228,6 +231,7 @@ static void usage(void) {
         "  -Q  fixed offered rate in queries per second (default: saturate the window)\n"
         "  -t  a query unanswered after this many ms is lost (default 1000)\n"
         "  -E  no EDNS OPT record on queries without a client subnet\n"
+        "  -D  set the DO bit (ask for DNSSEC signatures)\n"
         "  -T  TCP: N queries per connection, then a new connection\n");
     exit(2);
 }
@@ -546,7 +550,7 @@ int main(int argc, char **argv) {
     double seconds = 10, rate = 0, timeout_ms = 1000;
     long per_conn = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "s:p:d:n:l:w:c:b:Q:t:T:Eh")) != -1) {
+    while ((opt = getopt(argc, argv, "s:p:d:n:l:w:c:b:Q:t:T:EDh")) != -1) {
         switch (opt) {
         case 's': server = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -560,6 +564,7 @@ int main(int argc, char **argv) {
         case 't': timeout_ms = atof(optarg); break;
         case 'T': per_conn = atol(optarg); break;
         case 'E': edns = 0; break;
+        case 'D': dnssec_ok = 1; break;
         default: usage();
         }
     }

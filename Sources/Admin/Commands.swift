@@ -1,4 +1,5 @@
 import Config
+import DNSSEC
 import DNSWire
 import Health
 import Foundation
@@ -25,6 +26,35 @@ public enum Commands {
             for b in Budgets.compute(model) { print(Budgets.describe(b)) }
         }
         return 0
+    }
+
+    /// `meridian keygen`: writes a BIND-format key pair (as `dnssec-keygen -K DIR` does) and
+    /// prints the key file's path and, for a KSK or CSK, the DS record for the parent.
+    public static func keygen(zone: String, algorithm: UInt8, role: String, folder: String) -> Int32 {
+        guard let name = try? DNSName(zone.hasSuffix(".") ? zone : zone + ".") else {
+            printErr("keygen: bad zone name \(zone)")
+            return 2
+        }
+        guard let alg = DNSSECAlgorithm(rawValue: algorithm) else {
+            printErr("keygen: --algorithm must be 13 (ECDSAP256SHA256) or 15 (ED25519)")
+            return 2
+        }
+        guard ["csk", "ksk", "zsk"].contains(role) else {
+            printErr("keygen: --role must be csk, ksk or zsk")
+            return 2
+        }
+        do {
+            let path = try KeyFiles.generate(zone: name, algorithm: alg, keySigning: role != "zsk", folder: folder)
+            print(path)
+            if role != "zsk" {
+                let key = try KeyFiles.loadPair(keyFile: path)
+                print(key.dsRecord)
+            }
+            return 0
+        } catch {
+            printErr(error.description)
+            return 1
+        }
     }
 
     /// `meridian explain`: the decision for one client, through the server's own `resolve`.

@@ -1,4 +1,5 @@
 import Config
+import DNSSEC
 import DNSWire
 import Routing
 import Zones
@@ -43,6 +44,10 @@ public final class Answerer {
     // router is owned by the snapshot the caller keeps; the cache by `cache`.
     @exclusivity(unchecked) private unowned(unsafe) var router: Router?
     @exclusivity(unchecked) private unowned(unsafe) var currentCache: DecisionCache?
+    // DNSSEC: the signed zones of the snapshot (borrowed, as the router) and this worker's signer.
+    @exclusivity(unchecked) private unowned(unsafe) var signing: SigningSet?
+    @exclusivity(unchecked) private var signer: Signer?
+    private var signingIdentity: ObjectIdentifier?
     // Per-query: what the GSLB step decided.
     @exclusivity(unchecked) private var gslbName: Int32 = -1
     @exclusivity(unchecked) private var endpoint: Int32 = -1
@@ -51,7 +56,14 @@ public final class Answerer {
 
     /// Takes the routing configuration of a new snapshot. The caller keeps the snapshot
     /// that owns `router` alive while it answers with it.
-    public func adopt(router r: Router?) {
+    public func adopt(router r: Router?, signing s: SigningSet? = nil) {
+        // New keys: drop the signer's OpenSSL contexts for the old ones (a context only ever
+        // signs for the key identity it was made for, so keeping one would still be correct).
+        let identity = s.map { ObjectIdentifier($0) }
+        if identity != signingIdentity { signer?.forgetKeys() }
+        signingIdentity = identity
+        signing = s
+        if s != nil && signer == nil { signer = Signer() }
         router = r
         if let r {
             if cache == nil || result.addresses.capacity < r.maxAddresses {
@@ -79,8 +91,17 @@ public final class Answerer {
                 step = engine.resumeTruncated()
             }
         }
-        let length = engine.finish(query: query, client: client, options: options, now: now)
-        return Answer(length: length, outcome: engine.outcome, gslbName: gslbName, endpoint: endpoint)
+        var length = engine.finish(query: query, client: client, options: options, now: now)
+        var outcome = engine.outcome
+        // DO set and a signed zone: sign the finished answer (RRSIGs from the shared cache,
+        // proofs of denial), once the router has tailored it.
+        if let signing, length > 0, engine.dnssecOK, let signer,
+           let signed = signer.sign(out, length: length, limit: engine.responseLimit, zones: zones, signing: signing, now: now) {
+            length = signed.length
+            outcome.rcode = signed.rcode
+            if signed.truncated { outcome.truncated = true; outcome.answers = 0 }
+        }
+        return Answer(length: length, outcome: outcome, gslbName: gslbName, endpoint: endpoint)
     }
 
     /// Decides a GSLB name and writes its records into the engine's writer. A decision

@@ -644,7 +644,7 @@ final class Builder {
                 let key = String(apexText.dropLast()).lowercased()
                 declared.insert(key)
                 let f = r.mapping(e.value, what) ?? []
-                r.checkKeys(f, allowed: ["file", "names"], what)
+                r.checkKeys(f, allowed: ["file", "names", "dnssec"], what)
                 var file = fromDir[key] ?? path(key + ".zone")
                 var fileNode = e.keyNode
                 if let fn = f.first(where: { $0.key == "file" }) {
@@ -654,7 +654,9 @@ final class Builder {
                 if !FileManager.default.fileExists(atPath: file) {
                     r.error(fileNode, "\(what): zone file not found: \(file)")
                 }
-                zones.append(ZoneSource(name: apex, file: file, location: r.loc(e.keyNode)))
+                var source = ZoneSource(name: apex, file: file, location: r.loc(e.keyNode))
+                if let d = f.first(where: { $0.key == "dnssec" }) { source.dnssec = parseDNSSEC(d.value, what) }
+                zones.append(source)
                 if let nn = f.first(where: { $0.key == "names" })?.value { parseNames(nn, zone: apex) }
             }
         }
@@ -666,6 +668,43 @@ final class Builder {
             }
             zones.append(ZoneSource(name: apex, file: file, location: listed))
         }
+    }
+
+    /// `dnssec: { keys: DIR, validity: 14d, refresh: 7d, inception_offset: 1h }`.
+    func parseDNSSEC(_ node: Node, _ zone: String) -> DNSSECSettings? {
+        let what = "\(zone): dnssec"
+        guard let m = r.mapping(node, what) else { return nil }
+        r.checkKeys(m, allowed: ["keys", "validity", "refresh", "inception_offset"], what)
+        guard let k = m.first(where: { $0.key == "keys" }) else {
+            r.error(node, "\(what): keys (the folder of the zone's key files) is required")
+            return nil
+        }
+        guard let folder = r.string(k.value, "\(what): keys") else { return nil }
+        var s = DNSSECSettings(keys: path(folder), location: r.loc(k.value))
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: s.keys, isDirectory: &isDir) || !isDir.boolValue {
+            r.error(k.value, "\(what): keys: no such folder \(s.keys)")
+        }
+        for e in m {
+            switch e.key {
+            case "validity": if let d = r.duration(e.value, "\(what): validity") { s.validity = d }
+            case "refresh": if let d = r.duration(e.value, "\(what): refresh") { s.refresh = d }
+            case "inception_offset": if let d = r.duration(e.value, "\(what): inception_offset") { s.inceptionOffset = d }
+            default: break
+            }
+        }
+        // A signature must outlive the validators' caching of it, and be made again before
+        // it expires: validity > refresh > 0, and at most 90 days (RFC 6781 4.4.2 advises
+        // keeping validity short enough that a replayed signature expires).
+        if s.validity < 3600 || s.validity > 90 * 86400 {
+            r.error(node, "\(what): validity must be between 1h and 90d")
+        } else if s.refresh <= 0 || s.refresh >= s.validity {
+            r.error(node, "\(what): refresh must be more than 0 and less than validity (\(DurationText.format(s.validity)))")
+        }
+        if s.inceptionOffset < 0 || s.inceptionOffset > 86400 {
+            r.error(node, "\(what): inception_offset must be between 0s and 1d")
+        }
+        return s
     }
 
     func parseNames(_ node: Node, zone: DNSName) {

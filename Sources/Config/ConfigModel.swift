@@ -66,6 +66,25 @@ public struct ZoneSource: Hashable, Sendable {
     /// Path as resolved against the configuration file's folder.
     public var file: String
     public var location: SourceLocation
+    /// Online DNSSEC signing of the zone; nil serves it unsigned.
+    public var dnssec: DNSSECSettings? = nil
+}
+
+/// A zone's `dnssec:` block: where its BIND-format key files are and how long its
+/// signatures live (docs/dnssec.md).
+public struct DNSSECSettings: Hashable, Sendable {
+    /// Folder of `K<zone>.+<alg>+<tag>.key`/`.private` pairs, resolved against the
+    /// configuration file's folder.
+    public var keys: String
+    /// Signatures expire this long after they are made (less a random jitter of up to a
+    /// tenth of `refresh`, so a burst of signing does not expire all at once).
+    public var validity: Double = 14 * 86400
+    /// A cached signature is made again once less than this is left of its validity.
+    public var refresh: Double = 7 * 86400
+    /// Inception is backdated by this much, for validators with slow clocks.
+    public var inceptionOffset: Double = 3600
+    public var location: SourceLocation
+    public init(keys: String, location: SourceLocation) { self.keys = keys; self.location = location }
 }
 
 /// A place endpoints live in; `nearest` measures distance to it.

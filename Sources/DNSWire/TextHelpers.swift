@@ -263,3 +263,10 @@ enum TextBytes {
         s.append(UInt8(ascii: "\""))
     }
 }
+
+/// RFC 4648 base64 for the key files (BIND `.key`/`.private`) and other loaders.
+public enum Base64 {
+    /// Strict base64 with padding; nil on a bad character or length.
+    public static func decode(_ text: some Collection<UInt8>) -> [UInt8]? { TextBytes.unbase64(text) }
+    public static func encode(_ bytes: [UInt8]) -> String { TextBytes.base64(bytes) }
+}

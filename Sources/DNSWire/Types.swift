@@ -27,9 +27,13 @@ public struct RRType: RawRepresentable, Hashable, Sendable, Comparable, CustomSt
     public static let nsec = RRType(47)
     public static let dnskey = RRType(48)
     public static let tlsa = RRType(52)
+    public static let cds = RRType(59)
+    public static let cdnskey = RRType(60)
     public static let svcb = RRType(64)
     public static let https = RRType(65)
     public static let spf = RRType(99)
+    /// The pseudo-type of compact denial (RFC 9824): in an NSEC bitmap, the name does not exist.
+    public static let nxname = RRType(128)
     public static let ixfr = RRType(251)
     public static let axfr = RRType(252)
     public static let any = RRType(255)
@@ -39,7 +43,7 @@ public struct RRType: RawRepresentable, Hashable, Sendable, Comparable, CustomSt
         (.a, "A"), (.ns, "NS"), (.cname, "CNAME"), (.soa, "SOA"), (.ptr, "PTR"), (.hinfo, "HINFO"),
         (.mx, "MX"), (.txt, "TXT"), (.aaaa, "AAAA"), (.srv, "SRV"), (.naptr, "NAPTR"), (.dname, "DNAME"),
         (.opt, "OPT"), (.ds, "DS"), (.sshfp, "SSHFP"), (.rrsig, "RRSIG"), (.nsec, "NSEC"), (.dnskey, "DNSKEY"),
-        (.tlsa, "TLSA"), (.svcb, "SVCB"), (.https, "HTTPS"), (.spf, "SPF"), (.ixfr, "IXFR"), (.axfr, "AXFR"),
+        (.tlsa, "TLSA"), (.cds, "CDS"), (.cdnskey, "CDNSKEY"), (.nxname, "NXNAME"), (.svcb, "SVCB"), (.https, "HTTPS"), (.spf, "SPF"), (.ixfr, "IXFR"), (.axfr, "AXFR"),
         (.any, "ANY"), (.caa, "CAA"),
     ]
 

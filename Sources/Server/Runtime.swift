@@ -1,5 +1,7 @@
 import CShim
 import Config
+import DNSSEC
+import Diagnostics
 import DNSWire
 import Foundation
 import Health
@@ -90,7 +92,17 @@ public enum Runtime {
             out.listen = m.server.listen
             out.workers = m.server.workers > 0 ? m.server.workers : nil
         }
-        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic, reuse: reuse)
+        let keys = signingKeys(model: model, zonesDirectory: sources.configPath == nil ? sources.zonesDirectory : nil)
+        out.errors += keys.errors
+        var signed: [DNSName: ZoneSigning] = [:]
+        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic, reuse: reuse,
+                                     rebuild: Set(keys.zones.keys)) { origin, records in
+            guard let k = keys.zones[origin.lowercased()] else { return .success([]) }
+            return zoneSigning(origin, records: records, keys: k.keys, times: k.times, location: k.location).map {
+                signed[origin.lowercased()] = $0
+                return $0.apexRecords
+            }
+        }
         out.errors += loaded.errors.map(\.description)
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
@@ -107,14 +119,82 @@ public enum Runtime {
             let how = loaded.reused.contains(z.origin.lowercased()) ? "unchanged, reused" : "\(Int(ms.rounded())) ms"
             out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"), \(how))")
         }
+        for z in loaded.zones {
+            guard let zs = signed[z.origin.lowercased()] else { continue }
+            let roles = zs.keys.map { "\($0.isKeySigningKey ? "KSK" : "ZSK") \($0.algorithm.rawValue)/\($0.keyTag)" }
+            out.summaries.append("zone \(z.origin): signed online (\(roles.joined(separator: ", ")))")
+            for ds in zs.dsRecords { out.summaries.append("  \(ds)") }
+        }
         if let m = model {
             out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
         }
-        out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
+        let zoneSet = ZoneSet(zones: loaded.zones)
+        let signing = signed.isEmpty ? nil : SigningSet(zones: zoneSet.zones.map { signed[$0.origin.lowercased()] })
+        out.snapshot = ServingSnapshot(zones: zoneSet, options: options,
                                        loadedAt: Date().timeIntervalSince1970, generation: generation,
                                        rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
-                                       model: model, router: router)
+                                       model: model, router: router, signing: signing)
         return out
+    }
+
+    struct ZoneKeys {
+        var keys: [DNSSECKey]
+        var times: ZoneSigning.Times
+        var location: SourceLocation
+    }
+
+    /// The key pairs of every signed zone, by lowercase origin: the `keys:` folder of a
+    /// zone's `dnssec:` block, or, serving a folder of zone files alone, the key files in
+    /// that folder and its `keys/` subfolder (a zone is signed when it has key files).
+    static func signingKeys(model: ConfigModel?, zonesDirectory: String?) -> (zones: [DNSName: ZoneKeys], errors: [String]) {
+        var zones: [DNSName: ZoneKeys] = [:]
+        var errors: [String] = []
+        for z in model?.zones ?? [] {
+            guard let d = z.dnssec else { continue }
+            let found = KeyFiles.load(folder: d.keys, zones: [z.name.lowercased()])
+            errors += found.errors.map(\.description)
+            var times = ZoneSigning.Times()
+            times.validity = d.validity; times.refresh = d.refresh; times.inceptionOffset = d.inceptionOffset
+            if found.keys.isEmpty {
+                if found.errors.isEmpty {
+                    errors.append("\(d.location): zone \(z.name): no key files K\(z.name)+*.key in \(d.keys) (make them with meridian keygen \(z.name) --dir \(d.keys))")
+                }
+                continue
+            }
+            zones[z.name.lowercased()] = ZoneKeys(keys: found.keys, times: times, location: d.location)
+        }
+        if let dir = zonesDirectory {
+            for folder in [dir, (dir as NSString).appendingPathComponent("keys")] {
+                let found = KeyFiles.load(folder: folder, zones: nil)
+                errors += found.errors.map(\.description)
+                for k in found.keys {
+                    let at = SourceLocation(file: k.keyFile, line: 1, column: 1)
+                    zones[k.owner.lowercased(), default: ZoneKeys(keys: [], times: ZoneSigning.Times(), location: at)].keys.append(k)
+                }
+            }
+        }
+        return (zones, errors)
+    }
+
+    /// How zone `origin` is signed, once its records are read: the SOA TTL is the default
+    /// TTL of the DNSKEY RRset, and a signed zone's file must not hold the records signing
+    /// makes (DNSKEY, RRSIG, NSEC, CDS, CDNSKEY).
+    static func zoneSigning(_ origin: DNSName, records: [ResourceRecord], keys: [DNSSECKey], times: ZoneSigning.Times,
+                        location: SourceLocation) -> Result<ZoneSigning, ZoneErrors> {
+        var problems: [SourceError] = []
+        for k in keys where k.owner.lowercased() != origin.lowercased() {
+            problems.append(SourceError(SourceLocation(file: k.keyFile, line: 1, column: 1), "key for \(k.owner) named as a key of zone \(origin)"))
+        }
+        let made: Set<RRType> = [.dnskey, .rrsig, .nsec, .cds, .cdnskey]
+        for r in records where made.contains(r.type) {
+            problems.append(SourceError(r.location ?? location, "\(r.type) record in zone \(origin), which Meridian signs online: remove it (signing makes these records)"))
+        }
+        let soaTTL = records.first { $0.type == .soa }?.ttl ?? 3600
+        switch ZoneSigning.make(origin: origin, keys: keys, times: times, soaTTL: soaTTL, now: UInt32(time(nil)), location: location) {
+        case .success(let zs) where problems.isEmpty: return .success(zs)
+        case .success: return .failure(ZoneErrors(problems))
+        case .failure(let e): return .failure(ZoneErrors(problems + [e]))
+        }
     }
 
     /// What `serve` refuses at start in the `server:` block, checked while loading so that

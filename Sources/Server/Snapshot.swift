@@ -1,5 +1,6 @@
 import Answering
 import Config
+import DNSSEC
 import DNSWire
 import Glibc
 import Routing
@@ -21,10 +22,13 @@ public final class ServingSnapshot: Sendable {
     public let generation: UInt64
     /// Response rate limiting over UDP; nil when off. Kept across reloads with equal settings.
     public let rateLimiter: ResponseRateLimiter?
+    /// DNSSEC signing per zone; nil when no zone is signed.
+    public let signing: SigningSet?
 
     public init(zones: ZoneSet, options: EngineOptions, loadedAt: Double, generation: UInt64 = 0,
                 rateLimiter: ResponseRateLimiter? = nil, model: ConfigModel? = nil, router: Router? = nil,
-                health: HealthSnapshot? = nil) {
+                health: HealthSnapshot? = nil, signing: SigningSet? = nil) {
+        self.signing = signing
         self.zones = zones; self.options = options; self.loadedAt = loadedAt; self.generation = generation
         self.rateLimiter = rateLimiter
         self.model = model
@@ -35,7 +39,7 @@ public final class ServingSnapshot: Sendable {
     /// The same configuration with other health.
     public func with(health: HealthSnapshot) -> ServingSnapshot {
         ServingSnapshot(zones: zones, options: options, loadedAt: loadedAt, generation: generation,
-                        rateLimiter: rateLimiter, model: model, router: router, health: health)
+                        rateLimiter: rateLimiter, model: model, router: router, health: health, signing: signing)
     }
 }
 
@@ -94,7 +98,7 @@ public final class AuthoritativeResponder: QueryResponder {
         current = s
         currentHealth = s.health
         counters.adopt(model: s.model)
-        answerer.adopt(router: s.router)
+        answerer.adopt(router: s.router, signing: s.signing)
     }
 
     /// Takes the published snapshot if it moved on: per query, and on an idle worker's tick.

@@ -172,6 +172,13 @@ public final class QueryEngine {
                       answers: an, truncated: tc, scope: scope)
     }
 
+    /// The size limit of the current response (UDP: the EDNS size offered, within
+    /// `maxUDPSize`, or 512; TCP: 65535), for stages that rewrite it (DNSSEC signing).
+    public var responseLimit: Int { limit }
+
+    /// Whether the current query set DO (RFC 3225). Valid after `begin`.
+    public var dnssecOK: Bool { pq.edns?.dnssecOK ?? false }
+
     /// Starts a response: reads the query, writes the header space and question, and runs
     /// the authoritative algorithm until it is done or reaches a GSLB name.
     public func begin(query q: UnsafeRawBufferPointer, client source: IPAddress, tcp: Bool, zones: ZoneSet,

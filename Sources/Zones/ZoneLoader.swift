@@ -40,16 +40,20 @@ public enum ZoneLoader {
 
     /// Loads every source. `$INCLUDE` is confined to each zone file's own folder. With
     /// `reuse`, a zone whose file and GSLB names are unchanged since the last load with the
-    /// same `reuse` is taken as built then.
+    /// same `reuse` is taken as built then, unless its origin is in `rebuild` (a signed zone:
+    /// its keys may have changed while its file did not).
+    /// `extra` adds records to a zone once its origin is known (the DNSKEY, CDS and CDNSKEY
+    /// RRsets of a signed zone); it may report errors for the zone.
     public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:],
-                            reuse: ZoneReuse? = nil) -> Result {
+                            reuse: ZoneReuse? = nil, rebuild: Set<DNSName> = [],
+                            extra: (_ origin: DNSName, _ records: [ResourceRecord]) -> Swift.Result<[ResourceRecord], ZoneErrors> = { _, _ in .success([]) }) -> Result {
         var out = Result()
         var kept: [String: ZoneReuse.Entry] = [:]
         defer { reuse?.replace(with: kept) }
         for src in sources {
             let t0 = Date()
             var fingerprint: ZoneReuse.Fingerprint? = nil
-            if let reuse, let origin = src.origin {
+            if let reuse, let origin = src.origin, !rebuild.contains(origin.lowercased()) {
                 fingerprint = ZoneReuse.fingerprint(path: src.path)
                 let dynamic = dynamicNames[origin.lowercased()] ?? []
                 if let fp = fingerprint, let e = reuse.entry(src.path), e.origin == origin, e.fingerprint == fp, e.dynamic == dynamic {
@@ -70,7 +74,7 @@ public enum ZoneLoader {
                 guess = try? DNSName(stem.hasSuffix(".") ? stem : stem + ".")
             }
             let here = SourceLocation(file: src.path, line: 1, column: 1)
-            let records: [ResourceRecord]
+            var records: [ResourceRecord]
             do {
                 let folder = (src.path as NSString).deletingLastPathComponent
                 records = try MasterFileParser(origin: guess ?? .root, baseDirectory: folder.isEmpty ? "." : folder).parseFile(path: src.path)
@@ -80,6 +84,12 @@ public enum ZoneLoader {
             }
             guard let origin = src.origin ?? records.first(where: { $0.type == .soa })?.name ?? guess else {
                 out.errors.append(ZoneError(here, "cannot tell the zone's origin: name the file ORIGIN.zone or add $ORIGIN and an SOA record"))
+                continue
+            }
+            switch extra(origin, records) {
+            case .success(let added): records += added
+            case .failure(let e):
+                out.errors += e.errors
                 continue
             }
             do {

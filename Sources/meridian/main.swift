@@ -20,7 +20,7 @@ struct Meridian: ParsableCommand {
         commandName: "meridian",
         abstract: "An authoritative DNS server for global server load balancing.",
         version: MeridianVersion.string,
-        subcommands: [Serve.self, Check.self, Explain.self, Status.self, Override.self, Drill.self, Runbook.self],
+        subcommands: [Serve.self, Check.self, Keygen.self, Explain.self, Status.self, Override.self, Drill.self, Runbook.self],
         defaultSubcommand: nil
     )
 }
@@ -79,6 +79,27 @@ struct Check: ParsableCommand {
 
     func run() throws {
         throw ExitCode(Commands.check(sources: source.sources))
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a DNSSEC key pair in BIND format (K<zone>.+<alg>+<tag>.key and .private).")
+
+    @Argument(help: "The zone the key signs.")
+    var zone: String
+
+    @Option(name: .long, help: "13 (ECDSAP256SHA256, the default) or 15 (ED25519).")
+    var algorithm: UInt8 = 13
+
+    @Option(name: .long, help: "csk (one key signs everything, the default), ksk (signs the DNSKEY RRset) or zsk (signs the rest).")
+    var role: String = "csk"
+
+    @Option(name: .long, help: "The folder to write the key files to.")
+    var dir: String = "."
+
+    func run() throws {
+        throw ExitCode(Commands.keygen(zone: zone, algorithm: algorithm, role: role, folder: dir))
     }
 }
 

@@ -104,6 +104,7 @@ public enum Runtime {
             out.summaries.append("zone \(z.origin): \(z.recordCount) records, \(z.nameCount) names (\(z.file ?? "-"), \(Int(ms.rounded())) ms)")
         }
         if let m = model {
+            if let r = router, r.geoMapReport.compiled + r.geoMapReport.reused > 0 { out.summaries.append(r.geoMapReport.description) }
             out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
         }
         out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,

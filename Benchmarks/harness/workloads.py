@@ -116,6 +116,10 @@ class StaticWorkload(Workload):
     hosts = 1000
     ttl = 3600
 
+    # Share of the queries for names that exist (A/AAAA); the rest is half NXDOMAIN, half
+    # the other kinds (MX/TXT/SOA/NS at the apex, the CNAME, wildcard hits).
+    existing = 0.80
+
     def __init__(self, seed=6, query_count=100_000):
         self.seed = seed
         self.query_count = query_count
@@ -144,9 +148,9 @@ class StaticWorkload(Workload):
         other = [(o, "MX"), (o, "TXT"), (o, "SOA"), (o, "NS"), (f"www.{o}", "A"), (None, "wild")]
         for _ in range(self.query_count):
             r = rng.random()
-            if r < 0.80:
+            if r < self.existing:
                 out.append((f"h{rng.randrange(self.hosts):04d}.{o}", rng.choice(("A", "AAAA")), None))
-            elif r < 0.90:
+            elif r < self.existing + (1 - self.existing) / 2:
                 out.append((f"nx{rng.randrange(10**6)}.{o}", "A", None))
             else:
                 name, t = rng.choice(other)
@@ -182,6 +186,17 @@ class StaticWorkload(Workload):
             c.append((f"h{i:04d}.{o}", "AAAA", None, "NOERROR",
                       frozenset({(f"h{i:04d}.{o}.", "AAAA", t, _ipv6(i))})))
         return c
+
+
+class StaticRestWorkload(StaticWorkload):
+    """The static workload's other part alone: NXDOMAIN and the other kinds, none of the plain
+    A/AAAA answers (which servers may answer from prebuilt responses)."""
+
+    name = "static-rest"
+    existing = 0.0
+    description = ("the static zone, only the queries outside the plain A/AAAA part: 50% NXDOMAIN for random labels, "
+                   "50% MX, TXT, SOA and NS at the apex, the in-zone CNAME (followed to its A) and wildcard hits; "
+                   "one worker, pinned")
 
 
 class SizedZoneWorkload(StaticWorkload):
@@ -304,8 +319,9 @@ class GeoWorkload(Workload):
         self.subnets = geo_subnets(self.db, per_continent, unknown, seed)
         self.by_continent = {cont: addr for cont, addr in self.dcs.values()}
         counts = ", ".join(f"{c or 'unknown'} {sum(1 for _, k in self.subnets if k == c)}" for c in CONTINENTS + (None,))
-        self.description = (f"GSLB by continent with EDNS Client Subnet: every query for `www.{self.origin}` A "
-                            f"carries its own /24 from {len(self.subnets)} subnets ({counts}; unknown: the database "
+        self.description = (f"GSLB by continent with EDNS Client Subnet, cached case: every query for `www.{self.origin}` A "
+                            f"carries a /24 from only {len(self.subnets)} subnets (so nearly every Meridian query is a "
+                            f"decision-cache hit) ({counts}; unknown: the database "
                             f"has no record, answered by the default); 7 datacenters; one worker, pinned")
         self.notes = (f"database: {source} ({self.db})",
                       "dnsperf gets the same queries, each with its ECS option, as wire messages (`-B`)")
@@ -409,6 +425,92 @@ datacenters:
         with open(path, "w") as f:
             f.write(zone)
         return f"launch=geoip\ngeoip-database-files=mmdb:{self.db}\ngeoip-zones-file={path}\nedns-subnet-processing=yes\n"
+
+
+# Where the regional registries hand out IPv6 (2001::/16 and their /12s), for client /56s.
+V6_ALLOCATED = ("2001::/16", "2400::/12", "2600::/12", "2800::/12", "2a00::/12", "2c00::/12")
+
+
+def spread_subnets(db, v4_count, v6_count, seed):
+    """Distinct client networks over the routed space: v4_count public /24s drawn uniformly
+    from the IPv4 space, and v6_count /56s inside the registries' IPv6 allocations, most of
+    them in networks the database knows (at most 1 in 5 unknown). Returns
+    [(subnet, continent or None, database prefix length)], shuffled."""
+    import maxminddb
+    reader = maxminddb.open_database(db)
+    rng = random.Random(seed)
+
+    def located(net):
+        record, prefix = reader.get_with_prefix_len(net)
+        return (record or {}).get("continent", {}).get("code"), prefix, record is not None
+
+    out, seen = [], set()
+    for _ in range(v4_count * 4):
+        if len(out) >= v4_count:
+            break
+        a = rng.randrange(1 << 24)
+        net = f"{a >> 16}.{(a >> 8) & 255}.{a & 255}.0"
+        if net in seen or not ipaddress.ip_network(f"{net}/24").is_global:
+            continue
+        seen.add(net)
+        continent, prefix, _ = located(net)
+        out.append((f"{net}/24", continent, prefix))
+    blocks = [ipaddress.ip_network(b) for b in V6_ALLOCATED]
+    unknown, v6 = 0, 0
+    for _ in range(v6_count * 50):
+        if v6 >= v6_count:
+            break
+        b = rng.choice(blocks)
+        n = int(b.network_address) | (rng.randrange(1 << (56 - b.prefixlen)) << 72)
+        net = str(ipaddress.IPv6Address(n))
+        if net in seen:
+            continue
+        continent, prefix, found = located(net)
+        if not found and unknown >= v6_count // 5:
+            continue
+        unknown += 0 if found else 1
+        seen.add(net)
+        out.append((f"{net}/56", continent, prefix))
+        v6 += 1
+    reader.close()
+    rng.shuffle(out)
+    return out
+
+
+class GeoSpreadWorkload(GeoWorkload):
+    """The geo workload with a realistic spread of clients: every query carries a different
+    client network, so the decision cache (8,192 entries per worker) rarely helps."""
+
+    name = "geo-spread"
+
+    def __init__(self, seed=6, v4_count=100_000, v6_count=20_000):
+        self.seed = seed
+        self.db, source = geoip_database(install=False)
+        self.spread = spread_subnets(self.db, v4_count, v6_count, seed)
+        self.by_continent = {cont: addr for cont, addr in self.dcs.values()}
+        v4 = sum(1 for s, _, _ in self.spread if ":" not in s)
+        self.description = (f"GSLB by continent with EDNS Client Subnet from a spread of clients: {len(self.spread):,} "
+                            f"queries for `www.{self.origin}` A, each with a different client network: {v4:,} public /24s "
+                            f"drawn uniformly from the IPv4 space and {len(self.spread) - v4:,} IPv6 /56s inside the "
+                            "registries' allocations (cold: the query file repeats only after all of them); "
+                            "7 datacenters; one worker, pinned")
+        self.notes = (f"database: {source} ({self.db})",
+                      "dnsperf gets the same queries, each with its ECS option, as wire messages (`-B`)")
+
+    def queries(self):
+        return [(f"www.{self.origin}", "A", s) for s, _, _ in self.spread]
+
+    def checks(self):
+        """60 clients whose network lies inside one database network (so every server,
+        whatever address of it it looks up, finds the same continent), 10 of them IPv6."""
+        rng = random.Random(self.seed + 1)
+        whole = [(s, c) for s, c, prefix in self.spread if prefix <= int(s.split("/")[1]) and (c is None or c in CONTINENTS)]
+        v4 = [x for x in whole if ":" not in x[0]]
+        v6 = [x for x in whole if ":" in x[0]]
+        sample = rng.sample(v4, min(50, len(v4))) + rng.sample(v6, min(10, len(v6)))
+        o = self.origin
+        return [(f"ns1.{o}", "A", None, "NOERROR", frozenset({(f"ns1.{o}.", "A", self.ttl, "192.0.2.53")}))] + [
+            (f"www.{o}", "A", s, "NOERROR", self.answer(c)) for s, c in sample]
 
 
 def meridian_config(directory, zones, text):
@@ -635,10 +737,9 @@ plugins => {{ metafo => {{ resources => {{ www => {{
         return "enable-lua-records=yes\nlua-health-checks-interval=1\n"
 
 
-WORKLOADS = {w.name: w for w in (StaticWorkload, GeoWorkload, HealthWorkload, TcpWorkload, TwoWorkerWorkload)}
-
-
-DEFAULT_WORKLOADS = "static,geo,health,tcp"
+WORKLOADS = {w.name: w for w in (StaticWorkload, StaticRestWorkload, GeoSpreadWorkload, GeoWorkload, HealthWorkload,
+                                  TcpWorkload, TwoWorkerWorkload)}
+DEFAULT_WORKLOADS = "static,static-rest,geo-spread,geo,health,tcp"
 
 
 def write_zone_files(workload, directory, extra=None):

@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <unistd.h>
@@ -391,4 +392,8 @@ int cshim_sealed_copy(int src, const char *name, size_t size) {
         errno = saved;
     }
     return result;
+}
+
+void cshim_trim_heap(void) {
+    malloc_trim(0);
 }

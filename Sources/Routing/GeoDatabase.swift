@@ -207,6 +207,7 @@ public final class GeoDatabase: @unchecked Sendable {
     func networks() -> GeoNetworks {
         var out = GeoNetworks()
         var records: [GeoRecord] = []
+        var aliases: [(prefix: UInt128, shift: Int)] = []
         var byOffset: [UInt32: Int32] = [:]
         var byRecord: [GeoRecord: Int32] = [:]
         let nodeCount = mmdb.pointee.metadata.node_count
@@ -227,16 +228,15 @@ public final class GeoDatabase: @unchecked Sendable {
         }
         struct Pending { var record: UInt64; var type: UInt8; var entry: MMDB_entry_s; var depth: Int; var prefix: UInt128 }
         /// Walks the subtree under `root` (a record at `depth` of a `bits`-bit tree), emitting
-        /// ranges in address order; `splice` replaces the IPv4 start node's subtree.
-        func walk(_ root: Pending, bits: Int, splice: (node: UInt64, ranges: GeoRanges)?, into ranges: inout GeoRanges) {
+        /// ranges in address order; where it meets the IPv4 start node `alias` (an alias of
+        /// the IPv4 subtree), one placeholder range (`GeoNetworks.aliasValue`) stands for it.
+        func walk(_ root: Pending, bits: Int, alias: UInt64?, into ranges: inout GeoRanges) {
             var stack = [root]
             while let p = stack.popLast() {
                 if p.type == UInt8(MMDB_RECORD_TYPE_SEARCH_NODE) && p.depth < bits && p.record < UInt64(nodeCount) {
-                    if let sp = splice, p.record == sp.node, bits - p.depth >= 32 {
-                        let shift = bits - p.depth - 32
-                        for i in sp.ranges.starts.indices {
-                            ranges.append(p.prefix | (sp.ranges.starts[i] << shift), sp.ranges.values[i])
-                        }
+                    if let a = alias, p.record == a, bits - p.depth >= 32 {
+                        aliases.append((p.prefix, bits - p.depth - 32))
+                        ranges.append(p.prefix, GeoNetworks.aliasValue(aliases.count - 1))
                         continue
                     }
                     var node = MMDB_search_node_s()
@@ -255,9 +255,10 @@ public final class GeoDatabase: @unchecked Sendable {
         }
         let top = Pending(record: 0, type: UInt8(MMDB_RECORD_TYPE_SEARCH_NODE), entry: MMDB_entry_s(), depth: 0, prefix: 0)
         if !isIPv6 {
-            walk(top, bits: 32, splice: nil, into: &out.v4)
+            walk(top, bits: 32, alias: nil, into: &out.v4)
             out.v6.append(0, -1)
             out.records = records
+            out.aliases = aliases
             return out
         }
         // The IPv4 subtree: 96 zero bits down from the root.
@@ -270,14 +271,15 @@ public final class GeoDatabase: @unchecked Sendable {
         }
         if v4Root.depth == 96 && v4Root.type == UInt8(MMDB_RECORD_TYPE_SEARCH_NODE) {
             v4Root.depth = 0
-            walk(v4Root, bits: 32, splice: nil, into: &out.v4)
-            walk(top, bits: 128, splice: (v4Root.record, out.v4), into: &out.v6)
+            walk(v4Root, bits: 32, alias: nil, into: &out.v4)
+            walk(top, bits: 128, alias: v4Root.record, into: &out.v6)
         } else {
             // The whole IPv4 space is one network (or none) of the tree.
             out.v4.append(0, value(v4Root.type, v4Root.entry))
-            walk(top, bits: 128, splice: nil, into: &out.v6)
+            walk(top, bits: 128, alias: nil, into: &out.v6)
         }
         out.records = records
+        out.aliases = aliases
         return out
     }
 
@@ -289,9 +291,16 @@ public final class GeoDatabase: @unchecked Sendable {
     }
 }
 
-/// What `GeoDatabase.networks` reads out of a database.
+/// What `GeoDatabase.networks` reads out of a database. In `v6`, the IPv6 database's
+/// aliases of its IPv4 subtree (::/96, ::ffff:0:0/96, 2002::/16, ...) are one range each,
+/// valued `aliasValue(i)` for `aliases[i]`: IPv6 address x there is IPv4 address
+/// (x >> shift) & 0xFFFFFFFF. Compiling expands them from the already merged IPv4 ranges,
+/// which keeps three copies of the IPv4 networks out of the intermediate lists.
 struct GeoNetworks {
     var v4 = GeoRanges()
     var v6 = GeoRanges()
     var records: [GeoRecord] = []
+    var aliases: [(prefix: UInt128, shift: Int)] = []
+    static func aliasValue(_ i: Int) -> Int32 { -2 - Int32(i) }
+    static func aliasIndex(_ v: Int32) -> Int? { v <= -2 ? Int(-2 - v) : nil }
 }

@@ -1,5 +1,6 @@
 import Config
 import DNSWire
+import CShim
 import Synchronization
 
 // Compiled geo maps: at load, each `geo` and `nearest` node's map is compiled together with
@@ -189,7 +190,7 @@ extension Router {
         var maps: [Int: GeoDecisionMap] = [:]
         var keep: [String: GeoDecisionMap] = [:]
         // The sources laid over each other, read once for all nodes that need compiling.
-        var located: (v4: GeoRanges, v6: GeoRanges, locations: [ClientLocation])?
+        var located: Located?
         for n in nodes {
             let spec: String
             var canonical: [Int32] = []
@@ -212,7 +213,8 @@ extension Router {
                 continue
             }
             if located == nil { located = locations(model: model, database: database, asnDatabase: asnDatabase, cidr: cidr, locate: locate) }
-            let (v4, v6, locs) = located!
+            let loc = located!
+            let locs = loc.locations
             var decisions: [Int32]
             var orders: [Int32] = []
             if case .nearest(let children, _, _, _) = model.nodes[n].kind {
@@ -230,11 +232,14 @@ extension Router {
             } else {
                 decisions = locs.map { geoDecision(n, canonical, $0) }
             }
-            var m = GeoDecisionMap(v4: v4.project(decisions), v6: v6.project(decisions))
+            let v4 = loc.v4.project(decisions)
+            var m = GeoDecisionMap(v4: v4, v6: loc.expandV6(decisions, v4: v4))
             m.orders = orders
             maps[n] = m; keep[key] = m; report.compiled += 1
         }
         geoMapCache.withLock { $0 = keep }
+        // The intermediate lists (every database network) are gone: give their pages back.
+        if report.compiled > 0 { cshim_trim_heap() }
         for m in maps.values { report.ranges += m.rangeCount; report.bytes += m.bytes }
         let took = clock.now - began
         report.milliseconds = Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15
@@ -242,9 +247,43 @@ extension Router {
     }
 
     /// Every distinct location the sources give, and the ranges per family that index them.
+    /// `alias[l] >= 0`: location `l` is the database's alias `alias[l]` of the IPv4 space.
+    struct Located {
+        var v4: GeoRanges
+        var v6: GeoRanges
+        var locations: [ClientLocation]
+        var alias: [Int]
+        var aliases: [(prefix: UInt128, shift: Int)]
+
+        /// The IPv6 ranges decided by `decide`, with each alias of the IPv4 space filled in
+        /// from `v4`, the IPv4 ranges already decided and merged.
+        func expandV6(_ decide: [Int32], v4: GeoRanges) -> GeoRanges {
+            var out = GeoRanges()
+            for i in v6.starts.indices {
+                let l = Int(v6.values[i])
+                guard alias[l] >= 0 else { out.append(v6.starts[i], decide[l]); continue }
+                let (prefix, shift) = aliases[alias[l]]
+                let start = v6.starts[i]
+                let end = i + 1 < v6.count ? v6.starts[i + 1] - 1 : UInt128.max
+                let first = (start >> shift) & 0xFFFF_FFFF, last = (end >> shift) & 0xFFFF_FFFF
+                var lo = 0, hi = v4.count
+                while hi - lo > 1 {
+                    let mid = (lo + hi) / 2
+                    if v4.starts[mid] <= first { lo = mid } else { hi = mid }
+                }
+                out.append(start, v4.values[lo])
+                var j = lo + 1
+                while j < v4.count && v4.starts[j] <= last {
+                    out.append(prefix | (v4.starts[j] << shift), v4.values[j])
+                    j += 1
+                }
+            }
+            return out
+        }
+    }
+
     static func locations(model: ConfigModel, database: GeoDatabase?, asnDatabase: GeoDatabase?, cidr: PrefixTrie,
-                          locate: (Int32, GeoRecord, UInt32) -> ClientLocation)
-        -> (v4: GeoRanges, v6: GeoRanges, locations: [ClientLocation]) {
+                          locate: (Int32, GeoRecord, UInt32) -> ClientLocation) -> Located {
         let city = database?.networks()
         let asn = asnDatabase?.networks()
         var lists4 = [cidrRanges(model, cidr, v4: true)]
@@ -255,6 +294,9 @@ extension Router {
         let o4 = GeoRanges.overlay(lists4)
         let o6 = GeoRanges.overlay(lists6)
         var locs: [ClientLocation] = []
+        var alias: [Int] = []
+        var aliases: [(prefix: UInt128, shift: Int)] = []
+        var aliasIDs: [Int: Int] = [:]
         var ids: [SIMD4<Int32>: Int32] = [:]
         func remap(_ o: (ranges: GeoRanges, combos: [SIMD4<Int32>])) -> GeoRanges {
             let table: [Int32] = o.combos.map { c in
@@ -265,13 +307,21 @@ extension Router {
                 let asnValue = asnIndex >= 0 ? asn!.records[Int(asnIndex)].asn : 0
                 let id = Int32(locs.count)
                 locs.append(locate(c[0], record, asnValue))
+                // Outside the CIDR map, an alias of the IPv4 space answers as IPv4 does.
+                var a = -1
+                if c[0] < 0, let k = GeoNetworks.aliasIndex(cityIndex), let n = city {
+                    a = aliasIDs[k] ?? { aliases.append(n.aliases[k]); aliasIDs[k] = aliases.count - 1; return aliases.count - 1 }()
+                } else if c[0] < 0, let k = GeoNetworks.aliasIndex(asnIndex), let n = asn {
+                    a = aliasIDs[1000 + k] ?? { aliases.append(n.aliases[k]); aliasIDs[1000 + k] = aliases.count - 1; return aliases.count - 1 }()
+                }
+                alias.append(a)
                 ids[c] = id
                 return id
             }
             return o.ranges.project(table)
         }
         let v4 = remap(o4), v6 = remap(o6)
-        return (v4, v6, locs)
+        return Located(v4: v4, v6: v6, locations: locs, alias: alias, aliases: aliases)
     }
 
     /// The CIDR map as covering ranges valued by the matching (canonical) entry, -1 outside it.

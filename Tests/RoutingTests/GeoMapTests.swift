@@ -84,12 +84,16 @@ func checkSamples(_ c: MapCase, database: String, samples: Int, seed: UInt64) th
     // Records each answer carries, per decision, to tell an answer's decision apart.
     var byRecords: [String: String] = [:]
     var merged = 0, partial = 0
-    for i in 0..<samples {
-        let v4 = i % 4 != 0
+    // The IPv6 database's aliases of its IPv4 networks (6to4 and IPv4-compatible addresses
+    // of London and Seattle), then random clients.
+    let aliased = ["2002:5102:458e::1", "::5102:458e", "2002:d8a0:5338:1::", "::d8a0:5338"].map { IPAddress($0)! }
+    for i in 0..<(samples + aliased.count) {
+        let v4 = i >= aliased.count && i % 4 != 0
         let bits = v4 ? 32 : 128
         // IPv6: the allocated 2000::/4 ranges, where the databases have networks.
         let raw = UInt128(rng.next()) << 64 | UInt128(rng.next())
-        let n: UInt128 = v4 ? raw & 0xFFFF_FFFF : (raw & (UInt128.max >> 7)) | (UInt128(0x2) << 124)
+        let n: UInt128 = i < aliased.count ? number(aliased[i])
+            : v4 ? raw & 0xFFFF_FFFF : (raw & (UInt128.max >> 7)) | (UInt128(0x2) << 124)
         let client = address(n, v4: v4)
         let a = answer(r, client: "\(client)")
         let want = c.reference(db.lookup(client))

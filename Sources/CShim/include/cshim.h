@@ -103,6 +103,10 @@ int cshim_set_child_subreaper(void);
    `size` bytes or had more (it changed while being copied). */
 int cshim_sealed_copy(int src, const char *name, size_t size);
 
+/* Returns free heap pages to the system (glibc malloc_trim), after a load that built and
+   dropped large intermediate tables (compiled geo maps). */
+void cshim_trim_heap(void);
+
 /* ---- Relaxed 64-bit atomics on shared tables --------------------------------------
    For lock-free tables shared by worker threads (response rate limiting), where each slot
    is one packed 64-bit word. Static inline, so Swift inlines them. */

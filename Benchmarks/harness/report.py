@@ -47,6 +47,18 @@ def summarise(workload, results, memory, notes, left_out, args):
         rrows = [[n] + [fmt_value(m[k] / p[k], 2) for _, k in ratios] for n, p in med.items() if n != "meridian"]
         text += ["Meridian / peer (QPS: higher is better; CPU, latency, RSS: lower is better):", "",
                  fmt_table(["peer"] + [h for h, _ in ratios], rrows), ""]
+        # Rounds are interleaved (Meridian, then each peer), so a round's ratio compares
+        # measurements a few seconds apart: the figure to read on a host that drifts.
+        per_round = []
+        for n in med:
+            if n == "meridian" or len(results[n]) != len(results["meridian"]):
+                continue
+            for label, k in (("QPS", "qps"), ("CPU/query", "cpu_us")):
+                rs = [m[k] / p[k] for m, p in zip(results["meridian"], results[n]) if p[k] == p[k] and p[k]]
+                if rs:
+                    per_round.append(f"- Meridian / {n}, {label}, per round: "
+                                     + ", ".join(f"{r:.2f}" for r in rs) + f" (median {median(rs):.2f})")
+        text += per_round + ([""] if per_round else [])
     text += [f"- {note}" for note in workload.notes]
     text += [f"- {n}: {note}" for n, ns in notes.items() for note in ns]
     text += [f"- {n} left out: {why}" for n, why in left_out.items()]

@@ -316,14 +316,14 @@ extension Router {
     }
 
     /// The best-ranked key that matches the client's location, then the default.
+    /// The choice and its scope come from the node's compiled map (GeoMaps.swift); the
+    /// client's location is looked up only for a tracer that reports it.
     func geo<R, T>(_ n: Int, _ children: [Int], _ defaultChild: Int?, _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
-        let loc = location(&st)
-        let ck = compiled[n]
-        st.consulted(ck.geoUsesASN ? max(loc.prefix, loc.asnPrefix) : loc.prefix, by: n)
-        var best = -1, bestRank = Int.max
-        for (i, k) in ck.geoKeys.enumerated() where k.rank < bestRank && matches(k, loc) {
-            best = i; bestRank = k.rank
-        }
+        let hit = compiled[n].map?.lookup(st.client.address) ?? (value: -1, scope: 0)
+        st.consulted(hit.scope, by: n)
+        var best = Int(hit.value)
+        // The map holds one key for keys that answer alike; a tracer reports the client's own.
+        if st.tracer.reportsLocation { best = Router.bestGeoKey(compiled[n].geoKeys, location(&st)) }
         if best >= 0 {
             if tryChoice(children[best], .geoKey(index: best), of: n, &st, &result) { return true }
         } else {
@@ -353,21 +353,25 @@ extension Router {
     /// than `count` answered, the degraded ones passed over, again nearest first.
     func nearest<R, T>(_ n: Int, _ children: [Int], _ dcs: [Int], _ bias: [Double], _ count: Int,
                        _ st: inout EvalState<R, T>, _ result: inout RoutingResult) -> Bool {
-        let loc = location(&st)
-        st.consulted(loc.prefix, by: n)
-        let hasCoords = loc.record.hasCoordinates
-        if !hasCoords { st.tracer.noMatch(node: n) }
+        guard let map = compiled[n].map else { return false }
+        let hit = map.lookup(st.client.address)
+        st.consulted(hit.scope, by: n)
+        var loc = ClientLocation()
+        if st.tracer.reportsLocation {
+            loc = location(&st)
+            if !loc.record.hasCoordinates { st.tracer.noMatch(node: n) }
+        }
+        let k = children.count
+        let order = map.orders
+        let base = Int(hit.value) * k
+        guard base >= 0, base + k <= order.count else { return false }
         var taken: UInt64 = 0
         var answered = 0
         for pass in 0..<2 {
             var passed: UInt64 = 0
-            for _ in 0..<children.count {
-                var pick = -1, bestD = Double.infinity
-                for i in children.indices where (taken | passed) & (1 << UInt64(i)) == 0 {
-                    let d = hasCoords ? distanceKm(loc.record.latitude, loc.record.longitude, dcs[i]) - bias[i] : Double(i)
-                    if d < bestD || pick < 0 { pick = i; bestD = d }
-                }
-                if pick < 0 { break }
+            for j in 0..<k {
+                let pick = Int(order[base + j])
+                if (taken | passed) & (1 << UInt64(pick)) != 0 { continue }
                 let s = standing(children[pick], &st)
                 if s < 0 {
                     taken |= 1 << UInt64(pick)
@@ -380,7 +384,8 @@ extension Router {
                     continue
                 }
                 taken |= 1 << UInt64(pick)
-                if tryChoice(children[pick], .nearest(index: pick, distance: hasCoords ? bestD : nil), of: n, &st, &result) {
+                let distance = loc.record.hasCoordinates ? distanceKm(loc.record.latitude, loc.record.longitude, dcs[pick]) - bias[pick] : nil
+                if tryChoice(children[pick], .nearest(index: pick, distance: distance), of: n, &st, &result) {
                     answered += 1
                     if answered >= count { return true }
                 }
@@ -449,7 +454,17 @@ extension Router {
         }
     }
 
-    func matches(_ k: CompiledGeoKey, _ loc: ClientLocation) -> Bool {
+    /// The best-ranked of `keys` that matches `loc` (index), or -1: what a geo node's
+    /// compiled map holds for each location.
+    static func bestGeoKey(_ keys: [CompiledGeoKey], _ loc: ClientLocation) -> Int {
+        var best = -1, bestRank = Int.max
+        for (i, k) in keys.enumerated() where k.rank < bestRank && matches(k, loc) {
+            best = i; bestRank = k.rank
+        }
+        return best
+    }
+
+    static func matches(_ k: CompiledGeoKey, _ loc: ClientLocation) -> Bool {
         switch k {
         case .label(let l): return loc.label == l
         case .asn(let a): return loc.record.asn == a && a != 0

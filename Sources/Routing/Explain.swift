@@ -7,6 +7,7 @@ import Foundation
 /// events of one evaluation into the indented steps `explain` prints. Explain only; the
 /// query path uses `NoTracer`.
 final class ExplainTracer: RoutingTracer {
+    var reportsLocation: Bool { true }
     let router: Router
     let health: HealthSnapshot
     let qtype: RRType

@@ -36,7 +36,7 @@ func unpackCode(_ v: UInt32) -> String {
 }
 
 /// What one database lookup found. Codes are packed with `packCode`; 0 means absent.
-public struct GeoRecord: Sendable, Equatable {
+public struct GeoRecord: Sendable, Hashable {
     public var found = false
     /// Prefix length of the database network that holds the address (IPv4 lengths for
     /// IPv4 clients, also in IPv6 databases). The ECS scope of a decision made from it.
@@ -161,8 +161,14 @@ public final class GeoDatabase: @unchecked Sendable {
         if address.isV4 && isIPv6 { mask = max(0, mask - 96) }
         rec.prefixLength = mask
         guard result.found_entry else { return rec }
-        rec.found = true
         var entry = result.entry
+        decode(&entry, into: &rec)
+        return rec
+    }
+
+    /// The fields of data record `entry` (prefix length left as it is).
+    private func decode(_ entry: inout MMDB_entry_s, into rec: inout GeoRecord) {
+        rec.found = true
         rec.country = code(&entry, 0)
         if rec.country == 0 { rec.country = code(&entry, 7) }
         rec.continent = code(&entry, 1)
@@ -181,7 +187,6 @@ public final class GeoDatabase: @unchecked Sendable {
         if MMDB_aget_value(&entry, &asn, paths + pathStarts[6]) == MMDB_SUCCESS, asn.has_data, asn.type == UInt32(MMDB_DATA_TYPE_UINT32) {
             rec.asn = asn.uint32
         }
-        return rec
     }
 
     @inline(__always) private func code(_ entry: inout MMDB_entry_s, _ field: Int) -> UInt32 {
@@ -192,4 +197,110 @@ public final class GeoDatabase: @unchecked Sendable {
             packCode(UnsafeBufferPointer(start: $0, count: Int(data.data_size)))
         }
     }
+
+    /// Every network of the database in address order, read once from its search tree
+    /// (for `GeoMaps`): covering ranges per family whose values index `records`, -1 for
+    /// networks without data, adjacent ranges with equal records merged. IPv4 ranges come
+    /// from the IPv4 subtree (::/96 in an IPv6 database); IPv6 ranges are the whole tree,
+    /// its aliases of the IPv4 subtree included, as a lookup would find them. Bounded by
+    /// the tree: each node is read at most once (the IPv4 subtree once, then copied).
+    func networks() -> GeoNetworks {
+        var out = GeoNetworks()
+        var records: [GeoRecord] = []
+        var aliases: [(prefix: UInt128, shift: Int)] = []
+        var byOffset: [UInt32: Int32] = [:]
+        var byRecord: [GeoRecord: Int32] = [:]
+        let nodeCount = mmdb.pointee.metadata.node_count
+        func value(_ type: UInt8, _ entry: MMDB_entry_s) -> Int32 {
+            guard type == UInt8(MMDB_RECORD_TYPE_DATA) else { return -1 }
+            if let v = byOffset[entry.offset] { return v }
+            var rec = GeoRecord()
+            var e = entry
+            decode(&e, into: &rec)
+            let v: Int32
+            if let known = byRecord[rec] { v = known } else {
+                v = Int32(records.count)
+                records.append(rec)
+                byRecord[rec] = v
+            }
+            byOffset[entry.offset] = v
+            return v
+        }
+        struct Pending { var record: UInt64; var type: UInt8; var entry: MMDB_entry_s; var depth: Int; var prefix: UInt128 }
+        /// Walks the subtree under `root` (a record at `depth` of a `bits`-bit tree), emitting
+        /// ranges in address order; where it meets the IPv4 start node `alias` (an alias of
+        /// the IPv4 subtree), one placeholder range (`GeoNetworks.aliasValue`) stands for it.
+        func walk(_ root: Pending, bits: Int, alias: UInt64?, into ranges: inout GeoRanges) {
+            var stack = [root]
+            while let p = stack.popLast() {
+                if p.type == UInt8(MMDB_RECORD_TYPE_SEARCH_NODE) && p.depth < bits && p.record < UInt64(nodeCount) {
+                    if let a = alias, p.record == a, bits - p.depth >= 32 {
+                        aliases.append((p.prefix, bits - p.depth - 32))
+                        ranges.append(p.prefix, GeoNetworks.aliasValue(aliases.count - 1))
+                        continue
+                    }
+                    var node = MMDB_search_node_s()
+                    guard MMDB_read_node(mmdb, UInt32(p.record), &node) == MMDB_SUCCESS else {
+                        ranges.append(p.prefix, -1); continue
+                    }
+                    let rightPrefix = p.prefix | (UInt128(1) << (bits - 1 - p.depth))
+                    stack.append(Pending(record: node.right_record, type: node.right_record_type, entry: node.right_record_entry,
+                                         depth: p.depth + 1, prefix: rightPrefix))
+                    stack.append(Pending(record: node.left_record, type: node.left_record_type, entry: node.left_record_entry,
+                                         depth: p.depth + 1, prefix: p.prefix))
+                } else {
+                    ranges.append(p.prefix, value(p.type, p.entry))
+                }
+            }
+        }
+        let top = Pending(record: 0, type: UInt8(MMDB_RECORD_TYPE_SEARCH_NODE), entry: MMDB_entry_s(), depth: 0, prefix: 0)
+        if !isIPv6 {
+            walk(top, bits: 32, alias: nil, into: &out.v4)
+            out.v6.append(0, -1)
+            out.records = records
+            out.aliases = aliases
+            return out
+        }
+        // The IPv4 subtree: 96 zero bits down from the root.
+        var v4Root = top
+        while v4Root.depth < 96 && v4Root.type == UInt8(MMDB_RECORD_TYPE_SEARCH_NODE) && v4Root.record < UInt64(nodeCount) {
+            var node = MMDB_search_node_s()
+            guard MMDB_read_node(mmdb, UInt32(v4Root.record), &node) == MMDB_SUCCESS else { break }
+            v4Root = Pending(record: node.left_record, type: node.left_record_type, entry: node.left_record_entry,
+                             depth: v4Root.depth + 1, prefix: 0)
+        }
+        if v4Root.depth == 96 && v4Root.type == UInt8(MMDB_RECORD_TYPE_SEARCH_NODE) {
+            v4Root.depth = 0
+            walk(v4Root, bits: 32, alias: nil, into: &out.v4)
+            walk(top, bits: 128, alias: v4Root.record, into: &out.v6)
+        } else {
+            // The whole IPv4 space is one network (or none) of the tree.
+            out.v4.append(0, value(v4Root.type, v4Root.entry))
+            walk(top, bits: 128, alias: nil, into: &out.v6)
+        }
+        out.records = records
+        out.aliases = aliases
+        return out
+    }
+
+    /// A digest of the database's bytes, so a reload of an unchanged file is recognised.
+    var contentDigest: (UInt64, UInt64) {
+        let base = UnsafeRawPointer(mmdb.pointee.file_content)
+        let size = Int(mmdb.pointee.file_size)
+        return digest(UnsafeRawBufferPointer(start: base, count: size))
+    }
+}
+
+/// What `GeoDatabase.networks` reads out of a database. In `v6`, the IPv6 database's
+/// aliases of its IPv4 subtree (::/96, ::ffff:0:0/96, 2002::/16, ...) are one range each,
+/// valued `aliasValue(i)` for `aliases[i]`: IPv6 address x there is IPv4 address
+/// (x >> shift) & 0xFFFFFFFF. Compiling expands them from the already merged IPv4 ranges,
+/// which keeps three copies of the IPv4 networks out of the intermediate lists.
+struct GeoNetworks {
+    var v4 = GeoRanges()
+    var v6 = GeoRanges()
+    var records: [GeoRecord] = []
+    var aliases: [(prefix: UInt128, shift: Int)] = []
+    static func aliasValue(_ i: Int) -> Int32 { -2 - Int32(i) }
+    static func aliasIndex(_ v: Int32) -> Int? { v <= -2 ? Int(-2 - v) : nil }
 }

@@ -94,6 +94,8 @@ struct CompiledNode: Sendable {
     /// `subnet`: trie values index this (the rules' children, then the default).
     var targets: [Int] = []
     var childIDs: [UInt64] = []
+    /// `geo` and `nearest`: the compiled map (see GeoMaps.swift).
+    var map: GeoDecisionMap? = nil
 }
 
 /// Evaluates GSLB policy trees. Build one per configuration (it opens the geo databases
@@ -120,6 +122,8 @@ public final class Router: Sendable {
     /// Capacity a `RoutingResult` needs for any answer of this configuration: the largest
     /// answer its policies can give, not the number of endpoints.
     public let maxAddresses: Int
+    /// How the geo and nearest maps were compiled or reused at load.
+    public let geoMapReport: GeoMapReport
 
     public init(model: ConfigModel) throws(ConfigErrors) {
         self.model = model
@@ -190,10 +194,31 @@ public final class Router: Sendable {
             }
             compiled.append(c)
         }
+        let dcCodes = model.datacenters.map { (country: packCode($0.country ?? ""), continent: packCode($0.continent ?? "")) }
+        let cidrTrie = trie
+        let compiledKeys = compiled
+        let geo = Router.compileGeoMaps(
+            model: model, database: database, asnDatabase: asnDatabase, cidr: cidrTrie,
+            locate: { entry, record, asn in
+                if entry >= 0 {
+                    return Router.cidrLocation(model, dcCodes, cidrLabels, Int(entry), scope: 0)
+                }
+                var loc = ClientLocation()
+                loc.record = record
+                loc.record.asn = asn
+                loc.source = record.found ? .database : .none
+                return loc
+            },
+            geoDecision: { n, canonical, loc in
+                let best = Router.bestGeoKey(compiledKeys[n].geoKeys, loc)
+                return best < 0 ? -1 : canonical[best]
+            })
+        for (n, m) in geo.maps { compiled[n].map = m }
+        geoMapReport = geo.report
         self.labels = labels
         self.cidrLabels = cidrLabels
         self.compiled = compiled
-        dcCodes = model.datacenters.map { (packCode($0.country ?? ""), packCode($0.continent ?? "")) }
+        self.dcCodes = dcCodes
         answerable = model.names.map { n in
             let eps = model.endpointsUnder[n.root].map { model.endpoints[$0] }
             return (eps.contains { $0.cname != nil || !$0.v4.isEmpty }, eps.contains { $0.cname != nil || !$0.v6.isEmpty },
@@ -226,29 +251,7 @@ public final class Router: Sendable {
         var loc = ClientLocation()
         let a = client.address
         let hit = cidr.lookup(a)
-        if hit.value >= 0 {
-            let e = model.geo.cidr[Int(hit.value)]
-            loc.source = .cidrMap
-            loc.cidrEntry = Int(hit.value)
-            loc.label = cidrLabels[Int(hit.value)]
-            loc.prefix = hit.scope
-            switch e.target {
-            case .label: break
-            case .datacenter(let d):
-                let dc = model.datacenters[d]
-                loc.record.found = true
-                loc.record.hasCoordinates = true
-                loc.record.latitude = dc.latitude; loc.record.longitude = dc.longitude
-                loc.record.country = dcCodes[d].country
-                loc.record.continent = dcCodes[d].continent
-            case .coordinates(let la, let lo):
-                loc.record.found = true
-                loc.record.hasCoordinates = true
-                loc.record.latitude = la; loc.record.longitude = lo
-            }
-            loc.record.prefixLength = hit.scope
-            return loc
-        }
+        if hit.value >= 0 { return Router.cidrLocation(model, dcCodes, cidrLabels, Int(hit.value), scope: hit.scope) }
         // Without a map hit the map's structure still bounds the scope: a longer scope than
         // the trie walk reached could cover a mapped network (see PrefixTrie).
         let mapScope = hit.scope
@@ -264,6 +267,34 @@ public final class Router: Sendable {
             loc.record.asn = r.asn
             loc.asnPrefix = max(r.prefixLength, mapScope)
         }
+        return loc
+    }
+}
+
+extension Router {
+    /// The location CIDR-map entry `entry` gives, valid for a `scope`-bit network.
+    static func cidrLocation(_ model: ConfigModel, _ dcCodes: [(country: UInt32, continent: UInt32)], _ cidrLabels: [Int32],
+                             _ entry: Int, scope: Int) -> ClientLocation {
+        var loc = ClientLocation()
+        loc.source = .cidrMap
+        loc.cidrEntry = entry
+        loc.label = cidrLabels[entry]
+        loc.prefix = scope
+        switch model.geo.cidr[entry].target {
+        case .label: break
+        case .datacenter(let d):
+            let dc = model.datacenters[d]
+            loc.record.found = true
+            loc.record.hasCoordinates = true
+            loc.record.latitude = dc.latitude; loc.record.longitude = dc.longitude
+            loc.record.country = dcCodes[d].country
+            loc.record.continent = dcCodes[d].continent
+        case .coordinates(let la, let lo):
+            loc.record.found = true
+            loc.record.hasCoordinates = true
+            loc.record.latitude = la; loc.record.longitude = lo
+        }
+        loc.record.prefixLength = scope
         return loc
     }
 }

@@ -34,6 +34,9 @@ protocol RoutingTracer {
     func policyStarted()
     /// The whole tree had nothing healthy and `parent` at the top: evaluating again, health ignored.
     func topFailedOpen()
+    /// Whether the tracer wants the client's location looked up (`located`); the query
+    /// path's decisions come from compiled maps and never look it up.
+    var reportsLocation: Bool { get }
     /// The client's location, on its first lookup.
     func located(_ location: ClientLocation)
     /// `node` looked at the client; its answer holds for the client's `/prefix` network.
@@ -69,6 +72,7 @@ struct NoTracer: RoutingTracer {
     @inline(__always) func noRecords(typeExcluded: Bool) {}
     @inline(__always) func policyStarted() {}
     @inline(__always) func topFailedOpen() {}
+    @inline(__always) var reportsLocation: Bool { false }
     @inline(__always) func located(_ location: ClientLocation) {}
     @inline(__always) func consulted(node: Int, prefix: Int) {}
     @inline(__always) func answered(node: Int, shuffled: (taken: Int, usable: Int)?) {}

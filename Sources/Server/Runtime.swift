@@ -126,6 +126,7 @@ public enum Runtime {
             for ds in zs.dsRecords { out.summaries.append("  \(ds)") }
         }
         if let m = model {
+            if let r = router, r.geoMapReport.compiled + r.geoMapReport.reused > 0 { out.summaries.append(r.geoMapReport.description) }
             out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
         }
         let zoneSet = ZoneSet(zones: loaded.zones)

@@ -330,7 +330,7 @@ policy:
     pool iad: answering its usable members [iad-1 up, iad-2 up]
 answer:   198.51.100.1, 198.51.100.2
 ttl:      30
-scope:    /24 (answer holds for the client's /24 network)
+scope:    /1 (answer holds for the client's /1 network)
 
 """#,
     #"""
@@ -359,7 +359,7 @@ policy:
   geo: no key matches the client
 answer:   NODATA (no records of this type)
 ttl:      30
-scope:    /24 (answer holds for the client's /24 network)
+scope:    /4 (answer holds for the client's /4 network)
 
 """#,
     #"""
@@ -496,7 +496,7 @@ policy:
     pool ams: answering its usable members [ams-1 up, ams-2 up]
 answer:   192.0.2.1, 192.0.2.2
 ttl:      30
-scope:    /31 (answer holds for the client's /31 network)
+scope:    /4 (answer holds for the client's /4 network)
 
 """#,
     #"""
@@ -510,7 +510,7 @@ policy:
     pool iad: answering its usable members [iad-1 up, iad-2 up]
 answer:   198.51.100.1, 198.51.100.2
 ttl:      30
-scope:    /31 (answer holds for the client's /31 network)
+scope:    /4 (answer holds for the client's /4 network)
 
 """#,
     #"""
@@ -552,7 +552,7 @@ policy:
     pool ams: answering its usable members [ams-1 up, ams-2 up]
 answer:   192.0.2.1, 192.0.2.2
 ttl:      30
-scope:    /16 (answer holds for the client's /16 network)
+scope:    /2 (answer holds for the client's /2 network)
 
 """#,
     #"""
@@ -697,7 +697,7 @@ policy:
     pool iad: answering its usable members [iad-1 up, iad-2 up]
 answer:   198.51.100.1, 198.51.100.2
 ttl:      30
-scope:    /31 (answer holds for the client's /31 network)
+scope:    /4 (answer holds for the client's /4 network)
 
 """#,
     #"""

@@ -119,7 +119,9 @@ static inline void cshim_add64(uint64_t *p, uint64_t v) {
 
 /* ---- Memory ---------------------------------------------------------------------------
    glibc's malloc_trim(0): returns the free memory of every arena to the system (Swift's Glibc
-   module does not export <malloc.h>). Returns 1 when some was released. */
+   module does not export <malloc.h>). Returns 1 when some was released. Called after a
+   reload has let go of the old snapshot, and after compiling geo maps (large intermediate
+   tables). */
 int cshim_malloc_trim(void);
 
 #endif

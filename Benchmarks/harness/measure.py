@@ -1,0 +1,179 @@
+"""Measurement: the C tools, load runs (loadgen, dnsperf), CPU per query, interleaved rounds."""
+
+from .common import *  # noqa: F401,F403
+from .probe import *  # noqa: F401,F403
+from .workloads import *  # noqa: F401,F403
+from .servers import *  # noqa: F401,F403
+
+
+def build_tools():
+    os.makedirs(WORK, exist_ok=True)
+    loadgen = os.path.join(WORK, "loadgen")
+    counter = os.path.join(WORK, "libmalloccount.so")
+    Floor.binary = os.path.join(WORK, "floor")
+    run(["gcc", "-O2", "-Wall", "-o", Floor.binary, os.path.join(HERE, "floor", "floor.c")])
+    run(["gcc", "-O2", "-Wall", "-o", loadgen, os.path.join(HERE, "loadgen", "loadgen.c")])
+    run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", counter,
+         os.path.join(HERE, "malloccount", "malloccount.c")])
+    return loadgen, counter
+
+
+def parse_kv(text):
+    line = [l for l in text.strip().splitlines() if "=" in l][-1]
+    return {k: float(v) for k, v in (p.split("=", 1) for p in line.split())}
+
+
+def load_command(cmd, pinned):
+    return ["taskset", "-c", LOAD_CPU] + cmd if pinned else cmd
+
+
+def loadgen_run(loadgen, port, queries, seconds, rate=None, count=100_000_000, window=200, pinned=True,
+                per_conn=None):
+    """Batched UDP, or TCP with per_conn queries on each connection (loadgen -T)."""
+    cmd = [loadgen, "-s", "127.0.0.1", "-p", str(port), "-d", queries,
+           "-l", str(seconds), "-n", str(count), "-w", str(window), "-c", "8", "-b", "32"]
+    if rate:
+        cmd += ["-Q", str(rate)]
+    if per_conn:
+        cmd += ["-T", str(per_conn)]
+    out = subprocess.run(load_command(cmd, pinned), capture_output=True, text=True, timeout=seconds + 30)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {out.stderr}")
+    return parse_kv(out.stdout)
+
+
+def dnsperf_run(port, queries, seconds, binary=False, pinned=True):
+    """dnsperf over UDP: the text file with `-e`, or wire messages with `-B`."""
+    cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", queries,
+           "-l", str(seconds), "-c", "8", "-q", "200", "-t", "1"] + (["-B"] if binary else ["-e"])
+    out = subprocess.run(load_command(cmd, pinned), capture_output=True, text=True, timeout=seconds + 30).stdout
+    found = {k: re.search(pattern, out) for k, pattern in (
+        ("answered", r"Queries completed:\s+(\d+)"), ("lost", r"Queries lost:\s+(\d+)"),
+        ("qps", r"Queries per second:\s+([\d.]+)"))}
+    if not all(found.values()):
+        raise RuntimeError(f"dnsperf gave no statistics: {out[-500:]}")
+    return {k: float(m.group(1)) for k, m in found.items()}
+
+
+def cpu_per_answer(server, run, *args, **kw):
+    """Runs one load run; returns its result and the server's CPU µs per answered query."""
+    c0 = server.cpu_seconds()
+    out = run(*args, **kw)
+    c1 = server.cpu_seconds()
+    return out, (c1 - c0) * 1e6 / max(out["answered"], 1)
+
+
+MEASURE_KEYS = ("qps", "cpu_us", "p50_ms", "p99_ms", "lost", "rate_lost", "dnsperf_qps", "cpu_us_loadgen", "errors")
+
+
+def measure_server(server, workload, loadgen, files, seconds, rate):
+    """One round for one server: saturating loadgen (QPS), dnsperf for CPU/query (UDP only:
+    over TCP the figure is loadgen's), loadgen at a fixed rate (p50/p99)."""
+    r = dict.fromkeys(MEASURE_KEYS, float("nan"))
+    lg_args = dict(pinned=workload.pinned, per_conn=workload.per_conn)
+    lg, r["cpu_us_loadgen"] = cpu_per_answer(server, loadgen_run, loadgen, server.port, files["loadgen"],
+                                             seconds, **lg_args)
+    r.update(qps=lg["qps"], lost=lg["lost"], errors=lg["other_rcode"])
+    if workload.per_conn:
+        r["cpu_us"] = r["cpu_us_loadgen"]
+    else:
+        dp, r["cpu_us"] = cpu_per_answer(server, dnsperf_run, server.port, files["dnsperf"], seconds,
+                                         binary=files["dnsperf_binary"], pinned=workload.pinned)
+        r["dnsperf_qps"] = dp["qps"]
+    if workload.latency:
+        lat = loadgen_run(loadgen, server.port, files["loadgen"], seconds, rate=rate, **lg_args)
+        r.update(p50_ms=lat["p50_us"] / 1000, p99_ms=lat["p99_us"] / 1000, rate_lost=lat["lost"])
+    return r
+
+
+def start_servers(names, workload, zone_paths, base_dir):
+    """Starts each server (its own zone copy when the workload adds records for it) and waits
+    until it answers; a server that does not come up is left out with the reason."""
+    servers, failed = [], {}
+    for n in names:
+        d = os.path.join(base_dir, n)
+        extra = workload.zone_extra(n)
+        paths = write_zone_files(workload, os.path.join(d, "zone-copy"), extra) if extra else zone_paths
+        s = SERVER_CLASSES[n](free_port(), workload, d, paths)
+        s.start(pin=workload.pinned)
+        servers.append(s)
+    origin = next(iter(zone_paths))
+    for s in list(servers):
+        try:
+            wait_ready(s, origin)
+            log(f"{s.name} ready on 127.0.0.1:{s.port} (pids {s.pids()})")
+        except RuntimeError as e:
+            log(f"{s.name} left out of {workload.name}: {e}")
+            failed[s.name] = str(e)
+            stop_all([s])
+            servers.remove(s)
+    return servers, failed
+
+
+def stop_all(servers):
+    for s in servers:
+        try:
+            s.stop()
+        except Exception as e:  # keep stopping the others
+            log(f"stopping {s.name}: {e}")
+
+
+def run_workload(args, workload, loadgen):
+    """Verifies and measures every server that runs the workload; returns (results, memory,
+    notes, left out {server: reason})."""
+    base = os.path.join(WORK, workload.name)
+    shutil.rmtree(base, ignore_errors=True)
+    zone_paths = write_zone_files(workload, os.path.join(base, "zones"))
+    files = {"loadgen": os.path.join(base, "queries.txt")}
+    write_query_file(workload, files["loadgen"])
+    files["dnsperf"], files["dnsperf_binary"] = write_dnsperf_file(workload, files["loadgen"],
+                                                                   os.path.join(base, "queries.bin"))
+    # meridian-base runs wherever meridian does.
+    names = [n for n in args.servers if n in workload.servers or (n == "meridian-base" and "meridian" in workload.servers)]
+    left_out = {n: workload.left_out.get(n, "does not run this workload") for n in args.servers if n not in names}
+    for n, why in left_out.items():
+        log(f"{n} left out of {workload.name}: {why}")
+    rate = workload.rate or args.rate
+    workload.start()
+    servers = []
+    notes = {}
+    try:
+        servers, failed = start_servers(names, workload, zone_paths, base)
+        left_out.update(failed)
+        for s in list(servers):
+            if s.reference:
+                log(f"{s.name}: reference responder, answers not verified")
+                continue
+            problems, n = verify(s, workload)
+            if problems:
+                shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
+                log(f"{s.name} gives wrong answers, not measured:\n  " + "\n  ".join(shown))
+                left_out[s.name] = f"wrong answers ({len(problems)} of {len(workload.checks())} checks), e.g. {problems[0]}"
+                stop_all([s])
+                servers.remove(s)
+                continue
+            notes[s.name] = n
+            log(f"{s.name}: all {len(workload.checks())} checks agree" + (f" ({'; '.join(n)})" if n else ""))
+        for name, problem in workload.exercise([s for s in servers if not s.reference]).items():
+            log(f"{name} not measured: {problem}")
+            left_out[name] = problem
+            stop_all([s for s in servers if s.name == name])
+            servers = [s for s in servers if s.name != name]
+        # Warm-up: one short saturating run each, not recorded.
+        for s in servers:
+            loadgen_run(loadgen, s.port, files["loadgen"], min(1.0, args.duration), pinned=workload.pinned,
+                        per_conn=workload.per_conn)
+        results = {s.name: [] for s in servers}
+        for rnd in range(args.rounds):
+            for s in servers:
+                log(f"{workload.name} round {rnd + 1}/{args.rounds}: {s.name}")
+                r = measure_server(s, workload, loadgen, files, args.duration, rate)
+                log(f"  {s.name}: {r['qps']:.0f} qps, {r['cpu_us']:.2f} us CPU/query (dnsperf "
+                    f"{r['dnsperf_qps']:.0f} qps), p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, "
+                    f"lost {r['lost']:.0f}, error rcodes {r['errors']:.0f}")
+                results[s.name].append(r)
+        memory = {s.name: s.memory() for s in servers}
+    finally:
+        stop_all(servers)
+        workload.stop()
+    return results, memory, notes, left_out

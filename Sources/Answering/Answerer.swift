@@ -15,6 +15,8 @@ public struct Answer: Sendable {
     public var gslbName: Int32
     /// The endpoint whose records come first in a GSLB answer, or -1 (NODATA, fallback).
     public var endpoint: Int32
+    /// The policy node that answered the GSLB name (`RoutingResult.answeringNode`), or -1.
+    public var node: Int32 = -1
 }
 
 /// The answering pipeline of one worker: query, zone lookup, policy decision for GSLB
@@ -46,6 +48,7 @@ public final class Answerer {
     // Per-query: what the GSLB step decided.
     @exclusivity(unchecked) private var gslbName: Int32 = -1
     @exclusivity(unchecked) private var endpoint: Int32 = -1
+    @exclusivity(unchecked) private var node: Int32 = -1
 
     public init() {}
 
@@ -68,6 +71,7 @@ public final class Answerer {
                         now: UInt32) -> Answer {
         gslbName = -1
         endpoint = -1
+        node = -1
         var step = engine.begin(query: query, client: client, tcp: tcp, zones: zones, options: options, out: out)
         while case .gslb(let question) = step {
             do {
@@ -78,7 +82,7 @@ public final class Answerer {
             }
         }
         let length = engine.finish(query: query, client: client, options: options, now: now)
-        return Answer(length: length, outcome: engine.outcome, gslbName: gslbName, endpoint: endpoint)
+        return Answer(length: length, outcome: engine.outcome, gslbName: gslbName, endpoint: endpoint, node: node)
     }
 
     /// Decides a GSLB name and writes its records into the engine's writer. A decision
@@ -96,6 +100,7 @@ public final class Answerer {
             if q.ownerOffset == 12, let p = cache.payload(slot) {
                 try writer.writeBytes(p.bytes)
                 endpoint = Int32(truncatingIfNeeded: p.tag)
+                node = cache.answeringNode(slot)
                 return DynamicAnswer(records: p.records, scope: cache.scope(slot))
             }
             cache.load(slot, into: &result)
@@ -105,6 +110,7 @@ public final class Answerer {
         }
         let scope = UInt8(clamping: result.scopePrefix)
         endpoint = result.firstEndpoint
+        node = result.answeringNode
         if result.nodata {
             if slot >= 0 && q.ownerOffset == 12 {
                 cache.setPayload(slot, bytes: UnsafeRawBufferPointer(start: nil, count: 0), records: 0, tag: Int(endpoint))

@@ -12,4 +12,15 @@ public protocol QueryResponder: AnyObject {
     /// nothing (malformed headers, responses, rate-limited drops).
     func respond(query: UnsafeRawBufferPointer, client: IPAddress, transport: Transport,
                  response: UnsafeMutableRawBufferPointer) -> Int
+    /// The same, with the client's port and the address the query arrived on (for query
+    /// logging). By default it calls the form above.
+    func respond(query: UnsafeRawBufferPointer, client: IPAddress, port: UInt16, local: ListenAddress?,
+                 transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int
+}
+
+extension QueryResponder {
+    public func respond(query: UnsafeRawBufferPointer, client: IPAddress, port: UInt16, local: ListenAddress?,
+                        transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int {
+        respond(query: query, client: client, transport: transport, response: response)
+    }
 }

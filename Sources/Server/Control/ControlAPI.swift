@@ -74,6 +74,7 @@ public final class ControlAPI: Sendable {
         if let refusal = authorizationFailure(req) { return refusal }
         switch (req.method, req.path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"): return .text(200, "ok\n")
+        case ("GET", "/"): return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.render(context).utf8))
         case ("GET", "/metrics"):
             return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                 body: Array(MetricsRenderer.render(context, http: http.stats).utf8))
@@ -83,10 +84,10 @@ public final class ControlAPI: Sendable {
         case ("POST", "/override"): return setOverride(req)
         case ("DELETE", "/override"): return clearOverride(req)
         case ("GET", "/drill/health"), ("POST", "/drill/health"), ("DELETE", "/drill/health"): return probeDrill(req)
-        case (_, "/healthz"), (_, "/metrics"), (_, "/status"), (_, "/explain"), (_, "/overrides"), (_, "/override"), (_, "/drill/health"):
+        case (_, "/healthz"), (_, "/metrics"), (_, "/status"), (_, "/explain"), (_, "/overrides"), (_, "/override"), (_, "/drill/health"), (_, "/"):
             return .text(405, "method \(req.method) not allowed on \(req.path)\n")
         default:
-            return .text(404, "no such endpoint \(req.path); try /healthz /metrics /status /explain /overrides /override /drill/health\n")
+            return .text(404, "no such endpoint \(req.path); try / /healthz /metrics /status /explain /overrides /override /drill/health\n")
         }
     }
 

@@ -232,11 +232,7 @@ enum MetricsRenderer {
 
         guard let model = s.model else { return out.text }
         // Decisions per name and datacenter, summed over the workers serving this configuration.
-        var decisions = [UInt64](repeating: 0, count: model.names.count * (model.datacenters.count + 1))
-        for b in blocks {
-            guard let d = b.decisionLock.withLock({ $0 }), d.model === model, d.count >= decisions.count else { continue }
-            for i in 0..<decisions.count { decisions[i] &+= cshim_load64(d.slots + i) }
-        }
+        let decisions = decisionTotals(blocks, model: model)
         out.family("meridian_gslb_decisions_total", "counter", "GSLB answers by name and the datacenter of the first address (none: NODATA, CNAME or no datacenter); reset on reload.")
         let cols = model.datacenters.count + 1
         for (n, name) in model.names.enumerated() {
@@ -297,6 +293,17 @@ enum MetricsRenderer {
             out.sample("meridian_health_overrides", [], Double(m.overrides().count))
         }
         return out.text
+    }
+
+    /// GSLB decisions per (name, datacenter column), summed over the workers serving `model`:
+    /// row-major, `model.datacenters.count + 1` columns (the last is `none`).
+    static func decisionTotals(_ blocks: [QueryCounterBlock], model: ConfigModel) -> [UInt64] {
+        var decisions = [UInt64](repeating: 0, count: model.names.count * (model.datacenters.count + 1))
+        for b in blocks {
+            guard let d = b.decisionLock.withLock({ $0 }), d.model === model, d.count >= decisions.count else { continue }
+            for i in 0..<decisions.count { decisions[i] &+= cshim_load64(d.slots + i) }
+        }
+        return decisions
     }
 
     static func rcodeName(_ r: Int) -> String {

@@ -157,7 +157,7 @@ public enum Runtime {
     /// (the connection and the rings stay); replaced, and the old one stopped, when they change.
     private static let dnstapSink = Mutex<DnstapSink?>(nil)
 
-    static func dnstap(for settings: DnstapSettings?, log: Logger) -> DnstapSink? {
+    static func dnstap(for settings: DnstapSettings?, model: ConfigModel?, log: Logger) -> DnstapSink? {
         let (sink, retired) = dnstapSink.withLock { current -> (DnstapSink?, DnstapSink?) in
             if current?.settings == settings { return (current, nil) }
             let old = current
@@ -170,6 +170,7 @@ public enum Runtime {
             return (fresh, old)
         }
         if let retired { Thread { retired.stop() }.start() }
+        sink?.adopt(model: model)
         return sink
     }
 
@@ -242,7 +243,7 @@ public enum Runtime {
             log.info("running as uid \(getuid()) gid \(getgid())\(getuid() == 0 ? " (server.user/group apply only when started as root)" : "")")
         }
         // The dnstap writer opens its file or socket with the privileges the server keeps.
-        let snapshot = loaded.with(dnstap: dnstap(for: settings?.dnstap, log: log))
+        let snapshot = loaded.with(dnstap: dnstap(for: settings?.dnstap, model: loaded.model, log: log))
         if let why = ExecChildren.enableOrphanReaping(logger: Logger(label: "meridian.health")) {
             log.warning("exec checks: orphans of checks will not be reaped: \(why)")
         }
@@ -340,7 +341,7 @@ public enum Runtime {
                     reloads.recordFailure(at: Date().timeIntervalSince1970, errors: next.errors)
                     return
                 }
-                let s = built.with(dnstap: dnstap(for: built.model?.server.dnstap, log: log))
+                let s = built.with(dnstap: dnstap(for: built.model?.server.dnstap, model: built.model, log: log))
                 do {
                     let old = publisher.monitor
                     let fresh = try startHealth(for: s, previous: old, publisher: publisher,

@@ -157,6 +157,7 @@ public final class AuthoritativeResponder: QueryResponder {
             }
             h.querySec = Int64(received.tv_sec); h.queryNsec = Int64(received.tv_nsec)
             h.responseSec = Int64(done.tv_sec); h.responseNsec = Int64(done.tv_nsec)
+            h.gslbName = a.gslbName; h.node = a.node; h.endpoint = a.endpoint; h.scope = a.outcome.scope
             tap.push(h, query: query, response: UnsafeRawBufferPointer(rebasing: response[0..<sent]))
         }
         return sent

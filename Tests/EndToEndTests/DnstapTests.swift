@@ -152,6 +152,13 @@ struct DnstapTests {
             expectLogged(dump, sourcePort: p, serverPort: s.port, name: "fo.gslb.test.", answer: "192.0.2.1", identity: "e2e-tap", text)
         }
         #expect(dump.messages.allSatisfy { $0["version"] == "test-1" }, "\(text)")
+        // The Meridian `extra` field (dnstap field 3, which dnstap-ldns does not print) names
+        // the decision: one per message of the three GSLB queries, none for the readiness probe.
+        let raw = try Data(contentsOf: URL(fileURLWithPath: file))
+        let extra = Data("gslb=fo.gslb.test. node=failover:0/pool:lon-1 endpoint=lon-1 dc=lon scope=0".utf8)
+        var found = 0, from = raw.startIndex
+        while found < 100, let r = raw.range(of: extra, in: from..<raw.endIndex) { found += 1; from = r.upperBound }
+        #expect(found == 6, "extra fields found: \(found)")
     }
 
     @Test func socketToFstrmCaptureWithHandshake() async throws {

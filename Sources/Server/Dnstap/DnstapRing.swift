@@ -20,8 +20,15 @@ struct DnstapRecordHeader {
     var responseNsec: Int64 = 0
     var queryLength: UInt32 = 0
     var responseLength: UInt32 = 0
+    /// The decision, for the Meridian `extra` field: GSLB name, answering policy node and
+    /// leading endpoint (indices in the configuration, -1 when none), and the ECS scope.
+    var gslbName: Int32 = -1
+    var node: Int32 = -1
+    var endpoint: Int32 = -1
+    var scope: UInt8 = 0
 
-    static var size: Int { MemoryLayout<DnstapRecordHeader>.stride }
+    /// Bytes copied into the ring: `size`, not `stride` (withUnsafeBytes(of:) covers `size`).
+    static var size: Int { MemoryLayout<DnstapRecordHeader>.size }
 }
 
 /// One worker's queue of logged queries: a single-producer, single-consumer byte ring.

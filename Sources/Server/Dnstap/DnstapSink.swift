@@ -29,6 +29,8 @@ public final class DnstapSink: @unchecked Sendable {
     /// open (after a write error) and thrown away.
     public let written = Atomic<UInt64>(0)
     public let lost = Atomic<UInt64>(0)
+    /// The configuration the workers answer from, to name the decision in `extra`.
+    private let decisionNames = Mutex<(model: ConfigModel, paths: PolicyPaths)?>(nil)
     /// Outputs opened (the first connection and every reconnection).
     public let connections = Atomic<UInt64>(0)
     /// How long the writer sleeps when the rings are empty.
@@ -40,6 +42,28 @@ public final class DnstapSink: @unchecked Sendable {
         self.logger = logger
         identity = Data((settings.identity ?? ProcessInfo.processInfo.hostName).utf8)
         version = Data((settings.version ?? "meridian \(MeridianVersion.string)").utf8)
+    }
+
+    /// The configuration being published (each load calls this): records are described
+    /// with its names. A record queued just before a reload may be described with the new one.
+    func adopt(model: ConfigModel?) {
+        decisionNames.withLock { $0 = model.map { ($0, PolicyPaths($0)) } }
+    }
+
+    /// The Meridian `extra` text of a GSLB answer: `gslb=NAME node=PATH endpoint=EP dc=DC scope=N`
+    /// (nil for other answers).
+    func extra(_ h: DnstapRecordHeader) -> Data? {
+        guard h.gslbName >= 0 else { return nil }
+        return decisionNames.withLock { d -> Data? in
+            guard let (model, paths) = d, Int(h.gslbName) < model.names.count else { return nil }
+            var text = "gslb=\(model.names[Int(h.gslbName)].owner) node=\(paths.path(of: Int(h.node)))"
+            if h.endpoint >= 0 && Int(h.endpoint) < model.endpoints.count {
+                let ep = model.endpoints[Int(h.endpoint)]
+                text += " endpoint=\(ep.name) dc=\(ep.datacenter.map { model.datacenters[$0].name } ?? "none")"
+            }
+            text += " scope=\(h.scope)"
+            return Data(text.utf8)
+        }
     }
 
     /// A ring for one worker; the writer drains it for as long as the sink runs.
@@ -168,10 +192,12 @@ public final class DnstapSink: @unchecked Sendable {
         base.queryTimeSec = UInt64(max(0, h.querySec))
         base.queryTimeNsec = UInt32(clamping: h.queryNsec)
         var out: [Dnstap_Dnstap] = []
+        let extra = extra(h)
         func wrap(_ m: Dnstap_Message) -> Dnstap_Dnstap {
             var d = Dnstap_Dnstap()
             d.identity = identity
             d.version = version
+            if let extra { d.extra = extra }
             d.type = .message
             d.message = m
             return d

@@ -218,4 +218,28 @@ struct DnstapTests {
         #expect(s.isRunning, "meridian died: \(s.logText)")
         #expect(await s.stop() == 0)
     }
+
+    /// A reload that changes `server.dnstap` stops the old writer (its file ends with STOP)
+    /// and starts the new one; queries before and after land in the right file.
+    @Test func reloadMovesTheLogToTheNewOutput() async throws {
+        let dir = try folder(dnstap: "  dnstap: { file: first.fstrm }\n")
+        defer { dir.remove() }
+        let s = try await startGSLB(config: dir.path + "/meridian.yaml")
+        var ports: [UInt16] = []
+        do {
+            ports.append(try query("fo.gslb.test.", port: s.port, id: 1).sourcePort)
+            let yaml = try String(contentsOfFile: dir.path + "/meridian.yaml", encoding: .utf8)
+            try dir.write("meridian.yaml", contents: yaml.replacingOccurrences(of: "first.fstrm", with: "second.fstrm"))
+            s.signal(SIGHUP)
+            #expect(await eventually(10) { s.logText.contains("reload ok") && s.logText.contains("dnstap: writing to file \(dir.path)/second.fstrm") },
+                    "\(s.logText)")
+            ports.append(try query("fo.gslb.test.", port: s.port, id: 2).sourcePort)
+        } catch { await s.stop(); throw error }
+        #expect(await s.stop() == 0)
+        let first = DnstapDump(try await DnstapTools.read(dir.path + "/first.fstrm"))
+        let second = DnstapDump(try await DnstapTools.read(dir.path + "/second.fstrm"))
+        #expect(first.of(type: "AUTH_QUERY").contains { $0["query_port"] == "\(ports[0])" })
+        #expect(!first.of(type: "AUTH_QUERY").contains { $0["query_port"] == "\(ports[1])" })
+        #expect(second.of(type: "AUTH_QUERY").contains { $0["query_port"] == "\(ports[1])" })
+    }
 }

@@ -33,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // dnstap messages (Sources/Server/Dnstap/dnstap.pb.swift, generated once from Protos/dnstap).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .target(name: "CShim"),
@@ -53,6 +55,7 @@ let package = Package(
         .target(name: "Server", dependencies: [
             "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "DNSSEC", "CShim", "Platform",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: queryPath),
         .target(name: "Admin", dependencies: ["Server", "Config", "Routing", "Health", "DNSWire", "DNSSEC", "Platform"]),
         .executableTarget(name: "meridian", dependencies: [

@@ -16,6 +16,8 @@ public struct Answer: Sendable {
     public var gslbName: Int32
     /// The endpoint whose records come first in a GSLB answer, or -1 (NODATA, fallback).
     public var endpoint: Int32
+    /// The policy node that answered the GSLB name (`RoutingResult.answeringNode`), or -1.
+    public var node: Int32 = -1
 }
 
 /// The answering pipeline of one worker: query, zone lookup, policy decision for GSLB
@@ -51,6 +53,7 @@ public final class Answerer {
     // Per-query: what the GSLB step decided.
     @exclusivity(unchecked) private var gslbName: Int32 = -1
     @exclusivity(unchecked) private var endpoint: Int32 = -1
+    @exclusivity(unchecked) private var node: Int32 = -1
 
     public init() {}
 
@@ -82,6 +85,7 @@ public final class Answerer {
                         now: UInt32) -> Answer {
         gslbName = -1
         endpoint = -1
+        node = -1
         var step = engine.begin(query: query, client: client, tcp: tcp, zones: zones, options: options, out: out)
         while case .gslb(let question) = step {
             do {
@@ -101,7 +105,7 @@ public final class Answerer {
             outcome.rcode = signed.rcode
             if signed.truncated { outcome.truncated = true; outcome.answers = 0 }
         }
-        return Answer(length: length, outcome: outcome, gslbName: gslbName, endpoint: endpoint)
+        return Answer(length: length, outcome: outcome, gslbName: gslbName, endpoint: endpoint, node: node)
     }
 
     /// Decides a GSLB name and writes its records into the engine's writer. A decision
@@ -119,6 +123,7 @@ public final class Answerer {
             if q.ownerOffset == 12, let p = cache.payload(slot) {
                 try writer.writeBytes(p.bytes)
                 endpoint = Int32(truncatingIfNeeded: p.tag)
+                node = cache.answeringNode(slot)
                 return DynamicAnswer(records: p.records, scope: cache.scope(slot))
             }
             cache.load(slot, into: &result)
@@ -128,6 +133,7 @@ public final class Answerer {
         }
         let scope = UInt8(clamping: result.scopePrefix)
         endpoint = result.firstEndpoint
+        node = result.answeringNode
         if result.nodata {
             if slot >= 0 && q.ownerOffset == 12 {
                 cache.setPayload(slot, bytes: UnsafeRawBufferPointer(start: nil, count: 0), records: 0, tag: Int(endpoint))

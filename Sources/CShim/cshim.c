@@ -395,3 +395,28 @@ int cshim_sealed_copy(int src, const char *name, size_t size) {
 }
 
 int cshim_malloc_trim(void) { return malloc_trim(0); }
+/* A blocking Unix stream socket connected to `path`, with send and receive timeouts of
+ * `timeout_ms` so a stalled collector cannot hold the caller; -1 with errno on failure. */
+#include <sys/un.h>
+int cshim_unix_connect(const char *path, int timeout_ms) {
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n >= sizeof(sa.sun_path)) { errno = ENAMETOOLONG; return -1; }
+    memcpy(sa.sun_path, path, n);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct timeval tv;
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+        int e = errno; close(fd); errno = e; return -1;
+    }
+    for (;;) {
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) return fd;
+        if (errno == EINTR) continue;
+        int e = errno; close(fd); errno = e; return -1;
+    }
+}

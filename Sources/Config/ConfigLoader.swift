@@ -173,7 +173,7 @@ final class Builder {
 
     func parseServer(_ node: Node) {
         guard let m = r.mapping(node, "server") else { return }
-        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group", "rrl"], "server")
+        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group", "rrl", "dnstap"], "server")
         for e in m {
             server.locations[e.key] = r.loc(e.value)
             switch e.key {
@@ -187,6 +187,7 @@ final class Builder {
             case "user": server.user = r.string(e.value, "server.user")
             case "group": server.group = r.string(e.value, "server.group")
             case "rrl": parseRRL(e.value)
+            case "dnstap": parseDnstap(e.value)
             default: break
             }
         }
@@ -213,6 +214,60 @@ final class Builder {
             default: break
             }
         }
+    }
+
+    /// `server.dnstap`: exactly one of `socket` and `file`, the identity and version strings,
+    /// what to log and the sampling ratio.
+    func parseDnstap(_ node: Node) {
+        let what = "server.dnstap"
+        guard let m = r.mapping(node, what) else { return }
+        r.checkKeys(m, allowed: ["socket", "file", "identity", "version", "log_queries", "log_responses", "sample"], what)
+        var output: DnstapSettings.Output?
+        var identity: String?, version: String?
+        var queries = true, responses = true, sample = 1
+        for e in m {
+            switch e.key {
+            case "socket", "file":
+                guard let p = r.string(e.value, "\(what).\(e.key)") else { break }
+                if output != nil { r.error(e.keyNode, "\(what): give either socket or file, not both"); break }
+                let full = path(p)
+                if p.isEmpty { r.error(e.value, "\(what).\(e.key): empty path"); break }
+                if e.key == "socket" {
+                    // sockaddr_un.sun_path holds 108 bytes with the terminating NUL.
+                    if full.utf8.count > 107 { r.error(e.value, "\(what).socket: path longer than 107 bytes (\(full.utf8.count)), which a Unix socket address cannot hold"); break }
+                    output = .socket(full)
+                } else {
+                    let folder = (full as NSString).deletingLastPathComponent
+                    var isDir: ObjCBool = false
+                    if !FileManager.default.fileExists(atPath: folder, isDirectory: &isDir) || !isDir.boolValue {
+                        r.error(e.value, "\(what).file: folder \(folder) does not exist"); break
+                    }
+                    output = .file(full)
+                }
+            case "identity", "version":
+                guard let s = r.string(e.value, "\(what).\(e.key)") else { break }
+                if s.utf8.count > 255 { r.error(e.value, "\(what).\(e.key): longer than 255 bytes"); break }
+                if e.key == "identity" { identity = s } else { version = s }
+            case "log_queries": if let b = r.bool(e.value, "\(what).log_queries") { queries = b }
+            case "log_responses": if let b = r.bool(e.value, "\(what).log_responses") { responses = b }
+            case "sample": if let v = r.int(e.value, "\(what).sample", 1...1_000_000) { sample = v }
+            default: break
+            }
+        }
+        guard let output else {
+            if !m.contains(where: { $0.key == "socket" || $0.key == "file" }) {
+                r.error(node, "\(what): needs socket (a Unix socket path) or file")
+            }
+            return
+        }
+        if !queries && !responses {
+            r.error(node, "\(what): log_queries and log_responses are both false, so nothing would be logged (remove dnstap instead)")
+            return
+        }
+        var d = DnstapSettings(output: output)
+        d.identity = identity; d.version = version
+        d.logQueries = queries; d.logResponses = responses; d.sample = sample
+        server.dnstap = d
     }
 
     func parseDefaults(_ node: Node) {

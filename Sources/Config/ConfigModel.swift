@@ -33,7 +33,31 @@ public struct ServerSettings: Hashable, Sendable {
     public var group: String? = nil
     /// Response rate limiting over UDP (`server.rrl`); off unless `rate` is set.
     public var rrl = RRLSettings()
+    /// Query logging through dnstap (`server.dnstap`); nil when off.
+    public var dnstap: DnstapSettings? = nil
     public init() {}
+}
+
+/// Query logging through dnstap (`server.dnstap`): Frame Streams to a Unix socket (a
+/// collector such as `fstrm_capture`, bidirectional handshake) or to a file (unidirectional),
+/// carrying dnstap messages of type AUTH_QUERY and AUTH_RESPONSE.
+public struct DnstapSettings: Hashable, Sendable {
+    public enum Output: Hashable, Sendable {
+        /// A Unix stream socket; the server connects to it and reconnects with backoff.
+        case socket(String)
+        /// A file written from its start (truncated when the server opens it).
+        case file(String)
+    }
+    public var output: Output
+    /// The dnstap `identity` field (default: the host name).
+    public var identity: String?
+    /// The dnstap `version` field (default: `meridian` and its version).
+    public var version: String?
+    public var logQueries = true
+    public var logResponses = true
+    /// Log one query in `sample` (1: every query).
+    public var sample = 1
+    public init(output: Output) { self.output = output }
 }
 
 /// Response rate limiting settings (the design NSD, Knot and BIND share: responses per

@@ -23,6 +23,9 @@ public struct FailoverBudget: Sendable, Equatable, CustomStringConvertible {
         public var name: String
         public var seconds: Double
         public var detail: String
+        public init(name: String, seconds: Double, detail: String = "") {
+            self.name = name; self.seconds = seconds; self.detail = detail
+        }
     }
     public var down: Double
     public var up: Double

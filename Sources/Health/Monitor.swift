@@ -504,13 +504,20 @@ public final class HealthMonitor: Sendable {
             let rt = st.runtimes[job.index]
             lock.unlock()
             let start = monotonicSeconds()
-            let result = rt.checker!.run(start: start, deadline: start + rt.spec.timeout)
+            var result = rt.checker!.run(start: start, deadline: start + rt.spec.timeout)
             lock.lock()
             st.recordLateness(start - job.due)
             rt.running = false
             if st.stopping { break }
             let wasSettled = rt.settled
+            // A health drill answers the probe as failed; rise/fall and everything after run as usual.
+            let drilled = st.drill?.failsProbe(of: job.index, now: monotonicSeconds()) ?? false
+            if drilled {
+                result = CheckResult(ok: false, reason: "failed by meridian drill --mode health", latency: result.latency)
+                st.drill?.noteFailedProbe(job.index, wall: wallNow())
+            }
             let changed = applyLocked(rt, result)
+            if changed { st.drill?.noteState(job.index, rt.state, wall: wallNow()) }
             finishedLocked(job.index, ok: result.ok)
             if (changed || !wasSettled) && !calcOrder.isEmpty {
                 evaluateCalculatedLocked(now: monotonicSeconds())
@@ -707,6 +714,66 @@ public final class HealthMonitor: Sendable {
     }
 
     /// Active overrides.
+    /// Starts a health drill: until `stopProbeDrill` (or `expiresIn` seconds), every probe of
+    /// the checks of `datacenter`'s endpoints is answered as failed, and the first failed
+    /// probe and the state changes of each are recorded. Refused when a drill runs, when the
+    /// datacenter's endpoints have no probed check, or when one of those checks also serves
+    /// endpoints elsewhere (the drill would take them down too).
+    public func startProbeDrill(datacenter: String, expiresIn: Double) throws(HealthError) -> ProbeDrillStatus {
+        guard datacenters.contains(datacenter) else { throw HealthError("no datacenter \"\(datacenter)\"") }
+        lock.lock(); defer { lock.unlock() }
+        if let d = st.drill, d.active { throw HealthError("a health drill of \(d.datacenter) is running already") }
+        var checks: [Int] = []
+        for (i, rt) in st.runtimes.enumerated() where rt.endpoints.contains(where: { endpointDC[$0] == datacenter }) {
+            let outside = rt.endpoints.filter { endpointDC[$0] != datacenter }
+            if !outside.isEmpty {
+                throw HealthError("check \"\(rt.spec.name)\" also serves \(outside.map { endpointNames[$0] ?? String($0) }.joined(separator: ", ")) outside \(datacenter); a health drill would take them down too")
+            }
+            if rt.checker == nil {
+                throw HealthError("check \"\(rt.spec.name)\" is calculated; drill its members' datacenter instead")
+            }
+            checks.append(i)
+        }
+        guard !checks.isEmpty else {
+            throw HealthError("no endpoint of \(datacenter) has a health check: only an override takes it out (drill without --mode health)")
+        }
+        let now = monotonicSeconds()
+        st.drill = ProbeDrill(datacenter: datacenter, checks: Set(checks), startedWall: wallNow(), expires: now + expiresIn)
+        logger.notice("health drill: probes of \(datacenter) answered as failed for at most \(DurationText.format(expiresIn)) (checks \(checks.map { st.runtimes[$0].spec.name }.joined(separator: ",")))")
+        return probeDrillLocked()!
+    }
+
+    /// Ends the health drill: probes are run for real again. False when none was running.
+    @discardableResult
+    public func stopProbeDrill() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard st.drill?.active == true else { return false }
+        st.drill?.active = false
+        st.drill?.stoppedWall = wallNow()
+        logger.notice("health drill of \(st.drill!.datacenter) ended: probes run for real again")
+        return true
+    }
+
+    /// The health drill running or last run, with what it recorded per check.
+    public func probeDrill() -> ProbeDrillStatus? {
+        lock.lock(); defer { lock.unlock() }
+        return probeDrillLocked()
+    }
+
+    private func probeDrillLocked() -> ProbeDrillStatus? {
+        guard var d = st.drill else { return nil }
+        if d.active && monotonicSeconds() >= d.expires { d.active = false; st.drill = d }
+        let checks = d.checks.sorted().map { i -> ProbeDrillStatus.Check in
+            let rt = st.runtimes[i]
+            return ProbeDrillStatus.Check(check: rt.spec.name, endpoints: rt.endpoints.map { endpointNames[$0] ?? String($0) },
+                                          state: "\(rt.state)", firstFailedAt: d.firstFailed[i], downAt: d.down[i],
+                                          upAt: d.up[i], interval: rt.spec.interval, timeout: rt.spec.timeout,
+                                          fall: rt.spec.fall, rise: rt.spec.rise)
+        }
+        return ProbeDrillStatus(datacenter: d.datacenter, active: d.active, startedAt: d.startedWall,
+                                stoppedAt: d.stoppedWall, checks: checks)
+    }
+
     public func overrides() -> [OverrideStatus] {
         let snap: HealthSnapshot? = lock.withLock { expireOverridesLocked(now: monotonicSeconds()) ? publishLocked() : nil }
         deliver(snap)
@@ -871,6 +938,8 @@ final class LoopState: @unchecked Sendable {
     var watcher: ConnectionWatcher?
     var lateness: [Double] = []
     var latenessNext = 0
+    /// The health drill in progress or last run (`startProbeDrill`).
+    var drill: ProbeDrill?
 
     init(runtimes: [CheckRuntime]) { self.runtimes = runtimes }
 
@@ -958,4 +1027,54 @@ public func parseHealthState(_ text: String) -> HealthState? {
         guard let w = Double(num), w >= 0, w <= 1 else { return nil }
         return w == 0 ? .down : (w == 1 ? .up : .degraded(factor: w))
     }
+}
+
+/// A health drill's state, guarded by the monitor's lock.
+struct ProbeDrill {
+    var datacenter: String
+    var checks: Set<Int>
+    var startedWall: Double
+    /// Monotonic: the drill ends by itself then, if the drill command died.
+    var expires: Double
+    var active = true
+    var stoppedWall: Double? = nil
+    var firstFailed: [Int: Double] = [:]
+    var down: [Int: Double] = [:]
+    var up: [Int: Double] = [:]
+
+    func failsProbe(of check: Int, now: Double) -> Bool { active && now < expires && checks.contains(check) }
+
+    mutating func noteFailedProbe(_ check: Int, wall: Double) {
+        if firstFailed[check] == nil { firstFailed[check] = wall }
+    }
+
+    /// Records the first move to down while active, and the first move back up after.
+    mutating func noteState(_ check: Int, _ state: HealthState, wall: Double) {
+        guard checks.contains(check) else { return }
+        if active, state == .down, down[check] == nil { down[check] = wall }
+        if !active, state == .up, down[check] != nil, up[check] == nil { up[check] = wall }
+    }
+}
+
+/// What `GET /drill/health` reports: the health drill and, per check of the datacenter,
+/// when its first probe was failed, when it went down and (after the drill) up again, as
+/// Unix times.
+public struct ProbeDrillStatus: Sendable, Codable, Equatable {
+    public struct Check: Sendable, Codable, Equatable {
+        public var check: String
+        public var endpoints: [String]
+        public var state: String
+        public var firstFailedAt: Double?
+        public var downAt: Double?
+        public var upAt: Double?
+        public var interval: Double
+        public var timeout: Double
+        public var fall: Int
+        public var rise: Int
+    }
+    public var datacenter: String
+    public var active: Bool
+    public var startedAt: Double
+    public var stoppedAt: Double?
+    public var checks: [Check]
 }

@@ -32,6 +32,7 @@ public final class DecisionCache {
         var addressCount: UInt16 = 0
         var cname: DNSName? = nil
         var firstEndpoint: Int32 = -1
+        var answeringNode: Int32 = -1
         /// Bytes of `payload` in use, or -1: nothing stored for this decision yet.
         var payloadLength: Int32 = -1
         var payloadRecords: UInt16 = 0
@@ -191,6 +192,7 @@ public final class DecisionCache {
         entries[s].ttl = result.ttl
         entries[s].cname = result.cname
         entries[s].firstEndpoint = result.firstEndpoint
+        entries[s].answeringNode = result.answeringNode
         let region = addresses + s * slotAddresses
         for (i, a) in result.addresses.enumerated() { region[i] = a }
         entries[s].addressCount = UInt16(result.addresses.count)
@@ -207,8 +209,12 @@ public final class DecisionCache {
         result.nodata = entries[s].nodata
         result.ttl = entries[s].ttl
         result.firstEndpoint = entries[s].firstEndpoint
+        result.answeringNode = entries[s].answeringNode
         result.scopePrefix = Int(keys[s].scope)
     }
+
+    /// The policy node that answered the decision in slot `s` (`RoutingResult.answeringNode`).
+    @inline(__always) public func answeringNode(_ s: Int) -> Int32 { entries[s].answeringNode }
 
     /// The ECS scope of the decision in slot `s`.
     @inline(__always) public func scope(_ s: Int) -> UInt8 { keys[s].scope }

@@ -244,7 +244,10 @@ extension Router {
         for ep in eps where answers(ep, onlyFullyUp: fullyUp, &st) {
             append(ep, st.family, &result); any = true
         }
-        if any { st.tracer.answered(node: n, shuffled: nil) }
+        if any {
+            st.tracer.answered(node: n, shuffled: nil)
+            result.noteAnswering(n)
+        }
         return any
     }
 
@@ -264,6 +267,7 @@ extension Router {
             }
             st.usedRandom = true
             st.tracer.answered(node: n, shuffled: (take, m))
+            result.noteAnswering(n)
             return true
         }
     }
@@ -442,9 +446,11 @@ extension Router {
         case .nodata:
             st.tracer.whenAllDown(node: n)
             result.nodata = true
+            result.noteAnswering(n)
             return true
         case .fallback(let addresses, let cname):
             st.tracer.whenAllDown(node: n)
+            result.noteAnswering(n)
             if let cname { result.cname = cname; return true }
             for a in addresses where (a.isV4 && st.family == .v4) || (a.isV6 && st.family == .v6) {
                 if result.addresses.count < result.addresses.capacity && !result.addresses.contains(a) { result.addresses.append(a) }

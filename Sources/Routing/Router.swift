@@ -24,6 +24,10 @@ public struct RoutingResult: Sendable {
     /// The endpoint whose address or CNAME comes first in the answer (its index in the
     /// model), or -1 (NODATA, fallback addresses): what metrics count the decision under.
     public var firstEndpoint: Int32 = -1
+    /// The policy node that answered (the pool or multivalue node of `firstEndpoint`, or the
+    /// node whose `when_all_down` gave NODATA or fallback records), or -1: what the
+    /// per-node decision metrics count the answer under.
+    public var answeringNode: Int32 = -1
 
     public init(capacity: Int) {
         addresses = []
@@ -32,7 +36,12 @@ public struct RoutingResult: Sendable {
 
     public mutating func reset() {
         addresses.removeAll(keepingCapacity: true)
-        cname = nil; ttl = 0; scopePrefix = 0; nodata = false; usedRandom = false; firstEndpoint = -1
+        cname = nil; ttl = 0; scopePrefix = 0; nodata = false; usedRandom = false; firstEndpoint = -1; answeringNode = -1
+    }
+
+    /// Records `node` as the one that answered, unless an earlier node already did.
+    @inline(__always) mutating func noteAnswering(_ node: Int) {
+        if answeringNode < 0 { answeringNode = Int32(truncatingIfNeeded: node) }
     }
 }
 

@@ -17,8 +17,18 @@ public protocol QueryResponder: AnyObject {
     /// old configuration is freed within a tick of the reload rather than at this worker's
     /// next query.
     func refresh()
+
+    /// The same, with the client's port and the address the query arrived on (for query
+    /// logging). By default it calls the form above.
+    func respond(query: UnsafeRawBufferPointer, client: IPAddress, port: UInt16, local: ListenAddress?,
+                 transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int
 }
 
 extension QueryResponder {
     public func refresh() {}
+
+    public func respond(query: UnsafeRawBufferPointer, client: IPAddress, port: UInt16, local: ListenAddress?,
+                        transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int {
+        respond(query: query, client: client, transport: transport, response: response)
+    }
 }

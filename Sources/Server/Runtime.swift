@@ -238,6 +238,36 @@ public enum Runtime {
         }
     }
 
+    /// The process's dnstap writer: kept across reloads while its settings stay the same
+    /// (the connection and the rings stay); replaced, and the old one stopped, when they change.
+    private static let dnstapSink = Mutex<DnstapSink?>(nil)
+
+    static func dnstap(for settings: DnstapSettings?, model: ConfigModel?, log: Logger) -> DnstapSink? {
+        let (sink, retired) = dnstapSink.withLock { current -> (DnstapSink?, DnstapSink?) in
+            if current?.settings == settings { return (current, nil) }
+            let old = current
+            var fresh: DnstapSink?
+            if let settings {
+                let s = DnstapSink(settings: settings, logger: Logger(label: "meridian.dnstap"))
+                do { try s.start(); fresh = s } catch { log.error("dnstap: cannot start the writer: \(error); queries are not logged") }
+            }
+            current = fresh
+            return (fresh, old)
+        }
+        if let retired { Thread { retired.stop() }.start() }
+        sink?.adopt(model: model)
+        return sink
+    }
+
+    /// Stops the dnstap writer: what the workers queued is written, then STOP.
+    static func stopDnstap() {
+        let s = dnstapSink.withLock { current -> DnstapSink? in
+            defer { current = nil }
+            return current
+        }
+        s?.stop()
+    }
+
     /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.
     public static func serve(sources: ConfigSources, listen: [String], workers: Int?, logLevel: Logger.Level,
                              control controlOption: String? = nil) -> Int32 {
@@ -250,7 +280,7 @@ public enum Runtime {
         let started = Date()
         let zoneReuse = ZoneReuse()
         let first = load(sources, generation: 0, reuse: zoneReuse)
-        guard let snapshot = first.snapshot else {
+        guard let loaded = first.snapshot else {
             for e in first.errors { log.error("\(e)") }
             log.critical("not starting: \(first.errors.count) error(s) in the configuration")
             return 1
@@ -263,7 +293,7 @@ public enum Runtime {
             log.critical("\(error)")
             return 2
         }
-        let publisher = Publisher(snapshot)
+        let publisher = Publisher(loaded)
         let store = publisher.store
         let metrics = QueryMetrics()
         let server = DNSServer(listen: addresses, workers: workers ?? first.workers ?? 0,
@@ -283,7 +313,7 @@ public enum Runtime {
                                      startedAt: started.timeIntervalSince1970, metrics: metrics,
                                      counters: { server.counters })
         let api: ControlAPI?
-        let settings = snapshot.model?.server
+        let settings = loaded.model?.server
         do { api = try startControl(controlOption ?? settings?.control, settings: settings, context: control, log: log) } catch {
             log.critical("not starting: control API: \(error)")
             server.stop()
@@ -298,6 +328,8 @@ public enum Runtime {
         if settings?.user != nil || settings?.group != nil {
             log.info("running as uid \(getuid()) gid \(getgid())\(getuid() == 0 ? " (server.user/group apply only when started as root)" : "")")
         }
+        // The dnstap writer opens its file or socket with the privileges the server keeps.
+        let snapshot = loaded.with(dnstap: dnstap(for: settings?.dnstap, model: loaded.model, log: log))
         if let why = ExecChildren.enableOrphanReaping(logger: Logger(label: "meridian.health")) {
             log.warning("exec checks: orphans of checks will not be reaped: \(why)")
         }
@@ -311,6 +343,7 @@ public enum Runtime {
             log.critical("health checks: \(error)")
             api?.stop()
             server.stop()
+            stopDnstap()
             return 1
         }
         publisher.publish(config: snapshot, monitor: monitor)
@@ -320,6 +353,7 @@ public enum Runtime {
             log.critical("cannot listen: \(error)")
             api?.stop()
             monitor?.stop()
+            stopDnstap()
             return 1
         }
         let ms = Int(Date().timeIntervalSince(started) * 1000)
@@ -370,6 +404,7 @@ public enum Runtime {
                 publisher.monitor?.stopWithoutWaiting()
                 api?.stop()
                 server.stop()
+                stopDnstap()
                 log.info("stopped")
                 return 0
             }
@@ -393,12 +428,13 @@ public enum Runtime {
             apply: { loaded, gen in
                 let (next, t0) = loaded
                 defer { ServiceNotify.ready(status: "reload \(gen) \(reloads.lastErrors.isEmpty ? "ok" : "failed; serving the previous configuration")") }
-                guard let s = next.snapshot else {
+                guard let built = next.snapshot else {
                     for e in next.errors { log.error("\(e)") }
                     log.error("reload failed with \(next.errors.count) error(s); still serving the previous configuration")
                     reloads.recordFailure(at: Date().timeIntervalSince1970, errors: next.errors)
                     return
                 }
+                let s = built.with(dnstap: dnstap(for: built.model?.server.dnstap, model: built.model, log: log))
                 do {
                     let old = publisher.monitor
                     let fresh = try startHealth(for: s, previous: old, publisher: publisher,

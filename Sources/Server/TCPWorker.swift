@@ -92,6 +92,9 @@ final class TCPAdmission: Sendable {
 final class TCPConnection {
     let fd: Int32
     let client: IPAddress
+    /// The client's port and the address it connected to (for query logging).
+    let port: UInt16
+    let local: ListenAddress
     /// Bytes read and not yet consumed, always starting at offset 0.
     var input: UnsafeMutableRawPointer
     var inputCapacity: Int
@@ -118,8 +121,8 @@ final class TCPConnection {
     /// Room for a typical query with its prefix; grows to 2 + 65535 at most.
     static let initialInput = 1024
 
-    init(fd: Int32, client: IPAddress, now: Int64) {
-        self.fd = fd; self.client = client; self.lastActivity = now
+    init(fd: Int32, client: IPAddress, port: UInt16, local: ListenAddress, now: Int64) {
+        self.fd = fd; self.client = client; self.port = port; self.local = local; self.lastActivity = now
         input = UnsafeMutableRawPointer.allocate(byteCount: Self.initialInput, alignment: 8)
         inputCapacity = Self.initialInput
     }
@@ -309,7 +312,8 @@ final class TCPWorker: @unchecked Sendable {
                            peer: UnsafeMutablePointer<UInt8>, now: Int64) {
         for _ in 0..<Self.acceptsPerRound {
             var family: Int32 = 0
-            let fd = cshim_accept(l.fd, &family, peer, nil)
+            var port: UInt16 = 0
+            let fd = cshim_accept(l.fd, &family, peer, &port)
             if fd < 0 {
                 let e = errno
                 if e == EAGAIN || e == EWOULDBLOCK { return }
@@ -328,7 +332,7 @@ final class TCPWorker: @unchecked Sendable {
             // Responses go out whole; Nagle would hold the second of two pipelined answers.
             _ = cshim_tcp_nodelay(fd)
             TCPCounters.bump(counters.accepted)
-            connections.append(TCPConnection(fd: fd, client: client, now: now))
+            connections.append(TCPConnection(fd: fd, client: client, port: port, local: l.address, now: now))
         }
     }
 
@@ -399,7 +403,8 @@ final class TCPWorker: @unchecked Sendable {
             TCPCounters.bump(counters.queries)
             let query = UnsafeRawBufferPointer(start: base + pos + 2, count: length)
             let out = UnsafeMutableRawBufferPointer(rebasing: scratch[2...])
-            let answer = responder.respond(query: query, client: c.client, transport: .tcp, response: out)
+            let answer = responder.respond(query: query, client: c.client, port: c.port, local: c.local,
+                                           transport: .tcp, response: out)
             if answer > 0 && answer <= 65535 {
                 scratch[0] = UInt8(truncatingIfNeeded: answer >> 8)
                 scratch[1] = UInt8(truncatingIfNeeded: answer)

@@ -96,14 +96,16 @@ final class UDPWorker: @unchecked Sendable {
         var dropped: UInt64 = 0
         for i in 0..<n {
             if cshim_batch_rx_truncated(batch, i) != 0 { dropped += 1; continue }
-            let family = cshim_batch_rx_peer(batch, i, peer, nil)
+            var port: UInt16 = 0
+            let family = cshim_batch_rx_peer(batch, i, peer, &port)
             if family == 0 { dropped += 1; continue }
             let client = ipAddress(family: family, bytes: peer)
             let query = UnsafeRawBufferPointer(start: cshim_batch_rx_buffer(batch, i),
                                                count: Int(cshim_batch_rx_length(batch, i)))
             let out = UnsafeMutableRawBufferPointer(start: cshim_batch_tx_buffer(batch, replies),
                                                     count: txCapacity)
-            let length = responder.respond(query: query, client: client, transport: .udp, response: out)
+            let length = responder.respond(query: query, client: client, port: port, local: sockets[index].address,
+                                           transport: .udp, response: out)
             if length > 0 && length <= txCapacity {
                 cshim_batch_set_reply(batch, replies, i, Int32(length))
                 replies += 1

@@ -158,6 +158,8 @@ extension Meridian {
     }
 }
 
+extension DrillMode: ExpressibleByArgument {}
+
 struct Drill: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rehearse losing a datacenter: force it down, measure how fast answers move, restore it.",
@@ -174,13 +176,23 @@ struct Drill: ParsableCommand {
         0.0.0.0/0 (the query's source address decides). The override expires by itself after \
         max(--for, --timeout) + 30s, so a killed drill cannot leave the datacenter down.
 
+        With --mode health the automatic path is drilled instead: the server answers every health \
+        probe of DATACENTER's checks as failed (POST /drill/health; nothing reaches the backends' state), \
+        so the checks go down through their own fall count and the answers move as in an outage. The \
+        report adds, per name and vantage, the first failed probe and the moment its checks went down, \
+        compares MOVED IN with the name's failover budget (interval x fall + timeout) as well as the \
+        worst case with its rto, and names the parts that dominate a miss.
+
         Exit status: 0 every name moved within its rto (or has none) and came back; 1 a name exceeded \
-        its rto, never moved, did not come back, or the drill failed or was interrupted; 2 usage or \
-        configuration error.
+        its rto (or, with --mode health, its budget), never moved, did not come back, or the drill failed \
+        or was interrupted; 2 usage or configuration error.
         """)
 
     @Option(name: .long, help: ArgumentHelp("The datacenter to take down.", valueName: "DATACENTER"))
     var down: String
+
+    @Option(name: .long, help: ArgumentHelp("override: force it down with an override (the manual path); health: fail its health probes (the automatic path).", valueName: "MODE"))
+    var mode: DrillMode = .override
 
     @Option(name: .customLong("for"), help: ArgumentHelp("Keep it down this long (e.g. 5m); default: restore as soon as the answers moved.", valueName: "DURATION"))
     var holdFor: DurationText?
@@ -219,6 +231,7 @@ struct Drill: ParsableCommand {
         var a = DrillArguments(down: down, config: config)
         a.holdFor = holdFor?.seconds; a.server = server; a.control = control; a.token = token
         a.vantages = vantage; a.json = json; a.poll = poll.seconds; a.timeout = timeout.seconds
+        a.mode = mode
         throw ExitCode(Commands.drill(a))
     }
 }

@@ -14,7 +14,8 @@ struct DrillSetup {
     let controlPort: UInt16
     let token: String?
 
-    init(rto: String = "30s", ttl: Int = 2, token: String? = nil) throws {
+    /// `iadCheck`: a check spec for iad-1 (named `probe`), for health drills.
+    init(rto: String = "30s", ttl: Int = 2, token: String? = nil, iadCheck: String? = nil) throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("meridian-drill-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         dnsPort = try freePort()
@@ -59,8 +60,8 @@ struct DrillSetup {
           iad: { lat: 38.95, lon: -77.45 }
         endpoints:
           ams-1: { v4: 192.0.2.10, dc: ams }
-          iad-1: { v4: 198.51.100.10, dc: iad }
-
+          iad-1: { v4: 198.51.100.10, dc: iad\(iadCheck == nil ? "" : ", check: probe") }
+        \(iadCheck.map { "checks:\n  probe: \($0)\n" } ?? "")
         """
         try zone.write(to: folder.appendingPathComponent("drill.test.zone"), atomically: true, encoding: .utf8)
         config = folder.appendingPathComponent("meridian.yaml").path

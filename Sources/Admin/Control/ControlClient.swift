@@ -131,5 +131,40 @@ public struct ControlClient: Sendable {
             throw ControlConfigError(message: "GET /overrides: cannot decode the reply: \(error)")
         }
     }
-}
 
+    /// `POST /drill/health`: the datacenter's probes are answered as failed until
+    /// `stopProbeDrill` or `expiresIn` seconds.
+    public func startProbeDrill(datacenter: String, expiresIn: Double) throws(ControlConfigError) -> ProbeDrillStatus {
+        let obj: [String: Any] = ["datacenter": datacenter, "expires_in": expiresIn.rounded(.up)]
+        let body = (try? JSONSerialization.data(withJSONObject: obj)).map { Array($0) } ?? []
+        return try decodeProbeDrill(try expectOK("POST", "/drill/health", body: body), "POST")
+    }
+
+    /// `DELETE /drill/health`; nil when no drill was running (404).
+    public func stopProbeDrill() throws(ControlConfigError) -> ProbeDrillStatus? {
+        guard let reply = try replyUnless404("DELETE", "/drill/health") else { return nil }
+        return try decodeProbeDrill(reply, "DELETE")
+    }
+
+    /// `GET /drill/health`; nil when no health drill has run on this server (404).
+    public func probeDrill() throws(ControlConfigError) -> ProbeDrillStatus? {
+        guard let reply = try replyUnless404("GET", "/drill/health") else { return nil }
+        return try decodeProbeDrill(reply, "GET")
+    }
+
+    /// The body of a 200 reply, nil for a 404, else an error carrying the server's message.
+    func replyUnless404(_ method: String, _ path: String) throws(ControlConfigError) -> [UInt8]? {
+        let (status, reply) = try request(method, path)
+        if status == 404 { return nil }
+        guard status == 200 else {
+            throw ControlConfigError(message: "\(method) \(path): HTTP \(status): \(String(decoding: reply, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return reply
+    }
+
+    private func decodeProbeDrill(_ body: [UInt8], _ method: String) throws(ControlConfigError) -> ProbeDrillStatus {
+        do { return try JSONDecoder().decode(ProbeDrillStatus.self, from: Data(body)) } catch {
+            throw ControlConfigError(message: "\(method) /drill/health: cannot decode the reply: \(error)")
+        }
+    }
+}

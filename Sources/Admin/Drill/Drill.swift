@@ -15,6 +15,9 @@ import Server
 ///     o.timeout = 30
 public struct DrillOptions: Sendable {
     public var datacenter: String
+    /// How the datacenter is taken down: an override (the manual path), or its health
+    /// probes answered as failed (the automatic path: rise/fall and propagation as in an outage).
+    public var mode: DrillMode = .override
     /// Keep the datacenter down this long after forcing it (at least until the answers
     /// moved); nil restores as soon as they moved.
     public var holdFor: Double?
@@ -31,6 +34,15 @@ public struct DrillOptions: Sendable {
     /// The override's own expiry: the drill deletes it, but if the drill dies the server
     /// lifts it by itself after this long (the hold or the move timeout, plus 30 s).
     public var overrideExpiry: Double { max(holdFor ?? 0, timeout) + 30 }
+}
+
+/// How a drill takes the datacenter down.
+public enum DrillMode: String, Sendable, CaseIterable {
+    /// `POST /override` of the datacenter, state down (the manual path).
+    case override
+    /// `POST /drill/health`: the probes of the datacenter's checks are answered as failed
+    /// by the server, so the checks' rise/fall and the propagation run as in a real outage.
+    case health
 }
 
 /// One (name, vantage) row of a drill.
@@ -53,19 +65,56 @@ public struct DrillPair: Sendable {
     public var movedIn: Double? = nil
     /// Seconds from clearing the override until the answer pointed into the datacenter again.
     public var returnedIn: Double? = nil
+    /// Health drills: seconds from the drill's start to the first probe answered as failed,
+    /// and to the last of the name's checks in the datacenter going down (from the server).
+    public var firstFailedIn: Double? = nil
+    public var downIn: Double? = nil
+    /// The health-check part of the failover budget (interval x fall + timeout, without the
+    /// TTL): what a health drill's move is compared with.
+    public var budgetDetection: Double? = nil
+    /// Health drills: the margin allowed over the failover budget (the poll interval and
+    /// scheduling); set when the budget is judged.
+    public var budgetSlack: Double? = nil
+
+    /// Health drills: the measured move exceeded the name's failover budget (interval x fall
+    /// + timeout, the health-check part of `budgetDown`) by more than the slack.
+    public var overBudget: Bool {
+        guard let slack = budgetSlack, let moved = movedIn, let b = budgetDetection else { return false }
+        return moved > b + slack
+    }
+
+    /// The measured parts of the worst case, in order: for a health drill, waiting for the
+    /// first failed probe, confirming (the rest of `fall`), propagating to the answers, and
+    /// the TTL; for an override drill, propagating and the TTL.
+    public var parts: [FailoverBudget.Part] {
+        guard let moved = movedIn else { return [] }
+        var out: [FailoverBudget.Part] = []
+        if let f = firstFailedIn, let d = downIn, f <= d, d <= moved + 1 {
+            out.append(FailoverBudget.Part(name: "first failed probe", seconds: f, detail: "waiting for the next probe"))
+            out.append(FailoverBudget.Part(name: "confirmation", seconds: d - f, detail: "failed probes until fall"))
+            out.append(FailoverBudget.Part(name: "propagation", seconds: max(0, moved - d), detail: "state down to answers moved"))
+        } else {
+            out.append(FailoverBudget.Part(name: "propagation", seconds: moved, detail: "to answers moved"))
+        }
+        out.append(FailoverBudget.Part(name: "TTL", seconds: Double(ttl), detail: "resolvers keep the old answer"))
+        return out
+    }
 
     /// The longest a client can still be sent into the datacenter: the move at the server
     /// plus the TTL a resolver may keep the old answer for.
     public var worstCase: Double? { movedIn.map { $0 + Double(ttl) } }
 
-    public enum Verdict: String, Sendable { case ok, noRTO = "ok (no rto)", exceeded = "EXCEEDS RTO", neverMoved = "NEVER MOVED", unaffected = "not in dc" }
+    public enum Verdict: String, Sendable {
+        case ok, noRTO = "ok (no rto)", exceeded = "EXCEEDS RTO", overBudget = "OVER BUDGET", neverMoved = "NEVER MOVED", unaffected = "not in dc"
+    }
     public var verdict: Verdict {
         guard affected else { return .unaffected }
         guard let w = worstCase else { return .neverMoved }
-        guard let rto else { return .noRTO }
-        return w <= rto ? .ok : .exceeded
+        if let rto, w > rto { return .exceeded }
+        if overBudget { return .overBudget }
+        return rto == nil ? .noRTO : .ok
     }
-    public var passed: Bool { verdict != .exceeded && verdict != .neverMoved }
+    public var passed: Bool { verdict != .exceeded && verdict != .neverMoved && verdict != .overBudget }
 }
 
 /// Everything a drill found, for the table and `--json`.
@@ -90,6 +139,9 @@ public struct DrillReport: Sendable {
     public var errors: [String] = []
     /// What the datacenter's answers are; nil when the config has no such datacenter.
     public var plan: DatacenterPlan? = nil
+    public var mode: DrillMode = .override
+    /// Health drills: the server's record of the drill (checks, first failed probes, state changes).
+    public var probeDrill: ProbeDrillStatus? = nil
 
     /// 0: every affected pair moved within its rto (or has none) and the datacenter came
     /// back; 1 otherwise.
@@ -123,6 +175,7 @@ public enum Drill {
                            progress: (String) -> Void) -> DrillReport {
         var report = DrillReport(datacenter: o.datacenter, server: o.server.description, control: o.control.url,
                                  startedAt: Date(), overrideExpiry: o.overrideExpiry)
+        report.mode = o.mode
         let plan: DatacenterPlan
         do { plan = try DatacenterPlan(model: model, datacenter: o.datacenter) } catch {
             report.errors.append(error.message)
@@ -136,6 +189,10 @@ public enum Drill {
         // 1. Nothing may already hold the datacenter: the drill would overwrite and then delete it.
         do {
             let existing = try o.control.overrideTargets()
+            if o.mode == .health, let d = try o.control.probeDrill(), d.active {
+                report.errors.append("a health drill of \(d.datacenter) is running already on this server; wait for it to end (DELETE /drill/health ends it)")
+                return report
+            }
             if existing.contains(target) {
                 report.errors.append("an override on \(target) is already active; the drill would replace and then remove it. Clear it first (DELETE /override?target=\(target)) or wait for it to expire.")
                 return report
@@ -153,9 +210,11 @@ public enum Drill {
                 if let e = b.error, b.addresses.isEmpty && b.cnames.isEmpty {
                     report.errors.append("\(n.owner) from \(v): \(e)")
                 }
-                report.pairs.append(DrillPair(name: n.owner, vantage: v, ttl: b.ttl > 0 ? b.ttl : n.ttl, rto: n.rto,
-                                              budgetDown: n.budget?.down, before: b,
-                                              affected: plan.pointsInto(addresses: b.addresses, cnames: b.cnames)))
+                var pair = DrillPair(name: n.owner, vantage: v, ttl: b.ttl > 0 ? b.ttl : n.ttl, rto: n.rto,
+                                     budgetDown: n.budget?.down, before: b,
+                                     affected: plan.pointsInto(addresses: b.addresses, cnames: b.cnames))
+                pair.budgetDetection = n.budget.map { $0.downParts.filter { !$0.name.hasPrefix("TTL") }.reduce(0) { $0 + $1.seconds } }
+                report.pairs.append(pair)
             }
         }
         guard report.errors.isEmpty else { return report }
@@ -167,18 +226,30 @@ public enum Drill {
 
         // 3. Force it down and poll until every affected answer left it.
         let t0 = monotonicSeconds()
-        progress("forcing \(target) down (override expires by itself in \(DurationText.format(o.overrideExpiry)))")
+        let t0Wall = Date().timeIntervalSince1970
         do {
-            try o.control.setOverride(target: target, state: "down", reason: "drill", expiresIn: o.overrideExpiry)
+            switch o.mode {
+            case .override:
+                progress("forcing \(target) down (override expires by itself in \(DurationText.format(o.overrideExpiry)))")
+                try o.control.setOverride(target: target, state: "down", reason: "drill", expiresIn: o.overrideExpiry)
+            case .health:
+                progress("failing the health probes of \(o.datacenter) (the server ends this by itself in \(DurationText.format(o.overrideExpiry)))")
+                let d = try o.control.startProbeDrill(datacenter: o.datacenter, expiresIn: o.overrideExpiry)
+                progress("probes answered as failed: checks \(d.checks.map(\.check).joined(separator: ", "))")
+            }
             report.forced = true
         } catch {
             report.errors.append(error.message)
             // The request may have been applied even though its reply was lost: remove
             // whatever is there (a 404 is fine) rather than leave it until it expires.
-            _ = try? o.control.clearOverride(target: target)
+            switch o.mode {
+            case .override: _ = try? o.control.clearOverride(target: target)
+            case .health: _ = try? o.control.stopProbeDrill()
+            }
         }
         if report.forced {
             poll(&report, plan: plan, probe: probe, options: o, since: t0, interrupt: interrupt, untilInside: false, progress: progress)
+            if o.mode == .health { recordProbeTimes(&report, model: model, plan: plan, control: o.control, since: t0Wall, slack: o.poll + 0.5) }
             for i in report.pairs.indices where !report.pairs[i].affected {
                 let p = report.pairs[i]
                 report.pairs[i].after = probe.observe(name: p.name, types: plan.names.first { $0.owner == p.name }?.types ?? [.a], vantage: p.vantage.prefix)
@@ -191,7 +262,7 @@ public enum Drill {
         if interrupt.fired { report.interrupted = true }
 
         // 4. Restore, whatever happened above, and wait for the answers to return.
-        restore(&report, target: target, control: o.control, progress: progress)
+        restore(&report, target: target, mode: o.mode, control: o.control, progress: progress)
         if report.restored {
             let tr = monotonicSeconds()
             poll(&report, plan: plan, probe: probe, options: o, since: tr, interrupt: interrupt, untilInside: true, progress: progress)
@@ -244,19 +315,51 @@ public enum Drill {
 
     /// DELETE the override, retried three times a second apart; a 404 means it is gone
     /// already (expired), which is also restored.
-    static func restore(_ report: inout DrillReport, target: OverrideTargetName, control: DrillControl, progress: (String) -> Void) {
+    static func restore(_ report: inout DrillReport, target: OverrideTargetName, mode: DrillMode, control: DrillControl,
+                        progress: (String) -> Void) {
         guard report.forced else { return }
-        progress("restoring \(target)")
+        progress(mode == .health ? "restoring: probes of \(report.datacenter) run for real again" : "restoring \(target)")
         var last = ""
         for attempt in 0..<3 {
             if attempt > 0 { Thread.sleep(forTimeInterval: 1) }
             do {
-                try control.clearOverride(target: target)
+                switch mode {
+                case .override: try control.clearOverride(target: target)
+                case .health: _ = try control.stopProbeDrill()
+                }
                 report.restored = true
                 return
             } catch { last = error.message }
         }
-        report.errors.append("RESTORE FAILED: \(last). Clear it by hand: curl -X DELETE '\(control.url)/override?target=\(target)' (it expires by itself \(DurationText.format(report.overrideExpiry)) after the drill began)")
+        let how = mode == .health ? "curl -X DELETE '\(control.url)/drill/health'" : "curl -X DELETE '\(control.url)/override?target=\(target)'"
+        report.errors.append("RESTORE FAILED: \(last). Clear it by hand: \(how) (it expires by itself \(DurationText.format(report.overrideExpiry)) after the drill began)")
+    }
+
+    /// Health drills: when the first probe of each name's checks in the datacenter was
+    /// failed and when the last of them went down, from the server's record, as seconds
+    /// since the drill began (both clocks are the wall clock of the host; the drill runs
+    /// on the server's host).
+    static func recordProbeTimes(_ report: inout DrillReport, model: ConfigModel, plan: DatacenterPlan, control: DrillControl,
+                                 since start: Double, slack: Double) {
+        let status: ProbeDrillStatus
+        do {
+            guard let s = try control.probeDrill() else { report.errors.append("GET /drill/health: no health drill on the server"); return }
+            status = s
+        } catch {
+            report.errors.append(error.message)
+            return
+        }
+        for i in report.pairs.indices where report.pairs[i].affected {
+            guard let name = plan.names.first(where: { $0.owner == report.pairs[i].name }) else { continue }
+            let endpoints = Set(name.endpoints.map { model.endpoints[$0].name })
+            let checks = status.checks.filter { !endpoints.isDisjoint(with: $0.endpoints) }
+            let failed = checks.compactMap(\.firstFailedAt)
+            let down = checks.compactMap(\.downAt)
+            if let f = failed.min() { report.pairs[i].firstFailedIn = max(0, f - start) }
+            if !checks.isEmpty && down.count == checks.count, let d = down.max() { report.pairs[i].downIn = max(0, d - start) }
+            report.pairs[i].budgetSlack = slack
+        }
+        report.probeDrill = status
     }
 
     // MARK: Output
@@ -275,32 +378,48 @@ public enum Drill {
 
     /// The human-readable report: one row per (name, vantage), then what the numbers mean.
     public static func table(_ r: DrillReport) -> String {
-        var rows: [[String]] = [["NAME", "VANTAGE", "BEFORE", "AFTER", "MOVED IN", "+TTL", "WORST CASE", "RTO", "BACK IN", "VERDICT"]]
+        let health = r.mode == .health
+        var rows: [[String]] = [["NAME", "VANTAGE", "BEFORE", "AFTER"] + (health ? ["1ST FAILED", "DOWN AT", "BUDGET"] : [])
+                                + ["MOVED IN", "+TTL", "WORST CASE", "RTO", "BACK IN", "VERDICT"]]
+        func seconds(_ d: Double?) -> String { d.map { DurationText.format($0) } ?? "-" }
         for p in r.pairs {
-            rows.append([p.name.description, p.vantage.description,
-                         place(p.before, plan: r.plan),
-                         place(p.after, plan: r.plan),
-                         p.movedIn.map { DurationText.format($0) } ?? (p.affected ? "never" : "-"),
-                         "\(p.ttl)s",
-                         p.worstCase.map { DurationText.format($0) } ?? "-",
-                         p.rto.map { DurationText.format($0) } ?? "-",
-                         p.returnedIn.map { DurationText.format($0) } ?? (p.affected && r.restored ? "never" : "-"),
-                         p.verdict.rawValue])
+            let head: [String] = [p.name.description, p.vantage.description, place(p.before, plan: r.plan), place(p.after, plan: r.plan)]
+            let probes: [String] = health ? [seconds(p.firstFailedIn), seconds(p.downIn), seconds(p.budgetDetection)] : []
+            let moved: String = p.movedIn.map { DurationText.format($0) } ?? (p.affected ? "never" : "-")
+            let back: String = p.returnedIn.map { DurationText.format($0) } ?? (p.affected && r.restored ? "never" : "-")
+            let tail: [String] = [moved, "\(p.ttl)s", seconds(p.worstCase), seconds(p.rto), back, p.verdict.rawValue]
+            rows.append(head + probes + tail)
         }
         var widths = Array(repeating: 0, count: rows[0].count)
         for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
-        var out = "drill: datacenter \(r.datacenter) forced down via \(r.control), answers from \(r.server)\n\n"
+        var out = health ? "drill: health probes of datacenter \(r.datacenter) failed via \(r.control), answers from \(r.server)\n\n"
+                         : "drill: datacenter \(r.datacenter) forced down via \(r.control), answers from \(r.server)\n\n"
         for row in rows {
             out += row.enumerated().map { i, c in i == row.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
                 .joined(separator: "  ") + "\n"
         }
-        out += """
+        if health {
+            out += """
 
-        MOVED IN is measured at the authoritative server, from sending the override until its answer
-        left \(r.datacenter). Resolvers may keep the old answer for its TTL, so clients can still be sent
-        to \(r.datacenter) until WORST CASE = MOVED IN + TTL; the rto is compared against WORST CASE.
+            The health probes of \(r.datacenter)'s checks were answered as failed from the drill's start; the
+            checks' rise/fall and the propagation ran as in an outage. 1ST FAILED: the first failed probe;
+            DOWN AT: the last of the name's checks there down; MOVED IN: the answer left \(r.datacenter) (all
+            from the drill's start). MOVED IN is compared with BUDGET (interval x fall + timeout, plus
+            \(DurationText.format(r.pairs.compactMap(\.budgetSlack).first ?? 0)) for polling), WORST CASE = MOVED IN + TTL with the rto.
 
-        """
+            """
+        } else {
+            out += """
+
+            MOVED IN is measured at the authoritative server, from sending the override until its answer
+            left \(r.datacenter). Resolvers may keep the old answer for its TTL, so clients can still be sent
+            to \(r.datacenter) until WORST CASE = MOVED IN + TTL; the rto is compared against WORST CASE.
+
+            """
+        }
+        for p in r.pairs where p.affected && !p.passed {
+            out += "miss: \(p.name) from \(p.vantage): \(p.verdict.rawValue)\(missDetail(p))\n"
+        }
         for b in r.budgets {
             let rto = b.rto.map { " (rto \(DurationText.format($0)))" } ?? ""
             if let budget = b.budget {
@@ -310,12 +429,28 @@ public enum Drill {
                 out += "\(b.name): its \(r.datacenter) endpoints have no health check; only an override takes them out\(rto)\n"
             }
         }
-        out += r.restored ? "restored: override on dc:\(r.datacenter) cleared" + (r.returned ? ", answers back in \(r.datacenter)\n" : "\n")
+        let restoredWhat = health ? "restored: probes of \(r.datacenter) run for real again" : "restored: override on dc:\(r.datacenter) cleared"
+        out += r.restored ? restoredWhat + (r.returned ? ", answers back in \(r.datacenter)\n" : "\n")
                           : (r.forced ? "NOT RESTORED\n" : "nothing was forced\n")
         if r.interrupted { out += "interrupted by a signal: the datacenter was restored before exiting\n" }
         for e in r.errors { out += "error: \(e)\n" }
         out += "result: \(r.exitCode == 0 ? "PASS" : "FAIL")\n"
         return out
+    }
+
+    /// Why a pair missed, and the measured parts that dominate its worst case.
+    static func missDetail(_ p: DrillPair) -> String {
+        var why = ""
+        if let w = p.worstCase, let rto = p.rto, w > rto {
+            why = ": worst case \(DurationText.format(w)) > rto \(DurationText.format(rto))"
+        } else if p.overBudget, let m = p.movedIn, let b = p.budgetDetection {
+            why = ": moved in \(DurationText.format(m)) > budget \(DurationText.format(b)) + \(DurationText.format(p.budgetSlack ?? 0))"
+        } else if p.movedIn == nil {
+            why = ": the answer never left the datacenter"
+        }
+        let dom = FailoverBudget.dominating(p.parts)
+        guard !dom.isEmpty else { return why }
+        return why + "; dominated by " + dom.map { "\($0.name) \(DurationText.format($0.seconds))" }.joined(separator: ", ")
     }
 
     /// The report as JSON (stable key order) for automation.
@@ -333,10 +468,14 @@ public enum Drill {
             ["name": p.name.description, "vantage": p.vantage.description, "in_datacenter_before": p.affected,
              "before": obs(p.before), "after": obs(p.after), "moved_in_s": num(p.movedIn), "ttl_s": Int(p.ttl),
              "worst_case_s": num(p.worstCase), "rto_s": num(p.rto), "budget_down_s": num(p.budgetDown),
-             "returned_in_s": num(p.returnedIn), "verdict": p.verdict.rawValue, "passed": p.passed]
+             "returned_in_s": num(p.returnedIn), "verdict": p.verdict.rawValue, "passed": p.passed,
+             "first_failed_probe_s": num(p.firstFailedIn), "down_s": num(p.downIn), "budget_detection_s": num(p.budgetDetection),
+             "over_budget": p.overBudget,
+             "parts": p.parts.map { ["name": $0.name, "seconds": num($0.seconds)] as [String: Any] },
+             "dominating": p.passed ? [] : FailoverBudget.dominating(p.parts).map(\.name)]
         }
         let doc: [String: Any] = [
-            "datacenter": r.datacenter, "server": r.server, "control": r.control,
+            "datacenter": r.datacenter, "server": r.server, "control": r.control, "mode": r.mode.rawValue,
             "started_at": ISO8601DateFormatter().string(from: r.startedAt),
             "override_expires_in_s": Int(r.overrideExpiry.rounded(.up)),
             "measured_at": "authoritative server; worst_case_s = moved_in_s + ttl_s is what clients may see, and is compared with rto_s",

@@ -22,6 +22,7 @@ public struct DrillArguments: Sendable {
     public var json = false
     public var poll: Double = 0.1
     public var timeout: Double = 60
+    public var mode: DrillMode = .override
     public init(down: String, config: String) { self.down = down; self.config = config }
 }
 
@@ -98,6 +99,7 @@ extension Commands {
                                     vantages: drillVantages(args.vantages, model))
             opts.poll = args.poll
             opts.timeout = args.timeout
+            opts.mode = args.mode
             let interrupt = DrillInterrupt()
             watchSignals(interrupt)
             // Progress goes to stderr, unbuffered, so it shows as it happens and stdout

@@ -39,4 +39,17 @@ public struct DrillControl: Sendable {
             throw DrillError(.failed, error.message)
         }
     }
+
+    public func startProbeDrill(datacenter: String, expiresIn: Double) throws(DrillError) -> ProbeDrillStatus {
+        do { return try client.startProbeDrill(datacenter: datacenter, expiresIn: expiresIn) } catch { throw DrillError(.failed, error.message) }
+    }
+
+    @discardableResult
+    public func stopProbeDrill() throws(DrillError) -> ProbeDrillStatus? {
+        do { return try client.stopProbeDrill() } catch { throw DrillError(.failed, error.message) }
+    }
+
+    public func probeDrill() throws(DrillError) -> ProbeDrillStatus? {
+        do { return try client.probeDrill() } catch { throw DrillError(.failed, error.message) }
+    }
 }

@@ -74,6 +74,7 @@ public final class ControlAPI: Sendable {
         if let refusal = authorizationFailure(req) { return refusal }
         switch (req.method, req.path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"): return .text(200, "ok\n")
+        case ("GET", "/"): return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.render(context).utf8))
         case ("GET", "/metrics"):
             return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                 body: Array(MetricsRenderer.render(context, http: http.stats).utf8))
@@ -82,10 +83,39 @@ public final class ControlAPI: Sendable {
         case ("GET", "/overrides"): return json(200, overrideViews())
         case ("POST", "/override"): return setOverride(req)
         case ("DELETE", "/override"): return clearOverride(req)
-        case (_, "/healthz"), (_, "/metrics"), (_, "/status"), (_, "/explain"), (_, "/overrides"), (_, "/override"):
+        case ("GET", "/drill/health"), ("POST", "/drill/health"), ("DELETE", "/drill/health"): return probeDrill(req)
+        case (_, "/healthz"), (_, "/metrics"), (_, "/status"), (_, "/explain"), (_, "/overrides"), (_, "/override"), (_, "/drill/health"), (_, "/"):
             return .text(405, "method \(req.method) not allowed on \(req.path)\n")
         default:
-            return .text(404, "no such endpoint \(req.path); try /healthz /metrics /status /explain /overrides /override\n")
+            return .text(404, "no such endpoint \(req.path); try / /healthz /metrics /status /explain /overrides /override /drill/health\n")
+        }
+    }
+
+    // MARK: health drill
+
+    /// `POST /drill/health {"datacenter": "ams", "expires_in": 120}` starts a health drill
+    /// (the datacenter's probes are answered as failed), `DELETE` ends it, `GET` reports it.
+    private func probeDrill(_ req: HTTPRequest) -> HTTPResponse {
+        guard context.snapshot.model != nil, let monitor = context.monitor else {
+            return .text(400, "a health drill needs a configuration with health checks\n")
+        }
+        switch req.method {
+        case "POST":
+            guard let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any],
+                  let dc = obj["datacenter"] as? String else {
+                return .text(400, "body must be a JSON object: {\"datacenter\": \"NAME\", \"expires_in\": 120}\n")
+            }
+            let expires = (obj["expires_in"] as? NSNumber)?.doubleValue ?? 600
+            guard expires > 0 && expires <= 86400 else { return .text(400, "\"expires_in\" must be 1...86400 seconds\n") }
+            do { return json(200, try monitor.startProbeDrill(datacenter: dc, expiresIn: expires)) } catch {
+                return .text(409, "\(error)\n")
+            }
+        case "DELETE":
+            guard monitor.stopProbeDrill(), let s = monitor.probeDrill() else { return .text(404, "no health drill is running\n") }
+            return json(200, s)
+        default:
+            guard let s = monitor.probeDrill() else { return .text(404, "no health drill has run\n") }
+            return json(200, s)
         }
     }
 

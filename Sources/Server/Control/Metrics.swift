@@ -58,7 +58,11 @@ final class QueryCounterBlock: @unchecked Sendable {
         cshim_add64(slots + (proto * QueryCounterBlock.qtypeBuckets + b) * QueryCounterBlock.rcodes + rcode, 1)
         // A response cut to its question by rate limiting (a slip) went out truncated too.
         if o.truncated || sent < a.length { cshim_add64(slots + QueryCounterBlock.querySlots + proto, 1) }
-        if a.gslbName >= 0, let d = decisions { d.count(name: Int(a.gslbName), column: d.column(endpoint: a.endpoint)) }
+        if a.gslbName >= 0, let d = decisions {
+            let column = d.column(endpoint: a.endpoint)
+            d.count(name: Int(a.gslbName), column: column)
+            d.count(node: Int(a.node), column: column)
+        }
     }
 
     /// Called by the worker when it adopts a snapshot whose configuration changed.
@@ -82,6 +86,9 @@ final class DecisionCounters: @unchecked Sendable {
     let columns: Int
     let slots: UnsafeMutablePointer<UInt64>
     let count: Int
+    /// The same per policy node that answered: `nodeCount` rows of `columns`.
+    let nodeSlots: UnsafeMutablePointer<UInt64>
+    let nodeCount: Int
     let datacenterOfEndpoint: [Int]
 
     init(model: ConfigModel) {
@@ -90,12 +97,15 @@ final class DecisionCounters: @unchecked Sendable {
         count = max(1, model.names.count * columns)
         slots = .allocate(capacity: count)
         slots.initialize(repeating: 0, count: count)
+        nodeCount = model.nodes.count
+        nodeSlots = .allocate(capacity: max(1, nodeCount * columns))
+        nodeSlots.initialize(repeating: 0, count: max(1, nodeCount * columns))
         // The column of each endpoint (its datacenter, else `none`), indexed as the model's
         // endpoints: the router reports which endpoint answered.
         datacenterOfEndpoint = model.endpoints.map { $0.datacenter ?? (model.datacenters.count) }
     }
 
-    deinit { slots.deallocate() }
+    deinit { slots.deallocate(); nodeSlots.deallocate() }
 
     /// The column for an answer led by `endpoint` (-1: no endpoint, as for NODATA).
     @inline(__always) func column(endpoint: Int32) -> Int {
@@ -105,6 +115,11 @@ final class DecisionCounters: @unchecked Sendable {
     @inline(__always) func count(name: Int, column: Int) {
         guard name >= 0, name < model.names.count, column >= 0, column < columns else { return }
         cshim_add64(slots + name * columns + column, 1)
+    }
+
+    @inline(__always) func count(node: Int, column: Int) {
+        guard node >= 0, node < nodeCount, column >= 0, column < columns else { return }
+        cshim_add64(nodeSlots + node * columns + column, 1)
     }
 }
 
@@ -193,6 +208,18 @@ enum MetricsRenderer {
             out.sample("meridian_rrl_slipped_total", [], Double(rrl.slipped.load(ordering: .relaxed)))
         }
 
+        if let tap = s.dnstap {
+            out.family("meridian_dnstap_queries_total", "counter", "Sampled queries for the dnstap log: queued by the workers, or dropped because a worker's queue was full (the query itself was answered).")
+            out.sample("meridian_dnstap_queries_total", [("result", "queued")], Double(tap.queued))
+            out.sample("meridian_dnstap_queries_total", [("result", "dropped")], Double(tap.dropped))
+            out.family("meridian_dnstap_messages_written_total", "counter", "dnstap messages (AUTH_QUERY, AUTH_RESPONSE) written to the file or socket.")
+            out.sample("meridian_dnstap_messages_written_total", [], Double(tap.written.load(ordering: .relaxed)))
+            out.family("meridian_dnstap_messages_lost_total", "counter", "dnstap messages lost because a write to the output failed.")
+            out.sample("meridian_dnstap_messages_lost_total", [], Double(tap.lost.load(ordering: .relaxed)))
+            out.family("meridian_dnstap_connections_total", "counter", "dnstap outputs opened (the first and every reconnection).")
+            out.sample("meridian_dnstap_connections_total", [], Double(tap.connections.load(ordering: .relaxed)))
+        }
+
         out.family("meridian_reloads_total", "counter", "Configuration loads by outcome (the first load counts as ok).")
         out.sample("meridian_reloads_total", [("result", "ok")], Double(c.reloads.ok.load(ordering: .relaxed)))
         out.sample("meridian_reloads_total", [("result", "failed")], Double(c.reloads.failed.load(ordering: .relaxed)))
@@ -205,11 +232,7 @@ enum MetricsRenderer {
 
         guard let model = s.model else { return out.text }
         // Decisions per name and datacenter, summed over the workers serving this configuration.
-        var decisions = [UInt64](repeating: 0, count: model.names.count * (model.datacenters.count + 1))
-        for b in blocks {
-            guard let d = b.decisionLock.withLock({ $0 }), d.model === model, d.count >= decisions.count else { continue }
-            for i in 0..<decisions.count { decisions[i] &+= cshim_load64(d.slots + i) }
-        }
+        let decisions = decisionTotals(blocks, model: model)
         out.family("meridian_gslb_decisions_total", "counter", "GSLB answers by name and the datacenter of the first address (none: NODATA, CNAME or no datacenter); reset on reload.")
         let cols = model.datacenters.count + 1
         for (n, name) in model.names.enumerated() {
@@ -218,6 +241,28 @@ enum MetricsRenderer {
                 let dc = col < model.datacenters.count ? model.datacenters[col].name : "none"
                 guard v > 0 || col < model.datacenters.count else { continue }
                 out.sample("meridian_gslb_decisions_total", [("name", name.owner.description), ("datacenter", dc)], Double(v))
+            }
+        }
+
+        // The same per policy node that answered, labelled with the node's path from the name's root.
+        var byNode = [UInt64](repeating: 0, count: model.nodes.count * cols)
+        for b in blocks {
+            guard let d = b.decisionLock.withLock({ $0 }), d.model === model, d.nodeCount * d.columns >= byNode.count else { continue }
+            for i in 0..<byNode.count { byNode[i] &+= cshim_load64(d.nodeSlots + i) }
+        }
+        out.family("meridian_gslb_policy_decisions_total", "counter", "GSLB answers by name, the policy node that answered (its path from the name's policy: each step is the kind and the choice taken) and the datacenter of the first address; reset on reload.")
+        let paths = PolicyPaths(model)
+        var nameOfRoot: [Int: String] = [:]
+        for n in model.names { nameOfRoot[n.root] = n.owner.description }
+        for node in 0..<model.nodes.count {
+            var path: String?
+            for col in 0..<cols {
+                let v = byNode[node * cols + col]
+                guard v > 0 else { continue }
+                if path == nil { path = paths.path(of: node) }
+                let dc = col < model.datacenters.count ? model.datacenters[col].name : "none"
+                out.sample("meridian_gslb_policy_decisions_total",
+                           [("name", nameOfRoot[paths.root(of: node)] ?? ""), ("node", path ?? ""), ("datacenter", dc)], Double(v))
             }
         }
 
@@ -248,6 +293,17 @@ enum MetricsRenderer {
             out.sample("meridian_health_overrides", [], Double(m.overrides().count))
         }
         return out.text
+    }
+
+    /// GSLB decisions per (name, datacenter column), summed over the workers serving `model`:
+    /// row-major, `model.datacenters.count + 1` columns (the last is `none`).
+    static func decisionTotals(_ blocks: [QueryCounterBlock], model: ConfigModel) -> [UInt64] {
+        var decisions = [UInt64](repeating: 0, count: model.names.count * (model.datacenters.count + 1))
+        for b in blocks {
+            guard let d = b.decisionLock.withLock({ $0 }), d.model === model, d.count >= decisions.count else { continue }
+            for i in 0..<decisions.count { decisions[i] &+= cshim_load64(d.slots + i) }
+        }
+        return decisions
     }
 
     static func rcodeName(_ r: Int) -> String {
@@ -299,5 +355,75 @@ struct PromWriter {
         if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
         if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
         return "\(v)"
+    }
+}
+
+/// Paths of policy nodes from a name's root, for metric labels: one step per level, the
+/// node's kind and the choice that leads on (`geo:GB`, `failover:1`, `weighted:0`), ending
+/// with the answering node (`pool:lon`, or the kind of a node that answered by its
+/// `when_all_down`). `geo` and `subnet` name their key or `default`; the other kinds give
+/// the child's position in their list.
+///
+///     let paths = PolicyPaths(model)          // once per configuration
+///     paths.path(of: node)                    // "geo:GB/failover:0/pool:lon-1"
+struct PolicyPaths {
+    let model: ConfigModel
+    /// Each node's parent and its position among the parent's children, or -1 at a root.
+    private var parent: [Int]
+    private var position: [Int]
+
+    init(_ model: ConfigModel) {
+        self.model = model
+        parent = Array(repeating: -1, count: model.nodes.count)
+        position = Array(repeating: -1, count: model.nodes.count)
+        for (n, node) in model.nodes.enumerated() {
+            for (i, c) in node.children.enumerated() where c >= 0 && c < parent.count {
+                parent[c] = n; position[c] = i
+            }
+        }
+    }
+
+    /// The root of the tree that holds `node`.
+    func root(of node: Int) -> Int {
+        var n = node
+        for _ in 0..<64 where n >= 0 && n < parent.count && parent[n] >= 0 { n = parent[n] }
+        return n
+    }
+
+    func path(of node: Int) -> String {
+        guard node >= 0, node < model.nodes.count else { return "none" }
+        var steps: [String] = []
+        let leaf = model.nodes[node]
+        switch leaf.kind {
+        case .pool(let name, _), .multivalue(let name, _, _): steps.append("\(leaf.kindName):\(name)")
+        default: steps.append(leaf.kindName)
+        }
+        var n = node
+        // Bounded by the tree depth limit; the count guards against a malformed model.
+        for _ in 0..<64 {
+            let p = parent[n]
+            guard p >= 0 else { break }
+            let up = model.nodes[p]
+            steps.append("\(up.kindName):\(Self.choiceLabel(up, position[n]))")
+            n = p
+        }
+        return steps.reversed().joined(separator: "/")
+    }
+
+    static func choiceLabel(_ node: PolicyNode, _ i: Int) -> String {
+        switch node.kind {
+        case .geo(let keys, let children, let d):
+            if d != nil && i == children.count { return "default" }
+            guard i < keys.count else { return "\(i)" }
+            switch keys[i] {
+            case .label(let s), .country(let s), .continent(let s): return s
+            default: return keys[i].description
+            }
+        case .subnet(let prefixes, let children, let d):
+            if d != nil && i == children.count { return "default" }
+            return i < prefixes.count ? prefixes[i].description : "\(i)"
+        default:
+            return "\(i)"
+        }
     }
 }

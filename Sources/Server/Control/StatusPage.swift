@@ -1,0 +1,104 @@
+import Config
+import Foundation
+
+/// `GET /` of the control API: one self-contained HTML page (no script, style inline, no
+/// external asset) for an operator who would rather look than read JSON. It shows the
+/// datacenters with their endpoints' health and the answers given since the last reload,
+/// every endpoint with its check and override, the overrides with reason and expiry, the
+/// GSLB names with their failover budget, and a health drill in progress. It reloads itself
+/// every 5 seconds. Rows carry `id` and `data-state` attributes for scripts and tests.
+enum StatusPage {
+    static let refreshSeconds = 5
+
+    static func render(_ c: ControlContext) -> String {
+        let r = StatusReport.build(c)
+        let model = c.snapshot.model
+        var h = """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8">
+            <meta http-equiv="refresh" content="\(refreshSeconds)">
+            <title>Meridian status</title>
+            <style>
+            body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+            table { border-collapse: collapse; margin-bottom: 1.5em; }
+            th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: left; }
+            th { background: #f4f4f4; }
+            .up { color: #176f2c; } .down { color: #b00020; font-weight: bold; } .degraded { color: #a05a00; }
+            .muted { color: #777; }
+            </style></head><body>
+            <h1>Meridian \(esc(r.version))</h1>
+            <p class="muted" id="summary">configuration \(esc(r.config ?? "-")), generation \(r.generation), loaded \(time(r.loadedAt)); \
+            reloads ok \(r.reloads.ok), failed \(r.reloads.failed); page generated \(time(Date().timeIntervalSince1970)), refreshed every \(refreshSeconds) s</p>
+
+            """
+        if let model {
+            h += datacenters(r, model: model, totals: MetricsRenderer.decisionTotals(c.metrics.allBlocks, model: model))
+        }
+        h += "<h2>Endpoints</h2>\n<table id=\"endpoints\"><tr><th>endpoint</th><th>datacenter</th><th>state</th><th>checked</th><th>since</th><th>check</th><th>last result</th><th>override</th></tr>\n"
+        for e in r.endpoints {
+            let cls = stateClass(e.state)
+            let last = e.check.map { ch in (ch.lastOK.map { $0 ? "ok" : "failed" } ?? "-") + (ch.lastReason.map { ": " + $0 } ?? "") } ?? "-"
+            h += "<tr id=\"endpoint-\(esc(e.name))\" data-state=\"\(esc(e.state))\"><td>\(esc(e.name))</td><td>\(esc(e.datacenter ?? "-"))</td>"
+            h += "<td class=\"\(cls)\">\(esc(e.state))</td><td>\(esc(e.checked))</td><td>\(time(e.since))</td><td>\(esc(e.check?.name ?? "-"))</td>"
+            h += "<td>\(esc(last))</td><td>\(esc(e.override.map { "\($0.state): \($0.reason)" } ?? "-"))</td></tr>\n"
+        }
+        h += "</table>\n<h2>Overrides</h2>\n"
+        if r.overrides.isEmpty {
+            h += "<p id=\"overrides\" class=\"muted\">none</p>\n"
+        } else {
+            h += "<table id=\"overrides\"><tr><th>target</th><th>state</th><th>reason</th><th>set</th><th>expires</th><th>endpoints</th></tr>\n"
+            for o in r.overrides {
+                h += "<tr id=\"override-\(esc(o.target))\" data-state=\"\(esc(o.state))\"><td>\(esc(o.target))</td><td class=\"\(stateClass(o.state))\">\(esc(o.state))</td>"
+                h += "<td>\(esc(o.reason))</td><td>\(time(o.setAt))</td><td>\(o.expiresAt.map(time) ?? "until cleared")</td><td>\(esc(o.endpoints.joined(separator: ", ")))</td></tr>\n"
+            }
+            h += "</table>\n"
+        }
+        if let d = c.monitor?.probeDrill(), d.active {
+            h += "<h2>Health drill</h2>\n<p id=\"drill\" class=\"down\">probes of \(esc(d.datacenter)) answered as failed since \(time(d.startedAt)) (checks \(esc(d.checks.map(\.check).joined(separator: ", "))))</p>\n"
+        }
+        h += "<h2>GSLB names</h2>\n<table id=\"names\"><tr><th>name</th><th>TTL</th><th>rto</th><th>failover budget (down)</th><th>endpoints</th></tr>\n"
+        for n in r.names {
+            let budget = n.failoverDown.map { DurationText.format($0) } ?? "no check"
+            h += "<tr id=\"name-\(esc(n.name))\"><td>\(esc(n.name))</td><td>\(n.ttl)s</td><td>\(n.rto.map { DurationText.format($0) } ?? "-")</td>"
+            h += "<td class=\"\(n.rtoExceeded ? "down" : "")\">\(esc(budget))</td><td>\(esc(n.endpoints.joined(separator: ", ")))</td></tr>\n"
+        }
+        h += "</table>\n</body></html>\n"
+        return h
+    }
+
+    /// One row per datacenter: endpoints up of all, and the GSLB answers that pointed into it
+    /// since the last reload (summed over names).
+    static func datacenters(_ r: StatusReport, model: ConfigModel, totals: [UInt64]) -> String {
+        let cols = model.datacenters.count + 1
+        var h = "<h2>Datacenters</h2>\n<table id=\"datacenters\"><tr><th>datacenter</th><th>endpoints up</th><th>answers since reload</th></tr>\n"
+        for (i, dc) in model.datacenters.enumerated() {
+            let eps = r.endpoints.filter { $0.datacenter == dc.name }
+            let up = eps.filter { $0.state != "down" }.count
+            var answers: UInt64 = 0
+            for n in 0..<model.names.count where n * cols + i < totals.count { answers &+= totals[n * cols + i] }
+            let state = eps.isEmpty ? "up" : (up == 0 ? "down" : (up < eps.count ? "degraded" : "up"))
+            h += "<tr id=\"dc-\(esc(dc.name))\" data-state=\"\(state)\"><td>\(esc(dc.name))</td><td class=\"\(state)\">\(up) of \(eps.count)</td><td>\(answers)</td></tr>\n"
+        }
+        return h + "</table>\n"
+    }
+
+    static func stateClass(_ s: String) -> String {
+        if s.hasPrefix("down") { return "down" }
+        if s.hasPrefix("degraded") { return "degraded" }
+        return "up"
+    }
+
+    static func time(_ t: Double) -> String {
+        let f = ISO8601DateFormatter()
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+
+    static let entities: [Character: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;"]
+
+    /// HTML text and attribute escaping.
+    static func esc(_ s: String) -> String {
+        s.reduce(into: "") { out, ch in
+            if let e = entities[ch] { out += e } else { out.append(ch) }
+        }
+    }
+}

@@ -159,7 +159,7 @@ final class Builder {
 
     func parseServer(_ node: Node) {
         guard let m = r.mapping(node, "server") else { return }
-        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group", "rrl"], "server")
+        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group", "rrl", "state_dir"], "server")
         for e in m {
             server.locations[e.key] = r.loc(e.value)
             switch e.key {
@@ -173,6 +173,9 @@ final class Builder {
             case "user": server.user = r.string(e.value, "server.user")
             case "group": server.group = r.string(e.value, "server.group")
             case "rrl": parseRRL(e.value)
+            case "state_dir":
+                guard let v = r.string(e.value, "server.state_dir") else { break }
+                if v.isEmpty { r.error(e.value, "server.state_dir must name a folder") } else { server.stateDir = path(v) }
             default: break
             }
         }

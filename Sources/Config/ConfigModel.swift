@@ -33,6 +33,12 @@ public struct ServerSettings: Hashable, Sendable {
     public var group: String? = nil
     /// Response rate limiting over UDP (`server.rrl`); off unless `rate` is set.
     public var rrl = RRLSettings()
+    /// The folder where operator overrides are saved so they survive a restart or a crash
+    /// (`server.state_dir`, resolved against the config's folder); nil means
+    /// `defaultStateDir`. Used only when the configuration has endpoints.
+    public var stateDir: String? = nil
+    /// Where overrides are saved when `state_dir` is not set.
+    public static let defaultStateDir = "/var/lib/meridian"
     public init() {}
 }
 

@@ -15,8 +15,17 @@ public enum MeridianVersion {
 public struct ConfigSources: Sendable {
     public var configPath: String?
     public var zonesDirectory: String?
-    public init(configPath: String?, zonesDirectory: String?) {
-        self.configPath = configPath; self.zonesDirectory = zonesDirectory
+    /// `serve --state-dir`: wins over `server.state_dir`.
+    public var stateDirectory: String?
+    public init(configPath: String?, zonesDirectory: String?, stateDirectory: String? = nil) {
+        self.configPath = configPath; self.zonesDirectory = zonesDirectory; self.stateDirectory = stateDirectory
+    }
+
+    /// Where overrides are saved for `model`: `--state-dir`, else `server.state_dir`, else
+    /// the default. Nil for a configuration without endpoints (nothing to override).
+    public func stateDirectory(for model: ConfigModel?) -> String? {
+        guard let m = model, !m.endpoints.isEmpty else { return nil }
+        return stateDirectory ?? m.server.stateDir ?? ServerSettings.defaultStateDir
     }
 }
 
@@ -92,6 +101,7 @@ public enum Runtime {
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
             out.errors += serverSettingProblems(m)
+            out.errors += stateDirectoryProblems(m, sources)
             out.errors += Budgets.rtoErrors(m)
             let served = Set(loaded.zones.map { $0.origin.lowercased() })
             for n in m.names where !served.contains(n.zone.lowercased()) && loaded.errors.isEmpty {
@@ -137,6 +147,16 @@ public enum Runtime {
             if let g = s.group, Privileges.lookup(group: g) == nil { out.append(at("group") + Privileges.noSuchGroup(g)) }
         }
         return out
+    }
+
+    /// The state folder must be usable, checked at load so `meridian check` refuses what
+    /// `serve` would: the error points at `server.state_dir` when the file sets it.
+    static func stateDirectoryProblems(_ m: ConfigModel, _ sources: ConfigSources) -> [String] {
+        guard let dir = sources.stateDirectory(for: m), let problem = OverrideFile.directoryProblem(dir) else { return [] }
+        let why = "overrides are saved there so that they survive a restart"
+        if sources.stateDirectory != nil { return ["--state-dir: \(problem): \(why)"] }
+        if let at = m.server.locations["state_dir"] { return ["\(at): server.state_dir: \(problem): \(why)"] }
+        return ["\(m.file): server.state_dir (default \(ServerSettings.defaultStateDir)): \(problem): \(why); set server.state_dir or pass --state-dir"]
     }
 
     /// The process's rate limiter: kept across reloads while its settings stay the same, so
@@ -193,11 +213,26 @@ public enum Runtime {
         }
         let reloads = ReloadStats()
         reloads.recordSuccess(at: Date().timeIntervalSince1970)
+        let settings = snapshot.model?.server
+        // The state folder is fixed for the life of the process (a reload does not move it).
+        var overrideFile: OverrideFile?
+        var saved: [SavedOverride] = []
+        if let dir = sources.stateDirectory(for: snapshot.model) {
+            let file = OverrideFile(directory: dir)
+            do {
+                try OverrideFile.prepare(dir, user: settings?.user, group: settings?.group)
+                saved = try file.load()
+            } catch {
+                log.critical("not starting: state folder: \(error)")
+                server.stop()
+                return 1
+            }
+            overrideFile = file
+        }
         let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
                                      startedAt: started.timeIntervalSince1970, metrics: metrics,
-                                     counters: { server.counters })
+                                     overrideFile: overrideFile, counters: { server.counters })
         let api: ControlAPI?
-        let settings = snapshot.model?.server
         do { api = try startControl(controlOption ?? settings?.control, settings: settings, context: control, log: log) } catch {
             log.critical("not starting: control API: \(error)")
             server.stop()
@@ -227,6 +262,9 @@ public enum Runtime {
             server.stop()
             return 1
         }
+        if let m = monitor, let model = snapshot.model {
+            restore(saved, into: m, model: model, log: log)
+        }
         publisher.publish(config: snapshot, monitor: monitor)
         do {
             try server.start()
@@ -239,9 +277,35 @@ public enum Runtime {
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
-        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log)
+        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log,
+                                    afterReload: { control.saveOverrides(log: log) })
         reloader.start()
         return takeSignals(server: server, api: api, publisher: publisher, reloader: reloader, log: log)
+    }
+
+    /// Puts the saved overrides back before the first query is answered. Expired ones stay
+    /// expired; one whose endpoint or datacenter left the configuration is dropped with a warning.
+    static func restore(_ saved: [SavedOverride], into monitor: HealthMonitor, model: ConfigModel, log: Logger) {
+        let now = Date().timeIntervalSince1970
+        for o in saved {
+            if let e = o.expires, e <= now {
+                log.info("saved override \(o.target) \(o.state) expired while stopped; not restored")
+                continue
+            }
+            guard let name = OverrideTargetName(parsing: o.target), let target = try? name.resolve(in: model),
+                  let state = parseHealthState(o.state) else {
+                log.warning("saved override \(o.target) \(o.state) dropped: no such target or state in this configuration")
+                continue
+            }
+            do {
+                try monitor.setOverride(target, state: state, reason: o.reason, expiresIn: o.expires.map { $0 - now },
+                                        author: o.author, setAt: o.created)
+                let until = o.expires.map { " until \(Date(timeIntervalSince1970: $0))" } ?? ""
+                log.notice("restored override \(o.target) \(o.state)\(until) (set by \(o.author.isEmpty ? "-" : o.author)): \(logQuoted(o.reason))")
+            } catch {
+                log.warning("saved override \(o.target) dropped: \(error)")
+            }
+        }
     }
 
     /// The control API on `listen` (nil: off), with the token from the settings.
@@ -289,7 +353,7 @@ public enum Runtime {
     /// hand health state over to a new monitor (the old one is joined on a thread of its own,
     /// since a check in flight may take up to its timeout).
     static func makeReloader(sources: ConfigSources, publisher: Publisher, reloads: ReloadStats,
-                             log: Logger) -> Reloader<(LoadOutcome, Date)> {
+                             log: Logger, afterReload: @escaping @Sendable () -> Void = {}) -> Reloader<(LoadOutcome, Date)> {
         let deadline = ProcessBounds.reloadDeadline
         return Reloader<(LoadOutcome, Date)>(
             deadline: deadline, maxAbandoned: ProcessBounds.maxAbandonedReloads,
@@ -318,6 +382,8 @@ public enum Runtime {
                     return
                 }
                 reloads.recordSuccess(at: Date().timeIntervalSince1970)
+                // Endpoint overrides follow names; a renamed or removed endpoint changes the list.
+                afterReload()
                 let ms = Int(Date().timeIntervalSince(t0) * 1000)
                 log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
             },

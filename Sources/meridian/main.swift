@@ -33,13 +33,17 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: "Serve every *.zone file in this folder (origin from the file name or $ORIGIN); with --config, this folder replaces its zones_dir.")
     var zones: String?
 
+    @Option(name: .long, help: "The folder where overrides are saved (overrides server.state_dir; default /var/lib/meridian).")
+    var stateDir: String?
+
     func validate() throws {
         if config == nil && zones == nil {
             throw ValidationError("give --config FILE or --zones DIR (or both)")
         }
+        if let d = stateDir, d.isEmpty { throw ValidationError("--state-dir must name a folder") }
     }
 
-    var sources: ConfigSources { ConfigSources(configPath: config, zonesDirectory: zones) }
+    var sources: ConfigSources { ConfigSources(configPath: config, zonesDirectory: zones, stateDirectory: stateDir) }
 }
 
 struct Serve: ParsableCommand {
@@ -275,11 +279,13 @@ struct Override: ParsableCommand {
         @Option(name: .long, help: "Why (shown in status and logs).") var reason: String
         @Option(name: .long, help: ArgumentHelp("Lapse after this long, e.g. 90s, 10m, 2h, at most 365d (default: until cleared).", valueName: "DURATION"))
         var expires: DurationText?
+        @Option(name: .long, help: "Who is setting it (default: USER@HOST of this shell).") var author: String?
 
         func validate() throws {
             // The server checks the same rules; checking here too gives the error before
             // anything is sent.
             if let problem = OverrideRules.reasonProblem(reason) { throw ValidationError("bad --reason: \(problem)") }
+            if let a = author, let problem = OverrideRules.authorProblem(a) { throw ValidationError("bad --author: \(problem)") }
             if let e = expires, let problem = OverrideRules.expiryProblem(e.seconds) {
                 throw ValidationError("bad --expires \(e.text): \(problem)")
             }
@@ -287,7 +293,7 @@ struct Override: ParsableCommand {
 
         func run() throws {
             throw ExitCode(Commands.overrideSet(options.endpoint, target: target, state: state, reason: reason,
-                                                expiresIn: expires?.seconds))
+                                                expiresIn: expires?.seconds, author: author ?? Commands.defaultAuthor))
         }
     }
 

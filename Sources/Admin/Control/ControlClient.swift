@@ -103,9 +103,11 @@ public struct ControlClient: Sendable {
     }
 
     /// `POST /override`; `state` is up, down or degraded:F.
-    public func setOverride(target: OverrideTargetName, state: String, reason: String, expiresIn: Double? = nil) throws(ControlConfigError) -> OverrideView {
+    public func setOverride(target: OverrideTargetName, state: String, reason: String, expiresIn: Double? = nil,
+                            author: String? = nil) throws(ControlConfigError) -> OverrideView {
         var obj: [String: Any] = ["target": target.description, "state": state, "reason": reason]
         if let e = expiresIn { obj["expires_in"] = e }
+        if let a = author { obj["author"] = a }
         let body = (try? JSONSerialization.data(withJSONObject: obj)).map { Array($0) } ?? []
         let reply = try expectOK("POST", "/override", body: body)
         do { return try JSONDecoder().decode(OverrideView.self, from: Data(reply)) } catch {

@@ -59,12 +59,22 @@ extension Commands {
     /// `meridian override set`: `reason` and `expiresIn` already meet `OverrideRules` (the CLI
     /// checks them before anything is sent; the server checks them again).
     public static func overrideSet(_ endpoint: ControlEndpoint, target: OverrideTargetName, state: String, reason: String,
-                                   expiresIn: Double?) -> Int32 {
+                                   expiresIn: Double?, author: String? = nil) -> Int32 {
         overrideCommand { () throws(ControlConfigError) -> Int32 in
-            let o = try endpoint.client().setOverride(target: target, state: state, reason: reason, expiresIn: expiresIn)
+            let o = try endpoint.client().setOverride(target: target, state: state, reason: reason, expiresIn: expiresIn,
+                                                      author: author)
             print("override \(o.target) \(o.state)\(until(o)) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
             return 0
         }
+    }
+
+    /// Who runs this command, as `override set` records it: `USER@HOST` (`$USER`, else the
+    /// login name of the uid), cut to what the server accepts.
+    public static var defaultAuthor: String {
+        let env = ProcessInfo.processInfo.environment
+        let user = env["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "uid\(getuid())"
+        let text = "\(user)@\(ProcessInfo.processInfo.hostName)"
+        return OverrideRules.authorProblem(text) == nil ? text : "uid\(getuid())"
     }
 
     /// `meridian override clear`: 1 when there was no such override.
@@ -85,7 +95,7 @@ extension Commands {
             let list = try endpoint.client().overrides()
             if list.isEmpty { print("no overrides") }
             for o in list {
-                print("\(o.target) \(o.state)\(until(o)) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
+                print("\(o.target) \(o.state)\(until(o)) (\(o.endpoints.joined(separator: ", "))): \(o.reason)\(o.author.map { " [by \($0)]" } ?? "")")
             }
             return 0
         }

@@ -40,7 +40,7 @@ public enum StatusTable {
             out.append("overrides:")
             for o in r.overrides {
                 let exp = o.expiresAt.map { "expires in \(DurationText.format($0 - now, style: .compact))" } ?? "until cleared"
-                out.append("  \(o.target) \(o.state), \(exp), reason \"\(o.reason)\" (\(o.endpoints.joined(separator: ", ")))")
+                out.append("  \(o.target) \(o.state), \(exp), reason \"\(o.reason)\"\(o.author.map { " by \($0)" } ?? "") (\(o.endpoints.joined(separator: ", ")))")
             }
         }
         if let m = r.minimums, !m.isEmpty {

@@ -133,6 +133,12 @@ public final class ControlAPI: Sendable {
             return .text(400, "\"reason\" is required: say why, it shows in every status view and log\n")
         }
         if let problem = OverrideRules.reasonProblem(reason) { return .text(400, problem + "\n") }
+        var author = "control API client \(req.remote)"
+        if let a = obj["author"], !(a is NSNull) {
+            guard let text = a as? String else { return .text(400, "\"author\" must be a string\n") }
+            if let problem = OverrideRules.authorProblem(text) { return .text(400, problem + "\n") }
+            author = text
+        }
         var expiresIn: Double?
         if let e = obj["expires_in"], !(e is NSNull) {
             // JSON true/false arrive as NSNumber too (objCType "c"): not a number of seconds.
@@ -143,13 +149,14 @@ public final class ControlAPI: Sendable {
             expiresIn = n.doubleValue
         }
         do {
-            try monitor.setOverride(target, state: state, reason: reason, expiresIn: expiresIn)
+            try monitor.setOverride(target, state: state, reason: reason, expiresIn: expiresIn, author: author)
         } catch {
             return .text(400, "\(error.message)\n")
         }
         // expiryProblem bounds the expiry to 365 days, so the Int conversion cannot trap.
         let expiry = expiresIn.map { " expires in \(Int($0.rounded(.up))) s" } ?? " until cleared"
-        logger.notice("control: override set by \(req.remote): \(target.name(in: model)) \(stateText(state))\(expiry), reason \(logQuoted(reason))")
+        logger.notice("control: override set by \(req.remote) (author \(logQuoted(author))): \(target.name(in: model)) \(stateText(state))\(expiry), reason \(logQuoted(reason))")
+        if let failure = saveFailure() { return failure }
         guard let o = monitor.overrides().first(where: { $0.target == target }) else {
             return .text(500, "override set but not found afterwards\n")
         }
@@ -168,7 +175,16 @@ public final class ControlAPI: Sendable {
             return .text(404, "no override on \(target.name(in: model))\n")
         }
         logger.notice("control: override cleared by \(req.remote): \(target.name(in: model)) (was \(stateText(old.state)), reason \(logQuoted(old.reason)))")
+        if let failure = saveFailure() { return failure }
         return json(200, ["cleared": target.name(in: model).description])
+    }
+
+    /// A 500 when the change could not be saved to the state folder: it is in force, but a
+    /// restart would lose it, and the operator must know.
+    private func saveFailure() -> HTTPResponse? {
+        guard let e = context.saveOverrides() else { return nil }
+        logger.error("control: overrides not saved to \(context.overrideFile?.path ?? "-"): \(e)")
+        return .text(500, "the change is in force but was not saved (\(e)): a restart would lose it; fix the state folder and repeat the command\n")
     }
 
     private func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
@@ -210,13 +226,15 @@ public struct OverrideView: Codable, Sendable, Equatable {
     public var target: String
     public var state: String
     public var reason: String
+    /// Who set it; nil from a server that does not record it.
+    public var author: String?
     /// Seconds since the epoch.
     public var setAt: Double
     public var expiresAt: Double?
     public var endpoints: [String]
 
     enum CodingKeys: String, CodingKey {
-        case target, state, reason, endpoints
+        case target, state, reason, author, endpoints
         case setAt = "set_at", expiresAt = "expires_at"
     }
 
@@ -224,6 +242,7 @@ public struct OverrideView: Codable, Sendable, Equatable {
         target = o.target.name(in: model).description
         state = stateText(o.state)
         reason = o.reason
+        author = o.author.isEmpty ? nil : o.author
         setAt = o.setAt
         expiresAt = o.expiresAt
         switch o.target {

@@ -133,13 +133,14 @@ final class Builder {
 
     func path(_ p: String) -> String { p.hasPrefix("/") ? p : base + "/" + p }
 
-    static let topKeys = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools"]
+    static let topKeys = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools", "fleet"]
 
     func build(_ root: Node) -> ConfigModel? {
         guard let top = r.mapping(root, "configuration") else { return nil }
         r.checkKeys(top, allowed: Builder.topKeys, "the top level")
         func section(_ k: String) -> Node? { top.first { $0.key == k }?.value }
         if let n = section("server") { parseServer(n) }
+        if let n = section("fleet") { parseFleet(n) }
         if let n = section("defaults") { parseDefaults(n) }
         if let n = section("datacenters") { parseDatacenters(n) }
         if let n = section("checks") { parseChecks(n) }
@@ -179,6 +180,45 @@ final class Builder {
             default: break
             }
         }
+    }
+
+    /// `fleet:`: the etcd cluster every instance shares its overrides through.
+    func parseFleet(_ node: Node) {
+        guard let m = r.mapping(node, "fleet") else { return }
+        r.checkKeys(m, allowed: ["etcd", "prefix", "name", "lease_ttl", "ack_timeout"], "fleet")
+        var f = FleetSettings(location: r.loc(node))
+        for e in m {
+            switch e.key {
+            case "etcd":
+                guard let list = r.strings(e.value, "fleet.etcd") else { break }
+                for (text, n) in list {
+                    if let (host, port) = FleetSettings.parseEndpoint(text) { f.endpoints.append(.init(host: host, port: port)) } else {
+                        r.error(n, "fleet.etcd: \"\(text)\" is not http://HOST:PORT (https and client certificates are not supported; put etcd's client port on a private network or loopback)")
+                    }
+                }
+            case "prefix":
+                guard let v = r.string(e.value, "fleet.prefix") else { break }
+                if v.isEmpty || !v.hasPrefix("/") || !v.hasSuffix("/") || v.utf8.count > 256 {
+                    r.error(e.value, "fleet.prefix: \"\(v)\" must start and end with / (e.g. /meridian/), at most 256 bytes")
+                } else { f.prefix = v }
+            case "name":
+                guard let v = r.string(e.value, "fleet.name") else { break }
+                if let problem = FleetSettings.nameProblem(v) { r.error(e.value, "fleet.name: \(problem)") } else { f.name = v }
+            case "lease_ttl":
+                if let v = r.duration(e.value, "fleet.lease_ttl") {
+                    if v >= 2 && v <= 300 { f.leaseTTL = v.rounded(.up) } else { r.error(e.value, "fleet.lease_ttl: expected 2s to 5m") }
+                }
+            case "ack_timeout":
+                if let v = r.duration(e.value, "fleet.ack_timeout") {
+                    if v > 0 && v <= 300 { f.ackTimeout = v } else { r.error(e.value, "fleet.ack_timeout: expected more than 0 and at most 5m") }
+                }
+            default: break
+            }
+        }
+        if f.endpoints.isEmpty && !m.contains(where: { $0.key == "etcd" }) {
+            r.error(node, "fleet: etcd is required (a list of http://HOST:PORT client URLs)")
+        }
+        server.fleet = f
     }
 
     func parseRRL(_ node: Node) {

@@ -35,6 +35,11 @@ public struct OverrideStatus: Sendable, Equatable {
     public var setAt: Double
     /// Wall-clock seconds since the epoch when it lapses; nil means until cleared.
     public var expiresAt: Double?
+
+    public init(target: OverrideTarget, state: HealthState, reason: String, author: String = "", setAt: Double, expiresAt: Double?) {
+        self.target = target; self.state = state; self.reason = reason
+        self.author = author; self.setAt = setAt; self.expiresAt = expiresAt
+    }
 }
 
 /// One check as the status views show it.

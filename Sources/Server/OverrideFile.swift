@@ -30,6 +30,23 @@ public struct SavedOverride: Codable, Sendable, Equatable {
     }
 }
 
+extension SavedOverride {
+    /// Sets this override on `monitor` with its original author, time and expiry; the reason
+    /// it cannot be when its target or state does not fit `model`.
+    func apply(to monitor: HealthMonitor, model: ConfigModel, now: Double) -> String? {
+        guard let name = OverrideTargetName(parsing: target), let t = try? name.resolve(in: model),
+              let st = parseHealthState(state) else {
+            return "no such target or state in this configuration"
+        }
+        do {
+            try monitor.setOverride(t, state: st, reason: reason, expiresIn: expires.map { $0 - now }, author: author, setAt: created)
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+}
+
 /// The operator overrides of one server, saved in `server.state_dir` so that a restart or a
 /// crash (SIGKILL, power loss) does not silently bring a drained datacenter back.
 ///
@@ -77,6 +94,19 @@ public final class OverrideFile: Sendable {
     }
 
     public func save(_ list: [SavedOverride]) throws(SystemError) { try save { list } }
+
+    /// Saves the overrides in force in `publisher`'s monitor; the error when that failed.
+    public func saveCurrent(of publisher: Publisher) -> SystemError? {
+        do {
+            try save { () -> [SavedOverride] in
+                guard let model = publisher.config.model, let m = publisher.monitor else { return [] }
+                return m.overrides().map { SavedOverride($0, model: model) }
+            }
+            return nil
+        } catch {
+            return error
+        }
+    }
 
     private func write(_ list: [SavedOverride]) throws(SystemError) {
         let enc = JSONEncoder()

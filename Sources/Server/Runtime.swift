@@ -1,5 +1,6 @@
 import Config
 import DNSWire
+import Diagnostics
 import Foundation
 import Health
 import Logging
@@ -175,7 +176,7 @@ public enum Runtime {
 
     /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.
     public static func serve(sources: ConfigSources, listen: [String], workers: Int?, logLevel: Logger.Level,
-                             control controlOption: String? = nil) -> Int32 {
+                             control controlOption: String? = nil, fleetName: String? = nil) -> Int32 {
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = logLevel
@@ -229,9 +230,20 @@ public enum Runtime {
             }
             overrideFile = file
         }
+        var fleet: FleetAgent?
+        if var f = settings?.fleet {
+            if let n = fleetName { f.name = n }
+            let bytes = sources.configPath.flatMap { try? InputFile.read($0, limit: InputLimits.configFileBytes) } ?? []
+            let fleetLog = Logger(label: "meridian.fleet")
+            fleet = FleetAgent(settings: f, publisher: publisher, save: { [overrideFile] in
+                if let e = overrideFile?.saveCurrent(of: publisher) {
+                    fleetLog.error("overrides not saved to \(overrideFile?.path ?? "-"): \(e); a restart during an etcd outage would lose them")
+                }
+            }, configHash: FleetAgent.hash(bytes), log: fleetLog)
+        }
         let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
                                      startedAt: started.timeIntervalSince1970, metrics: metrics,
-                                     overrideFile: overrideFile, counters: { server.counters })
+                                     overrideFile: overrideFile, fleet: fleet, counters: { server.counters })
         let api: ControlAPI?
         do { api = try startControl(controlOption ?? settings?.control, settings: settings, context: control, log: log) } catch {
             log.critical("not starting: control API: \(error)")
@@ -277,10 +289,13 @@ public enum Runtime {
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
+        // After the first publish: the first answers come from the saved overrides, whether
+        // or not etcd answers.
+        fleet?.start()
         let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log,
                                     afterReload: { control.saveOverrides(log: log) })
         reloader.start()
-        return takeSignals(server: server, api: api, publisher: publisher, reloader: reloader, log: log)
+        return takeSignals(server: server, api: api, fleet: fleet, publisher: publisher, reloader: reloader, log: log)
     }
 
     /// Puts the saved overrides back before the first query is answered. Expired ones stay
@@ -292,19 +307,12 @@ public enum Runtime {
                 log.info("saved override \(o.target) \(o.state) expired while stopped; not restored")
                 continue
             }
-            guard let name = OverrideTargetName(parsing: o.target), let target = try? name.resolve(in: model),
-                  let state = parseHealthState(o.state) else {
-                log.warning("saved override \(o.target) \(o.state) dropped: no such target or state in this configuration")
+            if let problem = o.apply(to: monitor, model: model, now: now) {
+                log.warning("saved override \(o.target) \(o.state) dropped: \(problem)")
                 continue
             }
-            do {
-                try monitor.setOverride(target, state: state, reason: o.reason, expiresIn: o.expires.map { $0 - now },
-                                        author: o.author, setAt: o.created)
-                let until = o.expires.map { " until \(Date(timeIntervalSince1970: $0))" } ?? ""
-                log.notice("restored override \(o.target) \(o.state)\(until) (set by \(o.author.isEmpty ? "-" : o.author)): \(logQuoted(o.reason))")
-            } catch {
-                log.warning("saved override \(o.target) dropped: \(error)")
-            }
+            let until = o.expires.map { " until \(Date(timeIntervalSince1970: $0))" } ?? ""
+            log.notice("restored override \(o.target) \(o.state)\(until) (set by \(o.author.isEmpty ? "-" : o.author)): \(logQuoted(o.reason))")
         }
     }
 
@@ -325,8 +333,8 @@ public enum Runtime {
     /// The signal loop of a started server; returns the exit status. This thread only takes
     /// signals: every reload runs on the reloader's threads, so SIGTERM is handled at once
     /// even while a reload is blocked.
-    static func takeSignals(server: DNSServer, api: ControlAPI?, publisher: Publisher, reloader: Reloader<(LoadOutcome, Date)>,
-                            log: Logger) -> Int32 {
+    static func takeSignals(server: DNSServer, api: ControlAPI?, fleet: FleetAgent? = nil, publisher: Publisher,
+                            reloader: Reloader<(LoadOutcome, Date)>, log: Logger) -> Int32 {
         while true {
             let sig = Signals.wait()
             switch sig {
@@ -341,6 +349,7 @@ public enum Runtime {
                 reloader.stop()
                 ExecChildren.terminateAll()
                 publisher.monitor?.stopWithoutWaiting()
+                fleet?.stop()
                 api?.stop()
                 server.stop()
                 log.info("stopped")

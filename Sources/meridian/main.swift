@@ -63,14 +63,19 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Serve the control and metrics API on ADDR:PORT (overrides server.control).")
     var control: String?
 
+    @Option(name: .long, help: "This instance's name in the fleet (overrides fleet.name; default the host name).")
+    var fleetName: String?
+
     func validate() throws {
+        if let n = fleetName, let problem = FleetSettings.nameProblem(n) { throw ValidationError("bad --fleet-name: \(problem)") }
         if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
     func run() throws {
         let code = Runtime.serve(sources: source.sources, listen: listen, workers: workers,
-                                 logLevel: Logger.Level(rawValue: logLevel) ?? .info, control: control)
+                                 logLevel: Logger.Level(rawValue: logLevel) ?? .info, control: control,
+                                 fleetName: fleetName)
         throw ExitCode(code)
     }
 }
@@ -261,8 +266,11 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "Print the raw JSON of GET /status.")
     var json = false
 
+    @Flag(name: .long, help: "List every instance registered in the fleet (name, version, config hash, applied revision, health).")
+    var fleet = false
+
     func run() throws {
-        throw ExitCode(Commands.status(options.endpoint, json: json))
+        throw ExitCode(Commands.status(options.endpoint, json: json, fleet: fleet))
     }
 }
 
@@ -280,6 +288,8 @@ struct Override: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("Lapse after this long, e.g. 90s, 10m, 2h, at most 365d (default: until cleared).", valueName: "DURATION"))
         var expires: DurationText?
         @Option(name: .long, help: "Who is setting it (default: USER@HOST of this shell).") var author: String?
+        @Flag(name: .long, help: "Set it even when the safety rule refuses it (it would leave a GSLB name with no healthy endpoint).")
+        var force = false
 
         func validate() throws {
             // The server checks the same rules; checking here too gives the error before
@@ -293,7 +303,7 @@ struct Override: ParsableCommand {
 
         func run() throws {
             throw ExitCode(Commands.overrideSet(options.endpoint, target: target, state: state, reason: reason,
-                                                expiresIn: expires?.seconds, author: author ?? Commands.defaultAuthor))
+                                                expiresIn: expires?.seconds, author: author ?? Commands.defaultAuthor, force: force))
         }
     }
 

@@ -15,21 +15,8 @@ import TestSupport
                                                       extraServer: "  state_dir: \(stateDir)\n"))
     }
 
-    /// `serve` on fresh ports (the control address from `--control`), ready for control requests.
     static func start(_ dir: URL) async throws -> (MeridianProcess, String) {
-        let dns = try freePort(), ctl = try freePort()
-        let p = try await MeridianProcess.start(["serve", "--config", dir.appendingPathComponent("meridian.yaml").path,
-                                                 "--listen", "127.0.0.1:\(dns)", "--control", "127.0.0.1:\(ctl)"],
-                                                port: dns, probeName: "ctl.test.", privateStateDir: false)
-        var ready = false
-        for _ in 0..<100 where !ready {
-            if let r = try? HTTP.request("GET", port: ctl, path: "/healthz"), r.status == 200 { ready = true } else {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
-        if !ready { await p.stop() }
-        try #require(ready, "control API never answered; log:\n\(p.logText)")
-        return (p, "http://127.0.0.1:\(ctl)")
+        try await serveWithControl(config: dir.appendingPathComponent("meridian.yaml"), privateStateDir: false)
     }
 
     static func answer(_ p: MeridianProcess) async throws -> [String] {
@@ -121,4 +108,17 @@ import TestSupport
         #expect(serve.status == 1 && serve.combined.contains("--state-dir: \(config)/state does not exist and cannot be created"),
                 "\(serve.combined)")
     }
+}
+
+/// `serve --config CONFIG` on fresh ports (the control address from `--control`), plus
+/// `extra` arguments, once its control API answers; returns it and the control URL.
+func serveWithControl(config: URL, extra: [String] = [], privateStateDir: Bool = true) async throws -> (MeridianProcess, String) {
+    let dns = try freePort(), ctl = try freePort()
+    let p = try await MeridianProcess.start(["serve", "--config", config.path, "--listen", "127.0.0.1:\(dns)",
+                                             "--control", "127.0.0.1:\(ctl)"] + extra,
+                                            port: dns, probeName: "ctl.test.", privateStateDir: privateStateDir)
+    let ready = await eventually(3) { (try? HTTP.request("GET", port: ctl, path: "/healthz"))?.status == 200 }
+    if !ready { await p.stop() }
+    try #require(ready, "control API never answered; log:\n\(p.logText)")
+    return (p, "http://127.0.0.1:\(ctl)")
 }

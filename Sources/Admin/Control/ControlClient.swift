@@ -104,10 +104,11 @@ public struct ControlClient: Sendable {
 
     /// `POST /override`; `state` is up, down or degraded:F.
     public func setOverride(target: OverrideTargetName, state: String, reason: String, expiresIn: Double? = nil,
-                            author: String? = nil) throws(ControlConfigError) -> OverrideView {
+                            author: String? = nil, force: Bool = false) throws(ControlConfigError) -> OverrideView {
         var obj: [String: Any] = ["target": target.description, "state": state, "reason": reason]
         if let e = expiresIn { obj["expires_in"] = e }
         if let a = author { obj["author"] = a }
+        if force { obj["force"] = true }
         let body = (try? JSONSerialization.data(withJSONObject: obj)).map { Array($0) } ?? []
         let reply = try expectOK("POST", "/override", body: body)
         do { return try JSONDecoder().decode(OverrideView.self, from: Data(reply)) } catch {
@@ -115,16 +116,17 @@ public struct ControlClient: Sendable {
         }
     }
 
-    /// `DELETE /override?target=`; false when there was no such override (404).
-    public func clearOverride(target: OverrideTargetName) throws(ControlConfigError) -> Bool {
+    /// `DELETE /override?target=`; false when there was no such override (404), and in fleet
+    /// mode who applied the clear.
+    public func clearOverride(target: OverrideTargetName) throws(ControlConfigError) -> (Bool, FleetAck?) {
         let text = target.description
         let q = text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? text
         let (status, reply) = try request("DELETE", "/override?target=\(q)")
-        if status == 404 { return false }
+        if status == 404 { return (false, nil) }
         guard status == 200 else {
             throw ControlConfigError(message: "DELETE /override: HTTP \(status): \(String(decoding: reply, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
         }
-        return true
+        return (true, (try? JSONDecoder().decode(FleetClearReply.self, from: Data(reply)))?.fleet)
     }
 
     public func overrides() throws(ControlConfigError) -> [OverrideView] {

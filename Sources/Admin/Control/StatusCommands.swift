@@ -41,9 +41,17 @@ public struct ControlEndpoint: Sendable {
 
 extension Commands {
     /// `meridian status`: the table (or the JSON) of a running server.
-    public static func status(_ endpoint: ControlEndpoint, json: Bool) -> Int32 {
+    public static func status(_ endpoint: ControlEndpoint, json: Bool, fleet: Bool = false) -> Int32 {
         do {
             let c = try endpoint.client()
+            if fleet {
+                guard let f = try c.status().fleet else {
+                    printErr("meridian status: this server is not in a fleet (no fleet: in its configuration)")
+                    return 1
+                }
+                print(StatusTable.renderFleet(f), terminator: "")
+                return 0
+            }
             if json {
                 print(String(decoding: try c.expectOK("GET", "/status"), as: UTF8.self), terminator: "")
             } else {
@@ -59,13 +67,23 @@ extension Commands {
     /// `meridian override set`: `reason` and `expiresIn` already meet `OverrideRules` (the CLI
     /// checks them before anything is sent; the server checks them again).
     public static func overrideSet(_ endpoint: ControlEndpoint, target: OverrideTargetName, state: String, reason: String,
-                                   expiresIn: Double?, author: String? = nil) -> Int32 {
+                                   expiresIn: Double?, author: String? = nil, force: Bool = false) -> Int32 {
         overrideCommand { () throws(ControlConfigError) -> Int32 in
             let o = try endpoint.client().setOverride(target: target, state: state, reason: reason, expiresIn: expiresIn,
-                                                      author: author)
+                                                      author: author, force: force)
             print("override \(o.target) \(o.state)\(until(o)) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
-            return 0
+            return o.fleet.map(reportAck) ?? 0
         }
+    }
+
+    /// Prints who applied a fleet change; 3 when a live instance did not in time.
+    static func reportAck(_ a: FleetAck) -> Int32 {
+        print("fleet: etcd revision \(a.revision), acknowledged by \(a.acknowledged.count) instance(s): \(a.acknowledged.joined(separator: ", "))")
+        guard a.laggards.isEmpty else {
+            printErr("meridian override: not acknowledged in time by: \(a.laggards.joined(separator: ", ")) (they apply it when they catch up; see meridian status --fleet)")
+            return 3
+        }
+        return 0
     }
 
     /// Who runs this command, as `override set` records it: `USER@HOST` (`$USER`, else the
@@ -80,9 +98,10 @@ extension Commands {
     /// `meridian override clear`: 1 when there was no such override.
     public static func overrideClear(_ endpoint: ControlEndpoint, target: OverrideTargetName) -> Int32 {
         overrideCommand { () throws(ControlConfigError) -> Int32 in
-            if try endpoint.client().clearOverride(target: target) {
+            let (cleared, ack) = try endpoint.client().clearOverride(target: target)
+            if cleared {
                 print("override \(target) cleared")
-                return 0
+                return ack.map(reportAck) ?? 0
             }
             printErr("no override on \(target)")
             return 1

@@ -148,6 +148,17 @@ public final class ControlAPI: Sendable {
             if let problem = OverrideRules.expiryProblem(n.doubleValue) { return .text(400, "\"expires_in\" \(problem)\n") }
             expiresIn = n.doubleValue
         }
+        var force = false
+        if let f = obj["force"], !(f is NSNull) {
+            guard let n = f as? NSNumber, String(cString: n.objCType) == "c" else { return .text(400, "\"force\" must be true or false\n") }
+            force = n.boolValue
+        }
+        if let fleet = context.fleet {
+            let broken = SafetyRule.brokenNames(model: model, monitor: monitor, target: target, state: state)
+            if !broken.isEmpty && !force { return .text(409, SafetyRule.refusal(broken, target: target.name(in: model), state: state)) }
+            return setFleetOverride(fleet, req, model: model, target: target, state: state, reason: reason, author: author,
+                                    expiresIn: expiresIn, forcedPast: broken)
+        }
         do {
             try monitor.setOverride(target, state: state, reason: reason, expiresIn: expiresIn, author: author)
         } catch {
@@ -170,6 +181,17 @@ public final class ControlAPI: Sendable {
         guard let text = req.query["target"], !text.isEmpty else { return .text(400, "DELETE /override needs ?target=endpoint:NAME or dc:NAME\n") }
         let target: OverrideTarget
         do { target = try OverrideTargetName.resolve(text, in: model) } catch { return .text(400, error.message + "\n") }
+        if let fleet = context.fleet {
+            let name = target.name(in: model).description
+            let rev: Int64?
+            do { rev = try fleet.delete(target: name) } catch {
+                return .text(503, "fleet: \(error.message); the override was not cleared\n")
+            }
+            guard let r = rev else { return .text(404, "no override on \(name) in the fleet\n") }
+            logger.notice("control: fleet override cleared by \(req.remote): \(name) (etcd revision \(r))")
+            let ack = fleet.waitForAcks(r)
+            return json(200, FleetClearReply(cleared: name, fleet: ack))
+        }
         let previous = monitor.overrides().first { $0.target == target }
         guard let old = previous, monitor.clearOverride(target) else {
             return .text(404, "no override on \(target.name(in: model))\n")
@@ -177,6 +199,27 @@ public final class ControlAPI: Sendable {
         logger.notice("control: override cleared by \(req.remote): \(target.name(in: model)) (was \(stateText(old.state)), reason \(logQuoted(old.reason)))")
         if let failure = saveFailure() { return failure }
         return json(200, ["cleared": target.name(in: model).description])
+    }
+
+    /// Fleet mode: the override goes to etcd, every instance (this one included) applies it
+    /// from its watch, and the answer waits for their acknowledgements (bounded).
+    private func setFleetOverride(_ fleet: FleetAgent, _ req: HTTPRequest, model: ConfigModel, target: OverrideTarget,
+                                  state: HealthState, reason: String, author: String, expiresIn: Double?,
+                                  forcedPast broken: [String]) -> HTTPResponse {
+        let now = Date().timeIntervalSince1970
+        let name = target.name(in: model).description
+        let saved = SavedOverride(target: name, state: stateText(state), reason: reason, author: author,
+                                  created: now, expires: expiresIn.map { now + $0 })
+        let rev: Int64
+        do { rev = try fleet.put(saved) } catch {
+            return .text(503, "fleet: \(error.message); the override was not set\n")
+        }
+        let forced = broken.isEmpty ? "" : " (forced past the safety rule: \(broken.joined(separator: ", ")))"
+        logger.notice("control: fleet override set by \(req.remote) (author \(logQuoted(author))): \(name) \(stateText(state)), etcd revision \(rev)\(forced), reason \(logQuoted(reason))")
+        var view = OverrideView(OverrideStatus(target: target, state: state, reason: reason, author: author, setAt: now,
+                                               expiresAt: saved.expires), model: model)
+        view.fleet = fleet.waitForAcks(rev)
+        return json(200, view)
     }
 
     /// A 500 when the change could not be saved to the state folder: it is in force, but a
@@ -232,9 +275,11 @@ public struct OverrideView: Codable, Sendable, Equatable {
     public var setAt: Double
     public var expiresAt: Double?
     public var endpoints: [String]
+    /// Fleet mode: the etcd revision and which instances applied it.
+    public var fleet: FleetAck?
 
     enum CodingKeys: String, CodingKey {
-        case target, state, reason, author, endpoints
+        case target, state, reason, author, endpoints, fleet
         case setAt = "set_at", expiresAt = "expires_at"
     }
 
@@ -250,5 +295,40 @@ public struct OverrideView: Codable, Sendable, Equatable {
         case .datacenter(let d):
             endpoints = model.endpoints.filter { $0.datacenter.map { model.datacenters[$0].name } == d }.map(\.name)
         }
+    }
+}
+
+/// `DELETE /override` in fleet mode.
+public struct FleetClearReply: Codable, Sendable {
+    public var cleared: String
+    public var fleet: FleetAck
+}
+
+/// The safety rule (after Route 53 ARC's assertion rules): an override that would leave a
+/// GSLB name with no usable endpoint under it (its fallback aside), where it has one now, is
+/// refused unless forced. Health is this instance's view; overrides already in force count.
+///
+///     let broken = SafetyRule.brokenNames(model: model, monitor: m, target: .datacenter("ams"), state: .down)
+public enum SafetyRule {
+    public static func brokenNames(model: ConfigModel, monitor: HealthMonitor, target: OverrideTarget, state: HealthState) -> [String] {
+        guard !state.isUsable else { return [] }
+        let eps = monitor.endpointStatus()
+        let before = eps.map { $0.effective.isUsable }
+        var after = before
+        for (i, e) in eps.enumerated() {
+            switch target {
+            case .endpoint(let k) where k == i: after[i] = false
+            case .datacenter(let d) where e.datacenter == d: after[i] = false
+            default: break
+            }
+        }
+        return model.names.filter { n in
+            let under = model.endpointsUnder[n.root].filter { $0 < before.count }
+            return under.contains { before[$0] } && !under.contains { after[$0] }
+        }.map { $0.owner.description }
+    }
+
+    public static func refusal(_ broken: [String], target: OverrideTargetName, state: HealthState) -> String {
+        "refused by the safety rule: \(target) \(stateText(state)) would leave \(broken.count) GSLB name(s) with no healthy endpoint: \(broken.joined(separator: ", ")); set it with --force (\"force\": true) if that is what you want\n"
     }
 }

@@ -1,0 +1,170 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Three real `meridian serve` instances sharing overrides through a real etcd (Debian's
+/// `etcd-server`, started on loopback ports with a temporary data folder). The fixture is
+/// `ControlFixture`: www.ctl.test answers ams (192.0.2.10), failing over to iad.
+@Suite("Fleet mode with a real etcd", .serialized, .enabled(if: EtcdServer.isInstalled, "etcd is not installed (apt-get install etcd-server)"))
+struct FleetTests {
+    static let ams = ["192.0.2.10"], iad = ["198.51.100.10"]
+
+    struct Instance {
+        let name: String
+        let dns: MeridianProcess
+        let control: String
+        let stateDir: URL
+    }
+
+    /// The shared configuration: the fixture plus `fleet:` pointing at `etcd`.
+    static func folder(etcd: [String]) throws -> URL {
+        let fleet = """
+            fleet:
+              etcd: [\(etcd.joined(separator: ", "))]
+              prefix: /meridian-test/
+              lease_ttl: 3s
+              ack_timeout: 5s
+
+            """
+        return try ControlFixture.folder(fleet + ControlFixture.yaml(control: "127.0.0.1:1", checks: false))
+    }
+
+    static func start(_ name: String, folder: URL, stateDir: URL) async throws -> Instance {
+        let (p, url) = try await serveWithControl(config: folder.appendingPathComponent("meridian.yaml"),
+                                                  extra: ["--state-dir", stateDir.path, "--fleet-name", name])
+        return Instance(name: name, dns: p, control: url, stateDir: stateDir)
+    }
+
+    static func answer(_ i: Instance) async throws -> [String] {
+        try await Dig.query("www.ctl.test", "A", port: i.dns.port).answer.map(\.rdata).sorted()
+    }
+
+    static func cli(_ args: [String], _ i: Instance) async throws -> CommandOutput {
+        try await MeridianProcess.run(args + ["--control", i.control])
+    }
+
+    /// Every instance answers `expected` (bounded wait).
+    static func allAnswer(_ expected: [String], _ all: [Instance], within seconds: Double = 5) async -> Bool {
+        await eventually(seconds) {
+            for i in all where (try? await answer(i)) != expected { return false }
+            return true
+        }
+    }
+
+    /// etcd and three instances for `body`; everything is stopped afterwards, also on failure.
+    static func withFleet(_ body: (EtcdServer, URL, inout [Instance]) async throws -> Void) async throws {
+        let etcd = try await EtcdServer.start()
+        var instances: [Instance] = []
+        let folder = try Self.folder(etcd: [etcd.endpoint])
+        func cleanup() async {
+            for i in instances { await i.dns.stop(); try? FileManager.default.removeItem(at: i.stateDir) }
+            await etcd.stop(removeData: true)
+            try? FileManager.default.removeItem(at: folder)
+        }
+        do {
+            for n in ["ns1", "ns2", "ns3"] {
+                instances.append(try await start(n, folder: folder, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-\(n)")))
+            }
+            // All three registered before the test begins.
+            let registered = await eventually(10) {
+                let s = try? await cli(["status", "--fleet"], instances[0])
+                return ["ns1", "ns2", "ns3"].allSatisfy { s?.stdout.contains($0) == true }
+            }
+            try #require(registered, "instances never registered; log:\n\(instances[0].dns.logText)")
+            try await body(etcd, folder, &instances)
+            for i in instances { #expect(i.dns.isRunning, "\(i.name) died; log:\n\(i.dns.logText)") }
+        } catch {
+            await cleanup()
+            throw error
+        }
+        await cleanup()
+    }
+
+    @Test func anOverrideThroughOneInstanceChangesAllThreeAndEachAcknowledges() async throws {
+        try await Self.withFleet { _, _, all in
+            #expect(await Self.allAnswer(Self.ams, all))
+            let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "ams maintenance", "--author", "ops@test"], all[1])
+            #expect(set.status == 0, "\(set.combined)")
+            #expect(set.stdout.contains("acknowledged by 3 instance(s): ns1, ns2, ns3"), "\(set.combined)")
+            // Acknowledged means applied: every instance answers the new way at once.
+            for i in all { #expect(try await Self.answer(i) == Self.iad, "\(i.name); log:\n\(i.dns.logText)") }
+
+            let status = try await Self.cli(["status", "--fleet"], all[2])
+            #expect(status.status == 0, "\(status.combined)")
+            let rows = status.stdout.split(separator: "\n").filter { $0.hasPrefix("ns") }
+            #expect(rows.count == 3, "\(status.stdout)")
+            #expect(!status.stdout.contains("DRIFT") && !status.stdout.contains("LAGGING"), "\(status.stdout)")
+            let plain = try await Self.cli(["status"], all[0])
+            #expect(plain.stdout.contains("fleet: connected as ns1"), "\(plain.stdout)")
+
+            // The safety rule: iad down as well would leave www.ctl.test with nothing.
+            let unsafe = try await Self.cli(["override", "set", "dc:iad", "down", "--reason", "both"], all[0])
+            #expect(unsafe.status != 0, "\(unsafe.combined)")
+            #expect(unsafe.stderr.contains("refused by the safety rule") && unsafe.stderr.contains("www.ctl.test."), "\(unsafe.combined)")
+            for i in all { #expect(try await Self.answer(i) == Self.iad, "a refused override must change nothing") }
+
+            let clear = try await Self.cli(["override", "clear", "dc:ams"], all[2])
+            #expect(clear.status == 0 && clear.stdout.contains("acknowledged by 3 instance(s)"), "\(clear.combined)")
+            for i in all { #expect(try await Self.answer(i) == Self.ams) }
+        }
+    }
+
+    @Test func anExpiringOverrideRevertsOnAllThree() async throws {
+        try await Self.withFleet { _, _, all in
+            let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "short", "--expires", "3s"], all[0])
+            #expect(set.status == 0 && set.stdout.contains("acknowledged by 3"), "\(set.combined)")
+            for i in all { #expect(try await Self.answer(i) == Self.iad) }
+            #expect(await Self.allAnswer(Self.ams, all, within: 10), "the override did not lapse everywhere")
+            // etcd dropped the key with its lease: nothing is left to re-apply.
+            let list = try await Self.cli(["override", "list"], all[1])
+            #expect(list.stdout.contains("no overrides"), "\(list.combined)")
+        }
+    }
+
+    /// etcd down: every instance keeps answering with the last overrides (fail static), says
+    /// `disconnected`, and one restarted during the outage keeps them from its state folder.
+    /// Then an override is written while they are cut off (etcd back on another client port);
+    /// when etcd returns on theirs, they catch up without a restart.
+    @Test func aPartitionFailsStaticAndCatchesUpWithoutARestart() async throws {
+        try await Self.withFleet { etcd, folder, all in
+            let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "before the outage"], all[0])
+            #expect(set.status == 0, "\(set.combined)")
+            let original = etcd.clientPort
+            await etcd.stop()
+
+            let disconnected = await eventually(10) {
+                let s = try? await Self.cli(["status"], all[1])
+                return s?.stdout.contains("fleet: disconnected") == true
+            }
+            #expect(disconnected, "status never said disconnected")
+            let metrics = try HTTP.request("GET", port: UInt16(all[1].control.split(separator: ":").last!)!, path: "/metrics")
+            #expect(metrics.text.contains("meridian_fleet_connected 0"), "\(metrics.text)")
+            for i in all { #expect(try await Self.answer(i) == Self.iad, "\(i.name) stopped serving the override") }
+            let refused = try await Self.cli(["override", "set", "dc:iad", "down", "--reason", "x", "--force"], all[0])
+            #expect(refused.status != 0 && refused.stderr.contains("etcd unreachable"), "\(refused.combined)")
+
+            // A restart while etcd is down keeps the override.
+            all[2].dns.signal(SIGKILL)
+            _ = await all[2].dns.child.waitForExit(timeout: .seconds(5))
+            all[2] = try await Self.start("ns3", folder: folder, stateDir: all[2].stateDir)
+            #expect(try await Self.answer(all[2]) == Self.iad, "log:\n\(all[2].dns.logText)")
+
+            // Written while they are cut off: etcd serves another port for a moment.
+            let elsewhere = try freePort()
+            try await etcd.restart(onClientPort: elsewhere)
+            let body = #"{"key":"\#(Data("/meridian-test/overrides/dc:ams".utf8).base64EncodedString())"}"#
+            let del = try HTTP.request("POST", port: elsewhere, path: "/v3/kv/deleterange", body: Array(body.utf8))
+            #expect(del.status == 200 && del.text.contains("\"deleted\":\"1\""), "\(del.text)")
+            for i in all { #expect(try await Self.answer(i) == Self.iad, "\(i.name) cannot have seen the change yet") }
+            await etcd.stop()
+            try await etcd.restart(onClientPort: original)
+
+            #expect(await Self.allAnswer(Self.ams, all, within: 10), "the instances did not catch up")
+            let back = await eventually(10) {
+                let s = try? await Self.cli(["status"], all[0])
+                return s?.stdout.contains("fleet: connected") == true
+            }
+            #expect(back)
+        }
+    }
+}

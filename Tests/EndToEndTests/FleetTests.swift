@@ -22,8 +22,8 @@ struct FleetTests {
             fleet:
               etcd: [\(etcd.joined(separator: ", "))]
               prefix: /meridian-test/
-              lease_ttl: 3s
-              ack_timeout: 5s
+              lease_ttl: 5s
+              ack_timeout: 2s
 
             """
         return try ControlFixture.folder(fleet + ControlFixture.yaml(control: "127.0.0.1:1", checks: false))
@@ -52,13 +52,17 @@ struct FleetTests {
     }
 
     /// etcd and three instances for `body`; everything is stopped afterwards, also on failure.
-    static func withFleet(_ body: (EtcdServer, URL, inout [Instance]) async throws -> Void) async throws {
-        let etcd = try await EtcdServer.start()
+    static func withFleet(etcdMembers: Int = 1, _ body: ([EtcdServer], URL, inout [Instance]) async throws -> Void) async throws {
+        let members = etcdMembers == 1 ? [try await EtcdServer.start()] : try await EtcdServer.startCluster(etcdMembers)
         var instances: [Instance] = []
-        let folder = try Self.folder(etcd: [etcd.endpoint])
+        let folder = try Self.folder(etcd: members.map(\.endpoint))
         func cleanup() async {
-            for i in instances { await i.dns.stop(); try? FileManager.default.removeItem(at: i.stateDir) }
-            await etcd.stop(removeData: true)
+            for i in instances {
+                i.dns.signal(SIGCONT)
+                await i.dns.stop()
+                try? FileManager.default.removeItem(at: i.stateDir)
+            }
+            for m in members { await m.stop(removeData: true) }
             try? FileManager.default.removeItem(at: folder)
         }
         do {
@@ -71,7 +75,7 @@ struct FleetTests {
                 return ["ns1", "ns2", "ns3"].allSatisfy { s?.stdout.contains($0) == true }
             }
             try #require(registered, "instances never registered; log:\n\(instances[0].dns.logText)")
-            try await body(etcd, folder, &instances)
+            try await body(members, folder, &instances)
             for i in instances { #expect(i.dns.isRunning, "\(i.name) died; log:\n\(i.dns.logText)") }
         } catch {
             await cleanup()
@@ -109,6 +113,44 @@ struct FleetTests {
         }
     }
 
+    /// An instance that cannot apply in time (stopped with SIGSTOP) is named; it applies the
+    /// override when it runs again.
+    @Test func overrideSetNamesTheInstanceThatDidNotAcknowledge() async throws {
+        try await Self.withFleet { _, _, all in
+            all[2].dns.signal(SIGSTOP)
+            let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "one is stuck"], all[0])
+            all[2].dns.signal(SIGCONT)
+            #expect(set.status == 3, "\(set.combined)")
+            #expect(set.stdout.contains("acknowledged by 2 instance(s): ns1, ns2"), "\(set.combined)")
+            #expect(set.stderr.contains("not acknowledged in time by: ns3"), "\(set.combined)")
+            for i in all.prefix(2) { #expect(try await Self.answer(i) == Self.iad) }
+            #expect(await Self.allAnswer(Self.iad, all), "ns3 did not catch up after SIGCONT")
+        }
+    }
+
+    /// A three-member etcd cluster loses its leader (SIGKILL): overrides still propagate.
+    @Test func overridesPropagateAfterTheEtcdLeaderIsKilled() async throws {
+        try await Self.withFleet(etcdMembers: 3) { members, _, all in
+            var leader: EtcdServer?
+            for m in members {
+                let r = try HTTP.request("POST", port: m.clientPort, path: "/v3/maintenance/status", body: Array("{}".utf8))
+                let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+                let me = (obj["header"] as? [String: Any])?["member_id"] as? String
+                if me != nil && me == obj["leader"] as? String { leader = m }
+            }
+            let dead = try #require(leader, "no member says it leads")
+            await dead.kill()
+            // An election follows; a write during it may fail, so retry (bounded).
+            var set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "leader lost"], all[1])
+            for _ in 0..<20 where set.status != 0 {
+                try await Task.sleep(for: .milliseconds(250))
+                set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "leader lost"], all[1])
+            }
+            #expect(set.status == 0 && set.stdout.contains("acknowledged by 3 instance(s)"), "\(set.combined)")
+            #expect(await Self.allAnswer(Self.iad, all))
+        }
+    }
+
     @Test func anExpiringOverrideRevertsOnAllThree() async throws {
         try await Self.withFleet { _, _, all in
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "short", "--expires", "3s"], all[0])
@@ -126,7 +168,8 @@ struct FleetTests {
     /// Then an override is written while they are cut off (etcd back on another client port);
     /// when etcd returns on theirs, they catch up without a restart.
     @Test func aPartitionFailsStaticAndCatchesUpWithoutARestart() async throws {
-        try await Self.withFleet { etcd, folder, all in
+        try await Self.withFleet { members, folder, all in
+            let etcd = members[0]
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "before the outage"], all[0])
             #expect(set.status == 0, "\(set.combined)")
             let original = etcd.clientPort

@@ -112,10 +112,11 @@ public final class FleetAgent: Sendable {
         log.info("fleet: instance \(settings.name), etcd \(settings.endpoints.map(\.description).joined(separator: ", ")), prefix \(settings.prefix)")
     }
 
-    /// Stops both threads (each notices within a second) and waits for them.
+    /// Stops both threads and waits for them at most a second (a request in flight to an
+    /// unreachable etcd may take its 2 s timeout; the process exits without it).
     public func stop() {
         state.withLock { $0.stopping = true }
-        _ = done.wait(timeout: .now() + 5)
+        _ = done.wait(timeout: .now() + 1)
     }
 
     private var stopping: Bool { state.withLock { $0.stopping } }

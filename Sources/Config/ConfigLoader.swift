@@ -174,9 +174,7 @@ final class Builder {
             case "user": server.user = r.string(e.value, "server.user")
             case "group": server.group = r.string(e.value, "server.group")
             case "rrl": parseRRL(e.value)
-            case "state_dir":
-                guard let v = r.string(e.value, "server.state_dir") else { break }
-                if v.isEmpty { r.error(e.value, "server.state_dir must name a folder") } else { server.stateDir = path(v) }
+            case "state_dir": server.stateDir = r.string(e.value, "server.state_dir").map(path)
             default: break
             }
         }

@@ -92,6 +92,33 @@ import TestSupport
         await p.stop()
     }
 
+    /// Without a fleet too: an override that would leave www.ctl.test with no healthy
+    /// endpoint is refused naming it, changes nothing, and `--force` sets it.
+    @Test func theSafetyRuleRefusesAnOverrideThatEmptiesAName() async throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (p, url) = try await Self.start(dir)
+        do {
+            let ams = try await MeridianProcess.run(["override", "set", "dc:ams", "down", "--reason", "a", "--control", url])
+            #expect(ams.status == 0, "\(ams.combined)")
+            let iad = try await MeridianProcess.run(["override", "set", "dc:iad", "down", "--reason", "b", "--control", url])
+            #expect(iad.status == 1, "\(iad.combined)")
+            #expect(iad.stderr.contains("HTTP 409: refused by the safety rule: dc:iad down would leave 1 GSLB name(s) with no healthy endpoint: www.ctl.test."),
+                    "\(iad.combined)")
+            #expect(try await Self.answer(p) == Self.iad)
+            let list = try await MeridianProcess.run(["override", "list", "--control", url])
+            #expect(!list.stdout.contains("dc:iad"), "\(list.combined)")
+            let forced = try await MeridianProcess.run(["override", "set", "dc:iad", "down", "--reason", "b", "--force", "--control", url])
+            #expect(forced.status == 0, "\(forced.combined)")
+            #expect(p.logText.contains("forced past the safety rule: www.ctl.test."), "\(p.logText)")
+            #expect(try await Self.answer(p) != Self.iad)
+        } catch {
+            await p.stop()
+            throw error
+        }
+        await p.stop()
+    }
+
     /// `check` and `serve` refuse a state folder that cannot be written, with the key's place.
     @Test func aStateDirThatCannotBeWrittenIsRefusedAtLoad() async throws {
         // A path under a regular file: not creatable, even by root.

@@ -153,9 +153,9 @@ public final class ControlAPI: Sendable {
             guard let n = f as? NSNumber, String(cString: n.objCType) == "c" else { return .text(400, "\"force\" must be true or false\n") }
             force = n.boolValue
         }
+        let broken = SafetyRule.brokenNames(model: model, monitor: monitor, target: target, state: state)
+        if !broken.isEmpty && !force { return .text(409, SafetyRule.refusal(broken, target: target.name(in: model), state: state)) }
         if let fleet = context.fleet {
-            let broken = SafetyRule.brokenNames(model: model, monitor: monitor, target: target, state: state)
-            if !broken.isEmpty && !force { return .text(409, SafetyRule.refusal(broken, target: target.name(in: model), state: state)) }
             return setFleetOverride(fleet, req, model: model, target: target, state: state, reason: reason, author: author,
                                     expiresIn: expiresIn, forcedPast: broken)
         }
@@ -166,7 +166,8 @@ public final class ControlAPI: Sendable {
         }
         // expiryProblem bounds the expiry to 365 days, so the Int conversion cannot trap.
         let expiry = expiresIn.map { " expires in \(Int($0.rounded(.up))) s" } ?? " until cleared"
-        logger.notice("control: override set by \(req.remote) (author \(logQuoted(author))): \(target.name(in: model)) \(stateText(state))\(expiry), reason \(logQuoted(reason))")
+        let forced = broken.isEmpty ? "" : " (forced past the safety rule: \(broken.joined(separator: ", ")))"
+        logger.notice("control: override set by \(req.remote) (author \(logQuoted(author))): \(target.name(in: model)) \(stateText(state))\(expiry)\(forced), reason \(logQuoted(reason))")
         if let failure = saveFailure() { return failure }
         guard let o = monitor.overrides().first(where: { $0.target == target }) else {
             return .text(500, "override set but not found afterwards\n")

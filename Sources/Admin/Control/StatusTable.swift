@@ -5,7 +5,9 @@ import Server
 /// Formats a status report as the table `meridian status` prints.
 public enum StatusTable {
     /// `meridian status --fleet`: one row per registered instance; a config hash that differs
-    /// from the most common one is marked DRIFT, an instance behind the newest revision LAGGING.
+    /// from the most common one is marked DRIFT. (APPLIED is the store's revision when the
+    /// instance last read the overrides; instances' records move it too, so equal override
+    /// sets can show different numbers: `override set` compares them with its own revision.)
     public static func renderFleet(_ f: FleetStatus) -> String {
         var out = ["fleet: \(f.state) as \(f.name), prefix \(f.prefix), applied revision \(f.appliedRevision)"]
         guard let list = f.instances else {
@@ -14,12 +16,10 @@ public enum StatusTable {
         }
         let counts = Dictionary(list.map { ($0.configHash, 1) }, uniquingKeysWith: +)
         let usual = counts.max { a, b in a.value < b.value || (a.value == b.value && a.key > b.key) }?.key
-        let newest = list.map(\.appliedRevision).max() ?? 0
         var rows = [["INSTANCE", "VERSION", "CONFIG", "APPLIED", "ENDPOINTS", "OVERRIDES", "NOTE"]]
         for i in list {
             var notes: [String] = []
             if i.configHash != usual { notes.append("DRIFT") }
-            if i.appliedRevision < newest { notes.append("LAGGING") }
             rows.append([i.name, i.version, i.configHash, String(i.appliedRevision), "\(i.endpointsUsable)/\(i.endpoints) usable",
                          String(i.overrides), notes.isEmpty ? "-" : notes.joined(separator: ",")])
         }

@@ -19,14 +19,14 @@ on free loopback ports, each with its own state folder.
 Bounded: every wait has a deadline (a propagation gives up after 10 s); traffic goes only to
 127.0.0.1; every process started is stopped at the end, also on failure.
 """
-import argparse, http.client, json, os, re, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, threading, time
+import argparse, http.client, json, os, re, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 
-ZONE = """$ORIGIN ctl.test.
-$TTL 3600
-@    IN SOA ns1 hostmaster 1 7200 3600 1209600 300
-     IN NS  ns1
-ns1  IN A   192.0.2.53
-"""
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "watch"))
+import watch  # noqa: E402  (the UDP probe and the bounded wait, shared)
+
+ZONE = "\n".join(["$ORIGIN ctl.test.", "$TTL 3600", "@ SOA ns1 hostmaster 1 7200 3600 1209600 300", "@ NS ns1",
+                   "ns1 A 192.0.2.53", ""])
 
 BODY = """zones:
   ctl.test:
@@ -50,27 +50,10 @@ def free_port():
 
 
 def first_address(port, qid):
-    q = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0) + b"\3www\3ctl\4test\0" + struct.pack(">HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.sendto(q, ("127.0.0.1", port))
-            r, _ = s.recvfrom(4096)
-        except OSError:
-            return None
-    if struct.unpack(">H", r[6:8])[0] == 0:
-        return None
-    i = len(q)
-    return socket.inet_ntoa(r[i + 12:i + 16])
+    return watch.first_address(port, qid, b"\3www\3ctl\4test\0")
 
 
-def wait(cond, seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
+wait = watch.wait
 
 
 def request(port, method, path, body=None):

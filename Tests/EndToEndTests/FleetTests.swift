@@ -151,6 +151,25 @@ struct FleetTests {
         }
     }
 
+    /// An instance on a different configuration shows up as drift in `status --fleet`.
+    @Test func anInstanceOnAnotherConfigurationShowsAsDrift() async throws {
+        try await Self.withFleet { _, folder, all in
+            let config = try String(contentsOf: folder.appendingPathComponent("meridian.yaml"), encoding: .utf8)
+            try (config + "# edited on this host only\n").write(to: folder.appendingPathComponent("other.yaml"), atomically: true, encoding: .utf8)
+            let state = try makeTemporaryDirectory(prefix: "meridian-fleet-ns4")
+            let (p, url) = try await serveWithControl(config: folder.appendingPathComponent("other.yaml"),
+                                                      extra: ["--state-dir", state.path, "--fleet-name", "ns4"])
+            all.append(Instance(name: "ns4", dns: p, control: url, stateDir: state))
+            let drift = await eventually(10) {
+                let s = try? await Self.cli(["status", "--fleet"], all[0])
+                return s?.stdout.split(separator: "\n").contains { $0.hasPrefix("ns4") && $0.hasSuffix("DRIFT") } == true
+            }
+            let shown = try await Self.cli(["status", "--fleet"], all[0])
+            #expect(drift, "\(shown.stdout)")
+            #expect(shown.stdout.split(separator: "\n").filter { $0.hasSuffix("DRIFT") }.count == 1, "\(shown.stdout)")
+        }
+    }
+
     @Test func anExpiringOverrideRevertsOnAllThree() async throws {
         try await Self.withFleet { _, _, all in
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "short", "--expires", "3s"], all[0])

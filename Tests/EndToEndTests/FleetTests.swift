@@ -265,6 +265,8 @@ struct FleetTests {
                 return s?.stdout.contains("fleet: connected") == true
             }
             #expect(back)
+            let after = try HTTP.request("GET", port: UInt16(all[1].control.split(separator: ":").last!)!, path: "/metrics")
+            #expect(after.text.contains("meridian_fleet_connected 1"), "\(after.text)")
         }
     }
 }

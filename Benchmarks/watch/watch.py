@@ -59,8 +59,9 @@ endpoints:
   backup: {{ v4: 192.0.2.2 }}
 """
 
-def first_address(port, qid):
-    q = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0) + b"\2fo\5bench\4test\0" + struct.pack(">HH", 1, 1)
+def first_address(port, qid, qname=b"\2fo\5bench\4test\0"):
+    """The first A record's address in the answer to `qname` (wire form), None when none."""
+    q = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(0.5)
         try:

@@ -147,13 +147,14 @@ final class Builder {
 
     func path(_ p: String) -> String { p.hasPrefix("/") ? p : base + "/" + p }
 
-    static let topKeys = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools"]
+    static let topKeys = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools", "fleet"]
 
     func build(_ root: Node) -> ConfigModel? {
         guard let top = r.mapping(root, "configuration") else { return nil }
         r.checkKeys(top, allowed: Builder.topKeys, "the top level")
         func section(_ k: String) -> Node? { top.first { $0.key == k }?.value }
         if let n = section("server") { parseServer(n) }
+        if let n = section("fleet") { parseFleet(n) }
         if let n = section("defaults") { parseDefaults(n) }
         if let n = section("datacenters") { parseDatacenters(n) }
         if let n = section("checks") { parseChecks(n) }
@@ -173,7 +174,7 @@ final class Builder {
 
     func parseServer(_ node: Node) {
         guard let m = r.mapping(node, "server") else { return }
-        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group", "rrl", "dnstap"], "server")
+        r.checkKeys(m, allowed: ["listen", "workers", "max_udp_size", "nsid", "control", "control_token", "control_token_file", "user", "group", "rrl", "dnstap", "state_dir"], "server")
         for e in m {
             server.locations[e.key] = r.loc(e.value)
             switch e.key {
@@ -188,9 +189,55 @@ final class Builder {
             case "group": server.group = r.string(e.value, "server.group")
             case "rrl": parseRRL(e.value)
             case "dnstap": parseDnstap(e.value)
+            case "state_dir": server.stateDir = r.string(e.value, "server.state_dir").map(path)
             default: break
             }
         }
+    }
+
+    /// `fleet:`: the etcd cluster every instance shares its overrides through.
+    func parseFleet(_ node: Node) {
+        guard let m = r.mapping(node, "fleet") else { return }
+        r.checkKeys(m, allowed: ["etcd", "prefix", "name", "lease_ttl", "ack_timeout", "username", "password_file"], "fleet")
+        var f = FleetSettings(location: r.loc(node))
+        for e in m {
+            f.locations[e.key] = r.loc(e.value)
+            switch e.key {
+            case "username": f.username = r.string(e.value, "fleet.username")
+            case "password_file": f.passwordFile = r.string(e.value, "fleet.password_file").map(path)
+            case "etcd":
+                guard let list = r.strings(e.value, "fleet.etcd") else { break }
+                for (text, n) in list {
+                    if let (host, port) = FleetSettings.parseEndpoint(text) { f.endpoints.append(.init(host: host, port: port)) } else {
+                        r.error(n, "fleet.etcd: \"\(text)\" is not http://HOST:PORT (https and client certificates are not supported; put etcd's client port on a private network or loopback)")
+                    }
+                }
+            case "prefix":
+                guard let v = r.string(e.value, "fleet.prefix") else { break }
+                if v.isEmpty || !v.hasPrefix("/") || !v.hasSuffix("/") || v.utf8.count > 256 {
+                    r.error(e.value, "fleet.prefix: \"\(v)\" must start and end with / (e.g. /meridian/), at most 256 bytes")
+                } else { f.prefix = v }
+            case "name":
+                guard let v = r.string(e.value, "fleet.name") else { break }
+                if let problem = FleetSettings.nameProblem(v) { r.error(e.value, "fleet.name: \(problem)") } else { f.name = v }
+            case "lease_ttl":
+                if let v = r.duration(e.value, "fleet.lease_ttl") {
+                    if v >= 2 && v <= 300 { f.leaseTTL = v.rounded(.up) } else { r.error(e.value, "fleet.lease_ttl: expected 2s to 5m") }
+                }
+            case "ack_timeout":
+                if let v = r.duration(e.value, "fleet.ack_timeout") {
+                    if v > 0 && v <= 300 { f.ackTimeout = v } else { r.error(e.value, "fleet.ack_timeout: expected more than 0 and at most 5m") }
+                }
+            default: break
+            }
+        }
+        if f.endpoints.isEmpty && !m.contains(where: { $0.key == "etcd" }) {
+            r.error(node, "fleet: etcd is required (a list of http://HOST:PORT client URLs)")
+        }
+        if (f.username == nil) != (f.passwordFile == nil) {
+            r.error(node, "fleet: username and password_file go together (etcd user authentication)")
+        }
+        server.fleet = f
     }
 
     func parseRRL(_ node: Node) {

@@ -1,3 +1,4 @@
+import Glibc
 import DNSWire
 import Diagnostics
 
@@ -35,7 +36,82 @@ public struct ServerSettings: Hashable, Sendable {
     public var rrl = RRLSettings()
     /// Query logging through dnstap (`server.dnstap`); nil when off.
     public var dnstap: DnstapSettings? = nil
+    /// The folder where operator overrides are saved so they survive a restart or a crash
+    /// (`server.state_dir`, resolved against the config's folder); nil means
+    /// `defaultStateDir`. Used only when the configuration has endpoints.
+    public var stateDir: String? = nil
+    /// `fleet:`: overrides shared through etcd; nil: this server alone.
+    public var fleet: FleetSettings? = nil
+    /// Where overrides are saved when `state_dir` is not set.
+    public static let defaultStateDir = "/var/lib/meridian"
     public init() {}
+}
+
+/// `fleet:`: every Meridian instance of a zone shares its overrides through one etcd
+/// cluster (its v3 JSON gateway over HTTP) and registers itself there under a lease.
+///
+///     fleet:
+///       etcd: [http://10.0.1.5:2379, http://10.0.2.5:2379, http://10.0.3.5:2379]
+///       prefix: /meridian/
+///       name: ns1-ams
+public struct FleetSettings: Hashable, Sendable {
+    public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+        public var host: String
+        public var port: UInt16
+        public init(host: String, port: UInt16) { self.host = host; self.port = port }
+        public var description: String { host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)" }
+    }
+    public var endpoints: [Endpoint] = []
+    /// Every key lives under it: `PREFIX overrides/TARGET`, `PREFIX instances/NAME`.
+    public var prefix: String = "/meridian/"
+    /// This instance's name in the fleet; the host name by default.
+    public var name: String = FleetSettings.defaultName
+    /// Seconds; an instance that stops renewing disappears this long after.
+    public var leaseTTL: Double = 10
+    /// Seconds `override set` waits for every live instance to apply the change.
+    public var ackTimeout: Double = 5
+    /// etcd user authentication: the user and a file holding the password (read at start).
+    public var username: String? = nil
+    public var passwordFile: String? = nil
+    public var location: SourceLocation
+    /// Where each key's value was written, for the server's own checks.
+    public var locations: [String: SourceLocation] = [:]
+
+    public init(location: SourceLocation) { self.location = location }
+
+    public static var defaultName: String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count - 1)
+        let h = String(cString: buf)
+        return nameProblem(h) == nil ? h : "meridian"
+    }
+
+    /// Letters, digits, `.`, `-`, `_`; 1 to 64 bytes (it is part of an etcd key and a table).
+    public static func nameProblem(_ n: String) -> String? {
+        guard !n.isEmpty, n.utf8.count <= 64,
+              n.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 46 || $0 == 45 || $0 == 95 })
+        else { return "\"\(n)\" must be 1 to 64 letters, digits, '.', '-' or '_'" }
+        return nil
+    }
+
+    /// `http://HOST:PORT` (HOST a name, an IPv4 address or `[IPv6]`), nil otherwise.
+    public static func parseEndpoint(_ text: String) -> (String, UInt16)? {
+        guard text.hasPrefix("http://") else { return nil }
+        var rest = Substring(text.dropFirst(7))
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        let host: Substring, portText: Substring
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]"), rest[rest.index(after: close)...].hasPrefix(":") else { return nil }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            portText = rest[rest.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = rest.lastIndex(of: ":") else { return nil }
+            host = rest[..<colon]
+            portText = rest[rest.index(after: colon)...]
+        }
+        guard !host.isEmpty, !host.contains("/"), let port = UInt16(portText), port > 0 else { return nil }
+        return (String(host), port)
+    }
 }
 
 /// Query logging through dnstap (`server.dnstap`): Frame Streams to a Unix socket (a

@@ -29,10 +29,17 @@ public struct OverrideStatus: Sendable, Equatable {
     public var target: OverrideTarget
     public var state: HealthState
     public var reason: String
+    /// Who set it (`user@host` from the CLI, or what the API caller sent); empty when unknown.
+    public var author: String = ""
     /// Wall-clock seconds since the epoch when it was set.
     public var setAt: Double
     /// Wall-clock seconds since the epoch when it lapses; nil means until cleared.
     public var expiresAt: Double?
+
+    public init(target: OverrideTarget, state: HealthState, reason: String, author: String = "", setAt: Double, expiresAt: Double?) {
+        self.target = target; self.state = state; self.reason = reason
+        self.author = author; self.setAt = setAt; self.expiresAt = expiresAt
+    }
 }
 
 /// One check as the status views show it.
@@ -670,8 +677,11 @@ public final class HealthMonitor: Sendable {
     // MARK: Overrides
 
     /// Forces an endpoint or a datacenter's endpoints to `state` on top of their checks,
-    /// published at once. `expiresIn` seconds later the automatic state returns.
-    public func setOverride(_ target: OverrideTarget, state: HealthState, reason: String, expiresIn: Double? = nil) throws(HealthError) {
+    /// published at once. `expiresIn` seconds later the automatic state returns. `setAt`
+    /// (wall clock, default now) keeps the original time of an override restored from disk
+    /// or carried over by a reload.
+    public func setOverride(_ target: OverrideTarget, state: HealthState, reason: String, expiresIn: Double? = nil,
+                            author: String = "", setAt: Double? = nil) throws(HealthError) {
         switch target {
         case .endpoint(let i):
             guard i >= 0, i < endpointCheck.count else { throw HealthError("override: endpoint \(i) is out of range 0..<\(endpointCheck.count)") }
@@ -680,7 +690,7 @@ public final class HealthMonitor: Sendable {
         }
         if let e = expiresIn, !(e > 0 && e.isFinite) { throw HealthError("override: expiry must be a finite number of seconds > 0") }
         let now = monotonicSeconds(), wall = wallNow()
-        let o = Override(status: OverrideStatus(target: target, state: state, reason: reason, setAt: wall,
+        let o = Override(status: OverrideStatus(target: target, state: state, reason: reason, author: author, setAt: setAt ?? wall,
                                                 expiresAt: expiresIn.map { wall + $0 }),
                          expires: expiresIn.map { now + $0 })
         let snap: HealthSnapshot? = lock.withLock {

@@ -191,3 +191,12 @@ func connectError(_ fd: Int32, label: String) -> CheckFailure? {
 func hostPort(_ host: String, _ port: UInt16) -> String {
     host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
 }
+
+/// The first address of `host` for a TCP connection, or why there is none (the fleet's
+/// etcd client resolves its endpoints with it, on its own thread).
+public func resolveTCPAddress(host: String, port: UInt16) -> Result<SocketAddress, HealthError> {
+    switch resolveAddress(host: host, port: port, datagram: false) {
+    case .success(let a): return .success(a)
+    case .failure(let f): return .failure(HealthError(f.message))
+    }
+}

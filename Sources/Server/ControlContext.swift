@@ -1,5 +1,6 @@
 import Foundation
 import Health
+import Logging
 import Synchronization
 
 /// Reload outcomes, for metrics and status.
@@ -37,12 +38,27 @@ public final class ControlContext: Sendable {
     public let startedAt: Double
     /// Per-worker query counters, registered by each `AuthoritativeResponder`.
     public let metrics: QueryMetrics
+    /// Where overrides are saved (`server.state_dir`); nil: not saved (no endpoints, or a
+    /// context built in-process by a test).
+    public let overrideFile: OverrideFile?
+    /// Fleet mode: overrides go through etcd (nil: this server alone).
+    public let fleet: FleetAgent?
     private let countersSource: @Sendable () -> ServerCounters
 
     public init(publisher: Publisher, reloads: ReloadStats, sources: ConfigSources, startedAt: Double,
-                metrics: QueryMetrics = QueryMetrics(), counters: @escaping @Sendable () -> ServerCounters) {
+                metrics: QueryMetrics = QueryMetrics(), overrideFile: OverrideFile? = nil, fleet: FleetAgent? = nil,
+                counters: @escaping @Sendable () -> ServerCounters) {
         self.publisher = publisher; self.reloads = reloads; self.sources = sources
-        self.startedAt = startedAt; self.metrics = metrics; self.countersSource = counters
+        self.startedAt = startedAt; self.metrics = metrics; self.overrideFile = overrideFile; self.fleet = fleet
+        self.countersSource = counters
+    }
+
+    /// Writes the overrides in force to the state folder; the error when that failed.
+    @discardableResult
+    public func saveOverrides() -> SystemError? { overrideFile?.saveCurrent(of: publisher) }
+
+    func saveOverrides(log: Logger) {
+        if let e = saveOverrides() { log.error("overrides not saved to \(overrideFile?.path ?? "-"): \(e); a restart would lose the latest change") }
     }
 
     /// The snapshot queries are answered from right now.

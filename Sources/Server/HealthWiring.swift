@@ -100,7 +100,7 @@ private func startHealth(plan: HealthPlan, checks: [CheckSpec], model: ConfigMod
                 }
                 target = .endpoint(j)
             }
-            try? monitor.setOverride(target, state: o.state, reason: o.reason, expiresIn: remaining)
+            try? monitor.setOverride(target, state: o.state, reason: o.reason, expiresIn: remaining, author: o.author, setAt: o.setAt)
         }
     }
     try monitor.start()

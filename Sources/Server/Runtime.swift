@@ -3,6 +3,7 @@ import Config
 import DNSSEC
 import Diagnostics
 import DNSWire
+import Diagnostics
 import Foundation
 import Health
 import Logging
@@ -19,8 +20,17 @@ public enum MeridianVersion {
 public struct ConfigSources: Sendable {
     public var configPath: String?
     public var zonesDirectory: String?
-    public init(configPath: String?, zonesDirectory: String?) {
-        self.configPath = configPath; self.zonesDirectory = zonesDirectory
+    /// `serve --state-dir`: wins over `server.state_dir`.
+    public var stateDirectory: String?
+    public init(configPath: String?, zonesDirectory: String?, stateDirectory: String? = nil) {
+        self.configPath = configPath; self.zonesDirectory = zonesDirectory; self.stateDirectory = stateDirectory
+    }
+
+    /// Where overrides are saved for `model`: `--state-dir`, else `server.state_dir`, else
+    /// the default. Nil for a configuration without endpoints (nothing to override).
+    public func stateDirectory(for model: ConfigModel?) -> String? {
+        guard let m = model, !m.endpoints.isEmpty else { return nil }
+        return stateDirectory ?? m.server.stateDir ?? ServerSettings.defaultStateDir
     }
 }
 
@@ -107,6 +117,7 @@ public enum Runtime {
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
             out.errors += serverSettingProblems(m)
+            out.errors += stateDirectoryProblems(m, sources)
             out.errors += Budgets.rtoErrors(m)
             let served = Set(loaded.zones.map { $0.origin.lowercased() })
             for n in m.names where !served.contains(n.zone.lowercased()) && loaded.errors.isEmpty {
@@ -217,11 +228,26 @@ public enum Runtime {
         if let c = s.control, token != nil || s.controlTokenFile == nil {
             do { _ = try ControlAPI.bindAddress(c, token: token) } catch { out.append(at("control") + error.message) }
         }
+        if let f = s.fleet, let pw = f.passwordFile {
+            do { _ = try ControlTokenFile.read(pw, logger: nil, key: "fleet.password_file") } catch {
+                out.append((f.locations["password_file"]?.description ?? m.file) + ": " + error.message)
+            }
+        }
         if geteuid() == 0 {
             if let u = s.user, Privileges.lookup(user: u) == nil { out.append(at("user") + Privileges.noSuchUser(u)) }
             if let g = s.group, Privileges.lookup(group: g) == nil { out.append(at("group") + Privileges.noSuchGroup(g)) }
         }
         return out
+    }
+
+    /// The state folder must be usable, checked at load so `meridian check` refuses what
+    /// `serve` would: the error points at `server.state_dir` when the file sets it.
+    static func stateDirectoryProblems(_ m: ConfigModel, _ sources: ConfigSources) -> [String] {
+        guard let dir = sources.stateDirectory(for: m), let problem = OverrideFile.directoryProblem(dir) else { return [] }
+        let why = "overrides are saved there so that they survive a restart"
+        if sources.stateDirectory != nil { return ["--state-dir: \(problem): \(why)"] }
+        if let at = m.server.locations["state_dir"] { return ["\(at): server.state_dir: \(problem): \(why)"] }
+        return ["\(m.file): server.state_dir (default \(ServerSettings.defaultStateDir)): \(problem): \(why); set server.state_dir or pass --state-dir"]
     }
 
     /// The process's rate limiter: kept across reloads while its settings stay the same, so
@@ -270,7 +296,7 @@ public enum Runtime {
 
     /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.
     public static func serve(sources: ConfigSources, listen: [String], workers: Int?, logLevel: Logger.Level,
-                             control controlOption: String? = nil) -> Int32 {
+                             control controlOption: String? = nil, fleetName: String? = nil) -> Int32 {
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = logLevel
@@ -309,11 +335,45 @@ public enum Runtime {
         }
         let reloads = ReloadStats()
         reloads.recordSuccess(at: Date().timeIntervalSince1970)
+        let settings = loaded.model?.server
+        // The state folder is fixed for the life of the process (a reload does not move it).
+        var overrideFile: OverrideFile?
+        var saved: [SavedOverride] = []
+        if let dir = sources.stateDirectory(for: loaded.model) {
+            let file = OverrideFile(directory: dir)
+            do {
+                try OverrideFile.prepare(dir, user: settings?.user, group: settings?.group)
+                saved = try file.load()
+            } catch {
+                log.critical("not starting: state folder: \(error)")
+                server.stop()
+                return 1
+            }
+            overrideFile = file
+        }
+        var fleet: FleetAgent?
+        if var f = settings?.fleet {
+            if let n = fleetName { f.name = n }
+            let bytes = sources.configPath.flatMap { try? InputFile.read($0, limit: InputLimits.configFileBytes) } ?? []
+            let fleetLog = Logger(label: "meridian.fleet")
+            var credentials: EtcdCredentials?
+            if let u = f.username, let pf = f.passwordFile {
+                do { credentials = EtcdCredentials(user: u, password: try ControlTokenFile.read(pf, logger: log, key: "fleet.password_file")) } catch {
+                    log.critical("not starting: \(error)")
+                    server.stop()
+                    return 1
+                }
+            }
+            fleet = FleetAgent(settings: f, credentials: credentials, publisher: publisher, save: { [overrideFile] in
+                if let e = overrideFile?.saveCurrent(of: publisher) {
+                    fleetLog.error("overrides not saved to \(overrideFile?.path ?? "-"): \(e); a restart during an etcd outage would lose them")
+                }
+            }, configHash: FleetAgent.hash(bytes), log: fleetLog)
+        }
         let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
                                      startedAt: started.timeIntervalSince1970, metrics: metrics,
-                                     counters: { server.counters })
+                                     overrideFile: overrideFile, fleet: fleet, counters: { server.counters })
         let api: ControlAPI?
-        let settings = loaded.model?.server
         do { api = try startControl(controlOption ?? settings?.control, settings: settings, context: control, log: log) } catch {
             log.critical("not starting: control API: \(error)")
             server.stop()
@@ -346,6 +406,9 @@ public enum Runtime {
             stopDnstap()
             return 1
         }
+        if let m = monitor, let model = snapshot.model {
+            restore(saved, into: m, model: model, log: log)
+        }
         publisher.publish(config: snapshot, monitor: monitor)
         do {
             try server.start()
@@ -359,13 +422,35 @@ public enum Runtime {
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
-        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, reuse: zoneReuse, log: log)
+        // After the first publish: the first answers come from the saved overrides, whether
+        // or not etcd answers.
+        fleet?.start()
+        let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, reuse: zoneReuse, log: log,
+                                    afterReload: { control.saveOverrides(log: log) })
         reloader.start()
         // Ready for a service manager: every thread blocks the handled signals and the next
         // statement takes them, so a SIGHUP from now on is a reload (systemd sends
         // ExecReload only after this with Type=notify).
         ServiceNotify.ready(status: "answering on \(server.boundAddresses.map(\.description).joined(separator: ", "))")
-        return takeSignals(server: server, api: api, publisher: publisher, reloader: reloader, log: log)
+        return takeSignals(server: server, api: api, fleet: fleet, publisher: publisher, reloader: reloader, log: log)
+    }
+
+    /// Puts the saved overrides back before the first query is answered. Expired ones stay
+    /// expired; one whose endpoint or datacenter left the configuration is dropped with a warning.
+    static func restore(_ saved: [SavedOverride], into monitor: HealthMonitor, model: ConfigModel, log: Logger) {
+        let now = Date().timeIntervalSince1970
+        for o in saved {
+            if let e = o.expires, e <= now {
+                log.info("saved override \(o.target) \(o.state) expired while stopped; not restored")
+                continue
+            }
+            if let problem = o.apply(to: monitor, model: model, now: now) {
+                log.warning("saved override \(o.target) \(o.state) dropped: \(problem)")
+                continue
+            }
+            let until = o.expires.map { " until \(Date(timeIntervalSince1970: $0))" } ?? ""
+            log.notice("restored override \(o.target) \(o.state)\(until) (set by \(o.author.isEmpty ? "-" : o.author)): \(logQuoted(o.reason))")
+        }
     }
 
     /// The control API on `listen` (nil: off), with the token from the settings.
@@ -385,8 +470,8 @@ public enum Runtime {
     /// The signal loop of a started server; returns the exit status. This thread only takes
     /// signals: every reload runs on the reloader's threads, so SIGTERM is handled at once
     /// even while a reload is blocked.
-    static func takeSignals(server: DNSServer, api: ControlAPI?, publisher: Publisher, reloader: Reloader<(LoadOutcome, Date)>,
-                            log: Logger) -> Int32 {
+    static func takeSignals(server: DNSServer, api: ControlAPI?, fleet: FleetAgent? = nil, publisher: Publisher,
+                            reloader: Reloader<(LoadOutcome, Date)>, log: Logger) -> Int32 {
         while true {
             let sig = Signals.wait()
             switch sig {
@@ -402,6 +487,7 @@ public enum Runtime {
                 reloader.stop()
                 ExecChildren.terminateAll()
                 publisher.monitor?.stopWithoutWaiting()
+                fleet?.stop()
                 api?.stop()
                 server.stop()
                 stopDnstap()
@@ -415,7 +501,7 @@ public enum Runtime {
     /// hand health state over to a new monitor (the old one is joined on a thread of its own,
     /// since a check in flight may take up to its timeout).
     static func makeReloader(sources: ConfigSources, publisher: Publisher, reloads: ReloadStats, reuse: ZoneReuse,
-                             log: Logger) -> Reloader<(LoadOutcome, Date)> {
+                             log: Logger, afterReload: @escaping @Sendable () -> Void = {}) -> Reloader<(LoadOutcome, Date)> {
         let deadline = ProcessBounds.reloadDeadline
         return Reloader<(LoadOutcome, Date)>(
             deadline: deadline, maxAbandoned: ProcessBounds.maxAbandonedReloads,
@@ -450,6 +536,8 @@ public enum Runtime {
                     return
                 }
                 reloads.recordSuccess(at: Date().timeIntervalSince1970)
+                // Endpoint overrides follow names; a renamed or removed endpoint changes the list.
+                afterReload()
                 let ms = Int(Date().timeIntervalSince(t0) * 1000)
                 log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
             },

@@ -17,18 +17,34 @@ public final class MeridianProcess: Sendable {
     public let host: String
     public let port: UInt16
 
-    private init(child: ChildProcess, host: String, port: UInt16) {
+    /// The `--state-dir` this launcher made for the server (removed by `stop`); nil when the
+    /// test passed its own (a restart test keeps it across two servers).
+    let ownStateDirectory: String?
+
+    private init(child: ChildProcess, host: String, port: UInt16, ownStateDirectory: String?) {
         self.child = child
         self.host = host
         self.port = port
+        self.ownStateDirectory = ownStateDirectory
     }
 
     /// Starts `meridian` with `arguments` and waits until it answers on `host:port`.
-    /// `probeName` is sent as an SOA query; any response counts as ready.
+    /// `probeName` is sent as an SOA query; any response counts as ready. A `serve` gets a
+    /// `--state-dir` of its own unless it has one or `privateStateDir` is false (a test of
+    /// `server.state_dir` itself).
     public static func start(_ arguments: [String], host: String = "127.0.0.1", port: UInt16,
-                             probeName: String = "example.com.", readyTimeout: Duration = .seconds(10)) async throws -> MeridianProcess {
+                             probeName: String = "example.com.", readyTimeout: Duration = .seconds(10),
+                             privateStateDir: Bool = true) async throws -> MeridianProcess {
         guard let bin = TestPaths.meridianBinary else {
             throw ProcessError.notFound("the meridian binary (set MERIDIAN_BIN, or run `swift build` first)")
+        }
+        // Every test server saves its overrides in a folder of its own, never in the shared
+        // default (/var/lib/meridian), so parallel tests cannot restore each other's overrides.
+        var arguments = arguments
+        var own: String?
+        if privateStateDir && arguments.first == "serve" && !arguments.contains("--state-dir") {
+            own = try makeTemporaryDirectory(prefix: "meridian-state").path
+            arguments += ["--state-dir", own!]
         }
         let child = try ChildProcess(path: bin, arguments: arguments)
         do {
@@ -36,9 +52,10 @@ public final class MeridianProcess: Sendable {
                                          probeName: probeName, timeout: readyTimeout)
         } catch {
             await child.stop(grace: .seconds(2))
+            if let own { try? FileManager.default.removeItem(atPath: own) }
             throw error
         }
-        return MeridianProcess(child: child, host: host, port: port)
+        return MeridianProcess(child: child, host: host, port: port, ownStateDirectory: own)
     }
 
     /// `meridian serve --zones DIR --listen 127.0.0.1:PORT` on a fresh free port, plus any
@@ -67,13 +84,28 @@ public final class MeridianProcess: Sendable {
 
     /// SIGTERM, then waits up to `grace` (SIGKILL after). Returns the exit status.
     @discardableResult
-    public func stop(grace: Duration = .seconds(5)) async -> Int32 { await child.stop(grace: grace) }
+    public func stop(grace: Duration = .seconds(5)) async -> Int32 {
+        let status = await child.stop(grace: grace)
+        if let own = ownStateDirectory { try? FileManager.default.removeItem(atPath: own) }
+        return status
+    }
 
     /// Runs a one-shot command such as `meridian check --zones DIR`, bounded by `timeout`.
-    public static func run(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> CommandOutput {
+    /// `check` and `serve` get a private `--state-dir` as `start` gives one (so their result
+    /// does not depend on whether the default /var/lib/meridian can be created), unless they
+    /// have one or `privateStateDir` is false.
+    public static func run(_ arguments: [String], timeout: Duration = .seconds(30),
+                           privateStateDir: Bool = true) async throws -> CommandOutput {
         guard let bin = TestPaths.meridianBinary else {
             throw ProcessError.notFound("the meridian binary (set MERIDIAN_BIN, or run `swift build` first)")
         }
+        var arguments = arguments
+        var own: String?
+        if privateStateDir && ["check", "serve"].contains(arguments.first ?? "") && !arguments.contains("--state-dir") {
+            own = try makeTemporaryDirectory(prefix: "meridian-state").path
+            arguments += ["--state-dir", own!]
+        }
+        defer { if let own { try? FileManager.default.removeItem(atPath: own) } }
         return try await runCommand(bin, arguments, timeout: timeout)
     }
 }

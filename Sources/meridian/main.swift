@@ -33,13 +33,17 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: "Serve every *.zone file in this folder (origin from the file name or $ORIGIN); with --config, this folder replaces its zones_dir.")
     var zones: String?
 
+    @Option(name: .long, help: "The folder where overrides are saved (overrides server.state_dir; default /var/lib/meridian).")
+    var stateDir: String?
+
     func validate() throws {
         if config == nil && zones == nil {
             throw ValidationError("give --config FILE or --zones DIR (or both)")
         }
+        if let d = stateDir, d.isEmpty { throw ValidationError("--state-dir must name a folder") }
     }
 
-    var sources: ConfigSources { ConfigSources(configPath: config, zonesDirectory: zones) }
+    var sources: ConfigSources { ConfigSources(configPath: config, zonesDirectory: zones, stateDirectory: stateDir) }
 }
 
 struct Serve: ParsableCommand {
@@ -59,14 +63,19 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Serve the control and metrics API on ADDR:PORT (overrides server.control).")
     var control: String?
 
+    @Option(name: .long, help: "This instance's name in the fleet (overrides fleet.name; default the host name).")
+    var fleetName: String?
+
     func validate() throws {
+        if let n = fleetName, let problem = FleetSettings.nameProblem(n) { throw ValidationError("bad --fleet-name: \(problem)") }
         if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
     func run() throws {
         let code = Runtime.serve(sources: source.sources, listen: listen, workers: workers,
-                                 logLevel: Logger.Level(rawValue: logLevel) ?? .info, control: control)
+                                 logLevel: Logger.Level(rawValue: logLevel) ?? .info, control: control,
+                                 fleetName: fleetName)
         throw ExitCode(code)
     }
 }
@@ -291,8 +300,11 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "Print the raw JSON of GET /status.")
     var json = false
 
+    @Flag(name: .long, help: "List every instance registered in the fleet (name, version, config hash, applied revision, health).")
+    var fleet = false
+
     func run() throws {
-        throw ExitCode(Commands.status(options.endpoint, json: json))
+        throw ExitCode(Commands.status(options.endpoint, json: json, fleet: fleet))
     }
 }
 
@@ -309,11 +321,15 @@ struct Override: ParsableCommand {
         @Option(name: .long, help: "Why (shown in status and logs).") var reason: String
         @Option(name: .long, help: ArgumentHelp("Lapse after this long, e.g. 90s, 10m, 2h, at most 365d (default: until cleared).", valueName: "DURATION"))
         var expires: DurationText?
+        @Option(name: .long, help: "Who is setting it (default: USER@HOST of this shell).") var author: String?
+        @Flag(name: .long, help: "Set it even when the safety rule refuses it (it would leave a GSLB name with no healthy endpoint).")
+        var force = false
 
         func validate() throws {
             // The server checks the same rules; checking here too gives the error before
             // anything is sent.
             if let problem = OverrideRules.reasonProblem(reason) { throw ValidationError("bad --reason: \(problem)") }
+            if let a = author, let problem = OverrideRules.authorProblem(a) { throw ValidationError("bad --author: \(problem)") }
             if let e = expires, let problem = OverrideRules.expiryProblem(e.seconds) {
                 throw ValidationError("bad --expires \(e.text): \(problem)")
             }
@@ -321,7 +337,7 @@ struct Override: ParsableCommand {
 
         func run() throws {
             throw ExitCode(Commands.overrideSet(options.endpoint, target: target, state: state, reason: reason,
-                                                expiresIn: expires?.seconds))
+                                                expiresIn: expires?.seconds, author: author ?? Commands.defaultAuthor, force: force))
         }
     }
 

@@ -38,7 +38,7 @@ private func text(_ path: String) throws -> String { try String(contentsOf: repo
     let unit = try text("deploy/systemd/meridian.service")
     for key in ["ExecStart=/usr/local/bin/meridian serve", "ExecStartPre=/usr/local/bin/meridian check",
                 "ExecReload=/bin/kill -HUP $MAINPID", "Type=notify", "NotifyAccess=main", "AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
-                "ProtectSystem=strict", "User=meridian"] {
+                "ProtectSystem=strict", "User=meridian", "StateDirectory=meridian"] {
         #expect(unit.contains(key), "\(key)")
     }
 }
@@ -54,4 +54,19 @@ private func text(_ path: String) throws -> String { try String(contentsOf: repo
     for p in copied { #expect(FileManager.default.fileExists(atPath: repo.appendingPathComponent(p).path), "COPY \(p)") }
     #expect(file.contains("USER "), "runs as non-root")
     #expect(file.contains("FROM swift:"), "built on the official Swift image")
+}
+
+/// deploy/fleet: the Meridian configuration loads, and its etcd endpoints are exactly the
+/// client URLs of the etcd cluster the member file describes (its peers, on port 2379).
+@Test func fleetExampleNamesTheEtcdMembers() throws {
+    // zones/example.com.zone as the repository's zones/ folder has it.
+    let model = try ConfigLoader.load(yaml: try text("deploy/fleet/meridian.yaml"), file: "deploy/fleet/meridian.yaml",
+                                      baseDirectory: repo.path)
+    let fleet = try #require(model.server.fleet)
+    let etcd = try #require(try Yams.load(yaml: try text("deploy/fleet/etcd-ams.conf.yml")) as? [String: Any])
+    let cluster = try #require(etcd["initial-cluster"] as? String)
+    let peers = cluster.split(separator: ",").compactMap { $0.split(separator: "=").last.map(String.init) }
+    #expect(peers.count == 3, "three members: one region lost keeps a quorum")
+    #expect(fleet.endpoints.map(\.description) == peers.map { $0.replacingOccurrences(of: ":2380", with: ":2379") })
+    #expect((etcd["advertise-client-urls"] as? String).map { fleet.endpoints.map(\.description).contains($0) } == true)
 }

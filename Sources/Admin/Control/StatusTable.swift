@@ -4,6 +4,28 @@ import Server
 
 /// Formats a status report as the table `meridian status` prints.
 public enum StatusTable {
+    /// `meridian status --fleet`: one row per registered instance; a config hash that differs
+    /// from the most common one is marked DRIFT. (APPLIED is the store's revision when the
+    /// instance last read the overrides; instances' records move it too, so equal override
+    /// sets can show different numbers: `override set` compares them with its own revision.)
+    public static func renderFleet(_ f: FleetStatus) -> String {
+        var out = ["fleet: \(f.state) as \(f.name), prefix \(f.prefix), applied revision \(f.appliedRevision)"]
+        guard let list = f.instances else {
+            out.append("instances: unknown while disconnected\(f.lastError.map { " (\($0))" } ?? "")")
+            return out.joined(separator: "\n") + "\n"
+        }
+        let counts = Dictionary(list.map { ($0.configHash, 1) }, uniquingKeysWith: +)
+        let usual = counts.max { a, b in a.value < b.value || (a.value == b.value && a.key > b.key) }?.key
+        var rows = [["INSTANCE", "VERSION", "CONFIG", "APPLIED", "ENDPOINTS", "OVERRIDES", "NOTE"]]
+        for i in list {
+            var notes: [String] = []
+            if i.configHash != usual { notes.append("DRIFT") }
+            rows.append([i.name, i.version, i.configHash, String(i.appliedRevision), "\(i.endpointsUsable)/\(i.endpoints) usable",
+                         String(i.overrides), notes.isEmpty ? "-" : notes.joined(separator: ",")])
+        }
+        return (out + table(rows)).joined(separator: "\n") + "\n"
+    }
+
     public static func render(_ r: StatusReport, now: Double = Date().timeIntervalSince1970) -> String {
         var out: [String] = []
         let loaded = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: r.loadedAt))
@@ -13,6 +35,9 @@ public enum StatusTable {
             reload += "; LAST RELOAD FAILED: \(r.reloads.lastErrors.first ?? "?")"
         }
         out.append(reload)
+        if let f = r.fleet {
+            out.append("fleet: \(f.state) as \(f.name), applied revision \(f.appliedRevision)\(f.lastError.map { f.state == "connected" ? "" : " (\($0))" } ?? "")")
+        }
         out.append("")
         if r.endpoints.isEmpty {
             out.append("no GSLB endpoints (zone files only)")
@@ -40,7 +65,7 @@ public enum StatusTable {
             out.append("overrides:")
             for o in r.overrides {
                 let exp = o.expiresAt.map { "expires in \(DurationText.format($0 - now, style: .compact))" } ?? "until cleared"
-                out.append("  \(o.target) \(o.state), \(exp), reason \"\(o.reason)\" (\(o.endpoints.joined(separator: ", ")))")
+                out.append("  \(o.target) \(o.state), \(exp), reason \"\(o.reason)\"\(o.author.map { " by \($0)" } ?? "") (\(o.endpoints.joined(separator: ", ")))")
             }
         }
         if let m = r.minimums, !m.isEmpty {

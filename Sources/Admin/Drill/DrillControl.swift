@@ -30,7 +30,7 @@ public struct DrillControl: Sendable {
     /// true when an override was removed, false when there was none (it expired already).
     @discardableResult
     public func clearOverride(target: OverrideTargetName) throws(DrillError) -> Bool {
-        do { return try client.clearOverride(target: target) } catch { throw DrillError(.failed, error.message) }
+        do { return try client.clearOverride(target: target).0 } catch { throw DrillError(.failed, error.message) }
     }
 
     /// Targets of the overrides in force (the server writes them in the canonical form).

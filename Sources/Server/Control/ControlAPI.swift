@@ -163,6 +163,12 @@ public final class ControlAPI: Sendable {
             return .text(400, "\"reason\" is required: say why, it shows in every status view and log\n")
         }
         if let problem = OverrideRules.reasonProblem(reason) { return .text(400, problem + "\n") }
+        var author = "control API client \(req.remote)"
+        if let a = obj["author"], !(a is NSNull) {
+            guard let text = a as? String else { return .text(400, "\"author\" must be a string\n") }
+            if let problem = OverrideRules.authorProblem(text) { return .text(400, problem + "\n") }
+            author = text
+        }
         var expiresIn: Double?
         if let e = obj["expires_in"], !(e is NSNull) {
             // JSON true/false arrive as NSNumber too (objCType "c"): not a number of seconds.
@@ -172,14 +178,27 @@ public final class ControlAPI: Sendable {
             if let problem = OverrideRules.expiryProblem(n.doubleValue) { return .text(400, "\"expires_in\" \(problem)\n") }
             expiresIn = n.doubleValue
         }
+        var force = false
+        if let f = obj["force"], !(f is NSNull) {
+            guard let n = f as? NSNumber, String(cString: n.objCType) == "c" else { return .text(400, "\"force\" must be true or false\n") }
+            force = n.boolValue
+        }
+        let broken = SafetyRule.brokenNames(model: model, monitor: monitor, target: target, state: state)
+        if !broken.isEmpty && !force { return .text(409, SafetyRule.refusal(broken, target: target.name(in: model), state: state)) }
+        if let fleet = context.fleet {
+            return setFleetOverride(fleet, req, model: model, target: target, state: state, reason: reason, author: author,
+                                    expiresIn: expiresIn, forcedPast: broken)
+        }
         do {
-            try monitor.setOverride(target, state: state, reason: reason, expiresIn: expiresIn)
+            try monitor.setOverride(target, state: state, reason: reason, expiresIn: expiresIn, author: author)
         } catch {
             return .text(400, "\(error.message)\n")
         }
         // expiryProblem bounds the expiry to 365 days, so the Int conversion cannot trap.
         let expiry = expiresIn.map { " expires in \(Int($0.rounded(.up))) s" } ?? " until cleared"
-        logger.notice("control: override set by \(req.remote): \(target.name(in: model)) \(stateText(state))\(expiry), reason \(logQuoted(reason))")
+        let forced = broken.isEmpty ? "" : " (forced past the safety rule: \(broken.joined(separator: ", ")))"
+        logger.notice("control: override set by \(req.remote) (author \(logQuoted(author))): \(target.name(in: model)) \(stateText(state))\(expiry)\(forced), reason \(logQuoted(reason))")
+        if let failure = saveFailure() { return failure }
         guard let o = monitor.overrides().first(where: { $0.target == target }) else {
             return .text(500, "override set but not found afterwards\n")
         }
@@ -193,12 +212,53 @@ public final class ControlAPI: Sendable {
         guard let text = req.query["target"], !text.isEmpty else { return .text(400, "DELETE /override needs ?target=endpoint:NAME or dc:NAME\n") }
         let target: OverrideTarget
         do { target = try OverrideTargetName.resolve(text, in: model) } catch { return .text(400, error.message + "\n") }
+        if let fleet = context.fleet {
+            let name = target.name(in: model).description
+            let rev: Int64?
+            do { rev = try fleet.delete(target: name) } catch {
+                return .text(503, "fleet: \(error.message); the override was not cleared\n")
+            }
+            guard let r = rev else { return .text(404, "no override on \(name) in the fleet\n") }
+            logger.notice("control: fleet override cleared by \(req.remote): \(name) (etcd revision \(r))")
+            let ack = fleet.waitForAcks(r)
+            return json(200, FleetClearReply(cleared: name, fleet: ack))
+        }
         let previous = monitor.overrides().first { $0.target == target }
         guard let old = previous, monitor.clearOverride(target) else {
             return .text(404, "no override on \(target.name(in: model))\n")
         }
         logger.notice("control: override cleared by \(req.remote): \(target.name(in: model)) (was \(stateText(old.state)), reason \(logQuoted(old.reason)))")
+        if let failure = saveFailure() { return failure }
         return json(200, ["cleared": target.name(in: model).description])
+    }
+
+    /// Fleet mode: the override goes to etcd, every instance (this one included) applies it
+    /// from its watch, and the answer waits for their acknowledgements (bounded).
+    private func setFleetOverride(_ fleet: FleetAgent, _ req: HTTPRequest, model: ConfigModel, target: OverrideTarget,
+                                  state: HealthState, reason: String, author: String, expiresIn: Double?,
+                                  forcedPast broken: [String]) -> HTTPResponse {
+        let now = Date().timeIntervalSince1970
+        let name = target.name(in: model).description
+        let saved = SavedOverride(target: name, state: stateText(state), reason: reason, author: author,
+                                  created: now, expires: expiresIn.map { now + $0 })
+        let rev: Int64
+        do { rev = try fleet.put(saved) } catch {
+            return .text(503, "fleet: \(error.message); the override was not set\n")
+        }
+        let forced = broken.isEmpty ? "" : " (forced past the safety rule: \(broken.joined(separator: ", ")))"
+        logger.notice("control: fleet override set by \(req.remote) (author \(logQuoted(author))): \(name) \(stateText(state)), etcd revision \(rev)\(forced), reason \(logQuoted(reason))")
+        var view = OverrideView(OverrideStatus(target: target, state: state, reason: reason, author: author, setAt: now,
+                                               expiresAt: saved.expires), model: model)
+        view.fleet = fleet.waitForAcks(rev)
+        return json(200, view)
+    }
+
+    /// A 500 when the change could not be saved to the state folder: it is in force, but a
+    /// restart would lose it, and the operator must know.
+    private func saveFailure() -> HTTPResponse? {
+        guard let e = context.saveOverrides() else { return nil }
+        logger.error("control: overrides not saved to \(context.overrideFile?.path ?? "-"): \(e)")
+        return .text(500, "the change is in force but was not saved (\(e)): a restart would lose it; fix the state folder and repeat the command\n")
     }
 
     private func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
@@ -240,13 +300,17 @@ public struct OverrideView: Codable, Sendable, Equatable {
     public var target: String
     public var state: String
     public var reason: String
+    /// Who set it; nil from a server that does not record it.
+    public var author: String?
     /// Seconds since the epoch.
     public var setAt: Double
     public var expiresAt: Double?
     public var endpoints: [String]
+    /// Fleet mode: the etcd revision and which instances applied it.
+    public var fleet: FleetAck?
 
     enum CodingKeys: String, CodingKey {
-        case target, state, reason, endpoints
+        case target, state, reason, author, endpoints, fleet
         case setAt = "set_at", expiresAt = "expires_at"
     }
 
@@ -254,6 +318,7 @@ public struct OverrideView: Codable, Sendable, Equatable {
         target = o.target.name(in: model).description
         state = stateText(o.state)
         reason = o.reason
+        author = o.author.isEmpty ? nil : o.author
         setAt = o.setAt
         expiresAt = o.expiresAt
         switch o.target {
@@ -261,5 +326,40 @@ public struct OverrideView: Codable, Sendable, Equatable {
         case .datacenter(let d):
             endpoints = model.endpoints.filter { $0.datacenter.map { model.datacenters[$0].name } == d }.map(\.name)
         }
+    }
+}
+
+/// `DELETE /override` in fleet mode.
+public struct FleetClearReply: Codable, Sendable {
+    public var cleared: String
+    public var fleet: FleetAck
+}
+
+/// The safety rule (after Route 53 ARC's assertion rules): an override that would leave a
+/// GSLB name with no usable endpoint under it (its fallback aside), where it has one now, is
+/// refused unless forced. Health is this instance's view; overrides already in force count.
+///
+///     let broken = SafetyRule.brokenNames(model: model, monitor: m, target: .datacenter("ams"), state: .down)
+public enum SafetyRule {
+    public static func brokenNames(model: ConfigModel, monitor: HealthMonitor, target: OverrideTarget, state: HealthState) -> [String] {
+        guard !state.isUsable else { return [] }
+        let eps = monitor.endpointStatus()
+        let before = eps.map { $0.effective.isUsable }
+        var after = before
+        for (i, e) in eps.enumerated() {
+            switch target {
+            case .endpoint(let k) where k == i: after[i] = false
+            case .datacenter(let d) where e.datacenter == d: after[i] = false
+            default: break
+            }
+        }
+        return model.names.filter { n in
+            let under = model.endpointsUnder[n.root].filter { $0 < before.count }
+            return under.contains { before[$0] } && !under.contains { after[$0] }
+        }.map { $0.owner.description }
+    }
+
+    public static func refusal(_ broken: [String], target: OverrideTargetName, state: HealthState) -> String {
+        "refused by the safety rule: \(target) \(stateText(state)) would leave \(broken.count) GSLB name(s) with no healthy endpoint: \(broken.joined(separator: ", ")); set it with --force (\"force\": true) if that is what you want\n"
     }
 }

@@ -60,11 +60,21 @@ public enum OverrideRules {
         if reason.trimmingCharacters(in: .whitespaces).isEmpty {
             return "\"reason\" is required: say why, it shows in every status view and log"
         }
-        if reason.utf8.count > ControlLimits.maxReasonBytes {
-            return "\"reason\" is \(reason.utf8.count) bytes; at most \(ControlLimits.maxReasonBytes) (UTF-8)"
+        return textProblem(reason, field: "reason")
+    }
+
+    /// Why `author` is refused: the same rules as the reason's (it is logged and shown too).
+    public static func authorProblem(_ author: String) -> String? {
+        if author.trimmingCharacters(in: .whitespaces).isEmpty { return "\"author\" must not be empty when given" }
+        return textProblem(author, field: "author")
+    }
+
+    private static func textProblem(_ text: String, field: String) -> String? {
+        if text.utf8.count > ControlLimits.maxReasonBytes {
+            return "\"\(field)\" is \(text.utf8.count) bytes; at most \(ControlLimits.maxReasonBytes) (UTF-8)"
         }
-        if let bad = reason.unicodeScalars.first(where: needsEscapingInLog) {
-            return "\"reason\" contains the control character \(logQuoted(String(bad))); use printable text on one line"
+        if let bad = text.unicodeScalars.first(where: needsEscapingInLog) {
+            return "\"\(field)\" contains the control character \(logQuoted(String(bad))); use printable text on one line"
         }
         return nil
     }

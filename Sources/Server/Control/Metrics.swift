@@ -292,6 +292,12 @@ enum MetricsRenderer {
             out.family("meridian_health_overrides", "gauge", "Operator overrides in force.")
             out.sample("meridian_health_overrides", [], Double(m.overrides().count))
         }
+        if let f = c.fleet {
+            out.family("meridian_fleet_connected", "gauge", "1 while this instance reaches etcd, 0 while it serves its last overrides (fail static).")
+            out.sample("meridian_fleet_connected", [], f.connected ? 1 : 0)
+            out.family("meridian_fleet_applied_revision", "gauge", "The etcd revision of the fleet overrides this instance has applied.")
+            out.sample("meridian_fleet_applied_revision", [], Double(f.appliedRevision))
+        }
         return out.text
     }
 

@@ -97,9 +97,11 @@ public struct StatusReport: Codable, Sendable {
     public var overrides: [OverrideView]
     /// Pools and datacenters with `min_healthy`; nil from a server without them.
     public var minimums: [Minimum]?
+    /// Fleet mode: the link to etcd and the registered instances; nil for a server alone.
+    public var fleet: FleetStatus?
 
     enum CodingKeys: String, CodingKey {
-        case version, config, generation, reloads, endpoints, names, overrides, minimums
+        case version, config, generation, reloads, endpoints, names, overrides, minimums, fleet
         case zonesDirectory = "zones_dir", loadedAt = "loaded_at", startedAt = "started_at"
     }
 
@@ -160,6 +162,6 @@ public struct StatusReport: Codable, Sendable {
             loadedAt: s.loadedAt, generation: s.generation, startedAt: c.startedAt,
             reloads: Reloads(ok: c.reloads.ok.load(ordering: .relaxed), failed: c.reloads.failed.load(ordering: .relaxed),
                              lastSuccess: c.reloads.lastSuccess, lastFailure: c.reloads.lastFailure, lastErrors: c.reloads.lastErrors),
-            endpoints: endpoints, names: names, overrides: overrides, minimums: minimums)
+            endpoints: endpoints, names: names, overrides: overrides, minimums: minimums, fleet: c.fleet?.status())
     }
 }

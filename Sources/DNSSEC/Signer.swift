@@ -62,6 +62,11 @@ public final class Signer {
     private let owner: UnsafeMutableRawBufferPointer
     private let ownerLow: UnsafeMutableRawBufferPointer
     private let final: UnsafeMutableRawBufferPointer
+    /// The question's name, lowercased: an owner equal to it is written as a pointer to it
+    /// (offset 12), keeping the client's case as the engine does, without a search.
+    private let qname: UnsafeMutableRawBufferPointer
+    private var qnameLen = 0
+    private var ownerIsQuestion = false
     private let nameX: UnsafeMutableRawBufferPointer
     private let nameY: UnsafeMutableRawBufferPointer
     private let small: UnsafeMutableRawBufferPointer
@@ -70,7 +75,8 @@ public final class Signer {
     /// Wildcard answers' owners (lowercase) and closest encloser offsets, for their proofs.
     private let wildcards: UnsafeMutableRawBufferPointer
     private var wildcardCount = 0
-    private var wildcardCE: (Int, Int, Int, Int) = (0, 0, 0, 0)
+    private let wildcardCE: UnsafeMutablePointer<Int>
+    private static let maxWildcards = 4
     private var jitterState: UInt64 = 0x5EED
     /// This worker's ECDSA signing contexts by key identity, made on a key's first miss and
     /// dropped with the keys (`forgetKeys`).
@@ -87,6 +93,8 @@ public final class Signer {
         owner = .allocate(byteCount: 256, alignment: 8)
         ownerLow = .allocate(byteCount: 256, alignment: 8)
         final = .allocate(byteCount: 256, alignment: 8)
+        qname = .allocate(byteCount: 256, alignment: 8)
+        wildcardCE = .allocate(capacity: Signer.maxWildcards)
         nameX = .allocate(byteCount: 256, alignment: 8)
         nameY = .allocate(byteCount: 256, alignment: 8)
         small = .allocate(byteCount: 1024, alignment: 8)
@@ -105,7 +113,7 @@ public final class Signer {
         forgetKeys()
         out.deallocate(); canon.deallocate(); rd.deallocate()
         rdStart.deallocate(); rdLen.deallocate(); order.deallocate(); recs.deallocate()
-        owner.deallocate(); ownerLow.deallocate(); final.deallocate(); nameX.deallocate(); nameY.deallocate()
+        owner.deallocate(); ownerLow.deallocate(); final.deallocate(); qname.deallocate(); wildcardCE.deallocate(); nameX.deallocate(); nameY.deallocate()
         small.deallocate(); types.deallocate(); wildcards.deallocate()
     }
 
@@ -159,6 +167,8 @@ public final class Signer {
             writer.registerName(at: 12)
             writer.setLimit(limit - optLength)
             finalLen = expand(12, into: final, lower: true)?.length ?? 0
+            qnameLen = finalLen
+            qname.baseAddress!.copyMemory(from: final.baseAddress!, byteCount: qnameLen)
             wildcardCount = 0
             var i = 0
             // Answer: every RRset signed; the chain's last name is where a negative
@@ -322,11 +332,11 @@ public final class Signer {
             throw .badPointer(r.owner)
         }
         ownerLen = a.length; ownerLowLen = b.length
+        ownerIsQuestion = equalNames(ownerLow, ownerLowLen, qname, qnameLen)
         var at = 0
-        let ownerView = UnsafeRawBufferPointer(rebasing: owner[0..<ownerLen])
         for k in i..<j {
             guard let n = expandRData(recs[k], at: at, lower: false) else { throw .badRData(recs[k].rdata) }
-            try writer.writeName(ownerView)
+            try writeOwner()
             try writer.writeRecordBody(type: RRType(recs[k].type), rrclass: RRClass(rawValue: recs[k].cls), ttl: recs[k].ttl,
                                        rdata: UnsafeRawBufferPointer(rebasing: rd[at..<(at + n)]))
             rdStart[k - i] = at; rdLen[k - i] = n
@@ -342,15 +352,10 @@ public final class Signer {
             at += n
         }
         let wildcard = wildcardEncloser(zones.zones[zi], type: r.type)
-        if wildcard >= 0 && wildcardCount < 4 {
+        if wildcard >= 0 && wildcardCount < Signer.maxWildcards {
             let slot = UnsafeMutableRawBufferPointer(rebasing: wildcards[(wildcardCount * 256)..<((wildcardCount + 1) * 256)])
             slot.copyMemory(from: UnsafeRawBufferPointer(rebasing: ownerLow[0..<ownerLowLen]))
-            switch wildcardCount {
-            case 0: wildcardCE.0 = wildcard
-            case 1: wildcardCE.1 = wildcard
-            case 2: wildcardCE.2 = wildcard
-            default: wildcardCE.3 = wildcard
-            }
+            wildcardCE[wildcardCount] = wildcard
             wildcardCount += 1
         }
         return j - i + (try signatures(type: r.type, cls: r.cls, ttl: r.ttl, records: j - i, zone: zs, wildcard: wildcard))
@@ -445,7 +450,7 @@ public final class Signer {
             withUnsafeBytes(of: entry.signature) { s in
                 UnsafeMutableRawBufferPointer(rebasing: small[prefixLength..<(prefixLength + 64)]).copyMemory(from: s)
             }
-            try writer.writeName(UnsafeRawBufferPointer(rebasing: owner[0..<ownerLen]))
+            try writeOwner()
             try writer.writeRecordBody(type: .rrsig, rrclass: RRClass(rawValue: cls), ttl: ttl,
                                        rdata: UnsafeRawBufferPointer(rebasing: small[0..<(prefixLength + 64)]))
             written += 1
@@ -467,6 +472,15 @@ public final class Signer {
         p32(entry.inception, o + 12)
         p16(key.keyTag, o + 16)
         for (k, b) in signer.enumerated() { d[o + 18 + k] = b }
+    }
+
+    /// The current owner: a pointer to the question when it is the question's name.
+    @inline(__always) private func writeOwner() throws(DNSWireError) {
+        if ownerIsQuestion {
+            try writer.writeU16(0xC00C)
+        } else {
+            try writer.writeName(UnsafeRawBufferPointer(rebasing: owner[0..<ownerLen]))
+        }
     }
 
     @inline(__always) private func put16(_ v: UInt16, _ at: Int) { canon[at] = UInt8(v >> 8); canon[at + 1] = UInt8(truncatingIfNeeded: v) }
@@ -543,8 +557,7 @@ public final class Signer {
             written += try nsec(next: nil, typeCount: nt, zone: zone, signing: zs)
         }
         for w in 0..<wildcardCount {
-            let ce: Int
-            switch w { case 0: ce = wildcardCE.0; case 1: ce = wildcardCE.1; case 2: ce = wildcardCE.2; default: ce = wildcardCE.3 }
+            let ce = wildcardCE[w]
             let src = UnsafeMutableRawBufferPointer(rebasing: wildcards[(w * 256)..<((w + 1) * 256)])
             var len = 0
             while src[len] != 0 { len += Int(src[len]) + 1 }
@@ -647,7 +660,8 @@ public final class Signer {
         }
         copyName(ownerLow, ownerLowLen, to: owner)
         ownerLen = ownerLowLen
-        try writer.writeName(UnsafeRawBufferPointer(rebasing: owner[0..<ownerLen]))
+        ownerIsQuestion = equalNames(ownerLow, ownerLowLen, qname, qnameLen)
+        try writeOwner()
         try writer.writeRecordBody(type: .nsec, ttl: zone.negativeTTL, rdata: UnsafeRawBufferPointer(rebasing: rd[0..<at]))
         rdStart[0] = 0; rdLen[0] = at
         return 1 + (try signatures(type: RRType.nsec.rawValue, cls: 1, ttl: zone.negativeTTL, records: 1, zone: zs, wildcard: -1))

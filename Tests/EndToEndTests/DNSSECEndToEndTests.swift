@@ -362,6 +362,46 @@ struct DNSSECEndToEndTests {
         }
     }
 
+    @Test("A KSK roll: both KSKs sign the DNSKEY RRset and CDS lists both; validators trusting the old DS, then the new one, stay secure",
+          .enabled(if: UnboundServer.isAvailable), .timeLimit(.minutes(2)))
+    func kskRoll() async throws {
+        try await withSigned { z, s in
+            let oldDS = try #require(z.ds.first)
+            let oldKSK = try #require(try FileManager.default.contentsOfDirectory(atPath: z.keys).filter { $0.hasSuffix(".key") }
+                .first { (try? String(contentsOfFile: z.keys + "/" + $0, encoding: .utf8))?.contains("DNSKEY 257") == true })
+            let made = try await z.keygen(role: "ksk")
+            let newDS = try #require(made.stdout.split(separator: "\n").first { $0.contains(" IN DS ") }.map(String.init))
+            s.signal(SIGHUP)
+            var keys = try await Dig.query("example.com", "DNSKEY", port: s.port, options: ["+dnssec"])
+            for _ in 0..<50 where keys.answer.filter({ $0.type == "DNSKEY" }).count < 3 {
+                try await Task.sleep(for: .milliseconds(100))
+                keys = try await Dig.query("example.com", "DNSKEY", port: s.port, options: ["+dnssec"])
+            }
+            #expect(keys.answer.filter { $0.type == "RRSIG" }.count == 2, "\(keys)")
+            let cds = try await Dig.query("example.com", "CDS", port: s.port)
+            #expect(cds.answer.count == 2, "\(cds)")
+            let check = try await MeridianProcess.run(["check", "--config", z.path + "/meridian.yaml"])
+            #expect(check.stdout.contains(oldDS) && check.stdout.contains(newDS), "\(check.stdout)")
+            for ds in [oldDS, newDS] {
+                try await withUnbound(stubPort: s.port, ds: ds) { ub in
+                    let r = try await Dig.query("www.example.com", "A", port: ub.port, options: ["+dnssec", "+rec"])
+                    #expect(r.status == "NOERROR" && r.flags.contains("ad"), "trusting \(ds): \(r)")
+                }
+            }
+            for f in [oldKSK, String(oldKSK.dropLast(4)) + ".private"] { try FileManager.default.removeItem(atPath: z.keys + "/" + f) }
+            s.signal(SIGHUP)
+            for _ in 0..<50 where keys.answer.filter({ $0.type == "DNSKEY" }).count > 2 {
+                try await Task.sleep(for: .milliseconds(100))
+                keys = try await Dig.query("example.com", "DNSKEY", port: s.port, options: ["+dnssec"])
+            }
+            #expect(keys.answer.filter { $0.type == "RRSIG" }.count == 1, "\(keys)")
+            try await withUnbound(stubPort: s.port, ds: newDS) { ub in
+                let r = try await Dig.query("www.example.com", "A", port: ub.port, options: ["+dnssec", "+rec"])
+                #expect(r.status == "NOERROR" && r.flags.contains("ad"), "trusting the new DS: \(r)")
+            }
+        }
+    }
+
     @Test("A ZSK roll (add a key, reload, remove the old one, reload) under a query loop through Unbound: no lost query, no bogus answer",
           .enabled(if: UnboundServer.isAvailable), .timeLimit(.minutes(2)))
     func zskRollUnderLoad() async throws {

@@ -242,4 +242,23 @@ struct DnstapTests {
         #expect(!first.of(type: "AUTH_QUERY").contains { $0["query_port"] == "\(ports[1])" })
         #expect(second.of(type: "AUTH_QUERY").contains { $0["query_port"] == "\(ports[1])" })
     }
+
+    /// `max_per_second` caps what one worker logs each second; every query is still answered.
+    @Test func perSecondCapLimitsTheLogNotTheAnswers() async throws {
+        let dir = try folder(dnstap: "  workers: 1\n  dnstap: { file: capped.fstrm, max_per_second: 3, log_responses: false }\n")
+        defer { dir.remove() }
+        let s = try await startGSLB(config: dir.path + "/meridian.yaml")
+        let t0 = Date()
+        do {
+            for i in 0..<40 { #expect(try query("fo.gslb.test.", port: s.port, id: UInt16(i)).answered) }
+        } catch { await s.stop(); throw error }
+        let seconds = Int(Date().timeIntervalSince(t0).rounded(.up)) + 1
+        #expect(await s.stop() == 0)
+        let dump = DnstapDump(try await DnstapTools.read(dir.path + "/capped.fstrm"))
+        let logged = dump.of(type: "AUTH_QUERY").count
+        // UDP: one worker, 3 a second, over the seconds the queries spanned; the readiness
+        // probe's queries count too (they share the budget).
+        #expect(logged >= 1 && logged <= 3 * (seconds + 1), "\(logged) logged in about \(seconds) s")
+        #expect(dump.of(type: "AUTH_RESPONSE").isEmpty, "log_responses: false")
+    }
 }

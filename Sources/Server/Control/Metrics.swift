@@ -228,9 +228,10 @@ enum MetricsRenderer {
         }
 
         if let tap = s.dnstap {
-            out.family("meridian_dnstap_queries_total", "counter", "Sampled queries for the dnstap log: queued by the workers, or dropped because a worker's queue was full (the query itself was answered).")
+            out.family("meridian_dnstap_queries_total", "counter", "Sampled queries for the dnstap log: queued by the workers, dropped because a worker's queue was full, or not logged because a worker reached max_per_second (each query itself was answered).")
             out.sample("meridian_dnstap_queries_total", [("result", "queued")], Double(tap.queued))
             out.sample("meridian_dnstap_queries_total", [("result", "dropped")], Double(tap.dropped))
+            out.sample("meridian_dnstap_queries_total", [("result", "capped")], Double(tap.capped))
             out.family("meridian_dnstap_messages_written_total", "counter", "dnstap messages (AUTH_QUERY, AUTH_RESPONSE) written to the file or socket.")
             out.sample("meridian_dnstap_messages_written_total", [], Double(tap.written.load(ordering: .relaxed)))
             out.family("meridian_dnstap_messages_lost_total", "counter", "dnstap messages lost because a write to the output failed.")

@@ -268,10 +268,10 @@ final class Builder {
     func parseDnstap(_ node: Node) {
         let what = "server.dnstap"
         guard let m = r.mapping(node, what) else { return }
-        r.checkKeys(m, allowed: ["socket", "file", "identity", "version", "log_queries", "log_responses", "sample"], what)
+        r.checkKeys(m, allowed: ["socket", "file", "identity", "version", "log_queries", "log_responses", "sample", "max_per_second"], what)
         var output: DnstapSettings.Output?
         var identity: String?, version: String?
-        var queries = true, responses = true, sample = 1
+        var queries = true, responses = true, sample = 1, cap = 0
         for e in m {
             switch e.key {
             case "socket", "file":
@@ -298,6 +298,7 @@ final class Builder {
             case "log_queries": if let b = r.bool(e.value, "\(what).log_queries") { queries = b }
             case "log_responses": if let b = r.bool(e.value, "\(what).log_responses") { responses = b }
             case "sample": if let v = r.int(e.value, "\(what).sample", 1...1_000_000) { sample = v }
+            case "max_per_second": if let v = r.int(e.value, "\(what).max_per_second", 0...10_000_000) { cap = v }
             default: break
             }
         }
@@ -313,7 +314,7 @@ final class Builder {
         }
         var d = DnstapSettings(output: output)
         d.identity = identity; d.version = version
-        d.logQueries = queries; d.logResponses = responses; d.sample = sample
+        d.logQueries = queries; d.logResponses = responses; d.sample = sample; d.maxPerSecond = cap
         server.dnstap = d
     }
 

@@ -133,6 +133,8 @@ public struct DnstapSettings: Hashable, Sendable {
     public var logResponses = true
     /// Log one query in `sample` (1: every query).
     public var sample = 1
+    /// At most this many logged queries per second per worker thread; 0: no cap.
+    public var maxPerSecond = 0
     public init(output: Output) { self.output = output }
 }
 

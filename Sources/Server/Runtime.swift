@@ -520,11 +520,12 @@ public enum Runtime {
                     reloads.recordFailure(at: Date().timeIntervalSince1970, errors: next.errors)
                     return
                 }
-                let s = built.with(dnstap: dnstap(for: built.model?.server.dnstap, model: built.model, log: log))
                 do {
                     let old = publisher.monitor
-                    let fresh = try startHealth(for: s, previous: old, publisher: publisher,
+                    let fresh = try startHealth(for: built, previous: old, publisher: publisher,
                                                 logger: Logger(label: "meridian.health"), initialRoundTimeout: nil)
+                    // The dnstap writer changes only with a reload that is applied.
+                    let s = built.with(dnstap: dnstap(for: built.model?.server.dnstap, model: built.model, log: log))
                     publisher.publish(config: s, monitor: fresh)
                     Thread {
                         old?.stop()

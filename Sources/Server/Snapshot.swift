@@ -145,7 +145,7 @@ public final class AuthoritativeResponder: QueryResponder {
         // and a copy into this worker's ring (no lock, no allocation, no wait).
         var received = timespec()
         var logged = false
-        if let t = tap { logged = t.sampleNext() }
+        if let t = tap { logged = t.sampleNext(now: now) }
         if logged { clock_gettime(CLOCK_REALTIME, &received) }
         let a = answerer.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
                                  options: s.options, health: currentHealth, out: response, now: now)

@@ -86,6 +86,8 @@ public struct EngineOutcome: Sendable {
     public var truncated: Bool
     /// The ECS scope prefix length sent (RFC 7871 7.2).
     public var scope: UInt8
+    /// The query carried a Client Subnet option (echoed with `scope` when EDNS is answered).
+    public var ecs: Bool = false
 }
 
 /// Turns one query into one response: the authoritative algorithm of RFC 1034 4.3.2 with
@@ -169,7 +171,7 @@ public final class QueryEngine {
     /// What the last response holds, for rate limiting and metrics. Valid after `finish`.
     public var outcome: EngineOutcome {
         EngineOutcome(kind: kind, rcode: rcode, qtype: pq.qtype, qdcount: pq.qdcount, questionEnd: pq.questionEnd,
-                      answers: an, truncated: tc, scope: scope)
+                      answers: an, truncated: tc, scope: scope, ecs: pq.edns?.clientSubnet != nil)
     }
 
     /// The size limit of the current response (UDP: the EDNS size offered, within

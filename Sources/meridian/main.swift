@@ -20,7 +20,7 @@ struct Meridian: ParsableCommand {
         commandName: "meridian",
         abstract: "An authoritative DNS server for global server load balancing.",
         version: MeridianVersion.string,
-        subcommands: [Serve.self, Check.self, Keygen.self, Explain.self, Status.self, Override.self, Drill.self, Runbook.self],
+        subcommands: [Serve.self, Check.self, Keygen.self, Explain.self, Status.self, Override.self, Drill.self, Runbook.self, Report.self],
         defaultSubcommand: nil
     )
 }
@@ -145,7 +145,7 @@ struct Explain: ParsableCommand {
 extension Meridian {
     /// The commands whose usage errors exit 2 (not ArgumentParser's 64), as their
     /// documentation promises to scripts.
-    static let usageErrorsExitTwo: Set<String> = ["drill", "runbook", "override", "explain"]
+    static let usageErrorsExitTwo: Set<String> = ["drill", "runbook", "override", "explain", "report"]
 
     /// `main()`, except that the commands of `usageErrorsExitTwo` exit 2 on a usage error, and that every command but `serve` and
     /// `drill` (which take SIGINT/SIGTERM on a sigwait thread) unblocks the signals once
@@ -242,6 +242,54 @@ struct Drill: ParsableCommand {
         a.vantages = vantage; a.json = json; a.poll = poll.seconds; a.timeout = timeout.seconds
         a.mode = mode
         throw ExitCode(Commands.drill(a))
+    }
+}
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Count the GSLB answers in a dnstap file per minute and per resolver network, by datacenter.",
+        discussion: """
+        Reads a Frame Streams file of dnstap messages (server.dnstap.file, or what fstrm_capture wrote) \
+        and counts the GSLB answers by the datacenter Meridian's extra field names: per minute (UTC) \
+        and per resolver network (the client address cut to --v4-prefix / --v6-prefix). With \
+        --datacenter, only answers sent to that datacenter: the residual traffic to a drained one.
+        """)
+
+    @Option(name: .long, help: ArgumentHelp("The dnstap file.", valueName: "FILE"))
+    var dnstap: String
+
+    @Option(name: .long, help: ArgumentHelp("Only answers at or after this time (ISO 8601, e.g. 2026-12-03T01:40:00Z).", valueName: "TIME"))
+    var from: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only answers before this time (ISO 8601).", valueName: "TIME"))
+    var to: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only answers that sent clients to this datacenter.", valueName: "NAME"))
+    var datacenter: String?
+
+    @Option(name: .customLong("v4-prefix"), help: "Prefix length of an IPv4 resolver network.")
+    var v4Prefix = 24
+
+    @Option(name: .customLong("v6-prefix"), help: "Prefix length of an IPv6 resolver network.")
+    var v6Prefix = 56
+
+    func validate() throws {
+        for (name, text) in [("--from", from), ("--to", to)] {
+            if let t = text, ISO8601DateFormatter().date(from: t) == nil {
+                throw ValidationError("\(name): not an ISO 8601 time such as 2026-12-03T01:40:00Z: \(t)")
+            }
+        }
+        guard (0...32).contains(v4Prefix) else { throw ValidationError("--v4-prefix must be 0...32") }
+        guard (0...128).contains(v6Prefix) else { throw ValidationError("--v6-prefix must be 0...128") }
+    }
+
+    func run() throws {
+        var a = ReportArguments(dnstap: dnstap)
+        a.from = from.flatMap { ISO8601DateFormatter().date(from: $0) }
+        a.to = to.flatMap { ISO8601DateFormatter().date(from: $0) }
+        a.datacenter = datacenter
+        a.v4Prefix = v4Prefix; a.v6Prefix = v6Prefix
+        throw ExitCode(Commands.report(a))
     }
 }
 

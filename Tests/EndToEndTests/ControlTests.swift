@@ -169,8 +169,14 @@ struct PromText {
             }
             let valueText = rest.trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init) ?? ""
             guard let v = Double(valueText) ?? (valueText == "+Inf" ? .infinity : nil) else { errors.append("\(n + 1): bad value \(valueText)"); continue }
-            guard types[name] != nil else { errors.append("\(n + 1): \(name) has no TYPE before it"); continue }
-            if current != name || closed.contains(name) { errors.append("\(n + 1): \(name) samples are not contiguous") }
+            // A histogram's samples are NAME_bucket, NAME_sum and NAME_count of family NAME.
+            var family = name
+            for suffix in ["_bucket", "_sum", "_count"] where name.hasSuffix(suffix) {
+                let base = String(name.dropLast(suffix.count))
+                if types[base] == "histogram" { family = base }
+            }
+            guard types[family] != nil else { errors.append("\(n + 1): \(name) has no TYPE before it"); continue }
+            if current != family || closed.contains(family) { errors.append("\(n + 1): \(name) samples are not contiguous") }
             samples.append(Sample(name: name, labels: labels, value: v))
         }
     }

@@ -44,6 +44,14 @@ struct DecisionMetricsTests {
             // No query took the failover's second choice or another datacenter of that branch.
             #expect(count("fo.gslb.test.", "failover:1/pool:iad-1", "iad", after) == 0)
             #expect(count("geo.gslb.test.", "geo:GB/pool:lon", "fra", after) == 0)
+            // ECS scopes served: 3 at /31 (GB), 2 at /28 (SE); the query without ECS is not counted.
+            func scope(_ le: String, _ p: PromText) -> Double { p.value("meridian_dns_ecs_scope_prefix_length_bucket", ["le": le]) }
+            #expect(scope("24", after) - scope("24", before) == 0)
+            #expect(scope("28", after) - scope("28", before) == 2)
+            #expect(scope("32", after) - scope("32", before) == 5)
+            #expect(scope("+Inf", after) - scope("+Inf", before) == 5)
+            #expect(after.value("meridian_dns_ecs_scope_prefix_length_sum") - before.value("meridian_dns_ecs_scope_prefix_length_sum") == 3 * 31 + 2 * 28)
+            #expect(after.types["meridian_dns_ecs_scope_prefix_length"] == "histogram")
             // The per-name counters stay as they were (names kept stable).
             #expect(after.value("meridian_gslb_decisions_total", ["name": "geo.gslb.test.", "datacenter": "lon"])
                     - before.value("meridian_gslb_decisions_total", ["name": "geo.gslb.test.", "datacenter": "lon"]) == 3)

@@ -242,4 +242,49 @@ struct DnstapTests {
         #expect(!first.of(type: "AUTH_QUERY").contains { $0["query_port"] == "\(ports[1])" })
         #expect(second.of(type: "AUTH_QUERY").contains { $0["query_port"] == "\(ports[1])" })
     }
+
+    /// `max_per_second` caps what one worker logs each second; every query is still answered.
+    @Test func perSecondCapLimitsTheLogNotTheAnswers() async throws {
+        let dir = try folder(dnstap: "  workers: 1\n  dnstap: { file: capped.fstrm, max_per_second: 3, log_responses: false }\n")
+        defer { dir.remove() }
+        let s = try await startGSLB(config: dir.path + "/meridian.yaml")
+        let t0 = Date()
+        do {
+            for i in 0..<40 { #expect(try query("fo.gslb.test.", port: s.port, id: UInt16(i)).answered) }
+        } catch { await s.stop(); throw error }
+        let seconds = Int(Date().timeIntervalSince(t0).rounded(.up)) + 1
+        #expect(await s.stop() == 0)
+        let dump = DnstapDump(try await DnstapTools.read(dir.path + "/capped.fstrm"))
+        let logged = dump.of(type: "AUTH_QUERY").count
+        // UDP: one worker, 3 a second, over the seconds the queries spanned; the readiness
+        // probe's queries count too (they share the budget).
+        #expect(logged >= 1 && logged <= 3 * (seconds + 1), "\(logged) logged in about \(seconds) s")
+        #expect(dump.of(type: "AUTH_RESPONSE").isEmpty, "log_responses: false")
+    }
+
+    /// `meridian report` counts the GSLB answers of a dnstap file per minute and resolver
+    /// network by datacenter, and with --datacenter only what went there.
+    @Test func reportCountsAnswersPerDatacenter() async throws {
+        let dir = try folder(dnstap: "  dnstap: { file: report.fstrm }\n")
+        defer { dir.remove() }
+        let s = try await startGSLB(config: dir.path + "/meridian.yaml")
+        do {
+            for _ in 0..<3 { _ = try await Dig.query("geo.gslb.test", "A", port: s.port, options: ["+subnet=81.2.69.142/32"]) }
+            for _ in 0..<2 { _ = try await Dig.query("geo.gslb.test", "A", port: s.port, options: ["+subnet=89.160.20.112/32"]) }
+        } catch { await s.stop(); throw error }
+        #expect(await s.stop() == 0)
+        let file = dir.path + "/report.fstrm"
+        let r = try await MeridianProcess.run(["report", "--dnstap", file])
+        print(r.stdout)
+        #expect(r.status == 0, "\(r.combined)")
+        #expect(r.stdout.contains(": 5\n"), "five GSLB answers: \(r.stdout)")
+        let network = r.stdout.split(separator: "\n").first { $0.hasPrefix("127.0.0.0/24") }.map(String.init) ?? ""
+        #expect(network.split(separator: " ").map(String.init) == ["127.0.0.0/24", "3", "2"], "lon 3, sto 2: \(r.stdout)")
+        let only = try await MeridianProcess.run(["report", "--dnstap", file, "--datacenter", "sto"])
+        #expect(only.status == 0 && only.stdout.contains(": 2\n") && !only.stdout.contains("lon"), "\(only.stdout)")
+        let none = try await MeridianProcess.run(["report", "--dnstap", file, "--from", "2000-01-01T00:00:00Z", "--to", "2000-01-01T00:01:00Z"])
+        #expect(none.status == 0 && none.stdout.contains(": 0\n"), "\(none.stdout)")
+        let bad = try await MeridianProcess.run(["report", "--dnstap", dir.path + "/meridian.yaml"])
+        #expect(bad.status == 1 && bad.stderr.contains("meridian report:"), "\(bad.combined)")
+    }
 }

@@ -36,6 +36,13 @@ import Testing
 
 @Test func samplingKeepsOneInN() {
     let ring = DnstapRing(capacity: 1024, sample: 4, logQueries: true, logResponses: false)
-    let kept = (0..<100).filter { _ in ring.sampleNext() }.count
+    let kept = (0..<100).filter { _ in ring.sampleNext(now: 1) }.count
     #expect(kept == 25)
+}
+
+@Test func perSecondCapCountsWhatItSkips() {
+    let ring = DnstapRing(capacity: 1024, sample: 1, maxPerSecond: 10, logQueries: true, logResponses: true)
+    #expect((0..<50).filter { _ in ring.sampleNext(now: 100) }.count == 10)
+    #expect((0..<50).filter { _ in ring.sampleNext(now: 101) }.count == 10, "a new second starts a new budget")
+    #expect(ring.capped.load(ordering: .relaxed) == 80)
 }

@@ -22,8 +22,11 @@ final class QueryCounterBlock: @unchecked Sendable {
     /// RCODE 0...23 (RFC 6895 section 2.3 lists them up to BADCOOKIE 23); larger values share the last.
     static let rcodes = 24
     static var querySlots: Int { 2 * qtypeBuckets * rcodes }
+    static var scopeBase: Int { querySlots + 4 }
+    static let scopeSlots = 129
 
-    /// Layout: queries [proto][qtype][rcode], then truncated [proto], then dropped [proto].
+    /// Layout: queries [proto][qtype][rcode], then truncated [proto], then dropped [proto],
+    /// then responses to ECS queries by the scope prefix length sent (0...128).
     let slots: UnsafeMutablePointer<UInt64>
     let slotCount: Int
     /// GSLB decisions for the configuration the worker serves; replaced (off the query path)
@@ -32,7 +35,7 @@ final class QueryCounterBlock: @unchecked Sendable {
     let decisionLock = Mutex<DecisionCounters?>(nil)
 
     init() {
-        slotCount = QueryCounterBlock.querySlots + 4
+        slotCount = QueryCounterBlock.scopeBase + QueryCounterBlock.scopeSlots
         slots = .allocate(capacity: slotCount)
         slots.initialize(repeating: 0, count: slotCount)
     }
@@ -58,6 +61,7 @@ final class QueryCounterBlock: @unchecked Sendable {
         cshim_add64(slots + (proto * QueryCounterBlock.qtypeBuckets + b) * QueryCounterBlock.rcodes + rcode, 1)
         // A response cut to its question by rate limiting (a slip) went out truncated too.
         if o.truncated || sent < a.length { cshim_add64(slots + QueryCounterBlock.querySlots + proto, 1) }
+        if o.ecs { cshim_add64(slots + QueryCounterBlock.scopeBase + min(Int(o.scope), QueryCounterBlock.scopeSlots - 1), 1) }
         if a.gslbName >= 0, let d = decisions {
             let column = d.column(endpoint: a.endpoint)
             d.count(name: Int(a.gslbName), column: column)
@@ -149,7 +153,7 @@ enum MetricsRenderer {
 
         // Queries by protocol, qtype and rcode, summed over workers.
         let blocks = c.metrics.allBlocks
-        var sums = [UInt64](repeating: 0, count: QueryCounterBlock.querySlots + 4)
+        var sums = [UInt64](repeating: 0, count: QueryCounterBlock.scopeBase + QueryCounterBlock.scopeSlots)
         for b in blocks { for i in 0..<sums.count { sums[i] &+= b.load(i) } }
         out.family("meridian_dns_responses_total", "counter", "DNS responses sent, by transport, query type and response code.")
         let protos = ["udp", "tcp"]
@@ -168,6 +172,21 @@ enum MetricsRenderer {
         for p in 0..<2 {
             out.sample("meridian_dns_responses_truncated_total", [("protocol", protos[p])], Double(sums[QueryCounterBlock.querySlots + p]))
             out.sample("meridian_dns_queries_dropped_total", [("protocol", protos[p])], Double(sums[QueryCounterBlock.querySlots + 2 + p]))
+        }
+
+        // ECS scope prefix lengths sent, as a cumulative histogram.
+        out.family("meridian_dns_ecs_scope_prefix_length", "histogram", "SCOPE PREFIX-LENGTH of the Client Subnet option in responses to queries that carried one (RFC 7871 7.2).")
+        var cumulative: UInt64 = 0, sum: UInt64 = 0, next = 0
+        let bounds = [0, 8, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96, 128]
+        for (i, le) in bounds.enumerated() {
+            while next <= le { let v = sums[QueryCounterBlock.scopeBase + next]; cumulative &+= v; sum &+= v &* UInt64(next); next += 1 }
+            let h = "meridian_dns_ecs_scope_prefix_length"
+            out.sample(h + "_bucket", [("le", "\(le)")], Double(cumulative), family: h)
+            if i == bounds.count - 1 {
+                out.sample(h + "_bucket", [("le", "+Inf")], Double(cumulative), family: h)
+                out.sample(h + "_sum", [], Double(sum), family: h)
+                out.sample(h + "_count", [], Double(cumulative), family: h)
+            }
         }
 
         let k = c.counters
@@ -209,9 +228,10 @@ enum MetricsRenderer {
         }
 
         if let tap = s.dnstap {
-            out.family("meridian_dnstap_queries_total", "counter", "Sampled queries for the dnstap log: queued by the workers, or dropped because a worker's queue was full (the query itself was answered).")
+            out.family("meridian_dnstap_queries_total", "counter", "Sampled queries for the dnstap log: queued by the workers, dropped because a worker's queue was full, or not logged because a worker reached max_per_second (each query itself was answered).")
             out.sample("meridian_dnstap_queries_total", [("result", "queued")], Double(tap.queued))
             out.sample("meridian_dnstap_queries_total", [("result", "dropped")], Double(tap.dropped))
+            out.sample("meridian_dnstap_queries_total", [("result", "capped")], Double(tap.capped))
             out.family("meridian_dnstap_messages_written_total", "counter", "dnstap messages (AUTH_QUERY, AUTH_RESPONSE) written to the file or socket.")
             out.sample("meridian_dnstap_messages_written_total", [], Double(tap.written.load(ordering: .relaxed)))
             out.family("meridian_dnstap_messages_lost_total", "counter", "dnstap messages lost because a write to the output failed.")
@@ -342,13 +362,15 @@ struct PromWriter {
         headers[name] = "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
     }
 
-    mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double) {
+    /// One sample; `family` names the family it belongs to when that differs from the
+    /// sample's name (a histogram's `_bucket`, `_sum` and `_count`).
+    mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double, family: String? = nil) {
         var line = name
         if !labels.isEmpty {
             line += "{" + labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
         }
         line += " " + format(value) + "\n"
-        samples[name, default: []].append(line)
+        samples[family ?? name, default: []].append(line)
     }
 
     func escape(_ s: String) -> String {

@@ -48,27 +48,42 @@ final class DnstapRing: @unchecked Sendable {
     let dropped = Atomic<UInt64>(0)
     /// Records queued.
     let queued = Atomic<UInt64>(0)
-    /// Producer-only: counts queries for 1-in-N sampling.
+    /// Sampled queries not logged because this second's cap was reached.
+    let capped = Atomic<UInt64>(0)
+    /// Producer-only: counts queries for 1-in-N sampling, and those logged this second.
     private var sampleCountdown = 0
+    private var capSecond: UInt32 = 0
+    private var capCount = 0
     let sample: Int
+    /// Logged queries per second at most (0: no cap).
+    let maxPerSecond: Int
     let logQueries: Bool
     let logResponses: Bool
 
-    init(capacity: Int = DnstapRing.defaultCapacity, sample: Int, logQueries: Bool, logResponses: Bool) {
+    init(capacity: Int = DnstapRing.defaultCapacity, sample: Int, maxPerSecond: Int = 0, logQueries: Bool, logResponses: Bool) {
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "ring capacity must be a power of two")
         self.capacity = capacity
         mask = capacity - 1
         buffer = .allocate(byteCount: capacity, alignment: 16)
         self.sample = max(1, sample)
+        self.maxPerSecond = max(0, maxPerSecond)
         self.logQueries = logQueries; self.logResponses = logResponses
     }
 
     deinit { buffer.deallocate() }
 
-    /// Producer: true when this query is one of the sampled ones.
-    @inline(__always) func sampleNext() -> Bool {
+    /// Producer: true when this query is one of the sampled ones and this second's cap
+    /// (`now`: seconds, as the responder read them) is not reached.
+    @inline(__always) func sampleNext(now: UInt32) -> Bool {
         if sampleCountdown > 0 { sampleCountdown -= 1; return false }
         sampleCountdown = sample - 1
+        guard maxPerSecond > 0 else { return true }
+        if now != capSecond { capSecond = now; capCount = 0 }
+        guard capCount < maxPerSecond else {
+            capped.store(capped.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+            return false
+        }
+        capCount += 1
         return true
     }
 

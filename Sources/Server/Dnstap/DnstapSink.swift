@@ -68,13 +68,16 @@ public final class DnstapSink: @unchecked Sendable {
 
     /// A ring for one worker; the writer drains it for as long as the sink runs.
     func makeRing() -> DnstapRing {
-        let r = DnstapRing(sample: settings.sample, logQueries: settings.logQueries, logResponses: settings.logResponses)
+        let r = DnstapRing(sample: settings.sample, maxPerSecond: settings.maxPerSecond,
+                           logQueries: settings.logQueries, logResponses: settings.logResponses)
         rings.withLock { $0.append(r) }
         return r
     }
 
     /// Records dropped because a worker's ring was full, summed over the workers.
     public var dropped: UInt64 { rings.withLock { $0.reduce(0) { $0 &+ $1.dropped.load(ordering: .relaxed) } } }
+    /// Sampled queries not logged because a worker reached `max_per_second`.
+    public var capped: UInt64 { rings.withLock { $0.reduce(0) { $0 &+ $1.capped.load(ordering: .relaxed) } } }
     /// Records queued by the workers.
     public var queued: UInt64 { rings.withLock { $0.reduce(0) { $0 &+ $1.queued.load(ordering: .relaxed) } } }
 

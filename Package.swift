@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "Health", dependencies: ["Config", "Diagnostics", "DNSWire", "Platform", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing"], swiftSettings: queryPath),
         .target(name: "Server", dependencies: [
-            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "CShim", "Platform",
+            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "CShim", "Platform", "COpenSSL",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: queryPath),
         .target(name: "Admin", dependencies: ["Server", "Config", "Routing", "Health", "DNSWire", "Platform"]),

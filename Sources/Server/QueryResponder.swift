@@ -12,4 +12,12 @@ public protocol QueryResponder: AnyObject {
     /// nothing (malformed headers, responses, rate-limited drops).
     func respond(query: UnsafeRawBufferPointer, client: IPAddress, transport: Transport,
                  response: UnsafeMutableRawBufferPointer) -> Int
+    /// Called by the TCP worker for AXFR and IXFR queries only (`ZoneTransfer.isTransferQuery`).
+    func startTransfer(query: UnsafeRawBufferPointer, client: IPAddress) -> ZoneTransfer?
+}
+
+extension QueryResponder {
+    /// A zone transfer (AXFR or IXFR over TCP) for `query`, or nil when this responder
+    /// offers none (the query is then answered by `respond`, which refuses it).
+    public func startTransfer(query: UnsafeRawBufferPointer, client: IPAddress) -> ZoneTransfer? { nil }
 }

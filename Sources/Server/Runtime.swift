@@ -15,8 +15,11 @@ public enum MeridianVersion {
 public struct ConfigSources: Sendable {
     public var configPath: String?
     public var zonesDirectory: String?
-    public init(configPath: String?, zonesDirectory: String?) {
-        self.configPath = configPath; self.zonesDirectory = zonesDirectory
+    /// `serve --allow-transfer`: clients allowed unsigned transfers of every zone, on top
+    /// of the configuration's `transfers.allow`.
+    public var allowTransfer: [IPPrefix]
+    public init(configPath: String?, zonesDirectory: String?, allowTransfer: [IPPrefix] = []) {
+        self.configPath = configPath; self.zonesDirectory = zonesDirectory; self.allowTransfer = allowTransfer
     }
 }
 
@@ -106,10 +109,12 @@ public enum Runtime {
         if let m = model {
             out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
         }
+        var transfers = model?.transfers ?? TransferSettings()
+        transfers.allow += sources.allowTransfer.map { TransferClient(prefix: $0) }
         out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
                                        loadedAt: Date().timeIntervalSince1970, generation: generation,
                                        rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
-                                       model: model, router: router)
+                                       model: model, router: router, transfers: transfers)
         return out
     }
 

@@ -21,11 +21,15 @@ public final class ServingSnapshot: Sendable {
     public let generation: UInt64
     /// Response rate limiting over UDP; nil when off. Kept across reloads with equal settings.
     public let rateLimiter: ResponseRateLimiter?
+    /// Who may transfer which zone, and how GSLB names look in a transfer (`transfers:`
+    /// and `serve --allow-transfer`).
+    public let transfers: TransferSettings
 
     public init(zones: ZoneSet, options: EngineOptions, loadedAt: Double, generation: UInt64 = 0,
                 rateLimiter: ResponseRateLimiter? = nil, model: ConfigModel? = nil, router: Router? = nil,
-                health: HealthSnapshot? = nil) {
+                health: HealthSnapshot? = nil, transfers: TransferSettings = TransferSettings()) {
         self.zones = zones; self.options = options; self.loadedAt = loadedAt; self.generation = generation
+        self.transfers = transfers
         self.rateLimiter = rateLimiter
         self.model = model
         self.router = router
@@ -35,7 +39,7 @@ public final class ServingSnapshot: Sendable {
     /// The same configuration with other health.
     public func with(health: HealthSnapshot) -> ServingSnapshot {
         ServingSnapshot(zones: zones, options: options, loadedAt: loadedAt, generation: generation,
-                        rateLimiter: rateLimiter, model: model, router: router, health: health)
+                        rateLimiter: rateLimiter, model: model, router: router, health: health, transfers: transfers)
     }
 }
 
@@ -115,5 +119,9 @@ public final class AuthoritativeResponder: QueryResponder {
         }
         counters.count(a, sent: sent, tcp: transport == .tcp)
         return sent
+    }
+
+    public func startTransfer(query: UnsafeRawBufferPointer, client: IPAddress) -> ZoneTransfer? {
+        ZoneTransfer.start(query: query, client: client, snapshot: store.load())
     }
 }

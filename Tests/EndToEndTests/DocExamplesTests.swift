@@ -43,7 +43,7 @@ enum DocExamples {
     static let fixture = Fixtures.root.appendingPathComponent("docs").path
     static let baseHeading = "## The setting of the examples below"
     static let policyName = "policy-example"
-    static let sections: Set<String> = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "checks", "endpoints", "pools"]
+    static let sections: Set<String> = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "checks", "endpoints", "pools", "transfers"]
 
     /// A ```yaml block: where it is, its text, and the lines before it since the last block.
     struct Block {

@@ -1,0 +1,244 @@
+import DNSWire
+import Foundation
+import Testing
+import TestSupport
+
+/// Issue 18: zone transfers out (AXFR, IXFR), TSIG, the static view of GSLB names, and
+/// real NSD and Knot secondaries on loopback.
+enum TransferFixture {
+    static let key = TestTSIGKey(name: "xfr-key", secret: "c2VjcmV0LXNoYXJlZC13aXRoLXRoZS1zZWNvbmRhcmllcw==")
+    static let wrongSecret = TestTSIGKey(name: "xfr-key", secret: "bm90LXRoZS1zZWNyZXQtdGhlLXNlcnZlci1rbm93cw==")
+    static let unknownKey = TestTSIGKey(name: "stranger", secret: "c2VjcmV0LXNoYXJlZC13aXRoLXRoZS1zZWNvbmRhcmllcw==")
+
+    static let gslbZone = """
+        $ORIGIN gslb.test.
+        $TTL 3600
+        @    IN SOA ns1 hostmaster 7 7200 3600 1209600 300
+             IN NS  ns1
+        ns1  IN A   192.0.2.53
+        edge IN A   192.0.2.200
+        www  IN TXT "static beside a GSLB name"
+
+        """
+
+    /// gslb.test with two GSLB names: `www` (failover primary -> backup) and `fb` (the
+    /// same, with a fallback address), TSIG-signed transfers for 127.0.0.1.
+    static func config(folder: String, allow: String = "{ from: 127.0.0.1, key: xfr-key }", extra: String = "") -> String {
+        """
+        zones:
+          gslb.test:
+            file: \(folder)/gslb.test.zone
+            names:
+              www: { ttl: 60, policy: { failover: [primary, backup] } }
+              fb: { ttl: 60, policy: { failover: [primary, backup] }, when_all_down: fallback, fallback: 192.0.2.99 }
+        endpoints:
+          primary: { v4: 192.0.2.1, v6: "2001:db8::1" }
+          backup: { v4: 192.0.2.2 }
+        transfers:
+          keys:
+            xfr-key: { algorithm: hmac-sha256, secret: "\(key.secret)" }
+          allow:
+            - \(allow)
+        \(extra)
+        """
+    }
+
+    /// A folder with gslb.test.zone and meridian.yaml.
+    static func folder(allow: String = "{ from: 127.0.0.1, key: xfr-key }", extra: String = "") throws -> String {
+        let dir = try makeTemporaryDirectory(prefix: "meridian-xfr").path
+        try gslbZone.write(toFile: dir + "/gslb.test.zone", atomically: true, encoding: .utf8)
+        try config(folder: dir, allow: allow, extra: extra).write(toFile: dir + "/meridian.yaml", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    static func serve(_ dir: String, control: Bool = false) async throws -> MeridianProcess {
+        var server: MeridianProcess?
+        for _ in 0..<3 where server == nil {
+            let port = try freePort()
+            var args = ["serve", "--config", dir + "/meridian.yaml", "--listen", "127.0.0.1:\(port)"]
+            if control { args += ["--control", "127.0.0.1:\(try freePort())"] }
+            server = try? await MeridianProcess.start(args, port: port, probeName: "gslb.test.")
+        }
+        return try #require(server, "meridian did not start for \(dir)")
+    }
+
+    /// One AXFR/IXFR request over TCP and the first response message.
+    static func firstResponse(port: UInt16, zone: String, type: RRType = .axfr) throws -> Message? {
+        let c = try RawDNSClient(port: port).tcpConnect()
+        defer { c.close() }
+        try c.sendFramed(RawQuery(id: 0x4242, name: zone, type: type).bytes())
+        guard let r = try c.receiveFramed() else { return nil }
+        return try Message(decoding: r)
+    }
+
+    static let kdigAvailable = SecondaryServer.kdigBinary != nil
+    static let secondariesAvailable = NSDServer.isAvailable && SecondaryServer.knotBinary != nil && kdigAvailable
+}
+
+@Suite("Zone transfers", .serialized)
+struct TransferTests {
+    @Test("AXFR with --allow-transfer: SOA first and last, every record of the zone, and dig's answers agree")
+    func axfrFromZoneFolder() async throws {
+        try await withMeridian(extraArguments: ["--allow-transfer", "127.0.0.1"]) { s in
+            let out = try await Dig.run(["@127.0.0.1", "-p", "\(s.port)", "example.com", "AXFR", "+time=5", "+tries=1"])
+            let records = DigResult(parsing: out.stdout).answer
+            #expect(records.first?.type == "SOA" && records.last?.type == "SOA", "\(out.stdout)")
+            #expect(records.first?.normalized == SOA.exampleCom.replacingOccurrences(of: " 300 IN SOA", with: " 3600 IN SOA"))
+            let lines = Set(records.map(\.normalized))
+            for expected in ["www.example.com. 3600 IN A 192.0.2.10", "www.example.com. 3600 IN AAAA 2001:db8::10",
+                             "ns1.sub.example.com. 3600 IN A 192.0.2.53", "sub.example.com. 3600 IN NS ns1.sub.example.com.",
+                             "*.wild.example.com. 3600 IN TXT \"wildcard\"", "alias.example.com. 3600 IN CNAME alias2.example.com."] {
+                #expect(lines.contains(expected), "missing \(expected) in:\n\(out.stdout)")
+            }
+            // Every RRset outside the delegation answers the same records to a query.
+            var sets: [String: [String]] = [:]
+            for r in records.dropFirst().dropLast() where !r.owner.lowercased().hasSuffix("sub.example.com.") {
+                sets["\(r.owner) \(r.type)", default: []].append(r.normalized)
+            }
+            for (key, expected) in sets {
+                let parts = key.split(separator: " ")
+                let answer = try await Dig.short(String(parts[0]), String(parts[1]), port: s.port, options: ["+tcp"])
+                #expect(answer == expected.sorted(), "\(key)")
+            }
+        }
+    }
+
+    @Test("AXFR from outside the ACL, or with no ACL at all, is REFUSED with no records, logged and counted")
+    func refusedOutsideACL() async throws {
+        try await withMeridian(extraArguments: ["--allow-transfer", "192.0.2.0/24"]) { s in
+            let m = try #require(try TransferFixture.firstResponse(port: s.port, zone: "example.com."))
+            #expect(m.rcode == .refused)
+            #expect(m.answers.isEmpty)
+            let ixfr = try #require(try TransferFixture.firstResponse(port: s.port, zone: "example.com.", type: .ixfr))
+            #expect(ixfr.rcode == .refused && ixfr.answers.isEmpty)
+            #expect(await eventually { s.logText.contains("zone transfer refused") && s.logText.contains("not in any transfer ACL") })
+        }
+        try await withMeridian { s in
+            let m = try #require(try TransferFixture.firstResponse(port: s.port, zone: "example.com."))
+            #expect(m.rcode == .refused && m.answers.isEmpty)
+            // Over UDP AXFR is not defined (RFC 5936 4.2): refused whatever the ACL.
+            let u = try #require(try RawDNSClient(port: s.port).udpExchange(RawQuery(id: 9, name: "example.com.", type: .axfr).bytes()))
+            #expect(try Message(decoding: u).rcode == .refused)
+        }
+    }
+
+    @Test("A zone that is not served is REFUSED even for an allowed client")
+    func notServed() async throws {
+        try await withMeridian(extraArguments: ["--allow-transfer", "127.0.0.0/8"]) { s in
+            let m = try #require(try TransferFixture.firstResponse(port: s.port, zone: "example.org."))
+            #expect(m.rcode == .refused && m.answers.isEmpty)
+            let sub = try #require(try TransferFixture.firstResponse(port: s.port, zone: "www.example.com."))
+            #expect(sub.rcode == .refused && sub.answers.isEmpty)
+        }
+    }
+
+    @Test("TSIG: the right key transfers (kdig verifies every message); a wrong secret, an unknown key or no key get no data",
+          .enabled(if: TransferFixture.kdigAvailable))
+    func tsig() async throws {
+        let dir = try TransferFixture.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try await TransferFixture.serve(dir, control: true)
+        do {
+            let good = try await KDig.transfer("gslb.test", port: s.port, key: TransferFixture.key)
+            #expect(good.records.first?.type == "SOA" && good.records.last?.type == "SOA", "\(good.output.stdout)\n\(good.output.stderr)")
+            #expect(good.records.count == 10, "\(good.output.stdout)")
+            #expect(!good.output.stdout.contains("failed") && !good.output.stderr.contains("TSIG"), "\(good.output.stdout)\n\(good.output.stderr)")
+            for (k, why) in [(TransferFixture.wrongSecret, "BADSIG"), (TransferFixture.unknownKey, "BADKEY")] {
+                let bad = try await KDig.transfer("gslb.test", port: s.port, key: k)
+                #expect(bad.records.isEmpty, "\(why): \(bad.output.stdout)")
+                #expect(await eventually { s.logText.contains(why == "BADSIG" ? "bad TSIG signature" : "unknown TSIG key") })
+            }
+            let unsigned = try #require(try TransferFixture.firstResponse(port: s.port, zone: "gslb.test."))
+            #expect(unsigned.rcode == .refused && unsigned.answers.isEmpty)
+            #expect(await eventually { s.logText.contains("needs a TSIG key") })
+        } catch {
+            await s.stop(); throw error
+        }
+        await s.stop()
+    }
+
+    @Test("GSLB names go out as a static view: all endpoints up by default, the fallback where asked; static types beside them stay",
+          .enabled(if: TransferFixture.kdigAvailable))
+    func staticView() async throws {
+        let dir = try TransferFixture.folder(extra: "  names:\n    fb.gslb.test: fallback")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try await TransferFixture.serve(dir)
+        do {
+            let x = try await KDig.transfer("gslb.test", port: s.port, key: TransferFixture.key)
+            let lines = Set(x.records.map(\.normalized))
+            #expect(lines.contains("www.gslb.test. 60 IN A 192.0.2.1"), "\(x.output.stdout)")
+            #expect(lines.contains("www.gslb.test. 60 IN AAAA 2001:db8::1"), "\(x.output.stdout)")
+            #expect(!lines.contains("www.gslb.test. 60 IN A 192.0.2.2"), "failover with all up answers the primary only")
+            #expect(lines.contains("www.gslb.test. 3600 IN TXT \"static beside a GSLB name\""), "\(x.output.stdout)")
+            #expect(lines.contains("fb.gslb.test. 60 IN A 192.0.2.99"), "\(x.output.stdout)")
+            #expect(!lines.contains { $0.hasPrefix("fb.gslb.test. 60 IN A 192.0.2.1") })
+        } catch {
+            await s.stop(); throw error
+        }
+        await s.stop()
+    }
+
+    @Test("NSD and Knot as TSIG secondaries: each transfers the zone and serves it record for record as Meridian does",
+          .enabled(if: TransferFixture.secondariesAvailable))
+    func realSecondaries() async throws {
+        let dir = try TransferFixture.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try await TransferFixture.serve(dir)
+        var secondaries: [SecondaryServer] = []
+        do {
+            secondaries.append(try await SecondaryServer.nsd(zones: ["gslb.test."], primaryPort: s.port, key: TransferFixture.key))
+            secondaries.append(try await SecondaryServer.knot(zones: ["gslb.test."], primaryPort: s.port, key: TransferFixture.key))
+            let primary = try await KDig.transfer("gslb.test", port: s.port, key: TransferFixture.key)
+            let want = primary.records.dropLast().map(\.normalized).sorted()
+            #expect(want.count == 9)
+            for sec in secondaries {
+                let waited = await secondsUntil(limit: 20, every: .milliseconds(200)) {
+                    (try? await Dig.short("gslb.test", "SOA", port: sec.port))?.count == 1
+                }
+                #expect(waited != nil, "\(sec.name) never served the zone:\n\(sec.logText)\nmeridian:\n\(s.logText)")
+                let copy = try await KDig.transfer("gslb.test", port: sec.port)
+                #expect(copy.records.dropLast().map(\.normalized).sorted() == want, "\(sec.name):\n\(copy.output.stdout)")
+                for r in Set(primary.records.map { "\($0.owner) \($0.type)" }) {
+                    let p = r.split(separator: " ")
+                    let a = try await Dig.short(String(p[0]), String(p[1]), port: sec.port)
+                    let b = try await Dig.short(String(p[0]), String(p[1]), port: s.port)
+                    #expect(a == b, "\(sec.name) answers \(r) differently")
+                }
+            }
+        } catch {
+            for sec in secondaries { await sec.stop() }
+            await s.stop(); throw error
+        }
+        for sec in secondaries { await sec.stop() }
+        await s.stop()
+    }
+
+    @Test("A 100,000-record zone goes out in many messages of at most 64 KiB, TSIG-signed, and kdig verifies it",
+          .enabled(if: TransferFixture.kdigAvailable))
+    func largeZone() async throws {
+        let dir = try TransferFixture.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var zone = TransferFixture.gslbZone
+        zone.reserveCapacity(3_000_000)
+        for i in 0..<100_000 { zone += "h\(i) IN A 10.\(i >> 16).\((i >> 8) & 255).\(i & 255)\n" }
+        try zone.write(toFile: dir + "/gslb.test.zone", atomically: true, encoding: .utf8)
+        let s = try await TransferFixture.serve(dir)
+        do {
+            let t0 = Date()
+            let x = try await KDig.transfer("gslb.test", port: s.port, key: TransferFixture.key)
+            let seconds = Date().timeIntervalSince(t0)
+            #expect(x.records.count == 100_010, "\(x.output.stdout.suffix(500))\n\(x.output.stderr)")
+            #expect(x.records.first?.type == "SOA" && x.records.last?.type == "SOA")
+            // ";; Received 2345678 B (40 messages, 100009 records)"
+            let summary = x.output.stdout.split(separator: "\n").first { $0.contains("Received") } ?? ""
+            #expect(summary.contains("messages"), "\(summary)")
+            let messages = Int(summary.split(separator: "(").last?.split(separator: " ").first ?? "") ?? 0
+            let bytes = Int(summary.split(separator: " ").dropFirst(2).first ?? "") ?? 0
+            #expect(messages > 1 && bytes / max(messages, 1) <= 65535, "\(summary)")
+            print("100k-record AXFR: \(String(format: "%.2f", seconds)) s including kdig, \(summary)")
+        } catch {
+            await s.stop(); throw error
+        }
+        await s.stop()
+    }
+}

@@ -42,6 +42,18 @@ public struct TransferClient: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(prefix)" + (key.map { " key #\($0)" } ?? "") }
 }
 
+/// A secondary told of zone changes (RFC 1996 NOTIFY): `ADDR` (port 53) or `ADDR:PORT`
+/// (`[v6]:PORT`), checked by the server's address parser at load; signed with `key` (an
+/// index into `TransferSettings.keys`) when set.
+public struct NotifyTarget: Hashable, Sendable {
+    public var address: String
+    public var key: Int?
+    public var location: SourceLocation
+    public init(address: String, key: Int? = nil, location: SourceLocation) {
+        self.address = address; self.key = key; self.location = location
+    }
+}
+
 /// What a GSLB name looks like in a zone transfer: secondaries cannot run policies, so it
 /// is written as the answer of one fixed situation.
 public enum TransferView: String, Hashable, Sendable, CaseIterable {
@@ -64,7 +76,14 @@ public struct TransferSettings: Hashable, Sendable {
     public var zoneView: [DNSName: TransferView] = [:]
     /// Per GSLB owner (lowercase); wins over the zone's and the default.
     public var nameView: [DNSName: TransferView] = [:]
+    /// Secondaries sent a NOTIFY for every zone after a reload that changed it.
+    public var notify: [NotifyTarget] = []
+    /// More NOTIFY targets per zone (lowercase origin).
+    public var zoneNotify: [DNSName: [NotifyTarget]] = [:]
     public init() {}
+
+    /// Every NOTIFY target of zone `origin` (lowercase).
+    public func notifyTargets(zone origin: DNSName) -> [NotifyTarget] { notify + (zoneNotify[origin] ?? []) }
 
     /// True when no client at all may transfer (every transfer is refused).
     public var isClosed: Bool { allow.isEmpty && zoneAllow.values.allSatisfy(\.isEmpty) }
@@ -190,7 +209,7 @@ extension Builder {
     /// against the served ones by `checkTransferReferences` once those are known.
     func parseTransfers(_ node: Node) {
         guard let m = r.mapping(node, "transfers") else { return }
-        r.checkKeys(m, allowed: ["keys", "key_files", "allow", "gslb_view", "zones", "names"], "transfers")
+        r.checkKeys(m, allowed: ["keys", "key_files", "allow", "notify", "gslb_view", "zones", "names"], "transfers")
         func entry(_ k: String) -> Node? { m.first { $0.key == k }?.value }
         if let n = entry("keys"), let km = r.mapping(n, "transfers.keys") {
             for k in km {
@@ -241,6 +260,7 @@ extension Builder {
         }
         // ACLs after keys, so `key:` can name a key from either source.
         if let n = entry("allow") { transfers.allow = transferClients(n, "transfers.allow") }
+        if let n = entry("notify") { transfers.notify = notifyTargets(n, "transfers.notify") }
         if let n = entry("gslb_view"), let v = transferView(n, "transfers.gslb_view") { transfers.view = v }
         if let n = entry("zones"), let zm = r.mapping(n, "transfers.zones") {
             for z in zm {
@@ -249,9 +269,10 @@ extension Builder {
                     r.error(z.keyNode, "\(what): bad zone name"); continue
                 }
                 guard let f = r.mapping(z.value, what) else { continue }
-                r.checkKeys(f, allowed: ["allow", "gslb_view"], what)
+                r.checkKeys(f, allowed: ["allow", "notify", "gslb_view"], what)
                 for x in f {
                     switch x.key {
+                    case "notify": transfers.zoneNotify[origin, default: []] += notifyTargets(x.value, "\(what).notify")
                     case "allow": transfers.zoneAllow[origin, default: []] += transferClients(x.value, "\(what).allow")
                     case "gslb_view": if let v = transferView(x.value, "\(what).gslb_view") { transfers.zoneView[origin] = v }
                     default: break
@@ -287,6 +308,32 @@ extension Builder {
             return nil
         }
         return v
+    }
+
+    /// A list of `ADDR[:PORT]` or `{ to: ADDR[:PORT], key: NAME }`.
+    private func notifyTargets(_ node: Node, _ what: String) -> [NotifyTarget] {
+        let items: [Node]
+        if case .sequence = node { items = r.sequence(node, what) ?? [] } else { items = [node] }
+        var out: [NotifyTarget] = []
+        for item in items {
+            var toNode = item
+            var key: Int?
+            if case .mapping = item {
+                guard let f = r.mapping(item, what) else { continue }
+                r.checkKeys(f, allowed: ["to", "key"], what)
+                guard let to = f.first(where: { $0.key == "to" }) else { r.error(item, "\(what): an entry with key: needs to:"); continue }
+                toNode = to.value
+                if let k = f.first(where: { $0.key == "key" }), let s = r.string(k.value, "\(what): key") {
+                    guard let name = try? DNSName(s.hasSuffix(".") ? s : s + ".").lowercased(), let i = transfers.key(named: name) else {
+                        r.error(k.value, "\(what): no TSIG key \"\(s)\" in transfers.keys or transfers.key_files"); continue
+                    }
+                    key = i
+                }
+            }
+            guard let text = r.string(toNode, what) else { continue }
+            out.append(NotifyTarget(address: text, key: key, location: r.loc(toNode)))
+        }
+        return out
     }
 
     /// A list of `ADDRESS`, `CIDR` or `{ from: CIDR, key: NAME }`.

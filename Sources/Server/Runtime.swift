@@ -111,6 +111,8 @@ public enum Runtime {
         }
         var transfers = model?.transfers ?? TransferSettings()
         transfers.allow += sources.allowTransfer.map { TransferClient(prefix: $0) }
+        out.errors += Notifier.problems(transfers)
+        guard out.errors.isEmpty else { return out }
         out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
                                        loadedAt: Date().timeIntervalSince1970, generation: generation,
                                        rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
@@ -244,6 +246,8 @@ public enum Runtime {
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
+        // Secondaries may hold an older copy than the one just loaded (RFC 1996 4.7).
+        Notifier.reloaded(old: nil, new: snapshot, log: Logger(label: "meridian.notify"))
         let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, log: log)
         reloader.start()
         return takeSignals(server: server, api: api, publisher: publisher, reloader: reloader, log: log)
@@ -311,6 +315,7 @@ public enum Runtime {
                     reloads.recordFailure(at: Date().timeIntervalSince1970, errors: next.errors)
                     return
                 }
+                let previous = publisher.store.load()
                 do {
                     let old = publisher.monitor
                     let fresh = try startHealth(for: s, previous: old, publisher: publisher,
@@ -325,6 +330,7 @@ public enum Runtime {
                 reloads.recordSuccess(at: Date().timeIntervalSince1970)
                 let ms = Int(Date().timeIntervalSince(t0) * 1000)
                 log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
+                Notifier.reloaded(old: previous, new: s, log: Logger(label: "meridian.notify"))
             },
             onTimeout: { gen in
                 let why = "reload \(gen) abandoned: not finished after \(Int(deadline)) s; still serving the previous configuration"

@@ -36,10 +36,11 @@ public final class SecondaryServer: Sendable {
     /// NSD as a secondary: `request-xfr` from 127.0.0.1@primaryPort (AXFR only when
     /// `axfrOnly`; otherwise IXFR over TCP first), NOTIFY accepted from 127.0.0.1, all signed
     /// with `key` when given; it offers the zone back over AXFR to 127.0.0.1 unsigned.
-    public static func nsd(zones: [String], primaryPort: UInt16, key: TestTSIGKey?, axfrOnly: Bool = false) async throws -> SecondaryServer {
+    public static func nsd(zones: [String], primaryPort: UInt16, key: TestTSIGKey?, axfrOnly: Bool = false,
+                           port chosen: UInt16? = nil) async throws -> SecondaryServer {
         guard let bin = NSDServer.binary else { throw ProcessError.notFound("nsd (apt-get install nsd, or run scripts/setup)") }
         let state = try makeTemporaryDirectory(prefix: "meridian-nsd2").path
-        let port = try freePort()
+        let port = try chosen ?? freePort()
         var lines = [
             "server:", "  ip-address: 127.0.0.1", "  port: \(port)", "  username: \"\"", "  chroot: \"\"",
             "  zonesdir: \"\(state)\"", "  pidfile: \"\(state)/nsd.pid\"", "  database: \"\"",
@@ -64,10 +65,10 @@ public final class SecondaryServer: Sendable {
 
     /// Knot DNS as a secondary of 127.0.0.1@primaryPort, NOTIFY accepted from it, signed
     /// with `key` when given; it offers the zone back over AXFR to 127.0.0.1 unsigned.
-    public static func knot(zones: [String], primaryPort: UInt16, key: TestTSIGKey?) async throws -> SecondaryServer {
+    public static func knot(zones: [String], primaryPort: UInt16, key: TestTSIGKey?, port chosen: UInt16? = nil) async throws -> SecondaryServer {
         guard let bin = knotBinary else { throw ProcessError.notFound("knotd (apt-get install knot, or run scripts/setup)") }
         let state = try makeTemporaryDirectory(prefix: "meridian-knot").path
-        let port = try freePort()
+        let port = try chosen ?? freePort()
         var lines = [
             "server:", "    rundir: \"\(state)\"", "    listen: 127.0.0.1@\(port)",
             "database:", "    storage: \"\(state)\"",

@@ -241,4 +241,46 @@ struct TransferTests {
         }
         await s.stop()
     }
+
+    @Test("A changed zone and SIGHUP reach NSD and Knot by NOTIFY within 10 s, both asking IXFR",
+          .enabled(if: TransferFixture.secondariesAvailable))
+    func notifyAfterReload() async throws {
+        let nsdPort = try freePort(), knotPort = try freePort()
+        let dir = try TransferFixture.folder(extra: """
+              notify:
+                - { to: "127.0.0.1:\(nsdPort)", key: xfr-key }
+                - { to: "127.0.0.1:\(knotPort)", key: xfr-key }
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try await TransferFixture.serve(dir)
+        var secondaries: [SecondaryServer] = []
+        do {
+            secondaries.append(try await SecondaryServer.nsd(zones: ["gslb.test."], primaryPort: s.port, key: TransferFixture.key, port: nsdPort))
+            secondaries.append(try await SecondaryServer.knot(zones: ["gslb.test."], primaryPort: s.port, key: TransferFixture.key, port: knotPort))
+            for sec in secondaries {
+                let ready = await secondsUntil(limit: 20, every: .milliseconds(200)) {
+                    (try? await Dig.short("edge.gslb.test", "A", port: sec.port)) == ["edge.gslb.test. 3600 IN A 192.0.2.200"]
+                }
+                #expect(ready != nil, "\(sec.name) never loaded the zone:\n\(sec.logText)")
+            }
+            let changed = TransferFixture.gslbZone.replacingOccurrences(of: "hostmaster 7 ", with: "hostmaster 8 ") + "new IN A 192.0.2.77\n"
+            try changed.write(toFile: dir + "/gslb.test.zone", atomically: true, encoding: .utf8)
+            s.signal(SIGHUP)
+            for sec in secondaries {
+                let took = await secondsUntil(limit: 10, every: .milliseconds(50)) {
+                    (try? await Dig.short("new.gslb.test", "A", port: sec.port)) == ["new.gslb.test. 3600 IN A 192.0.2.77"]
+                }
+                #expect(took != nil, "\(sec.name) did not pick up the change:\n\(sec.logText)\nmeridian:\n\(s.logText)")
+                if let took { print("NOTIFY round trip to \(sec.name): \(String(format: "%.2f", took)) s after SIGHUP") }
+            }
+            #expect(s.logText.contains("NOTIFY acknowledged"), "\(s.logText)")
+            // Both secondaries ask IXFR after the NOTIFY (answered here with the whole zone: no journal).
+            #expect(s.logText.components(separatedBy: "type=IXFR zone=gslb.test. [Server] zone transfer sent").count - 1 >= 2, "\(s.logText)")
+        } catch {
+            for sec in secondaries { await sec.stop() }
+            await s.stop(); throw error
+        }
+        for sec in secondaries { await sec.stop() }
+        await s.stop()
+    }
 }

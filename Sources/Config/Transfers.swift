@@ -54,6 +54,17 @@ public struct NotifyTarget: Hashable, Sendable {
     }
 }
 
+/// Which SOA serial a zone is served with (`transfers.serial`).
+public enum SerialPolicy: String, Hashable, Sendable, CaseIterable {
+    /// The zone file's serial.
+    case keep
+    /// Seconds since the epoch when the content changed (at least the previous serial + 1,
+    /// and never below the file's).
+    case unixtime
+    /// The previous serial + 1 when the content changed (never below the file's).
+    case increment
+}
+
 /// What a GSLB name looks like in a zone transfer: secondaries cannot run policies, so it
 /// is written as the answer of one fixed situation.
 public enum TransferView: String, Hashable, Sendable, CaseIterable {
@@ -76,6 +87,8 @@ public struct TransferSettings: Hashable, Sendable {
     public var zoneView: [DNSName: TransferView] = [:]
     /// Per GSLB owner (lowercase); wins over the zone's and the default.
     public var nameView: [DNSName: TransferView] = [:]
+    public var serial: SerialPolicy = .keep
+    public var zoneSerial: [DNSName: SerialPolicy] = [:]
     /// Secondaries sent a NOTIFY for every zone after a reload that changed it.
     public var notify: [NotifyTarget] = []
     /// More NOTIFY targets per zone (lowercase origin).
@@ -209,7 +222,7 @@ extension Builder {
     /// against the served ones by `checkTransferReferences` once those are known.
     func parseTransfers(_ node: Node) {
         guard let m = r.mapping(node, "transfers") else { return }
-        r.checkKeys(m, allowed: ["keys", "key_files", "allow", "notify", "gslb_view", "zones", "names"], "transfers")
+        r.checkKeys(m, allowed: ["keys", "key_files", "allow", "notify", "serial", "gslb_view", "zones", "names"], "transfers")
         func entry(_ k: String) -> Node? { m.first { $0.key == k }?.value }
         if let n = entry("keys"), let km = r.mapping(n, "transfers.keys") {
             for k in km {
@@ -262,6 +275,7 @@ extension Builder {
         if let n = entry("allow") { transfers.allow = transferClients(n, "transfers.allow") }
         if let n = entry("notify") { transfers.notify = notifyTargets(n, "transfers.notify") }
         if let n = entry("gslb_view"), let v = transferView(n, "transfers.gslb_view") { transfers.view = v }
+        if let n = entry("serial"), let v = serialPolicy(n, "transfers.serial") { transfers.serial = v }
         if let n = entry("zones"), let zm = r.mapping(n, "transfers.zones") {
             for z in zm {
                 let what = "transfers.zones.\(z.key)"
@@ -269,9 +283,10 @@ extension Builder {
                     r.error(z.keyNode, "\(what): bad zone name"); continue
                 }
                 guard let f = r.mapping(z.value, what) else { continue }
-                r.checkKeys(f, allowed: ["allow", "notify", "gslb_view"], what)
+                r.checkKeys(f, allowed: ["allow", "notify", "serial", "gslb_view"], what)
                 for x in f {
                     switch x.key {
+                    case "serial": if let v = serialPolicy(x.value, "\(what).serial") { transfers.zoneSerial[origin] = v }
                     case "notify": transfers.zoneNotify[origin, default: []] += notifyTargets(x.value, "\(what).notify")
                     case "allow": transfers.zoneAllow[origin, default: []] += transferClients(x.value, "\(what).allow")
                     case "gslb_view": if let v = transferView(x.value, "\(what).gslb_view") { transfers.zoneView[origin] = v }
@@ -299,6 +314,15 @@ extension Builder {
             return
         }
         transfers.keys.append(k)
+    }
+
+    private func serialPolicy(_ node: Node, _ what: String) -> SerialPolicy? {
+        guard let s = r.string(node, what) else { return nil }
+        guard let v = SerialPolicy(rawValue: s) else {
+            r.error(node, "\(what): expected \(SerialPolicy.allCases.map(\.rawValue).joined(separator: ", ")), found \"\(s)\"")
+            return nil
+        }
+        return v
     }
 
     private func transferView(_ node: Node, _ what: String) -> TransferView? {

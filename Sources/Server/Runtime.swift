@@ -90,7 +90,12 @@ public enum Runtime {
             out.listen = m.server.listen
             out.workers = m.server.workers > 0 ? m.server.workers : nil
         }
-        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic)
+        var transfers = model?.transfers ?? TransferSettings()
+        transfers.allow += sources.allowTransfer.map { TransferClient(prefix: $0) }
+        let settings = transfers
+        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic) { zone in
+            servedSerial(zone, router: router, transfers: settings)
+        }
         out.errors += loaded.errors.map(\.description)
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
@@ -109,8 +114,6 @@ public enum Runtime {
         if let m = model {
             out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
         }
-        var transfers = model?.transfers ?? TransferSettings()
-        transfers.allow += sources.allowTransfer.map { TransferClient(prefix: $0) }
         out.errors += Notifier.problems(transfers)
         guard out.errors.isEmpty else { return out }
         out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
@@ -118,6 +121,36 @@ public enum Runtime {
                                        rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
                                        model: model, router: router, transfers: transfers)
         return out
+    }
+
+    /// The serial each zone was last loaded with, and a digest of its content without the
+    /// serial: `transfers.serial` (`increment`, `unixtime`) moves the serial only when the
+    /// content changed. Kept for the process (a restart starts again from the files).
+    private static let served = Mutex<[DNSName: (serial: UInt32, digest: UInt64)]>([:])
+
+    /// The serial to serve `zone` with under its `transfers.serial` policy; nil keeps the file's.
+    static func servedSerial(_ zone: Zone, router: Router?, transfers: TransferSettings) -> UInt32? {
+        let origin = zone.origin.lowercased()
+        let policy = transfers.zoneSerial[origin] ?? transfers.serial
+        guard policy != .keep else { return nil }
+        let digest = Notifier.contentDigest(zone, router: router, transfers: transfers, serial: false)
+        let file = zone.serial
+        return served.withLock { table in
+            var next: UInt32
+            if let last = table[origin] {
+                if last.digest == digest && !SOAData.greater(file, last.serial) { return last.serial }
+                next = last.serial &+ 1
+                if policy == .unixtime {
+                    let now = UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
+                    if SOAData.greater(now, next) { next = now }
+                }
+            } else {
+                next = policy == .unixtime ? UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970)) : file
+            }
+            if SOAData.greater(file, next) { next = file }
+            table[origin] = (next, digest)
+            return next
+        }
     }
 
     /// What `serve` refuses at start in the `server:` block, checked while loading so that

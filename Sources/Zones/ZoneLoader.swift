@@ -37,7 +37,10 @@ public enum ZoneLoader {
     }
 
     /// Loads every source. `$INCLUDE` is confined to each zone file's own folder.
-    public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:]) -> Result {
+    /// `serial`, when given, is asked for each zone built and may return the SOA serial to
+    /// serve instead of the file's (`transfers.serial`); the zone is then built again with it.
+    public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:],
+                            serial: ((Zone) -> UInt32?)? = nil) -> Result {
         var out = Result()
         for src in sources {
             let t0 = Date()
@@ -62,7 +65,13 @@ public enum ZoneLoader {
             }
             do {
                 let dynamic = dynamicNames[origin.lowercased()] ?? []
-                let zone = try Zone.checked(origin: origin, records: records, dynamicNames: dynamic, file: src.path)
+                var zone = try Zone.checked(origin: origin, records: records, dynamicNames: dynamic, file: src.path)
+                if let serial, let n = serial(zone), n != zone.serial {
+                    let changed = records.map { r in
+                        r.type == .soa && r.name.lowercased() == origin.lowercased() ? r.withSerial(n) : r
+                    }
+                    zone = try Zone.checked(origin: origin, records: changed, dynamicNames: dynamic, file: src.path)
+                }
                 out.zones.append(zone)
                 let facts = gslbFacts(zone, records: records, dynamic: dynamic, file: here)
                 out.gslbStatic[origin.lowercased()] = facts.types

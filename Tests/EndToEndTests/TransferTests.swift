@@ -283,4 +283,42 @@ struct TransferTests {
         for sec in secondaries { await sec.stop() }
         await s.stop()
     }
+
+    @Test("serial: increment bumps the served SOA serial once per content change and not on an unchanged reload; unixtime serves the clock")
+    func serialPolicies() async throws {
+        let dir = try TransferFixture.folder(extra: "  serial: increment\n  zones:\n    gslb.test: { serial: increment }")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try await TransferFixture.serve(dir)
+        func serial() async throws -> String? {
+            try await Dig.short("gslb.test", "SOA", port: s.port).first?.split(separator: " ").dropFirst(6).first.map(String.init)
+        }
+        func reload() async throws -> Bool {
+            let before = s.logText.components(separatedBy: "reload ok").count
+            s.signal(SIGHUP)
+            return await eventually { s.logText.components(separatedBy: "reload ok").count > before }
+        }
+        do {
+            #expect(try await serial() == "7")
+            try (TransferFixture.gslbZone + "new IN A 192.0.2.77\n").write(toFile: dir + "/gslb.test.zone", atomically: true, encoding: .utf8)
+            #expect(try await reload())
+            #expect(try await serial() == "8", "the file still says 7; the content changed")
+            #expect(try await reload())
+            #expect(try await serial() == "8", "nothing changed")
+            try (TransferFixture.gslbZone.replacingOccurrences(of: "hostmaster 7 ", with: "hostmaster 20 ") + "new IN A 192.0.2.77\n")
+                .write(toFile: dir + "/gslb.test.zone", atomically: true, encoding: .utf8)
+            #expect(try await reload())
+            #expect(try await serial() == "20", "a file serial past the served one wins")
+            try (try String(contentsOfFile: dir + "/meridian.yaml", encoding: .utf8)).replacingOccurrences(of: "{ serial: increment }", with: "{ serial: unixtime }")
+                .write(toFile: dir + "/meridian.yaml", atomically: true, encoding: .utf8)
+            try (TransferFixture.gslbZone + "new IN A 192.0.2.78\n").write(toFile: dir + "/gslb.test.zone", atomically: true, encoding: .utf8)
+            let now = Int(Date().timeIntervalSince1970)
+            #expect(try await reload())
+            let u = Int(try await serial() ?? "") ?? 0
+            #expect(u >= now && u <= now + 60, "unixtime serial \(u), clock \(now)")
+        } catch {
+            await s.stop(); throw error
+        }
+        #expect(s.isRunning)
+        await s.stop()
+    }
 }

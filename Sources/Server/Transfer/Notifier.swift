@@ -42,9 +42,9 @@ enum Notifier {
             let origin = zone.origin.lowercased()
             let targets = new.transfers.notifyTargets(zone: origin)
             guard !targets.isEmpty else { continue }
-            let digest = contentDigest(zone, snapshot: new)
+            let digest = contentDigest(zone, snapshot: new, serial: true)
             if let old, let before = old.zones.zones.first(where: { $0.origin.lowercased() == origin }),
-               contentDigest(before, snapshot: old) == digest {
+               contentDigest(before, snapshot: old, serial: true) == digest {
                 continue
             }
             for t in targets {
@@ -56,15 +56,24 @@ enum Notifier {
         }
     }
 
-    /// A hash of everything a transfer of `zone` would carry, in zone order.
-    static func contentDigest(_ zone: Zone, snapshot: ServingSnapshot) -> UInt64 {
+    static func contentDigest(_ zone: Zone, snapshot: ServingSnapshot, serial: Bool) -> UInt64 {
+        contentDigest(zone, router: snapshot.router, transfers: snapshot.transfers, serial: serial)
+    }
+
+    /// A hash of everything a transfer of `zone` would carry, in zone order; with
+    /// `serial` false, the SOA serial is left out (to tell whether the content changed).
+    static func contentDigest(_ zone: Zone, router: Router?, transfers: TransferSettings, serial: Bool) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         func mix(_ b: [UInt8]) { for x in b { h = (h ^ UInt64(x)) &* 0x100_0000_01B3 }; h = mix64(h) }
         for (i, node) in zone.nodes.enumerated() {
             var sets = node.rrsets.filter { !node.dynamicTypes.owns($0.type) }
-            if node.dynamicIndex >= 0, let router = snapshot.router, let model = snapshot.model {
+            if !serial, i == zone.apexIndex, let k = sets.firstIndex(where: { $0.type == .soa }) {
+                let s = sets[k]
+                sets[k] = RRSet(type: .soa, ttl: s.ttl, rdatas: s.rdatas.map { SOAData.withSerial($0, 0) })
+            }
+            if node.dynamicIndex >= 0, let router {
                 let name = Int(node.dynamicIndex)
-                let view = snapshot.transfers.view(name: model.names[name].owner.lowercased(), zone: zone.origin.lowercased())
+                let view = transfers.view(name: router.model.names[name].owner.lowercased(), zone: zone.origin.lowercased())
                 sets += ZoneTransfer.staticView(router: router, name: name, types: node.dynamicTypes, view: view)
             }
             guard !sets.isEmpty else { continue }
@@ -110,7 +119,7 @@ enum Notifier {
     /// Sends until the target answers NOTIFY with the same ID (any RCODE ends the tries:
     /// the secondary heard it), at most `tries` times; logs the outcome.
     static func send(zone: DNSName, soa: RRSet, to: ListenAddress, key: TSIGKey?, log: Logger) {
-        let serial = soa.rdatas.first.map(ZoneTransfer.soaSerial) ?? 0
+        let serial = SOAData.serial(soa.rdatas.first ?? [])
         let meta: Logger.Metadata = ["zone": "\(zone)", "to": "\(to)", "serial": "\(serial)"]
         let fd = socket(to.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {

@@ -144,7 +144,7 @@ public final class ZoneTransfer {
                              rcode: .noError, signing: key, reason: "", zoneName: zoneText)
         if let t = tsig, key != nil { x.signWith(t) }
         if qtype == .ixfr, let theirs = ixfrSerial(q, records: records, nscount: Int(pq.ancount) ..< Int(pq.ancount) + Int(pq.nscount)),
-           let ours = zone.soa.rdatas.first.map(soaSerial), !serialGreater(ours, theirs) {
+           !SOAData.greater(zone.serial, theirs) {
             x.soaOnly = true
         }
         return x
@@ -175,17 +175,6 @@ public final class ZoneTransfer {
         return nil
     }
 
-    static func soaSerial(_ rdata: [UInt8]) -> UInt32 {
-        rdata.withUnsafeBytes { p in
-            guard let m = try? Wire.readName(p, at: 0), let n = try? Wire.readName(p, at: m) else { return 0 }
-            return (try? Wire.getU32(p, n)) ?? 0
-        }
-    }
-
-    /// RFC 1982 serial number arithmetic: a > b.
-    static func serialGreater(_ a: UInt32, _ b: UInt32) -> Bool {
-        a != b && (a &- b) < 0x8000_0000
-    }
 
     /// Writes the next message into `out` (at least 65535 bytes); returns its length, or 0
     /// when the transfer is complete.

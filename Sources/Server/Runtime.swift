@@ -363,6 +363,7 @@ public enum Runtime {
                 reloads.recordSuccess(at: Date().timeIntervalSince1970)
                 let ms = Int(Date().timeIntervalSince(t0) * 1000)
                 log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
+                TransferJournal.shared.record(old: previous, new: s)
                 Notifier.reloaded(old: previous, new: s, log: Logger(label: "meridian.notify"))
             },
             onTimeout: { gen in

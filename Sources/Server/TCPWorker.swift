@@ -483,6 +483,7 @@ final class TCPWorker: @unchecked Sendable {
         case .transferred:
             TCPCounters.bump(counters.transferred)
             meta["records"] = "\(x.records)"
+            if x.qtype == .ixfr { meta["ixfr"] = "\(x.style)" }
             meta["ms"] = "\(monotonicMilliseconds() - x.startedAt)"
             logger.info("zone transfer sent", metadata: meta)
             return

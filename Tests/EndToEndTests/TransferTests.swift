@@ -119,6 +119,11 @@ struct TransferTests {
             // Over UDP AXFR is not defined (RFC 5936 4.2): refused whatever the ACL.
             let u = try #require(try RawDNSClient(port: s.port).udpExchange(RawQuery(id: 9, name: "example.com.", type: .axfr).bytes()))
             #expect(try Message(decoding: u).rcode == .refused)
+            // IXFR over UDP gets the current SOA alone (RFC 1995 2: ask again over TCP).
+            let i = try Message(decoding: try #require(try RawDNSClient(port: s.port).udpExchange(RawQuery(id: 10, name: "example.com.", type: .ixfr).bytes())))
+            #expect(i.rcode == .noError && i.answers.count == 1 && i.answers.first?.type == .soa)
+            let notApex = try Message(decoding: try #require(try RawDNSClient(port: s.port).udpExchange(RawQuery(id: 11, name: "www.example.com.", type: .ixfr).bytes())))
+            #expect(notApex.rcode == .refused && notApex.answers.isEmpty)
         }
     }
 
@@ -148,6 +153,12 @@ struct TransferTests {
                 #expect(bad.records.isEmpty, "\(why): \(bad.output.stdout)")
                 #expect(await eventually { s.logText.contains(why == "BADSIG" ? "bad TSIG signature" : "unknown TSIG key") })
             }
+            // IXFR from a serial the journal does not know: the whole zone; from the current one: its SOA alone.
+            let old = try await KDig.transfer("gslb.test", type: "IXFR=3", port: s.port, key: TransferFixture.key)
+            #expect(old.records.count == 10, "\(old.output.stdout)")
+            #expect(await eventually { s.logText.contains("ixfr=full") })
+            let current = try await KDig.transfer("gslb.test", type: "IXFR=7", port: s.port, key: TransferFixture.key)
+            #expect(current.records.count == 1 && current.records.first?.type == "SOA", "\(current.output.stdout)")
             let unsigned = try #require(try TransferFixture.firstResponse(port: s.port, zone: "gslb.test."))
             #expect(unsigned.rcode == .refused && unsigned.answers.isEmpty)
             #expect(await eventually { s.logText.contains("needs a TSIG key") })
@@ -242,7 +253,7 @@ struct TransferTests {
         await s.stop()
     }
 
-    @Test("A changed zone and SIGHUP reach NSD and Knot by NOTIFY within 10 s, both asking IXFR",
+    @Test("A changed zone and SIGHUP reach NSD and Knot by NOTIFY within 10 s, both asking IXFR and getting the difference",
           .enabled(if: TransferFixture.secondariesAvailable))
     func notifyAfterReload() async throws {
         let nsdPort = try freePort(), knotPort = try freePort()
@@ -274,8 +285,22 @@ struct TransferTests {
                 if let took { print("NOTIFY round trip to \(sec.name): \(String(format: "%.2f", took)) s after SIGHUP") }
             }
             #expect(s.logText.contains("NOTIFY acknowledged"), "\(s.logText)")
-            // Both secondaries ask IXFR after the NOTIFY (answered here with the whole zone: no journal).
-            #expect(s.logText.components(separatedBy: "type=IXFR zone=gslb.test. [Server] zone transfer sent").count - 1 >= 2, "\(s.logText)")
+            // A deletion goes through the journal too.
+            let smaller = changed.replacingOccurrences(of: "hostmaster 8 ", with: "hostmaster 9 ")
+                .replacingOccurrences(of: "edge IN A   192.0.2.200\n", with: "")
+            try smaller.write(toFile: dir + "/gslb.test.zone", atomically: true, encoding: .utf8)
+            s.signal(SIGHUP)
+            for sec in secondaries {
+                let took = await secondsUntil(limit: 10, every: .milliseconds(50)) {
+                    (try? await Dig.query("edge.gslb.test", "A", port: sec.port))?.status == "NXDOMAIN"
+                }
+                #expect(took != nil, "\(sec.name) still has edge:\n\(sec.logText)")
+            }
+            // Both secondaries ask IXFR after the NOTIFY and get the difference from the journal:
+            // SOA 8, SOA 7, (nothing deleted), SOA 8, the new record, SOA 8.
+            let incremental = s.logText.split(separator: "\n").filter { $0.contains("zone transfer sent") && $0.contains("ixfr=incremental") }
+            #expect(incremental.count >= 2, "\(s.logText)")
+            #expect(incremental.allSatisfy { $0.contains("records=5 ") }, "\(incremental)")
         } catch {
             for sec in secondaries { await sec.stop() }
             await s.stop(); throw error

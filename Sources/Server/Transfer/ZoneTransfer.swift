@@ -43,6 +43,12 @@ public final class ZoneTransfer {
     private var messagesSent = 0
     /// Only the current SOA (IXFR from a serial at or past ours, RFC 1995 2).
     private var soaOnly = false
+    /// An incremental IXFR (RFC 1995 4): the journal's differences, each as old SOA,
+    /// deletions, new SOA, additions, between the current SOA first and last.
+    private var incremental: [TransferRecord]?
+    private var incrementalIndex = 0
+    /// How an IXFR was answered, for the log: incremental, full, or up to date.
+    private(set) var style = "full"
 
     // Cursor: 0 before the first SOA, then nodes, then the last SOA.
     private var stage = 0
@@ -146,6 +152,18 @@ public final class ZoneTransfer {
         if qtype == .ixfr, let theirs = ixfrSerial(q, records: records, nscount: Int(pq.ancount) ..< Int(pq.ancount) + Int(pq.nscount)),
            !SOAData.greater(zone.serial, theirs) {
             x.soaOnly = true
+            x.style = "up-to-date"
+        } else if qtype == .ixfr, let theirs = ixfrSerial(q, records: records, nscount: Int(pq.ancount) ..< Int(pq.ancount) + Int(pq.nscount)),
+                  let diffs = TransferJournal.shared.chain(zone: origin, from: theirs, to: zone.serial) {
+            var list: [TransferRecord] = []
+            for d in diffs {
+                list.append(TransferRecord(owner: zone.origin, type: .soa, ttl: zone.soa.ttl, rdata: d.fromSOA))
+                list += d.removed
+                list.append(TransferRecord(owner: zone.origin, type: .soa, ttl: zone.soa.ttl, rdata: d.toSOA))
+                list += d.added
+            }
+            x.incremental = list
+            x.style = "incremental"
         }
         return x
     }
@@ -227,10 +245,21 @@ public final class ZoneTransfer {
                 stage = soaOnly ? 2 : 1
                 continue
             }
+            if stage == 1, let list = incremental {
+                guard incrementalIndex < list.count else { stage = 2; continue }
+                let r = list[incrementalIndex]
+                guard try put(w, owner: r.owner.wire, type: r.type, ttl: r.ttl, rdata: r.rdata) else {
+                    if an == 0 { throw DNSWireError.bufferFull(w.position) }
+                    return an
+                }
+                an += 1
+                incrementalIndex += 1
+                continue
+            }
             if stage == 1 {
                 if setIndex >= sets.count {
                     guard nodeIndex < zone.nodes.count else { stage = 2; continue }
-                    sets = rrsets(of: nodeIndex, zone: zone)
+                    sets = ZoneTransfer.rrsets(of: nodeIndex, zone: zone, snapshot: snapshot)
                     setIndex = 0; rdataIndex = 0
                     nodeIndex += 1
                     continue
@@ -274,13 +303,25 @@ public final class ZoneTransfer {
 
     /// The RRsets a node contributes: its static ones (the apex SOA goes first and last
     /// instead), and for a GSLB name the static view of the types its policy owns.
-    private func rrsets(of i: Int, zone: Zone) -> [RRSet] {
+    static func rrsets(of i: Int, zone: Zone, snapshot: ServingSnapshot) -> [RRSet] {
         let node = zone.nodes[i]
         var out = node.rrsets.filter { !(i == zone.apexIndex && $0.type == .soa) && !node.dynamicTypes.owns($0.type) }
         guard node.dynamicIndex >= 0, let router = snapshot.router, let model = snapshot.model else { return out }
         let name = Int(node.dynamicIndex)
         let view = snapshot.transfers.view(name: model.names[name].owner.lowercased(), zone: zone.origin.lowercased())
         out += ZoneTransfer.staticView(router: router, name: name, types: node.dynamicTypes, view: view)
+        return out
+    }
+
+    /// Every record a full transfer of `zone` carries between its two SOAs.
+    static func records(of zone: Zone, snapshot: ServingSnapshot) -> [TransferRecord] {
+        var out: [TransferRecord] = []
+        out.reserveCapacity(zone.recordCount)
+        for i in zone.nodes.indices {
+            for s in rrsets(of: i, zone: zone, snapshot: snapshot) {
+                for r in s.rdatas { out.append(TransferRecord(owner: zone.nodes[i].name, type: s.type, ttl: s.ttl, rdata: r)) }
+            }
+        }
         return out
     }
 

@@ -95,6 +95,9 @@ enum DocExamples {
             ("127.0.0.1:8053", "127.0.0.1:\(controlPort)", "the documented control port may be in use on this machine"),
             ("user: meridian", "user: \(user)", "there is no meridian account here; switching to the test's own account is a no-op"),
             ("group: meridian", "group: \(group)", "the same, for the group"),
+            ("\"192.0.2.54:53\"", "\"127.0.0.1:9\"", "NOTIFY targets (docs/transfers.md) become a closed loopback port: tests send traffic only to loopback"),
+            ("\"198.51.100.7:5353\"", "\"127.0.0.1:9\"", "the same"),
+            ("\"203.0.113.7:53\"", "\"127.0.0.1:9\"", "the same"),
         ]
     }
 

@@ -346,4 +346,15 @@ struct TransferTests {
         #expect(s.isRunning)
         await s.stop()
     }
+
+    @Test("check refuses a bad NOTIFY address with its place, and serve refuses a bad --allow-transfer")
+    func badInputRefused() async throws {
+        let dir = try TransferFixture.folder(extra: "  notify: [\"192.0.2.1:99999\"]")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = try await MeridianProcess.run(["check", "--config", dir + "/meridian.yaml"])
+        #expect(out.status != 0)
+        #expect((out.stdout + out.stderr).contains("meridian.yaml:15:12: transfers notify: \"192.0.2.1:99999\" is not ADDR, ADDR:PORT or [V6]:PORT: port"), "\(out.stdout)\(out.stderr)")
+        let cli = try await MeridianProcess.run(["serve", "--zones", Fixtures.zones, "--allow-transfer", "10.0.0.1/8"])
+        #expect(cli.status != 0 && cli.stderr.contains("--allow-transfer 10.0.0.1/8"), "\(cli.stderr)")
+    }
 }

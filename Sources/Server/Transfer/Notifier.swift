@@ -29,7 +29,7 @@ enum Notifier {
     static func problems(_ settings: TransferSettings) -> [String] {
         var out: [String] = []
         for t in settings.notify + settings.zoneNotify.values.flatMap({ $0 }) {
-            do { _ = try address(t) } catch { out.append("\(t.location): transfers notify: \(error)") }
+            do { _ = try address(t) } catch { out.append("\(t.location): transfers notify: \"\(t.address)\" is not ADDR, ADDR:PORT or [V6]:PORT: \(error.reason)") }
         }
         return out
     }

@@ -217,12 +217,16 @@ public final class QueryEngine {
             rcode = .formErr
         } else if pq.qclass != .in && pq.qclass != .any {
             rcode = .refused
-        } else if pq.qtype == .ixfr && !tcp {
-            ixfrOverUDP(q, zones: zones) // Transfers themselves run on the TCP side (Server/Transfer).
-        } else if pq.qtype == .axfr || pq.qtype == .ixfr {
-            rcode = .refused // AXFR over UDP is not defined (RFC 5936 4.2); TCP transfers never reach the engine.
         } else if pq.qtype.rawValue >= 128 && pq.qtype.rawValue <= 254 {
-            rcode = .notImp // Other meta-types (MAILA, MAILB, TKEY, TSIG) are not supported.
+            // Meta-types, one range test on the common path. Transfers run on the TCP side
+            // (Server/Transfer) and never reach the engine there.
+            if pq.qtype == .ixfr && !tcp {
+                ixfrOverUDP(q, zones: zones)
+            } else if pq.qtype == .axfr || pq.qtype == .ixfr {
+                rcode = .refused // AXFR over UDP is not defined (RFC 5936 4.2).
+            } else {
+                rcode = .notImp // Other meta-types (MAILA, MAILB, TKEY, TSIG) are not supported.
+            }
         } else {
             client = QueryClient(source: source, subnet: edns?.clientSubnet)
             return start(q, zones: zones, options: options)

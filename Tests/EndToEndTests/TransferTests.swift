@@ -51,15 +51,20 @@ enum TransferFixture {
         return dir
     }
 
-    static func serve(_ dir: String, control: Bool = false) async throws -> MeridianProcess {
+    static func serve(_ dir: String, control: UInt16? = nil) async throws -> MeridianProcess {
         var server: MeridianProcess?
         for _ in 0..<3 where server == nil {
             let port = try freePort()
             var args = ["serve", "--config", dir + "/meridian.yaml", "--listen", "127.0.0.1:\(port)"]
-            if control { args += ["--control", "127.0.0.1:\(try freePort())"] }
+            if let control { args += ["--control", "127.0.0.1:\(control)"] }
             server = try? await MeridianProcess.start(args, port: port, probeName: "gslb.test.")
         }
         return try #require(server, "meridian did not start for \(dir)")
+    }
+
+    /// `meridian_zone_transfers_total{result}` from the control API.
+    static func transfers(control: UInt16, _ result: String) throws -> Double {
+        PromText(try HTTP.request("GET", port: control, path: "/metrics").text).value("meridian_zone_transfers_total", ["result": result])
     }
 
     /// One AXFR/IXFR request over TCP and the first response message.
@@ -142,7 +147,8 @@ struct TransferTests {
     func tsig() async throws {
         let dir = try TransferFixture.folder()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let s = try await TransferFixture.serve(dir, control: true)
+        let control = try freePort()
+        let s = try await TransferFixture.serve(dir, control: control)
         do {
             let good = try await KDig.transfer("gslb.test", port: s.port, key: TransferFixture.key)
             #expect(good.records.first?.type == "SOA" && good.records.last?.type == "SOA", "\(good.output.stdout)\n\(good.output.stderr)")
@@ -162,6 +168,10 @@ struct TransferTests {
             let unsigned = try #require(try TransferFixture.firstResponse(port: s.port, zone: "gslb.test."))
             #expect(unsigned.rcode == .refused && unsigned.answers.isEmpty)
             #expect(await eventually { s.logText.contains("needs a TSIG key") })
+            // good, IXFR=3, IXFR=7 transferred; BADSIG and BADKEY notauth; the unsigned one refused.
+            #expect(try TransferFixture.transfers(control: control, "transferred") == 3)
+            #expect(try TransferFixture.transfers(control: control, "notauth") == 2)
+            #expect(try TransferFixture.transfers(control: control, "refused") == 1)
         } catch {
             await s.stop(); throw error
         }

@@ -114,6 +114,11 @@ public final class AuthoritativeResponder: QueryResponder {
         let a = answerer.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
                                  options: s.options, health: currentHealth, out: response, now: now)
         var sent = a.length
+        if answerer.engine.queryTSIGStart >= 0 && sent > 0 {
+            // Signed queries (a secondary's SOA probe, say) get signed answers (RFC 8945 5.3).
+            sent = QueryTSIG.sign(query: query, response: response, length: sent, limit: answerer.engine.responseLimit,
+                                  questionEnd: a.outcome.questionEnd, transfers: s.transfers)
+        }
         if transport == .udp, let rrl = s.rateLimiter {
             sent = rrl.apply(a, response: response, client: client, now: now)
         }

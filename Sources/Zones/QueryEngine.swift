@@ -166,6 +166,12 @@ public final class QueryEngine {
         return finish(query: q, client: client, options: options, now: now)
     }
 
+    /// Where the query's TSIG record starts, or -1 (the server signs such answers; the
+    /// engine answers as if it were not there).
+    public var queryTSIGStart: Int { pq.tsigStart }
+    /// The largest response the query allows (its transport and EDNS size).
+    public var responseLimit: Int { limit }
+
     /// What the last response holds, for rate limiting and metrics. Valid after `finish`.
     public var outcome: EngineOutcome {
         EngineOutcome(kind: kind, rcode: rcode, qtype: pq.qtype, qdcount: pq.qdcount, questionEnd: pq.questionEnd,

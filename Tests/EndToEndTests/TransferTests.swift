@@ -168,6 +168,14 @@ struct TransferTests {
             let unsigned = try #require(try TransferFixture.firstResponse(port: s.port, zone: "gslb.test."))
             #expect(unsigned.rcode == .refused && unsigned.answers.isEmpty)
             #expect(await eventually { s.logText.contains("needs a TSIG key") })
+            // A signed ordinary query (a secondary's SOA probe) gets a signed answer, over UDP and TCP.
+            for transport in ["+notcp", "+tcp"] {
+                let soa = try await KDig.run(["-y", TransferFixture.key.kdigArgument, "@127.0.0.1", "-p", "\(s.port)", "gslb.test", "SOA", transport, "+time=3", "+retry=0"])
+                #expect(soa.stdout.contains("status: NOERROR") && soa.stdout.contains("TSIG PSEUDOSECTION"), "\(soa.stdout)")
+                #expect(!(soa.stdout + soa.stderr).contains("WARNING"), "\(soa.stdout)\(soa.stderr)")
+                let wrong = try await KDig.run(["-y", TransferFixture.wrongSecret.kdigArgument, "@127.0.0.1", "-p", "\(s.port)", "gslb.test", "SOA", transport, "+time=3", "+retry=0"])
+                #expect(wrong.stdout.contains("status: BADSIG") && !wrong.stdout.contains("ANSWER SECTION"), "\(wrong.stdout)\(wrong.stderr)")
+            }
             // good, IXFR=3, IXFR=7 transferred; BADSIG and BADKEY notauth; the unsigned one refused.
             #expect(try TransferFixture.transfers(control: control, "transferred") == 3)
             #expect(try TransferFixture.transfers(control: control, "notauth") == 2)

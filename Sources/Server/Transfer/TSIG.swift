@@ -198,3 +198,47 @@ enum TSIG {
     /// Room a TSIG record can take: names of at most 255 bytes each, a MAC of at most 64.
     static let maxRecordSize = 255 + 10 + 255 + 16 + 64 + 6 + 6
 }
+
+/// TSIG on ordinary queries (RFC 8945 5.2, 5.3): a signed query, such as the SOA probe a
+/// secondary sends before IXFR, gets its answer signed with the same key, or NOTAUTH with a
+/// TSIG error when the key is unknown, the MAC wrong or the time off. Off the common path:
+/// the responder calls it only for a query that holds a TSIG record.
+enum QueryTSIG {
+    /// Rewrites `response[0..<length]` in place; returns the new length.
+    static func sign(query q: UnsafeRawBufferPointer, response out: UnsafeMutableRawBufferPointer, length: Int, limit: Int,
+                     questionEnd: Int, transfers: TransferSettings) -> Int {
+        guard let pq = try? ParsedQuery.parse(q),
+              let records = try? MessageRecords.walk(q, from: pq.questionEnd, count: Int(pq.ancount) + Int(pq.nscount) + Int(pq.arcount)),
+              let t = (try? TSIGRecord.find(q, records: records, arcount: Int(pq.arcount))) ?? nil else { return length }
+        let id = pq.id
+        var key: TSIGKey?
+        var error: UInt16 = 0
+        if let k = transfers.key(named: t.keyName), transfers.keys[k].algorithm.name == t.algorithm {
+            if TSIG.verify(q, t, key: transfers.keys[k]) {
+                key = transfers.keys[k]
+                let now = UInt64(time(nil))
+                if (now > t.timeSigned ? now - t.timeSigned : t.timeSigned - now) > UInt64(t.fudge) { error = TSIG.badTime }
+            } else {
+                error = TSIG.badSig
+            }
+        } else {
+            error = TSIG.badKey
+        }
+        let room = min(limit, out.count) - TSIG.maxRecordSize
+        var n = length
+        if error != 0 || n > room {
+            // An error, or no room for the TSIG: the header and question alone (TC when it
+            // was only room), then the TSIG record.
+            n = min(questionEnd, n)
+            out[6] = 0; out[7] = 0; out[8] = 0; out[9] = 0; out[10] = 0; out[11] = 0
+            if error != 0 {
+                out[3] = (out[3] & 0xF0) | UInt8(TSIG.notAuth.rawValue)
+            } else {
+                out[2] |= UInt8(HeaderFlags.tc >> 8)
+            }
+        }
+        guard n + TSIG.maxRecordSize <= out.count else { return n }
+        return TSIG.sign(out, length: n, key: error == TSIG.badKey || error == TSIG.badSig ? nil : key, keyName: t.keyName,
+                         algorithm: t.algorithm, priorMAC: t.mac, first: true, originalID: id, error: error, time: UInt64(time(nil))).0
+    }
+}

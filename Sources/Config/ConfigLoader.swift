@@ -130,6 +130,7 @@ final class Builder {
     var transfers = TransferSettings()
     var transferZoneRefs: [(DNSName, Node)] = []
     var transferNameRefs: [(DNSName, Node)] = []
+    var catalogRef: Node?
 
     /// The command line's zone folder, which replaces `zones_dir`.
     var zonesDirectory: String?

@@ -88,6 +88,8 @@ public struct TransferSettings: Hashable, Sendable {
     /// Per GSLB owner (lowercase); wins over the zone's and the default.
     public var nameView: [DNSName: TransferView] = [:]
     public var serial: SerialPolicy = .keep
+    /// The name of a generated catalog zone (RFC 9432) listing every served zone; nil: none.
+    public var catalog: DNSName?
     public var zoneSerial: [DNSName: SerialPolicy] = [:]
     /// Secondaries sent a NOTIFY for every zone after a reload that changed it.
     public var notify: [NotifyTarget] = []
@@ -222,7 +224,7 @@ extension Builder {
     /// against the served ones by `checkTransferReferences` once those are known.
     func parseTransfers(_ node: Node) {
         guard let m = r.mapping(node, "transfers") else { return }
-        r.checkKeys(m, allowed: ["keys", "key_files", "allow", "notify", "serial", "gslb_view", "zones", "names"], "transfers")
+        r.checkKeys(m, allowed: ["keys", "key_files", "allow", "notify", "serial", "catalog", "gslb_view", "zones", "names"], "transfers")
         func entry(_ k: String) -> Node? { m.first { $0.key == k }?.value }
         if let n = entry("keys"), let km = r.mapping(n, "transfers.keys") {
             for k in km {
@@ -276,6 +278,14 @@ extension Builder {
         if let n = entry("notify") { transfers.notify = notifyTargets(n, "transfers.notify") }
         if let n = entry("gslb_view"), let v = transferView(n, "transfers.gslb_view") { transfers.view = v }
         if let n = entry("serial"), let v = serialPolicy(n, "transfers.serial") { transfers.serial = v }
+        if let n = entry("catalog"), let c = r.string(n, "transfers.catalog") {
+            if let name = try? DNSName(c.hasSuffix(".") ? c : c + ".").lowercased(), !name.isRoot {
+                transfers.catalog = name
+                catalogRef = n
+            } else {
+                r.error(n, "transfers.catalog: \"\(c)\" is not a domain name")
+            }
+        }
         if let n = entry("zones"), let zm = r.mapping(n, "transfers.zones") {
             for z in zm {
                 let what = "transfers.zones.\(z.key)"
@@ -393,6 +403,9 @@ extension Builder {
     /// Zones and names under `transfers:` must be served ones; called once zones and names are read.
     func checkTransferReferences() {
         let served = Set(zones.map { $0.name.lowercased() })
+        if let c = transfers.catalog, let node = catalogRef, served.contains(c) {
+            r.error(node, "transfers.catalog: \(c) is a served zone; the catalog is generated, name it apart (e.g. catalog.invalid)")
+        }
         for (z, node) in transferZoneRefs where !served.contains(z) {
             r.error(node, "transfers.zones: \(z) is not a served zone")
         }

@@ -116,7 +116,23 @@ public enum Runtime {
         }
         out.errors += Notifier.problems(transfers)
         guard out.errors.isEmpty else { return out }
-        out.snapshot = ServingSnapshot(zones: ZoneSet(zones: loaded.zones), options: options,
+        var zones = loaded.zones
+        if let name = transfers.catalog {
+            // The serial follows the member list (the clock when it changes), so a restart never goes back.
+            var policy = transfers
+            policy.zoneSerial[name] = .unixtime
+            do {
+                var catalog = try Catalog.zone(named: name, members: zones, serial: 1)
+                if let n = servedSerial(catalog, router: nil, transfers: policy) {
+                    catalog = try Catalog.zone(named: name, members: zones, serial: n)
+                }
+                zones.append(catalog)
+            } catch {
+                out.errors += error.errors.map(\.description)
+                return out
+            }
+        }
+        out.snapshot = ServingSnapshot(zones: ZoneSet(zones: zones), options: options,
                                        loadedAt: Date().timeIntervalSince1970, generation: generation,
                                        rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
                                        model: model, router: router, transfers: transfers)

@@ -65,7 +65,10 @@ public final class SecondaryServer: Sendable {
 
     /// Knot DNS as a secondary of 127.0.0.1@primaryPort, NOTIFY accepted from it, signed
     /// with `key` when given; it offers the zone back over AXFR to 127.0.0.1 unsigned.
-    public static func knot(zones: [String], primaryPort: UInt16, key: TestTSIGKey?, port chosen: UInt16? = nil) async throws -> SecondaryServer {
+    /// With `catalog`, `zones` are catalog zones (RFC 9432) Knot interprets: every member
+    /// they list becomes a secondary zone of the same primary.
+    public static func knot(zones: [String], primaryPort: UInt16, key: TestTSIGKey?, port chosen: UInt16? = nil,
+                            catalog: Bool = false) async throws -> SecondaryServer {
         guard let bin = knotBinary else { throw ProcessError.notFound("knotd (apt-get install knot, or run scripts/setup)") }
         let state = try makeTemporaryDirectory(prefix: "meridian-knot").path
         let port = try chosen ?? freePort()
@@ -80,8 +83,15 @@ public final class SecondaryServer: Sendable {
         lines += ["  - id: xfrout", "    address: 127.0.0.1", "    action: transfer"]
         lines += ["template:", "  - id: default", "    storage: \"\(state)\"", "    zonefile-sync: -1",
                   "    journal-content: none", "    semantic-checks: off"]
+        if catalog {
+            lines += ["  - id: member", "    storage: \"\(state)\"", "    zonefile-sync: -1", "    journal-content: none",
+                      "    master: primary", "    acl: [notify, xfrout]"]
+        }
         lines += ["zone:"]
-        for z in zones { lines += ["  - domain: \(z)", "    master: primary", "    acl: [notify, xfrout]"] }
+        for z in zones {
+            lines += ["  - domain: \(z)", "    master: primary", "    acl: [notify, xfrout]"]
+            if catalog { lines += ["    catalog-role: interpret", "    catalog-template: member"] }
+        }
         let conf = state + "/knot.conf"
         try (lines.joined(separator: "\n") + "\n").write(toFile: conf, atomically: true, encoding: .utf8)
         let child = try ChildProcess(path: bin, arguments: ["-c", conf])

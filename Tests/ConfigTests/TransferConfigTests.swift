@@ -17,6 +17,7 @@ import Testing
         ("transfers:\n  serial: daily\n", "t.yaml:12:11: transfers.serial: expected keep, unixtime, increment, found \"daily\""),
         ("transfers:\n  zones:\n    example.org: { gslb_view: fallback }\n", "t.yaml:13:5: transfers.zones: example.org. is not a served zone"),
         ("transfers:\n  names:\n    mail.example.com: fallback\n", "t.yaml:13:5: transfers.names: mail.example.com. is not a GSLB name"),
+        ("transfers:\n  catalog: example.com\n", "t.yaml:12:12: transfers.catalog: example.com. is a served zone; the catalog is generated, name it apart (e.g. catalog.invalid)"),
         ("transfers:\n  alow: []\n", "t.yaml:12:3: unknown key \"alow\" in transfers (did you mean \"allow\"?)"),
     ] as [(String, String)])
     func refused(_ yaml: String, _ want: String) {

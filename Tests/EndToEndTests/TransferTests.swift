@@ -375,4 +375,47 @@ struct TransferTests {
         let cli = try await MeridianProcess.run(["serve", "--zones", Fixtures.zones, "--allow-transfer", "10.0.0.1/8"])
         #expect(cli.status != 0 && cli.stderr.contains("--allow-transfer 10.0.0.1/8"), "\(cli.stderr)")
     }
+
+    @Test("A generated catalog zone (RFC 9432) lets Knot pick up every served zone, and a zone added later, by itself",
+          .enabled(if: TransferFixture.secondariesAvailable))
+    func catalogZone() async throws {
+        let knotPort = try freePort()
+        let dir = try TransferFixture.folder(extra: """
+              catalog: catalog.invalid
+              notify: [{ to: "127.0.0.1:\(knotPort)", key: xfr-key }]
+            """)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try await TransferFixture.serve(dir)
+        var knot: SecondaryServer?
+        do {
+            let cat = try await KDig.transfer("catalog.invalid", port: s.port, key: TransferFixture.key)
+            let lines = cat.records.map(\.normalized)
+            #expect(lines.contains("version.catalog.invalid. 0 IN TXT \"2\""), "\(cat.output.stdout)")
+            #expect(lines.contains { $0.hasSuffix(".zones.catalog.invalid. 0 IN PTR gslb.test.") }, "\(cat.output.stdout)")
+            let k = try await SecondaryServer.knot(zones: ["catalog.invalid."], primaryPort: s.port, key: TransferFixture.key,
+                                                   port: knotPort, catalog: true)
+            knot = k
+            let member = await secondsUntil(limit: 20, every: .milliseconds(200)) {
+                (try? await Dig.short("edge.gslb.test", "A", port: k.port)) == ["edge.gslb.test. 3600 IN A 192.0.2.200"]
+            }
+            #expect(member != nil, "knot never served the member zone:\n\(k.logText)\nmeridian:\n\(s.logText)")
+            // A new zone in the configuration: the catalog changes, NOTIFY, Knot adds it.
+            try "$ORIGIN extra.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n  IN NS ns1\nns1 IN A 192.0.2.54\n"
+                .write(toFile: dir + "/extra.test.zone", atomically: true, encoding: .utf8)
+            let yaml = try String(contentsOfFile: dir + "/meridian.yaml", encoding: .utf8)
+                .replacingOccurrences(of: "zones:\n", with: "zones:\n  extra.test: { file: \(dir)/extra.test.zone }\n")
+            try yaml.write(toFile: dir + "/meridian.yaml", atomically: true, encoding: .utf8)
+            s.signal(SIGHUP)
+            let added = await secondsUntil(limit: 20, every: .milliseconds(200)) {
+                (try? await Dig.short("ns1.extra.test", "A", port: k.port)) == ["ns1.extra.test. 3600 IN A 192.0.2.54"]
+            }
+            #expect(added != nil, "knot never added extra.test:\n\(k.logText)\nmeridian:\n\(s.logText)")
+            if let added { print("catalog: new zone served by knot \(String(format: "%.2f", added)) s after SIGHUP") }
+        } catch {
+            await knot?.stop()
+            await s.stop(); throw error
+        }
+        await knot?.stop()
+        await s.stop()
+    }
 }

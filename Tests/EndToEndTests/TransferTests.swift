@@ -418,4 +418,31 @@ struct TransferTests {
         await knot?.stop()
         await s.stop()
     }
+
+    @Test("NSD and Knot copy the fixture zones unsigned (--allow-transfer): delegation, glue, wildcards and big RRsets record for record",
+          .enabled(if: TransferFixture.secondariesAvailable))
+    func fixtureZonesUnsigned() async throws {
+        try await withMeridian(extraArguments: ["--allow-transfer", "127.0.0.1"]) { s in
+            let zones = ["example.com.", "example.net."]
+            var secondaries: [SecondaryServer] = []
+            do {
+                secondaries.append(try await SecondaryServer.nsd(zones: zones, primaryPort: s.port, key: nil, axfrOnly: true))
+                secondaries.append(try await SecondaryServer.knot(zones: zones, primaryPort: s.port, key: nil))
+                for zone in zones {
+                    let want = try await KDig.transfer(zone, port: s.port).records.dropLast().map(\.normalized).sorted()
+                    #expect(want.count >= 5)
+                    for sec in secondaries {
+                        let got = await secondsUntil(limit: 20, every: .milliseconds(200)) {
+                            (try? await KDig.transfer(zone, port: sec.port).records.dropLast().map(\.normalized).sorted()) == want
+                        }
+                        #expect(got != nil, "\(sec.name) \(zone):\n\(sec.logText)")
+                    }
+                }
+            } catch {
+                for sec in secondaries { await sec.stop() }
+                throw error
+            }
+            for sec in secondaries { await sec.stop() }
+        }
+    }
 }

@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "DNSSEC", dependencies: ["DNSWire", "Diagnostics", "Zones", "COpenSSL"], swiftSettings: queryPath),
         .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing", "DNSSEC"], swiftSettings: queryPath),
         .target(name: "Server", dependencies: [
-            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "DNSSEC", "CShim", "Platform",
+            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "DNSSEC", "CShim", "Platform", "COpenSSL",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: queryPath),

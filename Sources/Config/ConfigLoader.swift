@@ -140,6 +140,11 @@ final class Builder {
     /// Each datacenter's `min_healthy` value, checked against its endpoint count once the
     /// endpoints are read.
     var datacenterMinimums: [(dc: Int, node: Node)] = []
+    /// `transfers:`, and where it names zones and GSLB names (checked once those are read).
+    var transfers = TransferSettings()
+    var transferZoneRefs: [(DNSName, Node)] = []
+    var transferNameRefs: [(DNSName, Node)] = []
+    var catalogRef: Node?
 
     /// The command line's zone folder, which replaces `zones_dir`.
     var zonesDirectory: String?
@@ -147,7 +152,7 @@ final class Builder {
 
     func path(_ p: String) -> String { p.hasPrefix("/") ? p : base + "/" + p }
 
-    static let topKeys = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools", "fleet"]
+    static let topKeys = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools", "fleet", "transfers"]
 
     func build(_ root: Node) -> ConfigModel? {
         guard let top = r.mapping(root, "configuration") else { return nil }
@@ -163,9 +168,11 @@ final class Builder {
         if let n = section("pools") { parsePools(n) }
         if let n = section("geo") { parseGeo(n) }
         parseZones(section("zones"), dir: section("zones_dir"))
+        if let n = section("transfers") { parseTransfers(n); checkTransferReferences() }
         guard r.errors.isEmpty else { return nil }
         let model = ConfigModel(file: r.file, server: server, zones: zones, geo: geo, datacenters: datacenters,
-                                endpoints: endpoints, pools: pools, checks: checks, nodes: nodes, names: names)
+                                endpoints: endpoints, pools: pools, checks: checks, nodes: nodes, names: names,
+                                transfers: transfers)
         checkWatchedConnections(model)
         return r.errors.isEmpty ? model : nil
     }

@@ -482,11 +482,13 @@ public final class ConfigModel: Sendable {
     public let maxAnswerAddresses: Int
     /// Endpoint name to its index (the first of that name).
     private let endpointByName: [String: Int]
+    /// `transfers:`: zone transfer ACLs, TSIG keys and the GSLB view for secondaries.
+    public let transfers: TransferSettings
 
     public init(file: String, server: ServerSettings, zones: [ZoneSource], geo: GeoSources,
                 datacenters: [Datacenter], endpoints: [Endpoint], pools: [Pool], checks: [CheckSpec],
-                nodes: [PolicyNode], names: [GSLBName]) {
-        self.file = file; self.server = server; self.zones = zones; self.geo = geo
+                nodes: [PolicyNode], names: [GSLBName], transfers: TransferSettings = TransferSettings()) {
+        self.file = file; self.server = server; self.zones = zones; self.geo = geo; self.transfers = transfers
         self.datacenters = datacenters; self.endpoints = endpoints; self.pools = pools
         self.checks = checks; self.nodes = nodes; self.names = names
         endpointsUnder = nodes.indices.map { PolicyNode.endpoints(under: $0, in: nodes) }

@@ -44,6 +44,8 @@ public struct ParsedQuery: Sendable {
     /// Offset just past the question section.
     public var questionEnd: Int = 12
     public var edns: EDNSInfo? = nil
+    /// Where a TSIG record (type 250, RFC 8945) starts in the query, or -1 without one.
+    public var tsigStart: Int = -1
 
     public init() {}
 
@@ -105,6 +107,8 @@ public struct ParsedQuery: Sendable {
                 e.dnssecOK = ttl & 0x8000 != 0
                 try parseOptions(msg, from: rdata, to: rdata + rdlen, into: &e)
                 q.edns = e
+            } else if type == 250 {
+                q.tsigStart = start
             }
             off = rdata + rdlen
         }

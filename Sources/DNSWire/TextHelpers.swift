@@ -90,7 +90,7 @@ extension DNSName {
 
 @inline(__always) func isDigit(_ c: UInt8) -> Bool { c >= 48 && c <= 57 }
 
-enum TextBytes {
+public enum TextBytes {
     /// Decimal without sign, at most `max`; nil on anything else.
     static func number(_ b: some Collection<UInt8>, max: UInt64) -> UInt64? {
         guard !b.isEmpty, b.count <= 20 else { return nil }
@@ -191,7 +191,7 @@ enum TextBytes {
 
     static let b64: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    static func base64(_ b: [UInt8]) -> String {
+    public static func base64(_ b: [UInt8]) -> String {
         var s: [UInt8] = []
         s.reserveCapacity((b.count + 2) / 3 * 4)
         var i = 0
@@ -212,7 +212,7 @@ enum TextBytes {
     }
 
     /// Strict RFC 4648 base64 with padding; nil on any bad character or length.
-    static func unbase64(_ b: some Collection<UInt8>) -> [UInt8]? {
+    public static func unbase64(_ b: some Collection<UInt8>) -> [UInt8]? {
         var vals: [UInt8] = []
         vals.reserveCapacity(b.count)
         var pad = 0

@@ -72,6 +72,12 @@ public final class DNSServer: Sendable {
         c.tcpQueries = tcpCounters.queries.load(ordering: .relaxed)
         c.tcpAnswered = tcpCounters.answered.load(ordering: .relaxed)
         c.tcpTimeouts = tcpCounters.timeouts.load(ordering: .relaxed)
+        c.transfers = [
+            "transferred": tcpCounters.transferred.load(ordering: .relaxed),
+            "refused": tcpCounters.transferRefused.load(ordering: .relaxed),
+            "notauth": tcpCounters.transferNotAuth.load(ordering: .relaxed),
+            "formerr": tcpCounters.transferFormErr.load(ordering: .relaxed),
+        ]
         c.tcpOpen = admission.open
         return c
     }

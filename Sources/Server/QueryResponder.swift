@@ -22,6 +22,9 @@ public protocol QueryResponder: AnyObject {
     /// logging). By default it calls the form above.
     func respond(query: UnsafeRawBufferPointer, client: IPAddress, port: UInt16, local: ListenAddress?,
                  transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int
+
+    /// Called by the TCP worker for AXFR and IXFR queries only (`ZoneTransfer.isTransferQuery`).
+    func startTransfer(query: UnsafeRawBufferPointer, client: IPAddress) -> ZoneTransfer?
 }
 
 extension QueryResponder {
@@ -31,4 +34,8 @@ extension QueryResponder {
                         transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int {
         respond(query: query, client: client, transport: transport, response: response)
     }
+
+    /// A zone transfer (AXFR or IXFR over TCP) for `query`, or nil when this responder
+    /// offers none (the query is then answered by `respond`, which refuses it).
+    public func startTransfer(query: UnsafeRawBufferPointer, client: IPAddress) -> ZoneTransfer? { nil }
 }

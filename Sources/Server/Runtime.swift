@@ -22,8 +22,12 @@ public struct ConfigSources: Sendable {
     public var zonesDirectory: String?
     /// `serve --state-dir`: wins over `server.state_dir`.
     public var stateDirectory: String?
-    public init(configPath: String?, zonesDirectory: String?, stateDirectory: String? = nil) {
+    /// `serve --allow-transfer`: clients allowed unsigned transfers of every zone, on top
+    /// of the configuration's `transfers.allow`.
+    public var allowTransfer: [IPPrefix]
+    public init(configPath: String?, zonesDirectory: String?, stateDirectory: String? = nil, allowTransfer: [IPPrefix] = []) {
         self.configPath = configPath; self.zonesDirectory = zonesDirectory; self.stateDirectory = stateDirectory
+        self.allowTransfer = allowTransfer
     }
 
     /// Where overrides are saved for `model`: `--state-dir`, else `server.state_dir`, else
@@ -105,8 +109,15 @@ public enum Runtime {
         let keys = signingKeys(model: model, zonesDirectory: sources.configPath == nil ? sources.zonesDirectory : nil)
         out.errors += keys.errors
         var signed: [DNSName: ZoneSigning] = [:]
-        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic, reuse: reuse,
-                                     rebuild: Set(keys.zones.keys)) { origin, records in
+        var transfers = model?.transfers ?? TransferSettings()
+        transfers.allow += sources.allowTransfer.map { TransferClient(prefix: $0) }
+        let settings = transfers
+        // A zone whose served serial may move (transfers.serial) is built again each time:
+        // its serial follows content the reuse check does not see (the GSLB static view).
+        let serialsMove = transfers.serial != .keep || transfers.zoneSerial.values.contains { $0 != .keep }
+        let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic, reuse: serialsMove ? nil : reuse,
+                                     rebuild: Set(keys.zones.keys),
+                                     serial: { zone in servedSerial(zone, router: router, transfers: settings) }) { origin, records in
             guard let k = keys.zones[origin.lowercased()] else { return .success([]) }
             return zoneSigning(origin, records: records, keys: k.keys, times: k.times, location: k.location).map {
                 signed[origin.lowercased()] = $0
@@ -140,13 +151,61 @@ public enum Runtime {
             if let r = router, r.geoMapReport.compiled + r.geoMapReport.reused > 0 { out.summaries.append(r.geoMapReport.description) }
             out.summaries.append("gslb: \(m.names.count) names, \(m.endpoints.count) endpoints, \(m.datacenters.count) datacenters, \(m.checks.count) checks")
         }
-        let zoneSet = ZoneSet(zones: loaded.zones)
+        out.errors += Notifier.problems(transfers)
+        guard out.errors.isEmpty else { return out }
+        var zones = loaded.zones
+        if let name = transfers.catalog {
+            // The serial follows the member list (the clock when it changes), so a restart never goes back.
+            var policy = transfers
+            policy.zoneSerial[name] = .unixtime
+            do {
+                var catalog = try Catalog.zone(named: name, members: zones, serial: 1)
+                if let n = servedSerial(catalog, router: nil, transfers: policy) {
+                    catalog = try Catalog.zone(named: name, members: zones, serial: n)
+                }
+                zones.append(catalog)
+            } catch {
+                out.errors += error.errors.map(\.description)
+                return out
+            }
+        }
+        let zoneSet = ZoneSet(zones: zones)
         let signing = signed.isEmpty ? nil : SigningSet(zones: zoneSet.zones.map { signed[$0.origin.lowercased()] })
         out.snapshot = ServingSnapshot(zones: zoneSet, options: options,
                                        loadedAt: Date().timeIntervalSince1970, generation: generation,
                                        rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
-                                       model: model, router: router, signing: signing)
+                                       model: model, router: router, signing: signing, transfers: transfers)
         return out
+    }
+
+    /// The serial each zone was last loaded with, and a digest of its content without the
+    /// serial: `transfers.serial` (`increment`, `unixtime`) moves the serial only when the
+    /// content changed. Kept for the process (a restart starts again from the files).
+    private static let served = Mutex<[DNSName: (serial: UInt32, digest: UInt64)]>([:])
+
+    /// The serial to serve `zone` with under its `transfers.serial` policy; nil keeps the file's.
+    static func servedSerial(_ zone: Zone, router: Router?, transfers: TransferSettings) -> UInt32? {
+        let origin = zone.origin.lowercased()
+        let policy = transfers.zoneSerial[origin] ?? transfers.serial
+        guard policy != .keep else { return nil }
+        let digest = Notifier.contentDigest(zone, router: router, transfers: transfers, serial: false)
+        let file = zone.serial
+        return served.withLock { table in
+            var next: UInt32
+            if let last = table[origin] {
+                if last.digest == digest && !SOAData.greater(file, last.serial) { return last.serial }
+                next = last.serial &+ 1
+                if policy == .unixtime {
+                    let now = UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
+                    if SOAData.greater(now, next) { next = now }
+                }
+            } else {
+                next = policy == .unixtime ? UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970)) : file
+            }
+            if SOAData.greater(file, next) { next = file }
+            table[origin] = (next, digest)
+            return next
+        }
     }
 
     struct ZoneKeys {
@@ -422,6 +481,8 @@ public enum Runtime {
         let ms = Int(Date().timeIntervalSince(started) * 1000)
         log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
 
+        // Secondaries may hold an older copy than the one just loaded (RFC 1996 4.7).
+        Notifier.reloaded(old: nil, new: snapshot, log: Logger(label: "meridian.notify"))
         // After the first publish: the first answers come from the saved overrides, whether
         // or not etcd answers.
         fleet?.start()
@@ -520,6 +581,7 @@ public enum Runtime {
                     reloads.recordFailure(at: Date().timeIntervalSince1970, errors: next.errors)
                     return
                 }
+                let previous = publisher.store.load()
                 do {
                     let old = publisher.monitor
                     let fresh = try startHealth(for: built, previous: old, publisher: publisher,
@@ -541,6 +603,8 @@ public enum Runtime {
                 afterReload()
                 let ms = Int(Date().timeIntervalSince(t0) * 1000)
                 log.info("reload ok in \(ms) ms: \(next.summaries.joined(separator: "; "))")
+                TransferJournal.shared.record(old: previous, new: built)
+                Notifier.reloaded(old: previous, new: built, log: Logger(label: "meridian.notify"))
             },
             onTimeout: { gen in
                 let why = "reload \(gen) abandoned: not finished after \(Int(deadline)) s; still serving the previous configuration"

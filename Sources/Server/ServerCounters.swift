@@ -26,6 +26,9 @@ public struct ServerCounters: Sendable, Equatable {
     public var tcpAnswered: UInt64 = 0
     /// TCP connections closed by the idle or message-read timeout.
     public var tcpTimeouts: UInt64 = 0
+    /// Zone transfer requests (AXFR, IXFR) by how they ended: transferred, refused,
+    /// notauth (TSIG errors), formerr.
+    public var transfers: [String: UInt64] = [:]
 
     public init() {}
 }
@@ -52,6 +55,10 @@ final class TCPCounters: Sendable {
     let queries = Atomic<UInt64>(0)
     let answered = Atomic<UInt64>(0)
     let timeouts = Atomic<UInt64>(0)
+    let transferred = Atomic<UInt64>(0)
+    let transferRefused = Atomic<UInt64>(0)
+    let transferNotAuth = Atomic<UInt64>(0)
+    let transferFormErr = Atomic<UInt64>(0)
 
     @inline(__always) static func bump(_ a: borrowing Atomic<UInt64>) {
         a.wrappingAdd(1, ordering: .relaxed)

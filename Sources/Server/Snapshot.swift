@@ -27,12 +27,17 @@ public final class ServingSnapshot: Sendable {
     /// Query logging through dnstap; nil when off. Set by `serve` (never by `check`), kept
     /// across reloads with equal settings.
     public let dnstap: DnstapSink?
+    /// Who may transfer which zone, and how GSLB names look in a transfer (`transfers:`
+    /// and `serve --allow-transfer`).
+    public let transfers: TransferSettings
 
     public init(zones: ZoneSet, options: EngineOptions, loadedAt: Double, generation: UInt64 = 0,
                 rateLimiter: ResponseRateLimiter? = nil, model: ConfigModel? = nil, router: Router? = nil,
-                health: HealthSnapshot? = nil, signing: SigningSet? = nil, dnstap: DnstapSink? = nil) {
+                health: HealthSnapshot? = nil, signing: SigningSet? = nil, dnstap: DnstapSink? = nil,
+                transfers: TransferSettings = TransferSettings()) {
         self.signing = signing
         self.zones = zones; self.options = options; self.loadedAt = loadedAt; self.generation = generation
+        self.transfers = transfers
         self.rateLimiter = rateLimiter
         self.dnstap = dnstap
         self.model = model
@@ -43,13 +48,15 @@ public final class ServingSnapshot: Sendable {
     /// The same configuration with other health.
     public func with(health: HealthSnapshot) -> ServingSnapshot {
         ServingSnapshot(zones: zones, options: options, loadedAt: loadedAt, generation: generation,
-                        rateLimiter: rateLimiter, model: model, router: router, health: health, signing: signing, dnstap: dnstap)
+                        rateLimiter: rateLimiter, model: model, router: router, health: health, signing: signing, dnstap: dnstap,
+                        transfers: transfers)
     }
 
     /// The same snapshot logging to `sink`.
     public func with(dnstap sink: DnstapSink?) -> ServingSnapshot {
         ServingSnapshot(zones: zones, options: options, loadedAt: loadedAt, generation: generation,
-                        rateLimiter: rateLimiter, model: model, router: router, health: health, signing: signing, dnstap: sink)
+                        rateLimiter: rateLimiter, model: model, router: router, health: health, signing: signing, dnstap: sink,
+                        transfers: transfers)
     }
 }
 
@@ -150,6 +157,11 @@ public final class AuthoritativeResponder: QueryResponder {
         let a = answerer.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
                                  options: s.options, health: currentHealth, out: response, now: now)
         var sent = a.length
+        if answerer.engine.queryTSIGStart >= 0 && sent > 0 {
+            // Signed queries (a secondary's SOA probe, say) get signed answers (RFC 8945 5.3).
+            sent = QueryTSIG.sign(query: query, response: response, length: sent, limit: answerer.engine.responseLimit,
+                                  questionEnd: a.outcome.questionEnd, transfers: s.transfers)
+        }
         if transport == .udp, let rrl = s.rateLimiter {
             sent = rrl.apply(a, response: response, client: client, now: now)
         }
@@ -170,5 +182,9 @@ public final class AuthoritativeResponder: QueryResponder {
             tap.push(h, query: query, response: UnsafeRawBufferPointer(rebasing: response[0..<sent]))
         }
         return sent
+    }
+
+    public func startTransfer(query: UnsafeRawBufferPointer, client: IPAddress) -> ZoneTransfer? {
+        ZoneTransfer.start(query: query, client: client, snapshot: store.load())
     }
 }

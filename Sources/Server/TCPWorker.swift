@@ -117,6 +117,9 @@ final class TCPConnection {
     /// client has not read yet (RFC 7766 section 6.2.4 has the server close gracefully).
     var draining = false
     var closed = false
+    /// A zone transfer being sent: its messages are produced as the output drains, and
+    /// later queries on the connection wait until it is done.
+    var transfer: ZoneTransfer?
 
     /// Room for a typical query with its prefix; grows to 2 + 65535 at most.
     static let initialInput = 1024
@@ -193,6 +196,8 @@ final class TCPWorker: @unchecked Sendable {
     /// Longest poll while idle, so the worker lets go of a replaced configuration.
     static let refreshInterval: Int64 = 1000
     private var acceptPausedUntil: Int64 = 0
+    /// Where transfer messages are built (2-byte length prefix, then up to 65535 bytes).
+    private let transferBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 + 65535, alignment: 8)
 
     init(listeners: [(fd: Int32, address: ListenAddress)], limits: TCPLimits, admission: TCPAdmission,
          counters: TCPCounters, stop: StopFlag, logger: Logger) throws(SystemError) {
@@ -210,6 +215,8 @@ final class TCPWorker: @unchecked Sendable {
         var b: UInt8 = 1
         _ = send(wakeWrite, &b, 1, Int32(MSG_NOSIGNAL))
     }
+
+    deinit { transferBuffer.deallocate() }
 
     func closeAll() {
         for l in listeners { closeSocket(l.fd) }
@@ -385,7 +392,7 @@ final class TCPWorker: @unchecked Sendable {
         var pos = 0
         var completed = false
         let base = UnsafeRawPointer(c.input)
-        while c.inputLength - pos >= 2 && !c.closeAfterFlush && c.pendingOutput < Self.outputHighWater {
+        while c.inputLength - pos >= 2 && !c.closeAfterFlush && c.pendingOutput < Self.outputHighWater && c.transfer == nil {
             let length = Int(base.load(fromByteOffset: pos, as: UInt8.self)) << 8
                 | Int(base.load(fromByteOffset: pos + 1, as: UInt8.self))
             if length == 0 {
@@ -402,6 +409,14 @@ final class TCPWorker: @unchecked Sendable {
             completed = true
             TCPCounters.bump(counters.queries)
             let query = UnsafeRawBufferPointer(start: base + pos + 2, count: length)
+            if ZoneTransfer.isTransferQuery(query), let x = responder.startTransfer(query: query, client: c.client) {
+                c.transfer = x
+                pos += 2 + length
+                c.queries += 1
+                if c.queries >= limits.maxQueriesPerConnection { c.closeAfterFlush = true }
+                pumpTransfer(c)
+                continue
+            }
             let out = UnsafeMutableRawBufferPointer(rebasing: scratch[2...])
             let answer = responder.respond(query: query, client: c.client, port: c.port, local: c.local,
                                            transport: .tcp, response: out)
@@ -429,22 +444,65 @@ final class TCPWorker: @unchecked Sendable {
     }
 
     private func flush(_ c: TCPConnection, now: Int64) {
-        while c.pendingOutput > 0, let output = c.output {
-            let n = send(c.fd, output + c.outputStart, c.pendingOutput, Int32(MSG_NOSIGNAL))
-            if n > 0 {
-                c.outputStart += n
-                c.lastActivity = now
-                continue
+        while true {
+            while c.pendingOutput > 0, let output = c.output {
+                let n = send(c.fd, output + c.outputStart, c.pendingOutput, Int32(MSG_NOSIGNAL))
+                if n > 0 {
+                    c.outputStart += n
+                    c.lastActivity = now
+                    continue
+                }
+                let e = errno
+                if n < 0 && e == EINTR { continue }
+                if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) { return }
+                close(c)
+                return
             }
-            let e = errno
-            if n < 0 && e == EINTR { continue }
-            if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) { return }
-            close(c)
-            return
+            // Everything queued went out: a transfer in progress adds its next messages.
+            guard c.transfer != nil else { break }
+            pumpTransfer(c)
+            if c.pendingOutput == 0 { break }
         }
         c.outputStart = 0
         c.outputEnd = 0
-        if c.closeAfterFlush { beginDrain(c, now: now) }
+        if c.closeAfterFlush && c.transfer == nil { beginDrain(c, now: now) }
+    }
+
+    /// Queues transfer messages until the output reaches the high-water mark or the
+    /// transfer is complete (then it is logged and counted).
+    private func pumpTransfer(_ c: TCPConnection) {
+        let body = UnsafeMutableRawBufferPointer(rebasing: transferBuffer[2...])
+        while let x = c.transfer, c.pendingOutput < Self.outputHighWater {
+            let n = x.next(into: body)
+            guard n > 0 else {
+                c.transfer = nil
+                finished(x, client: c.client)
+                return
+            }
+            transferBuffer[0] = UInt8(truncatingIfNeeded: n >> 8)
+            transferBuffer[1] = UInt8(truncatingIfNeeded: n)
+            c.appendOutput(transferBuffer.baseAddress!, 2 + n)
+            TCPCounters.bump(counters.answered)
+        }
+    }
+
+    private func finished(_ x: ZoneTransfer, client: IPAddress) {
+        var meta: Logger.Metadata = ["client": "\(client)", "zone": "\(x.zoneName)", "type": "\(x.qtype)"]
+        switch x.result {
+        case .transferred:
+            TCPCounters.bump(counters.transferred)
+            meta["records"] = "\(x.records)"
+            if x.qtype == .ixfr { meta["ixfr"] = "\(x.style)" }
+            meta["ms"] = "\(monotonicMilliseconds() - x.startedAt)"
+            logger.info("zone transfer sent", metadata: meta)
+            return
+        case .refused: TCPCounters.bump(counters.transferRefused)
+        case .notAuth: TCPCounters.bump(counters.transferNotAuth)
+        case .formErr: TCPCounters.bump(counters.transferFormErr)
+        }
+        meta["reason"] = "\(x.reason)"
+        meta["result"] = "\(x.result.rawValue)"
+        logger.warning("zone transfer refused", metadata: meta)
     }
 
     private func beginDrain(_ c: TCPConnection, now: Int64) {

@@ -168,6 +168,10 @@ public final class QueryEngine {
         return finish(query: q, client: client, options: options, now: now)
     }
 
+    /// Where the query's TSIG record starts, or -1 (the server signs such answers; the
+    /// engine answers as if it were not there).
+    public var queryTSIGStart: Int { pq.tsigStart }
+
     /// What the last response holds, for rate limiting and metrics. Valid after `finish`.
     public var outcome: EngineOutcome {
         EngineOutcome(kind: kind, rcode: rcode, qtype: pq.qtype, qdcount: pq.qdcount, questionEnd: pq.questionEnd,
@@ -226,10 +230,16 @@ public final class QueryEngine {
             rcode = .formErr
         } else if pq.qclass != .in && pq.qclass != .any {
             rcode = .refused
-        } else if pq.qtype == .axfr || pq.qtype == .ixfr {
-            rcode = .refused // Zone transfers are not offered.
         } else if pq.qtype.rawValue >= 128 && pq.qtype.rawValue <= 254 {
-            rcode = .notImp // Other meta-types (MAILA, MAILB, TKEY, TSIG) are not supported.
+            // Meta-types, one range test on the common path. Transfers run on the TCP side
+            // (Server/Transfer) and never reach the engine there.
+            if pq.qtype == .ixfr && !tcp {
+                ixfrOverUDP(q, zones: zones)
+            } else if pq.qtype == .axfr || pq.qtype == .ixfr {
+                rcode = .refused // AXFR over UDP is not defined (RFC 5936 4.2).
+            } else {
+                rcode = .notImp // Other meta-types (MAILA, MAILB, TKEY, TSIG) are not supported.
+            }
         } else {
             client = QueryClient(source: source, subnet: edns?.clientSubnet)
             return start(q, zones: zones, options: options)
@@ -426,6 +436,23 @@ public final class QueryEngine {
     }
 
     /// The question's name, then the prebuilt fast path, then the algorithm.
+    /// RFC 1995 2: an IXFR over UDP whose answer would not fit one datagram (every one here:
+    /// differences go over TCP) gets the zone's current SOA alone, which tells the client
+    /// to ask again over TCP or that it is up to date. A name that is not a served zone's
+    /// apex is REFUSED, as over TCP.
+    private func ixfrOverUDP(_ q: UnsafeRawBufferPointer, zones: ZoneSet) {
+        nameLength = pq.qnameLength
+        for i in 0..<nameLength { name[i] = asciiLower(q[12 + i]) }
+        guard let (z, origin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength])),
+              origin == 0 else {
+            rcode = .refused
+            return
+        }
+        let zone = zones.zones[z]
+        aa = true
+        _ = try? writeSet(zone.soa, owner: 12, section: .answer)
+    }
+
     private func start(_ q: UnsafeRawBufferPointer, zones: ZoneSet, options: EngineOptions) -> EngineStep {
         // The question name was checked by `ParsedQuery.parse` and is never compressed, so
         // its lowercase copy is a straight byte copy (label lengths are below "A"): the

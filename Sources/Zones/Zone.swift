@@ -206,6 +206,34 @@ public final class Zone: Sendable {
     }
 
     public var nameCount: Int { nodes.count }
+
+    /// The SOA serial (RFC 1035 3.3.13).
+    public var serial: UInt32 { SOAData.serial(soa.rdatas.first ?? []) }
+}
+
+/// The serial field of SOA rdata: the 32 bits after the two names (RFC 1035 3.3.13).
+public enum SOAData {
+    static func serialOffset(_ rdata: [UInt8]) -> Int? {
+        rdata.withUnsafeBytes { p in
+            guard let m = try? Wire.readName(p, at: 0), let n = try? Wire.readName(p, at: m), n + 4 <= p.count else { return nil }
+            return n
+        }
+    }
+
+    public static func serial(_ rdata: [UInt8]) -> UInt32 {
+        guard let o = serialOffset(rdata) else { return 0 }
+        return rdata[o..<(o + 4)].reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    public static func withSerial(_ rdata: [UInt8], _ serial: UInt32) -> [UInt8] {
+        guard let o = serialOffset(rdata) else { return rdata }
+        var r = rdata
+        for i in 0..<4 { r[o + i] = UInt8(truncatingIfNeeded: serial >> UInt32(24 - 8 * i)) }
+        return r
+    }
+
+    /// RFC 1982 serial number arithmetic: a > b.
+    public static func greater(_ a: UInt32, _ b: UInt32) -> Bool { a != b && (a &- b) < 0x8000_0000 }
 }
 
 /// Every zone served, found by the longest origin that is a suffix of the question.

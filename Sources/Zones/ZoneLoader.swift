@@ -42,10 +42,13 @@ public enum ZoneLoader {
     /// `reuse`, a zone whose file and GSLB names are unchanged since the last load with the
     /// same `reuse` is taken as built then, unless its origin is in `rebuild` (a signed zone:
     /// its keys may have changed while its file did not).
+    /// `serial`, when given, is asked for each zone built and may return the SOA serial to
+    /// serve instead of the file's (`transfers.serial`); the zone is then built again with it.
     /// `extra` adds records to a zone once its origin is known (the DNSKEY, CDS and CDNSKEY
     /// RRsets of a signed zone); it may report errors for the zone.
     public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:],
                             reuse: ZoneReuse? = nil, rebuild: Set<DNSName> = [],
+                            serial: ((Zone) -> UInt32?)? = nil,
                             extra: (_ origin: DNSName, _ records: [ResourceRecord]) -> Swift.Result<[ResourceRecord], ZoneErrors> = { _, _ in .success([]) }) -> Result {
         var out = Result()
         var kept: [String: ZoneReuse.Entry] = [:]
@@ -94,7 +97,13 @@ public enum ZoneLoader {
             }
             do {
                 let dynamic = dynamicNames[origin.lowercased()] ?? []
-                let zone = try Zone.checked(origin: origin, records: records, dynamicNames: dynamic, file: src.path)
+                var zone = try Zone.checked(origin: origin, records: records, dynamicNames: dynamic, file: src.path)
+                if let serial, let n = serial(zone), n != zone.serial {
+                    let changed = records.map { r in
+                        r.type == .soa && r.name.lowercased() == origin.lowercased() ? r.withSerial(n) : r
+                    }
+                    zone = try Zone.checked(origin: origin, records: changed, dynamicNames: dynamic, file: src.path)
+                }
                 out.zones.append(zone)
                 let facts = gslbFacts(zone, records: records, dynamic: dynamic, file: here)
                 out.gslbStatic[origin.lowercased()] = facts.types

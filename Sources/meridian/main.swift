@@ -65,15 +65,22 @@ struct Serve: ParsableCommand {
 
     @Option(name: .long, help: "This instance's name in the fleet (overrides fleet.name; default the host name).")
     var fleetName: String?
+    @Option(name: .long, help: ArgumentHelp("Allow unsigned zone transfers (AXFR, IXFR) of every zone to this address or CIDR prefix; repeat for more.", valueName: "PREFIX"))
+    var allowTransfer: [String] = []
 
     func validate() throws {
         if let n = fleetName, let problem = FleetSettings.nameProblem(n) { throw ValidationError("bad --fleet-name: \(problem)") }
         if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
+        for p in allowTransfer where TransferACL.prefix(p) == nil {
+            throw ValidationError("--allow-transfer \(p): not an address or a CIDR prefix with no bits set past its length")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
     func run() throws {
-        let code = Runtime.serve(sources: source.sources, listen: listen, workers: workers,
+        var sources = source.sources
+        sources.allowTransfer = allowTransfer.compactMap(TransferACL.prefix)
+        let code = Runtime.serve(sources: sources, listen: listen, workers: workers,
                                  logLevel: Logger.Level(rawValue: logLevel) ?? .info, control: control,
                                  fleetName: fleetName)
         throw ExitCode(code)

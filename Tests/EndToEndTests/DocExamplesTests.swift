@@ -43,7 +43,7 @@ enum DocExamples {
     static let fixture = Fixtures.root.appendingPathComponent("docs").path
     static let baseHeading = "## The setting of the examples below"
     static let policyName = "policy-example"
-    static let sections: Set<String> = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "checks", "endpoints", "pools", "fleet"]
+    static let sections: Set<String> = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "checks", "endpoints", "pools", "fleet", "transfers"]
 
     /// A ```yaml block: where it is, its text, and the lines before it since the last block.
     struct Block {
@@ -95,6 +95,9 @@ enum DocExamples {
             ("127.0.0.1:8053", "127.0.0.1:\(controlPort)", "the documented control port may be in use on this machine"),
             ("user: meridian", "user: \(user)", "there is no meridian account here; switching to the test's own account is a no-op"),
             ("group: meridian", "group: \(group)", "the same, for the group"),
+            ("\"192.0.2.54:53\"", "\"127.0.0.1:9\"", "NOTIFY targets (docs/transfers.md) become a closed loopback port: tests send traffic only to loopback"),
+            ("\"198.51.100.7:5353\"", "\"127.0.0.1:9\"", "the same"),
+            ("\"203.0.113.7:53\"", "\"127.0.0.1:9\"", "the same"),
         ]
     }
 

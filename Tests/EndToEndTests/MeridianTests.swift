@@ -131,7 +131,7 @@ struct MeridianTests {
 
     @Test func zoneTransfersAreRefused() async throws {
         try await withMeridian { server in
-            // Issue 2: AXFR and IXFR are REFUSED for now (over TCP, where transfers run).
+            // Without a transfer ACL (issue 18: --allow-transfer, transfers:) AXFR and IXFR are REFUSED.
             for type in [RRType.axfr, RRType.ixfr] {
                 let reply = try RawDNSClient(port: server.port).tcpExchange(RawQuery(name: "example.com.", type: type).bytes())
                 let r = try #require(reply.map(DNSReply.init), "no reply to \(type)")

@@ -202,6 +202,10 @@ enum MetricsRenderer {
         out.sample("meridian_tcp_connections_rejected_total", [], Double(k.tcpRejected))
         out.family("meridian_tcp_timeouts_total", "counter", "TCP connections closed by an idle or read timeout.")
         out.sample("meridian_tcp_timeouts_total", [], Double(k.tcpTimeouts))
+        out.family("meridian_zone_transfers_total", "counter", "Zone transfer requests (AXFR, IXFR) by result: transferred, refused (zone or ACL), notauth (TSIG), formerr.")
+        for r in ["transferred", "refused", "notauth", "formerr"] {
+            out.sample("meridian_zone_transfers_total", [("result", r)], Double(k.transfers[r] ?? 0))
+        }
 
         if let h = http?.snapshot {
             out.family("meridian_control_connections_accepted_total", "counter", "Control API connections accepted.")

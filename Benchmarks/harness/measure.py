@@ -154,6 +154,19 @@ def run_workload(args, workload, loadgen):
                 continue
             notes[s.name] = n
             log(f"{s.name}: all {len(workload.checks())} checks agree" + (f" ({'; '.join(n)})" if n else ""))
+        census = getattr(workload, "scope_census", None)
+        if census:
+            name, subnets = census()
+            for s in servers:
+                if s.reference:
+                    continue
+                entries, scopes = scope_census(s.port, name, subnets)
+                if scopes:
+                    qs = statistics.quantiles(scopes, n=4)
+                    notes.setdefault(s.name, set()).add(
+                        f"ECS scopes for {len(scopes)} sampled clients: median /{statistics.median(scopes):g} "
+                        f"(quartiles /{qs[0]:g}, /{qs[2]:g}); a resolver caching by scope holds "
+                        f"{len(entries)} distinct (network, answer) entries for them")
         for name, problem in workload.exercise([s for s in servers if not s.reference]).items():
             log(f"{name} not measured: {problem}")
             left_out[name] = problem

@@ -123,3 +123,75 @@ def verify(server, workload):
         if not problems or time.monotonic() >= deadline:
             return problems, notes
         time.sleep(1)
+
+
+def _skip_name(data, p):
+    """The offset after the (possibly compressed) name at p."""
+    while p < len(data):
+        n = data[p]
+        if n == 0:
+            return p + 1
+        if n & 0xC0 == 0xC0:
+            return p + 2
+        p += 1 + n
+    raise ValueError("name runs past the message")
+
+
+def ecs_query(port, name, subnet, timeout=0.5):
+    """One A query carrying ECS `subnet` (a.b.c.d/n or v6/n); returns (sorted A rdata, scope
+    prefix length or None), or None without an answer."""
+    net = ipaddress.ip_network(subnet, strict=False)
+    family = 1 if net.version == 4 else 2
+    addr = net.network_address.packed[:(net.prefixlen + 7) // 8]
+    option = struct.pack(">HHHBB", 8, 4 + len(addr), family, net.prefixlen, 0) + addr
+    qid = random.randrange(65536)
+    msg = (struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 1) + wire_name(name) + struct.pack(">HH", 1, 1)
+           + b"\0" + struct.pack(">HHIH", 41, 1232, 0, len(option)) + option)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(msg, ("127.0.0.1", port))
+        data, _ = s.recvfrom(4096)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    if len(data) < 12 or struct.unpack(">H", data[:2])[0] != qid:
+        return None
+    qd, an, ns, ar = struct.unpack(">HHHH", data[4:12])
+    p = 12
+    for _ in range(qd):
+        p = _skip_name(data, p) + 4
+    answers, scope = [], None
+    for i in range(an + ns + ar):
+        p = _skip_name(data, p)
+        rtype, _, _, rdlen = struct.unpack(">HHIH", data[p:p + 10])
+        rdata = data[p + 10:p + 10 + rdlen]
+        if i < an and rtype == 1 and rdlen == 4:
+            answers.append(str(ipaddress.IPv4Address(rdata)))
+        if rtype == 41:
+            q = 0
+            while q + 4 <= len(rdata):
+                code, olen = struct.unpack(">HH", rdata[q:q + 4])
+                if code == 8 and olen >= 4:
+                    scope = rdata[q + 7]
+                q += 4 + olen
+        p += 10 + rdlen
+    return sorted(answers), scope
+
+
+def scope_census(port, name, subnets):
+    """What a resolver caching by scope (RFC 7871 7.3.1) would hold after asking for each of
+    `subnets`: the distinct (network/scope, answer) entries, and the scopes returned."""
+    entries, scopes = set(), []
+    for subnet in subnets:
+        r = ecs_query(port, name, subnet)
+        if r is None or r[1] is None:
+            continue
+        answer, scope = r
+        net = ipaddress.ip_network(subnet, strict=False)
+        # A scope longer than the source: the entry holds for the source network only.
+        cached = ipaddress.ip_network(f"{net.network_address}/{min(scope, net.prefixlen)}", strict=False)
+        entries.add((str(cached), tuple(answer)))
+        scopes.append(scope)
+    return entries, scopes

@@ -500,6 +500,13 @@ class GeoSpreadWorkload(GeoWorkload):
     def queries(self):
         return [(f"www.{self.origin}", "A", s) for s, _, _ in self.spread]
 
+    def scope_census(self):
+        """500 of the clients (400 /24s, 100 /56s), for the ECS scope comparison."""
+        rng = random.Random(self.seed + 2)
+        v4 = [s for s, _, _ in self.spread if ":" not in s]
+        v6 = [s for s, _, _ in self.spread if ":" in s]
+        return f"www.{self.origin}", rng.sample(v4, min(400, len(v4))) + rng.sample(v6, min(100, len(v6)))
+
     def checks(self):
         """60 clients whose network lies inside one database network (so every server,
         whatever address of it it looks up, finds the same continent), 10 of them IPv6."""

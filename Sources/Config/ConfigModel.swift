@@ -68,6 +68,9 @@ public struct FleetSettings: Hashable, Sendable {
     public var leaseTTL: Double = 10
     /// Seconds `override set` waits for every live instance to apply the change.
     public var ackTimeout: Double = 5
+    /// Seconds without reading etcd after which the quorum stops using the fleet's last
+    /// vantages and this instance decides from its own observations.
+    public var quorumFallback: Double = 30
     public var location: SourceLocation
 
     public init(location: SourceLocation) { self.location = location }

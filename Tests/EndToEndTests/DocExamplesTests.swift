@@ -95,6 +95,7 @@ enum DocExamples {
             ("127.0.0.1:8053", "127.0.0.1:\(controlPort)", "the documented control port may be in use on this machine"),
             ("user: meridian", "user: \(user)", "there is no meridian account here; switching to the test's own account is a no-op"),
             ("group: meridian", "group: \(group)", "the same, for the group"),
+            ("source: 10.0.1.53", "source: 127.0.0.1", "a check's source must be an address of this host; the documented one is not"),
         ]
     }
 

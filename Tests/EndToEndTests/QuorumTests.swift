@@ -201,4 +201,14 @@ struct QuorumConfigTests {
         #expect(out.combined.contains("meridian.yaml:9:48: check file: source applies to tcp, http, https and dns checks, not file"), "\(out.combined)")
         #expect(!out.combined.contains("check good"), "\(out.combined)")
     }
+
+    /// In fleet mode the failover budget `check` prints has the quorum's propagation step.
+    @Test func checkCountsTheQuorumPropagationInTheBudget() async throws {
+        let yaml = "fleet: { etcd: [\"http://127.0.0.1:1\"] }\n" + ControlFixture.yaml(control: "127.0.0.1:1", checks: true)
+        let folder = try ControlFixture.folder(yaml)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = try await MeridianProcess.run(["check", "--config", folder.appendingPathComponent("meridian.yaml").path])
+        #expect(out.status == 0, "\(out.combined)")
+        #expect(out.stdout.contains("down 31.400s = interval 1s (file re-read) + quorum propagation 0.400s (publish + read rounds) + TTL 30s"), "\(out.combined)")
+    }
 }

@@ -149,7 +149,8 @@ public struct StatusReport: Codable, Sendable {
                 var worst: FailoverBudget?
                 for e in under {
                     guard let spec = model.checkSpec(forEndpoint: e) else { continue }
-                    let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: byName)
+                    let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: byName,
+                                           propagation: model.quorumPropagation)
                     if worst == nil || b.down > worst!.down { worst = b }
                 }
                 names.append(Name(name: n.owner.description, ttl: n.ttl, rto: n.rto, failoverDown: worst?.down,

@@ -95,7 +95,7 @@ public final class QuorumAgent: Sendable {
     private let publisher: Publisher
     private let log: Logger
     /// Seconds between rounds: the publish and read steps of the failover budget.
-    public static let tick = 0.2
+    public static let tick = FailoverBudget.quorumPropagation / 2
     /// Seconds after which an unchanged record is written again.
     public static let refresh = 10.0
 

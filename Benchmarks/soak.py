@@ -95,7 +95,10 @@ def main():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
     log = open(os.path.join(work, "meridian.log"), "w")
-    server = subprocess.Popen([a.bin, "serve", "--config", cfg, "--listen", f"127.0.0.1:{port}"], stderr=log)
+    # Saved overrides go to a private folder, not the default /var/lib/meridian (which a
+    # run as a user other than root cannot create).
+    server = subprocess.Popen([a.bin, "serve", "--config", cfg, "--listen", f"127.0.0.1:{port}",
+                               "--state-dir", os.path.join(work, "overrides")], stderr=log)
     deadline = time.time() + 15
     while True:
         if server.poll() is not None or time.time() > deadline:

@@ -184,10 +184,13 @@ final class Builder {
     /// `fleet:`: the etcd cluster every instance shares its overrides through.
     func parseFleet(_ node: Node) {
         guard let m = r.mapping(node, "fleet") else { return }
-        r.checkKeys(m, allowed: ["etcd", "prefix", "name", "lease_ttl", "ack_timeout", "quorum_fallback"], "fleet")
+        r.checkKeys(m, allowed: ["etcd", "prefix", "name", "lease_ttl", "ack_timeout", "username", "password_file", "quorum_fallback"], "fleet")
         var f = FleetSettings(location: r.loc(node))
         for e in m {
+            f.locations[e.key] = r.loc(e.value)
             switch e.key {
+            case "username": f.username = r.string(e.value, "fleet.username")
+            case "password_file": f.passwordFile = r.string(e.value, "fleet.password_file").map(path)
             case "etcd":
                 guard let list = r.strings(e.value, "fleet.etcd") else { break }
                 for (text, n) in list {
@@ -220,6 +223,9 @@ final class Builder {
         }
         if f.endpoints.isEmpty && !m.contains(where: { $0.key == "etcd" }) {
             r.error(node, "fleet: etcd is required (a list of http://HOST:PORT client URLs)")
+        }
+        if (f.username == nil) != (f.passwordFile == nil) {
+            r.error(node, "fleet: username and password_file go together (etcd user authentication)")
         }
         server.fleet = f
     }

@@ -68,10 +68,15 @@ public struct FleetSettings: Hashable, Sendable {
     public var leaseTTL: Double = 10
     /// Seconds `override set` waits for every live instance to apply the change.
     public var ackTimeout: Double = 5
+    /// etcd user authentication: the user and a file holding the password (read at start).
+    public var username: String? = nil
+    public var passwordFile: String? = nil
     /// Seconds without reading etcd after which the quorum stops using the fleet's last
     /// vantages and this instance decides from its own observations.
     public var quorumFallback: Double = 30
     public var location: SourceLocation
+    /// Where each key's value was written, for the server's own checks.
+    public var locations: [String: SourceLocation] = [:]
 
     public init(location: SourceLocation) { self.location = location }
 

@@ -143,6 +143,11 @@ public enum Runtime {
         if let c = s.control, token != nil || s.controlTokenFile == nil {
             do { _ = try ControlAPI.bindAddress(c, token: token) } catch { out.append(at("control") + error.message) }
         }
+        if let f = s.fleet, let pw = f.passwordFile {
+            do { _ = try ControlTokenFile.read(pw, logger: nil, key: "fleet.password_file") } catch {
+                out.append((f.locations["password_file"]?.description ?? m.file) + ": " + error.message)
+            }
+        }
         if geteuid() == 0 {
             if let u = s.user, Privileges.lookup(user: u) == nil { out.append(at("user") + Privileges.noSuchUser(u)) }
             if let g = s.group, Privileges.lookup(group: g) == nil { out.append(at("group") + Privileges.noSuchGroup(g)) }
@@ -235,7 +240,15 @@ public enum Runtime {
             if let n = fleetName { f.name = n }
             let bytes = sources.configPath.flatMap { try? InputFile.read($0, limit: InputLimits.configFileBytes) } ?? []
             let fleetLog = Logger(label: "meridian.fleet")
-            fleet = FleetAgent(settings: f, publisher: publisher, save: { [overrideFile] in
+            var credentials: EtcdCredentials?
+            if let u = f.username, let pf = f.passwordFile {
+                do { credentials = EtcdCredentials(user: u, password: try ControlTokenFile.read(pf, logger: log, key: "fleet.password_file")) } catch {
+                    log.critical("not starting: \(error)")
+                    server.stop()
+                    return 1
+                }
+            }
+            fleet = FleetAgent(settings: f, credentials: credentials, publisher: publisher, save: { [overrideFile] in
                 if let e = overrideFile?.saveCurrent(of: publisher) {
                     fleetLog.error("overrides not saved to \(overrideFile?.path ?? "-"): \(e); a restart during an etcd outage would lose them")
                 }

@@ -91,10 +91,21 @@ public final class MeridianProcess: Sendable {
     }
 
     /// Runs a one-shot command such as `meridian check --zones DIR`, bounded by `timeout`.
-    public static func run(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> CommandOutput {
+    /// `check` and `serve` get a private `--state-dir` as `start` gives one (so their result
+    /// does not depend on whether the default /var/lib/meridian can be created), unless they
+    /// have one or `privateStateDir` is false.
+    public static func run(_ arguments: [String], timeout: Duration = .seconds(30),
+                           privateStateDir: Bool = true) async throws -> CommandOutput {
         guard let bin = TestPaths.meridianBinary else {
             throw ProcessError.notFound("the meridian binary (set MERIDIAN_BIN, or run `swift build` first)")
         }
+        var arguments = arguments
+        var own: String?
+        if privateStateDir && ["check", "serve"].contains(arguments.first ?? "") && !arguments.contains("--state-dir") {
+            own = try makeTemporaryDirectory(prefix: "meridian-state").path
+            arguments += ["--state-dir", own!]
+        }
+        defer { if let own { try? FileManager.default.removeItem(atPath: own) } }
         return try await runCommand(bin, arguments, timeout: timeout)
     }
 }

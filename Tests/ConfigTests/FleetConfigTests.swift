@@ -12,6 +12,7 @@ import Testing
         ("fleet:\n  etcd: http://127.0.0.1:2379\n  lease_ttl: 1s\n", "t.yaml:3:14: fleet.lease_ttl: expected 2s to 5m"),
         ("fleet:\n  etcd: http://127.0.0.1:2379\n  ack_timeout: 0s\n", "t.yaml:3:16: fleet.ack_timeout: expected more than 0"),
         ("fleet:\n  etcd: http://127.0.0.1:2379\n  leasettl: 5s\n", "t.yaml:3:3: unknown key \"leasettl\" in fleet"),
+        ("fleet:\n  etcd: http://127.0.0.1:2379\n  username: root\n", "t.yaml:2:3: fleet: username and password_file go together"),
         ("server:\n  state_dir: \"\"\n", "t.yaml:2:14: server.state_dir: expected text, found an empty value"),
     ])
     func refused(_ yaml: String, _ expected: String) {

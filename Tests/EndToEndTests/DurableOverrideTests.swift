@@ -125,7 +125,7 @@ import TestSupport
         let dir = try Self.folder(stateDir: "meridian.yaml/state")
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("meridian.yaml").path
-        let check = try await MeridianProcess.run(["check", "--config", config])
+        let check = try await MeridianProcess.run(["check", "--config", config], privateStateDir: false)
         #expect(check.status != 0, "\(check.combined)")
         #expect(check.combined.contains("meridian.yaml:3:14: server.state_dir: \(config)/state does not exist and cannot be created"),
                 "\(check.combined)")

@@ -17,16 +17,27 @@ struct FleetTests {
     }
 
     /// The shared configuration: the fixture plus `fleet:` pointing at `etcd`.
-    static func folder(etcd: [String]) throws -> URL {
+    static func folder(etcd: [String], auth: Bool = false) throws -> URL {
         let fleet = """
             fleet:
               etcd: [\(etcd.joined(separator: ", "))]
               prefix: /meridian-test/
               lease_ttl: 5s
               ack_timeout: 2s
-
+            \(auth ? "  username: root\n  password_file: etcd-password\n" : "")
             """
-        return try ControlFixture.folder(fleet + ControlFixture.yaml(control: "127.0.0.1:1", checks: false))
+        let dir = try ControlFixture.folder(fleet + ControlFixture.yaml(control: "127.0.0.1:1", checks: false))
+        try "s3cret\n".write(to: dir.appendingPathComponent("etcd-password"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    /// etcd's user authentication on, with user root (password s3cret), through its gateway.
+    static func enableAuth(_ etcd: EtcdServer) throws {
+        for (path, body) in [("/v3/auth/user/add", #"{"name":"root","password":"s3cret"}"#), ("/v3/auth/role/add", #"{"name":"root"}"#),
+                             ("/v3/auth/user/grant", #"{"user":"root","role":"root"}"#), ("/v3/auth/enable", "{}")] {
+            let r = try HTTP.request("POST", port: etcd.clientPort, path: path, body: Array(body.utf8))
+            try #require(r.status == 200, "\(path): \(r.text)")
+        }
     }
 
     static func start(_ name: String, folder: URL, stateDir: URL) async throws -> Instance {
@@ -52,10 +63,11 @@ struct FleetTests {
     }
 
     /// etcd and three instances for `body`; everything is stopped afterwards, also on failure.
-    static func withFleet(etcdMembers: Int = 1, _ body: ([EtcdServer], URL, inout [Instance]) async throws -> Void) async throws {
+    static func withFleet(etcdMembers: Int = 1, auth: Bool = false,
+                          _ body: ([EtcdServer], URL, inout [Instance]) async throws -> Void) async throws {
         let members = etcdMembers == 1 ? [try await EtcdServer.start()] : try await EtcdServer.startCluster(etcdMembers)
         var instances: [Instance] = []
-        let folder = try Self.folder(etcd: members.map(\.endpoint))
+        let folder = try Self.folder(etcd: members.map(\.endpoint), auth: auth)
         func cleanup() async {
             for i in instances {
                 i.dns.signal(SIGCONT)
@@ -66,6 +78,7 @@ struct FleetTests {
             try? FileManager.default.removeItem(at: folder)
         }
         do {
+            if auth { try enableAuth(members[0]) }
             for n in ["ns1", "ns2", "ns3"] {
                 instances.append(try await start(n, folder: folder, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-\(n)")))
             }
@@ -151,6 +164,50 @@ struct FleetTests {
         }
     }
 
+    /// An instance on a different configuration shows up as drift in `status --fleet`.
+    @Test func anInstanceOnAnotherConfigurationShowsAsDrift() async throws {
+        try await Self.withFleet { _, folder, all in
+            let config = try String(contentsOf: folder.appendingPathComponent("meridian.yaml"), encoding: .utf8)
+            try (config + "# edited on this host only\n").write(to: folder.appendingPathComponent("other.yaml"), atomically: true, encoding: .utf8)
+            let state = try makeTemporaryDirectory(prefix: "meridian-fleet-ns4")
+            let (p, url) = try await serveWithControl(config: folder.appendingPathComponent("other.yaml"),
+                                                      extra: ["--state-dir", state.path, "--fleet-name", "ns4"])
+            all.append(Instance(name: "ns4", dns: p, control: url, stateDir: state))
+            let drift = await eventually(10) {
+                let s = try? await Self.cli(["status", "--fleet"], all[0])
+                return s?.stdout.split(separator: "\n").contains { $0.hasPrefix("ns4") && $0.hasSuffix("DRIFT") } == true
+            }
+            let shown = try await Self.cli(["status", "--fleet"], all[0])
+            #expect(drift, "\(shown.stdout)")
+            #expect(shown.stdout.split(separator: "\n").filter { $0.hasSuffix("DRIFT") }.count == 1, "\(shown.stdout)")
+        }
+    }
+
+    /// etcd with user authentication: the instances log in (fleet.username and
+    /// fleet.password_file) and overrides propagate; one without credentials stays
+    /// disconnected and says why.
+    @Test func withEtcdAuthenticationOverridesPropagate() async throws {
+        try await Self.withFleet(auth: true) { members, folder, all in
+            let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "with auth"], all[2])
+            #expect(set.status == 0 && set.stdout.contains("acknowledged by 3 instance(s)"), "\(set.combined)")
+            for i in all { #expect(try await Self.answer(i) == Self.iad) }
+
+            let config = try String(contentsOf: folder.appendingPathComponent("meridian.yaml"), encoding: .utf8)
+            try config.replacingOccurrences(of: "  username: root\n  password_file: etcd-password\n", with: "")
+                .write(to: folder.appendingPathComponent("anonymous.yaml"), atomically: true, encoding: .utf8)
+            let state = try makeTemporaryDirectory(prefix: "meridian-fleet-anon")
+            let (p, url) = try await serveWithControl(config: folder.appendingPathComponent("anonymous.yaml"),
+                                                      extra: ["--state-dir", state.path, "--fleet-name", "anon"])
+            all.append(Instance(name: "anon", dns: p, control: url, stateDir: state))
+            let refused = await eventually(5) {
+                let s = try? await Self.cli(["status"], all[3])
+                return s?.stdout.contains("fleet: disconnected as anon") == true && s?.stdout.contains("user name is empty") == true
+            }
+            #expect(refused, "\(p.logText)")
+            #expect(try await Self.answer(all[3]) == Self.ams, "an instance that cannot log in applies nothing")
+        }
+    }
+
     @Test func anExpiringOverrideRevertsOnAllThree() async throws {
         try await Self.withFleet { _, _, all in
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "short", "--expires", "3s"], all[0])
@@ -208,6 +265,8 @@ struct FleetTests {
                 return s?.stdout.contains("fleet: connected") == true
             }
             #expect(back)
+            let after = try HTTP.request("GET", port: UInt16(all[1].control.split(separator: ":").last!)!, path: "/metrics")
+            #expect(after.text.contains("meridian_fleet_connected 1"), "\(after.text)")
         }
     }
 }

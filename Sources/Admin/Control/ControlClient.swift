@@ -18,10 +18,13 @@ import Server
 public struct ControlClient: Sendable {
     public let address: ListenAddress
     public let token: String?
+    /// Bounds the connect, each send and each wait for reply bytes.
     public let timeout: Double
+    /// Bounds the wait for reply bytes when set (a fleet override waits for acknowledgements).
+    public let replyTimeout: Double?
 
     /// Accepts `http://HOST:PORT`, `HOST:PORT` and `[V6]:PORT`; a trailing `/` is ignored.
-    public init(url: String, token: String? = nil, timeout: Double = 5) throws(ControlConfigError) {
+    public init(url: String, token: String? = nil, timeout: Double = 5, replyTimeout: Double? = nil) throws(ControlConfigError) {
         var t = url
         if t.hasPrefix("https://") { throw ControlConfigError(message: "control URL \(url): the control API speaks plain HTTP (put TLS in front of it if needed)") }
         if t.hasPrefix("http://") { t.removeFirst(7) }
@@ -32,6 +35,7 @@ public struct ControlClient: Sendable {
         }
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
         self.timeout = timeout
+        self.replyTimeout = replyTimeout
     }
 
     /// Sends one request; returns the status and body. Throws when the server cannot be reached
@@ -42,8 +46,10 @@ public struct ControlClient: Sendable {
         let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ControlConfigError(message: "\(where_): socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        let wait = replyTimeout ?? timeout
+        var rtv = timeval(tv_sec: Int(wait), tv_usec: Int((wait - wait.rounded(.down)) * 1e6))
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, socklen_t(MemoryLayout<timeval>.size))
         // On Linux SO_SNDTIMEO also bounds connect().
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let r = address.socketAddress.withSockaddr { connect(fd, $0, $1) }
@@ -67,7 +73,7 @@ public struct ControlClient: Sendable {
         while data.count < 16 << 20 {
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw ControlConfigError(message: "\(where_): no complete reply within \(Int(timeout)) s") }
+            if n < 0 { throw ControlConfigError(message: "\(where_): no complete reply within \(Int(wait)) s") }
             if n == 0 { break }
             data += buf[0..<n]
         }

@@ -18,7 +18,7 @@ public struct ControlEndpoint: Sendable {
     /// Where the CLI finds the control API: `--control`, else `server.control` of `--config`,
     /// else 127.0.0.1:8053; the token from `--token`, `MERIDIAN_CONTROL_TOKEN`, or the config (`control_token`, then
     /// `control_token_file`).
-    public func client() throws(ControlConfigError) -> ControlClient {
+    public func client(replyTimeout: Double? = nil) throws(ControlConfigError) -> ControlClient {
         var u = url, t = token ?? ProcessInfo.processInfo.environment["MERIDIAN_CONTROL_TOKEN"]
         if let path = configPath, u == nil || t == nil {
             let m: ConfigModel
@@ -34,7 +34,7 @@ public struct ControlEndpoint: Sendable {
                 }
             }
         }
-        return try ControlClient(url: u ?? "127.0.0.1:8053", token: t)
+        return try ControlClient(url: u ?? "127.0.0.1:8053", token: t, replyTimeout: replyTimeout)
     }
 
 }
@@ -69,12 +69,17 @@ extension Commands {
     public static func overrideSet(_ endpoint: ControlEndpoint, target: OverrideTargetName, state: String, reason: String,
                                    expiresIn: Double?, author: String? = nil, force: Bool = false) -> Int32 {
         overrideCommand { () throws(ControlConfigError) -> Int32 in
-            let o = try endpoint.client().setOverride(target: target, state: state, reason: reason, expiresIn: expiresIn,
+            let o = try endpoint.client(replyTimeout: Commands.fleetReplyTimeout).setOverride(target: target, state: state, reason: reason, expiresIn: expiresIn,
                                                       author: author, force: force)
             print("override \(o.target) \(o.state)\(until(o)) (\(o.endpoints.joined(separator: ", "))): \(o.reason)")
             return o.fleet.map(reportAck) ?? 0
         }
     }
+
+    /// How long `override set`/`clear` wait for the reply: in fleet mode the server answers
+    /// only after every instance acknowledged or `fleet.ack_timeout` (at most 5 min) passed,
+    /// plus its etcd requests (2 s each).
+    public static let fleetReplyTimeout: Double = 330
 
     /// Prints who applied a fleet change; 3 when a live instance did not in time.
     static func reportAck(_ a: FleetAck) -> Int32 {
@@ -98,7 +103,7 @@ extension Commands {
     /// `meridian override clear`: 1 when there was no such override.
     public static func overrideClear(_ endpoint: ControlEndpoint, target: OverrideTargetName) -> Int32 {
         overrideCommand { () throws(ControlConfigError) -> Int32 in
-            let (cleared, ack) = try endpoint.client().clearOverride(target: target)
+            let (cleared, ack) = try endpoint.client(replyTimeout: Commands.fleetReplyTimeout).clearOverride(target: target)
             if cleared {
                 print("override \(target) cleared")
                 return ack.map(reportAck) ?? 0

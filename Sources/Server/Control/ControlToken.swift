@@ -14,8 +14,9 @@ import Logging
 /// force datacenters down.
 public enum ControlTokenFile {
     /// `logger` nil (the CLI) skips the mode warning: the server gives it at start.
-    public static func read(_ path: String, logger: Logger?) throws(ControlConfigError) -> String {
-        func fail(_ why: String) -> ControlConfigError { ControlConfigError(message: "server.control_token_file \(path): \(why)") }
+    /// `key` names the setting in messages (`fleet.password_file` reads etcd's password the same way).
+    public static func read(_ path: String, logger: Logger?, key: String = "server.control_token_file") throws(ControlConfigError) -> String {
+        func fail(_ why: String) -> ControlConfigError { ControlConfigError(message: "\(key) \(path): \(why)") }
         // The loaders' one reader: regular files only (a FIFO cannot block start-up), size
         // bounded, read whole or refused.
         let text: String
@@ -31,7 +32,7 @@ public enum ControlTokenFile {
         var st = stat()
         let mode = stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0
         if mode & 0o077 != 0, let logger {
-            logger.warning("server.control_token_file \(path) has mode 0\(String(mode, radix: 8)): group or others can read or change the control token; chmod 600 it (owned by the user meridian runs as)")
+            logger.warning("\(key) \(path) has mode 0\(String(mode, radix: 8)): group or others can read or change it; chmod 600 it (owned by the user meridian runs as)")
         }
         return token
     }

@@ -12,6 +12,13 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// etcd user authentication (`fleet.username`, `fleet.password_file`).
+public struct EtcdCredentials: Sendable {
+    public var user: String
+    public var password: String
+    public init(user: String, password: String) { self.user = user; self.password = password }
+}
+
 /// One key-value pair from a range or a watch event.
 public struct EtcdKV: Sendable {
     public var key: String
@@ -35,9 +42,23 @@ public final class EtcdClient: Sendable {
     public let endpoints: [FleetSettings.Endpoint]
     let timeout: Double
     private let preferred = Atomic<Int>(0)
+    private let credentials: EtcdCredentials?
+    /// The token from `/v3/auth/authenticate`, sent as `Authorization` (etcd's simple and
+    /// JWT tokens both lapse; an auth error gets a new one and one retry).
+    private let token = Mutex<String?>(nil)
 
-    public init(endpoints: [FleetSettings.Endpoint], timeout: Double = 2) {
-        self.endpoints = endpoints; self.timeout = timeout
+    public init(endpoints: [FleetSettings.Endpoint], timeout: Double = 2, credentials: EtcdCredentials? = nil) {
+        self.endpoints = endpoints; self.timeout = timeout; self.credentials = credentials
+    }
+
+    /// A token for `credentials` (nil without them), fetched when there is none or `renew`.
+    private func authToken(renew: Bool = false) throws(EtcdError) -> String? {
+        guard let c = credentials else { return nil }
+        if !renew, let t = token.withLock({ $0 }) { return t }
+        let obj = try exchange("/v3/auth/authenticate", ["name": c.user, "password": c.password], token: nil)
+        guard let t = obj["token"] as? String, !t.isEmpty else { throw EtcdError("etcd authentication as \(c.user): no token in the answer") }
+        token.withLock { $0 = t }
+        return t
     }
 
     // MARK: KV and leases
@@ -89,7 +110,7 @@ public final class EtcdClient: Sendable {
                       onEvent: (Int64) throws(EtcdError) -> Void) throws(EtcdError) {
         let body: [String: Any] = ["create_request": ["key": b64(prefix), "range_end": b64(EtcdClient.prefixEnd(prefix)),
                                                       "start_revision": String(startRevision), "progress_notify": true]]
-        let (fd, endpoint) = try open("/v3/watch", body, receiveTimeout: min(idle, 1))
+        let (fd, endpoint) = try open("/v3/watch", body, receiveTimeout: min(idle, 1), token: try authToken())
         defer { close(fd) }
         var reader = HTTPStreamReader()
         var lastData = monotonicSeconds()
@@ -121,7 +142,20 @@ public final class EtcdClient: Sendable {
     // MARK: HTTP
 
     private func call(_ path: String, _ body: [String: Any]) throws(EtcdError) -> [String: Any] {
-        let (fd, endpoint) = try open(path, body, receiveTimeout: timeout)
+        do {
+            return try exchange(path, body, token: try authToken())
+        } catch where credentials != nil && EtcdClient.isAuthFailure(error) {
+            return try exchange(path, body, token: try authToken(renew: true))
+        }
+    }
+
+    /// An expired or unknown token (etcd's "invalid auth token", gRPC Unauthenticated).
+    static func isAuthFailure(_ e: EtcdError) -> Bool {
+        e.message.contains("invalid auth token") || e.message.contains("\"code\":16") || e.message.contains("user name is empty")
+    }
+
+    private func exchange(_ path: String, _ body: [String: Any], token: String?) throws(EtcdError) -> [String: Any] {
+        let (fd, endpoint) = try open(path, body, receiveTimeout: timeout, token: token)
         defer { close(fd) }
         var reader = HTTPStreamReader()
         var out: [UInt8] = []
@@ -148,7 +182,7 @@ public final class EtcdClient: Sendable {
     }
 
     /// Connects to the preferred endpoint (then the others) and sends the request.
-    private func open(_ path: String, _ body: [String: Any], receiveTimeout: Double) throws(EtcdError) -> (Int32, String) {
+    private func open(_ path: String, _ body: [String: Any], receiveTimeout: Double, token: String?) throws(EtcdError) -> (Int32, String) {
         guard let json = try? JSONSerialization.data(withJSONObject: body) else { throw EtcdError("cannot encode \(path)") }
         var errors: [String] = []
         let first = preferred.load(ordering: .relaxed)
@@ -172,7 +206,8 @@ public final class EtcdClient: Sendable {
                 close(fd)
                 continue
             }
-            let head = "POST \(path) HTTP/1.1\r\nHost: \(ep.host):\(ep.port)\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(json.count)\r\n\r\n"
+            let auth = token.map { "Authorization: \($0)\r\n" } ?? ""
+            let head = "POST \(path) HTTP/1.1\r\nHost: \(ep.host):\(ep.port)\r\nConnection: close\r\nContent-Type: application/json\r\n\(auth)Content-Length: \(json.count)\r\n\r\n"
             let out = Array(head.utf8) + Array(json)
             var sent = 0
             while sent < out.count {

@@ -94,10 +94,10 @@ public final class FleetAgent: Sendable {
     public var overridesPrefix: String { settings.prefix + "overrides/" }
     public var instancesPrefix: String { settings.prefix + "instances/" }
 
-    public init(settings: FleetSettings, publisher: Publisher, save: @escaping @Sendable () -> Void,
-                configHash: String, log: Logger) {
+    public init(settings: FleetSettings, credentials: EtcdCredentials? = nil, publisher: Publisher,
+                save: @escaping @Sendable () -> Void, configHash: String, log: Logger) {
         self.settings = settings
-        self.client = EtcdClient(endpoints: settings.endpoints, timeout: 2)
+        self.client = EtcdClient(endpoints: settings.endpoints, timeout: 2, credentials: credentials)
         self.publisher = publisher; self.save = save; self.configHash = configHash; self.log = log
     }
 

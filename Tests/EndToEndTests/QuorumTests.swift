@@ -118,6 +118,12 @@ struct QuorumTests {
             }
             let q = try Self.quorum(all[0])
             #expect(q["mode"] as? String == "fleet", "\(q)")
+            // meridian status shows who sees what.
+            let st = try await MeridianProcess.run(["status", "--control", all[1].control])
+            #expect(st.stdout.contains("quorum: deciding with the fleet, 3 live vantage(s): ns1, ns2, ns3"), "\(st.combined)")
+            let row = st.stdout.split(separator: "\n").first { $0.hasPrefix("web ") }.map(String.init) ?? ""
+            #expect(row.contains("majority: 1 of 3 down, need 2") && row.contains("UP") && row.contains("down"), "\(st.stdout)")
+            print(st.stdout)
 
             backend.refuse([Self.sources[0], Self.sources[1]])
             let out = await Self.allAnswer(Self.iad, all, limit: Self.bound)

@@ -124,6 +124,11 @@ struct QuorumTests {
             let row = st.stdout.split(separator: "\n").first { $0.hasPrefix("web ") }.map(String.init) ?? ""
             #expect(row.contains("majority: 1 of 3 down, need 2") && row.contains("UP") && row.contains("down"), "\(st.stdout)")
             print(st.stdout)
+            let ex = try await MeridianProcess.run(["explain", "--config", all[1].folder.appendingPathComponent("meridian.yaml").path,
+                                                    "www.ctl.test", "A", "--client", "192.0.2.1", "--control", all[1].control])
+            #expect(ex.status == 0 && ex.stdout.contains("vantages (deciding with the fleet):"), "\(ex.combined)")
+            #expect(ex.stdout.split(separator: "\n").contains { $0.contains("web") && $0.contains("ams-1") && $0.contains("1 of 3 down") }, "\(ex.stdout)")
+            print(ex.stdout)
 
             backend.refuse([Self.sources[0], Self.sources[1]])
             let out = await Self.allAnswer(Self.iad, all, limit: Self.bound)

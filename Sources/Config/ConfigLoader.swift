@@ -448,6 +448,9 @@ final class Builder {
             for x in defaults + f { applyTiming(&spec, x.key, x.value, what) }
             if let n = v("watch") { spec.watch = parseWatch(n, kind: kind, type: type, what: what, check: specs.count) }
             if let n = v("source") { spec.source = parseSource(n, type: type, what: what) }
+            if let n = v("quorum"), type == "file" {
+                r.error(n, "\(what): a file check is this host's own switch and is not decided by quorum (use an override for the whole fleet)")
+            }
             checkRules(spec, defaults: defaults, f, keyNode: e.keyNode, what: what)
             specs.append((spec, calculated, e.keyNode))
         }

@@ -10,7 +10,7 @@ import TestSupport
 /// a second; the stated bound for every instance to answer the new way is 3 s.
 @Suite("Quorum of vantages with a real etcd", .serialized, .enabled(if: EtcdServer.isInstalled, "etcd is not installed (apt-get install etcd-server)"))
 struct QuorumTests {
-    static let ams = ["192.0.2.10"], iad = ["198.51.100.10"]
+    static let ams = ["127.0.0.1"], iad = ["198.51.100.10"]
     static let sources = ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
     /// Seconds: probe interval x fall + timeout + publish and read rounds, with room for a
     /// loaded CI machine.
@@ -24,7 +24,8 @@ struct QuorumTests {
         let folder: URL
     }
 
-    /// `ControlFixture`'s zone and endpoints, ams-1 checked by `web` from `source`, plus `fleet:`.
+    /// `ControlFixture`'s zone and endpoints plus `fleet:`; ams-1 is the backend's address,
+    /// checked by `web` (no `host`: the check runs per endpoint, as `web@127.0.0.1`) from `source`.
     static func yaml(etcd: String, source: String, backend: UInt16) -> String {
         let fleet = """
             fleet:
@@ -36,12 +37,12 @@ struct QuorumTests {
             """
         let checks = """
             checks:
-              web: { type: http, host: 127.0.0.1, port: \(backend), source: \(source), quorum: majority,
+              web: { type: http, port: \(backend), source: \(source), quorum: majority,
                      interval: 500ms, timeout: 400ms, rise: 1, fall: 1 }
 
             """
         let base = ControlFixture.yaml(control: "127.0.0.1:1", checks: false)
-            .replacingOccurrences(of: "ams-1: { v4: 192.0.2.10, dc: ams }", with: "ams-1: { v4: 192.0.2.10, dc: ams, check: web }")
+            .replacingOccurrences(of: "ams-1: { v4: 192.0.2.10, dc: ams }", with: "ams-1: { v4: 127.0.0.1, dc: ams, check: web }")
         return fleet + base + checks
     }
 
@@ -65,10 +66,10 @@ struct QuorumTests {
 
     static func quorum(_ i: Instance) throws -> [String: Any] { try status(i)["quorum"] as? [String: Any] ?? [:] }
 
-    /// The web check's vantage view in `i`'s /status: vantage name -> state.
+    /// The web check's (run for ams-1) vantage view in `i`'s /status: vantage name -> state.
     static func vantages(_ i: Instance) throws -> [String: String] {
         let checks = try quorum(i)["checks"] as? [[String: Any]] ?? []
-        return checks.first { $0["check"] as? String == "web" }?["vantages"] as? [String: String] ?? [:]
+        return checks.first { $0["check"] as? String == "web@127.0.0.1" }?["vantages"] as? [String: String] ?? [:]
     }
 
     /// etcd, a backend and three instances for `body`; everything is stopped afterwards, also on failure.
@@ -121,7 +122,7 @@ struct QuorumTests {
             // meridian status shows who sees what.
             let st = try await MeridianProcess.run(["status", "--control", all[1].control])
             #expect(st.stdout.contains("quorum: deciding with the fleet, 3 live vantage(s): ns1, ns2, ns3"), "\(st.combined)")
-            let row = st.stdout.split(separator: "\n").first { $0.hasPrefix("web ") }.map(String.init) ?? ""
+            let row = st.stdout.split(separator: "\n").first { $0.hasPrefix("web@127.0.0.1 ") }.map(String.init) ?? ""
             #expect(row.contains("majority: 1 of 3 down, need 2") && row.contains("UP") && row.contains("down"), "\(st.stdout)")
             print(st.stdout)
             let ex = try await MeridianProcess.run(["explain", "--config", all[1].folder.appendingPathComponent("meridian.yaml").path,
@@ -195,7 +196,7 @@ struct QuorumConfigTests {
             checks:
               defaults: { quorum: most }
               web: { type: tcp, host: 127.0.0.1, port: 80, source: 192.0.2.77 }
-              file: { type: file, file: ams.state, source: 127.0.0.1 }
+              file: { type: file, file: ams.state, source: 127.0.0.1, quorum: any }
               good: { type: tcp, host: 127.0.0.1, port: 80, source: 127.0.1.2, quorum: 2 }
             endpoints:
               ams-1: { v4: 192.0.2.10, check: web }
@@ -210,6 +211,7 @@ struct QuorumConfigTests {
         #expect(out.combined.contains("meridian.yaml:7:23: quorum must be majority, any, all or a count from 1 to 1000, not \"most\""), "\(out.combined)")
         #expect(out.combined.contains("meridian.yaml:8:56: check web: source 192.0.2.77 cannot be bound on this host"), "\(out.combined)")
         #expect(out.combined.contains("meridian.yaml:9:48: check file: source applies to tcp, http, https and dns checks, not file"), "\(out.combined)")
+        #expect(out.combined.contains("meridian.yaml:9:67: check file: a file check is this host's own switch and is not decided by quorum"), "\(out.combined)")
         #expect(!out.combined.contains("check good"), "\(out.combined)")
     }
 

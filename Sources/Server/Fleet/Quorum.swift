@@ -152,7 +152,8 @@ public final class QuorumAgent: Sendable {
             let kvs = try fleet.client.range(prefix: vantagesPrefix).kvs
             let records = kvs.compactMap { try? JSONDecoder().decode(VantageRecord.self, from: Data($0.value)) }
                 .sorted { $0.name < $1.name }
-            let view = QuorumAgent.decide(records, specs: model.checks)
+            // The monitor's own specs: a check without `host` runs once per endpoint, as `NAME@ADDRESS`.
+            let view = QuorumAgent.decide(records, specs: Array(monitor.specs.values))
             monitor.setFleetView(view)
             let wasFleet = state.withLock { s -> Bool in
                 let w = s.fleetMode
@@ -218,10 +219,13 @@ public final class QuorumAgent: Sendable {
 
     /// Each check's fleet state: down when at least `quorum.required(of: N)` of the N vantages
     /// that observe it see it down; otherwise the state of the first vantage (by name) that
-    /// sees it usable. A check no vantage observes is left out (its own state stands).
+    /// sees it usable. A check no vantage observes, and a file check, are left out (their own
+    /// state stands).
     static func decide(_ records: [VantageRecord], specs: [CheckSpec]) -> [String: HealthState] {
         var view: [String: HealthState] = [:]
         for spec in specs {
+            // A state file is its own host's operator switch (fleet-wide, use an override).
+            if case .file = spec.kind { continue }
             let seen = records.compactMap { $0.checks[spec.name] }
             guard !seen.isEmpty else { continue }
             let down = seen.filter { $0.health == .down }.count
@@ -240,7 +244,7 @@ public final class QuorumAgent: Sendable {
         let model = publisher.config.model
         let fleetView = monitor?.fleetView()
         let own = monitor?.status() ?? []
-        let specs = model?.checks ?? []
+        let specs = (monitor?.specs.values).map { $0.sorted { $0.name < $1.name } } ?? []
         let checks = specs.map { spec -> QuorumStatus.Check in
             var vs: [String: String] = [:], errors: [String: String] = [:]
             for r in s.records {

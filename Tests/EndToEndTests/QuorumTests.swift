@@ -155,11 +155,14 @@ struct QuorumTests {
             let gone = await Self.allAnswer(Self.ams, survivors, limit: Self.leaseTTL + Self.bound + 2)
             #expect(gone != nil, "ams never came back after ns2's lease; log:\n\(all[0].dns.logText)")
             for i in survivors { #expect((try? Self.vantages(i)) == ["ns1": "down", "ns3": "up"], "\(i.name)") }
+            let port = UInt16(all[2].control.split(separator: ":").last!)!
+            let metrics = try HTTP.request("GET", port: port, path: "/metrics").text
+            #expect(metrics.contains("meridian_quorum_vantages 2") && metrics.contains("meridian_quorum_fallback 0"), "\(metrics)")
             print("killed instance: its vote stopped counting after \(String(format: "%.2f", gone ?? -1)) s (lease \(Self.leaseTTL) s)")
         }
     }
 
-    @Test func withEtcdStoppedEachKeepsTheFleetViewThenFallsBackToItsOwn() async throws {
+    @Test func withEtcdStoppedEachKeepsTheFleetViewThenFallsBackToItsOwnUntilEtcdIsBack() async throws {
         try await Self.withQuorumFleet { etcd, backend, all in
             backend.refuse([Self.sources[0]])
             #expect(await eventually(Self.bound) { all.allSatisfy { (try? Self.vantages($0))?["ns1"] == "down" } })
@@ -178,6 +181,12 @@ struct QuorumTests {
             let metrics = try HTTP.request("GET", port: port, path: "/metrics").text
             #expect(metrics.contains("meridian_quorum_fallback 1"), "\(metrics)")
             for i in all.dropFirst() { #expect(try await Self.answer(i) == Self.ams, "\(i.name) sees the backend up itself") }
+
+            // etcd back: ns1 reads the fleet's vantages again and follows the majority.
+            try await etcd.restart()
+            let rejoined = await Self.allAnswer(Self.ams, all, limit: Self.leaseTTL + Self.bound)
+            #expect(rejoined != nil, "ns1 never went back to the fleet view; log:\n\(all[0].dns.logText)")
+            #expect(try Self.quorum(all[0])["mode"] as? String == "fleet")
         }
     }
 }

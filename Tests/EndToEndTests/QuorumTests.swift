@@ -191,6 +191,29 @@ struct QuorumTests {
     }
 }
 
+/// `source:` without a fleet: probes and the watched connection leave from the given address.
+@Suite("Check source address")
+struct CheckSourceTests {
+    @Test func probesAndTheWatchedConnectionLeaveFromTheSource() async throws {
+        let backend = try KeepingBackend(http: true)
+        defer { backend.kill() }
+        let yaml = Fixtures.failoverYAML(checkName: "be", checkSpec: """
+            { type: http, host: 127.0.0.1, port: \(backend.port), path: /health, source: 127.0.1.2, interval: 500ms, timeout: 1s, rise: 1, fall: 1, watch: true }
+            """) + "\n"
+        let dir = try TemporaryZoneFolder(copying: Fixtures.root.appendingPathComponent("gslb").path)
+        defer { dir.remove() }
+        try dir.write("meridian.yaml", contents: yaml)
+        try await withGSLB(config: dir.path + "/meridian.yaml") { server in
+            let probe = try FirstAddress(port: server.port, name: "fo.gslb.test.")
+            #expect(await eventually(5) { probe.next() == "192.0.2.1" && backend.openConnections == 1 }, "\(server.logText)")
+            #expect(backend.peers == ["127.0.1.2"], "\(backend.peers)")
+            // Refusing that source takes the endpoint out: no other address was used.
+            backend.refuse(["127.0.1.2"])
+            #expect(await eventually(5) { probe.next() == "192.0.2.2" }, "\(server.logText)")
+        }
+    }
+}
+
 /// `meridian check` refuses what serve would: a bad quorum and a source this host lacks,
 /// at the key's file:line:column.
 @Suite("Quorum and source keys at load")

@@ -20,8 +20,12 @@ final class KeepingBackend: @unchecked Sendable {
     private let finished = Mutex(false)
     private let refused = Mutex(Set<String>())
 
+    private let seen = Mutex(Set<String>())
+
     /// Connections from these peer addresses (e.g. "127.0.1.2") are closed on accept.
     func refuse(_ peers: Set<String>) { refused.withLock { $0 = peers } }
+    /// Every peer address a connection came from.
+    var peers: Set<String> { seen.withLock { $0 } }
 
     init(http: Bool) throws {
         self.http = http
@@ -66,6 +70,7 @@ final class KeepingBackend: @unchecked Sendable {
                 var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
                 inet_ntop(AF_INET, &peer.sin_addr, &text, socklen_t(text.count))
                 let from = String(cString: text)
+                if c >= 0 { seen.withLock { _ = $0.insert(from) } }
                 if c >= 0 && refused.withLock({ $0.contains(from) }) { close(c) } else if c >= 0 { conns.append(c) }
             }
             for p in fds.dropFirst(2) where p.revents != 0 {

@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "DNSWire", swiftSettings: queryPath),
         .target(name: "Diagnostics"),
         .target(name: "Zones", dependencies: ["DNSWire", "Diagnostics"], swiftSettings: queryPath),
-        .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Yams"]),
+        .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Platform", "Yams"]),
         .target(name: "Routing", dependencies: ["Config", "Diagnostics", "Platform", "CMaxMindDB", "CShim"], swiftSettings: queryPath),
         .target(name: "Health", dependencies: ["Config", "Diagnostics", "DNSWire", "Platform", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
         // Online DNSSEC signing: key files, the signature cache and the per-worker signer.

@@ -60,7 +60,7 @@ public enum Commands {
     /// `meridian explain`: the decision for one client, through the server's own `resolve`.
     /// `sources` must name a config (the CLI checks it).
     public static func explain(sources: ConfigSources, name: String, type: String, client: IPAddress, ecs subnet: IPPrefix?,
-                               down: [String]) -> Int32 {
+                               down: [String], control: ControlEndpoint? = nil) -> Int32 {
         guard let qname = try? DNSName(name.hasSuffix(".") ? name : name + ".") else { printErr("bad name \(name)"); return 2 }
         guard let qtype = RRType(mnemonic: type) else { printErr("unknown type \(type)"); return 2 }
         let outcome = Runtime.load(sources, generation: 0)
@@ -73,9 +73,32 @@ public enum Commands {
             return 2
         }
         print(router.explain(name: qname, qtype: qtype, client: client, ecs: subnet, down: down), terminator: "")
+        if let control { return explainVantages(control, model: model, name: qname) }
         return 0
     }
 
+}
+
+extension Commands {
+    /// `explain --control`: the running server's vantage view of the checks behind the
+    /// endpoints under `name` (fleet mode: who sees what, and what the quorum decided).
+    static func explainVantages(_ control: ControlEndpoint, model: ConfigModel, name: DNSName) -> Int32 {
+        let report: StatusReport
+        do { report = try control.client().status() } catch {
+            printErr("meridian explain: \(error)")
+            return 1
+        }
+        guard var q = report.quorum else {
+            print("vantages: the server is not in a fleet; it decides from its own checks alone")
+            return 0
+        }
+        let under = Set((model.names.first { $0.owner == name }.map { model.endpointsUnder[$0.root] } ?? []).map { model.endpoints[$0].name })
+        q.checks = q.checks.filter { !Set($0.endpoints).isDisjoint(with: under) }
+        print("vantages (\(q.mode == "fleet" ? "deciding with the fleet" : "OWN VIEW: \(q.reason ?? "")")):")
+        if q.checks.isEmpty { print("  no checked endpoint under \(name)") }
+        for line in StatusTable.vantageTable(q) where !q.checks.isEmpty { print("  " + line) }
+        return 0
+    }
 }
 
 /// One line on standard error (unbuffered, so progress shows as it happens).

@@ -249,6 +249,8 @@ extension ConfigModel {
 public struct WatchTarget: Hashable, Sendable, CustomStringConvertible {
     public var host: String
     public var port: UInt16
+    /// The check's `source:`: the watched connection leaves from the same address as its probes.
+    public var source: String? = nil
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
@@ -257,8 +259,8 @@ extension CheckSpec {
     public var watchTarget: WatchTarget? {
         guard watch else { return nil }
         switch kind {
-        case .tcp(let h, let p): return WatchTarget(host: h, port: p)
-        case .http(let h): return WatchTarget(host: h.host, port: h.port)
+        case .tcp(let h, let p): return WatchTarget(host: h, port: p, source: source)
+        case .http(let h): return WatchTarget(host: h.host, port: h.port, source: source)
         default: return nil
         }
     }

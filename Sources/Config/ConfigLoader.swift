@@ -2,6 +2,7 @@ import DNSWire
 import Foundation
 import Yams
 import Diagnostics
+import Platform
 
 /// Loads and validates `meridian.yaml` (schema in docs/configuration.md).
 ///
@@ -205,7 +206,7 @@ final class Builder {
     /// `fleet:`: the etcd cluster every instance shares its overrides through.
     func parseFleet(_ node: Node) {
         guard let m = r.mapping(node, "fleet") else { return }
-        r.checkKeys(m, allowed: ["etcd", "prefix", "name", "lease_ttl", "ack_timeout", "username", "password_file"], "fleet")
+        r.checkKeys(m, allowed: ["etcd", "prefix", "name", "lease_ttl", "ack_timeout", "username", "password_file", "quorum_fallback"], "fleet")
         var f = FleetSettings(location: r.loc(node))
         for e in m {
             f.locations[e.key] = r.loc(e.value)
@@ -234,6 +235,10 @@ final class Builder {
             case "ack_timeout":
                 if let v = r.duration(e.value, "fleet.ack_timeout") {
                     if v > 0 && v <= 300 { f.ackTimeout = v } else { r.error(e.value, "fleet.ack_timeout: expected more than 0 and at most 5m") }
+                }
+            case "quorum_fallback":
+                if let v = r.duration(e.value, "fleet.quorum_fallback") {
+                    if v >= 1 && v <= 3600 { f.quorumFallback = v } else { r.error(e.value, "fleet.quorum_fallback: expected 1s to 1h") }
                 }
             default: break
             }
@@ -438,14 +443,14 @@ final class Builder {
     static let checkKeys = ["type", "host", "port", "path", "method", "host_header", "headers", "expect", "body",
                             "verify_cert", "ca_file", "server_name", "name", "qtype", "rcode", "answer",
                             "command", "file", "checks", "min", "interval", "timeout", "rise", "fall",
-                            "degraded_above", "degraded_factor", "initial", "watch"]
+                            "degraded_above", "degraded_factor", "initial", "watch", "quorum", "source"]
     static let checkTypes = ["tcp", "http", "https", "dns", "exec", "file", "calculated"]
 
     func parseChecks(_ node: Node) {
         guard let m = r.mapping(node, "checks") else { return }
         var defaults: [(key: String, keyNode: Node, value: Node)] = []
         if let d = m.first(where: { $0.key == "defaults" }), let dm = r.mapping(d.value, "checks.defaults") {
-            r.checkKeys(dm, allowed: ["interval", "timeout", "rise", "fall", "degraded_above", "degraded_factor", "initial"], "checks.defaults")
+            r.checkKeys(dm, allowed: ["interval", "timeout", "rise", "fall", "degraded_above", "degraded_factor", "initial", "quorum"], "checks.defaults")
             defaults = dm
         }
         var specs: [(CheckSpec, [(String, Node)], Node)] = []
@@ -520,6 +525,10 @@ final class Builder {
             var spec = CheckSpec(name: e.key, kind: kind)
             for x in defaults + f { applyTiming(&spec, x.key, x.value, what) }
             if let n = v("watch") { spec.watch = parseWatch(n, kind: kind, type: type, what: what, check: specs.count) }
+            if let n = v("source") { spec.source = parseSource(n, type: type, what: what) }
+            if let n = v("quorum"), type == "file" {
+                r.error(n, "\(what): a file check is this host's own switch and is not decided by quorum (use an override for the whole fleet)")
+            }
             checkRules(spec, defaults: defaults, f, keyNode: e.keyNode, what: what)
             specs.append((spec, calculated, e.keyNode))
         }
@@ -542,6 +551,14 @@ final class Builder {
         case "fall": if let v = r.int(value, "\(what): fall", 1...100) { spec.fall = v }
         case "degraded_above": if let d = r.duration(value, "\(what): degraded_above") { spec.degradedAbove = d }
         case "degraded_factor": if let v = r.double(value, "\(what): degraded_factor", 0...1) { spec.degradedFactor = v }
+        case "quorum":
+            // A number or a word: the YAML scalar's text either way.
+            if let s = r.string(value, "\(what): quorum") {
+                if let q = Quorum(text: s) { spec.quorum = q } else if !r.errors.contains(where: { $0.location == r.loc(value) }) {
+                    // A bad default is reported once, not once per check that inherits it.
+                    r.error(value, "quorum must be majority, any, all or a count from 1 to 1000, not \"\(s)\"")
+                }
+            }
         case "initial":
             if let s = r.string(value, "\(what): initial") {
                 switch s { case "up": spec.initialState = .up
@@ -550,6 +567,23 @@ final class Builder {
             }
         default: break
         }
+    }
+
+    /// `source:` of a check: a literal address of this host that probes are sent from.
+    func parseSource(_ n: Node, type: String, what: String) -> String? {
+        guard let s = r.string(n, "\(what): source") else { return nil }
+        guard ["tcp", "http", "https", "dns"].contains(type) else {
+            r.error(n, "\(what): source applies to tcp, http, https and dns checks, not \(type)"); return nil
+        }
+        guard let ip = IPAddress(s) else { r.error(n, "\(what): source \"\(s)\" is not an IPv4 or IPv6 address"); return nil }
+        // serve would fail every probe: the address must be one of this host's.
+        let a = SocketAddress(isV4: ip.isV4, hi: ip.hi, lo: ip.lo, port: 0)
+        let fd = socket(a.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let bound = fd >= 0 && a.withSockaddr { bind(fd, $0, $1) } == 0
+        let why = String(cString: strerror(errno))
+        if fd >= 0 { close(fd) }
+        guard bound else { r.error(n, "\(what): source \(s) cannot be bound on this host (\(why))"); return nil }
+        return s
     }
 
     // MARK: endpoints and pools

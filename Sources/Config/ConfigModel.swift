@@ -73,6 +73,9 @@ public struct FleetSettings: Hashable, Sendable {
     /// etcd user authentication: the user and a file holding the password (read at start).
     public var username: String? = nil
     public var passwordFile: String? = nil
+    /// Seconds without reading etcd after which the quorum stops using the fleet's last
+    /// vantages and this instance decides from its own observations.
+    public var quorumFallback: Double = 30
     public var location: SourceLocation
     /// Where each key's value was written, for the server's own checks.
     public var locations: [String: SourceLocation] = [:]

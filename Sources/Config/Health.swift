@@ -97,6 +97,56 @@ public struct CheckSpec: Hashable, Sendable {
     /// Keep one idle TCP connection open to the target between probes (tcp, http and https
     /// checks only) and probe at once when the peer closes it; see `WatchLimits`.
     public var watch: Bool = false
+    /// Fleet mode: how many live vantages must see this check down for every instance to
+    /// count it down (`Quorum`); alone, an instance is its only vantage.
+    public var quorum: Quorum = .majority
+    /// The address probes are sent from (tcp, http, https and dns checks); nil: the kernel's choice.
+    public var source: String? = nil
 
     public init(name: String, kind: Kind) { self.name = name; self.kind = kind }
+}
+
+/// `quorum:` of a check: of the N live vantages (instances publishing an observation of the
+/// check), how many must see it down before every instance counts it down.
+///
+///     Quorum.majority.required(of: 3)   // 2
+///     Quorum.count(5).required(of: 3)   // 3: never more than the vantages there are
+public enum Quorum: Hashable, Sendable, CustomStringConvertible {
+    /// More than half: one vantage alone cannot move traffic, nor can a minority partition.
+    case majority
+    /// One vantage seeing it down is enough (the most sensitive: a single point of view again).
+    case any
+    /// Every live vantage must see it down.
+    case all
+    case count(Int)
+
+    public func required(of vantages: Int) -> Int {
+        guard vantages > 0 else { return 1 }
+        switch self {
+        case .majority: return vantages / 2 + 1
+        case .any: return 1
+        case .all: return vantages
+        case .count(let n): return min(max(1, n), vantages)
+        }
+    }
+
+    public init?(text: String) {
+        switch text {
+        case "majority": self = .majority
+        case "any": self = .any
+        case "all": self = .all
+        default:
+            guard let n = Int(text), (1...1000).contains(n) else { return nil }
+            self = .count(n)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .majority: return "majority"
+        case .any: return "any"
+        case .all: return "all"
+        case .count(let n): return String(n)
+        }
+    }
 }

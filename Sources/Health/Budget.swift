@@ -73,8 +73,34 @@ public struct FailoverBudget: Sendable, Equatable, CustomStringConvertible {
 /// (`ttlWhenFailing` while its check is failing: pass the name's `ttlWhenFailing`).
 /// For a calculated check pass every check in `checks` (by name): its budget is the worst of
 /// its members'. A file check is re-read every interval and has no hysteresis.
-public func failoverBudget(check: CheckSpec, ttl: UInt32, ttlWhenFailing: UInt32? = nil, checks: [String: CheckSpec] = [:]) -> FailoverBudget {
-    budget(check, ttl: ttl, short: ttlWhenFailing.map { min($0, ttl) } ?? ttl, checks: checks, depth: 0)
+///
+/// `propagation` (fleet mode, `ConfigModel.quorumPropagation`): the seconds for a vantage's
+/// change to be published to etcd and read by every instance, added before the TTL.
+public func failoverBudget(check: CheckSpec, ttl: UInt32, ttlWhenFailing: UInt32? = nil, checks: [String: CheckSpec] = [:],
+                           propagation: Double = 0) -> FailoverBudget {
+    var b = budget(check, ttl: ttl, short: ttlWhenFailing.map { min($0, ttl) } ?? ttl, checks: checks, depth: 0)
+    guard propagation > 0 else { return b }
+    let p = FailoverBudget.Part(name: "quorum propagation", seconds: propagation, detail: "publish + read rounds")
+    func with(_ parts: [FailoverBudget.Part]) -> [FailoverBudget.Part] {
+        var out = parts
+        out.insert(p, at: out.firstIndex { $0.name.hasPrefix("TTL") } ?? out.count)
+        return out
+    }
+    b.downParts = with(b.downParts); b.upParts = with(b.upParts); b.downOther = b.downOther.map(with)
+    b.down += propagation; b.up += propagation
+    return b
+}
+
+extension FailoverBudget {
+    /// Seconds, at most, between one instance's check changing state and every instance of
+    /// the fleet using the quorum's new decision: one publish round and one read round of
+    /// the quorum agent (200 ms each).
+    public static let quorumPropagation = 0.4
+}
+
+extension ConfigModel {
+    /// The propagation step of this configuration's failover budgets: 0 without `fleet:`.
+    public var quorumPropagation: Double { server.fleet == nil ? 0 : FailoverBudget.quorumPropagation }
 }
 
 private func budget(_ c: CheckSpec, ttl: UInt32, short: UInt32, checks: [String: CheckSpec], depth: Int) -> FailoverBudget {

@@ -31,7 +31,8 @@ public enum Budgets {
                     unchecked.append(model.endpoints[e].name)
                     continue
                 }
-                let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: specs)
+                let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: specs,
+                                       propagation: model.quorumPropagation)
                 if worst == nil || b.down > worst!.down { worst = b; worstName = model.endpoints[e].name }
             }
             var violation: String?

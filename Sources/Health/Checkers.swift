@@ -52,7 +52,8 @@ extension CheckFailure {
 final class TCPChecker: Checker {
     let host: String
     let port: UInt16
-    init(host: String, port: UInt16) { self.host = host; self.port = port }
+    let source: SocketAddress?
+    init(host: String, port: UInt16, source: String? = nil) { self.host = host; self.port = port; self.source = sourceAddress(source) }
 
     func run(start: Double, deadline: Double) -> CheckResult {
         let addr: SocketAddress
@@ -60,7 +61,7 @@ final class TCPChecker: Checker {
         case .failure(let f): return f.result(start: start)
         case .success(let a): addr = a
         }
-        switch connectTCP(addr, deadline: deadline, start: start, label: hostPort(host, port)) {
+        switch connectTCP(addr, source: source, deadline: deadline, start: start, label: hostPort(host, port)) {
         case .failure(let f): return f.result(start: start)
         case .success(let fd):
             close(fd)
@@ -125,12 +126,14 @@ final class HTTPChecker: Checker {
     let request: [UInt8]
     let tls: TLSClientContext?
     let expectBody: [UInt8]?
+    let source: SocketAddress?
     /// The response is read up to this many bytes: enough for a status page, bounded so a
     /// huge or endless body cannot hold memory or a worker.
     static let maxResponse = 64 * 1024
 
-    init(_ spec: CheckSpec.HTTPCheck) throws(HealthError) {
+    init(_ spec: CheckSpec.HTTPCheck, source: String? = nil) throws(HealthError) {
         self.spec = spec
+        self.source = sourceAddress(source)
         let defaultPort: UInt16 = spec.tls ? 443 : 80
         let hostValue = spec.hostHeader ?? (spec.port == defaultPort ? spec.host : hostPort(spec.host, spec.port))
         let bad: (String) -> Bool = { $0.contains("\r") || $0.contains("\n") }
@@ -155,7 +158,7 @@ final class HTTPChecker: Checker {
         case .success(let a): addr = a
         }
         let fd: Int32
-        switch connectTCP(addr, deadline: deadline, start: start, label: label) {
+        switch connectTCP(addr, source: source, deadline: deadline, start: start, label: label) {
         case .failure(let f): return f.result(start: start)
         case .success(let s): fd = s
         }
@@ -302,9 +305,11 @@ final class DNSChecker: Checker {
     let expectRcode: UInt16
     let expectAddress: IPAddress?
     let expectText: String?
+    let source: SocketAddress?
 
-    init(server: String, port: UInt16, name: String, type: String, expectRcode: String, expectAnswer: String?) throws(HealthError) {
-        self.server = server; self.port = port
+    init(server: String, port: UInt16, name: String, type: String, expectRcode: String, expectAnswer: String?,
+         source: String? = nil) throws(HealthError) {
+        self.server = server; self.port = port; self.source = sourceAddress(source)
         do { self.name = try DNSName(name, origin: .root).lowercased() } catch { throw HealthError("dns check: bad name \"\(name)\": \(error)") }
         guard let t = RRType(mnemonic: type) else { throw HealthError("dns check: unknown type \"\(type)\"") }
         self.type = t
@@ -327,6 +332,7 @@ final class DNSChecker: Checker {
         defer { close(fd) }
         // connect() makes the kernel drop datagrams from other sources and report ICMP
         // port-unreachable as ECONNREFUSED.
+        if let f = bindSource(fd, source, to: addr) { return f.result(start: start) }
         guard addr.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
             return CheckFailure(phase: "query", "connect \(hostPort(server, port)): \(errnoText(errno))").result(start: start)
         }

@@ -211,15 +211,16 @@ public final class HealthMonitor: Sendable {
             index[spec.name] = runtimes.count
             let checker: (any Checker)?
             switch spec.kind {
-            case .tcp(let host, let port): checker = TCPChecker(host: host, port: port)
+            case .tcp(let host, let port): checker = TCPChecker(host: host, port: port, source: spec.source)
             case .http(let h):
-                do throws(HealthError) { checker = try HTTPChecker(h) } catch { throw HealthError("check \"\(spec.name)\": \(error.message)") }
+                do throws(HealthError) { checker = try HTTPChecker(h, source: spec.source) } catch { throw HealthError("check \"\(spec.name)\": \(error.message)") }
                 if h.tls && !h.verifyCertificate {
                     logger.warning("health check \"\(spec.name)\": TLS certificate verification is off for \(hostPort(h.host, h.port))")
                 }
             case .dns(let server, let port, let name, let type, let rcode, let answer):
                 do throws(HealthError) {
-                    checker = try DNSChecker(server: server, port: port, name: name, type: type, expectRcode: rcode, expectAnswer: answer)
+                    checker = try DNSChecker(server: server, port: port, name: name, type: type, expectRcode: rcode, expectAnswer: answer,
+                                             source: spec.source)
                 } catch { throw HealthError("check \"\(spec.name)\": \(error.message)") }
             case .exec(let command):
                 do throws(HealthError) { checker = try ExecChecker(command: command) } catch { throw HealthError("check \"\(spec.name)\": \(error.message)") }
@@ -656,7 +657,7 @@ public final class HealthMonitor: Sendable {
     }
 
     private func effectiveLocked(_ ep: Int) -> (HealthState, HealthState, OverrideStatus?) {
-        let checked = endpointCheck[ep].map { st.runtimes[$0].state } ?? .up
+        let checked = endpointCheck[ep].map { st.fleet?[$0] ?? st.runtimes[$0].state } ?? .up
         if let o = st.endpointOverrides[ep] { return (o.status.state, checked, o.status) }
         if let dc = endpointDC[ep], let o = st.dcOverrides[dc] { return (o.status.state, checked, o.status) }
         return (checked, checked, nil)
@@ -704,6 +705,34 @@ public final class HealthMonitor: Sendable {
             return publishLocked()
         }
         deliver(snap)
+    }
+
+    // MARK: Fleet view
+
+    /// Fleet mode: the checks' states as the fleet's quorum decided them (by check name; a
+    /// check not in `view` keeps its own state), or nil to go back to this instance's own
+    /// observations. Publishes a new snapshot when an endpoint's state changes, exactly as a
+    /// check result or an override does.
+    public func setFleetView(_ view: [String: HealthState]?) {
+        let snap: HealthSnapshot? = lock.withLock {
+            var byIndex: [Int: HealthState]? = nil
+            if let view {
+                var m: [Int: HealthState] = [:]
+                for (name, state) in view { if let i = nameIndex[name] { m[i] = state } }
+                byIndex = m
+            }
+            guard byIndex != st.fleet else { return nil }
+            st.fleet = byIndex
+            return publishLocked()
+        }
+        deliver(snap)
+    }
+
+    /// The fleet's states by check name (nil: this instance decides alone).
+    public func fleetView() -> [String: HealthState]? {
+        lock.withLock {
+            st.fleet.map { f in Dictionary(uniqueKeysWithValues: f.map { (st.runtimes[$0.key].spec.name, $0.value) }) }
+        }
     }
 
     /// Removes an override; returns false when there was none.
@@ -942,6 +971,9 @@ final class LoopState: @unchecked Sendable {
     var stopping = false
     var published: [HealthState] = []
     var publishedSuspect: [Bool] = []
+    /// Fleet mode: each check's state as the quorum of live vantages decided it (by check
+    /// index); it replaces the check's own state for its endpoints. nil: this instance's own view.
+    var fleet: [Int: HealthState]? = nil
     var generation: UInt64 = 0
     var unsettled = 0
     var threads: [pthread_t] = []

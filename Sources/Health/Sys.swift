@@ -1,4 +1,5 @@
 import Config
+import DNSWire
 import Glibc
 import Platform
 
@@ -141,9 +142,9 @@ func waitFor(_ fd: Int32, events: Int16, deadline: Double) -> WaitOutcome {
 
 /// Opens a non-blocking TCP connection, waiting at most until `deadline`
 /// (states: socket -> connecting -> connected, as gdnsd's tcp_connect does).
-func connectTCP(_ addr: SocketAddress, deadline: Double, start: Double, label: String) -> Result<Int32, CheckFailure> {
+func connectTCP(_ addr: SocketAddress, source: SocketAddress? = nil, deadline: Double, start: Double, label: String) -> Result<Int32, CheckFailure> {
     let fd: Int32
-    switch startConnect(addr, label: label) {
+    switch startConnect(addr, source: source, label: label) {
     case .failure(let f): return .failure(f)
     case .success(let (s, done)):
         if done { return .success(s) }
@@ -168,15 +169,35 @@ func connectTCP(_ addr: SocketAddress, deadline: Double, start: Double, label: S
 /// The first step of a non-blocking connect: a close-on-exec socket and `connect`. Returns
 /// the socket and whether it is already connected; otherwise the caller waits for POLLOUT
 /// and asks `connectError`. On failure the socket is closed.
-func startConnect(_ addr: SocketAddress, label: String) -> Result<(fd: Int32, connected: Bool), CheckFailure> {
+func startConnect(_ addr: SocketAddress, source: SocketAddress? = nil, label: String) -> Result<(fd: Int32, connected: Bool), CheckFailure> {
     let fd = socket(addr.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return .failure(CheckFailure(phase: "connect", "socket: \(errnoText(errno))")) }
+    if let f = bindSource(fd, source, to: addr) { close(fd); return .failure(f) }
     let rc = addr.withSockaddr { connect(fd, $0, $1) }
     if rc == 0 { return .success((fd, true)) }
     let e = errno
     if e == EINPROGRESS { return .success((fd, false)) }
     close(fd)
     return .failure(CheckFailure(phase: "connect", "connect \(label): \(errnoText(e))"))
+}
+
+/// A check's `source:` as a socket address (port 0), nil for none; the loader validated it.
+func sourceAddress(_ text: String?) -> SocketAddress? {
+    guard let text, let ip = IPAddress(text) else { return nil }
+    return SocketAddress(isV4: ip.isV4, hi: ip.hi, lo: ip.lo, port: 0)
+}
+
+/// Binds `fd` to the check's source address before it connects (nil: nothing to do, or the
+/// failure: a source of the other family than the target, or one this host does not have).
+func bindSource(_ fd: Int32, _ source: SocketAddress?, to target: SocketAddress) -> CheckFailure? {
+    guard let source else { return nil }
+    guard source.family == target.family else {
+        return CheckFailure(phase: "connect", "source address is not of the target's address family")
+    }
+    guard source.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
+        return CheckFailure(phase: "connect", "bind source: \(errnoText(errno))")
+    }
+    return nil
 }
 
 /// The outcome of a connect that `poll` reported writable (SO_ERROR), nil when connected.

@@ -157,7 +157,7 @@ final class ConnectionWatcher: @unchecked Sendable {
         case .failure(let f): failed(i, &conns, now: now, why: f.message); return
         case .success(let a): addr = a
         }
-        switch startConnect(addr, label: t.description) {
+        switch startConnect(addr, source: sourceAddress(t.source), label: t.description) {
         case .failure(let f): failed(i, &conns, now: now, why: f.message)
         case .success(let (fd, connected)):
             conns[i].fd = fd

@@ -43,13 +43,16 @@ public final class ControlContext: Sendable {
     public let overrideFile: OverrideFile?
     /// Fleet mode: overrides go through etcd (nil: this server alone).
     public let fleet: FleetAgent?
+    /// Fleet mode: endpoint state by quorum of the instances' vantages.
+    public let quorum: QuorumAgent?
     private let countersSource: @Sendable () -> ServerCounters
 
     public init(publisher: Publisher, reloads: ReloadStats, sources: ConfigSources, startedAt: Double,
                 metrics: QueryMetrics = QueryMetrics(), overrideFile: OverrideFile? = nil, fleet: FleetAgent? = nil,
-                counters: @escaping @Sendable () -> ServerCounters) {
+                quorum: QuorumAgent? = nil, counters: @escaping @Sendable () -> ServerCounters) {
         self.publisher = publisher; self.reloads = reloads; self.sources = sources
         self.startedAt = startedAt; self.metrics = metrics; self.overrideFile = overrideFile; self.fleet = fleet
+        self.quorum = quorum
         self.countersSource = counters
     }
 

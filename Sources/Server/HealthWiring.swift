@@ -102,6 +102,9 @@ private func startHealth(plan: HealthPlan, checks: [CheckSpec], model: ConfigMod
             }
             try? monitor.setOverride(target, state: o.state, reason: o.reason, expiresIn: remaining, author: o.author, setAt: o.setAt)
         }
+        // Fleet mode: the quorum's decision carries over by check name until its next round
+        // (200 ms) decides with the new checks, so a reload never answers from one vantage.
+        if let view = old.fleetView() { monitor.setFleetView(view) }
     }
     try monitor.start()
     if let t = initialRoundTimeout {

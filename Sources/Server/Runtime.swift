@@ -429,9 +429,10 @@ public enum Runtime {
                 }
             }, configHash: FleetAgent.hash(bytes), log: fleetLog)
         }
+        let quorum = fleet.map { QuorumAgent(fleet: $0, publisher: publisher, log: Logger(label: "meridian.quorum")) }
         let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
                                      startedAt: started.timeIntervalSince1970, metrics: metrics,
-                                     overrideFile: overrideFile, fleet: fleet, counters: { server.counters })
+                                     overrideFile: overrideFile, fleet: fleet, quorum: quorum, counters: { server.counters })
         let api: ControlAPI?
         do { api = try startControl(controlOption ?? settings?.control, settings: settings, context: control, log: log) } catch {
             log.critical("not starting: control API: \(error)")
@@ -486,6 +487,7 @@ public enum Runtime {
         // After the first publish: the first answers come from the saved overrides, whether
         // or not etcd answers.
         fleet?.start()
+        quorum?.start()
         let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, reuse: zoneReuse, log: log,
                                     afterReload: { control.saveOverrides(log: log) })
         reloader.start()
@@ -493,7 +495,7 @@ public enum Runtime {
         // statement takes them, so a SIGHUP from now on is a reload (systemd sends
         // ExecReload only after this with Type=notify).
         ServiceNotify.ready(status: "answering on \(server.boundAddresses.map(\.description).joined(separator: ", "))")
-        return takeSignals(server: server, api: api, fleet: fleet, publisher: publisher, reloader: reloader, log: log)
+        return takeSignals(server: server, api: api, fleet: fleet, quorum: quorum, publisher: publisher, reloader: reloader, log: log)
     }
 
     /// Puts the saved overrides back before the first query is answered. Expired ones stay
@@ -531,7 +533,7 @@ public enum Runtime {
     /// The signal loop of a started server; returns the exit status. This thread only takes
     /// signals: every reload runs on the reloader's threads, so SIGTERM is handled at once
     /// even while a reload is blocked.
-    static func takeSignals(server: DNSServer, api: ControlAPI?, fleet: FleetAgent? = nil, publisher: Publisher,
+    static func takeSignals(server: DNSServer, api: ControlAPI?, fleet: FleetAgent? = nil, quorum: QuorumAgent? = nil, publisher: Publisher,
                             reloader: Reloader<(LoadOutcome, Date)>, log: Logger) -> Int32 {
         while true {
             let sig = Signals.wait()
@@ -548,6 +550,7 @@ public enum Runtime {
                 reloader.stop()
                 ExecChildren.terminateAll()
                 publisher.monitor?.stopWithoutWaiting()
+                quorum?.stop()
                 fleet?.stop()
                 api?.stop()
                 server.stop()

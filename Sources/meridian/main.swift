@@ -140,12 +140,16 @@ struct Explain: ParsableCommand {
     @Option(name: .long, help: "Treat this endpoint as down; repeat for more.")
     var down: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Also show this running server's vantage view of the name's endpoints (fleet mode: which instances see what, and the quorum's decision).", valueName: "URL"))
+    var control: String?
+
     func validate() throws {
         if source.config == nil { throw ValidationError("explain needs --config FILE with GSLB names") }
     }
 
     func run() throws {
-        throw ExitCode(Commands.explain(sources: source.sources, name: name, type: type, client: client, ecs: ecs, down: down))
+        throw ExitCode(Commands.explain(sources: source.sources, name: name, type: type, client: client, ecs: ecs, down: down,
+                                         control: control.map { ControlEndpoint(url: $0, token: nil, configPath: source.config) }))
     }
 }
 

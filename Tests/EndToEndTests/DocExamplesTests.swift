@@ -98,6 +98,7 @@ enum DocExamples {
             ("\"192.0.2.54:53\"", "\"127.0.0.1:9\"", "NOTIFY targets (docs/transfers.md) become a closed loopback port: tests send traffic only to loopback"),
             ("\"198.51.100.7:5353\"", "\"127.0.0.1:9\"", "the same"),
             ("\"203.0.113.7:53\"", "\"127.0.0.1:9\"", "the same"),
+            ("source: 10.0.1.53", "source: 127.0.0.1", "a check's source must be an address of this host; the documented one is not"),
         ]
     }
 

@@ -9,7 +9,8 @@ import TestSupport
 /// until the client closes them (tcp), or answers one HTTP request per connection and closes
 /// it while idle connections stay open (http). `kill()` does what the kernel does when the
 /// process dies: closes the listener (RST for connections not yet accepted) and every
-/// accepted connection (FIN).
+/// accepted connection (FIN). `refuse` names peer addresses whose connections are closed
+/// as soon as they are accepted (no reply): one source's path to the backend is broken.
 final class KeepingBackend: @unchecked Sendable {
     let port: UInt16
     let http: Bool
@@ -17,6 +18,14 @@ final class KeepingBackend: @unchecked Sendable {
     private let pipe: [Int32]
     private let open = Mutex(0)
     private let finished = Mutex(false)
+    private let refused = Mutex(Set<String>())
+
+    private let seen = Mutex(Set<String>())
+
+    /// Connections from these peer addresses (e.g. "127.0.1.2") are closed on accept.
+    func refuse(_ peers: Set<String>) { refused.withLock { $0 = peers } }
+    /// Every peer address a connection came from.
+    var peers: Set<String> { seen.withLock { $0 } }
 
     init(http: Bool) throws {
         self.http = http
@@ -53,8 +62,16 @@ final class KeepingBackend: @unchecked Sendable {
             if poll(&fds, nfds_t(fds.count), 1000) < 0 && errno != EINTR { break }
             if fds[0].revents != 0 { break }
             if fds[1].revents != 0 {
-                let c = accept(listener, nil, nil)
-                if c >= 0 { conns.append(c) }
+                var peer = sockaddr_in()
+                var plen = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let c = withUnsafeMutablePointer(to: &peer) { p in
+                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &plen) }
+                }
+                var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                inet_ntop(AF_INET, &peer.sin_addr, &text, socklen_t(text.count))
+                let from = String(cString: text)
+                if c >= 0 { seen.withLock { _ = $0.insert(from) } }
+                if c >= 0 && refused.withLock({ $0.contains(from) }) { close(c) } else if c >= 0 { conns.append(c) }
             }
             for p in fds.dropFirst(2) where p.revents != 0 {
                 let n = recv(p.fd, &buf, buf.count, 0)

@@ -38,6 +38,12 @@ public enum StatusTable {
         if let f = r.fleet {
             out.append("fleet: \(f.state) as \(f.name), applied revision \(f.appliedRevision)\(f.lastError.map { f.state == "connected" ? "" : " (\($0))" } ?? "")")
         }
+        if let q = r.quorum {
+            let since = DurationText.format(now - q.since, style: .compact)
+            out.append(q.mode == "fleet"
+                ? "quorum: deciding with the fleet, \(q.vantages.count) live vantage(s): \(q.vantages.joined(separator: ", "))"
+                : "quorum: OWN VIEW for \(since)\(q.reason.map { ": \($0)" } ?? "")")
+        }
         out.append("")
         if r.endpoints.isEmpty {
             out.append("no GSLB endpoints (zone files only)")
@@ -59,6 +65,10 @@ public enum StatusTable {
                 rows.append([e.name, e.datacenter ?? "-", e.state.uppercased(), e.checked, DurationText.format(now - e.since, style: .compact) + " ago", last, ov])
             }
             out += table(rows)
+        }
+        if let q = r.quorum, !q.checks.isEmpty {
+            out.append("")
+            out += vantageTable(q)
         }
         if !r.overrides.isEmpty {
             out.append("")
@@ -83,6 +93,20 @@ public enum StatusTable {
             out += table(rows)
         }
         return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Who sees what: per check (and so per endpoint), the decided state, this instance's
+    /// own and each live vantage's, with the quorum it needs.
+    static func vantageTable(_ q: QuorumStatus) -> [String] {
+        let names = q.vantages
+        var rows = [["CHECK", "ENDPOINTS", "QUORUM", "DECIDED", "OWN"] + names]
+        for c in q.checks {
+            let down = c.vantages.values.filter { $0 == "down" }.count
+            rows.append([c.check, c.endpoints.isEmpty ? "-" : c.endpoints.joined(separator: ","),
+                         "\(c.quorum): \(down) of \(c.vantages.count) down, need \(c.required)", c.decided.uppercased(), c.own]
+                        + names.map { c.vantages[$0] ?? "-" })
+        }
+        return table(rows)
     }
 
     static func table(_ rows: [[String]]) -> [String] {

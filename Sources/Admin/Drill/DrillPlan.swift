@@ -92,7 +92,8 @@ public struct DatacenterPlan: Sendable {
             var worst: FailoverBudget? = nil
             for ep in eps {
                 guard let spec = model.checkSpec(forEndpoint: ep) else { continue }
-                let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: checksByName)
+                let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: checksByName,
+                                       propagation: model.quorumPropagation)
                 if worst == nil || b.down > worst!.down { worst = b }
             }
             var types: [RRType] = []

@@ -322,6 +322,12 @@ enum MetricsRenderer {
             out.family("meridian_fleet_applied_revision", "gauge", "The etcd revision of the fleet overrides this instance has applied.")
             out.sample("meridian_fleet_applied_revision", [], Double(f.appliedRevision))
         }
+        if let q = c.quorum {
+            out.family("meridian_quorum_fallback", "gauge", "1 while this instance decides endpoint health from its own observations alone because etcd was out of reach longer than fleet.quorum_fallback.")
+            out.sample("meridian_quorum_fallback", [], q.fallback ? 1 : 0)
+            out.family("meridian_quorum_vantages", "gauge", "Live vantages (instances with an unexpired lease) in the last set read from etcd.")
+            out.sample("meridian_quorum_vantages", [], Double(q.vantageCount))
+        }
         return out.text
     }
 

@@ -99,9 +99,11 @@ public struct StatusReport: Codable, Sendable {
     public var minimums: [Minimum]?
     /// Fleet mode: the link to etcd and the registered instances; nil for a server alone.
     public var fleet: FleetStatus?
+    /// Fleet mode: how endpoint health is decided (by quorum or alone) and who sees what.
+    public var quorum: QuorumStatus?
 
     enum CodingKeys: String, CodingKey {
-        case version, config, generation, reloads, endpoints, names, overrides, minimums, fleet
+        case version, config, generation, reloads, endpoints, names, overrides, minimums, fleet, quorum
         case zonesDirectory = "zones_dir", loadedAt = "loaded_at", startedAt = "started_at"
     }
 
@@ -147,7 +149,8 @@ public struct StatusReport: Codable, Sendable {
                 var worst: FailoverBudget?
                 for e in under {
                     guard let spec = model.checkSpec(forEndpoint: e) else { continue }
-                    let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: byName)
+                    let b = failoverBudget(check: spec, ttl: n.ttl, ttlWhenFailing: n.ttlWhenFailing, checks: byName,
+                                           propagation: model.quorumPropagation)
                     if worst == nil || b.down > worst!.down { worst = b }
                 }
                 names.append(Name(name: n.owner.description, ttl: n.ttl, rto: n.rto, failoverDown: worst?.down,
@@ -162,6 +165,7 @@ public struct StatusReport: Codable, Sendable {
             loadedAt: s.loadedAt, generation: s.generation, startedAt: c.startedAt,
             reloads: Reloads(ok: c.reloads.ok.load(ordering: .relaxed), failed: c.reloads.failed.load(ordering: .relaxed),
                              lastSuccess: c.reloads.lastSuccess, lastFailure: c.reloads.lastFailure, lastErrors: c.reloads.lastErrors),
-            endpoints: endpoints, names: names, overrides: overrides, minimums: minimums, fleet: c.fleet?.status())
+            endpoints: endpoints, names: names, overrides: overrides, minimums: minimums, fleet: c.fleet?.status(),
+            quorum: c.quorum?.status())
     }
 }

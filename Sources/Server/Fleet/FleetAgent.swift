@@ -103,6 +103,9 @@ public final class FleetAgent: Sendable {
 
     public var connected: Bool { state.withLock { $0.connected } }
     public var appliedRevision: Int64 { state.withLock { $0.applied } }
+    /// The lease this instance's keys live on (nil before the first grant): the quorum's
+    /// vantage record shares it.
+    public var lease: Int64? { state.withLock { $0.lease } }
 
     public func start() {
         for body in [watchLoop, heartbeatLoop] as [@Sendable () -> Void] {

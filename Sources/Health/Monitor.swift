@@ -596,6 +596,7 @@ public final class HealthMonitor: Sendable {
         rt.since = now
         rt.sinceWall = wallNow()
         let eps = rt.endpoints.isEmpty ? "no endpoints" : "endpoints " + rt.endpoints.map { endpointNames[$0] ?? String($0) }.joined(separator: ",")
+        if flip { st.noteChange(HealthChange(at: rt.sinceWall, subject: "check \(rt.spec.name) (\(eps))", from: "\(old)", to: "\(new)", reason: reason)) }
         logger.notice("health check \"\(rt.spec.name)\" (\(eps)): \(old) -> \(new) after \(DurationText.format(lasted, style: .milliseconds)): \(reason)")
     }
 
@@ -700,6 +701,7 @@ public final class HealthMonitor: Sendable {
             case .datacenter(let d): st.dcOverrides[d] = o
             }
             let until = expiresIn.map { " for \(DurationText.format($0, style: .milliseconds))" } ?? ""
+            st.noteChange(HealthChange(at: wall, subject: "override \(targetName(target))", from: "", to: "\(state)\(until)", reason: reason))
             logger.notice("health override \(target): forced \(state)\(until): \(logQuoted(reason))")
             schedCond.signal() // the scheduler's next wake may now be this expiry
             return publishLocked()
@@ -745,6 +747,7 @@ public final class HealthMonitor: Sendable {
             case .datacenter(let d): removed = st.dcOverrides.removeValue(forKey: d)
             }
             guard removed != nil else { return (false, nil) }
+            st.noteChange(HealthChange(at: wallNow(), subject: "override \(targetName(target))", from: "\(removed!.status.state)", to: "cleared", reason: ""))
             logger.notice("health override \(target): cleared, automatic state again")
             return (true, publishLocked())
         }
@@ -811,6 +814,19 @@ public final class HealthMonitor: Sendable {
         }
         return ProbeDrillStatus(datacenter: d.datacenter, active: d.active, startedAt: d.startedWall,
                                 stoppedAt: d.stoppedWall, checks: checks)
+    }
+
+    /// Health changes (check state flips, overrides set and cleared) at or after `since`
+    /// (Unix time), oldest first; the monitor keeps the latest `HealthChange.kept`.
+    public func changes(since: Double) -> [HealthChange] {
+        lock.withLock { st.changes.filter { $0.at >= since } }
+    }
+
+    private func targetName(_ t: OverrideTarget) -> String {
+        switch t {
+        case .endpoint(let i): return "endpoint:" + (endpointNames[i] ?? String(i))
+        case .datacenter(let d): return "dc:" + d
+        }
     }
 
     public func overrides() -> [OverrideStatus] {
@@ -982,6 +998,13 @@ final class LoopState: @unchecked Sendable {
     var latenessNext = 0
     /// The health drill in progress or last run (`startProbeDrill`).
     var drill: ProbeDrill?
+    /// The latest health changes, oldest first, at most `HealthChange.kept`.
+    var changes: [HealthChange] = []
+
+    func noteChange(_ c: HealthChange) {
+        if changes.count >= HealthChange.kept { changes.removeFirst(changes.count - HealthChange.kept + 1) }
+        changes.append(c)
+    }
 
     init(runtimes: [CheckRuntime]) { self.runtimes = runtimes }
 
@@ -1119,4 +1142,16 @@ public struct ProbeDrillStatus: Sendable, Codable, Equatable {
     public var startedAt: Double
     public var stoppedAt: Double?
     public var checks: [Check]
+}
+
+/// One entry of the health timeline: a check changing state, an override set or cleared.
+public struct HealthChange: Sendable, Equatable {
+    /// How many the monitor keeps (a reload starts a new monitor, and a new timeline).
+    public static let kept = 500
+    /// Unix time.
+    public var at: Double
+    public var subject: String
+    public var from: String
+    public var to: String
+    public var reason: String
 }

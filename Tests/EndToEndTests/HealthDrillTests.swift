@@ -41,6 +41,10 @@ struct HealthDrillTests {
             // The server's log shows the check going down through its fall count, then back up.
             #expect(server.logText.contains("failed by meridian drill --mode health"), "\(server.logText)")
             #expect(server.logText.contains("health drill of iad ended"), "\(server.logText)")
+            // The status page's timeline shows the check going down and coming back.
+            let page = try HTTP.request("GET", port: setup.controlPort, path: "/").text
+            #expect(page.contains("<td>check probe (endpoints iad-1)</td><td class=\"down\">up -&gt; down</td>"), "\(page)")
+            #expect(page.contains("<td>check probe (endpoints iad-1)</td><td class=\"up\">down -&gt; up</td>"), "\(page)")
             // The table form names the phases.
             let text = try await MeridianProcess.run(["drill", "--down", "iad", "--mode", "health", "--config", setup.config,
                                                       "--vantage", "10.1.0.0/16", "--timeout", "15s"], timeout: .seconds(90))

@@ -43,6 +43,8 @@ struct StatusPageTests {
             #expect(after.contains("id=\"dc-iad\" data-state=\"down\""), "\(after)")
             #expect(after.contains("id=\"override-endpoint:iad-1\" data-state=\"down\""), "\(after)")
             #expect(after.contains("page &lt;test&gt;"), "the reason, escaped: \(after)")
+            // The timeline of the last hour has the override.
+            #expect(after.contains("<td>override endpoint:iad-1</td><td class=\"down\">down</td><td>page &lt;test&gt;</td>"), "\(after)")
             let shot = setup.folder.appendingPathComponent("status.png").path
             try await Chromium.screenshot(url, to: shot)
             let size = (try? FileManager.default.attributesOfItem(atPath: shot)[.size] as? Int) ?? 0

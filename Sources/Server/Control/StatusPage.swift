@@ -53,6 +53,19 @@ enum StatusPage {
             }
             h += "</table>\n"
         }
+        let hour = Date().timeIntervalSince1970 - 3600
+        let changes = c.monitor?.changes(since: hour) ?? []
+        h += "<h2>Changes in the last hour</h2>\n"
+        if changes.isEmpty {
+            h += "<p id=\"changes\" class=\"muted\">none since \(time(max(hour, r.loadedAt)))</p>\n"
+        } else {
+            h += "<table id=\"changes\"><tr><th>time</th><th>what</th><th>change</th><th>reason</th></tr>\n"
+            for ch in changes.reversed() {
+                let change = ch.from.isEmpty ? ch.to : "\(ch.from) -> \(ch.to)"
+                h += "<tr class=\"change\"><td>\(time(ch.at))</td><td>\(esc(ch.subject))</td><td class=\"\(stateClass(ch.to))\">\(esc(change))</td><td>\(esc(ch.reason))</td></tr>\n"
+            }
+            h += "</table>\n"
+        }
         if let d = c.monitor?.probeDrill(), d.active {
             h += "<h2>Health drill</h2>\n<p id=\"drill\" class=\"down\">probes of \(esc(d.datacenter)) answered as failed since \(time(d.startedAt)) (checks \(esc(d.checks.map(\.check).joined(separator: ", "))))</p>\n"
         }

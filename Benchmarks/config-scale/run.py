@@ -112,6 +112,21 @@ def expected(generation):
 
 
 def measure(kw, reloads):
+    """`run_once`, again on another port (at most three tries) when the server exited
+    before answering: the free port may have been taken between the probe and the bind."""
+    for attempt in range(3):
+        try:
+            return run_once(kw, reloads)
+        except ServerExited as e:
+            print(f"# server exited before answering (try {attempt + 1}): {e}", file=sys.stderr, flush=True)
+    raise RuntimeError("the server exited before answering three times")
+
+
+class ServerExited(Exception):
+    pass
+
+
+def run_once(kw, reloads):
     """One run: check, start, reload, then `reloads` more reloads, each waiting for its answer."""
     folder = tempfile.mkdtemp(prefix="meridian-scale-")
     port = free_port()
@@ -128,7 +143,11 @@ def measure(kw, reloads):
         t0 = time.monotonic()
         p = subprocess.Popen([BIN, "serve", "--config", conf], stdout=log, stderr=subprocess.STDOUT)
         try:
-            started = wait_for(lambda: query(port, "n0.scale.test") == expected(1))
+            started = wait_for(lambda: p.poll() is not None or query(port, "n0.scale.test") == expected(1))
+            if p.poll() is not None:
+                log.flush()
+                with open(os.path.join(folder, "serve.log")) as f:
+                    raise ServerExited(f.read()[-500:])
             if started is None:
                 raise RuntimeError("no first answer within 60 s")
             row["start"] = time.monotonic() - t0

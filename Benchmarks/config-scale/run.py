@@ -208,11 +208,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--reloads", type=int, default=10)
     ap.add_argument("--only", default="names,prefixes,endpoints")
+    ap.add_argument("--sizes", default="", help="size labels to keep, separated by ';', e.g. '100,000 prefixes'")
     a = ap.parse_args()
     if not os.access(BIN, os.X_OK):
         sys.exit(f"{BIN}: not built (swift build -c release --product meridian)")
     for dim in a.only.split(","):
         sizes = DIMENSIONS[dim]
+        if a.sizes:
+            sizes = [x for x in sizes if x[0] in a.sizes.split(";")]
         # Interleaved: run r of every size before run r+1 of any, so drift on a shared host
         # spreads over all sizes.
         runs = {label: [] for label, _ in sizes}

@@ -112,6 +112,21 @@ def expected(generation):
 
 
 def measure(kw, reloads):
+    """`run_once`, again on another port (at most three tries) when the server exited
+    before answering: the free port may have been taken between the probe and the bind."""
+    for attempt in range(3):
+        try:
+            return run_once(kw, reloads)
+        except ServerExited as e:
+            print(f"# server exited before answering (try {attempt + 1}): {e}", file=sys.stderr, flush=True)
+    raise RuntimeError("the server exited before answering three times")
+
+
+class ServerExited(Exception):
+    pass
+
+
+def run_once(kw, reloads):
     """One run: check, start, reload, then `reloads` more reloads, each waiting for its answer."""
     folder = tempfile.mkdtemp(prefix="meridian-scale-")
     port = free_port()
@@ -128,7 +143,11 @@ def measure(kw, reloads):
         t0 = time.monotonic()
         p = subprocess.Popen([BIN, "serve", "--config", conf], stdout=log, stderr=subprocess.STDOUT)
         try:
-            started = wait_for(lambda: query(port, "n0.scale.test") == expected(1))
+            started = wait_for(lambda: p.poll() is not None or query(port, "n0.scale.test") == expected(1))
+            if p.poll() is not None:
+                log.flush()
+                with open(os.path.join(folder, "serve.log")) as f:
+                    raise ServerExited(f.read()[-500:])
             if started is None:
                 raise RuntimeError("no first answer within 60 s")
             row["start"] = time.monotonic() - t0
@@ -189,11 +208,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--reloads", type=int, default=10)
     ap.add_argument("--only", default="names,prefixes,endpoints")
+    ap.add_argument("--sizes", default="", help="size labels to keep, separated by ';', e.g. '100,000 prefixes'")
     a = ap.parse_args()
     if not os.access(BIN, os.X_OK):
         sys.exit(f"{BIN}: not built (swift build -c release --product meridian)")
     for dim in a.only.split(","):
         sizes = DIMENSIONS[dim]
+        if a.sizes:
+            sizes = [x for x in sizes if x[0] in a.sizes.split(";")]
         # Interleaved: run r of every size before run r+1 of any, so drift on a shared host
         # spreads over all sizes.
         runs = {label: [] for label, _ in sizes}

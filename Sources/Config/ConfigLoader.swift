@@ -128,7 +128,8 @@ final class Builder {
     var endpointIndex: [String: Int] = [:]
     var poolIndex: [String: Int] = [:]
     var checkIndex: [String: Int] = [:]
-    /// Per datacenter, its endpoints in file order (filled after `endpoints:`).
+    /// Per datacenter, its endpoints in file order (filled once `endpoints:` is read, present
+    /// or not).
     var datacenterEndpoints: [[Int]] = []
     /// GSLB owner (lowercase) to its index in `names`.
     var nameIndex: [DNSName: Int] = [:]
@@ -165,6 +166,9 @@ final class Builder {
         if let n = section("datacenters") { parseDatacenters(n) }
         if let n = section("checks") { parseChecks(n) }
         if let n = section("endpoints") { parseEndpoints(n) }
+        // Also without an `endpoints:` section: datacenters are then empty, not missing.
+        datacenterEndpoints = Array(repeating: [], count: datacenters.count)
+        for (i, ep) in endpoints.enumerated() { if let d = ep.datacenter { datacenterEndpoints[d].append(i) } }
         checkDatacenterMinimums()
         if let n = section("pools") { parsePools(n) }
         if let n = section("geo") { parseGeo(n) }
@@ -632,8 +636,6 @@ final class Builder {
             if endpointIndex[ep.name] == nil { endpointIndex[ep.name] = endpoints.count }
             endpoints.append(ep)
         }
-        datacenterEndpoints = Array(repeating: [], count: datacenters.count)
-        for (i, ep) in endpoints.enumerated() { if let d = ep.datacenter { datacenterEndpoints[d].append(i) } }
     }
 
     func parsePools(_ node: Node) {

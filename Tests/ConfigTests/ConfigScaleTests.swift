@@ -68,6 +68,14 @@ struct ConfigScaleUnitTests {
         #expect(errors(dupMember).contains { $0.hasPrefix("t.yaml:4:10:") && $0.contains("pool p: endpoint \"a\" listed twice") }, "\(errors(dupMember))")
     }
 
+    /// The per-datacenter endpoint lists exist without an `endpoints:` section too.
+    @Test func datacentersWithoutAnEndpointsSection() {
+        let yaml = "datacenters:\n  ams: { lat: 52.37, lon: 4.90, min_healthy: 1 }\nzones:\n  example.com:\n    names:\n      www: { policy: ams }\n"
+        let e = errors(yaml)
+        #expect(e.contains { $0.contains("datacenter ams: min_healthy 1 out of range 1...0") }, "\(e)")
+        #expect(e.contains { $0.contains("datacenter \"ams\" has no endpoints") }, "\(e)")
+    }
+
     /// What a routing result and each decision-cache slot reserve: the largest answer the
     /// policies can give, not the number of endpoints.
     @Test(arguments: [

@@ -102,3 +102,31 @@ func cacheAgreesWithDirectResolve(_ policy: String) throws {
         }
     }
 }
+
+/// Issue 20: a slot is sized by the largest answer the policies can give, not by the
+/// endpoint count (20,000 endpoints made each worker's cache reserve gigabytes); an answer
+/// larger than `maxSlotAddresses` is evaluated every time rather than kept, and stays whole.
+@Test func slotsAreSizedByTheLargestAnswer() throws {
+    var endpoints = "endpoints:\n"
+    for i in 0..<2_000 { endpoints += "  e\(i): { v4: 10.0.\(i >> 8).\(i & 255) }\n" }
+    let big = (0..<20).map { "e\($0)" }.joined(separator: ", ")
+    func router(_ policy: String) throws -> Router {
+        let yaml = endpoints + "pools:\n  big: [\(big)]\nzones:\n  example.com:\n    names:\n      t:\n        policy: \(policy)\n"
+        return try Router(model: ConfigLoader.load(yaml: yaml, file: "test.yaml", baseDirectory: Paths.zoneFolder))
+    }
+    let small = try router("{ failover: [e0, e1999] }")
+    #expect(small.maxAddresses == 1 && DecisionCache(router: small).slotAddresses == 1)
+
+    let r = try router("big")
+    let cache = DecisionCache(router: r)
+    #expect(r.maxAddresses == 20 && cache.slotAddresses == DecisionCache.maxSlotAddresses)
+    let client = ClientInfo(source: IPAddress("203.0.113.9")!, subnet: nil)
+    let health = HealthSnapshot.allUp(count: r.model.endpoints.count)
+    var rng = RoutingRandom(seed: 1)
+    var result = r.makeResult()
+    for _ in 0..<3 {
+        cache.resolve(router: r, nameIndex: 0, qtype: .a, client: client, health: health, random: &rng, into: &result)
+        #expect(result.addresses.count == 20)
+    }
+    #expect(cache.hits == 0 && cache.misses == 3)
+}

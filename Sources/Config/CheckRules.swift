@@ -21,6 +21,17 @@ public func dnsCheckRcode(named s: String) -> UInt16? {
 /// A CA file larger than this is not a certificate bundle (the system bundle is about 200 KiB).
 let maxCAFileBytes = 16 << 20
 
+/// Why `path` is not a readable PEM file (a client certificate or private key), or nil; the
+/// server checks with OpenSSL that the certificate and key load and match.
+func pemFileProblem(_ path: String, what: String) -> String? {
+    guard let h = FileHandle(forReadingAtPath: path) else {
+        return FileManager.default.fileExists(atPath: path) ? "cannot read \(what)" : "\(what) not found"
+    }
+    defer { try? h.close() }
+    guard let data = try? h.read(upToCount: maxCAFileBytes + 1), data.count <= maxCAFileBytes else { return "cannot read \(what)" }
+    return String(decoding: data, as: UTF8.self).contains("-----BEGIN ") ? nil : "\(what) is not PEM (no -----BEGIN line)"
+}
+
 /// Why OpenSSL would refuse `path` as a CA file, or nil. Config does not link OpenSSL, so this
 /// is the PEM layer of what `SSL_CTX_load_verify_locations` reads: the file is readable, every
 /// PEM block decodes, and at least one is a certificate or CRL.

@@ -210,19 +210,32 @@ final class Builder {
     /// `fleet:`: the etcd cluster every instance shares its overrides through.
     func parseFleet(_ node: Node) {
         guard let m = r.mapping(node, "fleet") else { return }
-        r.checkKeys(m, allowed: ["etcd", "prefix", "name", "lease_ttl", "ack_timeout", "username", "password_file", "quorum_fallback"], "fleet")
+        r.checkKeys(m, allowed: ["etcd", "prefix", "name", "lease_ttl", "ack_timeout", "username", "password_file", "quorum_fallback", "ca_file", "cert_file", "key_file"], "fleet")
         var f = FleetSettings(location: r.loc(node))
         for e in m {
             f.locations[e.key] = r.loc(e.value)
             switch e.key {
             case "username": f.username = r.string(e.value, "fleet.username")
             case "password_file": f.passwordFile = r.string(e.value, "fleet.password_file").map(path)
+            case "ca_file", "cert_file", "key_file":
+                guard let v = r.string(e.value, "fleet.\(e.key)") else { break }
+                let full = path(v)
+                let problem = e.key == "ca_file" ? caFileProblem(full) : pemFileProblem(full, what: e.key == "cert_file" ? "certificate file" : "key file")
+                if let problem { r.error(e.value, "fleet.\(e.key): \(problem): \(full)"); break }
+                switch e.key {
+                case "ca_file": f.caFile = full
+                case "cert_file": f.certFile = full
+                default: f.keyFile = full
+                }
             case "etcd":
                 guard let list = r.strings(e.value, "fleet.etcd") else { break }
                 for (text, n) in list {
-                    if let (host, port) = FleetSettings.parseEndpoint(text) { f.endpoints.append(.init(host: host, port: port)) } else {
-                        r.error(n, "fleet.etcd: \"\(text)\" is not http://HOST:PORT (https and client certificates are not supported; put etcd's client port on a private network or loopback)")
+                    if let ep = FleetSettings.parseEndpoint(text) { f.endpoints.append(ep) } else {
+                        r.error(n, "fleet.etcd: \"\(text)\" is not http://HOST:PORT or https://HOST:PORT")
                     }
+                }
+                if f.endpoints.contains(where: \.tls) && f.endpoints.contains(where: { !$0.tls }) {
+                    r.error(e.value, "fleet.etcd: mixes http:// and https:// endpoints; one cluster is reached one way")
                 }
             case "prefix":
                 guard let v = r.string(e.value, "fleet.prefix") else { break }
@@ -252,6 +265,12 @@ final class Builder {
         }
         if (f.username == nil) != (f.passwordFile == nil) {
             r.error(node, "fleet: username and password_file go together (etcd user authentication)")
+        }
+        if (f.locations["cert_file"] == nil) != (f.locations["key_file"] == nil) {
+            r.error(node, "fleet: cert_file and key_file go together (the client certificate for etcd's --client-cert-auth)")
+        }
+        if !f.usesTLS && !f.endpoints.isEmpty, let key = ["ca_file", "cert_file", "key_file"].first(where: { f.locations[$0] != nil }), let n = m.first(where: { $0.key == key }) {
+            r.error(n.value, "fleet.\(key): only with https:// endpoints in fleet.etcd")
         }
         server.fleet = f
     }

@@ -58,8 +58,13 @@ public struct FleetSettings: Hashable, Sendable {
     public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         public var host: String
         public var port: UInt16
-        public init(host: String, port: UInt16) { self.host = host; self.port = port }
-        public var description: String { host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)" }
+        /// `https://`: TLS with the server's certificate verified (`ca_file`, or the system store).
+        public var tls: Bool
+        public init(host: String, port: UInt16, tls: Bool = false) { self.host = host; self.port = port; self.tls = tls }
+        public var description: String {
+            let scheme = tls ? "https" : "http"
+            return host.contains(":") ? "\(scheme)://[\(host)]:\(port)" : "\(scheme)://\(host):\(port)"
+        }
     }
     public var endpoints: [Endpoint] = []
     /// Every key lives under it: `PREFIX overrides/TARGET`, `PREFIX instances/NAME`.
@@ -73,6 +78,12 @@ public struct FleetSettings: Hashable, Sendable {
     /// etcd user authentication: the user and a file holding the password (read at start).
     public var username: String? = nil
     public var passwordFile: String? = nil
+    /// TLS to `https://` endpoints: the CA file the server's certificate is verified against
+    /// (nil: the system store), and the client certificate and key for mutual TLS.
+    public var caFile: String? = nil
+    public var certFile: String? = nil
+    public var keyFile: String? = nil
+    public var usesTLS: Bool { endpoints.contains { $0.tls } }
     /// Seconds without reading etcd after which the quorum stops using the fleet's last
     /// vantages and this instance decides from its own observations.
     public var quorumFallback: Double = 30
@@ -98,9 +109,10 @@ public struct FleetSettings: Hashable, Sendable {
     }
 
     /// `http://HOST:PORT` (HOST a name, an IPv4 address or `[IPv6]`), nil otherwise.
-    public static func parseEndpoint(_ text: String) -> (String, UInt16)? {
-        guard text.hasPrefix("http://") else { return nil }
-        var rest = Substring(text.dropFirst(7))
+    public static func parseEndpoint(_ text: String) -> Endpoint? {
+        let tls = text.hasPrefix("https://")
+        guard tls || text.hasPrefix("http://") else { return nil }
+        var rest = Substring(text.dropFirst(tls ? 8 : 7))
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         let host: Substring, portText: Substring
         if rest.hasPrefix("[") {
@@ -113,7 +125,7 @@ public struct FleetSettings: Hashable, Sendable {
             portText = rest[rest.index(after: colon)...]
         }
         guard !host.isEmpty, !host.contains("/"), let port = UInt16(portText), port > 0 else { return nil }
-        return (String(host), port)
+        return Endpoint(host: String(host), port: port, tls: tls)
     }
 }
 

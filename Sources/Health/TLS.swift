@@ -2,13 +2,42 @@ import COpenSSL
 import Glibc
 import Platform
 
-/// An OpenSSL client context made once per HTTPS check at load time (CA file read then, so
-/// a bad path is a load error, not a flapping check).
+/// An OpenSSL client context made once at load time (CA file, client certificate and key
+/// read then, so a bad path is a load error, not a flapping check): one per HTTPS check, and
+/// one for the fleet's etcd client. The one place that sets up `SSL_CTX` verification.
 ///
 /// Safe to share across threads: after `init` the `SSL_CTX` is never modified, and OpenSSL
 /// allows concurrent `SSL_new` on a configured context.
-final class TLSClientContext: @unchecked Sendable {
+public final class TLSClientContext: @unchecked Sendable {
     let ctx: OpaquePointer
+
+    /// Which file a context could not be made from (`ca_file`, `cert_file` or `key_file`),
+    /// and why, for an error at that key's file:line:column.
+    public struct FileProblem: Error, Sendable {
+        public var key: String
+        public var message: String
+    }
+
+    /// A verifying context with the CA file (nil: the system store) and, for mutual TLS, a
+    /// client certificate chain and its private key (PEM), checked to match.
+    public convenience init(caFile: String?, certFile: String?, keyFile: String?) throws(FileProblem) {
+        do { try self.init(verify: true, caFile: caFile) } catch { throw FileProblem(key: "ca_file", message: error.message) }
+        ERR_clear_error()
+        if let certFile {
+            guard SSL_CTX_use_certificate_chain_file(ctx, certFile) == 1 else {
+                throw FileProblem(key: "cert_file", message: "cannot load client certificate \(certFile): \(openSSLError())")
+            }
+        }
+        if let keyFile {
+            guard SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) == 1 else {
+                let with = certFile.map { " with the certificate in \($0)" } ?? ""
+                throw FileProblem(key: "key_file", message: "cannot use private key \(keyFile)\(with): \(openSSLError())")
+            }
+            guard SSL_CTX_check_private_key(ctx) == 1 else {
+                throw FileProblem(key: "key_file", message: "private key \(keyFile) does not match the certificate in \(certFile ?? "-"): \(openSSLError())")
+            }
+        }
+    }
 
     init(verify: Bool, caFile: String?) throws(HealthError) {
         guard let c = SSL_CTX_new(TLS_client_method()) else { throw HealthError("SSL_CTX_new: \(openSSLError())") }
@@ -20,7 +49,7 @@ final class TLSClientContext: @unchecked Sendable {
             if let caFile {
                 guard SSL_CTX_load_verify_locations(c, caFile, nil) == 1 else {
                     // Throwing after `ctx` is set runs deinit, which frees the context.
-                    throw HealthError("https check: cannot load CA file \(caFile): \(openSSLError())")
+                    throw HealthError("cannot load CA file \(caFile): \(openSSLError())")
                 }
             } else {
                 SSL_CTX_set_default_verify_paths(c)
@@ -91,6 +120,9 @@ final class TLSClientContext: @unchecked Sendable {
 final class TLSStream: ByteStream {
     let ssl: OpaquePointer
     let fd: Int32
+    /// Why the last `read` returned 0 when the session failed rather than closed (an alert
+    /// such as "certificate required"); nil after a clean close.
+    private(set) var endReason: String?
     init(ssl: OpaquePointer, fd: Int32) { self.ssl = ssl; self.fd = fd }
 
     func freeSSLOnly() { SSL_free(ssl) }
@@ -128,6 +160,7 @@ final class TLSStream: ByteStream {
             let err = SSL_get_error(ssl, n)
             // A clean close_notify, or a peer that closes without one (common for HTTP/1.0
             // servers after the body): both end the response.
+            if err == SSL_ERROR_SSL { endReason = openSSLError() }
             if err == SSL_ERROR_ZERO_RETURN || err == SSL_ERROR_SYSCALL || err == SSL_ERROR_SSL { return .success(0) }
             if let f = wait(err, phase: "read", deadline: deadline, start: start) { return .failure(f) }
         }
@@ -137,6 +170,45 @@ final class TLSStream: ByteStream {
         SSL_free(ssl)
         _ = Glibc.close(fd)
     }
+}
+
+/// A blocking TLS client connection for a thread that owns a connected socket (the fleet's
+/// etcd client): the handshake with host or IP verification, then whole writes and reads
+/// bounded by a timeout each.
+public final class TLSClientConnection {
+    private let stream: TLSStream
+
+    /// Runs the handshake on connected `fd` within `timeout` seconds, verifying the server's
+    /// certificate for `serverName` (a host name or an address literal). On failure `fd` is
+    /// left to the caller; on success the connection owns it.
+    public init(context: TLSClientContext, fd: Int32, serverName: String, timeout: Double) throws(HealthError) {
+        let start = monotonicSeconds()
+        switch context.connect(fd: fd, serverName: serverName, verify: true, deadline: start + timeout, start: start) {
+        case .success(let s): stream = s
+        case .failure(let f): throw HealthError(f.message)
+        }
+    }
+
+    public func send(_ bytes: [UInt8], timeout: Double) throws(HealthError) {
+        let start = monotonicSeconds()
+        if let f = stream.writeAll(bytes, deadline: start + timeout, start: start) { throw HealthError(f.message) }
+    }
+
+    /// Bytes read into `buf`: a count (0 at the end of the stream), or nil when nothing
+    /// arrived within `timeout`.
+    public func receive(into buf: UnsafeMutableRawBufferPointer, timeout: Double) throws(HealthError) -> Int? {
+        let start = monotonicSeconds()
+        switch stream.read(into: buf, deadline: start + timeout, start: start) {
+        case .success(let n): return n
+        case .failure(let f) where f.phase == "response": return nil
+        case .failure(let f): throw HealthError(f.message)
+        }
+    }
+
+    /// Why the stream ended, when a TLS alert ended it (e.g. the server wanted a client certificate).
+    public var endReason: String? { stream.endReason }
+
+    public func close() { stream.close() }
 }
 
 /// The oldest queued OpenSSL error as text (the error queue is per thread).

@@ -292,6 +292,9 @@ public enum Runtime {
                 out.append((f.locations["password_file"]?.description ?? m.file) + ": " + error.message)
             }
         }
+        if let f = s.fleet, f.usesTLS, case .failure(let e) = FleetAgent.tlsContext(f) {
+            out.append((f.locations[e.key]?.description ?? m.file) + ": fleet.\(e.key): " + e.message)
+        }
         if geteuid() == 0 {
             if let u = s.user, Privileges.lookup(user: u) == nil { out.append(at("user") + Privileges.noSuchUser(u)) }
             if let g = s.group, Privileges.lookup(group: g) == nil { out.append(at("group") + Privileges.noSuchGroup(g)) }
@@ -423,7 +426,17 @@ public enum Runtime {
                     return 1
                 }
             }
-            fleet = FleetAgent(settings: f, credentials: credentials, publisher: publisher, save: { [overrideFile] in
+            var tls: TLSClientContext?
+            if f.usesTLS {
+                switch FleetAgent.tlsContext(f) {
+                case .success(let c): tls = c
+                case .failure(let e):
+                    log.critical("not starting: fleet.\(e.key): \(e.message)")
+                    server.stop()
+                    return 1
+                }
+            }
+            fleet = FleetAgent(settings: f, credentials: credentials, tls: tls, publisher: publisher, save: { [overrideFile] in
                 if let e = overrideFile?.saveCurrent(of: publisher) {
                     fleetLog.error("overrides not saved to \(overrideFile?.path ?? "-"): \(e); a restart during an etcd outage would lose them")
                 }

@@ -99,6 +99,8 @@ enum DocExamples {
             ("\"198.51.100.7:5353\"", "\"127.0.0.1:9\"", "the same"),
             ("\"203.0.113.7:53\"", "\"127.0.0.1:9\"", "the same"),
             ("source: 10.0.1.53", "source: 127.0.0.1", "a check's source must be an address of this host; the documented one is not"),
+            ("[https://10.0.1.5:2379, https://10.0.2.5:2379, https://10.0.3.5:2379]", "[https://127.0.0.1:9]",
+             "the TLS fleet examples (docs/fleet.md, docs/configuration.md) reach etcd on a closed loopback port: tests send traffic only to loopback"),
         ]
     }
 

@@ -28,7 +28,8 @@ public struct EtcdKV: Sendable {
 }
 
 /// A blocking client for etcd's v3 JSON gateway (`/v3/...`, served by etcd 3.4 and later
-/// next to gRPC on the client port), over plain HTTP/1.1 with one connection per request.
+/// next to gRPC on the client port), over HTTP/1.1 (plain, or TLS to `https://` endpoints
+/// with the server's certificate verified) with one connection per request.
 /// Keys and values travel base64-encoded and 64-bit numbers as JSON strings, as the gateway's
 /// protobuf-to-JSON mapping has it. Requests go to the endpoint that last answered and fail
 /// over to the others in order.
@@ -46,9 +47,11 @@ public final class EtcdClient: Sendable {
     /// The token from `/v3/auth/authenticate`, sent as `Authorization` (etcd's simple and
     /// JWT tokens both lapse; an auth error gets a new one and one retry).
     private let token = Mutex<String?>(nil)
+    /// For `https://` endpoints: verification against `ca_file` and the client certificate.
+    private let tls: TLSClientContext?
 
-    public init(endpoints: [FleetSettings.Endpoint], timeout: Double = 2, credentials: EtcdCredentials? = nil) {
-        self.endpoints = endpoints; self.timeout = timeout; self.credentials = credentials
+    public init(endpoints: [FleetSettings.Endpoint], timeout: Double = 2, credentials: EtcdCredentials? = nil, tls: TLSClientContext? = nil) {
+        self.endpoints = endpoints; self.timeout = timeout; self.credentials = credentials; self.tls = tls
     }
 
     /// A token for `credentials` (nil without them), fetched when there is none or `renew`.
@@ -110,22 +113,17 @@ public final class EtcdClient: Sendable {
                       onEvent: (Int64) throws(EtcdError) -> Void) throws(EtcdError) {
         let body: [String: Any] = ["create_request": ["key": b64(prefix), "range_end": b64(EtcdClient.prefixEnd(prefix)),
                                                       "start_revision": String(startRevision), "progress_notify": true]]
-        let (fd, endpoint) = try open("/v3/watch", body, receiveTimeout: min(idle, 1), token: try authToken())
-        defer { close(fd) }
+        let (conn, endpoint) = try open("/v3/watch", body, receiveTimeout: min(idle, 1), token: try authToken())
+        defer { conn.close() }
         var reader = HTTPStreamReader()
         var lastData = monotonicSeconds()
         var buf = [UInt8](repeating: 0, count: 16384)
         while !shouldStop() {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    if monotonicSeconds() - lastData > idle { throw EtcdError("watch on \(endpoint): nothing for \(Int(idle)) s") }
-                    continue
-                }
-                throw EtcdError("watch on \(endpoint): recv: \(String(cString: strerror(errno)))")
+            guard let n = try conn.receive(&buf, timeout: min(idle, 1), endpoint: endpoint) else {
+                if monotonicSeconds() - lastData > idle { throw EtcdError("watch on \(endpoint): nothing for \(Int(idle)) s") }
+                continue
             }
-            if n == 0 { throw EtcdError("watch on \(endpoint): the stream ended") }
+            if n == 0 { throw EtcdError("watch on \(endpoint): the stream ended\(conn.endReason.map { " (\($0))" } ?? "")") }
             lastData = monotonicSeconds()
             for line in try reader.feed(buf[0..<n], endpoint: endpoint) {
                 guard let obj = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else { continue }
@@ -155,8 +153,8 @@ public final class EtcdClient: Sendable {
     }
 
     private func exchange(_ path: String, _ body: [String: Any], token: String?) throws(EtcdError) -> [String: Any] {
-        let (fd, endpoint) = try open(path, body, receiveTimeout: timeout, token: token)
-        defer { close(fd) }
+        let (conn, endpoint) = try open(path, body, receiveTimeout: timeout, token: token)
+        defer { conn.close() }
         var reader = HTTPStreamReader()
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 16384)
@@ -164,14 +162,12 @@ public final class EtcdClient: Sendable {
         // Bounded: 16 MiB and the deadline; the gateway closes after one answer (Connection: close).
         while out.count < 16 << 20 && !reader.finished {
             guard monotonicSeconds() < deadline else { throw EtcdError("\(endpoint)\(path): no complete answer in \(timeout) s") }
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw EtcdError("\(endpoint)\(path): recv: \(String(cString: strerror(errno)))") }
+            guard let n = try conn.receive(&buf, timeout: timeout, endpoint: endpoint + path) else { continue }
             if n == 0 { break }
             out += try reader.feed(buf[0..<n], endpoint: endpoint).joined(separator: [10])
         }
         out += reader.rest
-        guard reader.status != 0 else { throw EtcdError("\(endpoint)\(path): no HTTP answer") }
+        guard reader.status != 0 else { throw EtcdError("\(endpoint)\(path): no HTTP answer\(conn.endReason.map { " (\($0))" } ?? "")") }
         let obj = (try? JSONSerialization.jsonObject(with: Data(out))) as? [String: Any]
         guard reader.status == 200, let o = obj else {
             let text = String(decoding: out.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -182,7 +178,7 @@ public final class EtcdClient: Sendable {
     }
 
     /// Connects to the preferred endpoint (then the others) and sends the request.
-    private func open(_ path: String, _ body: [String: Any], receiveTimeout: Double, token: String?) throws(EtcdError) -> (Int32, String) {
+    private func open(_ path: String, _ body: [String: Any], receiveTimeout: Double, token: String?) throws(EtcdError) -> (Connection, String) {
         guard let json = try? JSONSerialization.data(withJSONObject: body) else { throw EtcdError("cannot encode \(path)") }
         var errors: [String] = []
         let first = preferred.load(ordering: .relaxed)
@@ -206,25 +202,86 @@ public final class EtcdClient: Sendable {
                 close(fd)
                 continue
             }
+            var conn = Connection.plain(fd)
+            if ep.tls {
+                guard let tls else { close(fd); throw EtcdError("\(ep): https without a TLS context") }
+                do { conn = .tls(try TLSClientConnection(context: tls, fd: fd, serverName: ep.host, timeout: timeout)) } catch {
+                    errors.append("\(ep): \(error.message)")
+                    close(fd)
+                    continue
+                }
+            }
             let auth = token.map { "Authorization: \($0)\r\n" } ?? ""
             let head = "POST \(path) HTTP/1.1\r\nHost: \(ep.host):\(ep.port)\r\nConnection: close\r\nContent-Type: application/json\r\n\(auth)Content-Length: \(json.count)\r\n\r\n"
             let out = Array(head.utf8) + Array(json)
-            var sent = 0
-            while sent < out.count {
-                let n = out.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                sent += n
-            }
-            guard sent == out.count else {
-                errors.append("\(ep): send: \(String(cString: strerror(errno)))")
-                close(fd)
+            if let problem = conn.send(out, timeout: timeout) {
+                errors.append("\(ep): \(problem)")
+                conn.close()
                 continue
             }
             preferred.store(i, ordering: .relaxed)
-            return (fd, ep.description)
+            return (conn, ep.description)
         }
         throw EtcdError("etcd unreachable: \(errors.joined(separator: "; "))")
+    }
+
+    /// One request's connection: a plain socket, or TLS over it.
+    enum Connection {
+        case plain(Int32)
+        case tls(TLSClientConnection)
+
+        /// Why sending failed, or nil when every byte went.
+        func send(_ bytes: [UInt8], timeout: Double) -> String? {
+            switch self {
+            case .tls(let c):
+                do { try c.send(bytes, timeout: timeout) } catch { return error.message }
+                return nil
+            case .plain(let fd):
+                var sent = 0
+                // Bounded by SO_SNDTIMEO: a stalled send fails with EAGAIN.
+                while sent < bytes.count {
+                    let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { return "send: \(String(cString: strerror(errno)))" }
+                    sent += n
+                }
+                return nil
+            }
+        }
+
+        /// Bytes read (0 at the end of the stream), or nil when nothing arrived within the
+        /// socket's receive timeout (plain) or `timeout` (TLS).
+        func receive(_ buf: inout [UInt8], timeout: Double, endpoint: String) throws(EtcdError) -> Int? {
+            switch self {
+            case .tls(let c):
+                let r = buf.withUnsafeMutableBytes { b in Result { () throws(HealthError) in try c.receive(into: b, timeout: timeout) } }
+                switch r {
+                case .success(let n): return n
+                case .failure(let e): throw EtcdError("\(endpoint): \(e.message)")
+                }
+            case .plain(let fd):
+                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n >= 0 { return n }
+                if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+                throw EtcdError("\(endpoint): recv: \(String(cString: strerror(errno)))")
+            }
+        }
+
+        /// Why a TLS stream ended, when an alert ended it.
+        var endReason: String? {
+            if case .tls(let c) = self, let r = c.endReason {
+                // Go's TLS 1.3 server sends its alert after the handshake, on the first read.
+                return "TLS: \(r); etcd ended the session: with --client-cert-auth it wants a client certificate (fleet.cert_file, fleet.key_file) signed by its --trusted-ca-file"
+            }
+            return nil
+        }
+
+        func close() {
+            switch self {
+            case .tls(let c): c.close()
+            case .plain(let fd): _ = Glibc.close(fd)
+            }
+        }
     }
 
     // MARK: JSON helpers

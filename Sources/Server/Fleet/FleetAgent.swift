@@ -94,11 +94,17 @@ public final class FleetAgent: Sendable {
     public var overridesPrefix: String { settings.prefix + "overrides/" }
     public var instancesPrefix: String { settings.prefix + "instances/" }
 
-    public init(settings: FleetSettings, credentials: EtcdCredentials? = nil, publisher: Publisher,
+    public init(settings: FleetSettings, credentials: EtcdCredentials? = nil, tls: TLSClientContext? = nil, publisher: Publisher,
                 save: @escaping @Sendable () -> Void, configHash: String, log: Logger) {
         self.settings = settings
-        self.client = EtcdClient(endpoints: settings.endpoints, timeout: 2, credentials: credentials)
+        self.client = EtcdClient(endpoints: settings.endpoints, timeout: 2, credentials: credentials, tls: tls)
         self.publisher = publisher; self.save = save; self.configHash = configHash; self.log = log
+    }
+
+    /// The TLS context for `https://` endpoints: `ca_file` (or the system store), and the
+    /// client certificate and key when given, loaded and checked to match.
+    public static func tlsContext(_ f: FleetSettings) -> Result<TLSClientContext, TLSClientContext.FileProblem> {
+        Result { () throws(TLSClientContext.FileProblem) in try TLSClientContext(caFile: f.caFile, certFile: f.certFile, keyFile: f.keyFile) }
     }
 
     public var connected: Bool { state.withLock { $0.connected } }

@@ -121,7 +121,7 @@ public final class EtcdServer: Sendable {
 }
 
 /// Certificates for an etcd with TLS on its client port, made with the openssl CLI in a
-/// temporary folder: a CA, a server certificate for 127.0.0.1 and localhost, a client
+/// temporary folder: a CA, a server certificate (for 127.0.0.1 and localhost), a client
 /// certificate (both signed by the CA), and a second, unrelated CA with its own client pair.
 ///
 ///     let files = try await EtcdTLSFiles.make()
@@ -138,7 +138,9 @@ public struct EtcdTLSFiles: Sendable {
     /// A key that does not belong to `clientCert`.
     public var otherKey: String { directory.appendingPathComponent("other-ca.key").path }
 
-    public static func make() async throws -> EtcdTLSFiles {
+    /// `serverNames`: the subjectAltName of etcd's certificate (a test of name checking gives
+    /// one that does not name 127.0.0.1).
+    public static func make(serverNames: String = "DNS:localhost,IP:127.0.0.1") async throws -> EtcdTLSFiles {
         let dir = try makeTemporaryDirectory(prefix: "meridian-etcd-tls")
         let files = EtcdTLSFiles(directory: dir)
         func openssl(_ args: [String]) async throws {
@@ -151,7 +153,7 @@ public struct EtcdTLSFiles: Sendable {
             try await openssl(["req", "-x509"] + ec + ["-subj", "/CN=meridian test \(ca)", "-days", "1",
                                                       "-keyout", path("\(ca).key"), "-out", path("\(ca).pem")])
         }
-        let usages = [("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"),
+        let usages = [("server", "subjectAltName=\(serverNames)\nextendedKeyUsage=serverAuth,clientAuth\n"),
                       ("client", "extendedKeyUsage=clientAuth\n")]
         for (leaf, ext) in usages {
             try ext.write(toFile: path("\(leaf).ext"), atomically: true, encoding: .utf8)

@@ -98,6 +98,43 @@ struct FleetTLSTests {
         await cleanup()
     }
 
+    /// etcd's certificate is signed by the right CA but names another host: the instance
+    /// refuses it (IP address verification), stays disconnected and keeps answering.
+    @Test func aCertificateForAnotherAddressIsRefused() async throws {
+        let files = try await EtcdTLSFiles.make(serverNames: "DNS:etcd.example,IP:192.0.2.1")
+        let etcd: EtcdServer
+        do { etcd = try await EtcdServer.start(tls: files) } catch { files.remove(); throw error }
+        var instance: FleetTests.Instance?
+        var folder: URL?
+        func cleanup() async {
+            if let i = instance {
+                await i.dns.stop()
+                try? FileManager.default.removeItem(at: i.stateDir)
+            }
+            await etcd.stop(removeData: true)
+            files.remove()
+            if let folder { try? FileManager.default.removeItem(at: folder) }
+        }
+        do {
+            let dir = try ControlFixture.folder(Self.yaml(etcd: etcd.endpoint, ca: files.caFile, cert: files.clientCert, key: files.clientKey))
+            folder = dir
+            let i = try await FleetTests.start("ns1", folder: dir, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-ns1"))
+            instance = i
+            var last = ""
+            let refused = await eventually(10) {
+                last = (try? await FleetTests.cli(["status"], i))?.stdout ?? ""
+                return last.contains("fleet: disconnected as ns1") && last.contains("TLS certificate verification failed: IP address mismatch")
+            }
+            #expect(refused, "\(last)\nlog:\n\(i.dns.logText)")
+            print("ns1: " + (last.split(separator: "\n").first { $0.hasPrefix("fleet:") } ?? ""))
+            #expect(try await FleetTests.answer(i) == FleetTests.ams)
+        } catch {
+            await cleanup()
+            throw error
+        }
+        await cleanup()
+    }
+
     /// `meridian check` refuses bad TLS files at the key's file:line:column, as `serve` would.
     @Test func checkRefusesBadTLSFilesAtTheirKey() async throws {
         let files = try await EtcdTLSFiles.make()

@@ -261,7 +261,7 @@ final class Builder {
             }
         }
         if f.endpoints.isEmpty && !m.contains(where: { $0.key == "etcd" }) {
-            r.error(node, "fleet: etcd is required (a list of http://HOST:PORT client URLs)")
+            r.error(node, "fleet: etcd is required (a list of http://HOST:PORT or https://HOST:PORT client URLs)")
         }
         if (f.username == nil) != (f.passwordFile == nil) {
             r.error(node, "fleet: username and password_file go together (etcd user authentication)")

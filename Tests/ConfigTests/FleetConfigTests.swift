@@ -4,8 +4,13 @@ import Testing
 /// `fleet:` and `server.state_dir` are checked at load, at the value's line:column.
 @Suite("fleet and state_dir settings") struct FleetConfigTests {
     @Test(arguments: [
-        ("fleet:\n  etcd: [https://10.0.0.1:2379]\n", "t.yaml:2:10: fleet.etcd: \"https://10.0.0.1:2379\" is not http://HOST:PORT"),
+        ("fleet:\n  etcd: [ftp://10.0.0.1:2379]\n", "t.yaml:2:10: fleet.etcd: \"ftp://10.0.0.1:2379\" is not http://HOST:PORT or https://HOST:PORT"),
         ("fleet:\n  etcd: [http://10.0.0.1]\n", "t.yaml:2:10: fleet.etcd: \"http://10.0.0.1\" is not http://HOST:PORT"),
+        ("fleet:\n  etcd: [https://10.0.0.1:2379, http://10.0.0.2:2379]\n", "t.yaml:2:9: fleet.etcd: mixes http:// and https:// endpoints"),
+        ("fleet:\n  etcd: [https://10.0.0.1:2379]\n  ca_file: /nonexistent/ca.pem\n", "t.yaml:3:12: fleet.ca_file: CA file not found: /nonexistent/ca.pem"),
+        ("fleet:\n  etcd: [https://10.0.0.1:2379]\n  cert_file: /nonexistent/c.pem\n", "t.yaml:3:14: fleet.cert_file: certificate file not found"),
+        ("fleet:\n  etcd: [https://10.0.0.1:2379]\n  key_file: /etc/hostname\n", "t.yaml:3:13: fleet.key_file: key file is not PEM"),
+        ("fleet:\n  etcd: [http://10.0.0.1:2379]\n  ca_file: /nonexistent/ca.pem\n", "t.yaml:3:12: fleet.ca_file: only with https:// endpoints"),
         ("fleet:\n  prefix: /meridian/\n", "t.yaml:2:3: fleet: etcd is required"),
         ("fleet:\n  etcd: http://127.0.0.1:2379\n  prefix: meridian\n", "t.yaml:3:11: fleet.prefix: \"meridian\" must start and end with /"),
         ("fleet:\n  etcd: http://127.0.0.1:2379\n  name: \"ns 1\"\n", "t.yaml:3:9: fleet.name: \"ns 1\" must be 1 to 64 letters"),
@@ -27,5 +32,14 @@ import Testing
         #expect(f.endpoints.map(\.description) == ["http://127.0.0.1:2379", "http://[::1]:2380", "http://etcd-1.example:2379"])
         #expect(f.prefix == "/meridian/" && f.leaseTTL == 10 && f.ackTimeout == 5 && f.name == FleetSettings.defaultName)
         #expect(m.server.stateDir == nil)
+        #expect(!f.usesTLS && f.caFile == nil && f.certFile == nil && f.keyFile == nil)
+    }
+
+    /// `https://` without `ca_file`: TLS verified against the system store.
+    @Test func httpsEndpointsWithoutACAFileUseTheSystemStore() throws {
+        let m = try ConfigLoader.load(yaml: "fleet:\n  etcd: [https://127.0.0.1:2379, \"https://[::1]:2380\"]\n", file: "t.yaml", baseDirectory: "/tmp")
+        let f = try #require(m.server.fleet)
+        #expect(f.endpoints.map(\.description) == ["https://127.0.0.1:2379", "https://[::1]:2380"])
+        #expect(f.usesTLS && f.caFile == nil)
     }
 }

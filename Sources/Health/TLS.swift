@@ -21,7 +21,7 @@ public final class TLSClientContext: @unchecked Sendable {
     /// A verifying context with the CA file (nil: the system store) and, for mutual TLS, a
     /// client certificate chain and its private key (PEM), checked to match.
     public convenience init(caFile: String?, certFile: String?, keyFile: String?) throws(FileProblem) {
-        do { try self.init(verify: true, caFile: caFile) } catch { throw FileProblem(key: "ca_file", message: error.message) }
+        do { try self.init(verify: true, caFile: caFile, what: "") } catch { throw FileProblem(key: "ca_file", message: error.message) }
         ERR_clear_error()
         if let certFile {
             guard SSL_CTX_use_certificate_chain_file(ctx, certFile) == 1 else {
@@ -39,7 +39,8 @@ public final class TLSClientContext: @unchecked Sendable {
         }
     }
 
-    init(verify: Bool, caFile: String?) throws(HealthError) {
+    /// `what` prefixes a CA file error ("https check: cannot load CA file ...").
+    init(verify: Bool, caFile: String?, what: String = "https check") throws(HealthError) {
         guard let c = SSL_CTX_new(TLS_client_method()) else { throw HealthError("SSL_CTX_new: \(openSSLError())") }
         ctx = c
         // SSL_CTX_set_min_proto_version is a macro; this is its expansion.
@@ -49,7 +50,7 @@ public final class TLSClientContext: @unchecked Sendable {
             if let caFile {
                 guard SSL_CTX_load_verify_locations(c, caFile, nil) == 1 else {
                     // Throwing after `ctx` is set runs deinit, which frees the context.
-                    throw HealthError("cannot load CA file \(caFile): \(openSSLError())")
+                    throw HealthError("\(what.isEmpty ? "" : what + ": ")cannot load CA file \(caFile): \(openSSLError())")
                 }
             } else {
                 SSL_CTX_set_default_verify_paths(c)

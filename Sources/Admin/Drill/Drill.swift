@@ -213,6 +213,7 @@ public enum Drill {
         let timeout = min(1, max(0.2, o.timeout))
         let targets = o.targets
         report.instances = targets.compactMap(\.name)
+        if !o.instances.isEmpty { report.server = targets.map { "\($0.name ?? "-") at \($0.server)" }.joined(separator: ", ") }
 
         // 1. Nothing may already hold the datacenter: the drill would overwrite and then delete it.
         do {

@@ -83,6 +83,9 @@ extension Commands {
     public static func drill(_ args: DrillArguments) -> Int32 {
         do throws(DrillError) {
             let model = try loadModel(args.config)
+            if args.fleet && args.server != nil {
+                throw DrillError(.usage, "--server and --fleet: a fleet drill queries each instance at the DNS address it registers")
+            }
             let server = try drillServer(args.server, model)
             guard let url = drillControlURL(args.control, model) else {
                 throw DrillError(.usage, "no control API: give --control URL or set server.control in \(args.config)")

@@ -39,16 +39,13 @@ public final class DecisionHistory: Sendable {
     /// zero, so everything they hold is new (decisions between the last sample and the
     /// reload are lost: at most `sampleEvery` seconds).
     public func sample(metrics: QueryMetrics, model: ConfigModel, now: Double = Date().timeIntervalSince1970) {
-        let totals = MetricsRenderer.decisionTotals(metrics.allBlocks, model: model)
-        let cols = model.datacenters.count + 1
-        var current: [String: UInt64] = [:]
-        for (i, dc) in model.datacenters.enumerated() {
-            var sum: UInt64 = 0
-            for n in 0..<model.names.count where n * cols + i < totals.count { sum &+= totals[n * cols + i] }
-            current[dc.name] = sum
-        }
         let minute = Int((now / 60).rounded(.down))
+        // Read under the lock, so two samples (the thread's and a render's) cannot apply
+        // their readings out of order.
         state.withLock { s in
+            let sums = Self.perDatacenter(MetricsRenderer.decisionTotals(metrics.allBlocks, model: model), model: model)
+            var current: [String: UInt64] = [:]
+            for (i, dc) in model.datacenters.enumerated() { current[dc.name] = sums[i] }
             let same = s.model == ObjectIdentifier(model)
             var delta: [String: UInt64] = [:]
             for (dc, v) in current {
@@ -60,6 +57,17 @@ public final class DecisionHistory: Sendable {
             if s.ring.last?.minute != minute { s.ring.append(Minute(minute: minute, counts: [:])) }
             for (dc, d) in delta { s.ring[s.ring.count - 1].counts[dc, default: 0] &+= d }
             if s.ring.count > Self.minutes { s.ring.removeFirst(s.ring.count - Self.minutes) }
+        }
+    }
+
+    /// `decisionTotals` (per name and datacenter column) summed over the names: one count
+    /// per datacenter of `model`, in its order.
+    static func perDatacenter(_ totals: [UInt64], model: ConfigModel) -> [UInt64] {
+        let cols = model.datacenters.count + 1
+        return model.datacenters.indices.map { i in
+            var sum: UInt64 = 0
+            for n in 0..<model.names.count where n * cols + i < totals.count { sum &+= totals[n * cols + i] }
+            return sum
         }
     }
 

@@ -85,13 +85,12 @@ enum StatusPage {
     /// One row per datacenter: endpoints up of all, and the GSLB answers that pointed into it
     /// since the last reload (summed over names).
     static func datacenters(_ r: StatusReport, model: ConfigModel, totals: [UInt64]) -> String {
-        let cols = model.datacenters.count + 1
+        let sums = DecisionHistory.perDatacenter(totals, model: model)
         var h = "<h2>Datacenters</h2>\n<table id=\"datacenters\"><tr><th>datacenter</th><th>endpoints up</th><th>answers since reload</th></tr>\n"
         for (i, dc) in model.datacenters.enumerated() {
             let eps = r.endpoints.filter { $0.datacenter == dc.name }
             let up = eps.filter { $0.state != "down" }.count
-            var answers: UInt64 = 0
-            for n in 0..<model.names.count where n * cols + i < totals.count { answers &+= totals[n * cols + i] }
+            let answers = sums[i]
             let state = eps.isEmpty ? "up" : (up == 0 ? "down" : (up < eps.count ? "degraded" : "up"))
             h += "<tr id=\"dc-\(esc(dc.name))\" data-state=\"\(state)\"><td>\(esc(dc.name))</td><td class=\"\(state)\">\(up) of \(eps.count)</td><td>\(answers)</td></tr>\n"
         }

@@ -45,6 +45,8 @@ public final class ControlContext: Sendable {
     public let fleet: FleetAgent?
     /// Fleet mode: endpoint state by quorum of the instances' vantages.
     public let quorum: QuorumAgent?
+    /// Decisions per datacenter per minute for the status page (sampled off the query path).
+    public let decisions = DecisionHistory()
     private let countersSource: @Sendable () -> ServerCounters
 
     public init(publisher: Publisher, reloads: ReloadStats, sources: ConfigSources, startedAt: Double,

@@ -440,7 +440,8 @@ public enum Runtime {
                 if let e = overrideFile?.saveCurrent(of: publisher) {
                     fleetLog.error("overrides not saved to \(overrideFile?.path ?? "-"): \(e); a restart during an etcd outage would lose them")
                 }
-            }, configHash: FleetAgent.hash(bytes), log: fleetLog)
+            }, configHash: FleetAgent.hash(bytes), log: fleetLog,
+               dns: addresses.map(\.description), controlURL: (controlOption ?? settings?.control).map { "http://" + $0 })
         }
         let quorum = fleet.map { QuorumAgent(fleet: $0, publisher: publisher, log: Logger(label: "meridian.quorum")) }
         let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,

@@ -203,6 +203,13 @@ struct Drill: ParsableCommand {
         compares MOVED IN with the name's failover budget (interval x fall + timeout) as well as the \
         worst case with its rto, and names the parts that dominate a miss.
 
+        With --fleet every instance registered in the fleet is drilled: the list, each instance's DNS \
+        address and its control URL come from --control's /status (each instance registers them in \
+        etcd). The override goes through etcd once (--mode health fails the probes on every instance \
+        through its own control API); every instance is queried per name and vantage, and the report \
+        has a row per instance, name and vantage and a line per instance. A miss on any instance fails \
+        the drill.
+
         Exit status: 0 every name moved within its rto (or has none) and came back; 1 a name exceeded \
         its rto (or, with --mode health, its budget), never moved, did not come back, or the drill failed \
         or was interrupted; 2 usage or configuration error.
@@ -235,6 +242,9 @@ struct Drill: ParsableCommand {
     @Flag(name: .long, help: "Print the report as JSON on stdout (progress stays on stderr).")
     var json = false
 
+    @Flag(name: .long, help: "Drill every instance registered in the fleet, each at its own DNS address and control API.")
+    var fleet = false
+
     @Option(name: .long, help: ArgumentHelp("How often to query while waiting.", valueName: "DURATION"))
     var poll = DurationText("100ms")!
 
@@ -251,7 +261,7 @@ struct Drill: ParsableCommand {
         var a = DrillArguments(down: down, config: config)
         a.holdFor = holdFor?.seconds; a.server = server; a.control = control; a.token = token
         a.vantages = vantage; a.json = json; a.poll = poll.seconds; a.timeout = timeout.seconds
-        a.mode = mode
+        a.mode = mode; a.fleet = fleet
         throw ExitCode(Commands.drill(a))
     }
 }

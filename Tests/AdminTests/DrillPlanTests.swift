@@ -111,7 +111,7 @@ struct DrillPlanTests {
         VerdictCase(affected: false, moved: nil, ttl: 30, rto: 1, verdict: .unaffected),
     ])
     func verdicts(_ c: VerdictCase) {
-        var p = DrillPair(name: .root, vantage: Vantage(IPPrefix("0.0.0.0/0")!), ttl: c.ttl, rto: c.rto, budgetDown: nil,
+        var p = DrillPair(server: try! ListenAddress("127.0.0.1:53"), name: .root, vantage: Vantage(IPPrefix("0.0.0.0/0")!), ttl: c.ttl, rto: c.rto, budgetDown: nil,
                           before: Observation(), affected: c.affected)
         p.movedIn = c.moved
         #expect(p.verdict == c.verdict)

@@ -125,6 +125,22 @@ struct DrillTests {
         }
     }
 
+    /// `--fleet` against a server alone is a usage error that says why, and changes nothing.
+    @Test func fleetDrillOfAServerAloneIsRefused() async throws {
+        let setup = try DrillSetup()
+        try await setup.withServer { _ in
+            let r = try await MeridianProcess.run(["drill", "--fleet", "--down", "iad", "--config", setup.config, "--timeout", "5s"],
+                                                  timeout: .seconds(30))
+            #expect(r.status == 2, "\(r.combined)")
+            #expect(r.stderr.contains("is not in a fleet"), "\(r.combined)")
+            let both = try await MeridianProcess.run(["drill", "--fleet", "--server", "127.0.0.1:\(setup.dnsPort)", "--down", "iad",
+                                                      "--config", setup.config], timeout: .seconds(30))
+            #expect(both.status == 2 && both.stderr.contains("--server and --fleet"), "\(both.combined)")
+            let left = try await setup.overrides()
+            #expect(!left.contains("dc:iad"), "\(left)")
+        }
+    }
+
     @Test func tableOutputNamesTheWorstCase() async throws {
         let setup = try DrillSetup()
         try await setup.withServer { _ in

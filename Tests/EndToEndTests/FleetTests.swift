@@ -17,7 +17,7 @@ struct FleetTests {
     }
 
     /// The shared configuration: the fixture plus `fleet:` pointing at `etcd`.
-    static func folder(etcd: [String], auth: Bool = false) throws -> URL {
+    static func folder(etcd: [String], auth: Bool = false, checks: Bool = false, edit: (String) -> String = { $0 }) throws -> URL {
         let fleet = """
             fleet:
               etcd: [\(etcd.joined(separator: ", "))]
@@ -26,7 +26,7 @@ struct FleetTests {
               ack_timeout: 2s
             \(auth ? "  username: root\n  password_file: etcd-password\n" : "")
             """
-        let dir = try ControlFixture.folder(fleet + ControlFixture.yaml(control: "127.0.0.1:1", checks: false))
+        let dir = try ControlFixture.folder(edit(fleet + ControlFixture.yaml(control: "127.0.0.1:1", checks: checks)))
         try "s3cret\n".write(to: dir.appendingPathComponent("etcd-password"), atomically: true, encoding: .utf8)
         return dir
     }
@@ -46,6 +46,17 @@ struct FleetTests {
         return Instance(name: name, dns: p, control: url, stateDir: stateDir)
     }
 
+    /// One more instance, `name`, on a copy of the shared configuration changed by `edit`
+    /// (written next to it as `file`).
+    static func startEdited(_ name: String, folder: URL, file: String, edit: (String) -> String) async throws -> Instance {
+        let config = try String(contentsOf: folder.appendingPathComponent("meridian.yaml"), encoding: .utf8)
+        try edit(config).write(to: folder.appendingPathComponent(file), atomically: true, encoding: .utf8)
+        let state = try makeTemporaryDirectory(prefix: "meridian-fleet-\(name)")
+        let (p, url) = try await serveWithControl(config: folder.appendingPathComponent(file),
+                                                  extra: ["--state-dir", state.path, "--fleet-name", name])
+        return Instance(name: name, dns: p, control: url, stateDir: state)
+    }
+
     static func answer(_ i: Instance) async throws -> [String] {
         try await Dig.query("www.ctl.test", "A", port: i.dns.port).answer.map(\.rdata).sorted()
     }
@@ -63,11 +74,11 @@ struct FleetTests {
     }
 
     /// etcd and three instances for `body`; everything is stopped afterwards, also on failure.
-    static func withFleet(etcdMembers: Int = 1, auth: Bool = false,
+    static func withFleet(etcdMembers: Int = 1, auth: Bool = false, checks: Bool = false, edit: (String) -> String = { $0 },
                           _ body: ([EtcdServer], URL, inout [Instance]) async throws -> Void) async throws {
         let members = etcdMembers == 1 ? [try await EtcdServer.start()] : try await EtcdServer.startCluster(etcdMembers)
         var instances: [Instance] = []
-        let folder = try Self.folder(etcd: members.map(\.endpoint), auth: auth)
+        let folder = try Self.folder(etcd: members.map(\.endpoint), auth: auth, checks: checks, edit: edit)
         func cleanup() async {
             for i in instances {
                 i.dns.signal(SIGCONT)
@@ -167,12 +178,7 @@ struct FleetTests {
     /// An instance on a different configuration shows up as drift in `status --fleet`.
     @Test func anInstanceOnAnotherConfigurationShowsAsDrift() async throws {
         try await Self.withFleet { _, folder, all in
-            let config = try String(contentsOf: folder.appendingPathComponent("meridian.yaml"), encoding: .utf8)
-            try (config + "# edited on this host only\n").write(to: folder.appendingPathComponent("other.yaml"), atomically: true, encoding: .utf8)
-            let state = try makeTemporaryDirectory(prefix: "meridian-fleet-ns4")
-            let (p, url) = try await serveWithControl(config: folder.appendingPathComponent("other.yaml"),
-                                                      extra: ["--state-dir", state.path, "--fleet-name", "ns4"])
-            all.append(Instance(name: "ns4", dns: p, control: url, stateDir: state))
+            all.append(try await Self.startEdited("ns4", folder: folder, file: "other.yaml") { $0 + "# edited on this host only\n" })
             let drift = await eventually(10) {
                 let s = try? await Self.cli(["status", "--fleet"], all[0])
                 return s?.stdout.split(separator: "\n").contains { $0.hasPrefix("ns4") && $0.hasSuffix("DRIFT") } == true
@@ -180,6 +186,13 @@ struct FleetTests {
             let shown = try await Self.cli(["status", "--fleet"], all[0])
             #expect(drift, "\(shown.stdout)")
             #expect(shown.stdout.split(separator: "\n").filter { $0.hasSuffix("DRIFT") }.count == 1, "\(shown.stdout)")
+            // The status page (GET /) lists the four instances, ns4 drifted, all connected.
+            let port = try #require(UInt16(all[0].control.split(separator: ":").last ?? ""))
+            let page = try HTTP.request("GET", port: port, path: "/").text
+            #expect(page.contains("id=\"fleet\" data-state=\"connected\""), "\(page)")
+            for n in ["ns1", "ns2", "ns3"] { #expect(page.contains("id=\"instance-\(n)\" data-drift=\"false\"><td>\(n)</td>"), "\(page)") }
+            #expect(page.contains("id=\"instance-ns4\" data-drift=\"true\"><td>ns4</td>"), "\(page)")
+            #expect(page.components(separatedBy: "<td class=\"up\">yes</td>").count - 1 == 4, "\(page)")
         }
     }
 
@@ -192,18 +205,14 @@ struct FleetTests {
             #expect(set.status == 0 && set.stdout.contains("acknowledged by 3 instance(s)"), "\(set.combined)")
             for i in all { #expect(try await Self.answer(i) == Self.iad) }
 
-            let config = try String(contentsOf: folder.appendingPathComponent("meridian.yaml"), encoding: .utf8)
-            try config.replacingOccurrences(of: "  username: root\n  password_file: etcd-password\n", with: "")
-                .write(to: folder.appendingPathComponent("anonymous.yaml"), atomically: true, encoding: .utf8)
-            let state = try makeTemporaryDirectory(prefix: "meridian-fleet-anon")
-            let (p, url) = try await serveWithControl(config: folder.appendingPathComponent("anonymous.yaml"),
-                                                      extra: ["--state-dir", state.path, "--fleet-name", "anon"])
-            all.append(Instance(name: "anon", dns: p, control: url, stateDir: state))
+            all.append(try await Self.startEdited("anon", folder: folder, file: "anonymous.yaml") {
+                $0.replacingOccurrences(of: "  username: root\n  password_file: etcd-password\n", with: "")
+            })
             let refused = await eventually(5) {
                 let s = try? await Self.cli(["status"], all[3])
                 return s?.stdout.contains("fleet: disconnected as anon") == true && s?.stdout.contains("user name is empty") == true
             }
-            #expect(refused, "\(p.logText)")
+            #expect(refused, "\(all[3].dns.logText)")
             #expect(try await Self.answer(all[3]) == Self.ams, "an instance that cannot log in applies nothing")
         }
     }
@@ -267,6 +276,109 @@ struct FleetTests {
             #expect(back)
             let after = try HTTP.request("GET", port: UInt16(all[1].control.split(separator: ":").last!)!, path: "/metrics")
             #expect(after.text.contains("meridian_fleet_connected 1"), "\(after.text)")
+        }
+    }
+
+    // MARK: drill --fleet
+
+    /// A TTL of 5 s and an rto of 45 s, so a drill through the fleet can pass.
+    static func drillable(_ yaml: String) -> String {
+        yaml.replacingOccurrences(of: "  ttl: 30\n", with: "  ttl: 5\n")
+            .replacingOccurrences(of: "rto: { target: 20s, enforce: false }", with: "rto: { target: 45s, enforce: false }")
+    }
+
+    static func drill(_ mode: String, _ folder: URL, via i: Instance, config: String = "meridian.yaml") async throws -> (CommandOutput, [String: Any]) {
+        let r = try await MeridianProcess.run(["drill", "--fleet", "--down", "ams", "--mode", mode, "--json", "--timeout", "15s",
+                                               "--config", folder.appendingPathComponent(config).path, "--control", i.control],
+                                              timeout: .seconds(90))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.combined)")
+        return (r, json)
+    }
+
+    /// The rows of a fleet drill's report, by instance.
+    static func rowsByInstance(_ json: [String: Any]) -> [String: [[String: Any]]] {
+        Dictionary(grouping: (json["pairs"] as? [[String: Any]]) ?? []) { $0["instance"] as? String ?? "-" }
+    }
+
+    /// `drill --fleet` through one instance measures all three, each at its own DNS address:
+    /// a row per instance whose answer moved from ams to iad, all restored and back.
+    @Test func aFleetDrillMeasuresEveryInstanceAndRestores() async throws {
+        try await Self.withFleet(edit: Self.drillable) { _, folder, all in
+            #expect(await Self.allAnswer(Self.ams, all))
+            let (r, json) = try await Self.drill("override", folder, via: all[0])
+            #expect(r.status == 0, "\(r.combined)")
+            let rows = Self.rowsByInstance(json)
+            #expect(Set(rows.keys) == ["ns1", "ns2", "ns3"], "\(json)")
+            for i in all {
+                let mine = rows[i.name] ?? []
+                #expect(mine.count == 1, "\(i.name): \(mine)")
+                for p in mine {
+                    #expect(p["server"] as? String == "127.0.0.1:\(i.dns.port)", "\(p)")
+                    #expect(p["in_datacenter_before"] as? Bool == true, "\(p)")
+                    #expect((p["after"] as? [String: Any])?["datacenters"] as? [String] == ["iad"], "\(p)")
+                    #expect(p["moved_in_s"] is Double && p["returned_in_s"] is Double, "\(p)")
+                }
+            }
+            let instances = (json["instances"] as? [[String: Any]]) ?? []
+            #expect(instances.map { $0["name"] as? String } == ["ns1", "ns2", "ns3"], "\(json)")
+            #expect(instances.allSatisfy { $0["passed"] as? Bool == true }, "\(json)")
+            #expect(json["restored"] as? Bool == true && json["returned"] as? Bool == true, "\(json)")
+            // Restored everywhere: no override left, every instance answers ams again.
+            #expect(await Self.allAnswer(Self.ams, all))
+
+            // The text report: a row and a summary line per instance.
+            let text = try await MeridianProcess.run(["drill", "--fleet", "--down", "ams", "--timeout", "15s",
+                                                      "--config", folder.appendingPathComponent("meridian.yaml").path, "--control", all[2].control],
+                                                     timeout: .seconds(90))
+            #expect(text.status == 0, "\(text.combined)")
+            #expect(text.stdout.contains("fleet drill: 3 instance(s): ns1, ns2, ns3"), "\(text.stdout)")
+            for n in ["ns1", "ns2", "ns3"] {
+                #expect(text.stdout.split(separator: "\n").contains { $0.hasPrefix(n + " ") && $0.contains("www.ctl.test.") }, "\(text.stdout)")
+                #expect(text.stdout.contains("instance \(n): 1 pair(s) in ams before, all moved"), "\(text.stdout)")
+            }
+        }
+    }
+
+    /// A miss on one instance fails the whole drill and is named: ns4 runs a config whose
+    /// answers carry a 60 s TTL, so its worst case exceeds the 45 s rto; the others pass.
+    @Test func aMissOnOneInstanceFailsTheFleetDrill() async throws {
+        try await Self.withFleet(edit: Self.drillable) { _, folder, all in
+            all.append(try await Self.startEdited("ns4", folder: folder, file: "slow.yaml") {
+                $0.replacingOccurrences(of: "  ttl: 5\n", with: "  ttl: 60\n")
+            })
+            let registered = await eventually(10) { (try? await Self.cli(["status", "--fleet"], all[0]))?.stdout.contains("ns4") == true }
+            try #require(registered)
+            let (r, json) = try await Self.drill("override", folder, via: all[0])
+            #expect(r.status == 1, "\(r.combined)")
+            let instances = Dictionary(uniqueKeysWithValues: ((json["instances"] as? [[String: Any]]) ?? []).map { ($0["name"] as? String ?? "", $0) })
+            #expect(Set(instances.keys) == ["ns1", "ns2", "ns3", "ns4"], "\(json)")
+            #expect(instances["ns4"]?["missed"] as? Int == 1, "\(json)")
+            for n in ["ns1", "ns2", "ns3"] { #expect(instances[n]?["passed"] as? Bool == true, "\(n): \(json)") }
+            #expect(Self.rowsByInstance(json)["ns4"]?.first?["verdict"] as? String == "EXCEEDS RTO", "\(json)")
+            #expect(json["restored"] as? Bool == true, "\(json)")
+            #expect(await Self.allAnswer(Self.ams, all))
+        }
+    }
+
+    /// `--mode health --fleet`: every instance fails ams's probes through its own control
+    /// API; each instance's checks go down, its answers move, and all come back.
+    @Test func aFleetHealthDrillFailsTheProbesOnEveryInstance() async throws {
+        try await Self.withFleet(checks: true, edit: Self.drillable) { _, folder, all in
+            #expect(await Self.allAnswer(Self.ams, all, within: 10))
+            let (r, json) = try await Self.drill("health", folder, via: all[1])
+            #expect(r.status == 0, "\(r.combined)")
+            #expect(json["mode"] as? String == "health")
+            let rows = Self.rowsByInstance(json)
+            #expect(Set(rows.keys) == ["ns1", "ns2", "ns3"], "\(json)")
+            for i in all {
+                let p = rows[i.name]?.first ?? [:]
+                #expect(p["server"] as? String == "127.0.0.1:\(i.dns.port)", "\(p)")
+                #expect(p["first_failed_probe_s"] is Double && p["down_s"] is Double, "\(i.name): \(p)")
+                #expect((p["after"] as? [String: Any])?["datacenters"] as? [String] == ["iad"], "\(p)")
+                #expect(i.dns.logText.contains("failed by meridian drill --mode health"), "\(i.name): \(i.dns.logText)")
+            }
+            #expect(json["returned"] as? Bool == true, "\(json)")
+            #expect(await Self.allAnswer(Self.ams, all, within: 10))
         }
     }
 }

@@ -28,7 +28,17 @@ struct StatusPageTests {
         let setup = try DrillSetup()
         try await setup.withServer { server in
             let url = setup.control + "/"
+            // Seven answers into iad (api.drill.test answers iad) for the per-minute table.
+            for _ in 0..<7 {
+                let r = try await Dig.query("api.drill.test", "A", port: setup.dnsPort)
+                #expect(r.answer.map(\.rdata) == ["198.51.100.10"], "\(r.raw)")
+            }
             let before = try await Chromium.dom(url)
+            // Decisions per datacenter over the last minutes: the seven are in iad's row
+            // (in the current minute, or split with the one before at a minute boundary).
+            #expect(StatusPageTests.decisionCells(before, "iad").count == 10, "\(before)")
+            #expect(StatusPageTests.decisionCells(before, "iad").reduce(0, +) >= 7, "\(before)")
+            #expect(before.contains("<td class=\"current\">"), "\(before)")
             #expect(before.contains("<title>Meridian status</title>"), "\(before)")
             #expect(before.contains("id=\"endpoint-iad-1\" data-state=\"up\""), "\(before)")
             #expect(before.contains("id=\"dc-iad\" data-state=\"up\""), "\(before)")
@@ -54,6 +64,16 @@ struct StatusPageTests {
                 try FileManager.default.copyItem(atPath: shot, toPath: keep)
             }
             _ = server
+        }
+    }
+
+    /// The numbers of a datacenter's row in the decisions-per-minute table, oldest first.
+    static func decisionCells(_ html: String, _ dc: String) -> [Int] {
+        guard let start = html.range(of: "<tr id=\"decisions-\(dc)\">"),
+              let end = html.range(of: "</tr>", range: start.upperBound..<html.endIndex) else { return [] }
+        let row = html[start.upperBound..<end.lowerBound]
+        return row.components(separatedBy: "</td>").dropFirst().compactMap { cell in
+            cell.split(separator: ">").last.flatMap { Int($0) }
         }
     }
 

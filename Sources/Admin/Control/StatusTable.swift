@@ -14,8 +14,7 @@ public enum StatusTable {
             out.append("instances: unknown while disconnected\(f.lastError.map { " (\($0))" } ?? "")")
             return out.joined(separator: "\n") + "\n"
         }
-        let counts = Dictionary(list.map { ($0.configHash, 1) }, uniquingKeysWith: +)
-        let usual = counts.max { a, b in a.value < b.value || (a.value == b.value && a.key > b.key) }?.key
+        let usual = f.usualConfigHash
         var rows = [["INSTANCE", "VERSION", "CONFIG", "APPLIED", "ENDPOINTS", "OVERRIDES", "NOTE"]]
         for i in list {
             var notes: [String] = []

@@ -27,13 +27,33 @@ public struct DrillOptions: Sendable {
     public var poll: Double = 0.1
     /// Bound on each waiting phase: answers moving away, and answers coming back.
     public var timeout: Double = 60
+    /// `drill --fleet`: every registered instance, each queried at its own DNS address (and,
+    /// for a health drill, failed through its own control API); empty for one server.
+    public var instances: [DrillInstance] = []
     public init(datacenter: String, holdFor: Double?, server: ListenAddress, control: DrillControl, vantages: [Vantage]) {
         self.datacenter = datacenter; self.holdFor = holdFor; self.server = server; self.control = control; self.vantages = vantages
+    }
+
+    /// What the drill queries and drives: the fleet's instances, or the one server.
+    var targets: [DrillInstance] {
+        instances.isEmpty ? [DrillInstance(name: nil, server: server, control: control)] : instances
     }
 
     /// The override's own expiry: the drill deletes it, but if the drill dies the server
     /// lifts it by itself after this long (the hold or the move timeout, plus 30 s).
     public var overrideExpiry: Double { max(holdFor ?? 0, timeout) + 30 }
+}
+
+/// One instance of a fleet drill: its name in the fleet, where it answers DNS and its
+/// control API (both from its registration record in etcd).
+public struct DrillInstance: Sendable {
+    /// nil when the drill runs on one server.
+    public var name: String?
+    public var server: ListenAddress
+    public var control: DrillControl
+    public init(name: String?, server: ListenAddress, control: DrillControl) {
+        self.name = name; self.server = server; self.control = control
+    }
 }
 
 /// How a drill takes the datacenter down.
@@ -51,6 +71,10 @@ public enum DrillMode: String, Sendable, CaseIterable {
 ///     pair.worstCase    // 30.004: plus the TTL resolvers may hold the old answer for
 ///     pair.verdict      // .ok when worstCase <= rto
 public struct DrillPair: Sendable {
+    /// `drill --fleet`: the instance this row was measured on (nil for one server).
+    public var instance: String? = nil
+    /// The DNS server this row queries.
+    public var server: ListenAddress
     public var name: DNSName
     public var vantage: Vantage
     public var ttl: UInt32
@@ -142,6 +166,8 @@ public struct DrillReport: Sendable {
     public var mode: DrillMode = .override
     /// Health drills: the server's record of the drill (checks, first failed probes, state changes).
     public var probeDrill: ProbeDrillStatus? = nil
+    /// `drill --fleet`: the instances drilled, by name (empty for one server).
+    public var instances: [String] = []
 
     /// 0: every affected pair moved within its rto (or has none) and the datacenter came
     /// back; 1 otherwise.
@@ -184,14 +210,19 @@ public enum Drill {
         report.plan = plan
         report.budgets = plan.names.map { ($0.owner, $0.budget, $0.rto) }
         let target = OverrideTargetName(kind: .datacenter, name: o.datacenter)
-        let probe = DNSProbe(server: o.server, timeout: min(1, max(0.2, o.timeout)))
+        let timeout = min(1, max(0.2, o.timeout))
+        let targets = o.targets
+        report.instances = targets.compactMap(\.name)
+        if !o.instances.isEmpty { report.server = targets.map { "\($0.name ?? "-") at \($0.server)" }.joined(separator: ", ") }
 
         // 1. Nothing may already hold the datacenter: the drill would overwrite and then delete it.
         do {
             let existing = try o.control.overrideTargets()
-            if o.mode == .health, let d = try o.control.probeDrill(), d.active {
-                report.errors.append("a health drill of \(d.datacenter) is running already on this server; wait for it to end (DELETE /drill/health ends it)")
-                return report
+            for t in targets where o.mode == .health {
+                if let d = try t.control.probeDrill(), d.active {
+                    report.errors.append("a health drill of \(d.datacenter) is running already on \(t.name ?? "this server"); wait for it to end (DELETE /drill/health ends it)")
+                    return report
+                }
             }
             if existing.contains(target) {
                 report.errors.append("an override on \(target) is already active; the drill would replace and then remove it. Clear it first (DELETE /override?target=\(target)) or wait for it to expire.")
@@ -203,18 +234,21 @@ public enum Drill {
         }
 
         // 2. Where each (name, vantage) points now.
-        progress("before: querying \(plan.names.count) name(s) from \(o.vantages.count) vantage(s) at \(o.server)")
-        for n in plan.names {
-            for v in o.vantages {
-                let b = probe.observe(name: n.owner, types: n.types, vantage: v.prefix)
-                if let e = b.error, b.addresses.isEmpty && b.cnames.isEmpty {
-                    report.errors.append("\(n.owner) from \(v): \(e)")
+        progress("before: querying \(plan.names.count) name(s) from \(o.vantages.count) vantage(s) at \(targets.map { t in t.name.map { "\($0) (\(t.server))" } ?? "\(t.server)" }.joined(separator: ", "))")
+        for t in targets {
+            let probe = DNSProbe(server: t.server, timeout: timeout)
+            for n in plan.names {
+                for v in o.vantages {
+                    let b = probe.observe(name: n.owner, types: n.types, vantage: v.prefix)
+                    if let e = b.error, b.addresses.isEmpty && b.cnames.isEmpty {
+                        report.errors.append("\(t.name.map { "\($0): " } ?? "")\(n.owner) from \(v): \(e)")
+                    }
+                    var pair = DrillPair(instance: t.name, server: t.server, name: n.owner, vantage: v, ttl: b.ttl > 0 ? b.ttl : n.ttl,
+                                         rto: n.rto, budgetDown: n.budget?.down, before: b,
+                                         affected: plan.pointsInto(addresses: b.addresses, cnames: b.cnames))
+                    pair.budgetDetection = n.budget.map { $0.downParts.filter { !$0.name.hasPrefix("TTL") }.reduce(0) { $0 + $1.seconds } }
+                    report.pairs.append(pair)
                 }
-                var pair = DrillPair(name: n.owner, vantage: v, ttl: b.ttl > 0 ? b.ttl : n.ttl, rto: n.rto,
-                                     budgetDown: n.budget?.down, before: b,
-                                     affected: plan.pointsInto(addresses: b.addresses, cnames: b.cnames))
-                pair.budgetDetection = n.budget.map { $0.downParts.filter { !$0.name.hasPrefix("TTL") }.reduce(0) { $0 + $1.seconds } }
-                report.pairs.append(pair)
             }
         }
         guard report.errors.isEmpty else { return report }
@@ -222,6 +256,14 @@ public enum Drill {
             report.errors.append("no answer points into \(o.datacenter) now (its endpoints are down, or no vantage reaches it): nothing to measure; try --vantage")
             return report
         }
+        // A fleet drill measures every instance: one whose answers already avoid the
+        // datacenter would pass without having been tested.
+        for t in targets {
+            if let n = t.name, !report.pairs.contains(where: { $0.instance == n && $0.affected }) {
+                report.errors.append("\(n): no answer points into \(o.datacenter) now: nothing to measure on this instance")
+            }
+        }
+        guard report.errors.isEmpty else { return report }
         if interrupt.fired { report.interrupted = true; return report }
 
         // 3. Force it down and poll until every affected answer left it.
@@ -234,8 +276,10 @@ public enum Drill {
                 try o.control.setOverride(target: target, state: "down", reason: "drill", expiresIn: o.overrideExpiry)
             case .health:
                 progress("failing the health probes of \(o.datacenter) (the server ends this by itself in \(DurationText.format(o.overrideExpiry)))")
-                let d = try o.control.startProbeDrill(datacenter: o.datacenter, expiresIn: o.overrideExpiry)
-                progress("probes answered as failed: checks \(d.checks.map(\.check).joined(separator: ", "))")
+                for t in targets {
+                    let d = try t.control.startProbeDrill(datacenter: o.datacenter, expiresIn: o.overrideExpiry)
+                    progress("\(t.name.map { "\($0): " } ?? "")probes answered as failed: checks \(d.checks.map(\.check).joined(separator: ", "))")
+                }
             }
             report.forced = true
         } catch {
@@ -244,15 +288,19 @@ public enum Drill {
             // whatever is there (a 404 is fine) rather than leave it until it expires.
             switch o.mode {
             case .override: _ = try? o.control.clearOverride(target: target)
-            case .health: _ = try? o.control.stopProbeDrill()
+            case .health: for t in targets { _ = try? t.control.stopProbeDrill() }
             }
         }
         if report.forced {
-            poll(&report, plan: plan, probe: probe, options: o, since: t0, interrupt: interrupt, untilInside: false, progress: progress)
-            if o.mode == .health { recordProbeTimes(&report, model: model, plan: plan, control: o.control, since: t0Wall, slack: o.poll + 0.5) }
+            poll(&report, plan: plan, options: o, since: t0, interrupt: interrupt, untilInside: false, progress: progress)
+            if o.mode == .health {
+                for t in targets {
+                    recordProbeTimes(&report, model: model, plan: plan, target: t, since: t0Wall, slack: o.poll + 0.5)
+                }
+            }
             for i in report.pairs.indices where !report.pairs[i].affected {
                 let p = report.pairs[i]
-                report.pairs[i].after = probe.observe(name: p.name, types: plan.names.first { $0.owner == p.name }?.types ?? [.a], vantage: p.vantage.prefix)
+                report.pairs[i].after = DNSProbe(server: p.server, timeout: timeout).observe(name: p.name, types: plan.names.first { $0.owner == p.name }?.types ?? [.a], vantage: p.vantage.prefix)
             }
             if let hold = o.holdFor, !interrupt.fired {
                 progress("holding \(o.datacenter) down until \(DurationText.format(hold)) after forcing")
@@ -262,13 +310,13 @@ public enum Drill {
         if interrupt.fired { report.interrupted = true }
 
         // 4. Restore, whatever happened above, and wait for the answers to return.
-        restore(&report, target: target, mode: o.mode, control: o.control, progress: progress)
+        restore(&report, target: target, mode: o.mode, control: o.control, targets: targets, progress: progress)
         if report.restored {
             let tr = monotonicSeconds()
-            poll(&report, plan: plan, probe: probe, options: o, since: tr, interrupt: interrupt, untilInside: true, progress: progress)
+            poll(&report, plan: plan, options: o, since: tr, interrupt: interrupt, untilInside: true, progress: progress)
             report.returned = report.pairs.allSatisfy { !$0.affected || $0.returnedIn != nil }
             if !report.returned {
-                let missing = report.pairs.filter { $0.affected && $0.returnedIn == nil }.map { "\($0.name) from \($0.vantage)" }
+                let missing = report.pairs.filter { $0.affected && $0.returnedIn == nil }.map { "\($0.instance.map { "\($0): " } ?? "")\($0.name) from \($0.vantage)" }
                 report.errors.append("after the restore these answers did not point into \(o.datacenter) again within \(DurationText.format(o.timeout)): \(missing.joined(separator: ", "))")
             }
         }
@@ -278,7 +326,7 @@ public enum Drill {
 
     /// Polls the affected pairs every `poll` until each is outside (or, with `untilInside`,
     /// inside again) the datacenter, the timeout passes, or a signal comes.
-    static func poll(_ report: inout DrillReport, plan: DatacenterPlan, probe: DNSProbe, options o: DrillOptions,
+    static func poll(_ report: inout DrillReport, plan: DatacenterPlan, options o: DrillOptions,
                      since start: Double, interrupt: DrillInterrupt, untilInside: Bool, progress: (String) -> Void) {
         let types = Dictionary(plan.names.map { ($0.owner, $0.types) }, uniquingKeysWith: { a, _ in a })
         while true {
@@ -287,19 +335,19 @@ public enum Drill {
             for i in report.pairs.indices where report.pairs[i].affected {
                 let p = report.pairs[i]
                 if (untilInside ? p.returnedIn : p.movedIn) != nil { continue }
-                let ob = probe.observe(name: p.name, types: types[p.name] ?? [.a], vantage: p.vantage.prefix)
+                let ob = DNSProbe(server: p.server, timeout: min(1, max(0.2, o.timeout))).observe(name: p.name, types: types[p.name] ?? [.a], vantage: p.vantage.prefix)
                 let hasAnswer = !ob.addresses.isEmpty || !ob.cnames.isEmpty
                 let inside = plan.pointsInto(addresses: ob.addresses, cnames: ob.cnames)
                 let elapsed = monotonicSeconds() - start
                 if untilInside {
                     if inside {
                         report.pairs[i].returnedIn = elapsed
-                        progress("\(p.name) from \(p.vantage): back in \(plan.datacenter) after \(DurationText.format(elapsed))")
+                        progress("\(p.instance.map { "\($0): " } ?? "")\(p.name) from \(p.vantage): back in \(plan.datacenter) after \(DurationText.format(elapsed))")
                     } else { pending += 1 }
                 } else if hasAnswer && !inside {
                     report.pairs[i].movedIn = elapsed
                     report.pairs[i].after = ob
-                    progress("\(p.name) from \(p.vantage): moved to \(plan.places(addresses: ob.addresses, cnames: ob.cnames).joined(separator: "+")) after \(DurationText.format(elapsed))")
+                    progress("\(p.instance.map { "\($0): " } ?? "")\(p.name) from \(p.vantage): moved to \(plan.places(addresses: ob.addresses, cnames: ob.cnames).joined(separator: "+")) after \(DurationText.format(elapsed))")
                 } else {
                     report.pairs[i].after = ob
                     pending += 1
@@ -316,7 +364,7 @@ public enum Drill {
     /// DELETE the override, retried three times a second apart; a 404 means it is gone
     /// already (expired), which is also restored.
     static func restore(_ report: inout DrillReport, target: OverrideTargetName, mode: DrillMode, control: DrillControl,
-                        progress: (String) -> Void) {
+                        targets: [DrillInstance], progress: (String) -> Void) {
         guard report.forced else { return }
         progress(mode == .health ? "restoring: probes of \(report.datacenter) run for real again" : "restoring \(target)")
         var last = ""
@@ -325,7 +373,7 @@ public enum Drill {
             do {
                 switch mode {
                 case .override: try control.clearOverride(target: target)
-                case .health: _ = try control.stopProbeDrill()
+                case .health: for t in targets { _ = try t.control.stopProbeDrill() }
                 }
                 report.restored = true
                 return
@@ -339,17 +387,20 @@ public enum Drill {
     /// failed and when the last of them went down, from the server's record, as seconds
     /// since the drill began (both clocks are the wall clock of the host; the drill runs
     /// on the server's host).
-    static func recordProbeTimes(_ report: inout DrillReport, model: ConfigModel, plan: DatacenterPlan, control: DrillControl,
+    static func recordProbeTimes(_ report: inout DrillReport, model: ConfigModel, plan: DatacenterPlan, target: DrillInstance,
                                  since start: Double, slack: Double) {
         let status: ProbeDrillStatus
         do {
-            guard let s = try control.probeDrill() else { report.errors.append("GET /drill/health: no health drill on the server"); return }
+            guard let s = try target.control.probeDrill() else {
+                report.errors.append("GET /drill/health: no health drill on \(target.name ?? "the server")")
+                return
+            }
             status = s
         } catch {
             report.errors.append(error.message)
             return
         }
-        for i in report.pairs.indices where report.pairs[i].affected {
+        for i in report.pairs.indices where report.pairs[i].affected && report.pairs[i].instance == target.name {
             guard let name = plan.names.first(where: { $0.owner == report.pairs[i].name }) else { continue }
             let endpoints = Set(name.endpoints.map { model.endpoints[$0].name })
             let checks = status.checks.filter { !endpoints.isDisjoint(with: $0.endpoints) }
@@ -379,11 +430,12 @@ public enum Drill {
     /// The human-readable report: one row per (name, vantage), then what the numbers mean.
     public static func table(_ r: DrillReport) -> String {
         let health = r.mode == .health
-        var rows: [[String]] = [["NAME", "VANTAGE", "BEFORE", "AFTER"] + (health ? ["1ST FAILED", "DOWN AT", "BUDGET"] : [])
+        let fleet = !r.instances.isEmpty
+        var rows: [[String]] = [(fleet ? ["INSTANCE"] : []) + ["NAME", "VANTAGE", "BEFORE", "AFTER"] + (health ? ["1ST FAILED", "DOWN AT", "BUDGET"] : [])
                                 + ["MOVED IN", "+TTL", "WORST CASE", "RTO", "BACK IN", "VERDICT"]]
         func seconds(_ d: Double?) -> String { d.map { DurationText.format($0) } ?? "-" }
         for p in r.pairs {
-            let head: [String] = [p.name.description, p.vantage.description, place(p.before, plan: r.plan), place(p.after, plan: r.plan)]
+            let head: [String] = (fleet ? [p.instance ?? "-"] : []) + [p.name.description, p.vantage.description, place(p.before, plan: r.plan), place(p.after, plan: r.plan)]
             let probes: [String] = health ? [seconds(p.firstFailedIn), seconds(p.downIn), seconds(p.budgetDetection)] : []
             let moved: String = p.movedIn.map { DurationText.format($0) } ?? (p.affected ? "never" : "-")
             let back: String = p.returnedIn.map { DurationText.format($0) } ?? (p.affected && r.restored ? "never" : "-")
@@ -392,7 +444,8 @@ public enum Drill {
         }
         var widths = Array(repeating: 0, count: rows[0].count)
         for row in rows { for (i, c) in row.enumerated() { widths[i] = max(widths[i], c.count) } }
-        var out = health ? "drill: health probes of datacenter \(r.datacenter) failed via \(r.control), answers from \(r.server)\n\n"
+        var out = fleet ? "fleet drill: \(r.instances.count) instance(s): \(r.instances.joined(separator: ", "))\n" : ""
+        out += health ? "drill: health probes of datacenter \(r.datacenter) failed via \(r.control), answers from \(r.server)\n\n"
                          : "drill: datacenter \(r.datacenter) forced down via \(r.control), answers from \(r.server)\n\n"
         for row in rows {
             out += row.enumerated().map { i, c in i == row.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
@@ -418,7 +471,12 @@ public enum Drill {
             """
         }
         for p in r.pairs where p.affected && !p.passed {
-            out += "miss: \(p.name) from \(p.vantage): \(p.verdict.rawValue)\(missDetail(p))\n"
+            out += "miss: \(p.instance.map { "\($0): " } ?? "")\(p.name) from \(p.vantage): \(p.verdict.rawValue)\(missDetail(p))\n"
+        }
+        for n in r.instances {
+            let mine = r.pairs.filter { $0.instance == n && $0.affected }
+            let missed = mine.filter { !$0.passed }.count
+            out += "instance \(n): \(mine.count) pair(s) in \(r.datacenter) before, \(missed == 0 ? "all moved" : "\(missed) MISSED")\n"
         }
         for b in r.budgets {
             let rto = b.rto.map { " (rto \(DurationText.format($0)))" } ?? ""
@@ -465,7 +523,8 @@ public enum Drill {
         }
         func num(_ d: Double?) -> Any { d.map { ($0 * 1000).rounded() / 1000 } ?? NSNull() }
         let pairs: [[String: Any]] = r.pairs.map { p in
-            ["name": p.name.description, "vantage": p.vantage.description, "in_datacenter_before": p.affected,
+            ["instance": p.instance ?? NSNull(), "server": p.server.description,
+             "name": p.name.description, "vantage": p.vantage.description, "in_datacenter_before": p.affected,
              "before": obs(p.before), "after": obs(p.after), "moved_in_s": num(p.movedIn), "ttl_s": Int(p.ttl),
              "worst_case_s": num(p.worstCase), "rto_s": num(p.rto), "budget_down_s": num(p.budgetDown),
              "returned_in_s": num(p.returnedIn), "verdict": p.verdict.rawValue, "passed": p.passed,
@@ -481,6 +540,12 @@ public enum Drill {
             "measured_at": "authoritative server; worst_case_s = moved_in_s + ttl_s is what clients may see, and is compared with rto_s",
             "pairs": pairs, "forced": r.forced, "restored": r.restored, "returned": r.returned,
             "interrupted": r.interrupted, "errors": r.errors, "exit_code": Int(r.exitCode),
+            "instances": r.instances.map { n -> [String: Any] in
+                let mine = r.pairs.filter { $0.instance == n }
+                return ["name": n, "server": mine.first?.server.description ?? "", "pairs": mine.count,
+                        "affected": mine.filter(\.affected).count, "missed": mine.filter { $0.affected && !$0.passed }.count,
+                        "passed": mine.allSatisfy(\.passed)]
+            },
         ]
         let data = (try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self) + "\n"

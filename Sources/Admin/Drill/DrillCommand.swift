@@ -23,6 +23,8 @@ public struct DrillArguments: Sendable {
     public var poll: Double = 0.1
     public var timeout: Double = 60
     public var mode: DrillMode = .override
+    /// Drill every instance registered in the fleet (read from `--control`'s /status).
+    public var fleet = false
     public init(down: String, config: String) { self.down = down; self.config = config }
 }
 
@@ -81,6 +83,9 @@ extension Commands {
     public static func drill(_ args: DrillArguments) -> Int32 {
         do throws(DrillError) {
             let model = try loadModel(args.config)
+            if args.fleet && args.server != nil {
+                throw DrillError(.usage, "--server and --fleet: a fleet drill queries each instance at the DNS address it registers")
+            }
             let server = try drillServer(args.server, model)
             guard let url = drillControlURL(args.control, model) else {
                 throw DrillError(.usage, "no control API: give --control URL or set server.control in \(args.config)")
@@ -100,6 +105,7 @@ extension Commands {
             opts.poll = args.poll
             opts.timeout = args.timeout
             opts.mode = args.mode
+            if args.fleet { opts.instances = try fleetInstances(control) }
             let interrupt = DrillInterrupt()
             watchSignals(interrupt)
             // Progress goes to stderr, unbuffered, so it shows as it happens and stdout
@@ -113,6 +119,42 @@ extension Commands {
             printErr("meridian drill: \(error.message)")
             return error.exitCode
         }
+    }
+
+    /// `drill --fleet`: every instance registered in etcd, as `control`'s server reads it,
+    /// reached at its registered DNS address and control URL with the same token. A wildcard
+    /// listen address is queried on loopback (the instance then has to run on this host).
+    static func fleetInstances(_ control: DrillControl) throws(DrillError) -> [DrillInstance] {
+        let status: StatusReport
+        do { status = try control.client.status() } catch { throw DrillError(.failed, "--fleet: \(error.message)") }
+        guard let fleet = status.fleet else { throw DrillError(.usage, "--fleet: the server at \(control.url) is not in a fleet (no fleet: in its config)") }
+        guard let list = fleet.instances, !list.isEmpty else {
+            throw DrillError(.failed, "--fleet: \(fleet.name) is \(fleet.state) and lists no instances\(fleet.lastError.map { ": \($0)" } ?? "")")
+        }
+        var out: [DrillInstance] = []
+        for i in list {
+            guard let dns = i.dns?.first, var server = try? ListenAddress(dns) else {
+                throw DrillError(.failed, "--fleet: instance \(i.name) (version \(i.version)) registers no DNS address; upgrade it or drill it alone with --server")
+            }
+            guard let url = i.control else {
+                throw DrillError(.failed, "--fleet: instance \(i.name) has no control API; a fleet drill needs one on every instance")
+            }
+            if server.address == IPAddress(v4: 0) { server.address = IPAddress(v4: 0x7F00_0001) }
+            if server.address.isV6 && server.address == IPAddress("::")! { server.address = IPAddress("::1")! }
+            let reach: DrillControl
+            do {
+                reach = DrillControl(client: try ControlClient(url: drillLoopback(url), token: control.client.token, timeout: control.client.timeout))
+            } catch {
+                throw DrillError(.failed, "--fleet: instance \(i.name): control URL \(url): \(error.message)")
+            }
+            out.append(DrillInstance(name: i.name, server: server, control: reach))
+        }
+        return out
+    }
+
+    /// A wildcard host in a control URL replaced by loopback.
+    static func drillLoopback(_ url: String) -> String {
+        url.replacingOccurrences(of: "//0.0.0.0:", with: "//127.0.0.1:").replacingOccurrences(of: "//[::]:", with: "//[::1]:")
     }
 
     /// SIGINT/SIGTERM (blocked in every thread by `Signals.blockAll`) are taken on their own

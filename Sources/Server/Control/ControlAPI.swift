@@ -57,8 +57,11 @@ public final class ControlAPI: Sendable {
         box.api = self
     }
 
-    public func start() throws(SystemError) { try http.start() }
-    public func stop() { http.stop() }
+    public func start() throws(SystemError) {
+        try http.start()
+        context.decisions.startSampling(context)
+    }
+    public func stop() { http.stop(); context.decisions.stop() }
     public var boundAddress: ListenAddress { http.boundAddress }
 
     /// The 401 for a request without the right bearer token, nil when it may proceed.

@@ -33,7 +33,10 @@ enum StatusPage {
             """
         if let model {
             h += datacenters(r, model: model, totals: MetricsRenderer.decisionTotals(c.metrics.allBlocks, model: model))
+            c.decisions.sample(metrics: c.metrics, model: model)
+            h += decisionsPerMinute(c.decisions.minutes(), datacenters: model.datacenters.map(\.name))
         }
+        if let f = r.fleet { h += fleet(f) }
         h += "<h2>Endpoints</h2>\n<table id=\"endpoints\"><tr><th>endpoint</th><th>datacenter</th><th>state</th><th>checked</th><th>since</th><th>check</th><th>last result</th><th>override</th></tr>\n"
         for e in r.endpoints {
             let cls = stateClass(e.state)
@@ -82,15 +85,55 @@ enum StatusPage {
     /// One row per datacenter: endpoints up of all, and the GSLB answers that pointed into it
     /// since the last reload (summed over names).
     static func datacenters(_ r: StatusReport, model: ConfigModel, totals: [UInt64]) -> String {
-        let cols = model.datacenters.count + 1
+        let sums = DecisionHistory.perDatacenter(totals, model: model)
         var h = "<h2>Datacenters</h2>\n<table id=\"datacenters\"><tr><th>datacenter</th><th>endpoints up</th><th>answers since reload</th></tr>\n"
         for (i, dc) in model.datacenters.enumerated() {
             let eps = r.endpoints.filter { $0.datacenter == dc.name }
             let up = eps.filter { $0.state != "down" }.count
-            var answers: UInt64 = 0
-            for n in 0..<model.names.count where n * cols + i < totals.count { answers &+= totals[n * cols + i] }
+            let answers = sums[i]
             let state = eps.isEmpty ? "up" : (up == 0 ? "down" : (up < eps.count ? "degraded" : "up"))
             h += "<tr id=\"dc-\(esc(dc.name))\" data-state=\"\(state)\"><td>\(esc(dc.name))</td><td class=\"\(state)\">\(up) of \(eps.count)</td><td>\(answers)</td></tr>\n"
+        }
+        return h + "</table>\n"
+    }
+
+    /// The last minutes' GSLB answers per datacenter, one column per minute (oldest first).
+    static func decisionsPerMinute(_ minutes: [DecisionHistory.Minute], datacenters: [String]) -> String {
+        let clock: (Int) -> String = { m in
+            let t = m * 60 % 86400
+            return String(format: "%02d:%02d", t / 3600, t / 60 % 60)
+        }
+        var h = "<h2>Answers per datacenter, last \(minutes.count) minutes (UTC)</h2>\n<table id=\"decisions\"><tr><th>datacenter</th>"
+        for m in minutes { h += "<th>\(clock(m.minute))</th>" }
+        h += "</tr>\n"
+        for dc in datacenters {
+            h += "<tr id=\"decisions-\(esc(dc))\"><td>\(esc(dc))</td>"
+            for (i, m) in minutes.enumerated() {
+                let v = m.counts[dc] ?? 0
+                h += "<td\(i == minutes.count - 1 ? " class=\"current\"" : "")>\(v)</td>"
+            }
+            h += "</tr>\n"
+        }
+        return h + "</table>\n"
+    }
+
+    /// Fleet mode: this instance's link to etcd and every registered instance.
+    static func fleet(_ f: FleetStatus) -> String {
+        let cls = f.state == "connected" ? "up" : "down"
+        var h = "<h2>Fleet</h2>\n<p id=\"fleet\" data-state=\"\(esc(f.state))\">this instance: \(esc(f.name)), <span class=\"\(cls)\">\(esc(f.state))</span>"
+        h += " since \(time(f.since)), applied revision \(f.appliedRevision)\(f.lastError.map { " (" + esc($0) + ")" } ?? "")</p>\n"
+        guard let list = f.instances else {
+            return h + "<p class=\"muted\">instances unknown while disconnected from etcd</p>\n"
+        }
+        // Drift: a config hash other than the most common one.
+        let usual = f.usualConfigHash
+        h += "<table id=\"instances\"><tr><th>instance</th><th>version</th><th>config hash</th><th>connected</th><th>applied revision</th><th>endpoints usable</th><th>overrides</th><th>updated</th></tr>\n"
+        for i in list {
+            let drift = i.configHash != usual
+            h += "<tr id=\"instance-\(esc(i.name))\" data-drift=\"\(drift)\"><td>\(esc(i.name))</td><td>\(esc(i.version))</td>"
+            h += "<td class=\"\(drift ? "down" : "")\">\(esc(i.configHash))\(drift ? " DRIFT" : "")</td>"
+            // A registered instance holds a live lease in etcd, so it is connected.
+            h += "<td class=\"up\">yes</td><td>\(i.appliedRevision)</td><td>\(i.endpointsUsable) of \(i.endpoints)</td><td>\(i.overrides)</td><td>\(time(i.updated))</td></tr>\n"
         }
         return h + "</table>\n"
     }

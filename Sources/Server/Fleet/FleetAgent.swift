@@ -19,9 +19,14 @@ public struct FleetInstance: Codable, Sendable, Equatable {
     public var overrides: Int
     /// Seconds since the epoch of this record.
     public var updated: Double
+    /// Where `meridian drill --fleet` reaches this instance: its DNS listen addresses
+    /// (ADDR:PORT, as it bound them) and its control API URL (nil without one). Optional so
+    /// that records of older versions still decode.
+    public var dns: [String]?
+    public var control: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, version, endpoints, overrides, updated
+        case name, version, endpoints, overrides, updated, dns, control
         case configHash = "config_hash", appliedRevision = "applied_revision", endpointsUsable = "endpoints_usable"
     }
 }
@@ -46,6 +51,13 @@ public struct FleetStatus: Codable, Sendable {
     public var since: Double
     /// The registered instances (nil while disconnected).
     public var instances: [FleetInstance]?
+
+    /// The most common config hash among the instances (ties: the smallest); an instance
+    /// with another one has drifted.
+    public var usualConfigHash: String? {
+        let counts = Dictionary((instances ?? []).map { ($0.configHash, 1) }, uniquingKeysWith: +)
+        return counts.max { a, b in a.value < b.value || (a.value == b.value && a.key > b.key) }?.key
+    }
 
     enum CodingKeys: String, CodingKey {
         case name, state, prefix, since, instances
@@ -75,6 +87,9 @@ public final class FleetAgent: Sendable {
     private let save: @Sendable () -> Void
     private let configHash: String
     private let log: Logger
+    /// Registered for `drill --fleet`: the DNS listen addresses and the control API URL.
+    private let dnsAddresses: [String]
+    private let controlURL: String?
 
     private struct State {
         var connected = false
@@ -95,8 +110,10 @@ public final class FleetAgent: Sendable {
     public var instancesPrefix: String { settings.prefix + "instances/" }
 
     public init(settings: FleetSettings, credentials: EtcdCredentials? = nil, tls: TLSClientContext? = nil, publisher: Publisher,
-                save: @escaping @Sendable () -> Void, configHash: String, log: Logger) {
+                save: @escaping @Sendable () -> Void, configHash: String, log: Logger,
+                dns: [String] = [], controlURL: String? = nil) {
         self.settings = settings
+        self.dnsAddresses = dns; self.controlURL = controlURL
         self.client = EtcdClient(endpoints: settings.endpoints, timeout: 2, credentials: credentials, tls: tls)
         self.publisher = publisher; self.save = save; self.configHash = configHash; self.log = log
     }
@@ -262,7 +279,8 @@ public final class FleetAgent: Sendable {
         let usable = (0..<count).filter { health.state($0).isUsable }.count
         let rec = FleetInstance(name: settings.name, version: MeridianVersion.string, configHash: configHash,
                                 appliedRevision: appliedRevision, endpointsUsable: usable, endpoints: count,
-                                overrides: publisher.monitor?.overrides().count ?? 0, updated: Date().timeIntervalSince1970)
+                                overrides: publisher.monitor?.overrides().count ?? 0, updated: Date().timeIntervalSince1970,
+                                dns: dnsAddresses, control: controlURL)
         let data = (try? JSONEncoder().encode(rec)) ?? Data()
         try client.put(instancesPrefix + settings.name, value: Array(data), lease: lease)
     }

@@ -218,9 +218,10 @@ extension Router {
                 // Keys whose choices answer alike are one decision (the first such key), and
                 // a key whose choice is the default's is no match: neighbours that differ
                 // only there merge into one scope.
+                let defaultKey = d.map { leafKey(model, $0) }
+                let first = firstOfSameLeaf(model, children)
                 canonical = children.indices.map { i in
-                    if let d, sameLeaf(model, d, children[i]) { return -1 }
-                    return Int32(children.firstIndex { sameLeaf(model, $0, children[i]) } ?? i)
+                    leafKey(model, children[i]) == defaultKey ? -1 : first[i]
                 }
                 spec = "geo \(keys) \(canonical)"
             case .nearest(let c, let dcs, let bias, _): spec = "nearest \(c.count) \(dcs) \(bias)"

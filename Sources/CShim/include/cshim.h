@@ -131,7 +131,9 @@ int cshim_malloc_trim(void);
    other threads exist: every reload parses on a fresh thread, and with one arena per thread
    (up to 8 per core) the freed memory of earlier reloads stayed stranded in arenas the next
    reload did not use, so resident memory wandered by about 15% from reload to reload.
-   Returns 1 when the limit was set. */
+   `serve` asks for one arena: two still let 100,000 prefixes creep to 1.19x over ten
+   reloads, one kept them at 1.00x, at no measured cost to the health loop (see
+   Benchmarks/config-scale/RESULTS.md). Returns 1 when the limit was set. */
 int cshim_limit_malloc_arenas(int n);
 
 #endif

@@ -395,6 +395,10 @@ int cshim_sealed_copy(int src, const char *name, size_t size) {
 }
 
 int cshim_malloc_trim(void) { return malloc_trim(0); }
+int cshim_limit_malloc_arenas(int n) {
+    if (getenv("MALLOC_ARENA_MAX") != NULL) return 0;
+    return mallopt(M_ARENA_MAX, n);
+}
 /* A blocking Unix stream socket connected to `path`, with send and receive timeouts of
  * `timeout_ms` so a stalled collector cannot hold the caller; -1 with errno on failure. */
 #include <sys/un.h>

@@ -149,15 +149,22 @@ public final class Router: Sendable {
         if !errors.isEmpty { throw ConfigErrors(errors) }
 
         var labels: [String] = []
+        var labelIndex: [String: Int32] = [:]
         func intern(_ s: String) -> Int32 {
-            if let i = labels.firstIndex(of: s) { return Int32(i) }
-            labels.append(s); return Int32(labels.count - 1)
+            if let i = labelIndex[s] { return i }
+            labels.append(s)
+            let i = Int32(labels.count - 1)
+            labelIndex[s] = i
+            return i
         }
         var trie = PrefixTrie()
         var cidrLabels: [Int32] = []
+        var firstWithTarget: [CIDRTarget: Int] = [:]
         for (i, e) in model.geo.cidr.enumerated() {
-            // Entries with the same target share one value so the trie can merge them.
-            let canonical = model.geo.cidr.firstIndex { $0.target == e.target } ?? i
+            // Entries with the same target share one value (the first such entry's) so the
+            // trie can merge them.
+            let canonical = firstWithTarget[e.target, default: i]
+            firstWithTarget[e.target] = canonical
             trie.insert(e.prefix, value: Int32(canonical))
             switch e.target {
             case .label(let l): cidrLabels.append(intern(l))
@@ -187,15 +194,13 @@ public final class Router: Sendable {
                 // The default is a /0 rule of both families; rules whose choices are the same
                 // leaf share a value, so compaction merges their networks.
                 c.targets = children + (def.map { [$0] } ?? [])
-                func canonical(_ i: Int) -> Int32 {
-                    Int32(c.targets.firstIndex { Router.sameLeaf(model, $0, c.targets[i]) } ?? i)
-                }
+                let canonical = Router.firstOfSameLeaf(model, c.targets)
                 if def != nil {
-                    let d = canonical(c.targets.count - 1)
+                    let d = canonical[c.targets.count - 1]
                     c.trie.insert(IPPrefix(address: IPAddress(v4: 0), length: 0), value: d)
                     c.trie.insert(IPPrefix(address: IPAddress(family: .v6, hi: 0, lo: 0), length: 0), value: d)
                 }
-                for (i, p) in prefixes.enumerated() { c.trie.insert(p, value: canonical(i)) }
+                for (i, p) in prefixes.enumerated() { c.trie.insert(p, value: canonical[i]) }
                 c.trie.compact()
             case .hashed(let children, _, _, _):
                 c.childIDs = children.map { stableHash(Router.childName(model, $0)) }
@@ -236,12 +241,30 @@ public final class Router: Sendable {
         maxAddresses = model.maxAnswerAddresses
     }
 
-    /// Two policy nodes that answer identically whatever the client: the same node, or
-    /// pools of the same endpoints with the same `when_all_down` and `min_healthy`.
-    static func sameLeaf(_ model: ConfigModel, _ a: Int, _ b: Int) -> Bool {
-        if a == b { return true }
-        guard case .pool(_, let x) = model.nodes[a].kind, case .pool(_, let y) = model.nodes[b].kind else { return false }
-        return x == y && model.nodes[a].whenAllDown == model.nodes[b].whenAllDown && model.nodes[a].minHealthy == model.nodes[b].minHealthy
+    /// Two policy nodes are the same leaf, answering identically whatever the client, when
+    /// they are the same node, or pools of the same endpoints with the same `when_all_down`
+    /// and `min_healthy`: exactly when their `leafKey`s are equal.
+    enum LeafKey: Hashable {
+        case node(Int)
+        case pool(endpoints: [Int], whenAllDown: WhenAllDown, minHealthy: Int)
+    }
+
+    static func leafKey(_ model: ConfigModel, _ n: Int) -> LeafKey {
+        guard case .pool(_, let endpoints) = model.nodes[n].kind else { return .node(n) }
+        return .pool(endpoints: endpoints, whenAllDown: model.nodes[n].whenAllDown, minHealthy: model.nodes[n].minHealthy)
+    }
+
+    /// For each of `nodes`, the index of the first of them that is the same leaf,
+    /// found with one hash table instead of a scan per node.
+    static func firstOfSameLeaf(_ model: ConfigModel, _ nodes: [Int]) -> [Int32] {
+        var first: [LeafKey: Int32] = [:]
+        first.reserveCapacity(nodes.count)
+        return nodes.indices.map { i in
+            let key = leafKey(model, nodes[i])
+            if let j = first[key] { return j }
+            first[key] = Int32(i)
+            return Int32(i)
+        }
     }
 
     static func childName(_ model: ConfigModel, _ n: Int) -> String {

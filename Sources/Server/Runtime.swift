@@ -359,6 +359,8 @@ public enum Runtime {
     /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.
     public static func serve(sources: ConfigSources, listen: [String], workers: Int?, logLevel: Logger.Level,
                              control controlOption: String? = nil, fleetName: String? = nil) -> Int32 {
+        // One malloc arena, before any other thread starts (see cshim_limit_malloc_arenas).
+        _ = cshim_limit_malloc_arenas(1)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = logLevel

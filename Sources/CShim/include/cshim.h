@@ -126,4 +126,14 @@ static inline void cshim_add64(uint64_t *p, uint64_t v) {
    tables). */
 int cshim_malloc_trim(void);
 
+/* Limits glibc to `n` malloc arenas (mallopt M_ARENA_MAX), unless the environment already
+   sets MALLOC_ARENA_MAX (the operator's choice wins). Called at the start of `serve`, before
+   other threads exist: every reload parses on a fresh thread, and with one arena per thread
+   (up to 8 per core) the freed memory of earlier reloads stayed stranded in arenas the next
+   reload did not use, so resident memory wandered by about 15% from reload to reload.
+   `serve` asks for one arena: two still let 100,000 prefixes creep to 1.19x over ten
+   reloads, one kept them at 1.00x, at no measured cost to the health loop (see
+   Benchmarks/config-scale/RESULTS.md). Returns 1 when the limit was set. */
+int cshim_limit_malloc_arenas(int n);
+
 #endif

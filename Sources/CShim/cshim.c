@@ -399,28 +399,3 @@ int cshim_limit_malloc_arenas(int n) {
     if (getenv("MALLOC_ARENA_MAX") != NULL) return 0;
     return mallopt(M_ARENA_MAX, n);
 }
-/* A blocking Unix stream socket connected to `path`, with send and receive timeouts of
- * `timeout_ms` so a stalled collector cannot hold the caller; -1 with errno on failure. */
-#include <sys/un.h>
-int cshim_unix_connect(const char *path, int timeout_ms) {
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    size_t n = strlen(path);
-    if (n >= sizeof(sa.sun_path)) { errno = ENAMETOOLONG; return -1; }
-    memcpy(sa.sun_path, path, n);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct timeval tv;
-    tv.tv_sec = timeout_ms / 1000;
-    tv.tv_usec = (timeout_ms % 1000) * 1000;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
-        int e = errno; close(fd); errno = e; return -1;
-    }
-    for (;;) {
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) return fd;
-        if (errno == EINTR) continue;
-        int e = errno; close(fd); errno = e; return -1;
-    }
-}

@@ -1,7 +1,7 @@
 import Glibc
 
-/// An IPv4 or IPv6 socket address, the one place an address becomes a `sockaddr_in` or
-/// `sockaddr_in6` (health checks, the GeoIP lookup, the drill, the control client, the
+/// An IPv4, IPv6 or Unix socket address, the one place an address becomes a `sockaddr_in`,
+/// `sockaddr_in6` or `sockaddr_un` (health checks, the GeoIP lookup, the drill, the control client, the
 /// tests' clients). A value type with no allocation: `withSockaddr` hands the C pointer to
 /// a non-escaping closure.
 ///
@@ -47,6 +47,29 @@ public struct SocketAddress: Sendable {
         guard Int(length) <= MemoryLayout<sockaddr_storage>.size else { return nil }
         withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: Int(length))) }
         self.length = length
+    }
+
+    /// An `AF_UNIX` address, the one place a path becomes a `sockaddr_un` (the service
+    /// manager's notify socket, the dnstap collector, the tests' listeners). A path that
+    /// starts with `@` names an abstract socket (the `@` becomes the leading NUL and no NUL
+    /// ends it, as systemd's `$NOTIFY_SOCKET` has it). Nil when the path is empty or does
+    /// not fit `sun_path` with its terminating NUL.
+    ///
+    ///     let a = SocketAddress(unixPath: "/run/dnstap.sock")!
+    ///     let rc = a.withSockaddr { connect(fd, $0, $1) }
+    public init?(unixPath: String) {
+        var path = Array(unixPath.utf8)
+        guard !path.isEmpty else { return nil }
+        var sun = sockaddr_un()
+        sun.sun_family = sa_family_t(AF_UNIX)
+        let abstract = path[0] == UInt8(ascii: "@")
+        if abstract { path[0] = 0 }
+        guard path.count < MemoryLayout.size(ofValue: sun.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &sun.sun_path) { raw in
+            for (i, b) in path.enumerated() { raw[i] = b }
+        }
+        store(sun)
+        length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + (abstract ? 0 : 1))
     }
 
     /// The local address `fd` is bound to (getsockname), nil on error (errno is set).

@@ -1,6 +1,7 @@
 import DNSWire
 import Foundation
 import Glibc
+import Platform
 import Testing
 import TestSupport
 
@@ -364,14 +365,8 @@ final class NotifyListener {
     init(path: String) throws {
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw POSIXError(.ENAMETOOLONG) }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
-        let r = withUnsafePointer(to: &addr) { a in
-            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        guard let address = SocketAddress(unixPath: path) else { Glibc.close(fd); throw POSIXError(.ENAMETOOLONG) }
+        let r = address.withSockaddr { bind(fd, $0, $1) }
         guard r == 0 else { Glibc.close(fd); throw POSIXError(.EADDRINUSE) }
     }
 

@@ -52,3 +52,50 @@ struct SocketAddressTests {
         #expect(SocketAddress.local(of: -1) == nil)
     }
 }
+
+/// The one path-to-`sockaddr_un` conversion: a path with its NUL, an abstract name without,
+/// and the limits of `sun_path`; a datagram goes through a socket bound with it.
+@Suite("unix socket address")
+struct UnixSocketAddressTests {
+    @Test func pathAndAbstractNameAndLimits() throws {
+        let capacity = MemoryLayout.size(ofValue: sockaddr_un().sun_path)
+        let family = MemoryLayout<sa_family_t>.size
+        let path = try #require(SocketAddress(unixPath: "/run/x.sock"))
+        #expect(path.family == AF_UNIX)
+        #expect(path.length == socklen_t(family + 11 + 1))
+        path.withSockaddr { p, _ in
+            let sun = UnsafeRawPointer(p).load(as: sockaddr_un.self)
+            let bytes = withUnsafeBytes(of: sun.sun_path) { Array($0.prefix(12)) }
+            #expect(bytes == Array("/run/x.sock".utf8) + [0])
+        }
+        let abstract = try #require(SocketAddress(unixPath: "@notify"))
+        #expect(abstract.length == socklen_t(family + 7))
+        abstract.withSockaddr { p, _ in
+            let sun = UnsafeRawPointer(p).load(as: sockaddr_un.self)
+            #expect(withUnsafeBytes(of: sun.sun_path) { Array($0.prefix(7)) } == [0] + Array("notify".utf8))
+        }
+        #expect(SocketAddress(unixPath: "") == nil)
+        #expect(SocketAddress(unixPath: "/" + String(repeating: "a", count: capacity - 2)) != nil)
+        #expect(SocketAddress(unixPath: "/" + String(repeating: "a", count: capacity - 1)) == nil)
+    }
+
+    @Test func boundAndSentTo() throws {
+        let path = "/tmp/meridian-sun-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        defer { unlink(path) }
+        let address = try #require(SocketAddress(unixPath: path))
+        let rx = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(rx >= 0)
+        defer { close(rx) }
+        try #require(address.withSockaddr { bind(rx, $0, $1) } == 0)
+        let tx = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(tx >= 0)
+        defer { close(tx) }
+        let sent = address.withSockaddr { sa, len in "hello".withCString { sendto(tx, $0, 5, 0, sa, len) } }
+        #expect(sent == 5)
+        var buf = [UInt8](repeating: 0, count: 16)
+        var p = pollfd(fd: rx, events: Int16(POLLIN), revents: 0)
+        try #require(poll(&p, 1, 2000) == 1)
+        let n = recv(rx, &buf, buf.count, 0)
+        #expect(n == 5 && Array(buf.prefix(5)) == Array("hello".utf8))
+    }
+}

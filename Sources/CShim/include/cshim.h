@@ -65,8 +65,6 @@ int cshim_accept(int fd, int *family, uint8_t *addr, uint16_t *port);
 int cshim_tcp_nodelay(int fd);
 /* Sets receive timeout (SO_RCVTIMEO) in milliseconds. Returns 0 or -1 with errno. */
 int cshim_set_rcvtimeo(int fd, int milliseconds);
-/* A Unix stream socket connected to path, with send/receive timeouts; -1 and errno on failure. */
-int cshim_unix_connect(const char *path, int timeout_ms);
 
 /* Names the calling thread (shown by top -H, gdb); longer names are cut to 15 bytes. */
 void cshim_name_current_thread(const char *name);

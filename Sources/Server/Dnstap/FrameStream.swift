@@ -1,6 +1,6 @@
-import CShim
 import Foundation
 import Glibc
+import Platform
 
 /// Frame Streams (the transport of dnstap, as libfstrm implements it): data frames are a
 /// 32-bit big-endian length and the payload; control frames are an escape (length 0), the
@@ -81,8 +81,7 @@ final class FrameStreamOutput {
     /// Connects to the collector at `path`, sends READY, expects ACCEPT with our content
     /// type, sends START. Send and receive time out after `timeoutMs`.
     static func socket(_ path: String, timeoutMs: Int32 = 2000) throws(SystemError) -> FrameStreamOutput {
-        let fd = cshim_unix_connect(path, timeoutMs)
-        if fd < 0 { throw SystemError("connect", errno: errno, context: path) }
+        let fd = try connectUnix(path, timeoutMs: timeoutMs)
         let out = FrameStreamOutput(fd: fd, bidirectional: true)
         do throws(SystemError) {
             try out.write(FrameStream.control(.ready, withContentType: true))
@@ -99,6 +98,28 @@ final class FrameStreamOutput {
             throw error
         }
         return out
+    }
+
+    /// A blocking Unix stream socket connected to `path`, with send and receive timeouts of
+    /// `timeoutMs` so a stalled collector cannot hold the caller.
+    private static func connectUnix(_ path: String, timeoutMs: Int32) throws(SystemError) -> Int32 {
+        guard let address = SocketAddress(unixPath: path) else { throw SystemError("connect", errno: ENAMETOOLONG, context: path) }
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw SystemError("socket", errno: errno, context: path) }
+        var tv = timeval(tv_sec: Int(timeoutMs / 1000), tv_usec: Int(timeoutMs % 1000) * 1000)
+        if setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) != 0
+            || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) != 0 {
+            let e = errno
+            Glibc.close(fd)
+            throw SystemError("setsockopt", errno: e, context: path)
+        }
+        while address.withSockaddr({ Glibc.connect(fd, $0, $1) }) != 0 {
+            let e = errno
+            if e == EINTR { continue }
+            Glibc.close(fd)
+            throw SystemError("connect", errno: e, context: path)
+        }
+        return fd
     }
 
     func write(_ bytes: [UInt8]) throws(SystemError) {

@@ -1,7 +1,6 @@
 import CShim
 import Config
 import DNSSEC
-import Diagnostics
 import DNSWire
 import Diagnostics
 import Foundation
@@ -45,6 +44,19 @@ public struct LoadOutcome: Sendable {
     public var summaries: [String] = []
     public var listen: [String] = []
     public var workers: Int? = nil
+    /// The token and password files' contents, as checked (see `ServerSecrets`).
+    public var secrets = ServerSecrets()
+}
+
+/// What the `server:` block names by file (the control token, etcd's password and TLS
+/// files), read once while loading so that `serve` uses what was checked; `warnings` are the
+/// mode warnings `serve` gives at start.
+public struct ServerSecrets: Sendable {
+    public var controlToken: String?
+    public var fleetPassword: String?
+    public var fleetTLS: TLSClientContext?
+    public var warnings: [String] = []
+    public init() {}
 }
 
 /// Loading and serving: the one `load` every command and reload uses, and `meridian serve`.
@@ -127,7 +139,9 @@ public enum Runtime {
         out.errors += loaded.errors.map(\.description)
         if let m = model {
             out.errors += m.validate(againstStaticOwners: loaded.gslbStatic, cuts: loaded.gslbCuts).map(\.description)
-            out.errors += serverSettingProblems(m)
+            let server = serverSettings(m)
+            out.errors += server.problems
+            out.secrets = server.secrets
             out.errors += stateDirectoryProblems(m, sources)
             out.errors += Budgets.rtoErrors(m)
             let served = Set(loaded.zones.map { $0.origin.lowercased() })
@@ -272,34 +286,47 @@ public enum Runtime {
     /// `meridian check` refuses it too: listen addresses, the control address and its token
     /// rule, the token file, and (when running as root, as `serve` would switch) the user and
     /// group. Each error carries the file:line:column of its key.
-    static func serverSettingProblems(_ m: ConfigModel) -> [String] {
+    /// The secret files are read here, once: `serve` uses `secrets` instead of reading them again.
+    static func serverSettings(_ m: ConfigModel) -> (problems: [String], secrets: ServerSecrets) {
         let s = m.server
         var out: [String] = []
+        var secrets = ServerSecrets()
         func at(_ key: String) -> String { (s.locations[key]?.description ?? m.file) + ": " }
         for l in s.listen {
             do { _ = try ListenAddress(l) } catch { out.append(at("listen") + "server.listen: \(error)") }
         }
-        var token = s.controlToken
-        if token == nil, let f = s.controlTokenFile {
-            do { token = try ControlTokenFile.read(f, logger: nil) } catch { out.append(at("control_token_file") + error.message) }
+        secrets.controlToken = s.controlToken
+        if secrets.controlToken == nil, let f = s.controlTokenFile {
+            do {
+                let (token, warning) = try ControlTokenFile.load(f)
+                secrets.controlToken = token
+                secrets.warnings += warning.map { [$0] } ?? []
+            } catch { out.append(at("control_token_file") + error.message) }
         }
         // An unreadable token file is reported above; the bind rule is then not checked twice.
-        if let c = s.control, token != nil || s.controlTokenFile == nil {
-            do { _ = try ControlAPI.bindAddress(c, token: token) } catch { out.append(at("control") + error.message) }
+        if let c = s.control, secrets.controlToken != nil || s.controlTokenFile == nil {
+            do { _ = try ControlAPI.bindAddress(c, token: secrets.controlToken) } catch { out.append(at("control") + error.message) }
         }
         if let f = s.fleet, let pw = f.passwordFile {
-            do { _ = try ControlTokenFile.read(pw, logger: nil, key: "fleet.password_file") } catch {
+            do {
+                let (password, warning) = try ControlTokenFile.load(pw, key: "fleet.password_file")
+                secrets.fleetPassword = password
+                secrets.warnings += warning.map { [$0] } ?? []
+            } catch {
                 out.append((f.locations["password_file"]?.description ?? m.file) + ": " + error.message)
             }
         }
-        if let f = s.fleet, f.usesTLS, case .failure(let e) = FleetAgent.tlsContext(f) {
-            out.append((f.locations[e.key]?.description ?? m.file) + ": fleet.\(e.key): " + e.message)
+        if let f = s.fleet, f.usesTLS {
+            switch FleetAgent.tlsContext(f) {
+            case .success(let c): secrets.fleetTLS = c
+            case .failure(let e): out.append((f.locations[e.key]?.description ?? m.file) + ": fleet.\(e.key): " + e.message)
+            }
         }
         if geteuid() == 0 {
             if let u = s.user, Privileges.lookup(user: u) == nil { out.append(at("user") + Privileges.noSuchUser(u)) }
             if let g = s.group, Privileges.lookup(group: g) == nil { out.append(at("group") + Privileges.noSuchGroup(g)) }
         }
-        return out
+        return (out, secrets)
     }
 
     /// The state folder must be usable, checked at load so `meridian check` refuses what
@@ -356,16 +383,18 @@ public enum Runtime {
         s?.stop()
     }
 
+    /// Why `serve` does not start, once the sockets are bound (logged as critical; exit 1).
+    struct StartFailure: Error {
+        let message: String
+        init(_ message: String) { self.message = message }
+    }
+
     /// `meridian serve`: loads, binds, answers until SIGTERM/SIGINT; SIGHUP reloads.
     public static func serve(sources: ConfigSources, listen: [String], workers: Int?, logLevel: Logger.Level,
                              control controlOption: String? = nil, fleetName: String? = nil) -> Int32 {
         // One malloc arena, before any other thread starts (see cshim_limit_malloc_arenas).
         _ = cshim_limit_malloc_arenas(1)
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = logLevel
-            return h
-        }
+        bootstrapLogging(logLevel)
         let log = Logger(label: "meridian")
         let started = Date()
         let zoneReuse = ZoneReuse()
@@ -400,103 +429,50 @@ public enum Runtime {
         let reloads = ReloadStats()
         reloads.recordSuccess(at: Date().timeIntervalSince1970)
         let settings = loaded.model?.server
-        // The state folder is fixed for the life of the process (a reload does not move it).
-        var overrideFile: OverrideFile?
-        var saved: [SavedOverride] = []
-        if let dir = sources.stateDirectory(for: loaded.model) {
-            let file = OverrideFile(directory: dir)
-            do {
-                try OverrideFile.prepare(dir, user: settings?.user, group: settings?.group)
-                saved = try file.load()
-            } catch {
-                log.critical("not starting: state folder: \(error)")
-                server.stop()
-                return 1
+        for w in first.secrets.warnings { log.warning("\(w)") }
+        var api: ControlAPI?
+        var monitor: HealthMonitor?
+        let snapshot: ServingSnapshot, control: ControlContext, fleet: FleetAgent?, quorum: QuorumAgent?
+        do throws(StartFailure) {
+            // The state folder is fixed for the life of the process (a reload does not move it).
+            let (overrideFile, saved) = try openStateFolder(sources.stateDirectory(for: loaded.model), settings: settings)
+            fleet = settings?.fleet.map {
+                startFleet($0, name: fleetName, secrets: first.secrets, sources: sources, publisher: publisher, overrideFile: overrideFile,
+                           dns: addresses.map(\.description), control: controlOption ?? settings?.control)
             }
-            overrideFile = file
-        }
-        var fleet: FleetAgent?
-        if var f = settings?.fleet {
-            if let n = fleetName { f.name = n }
-            let bytes = sources.configPath.flatMap { try? InputFile.read($0, limit: InputLimits.configFileBytes) } ?? []
-            let fleetLog = Logger(label: "meridian.fleet")
-            var credentials: EtcdCredentials?
-            if let u = f.username, let pf = f.passwordFile {
-                do { credentials = EtcdCredentials(user: u, password: try ControlTokenFile.read(pf, logger: log, key: "fleet.password_file")) } catch {
-                    log.critical("not starting: \(error)")
-                    server.stop()
-                    return 1
-                }
-            }
-            var tls: TLSClientContext?
-            if f.usesTLS {
-                switch FleetAgent.tlsContext(f) {
-                case .success(let c): tls = c
-                case .failure(let e):
-                    log.critical("not starting: fleet.\(e.key): \(e.message)")
-                    server.stop()
-                    return 1
-                }
-            }
-            fleet = FleetAgent(settings: f, credentials: credentials, tls: tls, publisher: publisher, save: { [overrideFile] in
-                if let e = overrideFile?.saveCurrent(of: publisher) {
-                    fleetLog.error("overrides not saved to \(overrideFile?.path ?? "-"): \(e); a restart during an etcd outage would lose them")
-                }
-            }, configHash: FleetAgent.hash(bytes), log: fleetLog,
-               dns: addresses.map(\.description), controlURL: (controlOption ?? settings?.control).map { "http://" + $0 })
-        }
-        let quorum = fleet.map { QuorumAgent(fleet: $0, publisher: publisher, log: Logger(label: "meridian.quorum")) }
-        let control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
+            quorum = fleet.map { QuorumAgent(fleet: $0, publisher: publisher, log: Logger(label: "meridian.quorum")) }
+            control = ControlContext(publisher: publisher, reloads: reloads, sources: sources,
                                      startedAt: started.timeIntervalSince1970, metrics: metrics,
                                      overrideFile: overrideFile, fleet: fleet, quorum: quorum, counters: { server.counters })
-        let api: ControlAPI?
-        do { api = try startControl(controlOption ?? settings?.control, settings: settings, context: control, log: log) } catch {
-            log.critical("not starting: control API: \(error)")
-            server.stop()
-            return 1
-        }
-        if let error = Privileges.drop(user: settings?.user, group: settings?.group) {
-            log.critical("not starting: \(error)")
-            api?.stop()
-            server.stop()
-            return 1
-        }
-        if settings?.user != nil || settings?.group != nil {
-            log.info("running as uid \(getuid()) gid \(getgid())\(getuid() == 0 ? " (server.user/group apply only when started as root)" : "")")
-        }
-        // The dnstap writer opens its file or socket with the privileges the server keeps.
-        let snapshot = loaded.with(dnstap: dnstap(for: settings?.dnstap, model: loaded.model, log: log))
-        if let why = ExecChildren.enableOrphanReaping(logger: Logger(label: "meridian.health")) {
-            log.warning("exec checks: orphans of checks will not be reaped: \(why)")
-        }
-        let monitor: HealthMonitor?
-        do {
+            do { api = try startControl(controlOption ?? settings?.control, token: first.secrets.controlToken, context: control, log: log) } catch {
+                throw StartFailure("not starting: control API: \(error)")
+            }
+            try dropPrivileges(settings, log: log)
+            // The dnstap writer opens its file or socket with the privileges the server keeps.
+            snapshot = loaded.with(dnstap: dnstap(for: settings?.dnstap, model: loaded.model, log: log))
+            if let why = ExecChildren.enableOrphanReaping(logger: Logger(label: "meridian.health")) {
+                log.warning("exec checks: orphans of checks will not be reaped: \(why)")
+            }
             // gdnsd's habit: one round of checks before answering, bounded, so the first
             // answers already reflect health.
-            monitor = try startHealth(for: snapshot, previous: nil, publisher: publisher,
-                                      logger: Logger(label: "meridian.health"), initialRoundTimeout: 5)
+            do {
+                monitor = try startHealth(for: snapshot, previous: nil, publisher: publisher,
+                                          logger: Logger(label: "meridian.health"), initialRoundTimeout: 5)
+            } catch { throw StartFailure("health checks: \(error)") }
+            if let m = monitor, let model = snapshot.model { restore(saved, into: m, model: model, log: log) }
+            publisher.publish(config: snapshot, monitor: monitor)
+            do { try server.start() } catch { throw StartFailure("cannot listen: \(error)") }
         } catch {
-            log.critical("health checks: \(error)")
-            api?.stop()
-            server.stop()
-            stopDnstap()
-            return 1
-        }
-        if let m = monitor, let model = snapshot.model {
-            restore(saved, into: m, model: model, log: log)
-        }
-        publisher.publish(config: snapshot, monitor: monitor)
-        do {
-            try server.start()
-        } catch {
-            log.critical("cannot listen: \(error)")
+            log.critical("\(error.message)")
             api?.stop()
             monitor?.stop()
+            server.stop()
             stopDnstap()
             return 1
         }
         let ms = Int(Date().timeIntervalSince(started) * 1000)
-        log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(server.boundAddresses.map(\.description).joined(separator: ", ")) (udp+tcp), \(server.workers) workers")
+        let bound = server.boundAddresses.map(\.description).joined(separator: ", ")
+        log.info("meridian \(MeridianVersion.string) started in \(ms) ms: listening on \(bound) (udp+tcp), \(server.workers) workers")
 
         // Secondaries may hold an older copy than the one just loaded (RFC 1996 4.7).
         Notifier.reloaded(old: nil, new: snapshot, log: Logger(label: "meridian.notify"))
@@ -510,8 +486,40 @@ public enum Runtime {
         // Ready for a service manager: every thread blocks the handled signals and the next
         // statement takes them, so a SIGHUP from now on is a reload (systemd sends
         // ExecReload only after this with Type=notify).
-        ServiceNotify.ready(status: "answering on \(server.boundAddresses.map(\.description).joined(separator: ", "))")
+        ServiceNotify.ready(status: "answering on \(bound)")
         return takeSignals(server: server, api: api, fleet: fleet, quorum: quorum, publisher: publisher, reloader: reloader, log: log)
+    }
+
+    /// Log lines to standard error at `level`, for every logger of the process.
+    static func bootstrapLogging(_ level: Logger.Level) {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+    }
+
+    /// The state folder (nil: none), prepared for `server.user`/`group`, and the overrides
+    /// saved there.
+    static func openStateFolder(_ dir: String?, settings: ServerSettings?) throws(StartFailure) -> (OverrideFile?, [SavedOverride]) {
+        guard let dir else { return (nil, []) }
+        let file = OverrideFile(directory: dir)
+        do {
+            try OverrideFile.prepare(dir, user: settings?.user, group: settings?.group)
+            return (file, try file.load())
+        } catch {
+            throw StartFailure("not starting: state folder: \(error)")
+        }
+    }
+
+    /// `server.user` and `server.group`, after binding and before any check runs.
+    static func dropPrivileges(_ settings: ServerSettings?, log: Logger) throws(StartFailure) {
+        if let error = Privileges.drop(user: settings?.user, group: settings?.group) {
+            throw StartFailure("not starting: \(error)")
+        }
+        if settings?.user != nil || settings?.group != nil {
+            log.info("running as uid \(getuid()) gid \(getgid())\(getuid() == 0 ? " (server.user/group apply only when started as root)" : "")")
+        }
     }
 
     /// Puts the saved overrides back before the first query is answered. Expired ones stay
@@ -532,18 +540,29 @@ public enum Runtime {
         }
     }
 
-    /// The control API on `listen` (nil: off), with the token from the settings.
-    static func startControl(_ listen: String?, settings: ServerSettings?, context: ControlContext,
-                             log: Logger) throws -> ControlAPI? {
+    /// The control API on `listen` (nil: off), with the token the loader read.
+    static func startControl(_ listen: String?, token: String?, context: ControlContext, log: Logger) throws -> ControlAPI? {
         guard let listen else { return nil }
-        var token = settings?.controlToken
-        if token == nil, let f = settings?.controlTokenFile {
-            token = try ControlTokenFile.read(f, logger: log)
-        }
         let a = try ControlAPI(listen: listen, token: token, context: context, logger: Logger(label: "meridian.control"))
         try a.start()
         log.info("control API on http://\(a.boundAddress)\(token != nil ? " (bearer token required)" : "")")
         return a
+    }
+
+    /// The fleet agent (`fleet:`), with etcd's password and TLS context as the loader read
+    /// them; `name` is `--fleet-name`. It starts talking to etcd at `start()`.
+    static func startFleet(_ settings: FleetSettings, name: String?, secrets: ServerSecrets, sources: ConfigSources, publisher: Publisher,
+                           overrideFile: OverrideFile?, dns: [String], control: String?) -> FleetAgent {
+        var f = settings
+        if let name { f.name = name }
+        let bytes = sources.configPath.flatMap { try? InputFile.read($0, limit: InputLimits.configFileBytes) } ?? []
+        let fleetLog = Logger(label: "meridian.fleet")
+        let credentials = f.username.flatMap { u in secrets.fleetPassword.map { EtcdCredentials(user: u, password: $0) } }
+        return FleetAgent(settings: f, credentials: credentials, tls: secrets.fleetTLS, publisher: publisher, save: {
+            if let e = overrideFile?.saveCurrent(of: publisher) {
+                fleetLog.error("overrides not saved to \(overrideFile?.path ?? "-"): \(e); a restart during an etcd outage would lose them")
+            }
+        }, configHash: FleetAgent.hash(bytes), log: fleetLog, dns: dns, controlURL: control.map { "http://" + $0 })
     }
 
     /// The signal loop of a started server; returns the exit status. This thread only takes

@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 import Logging
 
-/// `server.control_token_file`: the bearer token of the control API, read once at start.
+/// `server.control_token_file`: the bearer token of the control API, read once while loading.
 ///
 ///     let token = try ControlTokenFile.read("/etc/meridian/control.token", logger: log)
 ///
@@ -16,6 +16,14 @@ public enum ControlTokenFile {
     /// `logger` nil (the CLI) skips the mode warning: the server gives it at start.
     /// `key` names the setting in messages (`fleet.password_file` reads etcd's password the same way).
     public static func read(_ path: String, logger: Logger?, key: String = "server.control_token_file") throws(ControlConfigError) -> String {
+        let (token, warning) = try load(path, key: key)
+        if let warning, let logger { logger.warning("\(warning)") }
+        return token
+    }
+
+    /// The token and, when group or others can read or change the file, the warning to give
+    /// (the loader reads the file once and `serve` gives the warning at start).
+    public static func load(_ path: String, key: String = "server.control_token_file") throws(ControlConfigError) -> (token: String, warning: String?) {
         func fail(_ why: String) -> ControlConfigError { ControlConfigError(message: "\(key) \(path): \(why)") }
         // The loaders' one reader: regular files only (a FIFO cannot block start-up), size
         // bounded, read whole or refused.
@@ -31,9 +39,7 @@ public enum ControlTokenFile {
         // The mode only decides a warning, so reading it by path after the content is enough.
         var st = stat()
         let mode = stat(path, &st) == 0 ? st.st_mode & 0o7777 : 0
-        if mode & 0o077 != 0, let logger {
-            logger.warning("\(key) \(path) has mode 0\(String(mode, radix: 8)): group or others can read or change it; chmod 600 it (owned by the user meridian runs as)")
-        }
-        return token
+        guard mode & 0o077 != 0 else { return (token, nil) }
+        return (token, "\(key) \(path) has mode 0\(String(mode, radix: 8)): group or others can read or change it; chmod 600 it (owned by the user meridian runs as)")
     }
 }

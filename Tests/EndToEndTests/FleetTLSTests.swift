@@ -33,26 +33,14 @@ struct FleetTLSTests {
     }
 
     @Test func overridesPropagateOverMutualTLSAndABadCAOrNoClientCertificateLeavesAnInstanceDisconnected() async throws {
-        let files = try await EtcdTLSFiles.make()
-        let etcd: EtcdServer
-        do { etcd = try await EtcdServer.start(tls: files) } catch { files.remove(); throw error }
-        let good = Self.yaml(etcd: etcd.endpoint, ca: files.caFile, cert: files.clientCert, key: files.clientKey)
-        var instances: [FleetTests.Instance] = []
-        var folder: URL?
-        func cleanup() async {
-            for i in instances {
-                await i.dns.stop()
-                try? FileManager.default.removeItem(at: i.stateDir)
-            }
-            await etcd.stop(removeData: true)
-            files.remove()
-            if let folder { try? FileManager.default.removeItem(at: folder) }
-        }
-        do {
-            let dir = try ControlFixture.folder(good)
-            folder = dir
+        try await FleetFixture.run { fx in
+            let files = fx.keep(try await EtcdTLSFiles.make())
+            let etcd = fx.keep(try await EtcdServer.start(tls: files))
+            let good = Self.yaml(etcd: etcd.endpoint, ca: files.caFile, cert: files.clientCert, key: files.clientKey)
+            var instances: [FleetTests.Instance] = []
+            let dir = fx.remove(try ControlFixture.folder(good))
             for n in ["ns1", "ns2"] {
-                instances.append(try await FleetTests.start(n, folder: dir, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-\(n)")))
+                instances.append(try await FleetTests.start(n, folder: dir, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-\(n)"), in: fx))
             }
             let registered = await eventually(10) {
                 let s = try? await FleetTests.cli(["status", "--fleet"], instances[0])
@@ -75,10 +63,8 @@ struct FleetTLSTests {
                  "alert bad certificate; etcd ended the session: with --client-cert-auth it wants a client certificate (fleet.cert_file, fleet.key_file)"),
             ]
             for (name, yaml, reason) in cases {
-                let config = try Self.write(yaml, "\(name).yaml", in: dir)
-                let state = try makeTemporaryDirectory(prefix: "meridian-fleet-\(name)")
-                let (p, url) = try await serveWithControl(config: config, extra: ["--state-dir", state.path, "--fleet-name", name])
-                let instance = FleetTests.Instance(name: name, dns: p, control: url, stateDir: state)
+                let instance = try await FleetTests.start(name, config: try Self.write(yaml, "\(name).yaml", in: dir), in: fx)
+                let p = instance.dns
                 instances.append(instance)
                 var last = ""
                 let refused = await eventually(10) {
@@ -91,35 +77,17 @@ struct FleetTLSTests {
             }
             let fleet = try await FleetTests.cli(["status", "--fleet"], instances[0])
             #expect(!fleet.stdout.contains("wrongca") && !fleet.stdout.contains("nocert"), "\(fleet.stdout)")
-        } catch {
-            await cleanup()
-            throw error
         }
-        await cleanup()
     }
 
     /// etcd's certificate is signed by the right CA but names another host: the instance
     /// refuses it (IP address verification), stays disconnected and keeps answering.
     @Test func aCertificateForAnotherAddressIsRefused() async throws {
-        let files = try await EtcdTLSFiles.make(serverNames: "DNS:etcd.example,IP:192.0.2.1")
-        let etcd: EtcdServer
-        do { etcd = try await EtcdServer.start(tls: files) } catch { files.remove(); throw error }
-        var instance: FleetTests.Instance?
-        var folder: URL?
-        func cleanup() async {
-            if let i = instance {
-                await i.dns.stop()
-                try? FileManager.default.removeItem(at: i.stateDir)
-            }
-            await etcd.stop(removeData: true)
-            files.remove()
-            if let folder { try? FileManager.default.removeItem(at: folder) }
-        }
-        do {
-            let dir = try ControlFixture.folder(Self.yaml(etcd: etcd.endpoint, ca: files.caFile, cert: files.clientCert, key: files.clientKey))
-            folder = dir
-            let i = try await FleetTests.start("ns1", folder: dir, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-ns1"))
-            instance = i
+        try await FleetFixture.run { fx in
+            let files = fx.keep(try await EtcdTLSFiles.make(serverNames: "DNS:etcd.example,IP:192.0.2.1"))
+            let etcd = fx.keep(try await EtcdServer.start(tls: files))
+            let dir = fx.remove(try ControlFixture.folder(Self.yaml(etcd: etcd.endpoint, ca: files.caFile, cert: files.clientCert, key: files.clientKey)))
+            let i = try await FleetTests.start("ns1", folder: dir, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-ns1"), in: fx)
             var last = ""
             let refused = await eventually(10) {
                 last = (try? await FleetTests.cli(["status"], i))?.stdout ?? ""
@@ -128,11 +96,7 @@ struct FleetTLSTests {
             #expect(refused, "\(last)\nlog:\n\(i.dns.logText)")
             print("ns1: " + (last.split(separator: "\n").first { $0.hasPrefix("fleet:") } ?? ""))
             #expect(try await FleetTests.answer(i) == FleetTests.ams)
-        } catch {
-            await cleanup()
-            throw error
         }
-        await cleanup()
     }
 
     /// `meridian check` refuses bad TLS files at the key's file:line:column, as `serve` would.

@@ -40,21 +40,28 @@ struct FleetTests {
         }
     }
 
-    static func start(_ name: String, folder: URL, stateDir: URL) async throws -> Instance {
+    /// An instance on the shared configuration, kept in `fx` (stopped and its state folder
+    /// removed when the test ends).
+    static func start(_ name: String, folder: URL, stateDir: URL, in fx: FleetFixture) async throws -> Instance {
+        fx.remove(stateDir)
         let (p, url) = try await serveWithControl(config: folder.appendingPathComponent("meridian.yaml"),
                                                   extra: ["--state-dir", stateDir.path, "--fleet-name", name])
-        return Instance(name: name, dns: p, control: url, stateDir: stateDir)
+        return Instance(name: name, dns: fx.keep(p), control: url, stateDir: stateDir)
     }
 
     /// One more instance, `name`, on a copy of the shared configuration changed by `edit`
     /// (written next to it as `file`).
-    static func startEdited(_ name: String, folder: URL, file: String, edit: (String) -> String) async throws -> Instance {
+    static func startEdited(_ name: String, folder: URL, file: String, in fx: FleetFixture, edit: (String) -> String) async throws -> Instance {
         let config = try String(contentsOf: folder.appendingPathComponent("meridian.yaml"), encoding: .utf8)
         try edit(config).write(to: folder.appendingPathComponent(file), atomically: true, encoding: .utf8)
-        let state = try makeTemporaryDirectory(prefix: "meridian-fleet-\(name)")
-        let (p, url) = try await serveWithControl(config: folder.appendingPathComponent(file),
-                                                  extra: ["--state-dir", state.path, "--fleet-name", name])
-        return Instance(name: name, dns: p, control: url, stateDir: state)
+        return try await start(name, config: folder.appendingPathComponent(file), in: fx)
+    }
+
+    /// An instance on `config` with a new state folder, kept in `fx`.
+    static func start(_ name: String, config: URL, in fx: FleetFixture) async throws -> Instance {
+        let state = fx.remove(try makeTemporaryDirectory(prefix: "meridian-fleet-\(name)"))
+        let (p, url) = try await serveWithControl(config: config, extra: ["--state-dir", state.path, "--fleet-name", name])
+        return Instance(name: name, dns: fx.keep(p), control: url, stateDir: state)
     }
 
     static func answer(_ i: Instance) async throws -> [String] {
@@ -73,25 +80,17 @@ struct FleetTests {
         }
     }
 
-    /// etcd and three instances for `body`; everything is stopped afterwards, also on failure.
+    /// etcd and three instances for `body`; everything is stopped afterwards, also on failure
+    /// (`FleetFixture`). Instances `body` starts go into the same fixture.
     static func withFleet(etcdMembers: Int = 1, auth: Bool = false, checks: Bool = false, edit: (String) -> String = { $0 },
-                          _ body: ([EtcdServer], URL, inout [Instance]) async throws -> Void) async throws {
-        let members = etcdMembers == 1 ? [try await EtcdServer.start()] : try await EtcdServer.startCluster(etcdMembers)
-        var instances: [Instance] = []
-        let folder = try Self.folder(etcd: members.map(\.endpoint), auth: auth, checks: checks, edit: edit)
-        func cleanup() async {
-            for i in instances {
-                i.dns.signal(SIGCONT)
-                await i.dns.stop()
-                try? FileManager.default.removeItem(at: i.stateDir)
-            }
-            for m in members { await m.stop(removeData: true) }
-            try? FileManager.default.removeItem(at: folder)
-        }
-        do {
+                          _ body: (FleetFixture, [EtcdServer], URL, inout [Instance]) async throws -> Void) async throws {
+        try await FleetFixture.run { fx in
+            let members = fx.keep(etcdMembers == 1 ? [try await EtcdServer.start()] : try await EtcdServer.startCluster(etcdMembers))
+            let folder = fx.remove(try Self.folder(etcd: members.map(\.endpoint), auth: auth, checks: checks, edit: edit))
             if auth { try enableAuth(members[0]) }
+            var instances: [Instance] = []
             for n in ["ns1", "ns2", "ns3"] {
-                instances.append(try await start(n, folder: folder, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-\(n)")))
+                instances.append(try await start(n, folder: folder, stateDir: try makeTemporaryDirectory(prefix: "meridian-fleet-\(n)"), in: fx))
             }
             // All three registered before the test begins.
             let registered = await eventually(10) {
@@ -99,17 +98,13 @@ struct FleetTests {
                 return ["ns1", "ns2", "ns3"].allSatisfy { s?.stdout.contains($0) == true }
             }
             try #require(registered, "instances never registered; log:\n\(instances[0].dns.logText)")
-            try await body(members, folder, &instances)
+            try await body(fx, members, folder, &instances)
             for i in instances { #expect(i.dns.isRunning, "\(i.name) died; log:\n\(i.dns.logText)") }
-        } catch {
-            await cleanup()
-            throw error
         }
-        await cleanup()
     }
 
     @Test func anOverrideThroughOneInstanceChangesAllThreeAndEachAcknowledges() async throws {
-        try await Self.withFleet { _, _, all in
+        try await Self.withFleet { fx, _, _, all in
             #expect(await Self.allAnswer(Self.ams, all))
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "ams maintenance", "--author", "ops@test"], all[1])
             #expect(set.status == 0, "\(set.combined)")
@@ -140,7 +135,7 @@ struct FleetTests {
     /// An instance that cannot apply in time (stopped with SIGSTOP) is named; it applies the
     /// override when it runs again.
     @Test func overrideSetNamesTheInstanceThatDidNotAcknowledge() async throws {
-        try await Self.withFleet { _, _, all in
+        try await Self.withFleet { fx, _, _, all in
             all[2].dns.signal(SIGSTOP)
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "one is stuck"], all[0])
             all[2].dns.signal(SIGCONT)
@@ -154,7 +149,7 @@ struct FleetTests {
 
     /// A three-member etcd cluster loses its leader (SIGKILL): overrides still propagate.
     @Test func overridesPropagateAfterTheEtcdLeaderIsKilled() async throws {
-        try await Self.withFleet(etcdMembers: 3) { members, _, all in
+        try await Self.withFleet(etcdMembers: 3) { fx, members, _, all in
             var leader: EtcdServer?
             for m in members {
                 let r = try HTTP.request("POST", port: m.clientPort, path: "/v3/maintenance/status", body: Array("{}".utf8))
@@ -177,8 +172,8 @@ struct FleetTests {
 
     /// An instance on a different configuration shows up as drift in `status --fleet`.
     @Test func anInstanceOnAnotherConfigurationShowsAsDrift() async throws {
-        try await Self.withFleet { _, folder, all in
-            all.append(try await Self.startEdited("ns4", folder: folder, file: "other.yaml") { $0 + "# edited on this host only\n" })
+        try await Self.withFleet { fx, _, folder, all in
+            all.append(try await Self.startEdited("ns4", folder: folder, file: "other.yaml", in: fx) { $0 + "# edited on this host only\n" })
             let drift = await eventually(10) {
                 let s = try? await Self.cli(["status", "--fleet"], all[0])
                 return s?.stdout.split(separator: "\n").contains { $0.hasPrefix("ns4") && $0.hasSuffix("DRIFT") } == true
@@ -200,12 +195,12 @@ struct FleetTests {
     /// fleet.password_file) and overrides propagate; one without credentials stays
     /// disconnected and says why.
     @Test func withEtcdAuthenticationOverridesPropagate() async throws {
-        try await Self.withFleet(auth: true) { members, folder, all in
+        try await Self.withFleet(auth: true) { fx, members, folder, all in
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "with auth"], all[2])
             #expect(set.status == 0 && set.stdout.contains("acknowledged by 3 instance(s)"), "\(set.combined)")
             for i in all { #expect(try await Self.answer(i) == Self.iad) }
 
-            all.append(try await Self.startEdited("anon", folder: folder, file: "anonymous.yaml") {
+            all.append(try await Self.startEdited("anon", folder: folder, file: "anonymous.yaml", in: fx) {
                 $0.replacingOccurrences(of: "  username: root\n  password_file: etcd-password\n", with: "")
             })
             let refused = await eventually(5) {
@@ -218,7 +213,7 @@ struct FleetTests {
     }
 
     @Test func anExpiringOverrideRevertsOnAllThree() async throws {
-        try await Self.withFleet { _, _, all in
+        try await Self.withFleet { fx, _, _, all in
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "short", "--expires", "3s"], all[0])
             #expect(set.status == 0 && set.stdout.contains("acknowledged by 3"), "\(set.combined)")
             for i in all { #expect(try await Self.answer(i) == Self.iad) }
@@ -234,7 +229,7 @@ struct FleetTests {
     /// Then an override is written while they are cut off (etcd back on another client port);
     /// when etcd returns on theirs, they catch up without a restart.
     @Test func aPartitionFailsStaticAndCatchesUpWithoutARestart() async throws {
-        try await Self.withFleet { members, folder, all in
+        try await Self.withFleet { fx, members, folder, all in
             let etcd = members[0]
             let set = try await Self.cli(["override", "set", "dc:ams", "down", "--reason", "before the outage"], all[0])
             #expect(set.status == 0, "\(set.combined)")
@@ -255,7 +250,7 @@ struct FleetTests {
             // A restart while etcd is down keeps the override.
             all[2].dns.signal(SIGKILL)
             _ = await all[2].dns.child.waitForExit(timeout: .seconds(5))
-            all[2] = try await Self.start("ns3", folder: folder, stateDir: all[2].stateDir)
+            all[2] = try await Self.start("ns3", folder: folder, stateDir: all[2].stateDir, in: fx)
             #expect(try await Self.answer(all[2]) == Self.iad, "log:\n\(all[2].dns.logText)")
 
             // Written while they are cut off: etcd serves another port for a moment.
@@ -303,7 +298,7 @@ struct FleetTests {
     /// `drill --fleet` through one instance measures all three, each at its own DNS address:
     /// a row per instance whose answer moved from ams to iad, all restored and back.
     @Test func aFleetDrillMeasuresEveryInstanceAndRestores() async throws {
-        try await Self.withFleet(edit: Self.drillable) { _, folder, all in
+        try await Self.withFleet(edit: Self.drillable) { fx, _, folder, all in
             #expect(await Self.allAnswer(Self.ams, all))
             let (r, json) = try await Self.drill("override", folder, via: all[0])
             #expect(r.status == 0, "\(r.combined)")
@@ -342,8 +337,8 @@ struct FleetTests {
     /// A miss on one instance fails the whole drill and is named: ns4 runs a config whose
     /// answers carry a 60 s TTL, so its worst case exceeds the 45 s rto; the others pass.
     @Test func aMissOnOneInstanceFailsTheFleetDrill() async throws {
-        try await Self.withFleet(edit: Self.drillable) { _, folder, all in
-            all.append(try await Self.startEdited("ns4", folder: folder, file: "slow.yaml") {
+        try await Self.withFleet(edit: Self.drillable) { fx, _, folder, all in
+            all.append(try await Self.startEdited("ns4", folder: folder, file: "slow.yaml", in: fx) {
                 $0.replacingOccurrences(of: "  ttl: 5\n", with: "  ttl: 60\n")
             })
             let registered = await eventually(10) { (try? await Self.cli(["status", "--fleet"], all[0]))?.stdout.contains("ns4") == true }
@@ -363,7 +358,7 @@ struct FleetTests {
     /// `--mode health --fleet`: every instance fails ams's probes through its own control
     /// API; each instance's checks go down, its answers move, and all come back.
     @Test func aFleetHealthDrillFailsTheProbesOnEveryInstance() async throws {
-        try await Self.withFleet(checks: true, edit: Self.drillable) { _, folder, all in
+        try await Self.withFleet(checks: true, edit: Self.drillable) { fx, _, folder, all in
             #expect(await Self.allAnswer(Self.ams, all, within: 10))
             let (r, json) = try await Self.drill("health", folder, via: all[1])
             #expect(r.status == 0, "\(r.combined)")

@@ -72,25 +72,19 @@ struct QuorumTests {
         return checks.first { $0["check"] as? String == "web@127.0.0.1" }?["vantages"] as? [String: String] ?? [:]
     }
 
-    /// etcd, a backend and three instances for `body`; everything is stopped afterwards, also on failure.
+    /// etcd, a backend and three instances for `body`; everything is stopped afterwards, also
+    /// on failure (`FleetFixture`).
     static func withQuorumFleet(_ body: (EtcdServer, KeepingBackend, inout [Instance]) async throws -> Void) async throws {
-        let etcd = try await EtcdServer.start()
-        let backend = try KeepingBackend(http: true)
-        var instances: [Instance] = []
-        var folders: [URL] = []
-        func cleanup() async {
-            for i in instances { await i.dns.stop() }
-            await etcd.stop(removeData: true)
-            backend.kill()
-            for f in folders { try? FileManager.default.removeItem(at: f) }
-        }
-        do {
+        try await FleetFixture.run { fx in
+            let etcd = fx.keep(try await EtcdServer.start())
+            let backend = try KeepingBackend(http: true)
+            fx.onCleanup { backend.kill() }
+            var instances: [Instance] = []
             for (n, source) in zip(["ns1", "ns2", "ns3"], sources) {
-                let folder = try ControlFixture.folder(yaml(etcd: etcd.endpoint, source: source, backend: backend.port))
-                folders.append(folder)
+                let folder = fx.remove(try ControlFixture.folder(yaml(etcd: etcd.endpoint, source: source, backend: backend.port)))
                 let (p, url) = try await serveWithControl(config: folder.appendingPathComponent("meridian.yaml"),
                                                           extra: ["--fleet-name", n])
-                instances.append(Instance(name: n, dns: p, control: url, folder: folder))
+                instances.append(Instance(name: n, dns: fx.keep(p), control: url, folder: folder))
             }
             // Every instance sees all three vantages, all up, before the test begins.
             let ready = await eventually(10) {
@@ -98,11 +92,7 @@ struct QuorumTests {
             }
             try #require(ready, "vantages never published; status:\n\((try? status(instances[0])) ?? [:])\nlog:\n\(instances[0].dns.logText)")
             try await body(etcd, backend, &instances)
-        } catch {
-            await cleanup()
-            throw error
         }
-        await cleanup()
     }
 
     @Test func oneRefusedSourceLeavesTheEndpointUpEverywhereTwoTakeItOutOfAllThree() async throws {

@@ -15,6 +15,10 @@ import Platform
 ///
 /// Loading never stops at the first error: it checks everything it can and throws all of them.
 public enum ConfigLoader {
+    /// The top-level keys of a configuration file, in the order errors list them (the
+    /// documentation test sorts ```yaml blocks into configurations and other text by them).
+    public static let sections = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools", "fleet", "transfers"]
+
     /// `zonesDirectory` (the command line's `--zones`) takes the place of the file's
     /// `zones_dir`: every `*.zone` file there is served, and zones the file lists without
     /// `file:` are found there.
@@ -154,11 +158,9 @@ final class Builder {
 
     func path(_ p: String) -> String { p.hasPrefix("/") ? p : base + "/" + p }
 
-    static let topKeys = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "endpoints", "checks", "pools", "fleet", "transfers"]
-
     func build(_ root: Node) -> ConfigModel? {
         guard let top = r.mapping(root, "configuration") else { return nil }
-        r.checkKeys(top, allowed: Builder.topKeys, "the top level")
+        r.checkKeys(top, allowed: ConfigLoader.sections, "the top level")
         func section(_ k: String) -> Node? { top.first { $0.key == k }?.value }
         if let n = section("server") { parseServer(n) }
         if let n = section("fleet") { parseFleet(n) }

@@ -1,3 +1,4 @@
+import Config
 import Foundation
 import Glibc
 import Testing
@@ -43,7 +44,8 @@ enum DocExamples {
     static let fixture = Fixtures.root.appendingPathComponent("docs").path
     static let baseHeading = "## The setting of the examples below"
     static let policyName = "policy-example"
-    static let sections: Set<String> = ["server", "defaults", "zones", "zones_dir", "geo", "datacenters", "checks", "endpoints", "pools", "fleet", "transfers"]
+    /// The loader's own list, so a new section is known here as soon as the loader takes it.
+    static let sections = Set(ConfigLoader.sections)
 
     /// A ```yaml block: where it is, its text, and the lines before it since the last block.
     struct Block {

@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Diagnostics", "TestSupport", "Yams"]),
         .testTarget(name: "DNSSECTests", dependencies: ["DNSSEC", "DNSWire"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "TestSupport"]),
-        .testTarget(name: "HealthTests", dependencies: ["Health", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "HealthTests", dependencies: ["Health", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Answering", "Config", "Health", "Zones", "Platform", "TestSupport"]),
         .testTarget(name: "AdminTests", dependencies: ["Admin", "Server", "Config", "Routing", "Health", "DNSWire"]),
         // Black-box: the tests start the real binary; Platform (socket addresses) and Config

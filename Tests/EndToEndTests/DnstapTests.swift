@@ -1,6 +1,7 @@
 import DNSWire
 import Foundation
 import Glibc
+import Platform
 import Testing
 import TestSupport
 
@@ -80,27 +81,18 @@ struct DnstapTests {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         defer { close(fd) }
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        local.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        var server = sockaddr_in()
-        server.sin_family = sa_family_t(AF_INET)
-        server.sin_port = port.bigEndian
-        server.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = SocketAddress.loopbackV4(port: 0).withSockaddr { bind(fd, $0, $1) }
+        let sourcePort = SocketAddress.local(of: fd)?.port ?? 0
+        let server = SocketAddress.loopbackV4(port: port)
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let q = DNSWire.QueryBuilder.query(id: id, name: try DNSName(name), type: .a)
         _ = q.withUnsafeBytes { b in
-            withUnsafePointer(to: &server) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            } }
+            server.withSockaddr { sendto(fd, b.baseAddress, b.count, 0, $0, $1) }
         }
         var buf = [UInt8](repeating: 0, count: 4096)
         let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        return (UInt16(bigEndian: local.sin_port), n > 12)
+        return (sourcePort, n > 12)
     }
 
     /// Checks the AUTH_QUERY and AUTH_RESPONSE of one query from `sourcePort`.

@@ -1,6 +1,7 @@
 import DNSWire
 import Foundation
 import Glibc
+import Platform
 import Testing
 import TestSupport
 
@@ -20,11 +21,7 @@ final class Backend: @unchecked Sendable {
         guard s >= 0 else { throw POSIXError(.EIO) }
         var one: Int32 = 1
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let r = SocketAddress.loopbackV4(port: port).withSockaddr { bind(s, $0, $1) }
         guard r == 0, listen(s, 128) == 0 else { close(s); throw POSIXError(.EADDRINUSE) }
         fd = s
     }

@@ -1,6 +1,7 @@
 import DNSWire
 import Foundation
 import Glibc
+import Platform
 import Testing
 import TestSupport
 
@@ -10,25 +11,14 @@ func burst(from source: String, to port: UInt16, name: DNSName, count: Int) thro
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EIO) }
     defer { close(fd) }
-    func sockaddrOf(_ host: String, _ p: UInt16) -> sockaddr_in {
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = p.bigEndian
-        a.sin_addr.s_addr = inet_addr(host)
-        return a
-    }
-    var local = sockaddrOf(source, 0)
-    let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard bound == 0 else { throw POSIXError(.EADDRNOTAVAIL) }
-    var server = sockaddrOf("127.0.0.1", port)
+    guard let local = SocketAddress(host: source, port: 0), local.withSockaddr({ bind(fd, $0, $1) }) == 0 else { throw POSIXError(.EADDRNOTAVAIL) }
+    let server = SocketAddress.loopbackV4(port: port)
     var tv = timeval(tv_sec: 0, tv_usec: 500_000)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     for i in 0..<count {
         let q = DNSWire.QueryBuilder.query(id: UInt16(i), name: name, type: .a)
         _ = q.withUnsafeBytes { b in
-            withUnsafePointer(to: &server) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            } }
+            server.withSockaddr { sendto(fd, b.baseAddress, b.count, 0, $0, $1) }
         }
     }
     var answered = 0, slipped = 0, replies = 0
@@ -92,10 +82,7 @@ struct FloodIsolationTests {
                 let q = DNSWire.QueryBuilder.query(id: 1, name: try! DNSName("edge.gslb.test."), type: .a)
                 var sent = 0
                 var fds: [Int32] = []
-                var addr = sockaddr_in()
-                addr.sin_family = sa_family_t(AF_INET)
-                addr.sin_port = port.bigEndian
-                addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let addr = SocketAddress.loopbackV4(port: port)
                 for _ in 0..<4 { fds.append(socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)) }
                 defer { fds.forEach { close($0) } }
                 let deadline = Date().addingTimeInterval(6)
@@ -103,9 +90,7 @@ struct FloodIsolationTests {
                 while !stop.isSet && sent < 3_000_000 && Date() < deadline {
                     for fd in fds {
                         _ = q.withUnsafeBytes { b in
-                            withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                                sendto(fd, b.baseAddress, b.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                            } }
+                            addr.withSockaddr { sendto(fd, b.baseAddress, b.count, 0, $0, $1) }
                         }
                         // Drain replies so the socket buffers do not fill.
                         while buf.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}

@@ -1,6 +1,7 @@
 import DNSWire
 import Foundation
 import Glibc
+import Platform
 import Synchronization
 import Testing
 import TestSupport
@@ -31,16 +32,10 @@ final class KeepingBackend: @unchecked Sendable {
         self.http = http
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { throw POSIXError(.EIO) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) == 0 && listen(s, 128) == 0 && getsockname(s, $0, &len) == 0 }
-        }
-        guard ok else { close(s); throw POSIXError(.EADDRINUSE) }
+        let ok = SocketAddress.loopbackV4(port: 0).withSockaddr { bind(s, $0, $1) } == 0 && listen(s, 128) == 0
+        guard ok, let bound = SocketAddress.local(of: s) else { close(s); throw POSIXError(.EADDRINUSE) }
         listener = s
-        port = UInt16(bigEndian: addr.sin_port)
+        port = bound.port
         var fds: [Int32] = [-1, -1]
         guard Glibc.pipe(&fds) == 0 else { close(s); throw POSIXError(.EIO) }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }

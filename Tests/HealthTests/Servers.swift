@@ -1,7 +1,9 @@
 import Foundation
 import Glibc
+import Platform
 import Logging
 import Synchronization
+import TestSupport
 
 // Real loopback servers for the health tests. Every port is picked by the kernel (bind to
 // port 0, read it back), so parallel tests and other helpers never collide.
@@ -11,15 +13,9 @@ func boundSocket(_ type: Int32) -> (fd: Int32, port: UInt16) {
     precondition(fd >= 0, "socket: \(errno)")
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    var a = sockaddr_in()
-    a.sin_family = sa_family_t(AF_INET)
-    a.sin_port = 0
-    a.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    let rc = SocketAddress.loopbackV4(port: 0).withSockaddr { bind(fd, $0, $1) }
     precondition(rc == 0, "bind: \(errno)")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return (fd, UInt16(bigEndian: a.sin_port))
+    return (fd, SocketAddress.local(of: fd)?.port ?? 0)
 }
 
 /// A TCP listener that never accepts: the kernel completes handshakes from its backlog.
@@ -212,11 +208,7 @@ final class OpenSSLServer: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_port = port.bigEndian
-            a.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            let rc = SocketAddress.loopbackV4(port: port).withSockaddr { connect(fd, $0, $1) }
             Glibc.close(fd)
             if rc == 0 { return }
             usleep(20_000)

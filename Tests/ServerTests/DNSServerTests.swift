@@ -1,6 +1,7 @@
 import DNSWire
 import Foundation
 import Glibc
+import Platform
 import Logging
 import Server
 import Testing
@@ -416,10 +417,7 @@ let ipv6Available: Bool = {
         let probe = ListenAddress(address: IPAddress("127.0.0.1")!, port: 0)
         let ok = Net.withSockaddr(probe) { bind(holder, $0, $1) }
         try #require(ok == 0)
-        var s = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &len) } }
-        let port = UInt16(bigEndian: s.sin_port)
+        let port = try #require(SocketAddress.local(of: holder)).port
         let server = DNSServer(listen: [ListenAddress(address: IPAddress("127.0.0.1")!, port: port)], workers: 1,
                                responderFactory: { EchoResponder() }, limits: TCPLimits(), logger: quietLogger())
         #expect {

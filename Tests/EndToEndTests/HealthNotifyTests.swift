@@ -112,8 +112,7 @@ struct HealthNotifyTests {
                                   notify: ["{ to: \"127.0.0.1:\(nsdPort)\", key: xfr-key }", "\"127.0.0.1:\(listener.port)\""], view: "healthy")
         defer { try? FileManager.default.removeItem(atPath: dir); backend.stop(); listener.stop() }
         let s = try await TransferFixture.serve(dir)
-        var nsd: SecondaryServer?
-        do {
+        try await withSecondary(s) { nsd in
             let sec = try await SecondaryServer.nsd(zones: ["gslb.test."], primaryPort: s.port, key: TransferFixture.key, port: nsdPort)
             nsd = sec
             func www() async -> [String]? { try? await Dig.short("www.gslb.test", "A", port: sec.port) }
@@ -140,11 +139,7 @@ struct HealthNotifyTests {
             print("NOTIFY after the flap came \(String(format: "%.2f", second.timeIntervalSince(firstBump))) s after the first (interval 2 s)")
             #expect(second.timeIntervalSince(firstBump) >= 1.9, "not damped: \(listener.times)")
             #expect(s.logText.contains("held for health_notify_interval"), "\(s.logText)")
-        } catch {
-            await nsd?.stop(); await s.stop(); throw error
         }
-        await nsd?.stop()
-        await s.stop()
     }
 
     @Test("Without the healthy view the same health change sends no NOTIFY")

@@ -52,6 +52,17 @@ enum SignedTransferFixture {
     }
 }
 
+/// Runs `body` with Meridian `s` and the secondary the body starts (it sets `secondary`),
+/// and stops both afterwards, also when the body throws.
+func withSecondary(_ s: MeridianProcess, _ body: (inout SecondaryServer?) async throws -> Void) async throws {
+    var secondary: SecondaryServer?
+    do { try await body(&secondary) } catch {
+        await secondary?.stop(); await s.stop(); throw error
+    }
+    await secondary?.stop()
+    await s.stop()
+}
+
 @Suite("Signed zone transfers", .serialized)
 struct SignedTransferTests {
     @Test("A signed zone reaches NSD with its signatures and an NSEC chain: dnssec-verify passes, delv validates at NSD",
@@ -61,8 +72,7 @@ struct SignedTransferTests {
         let z = try await SignedTransferFixture.make(notifyPort: nsdPort)
         defer { z.folder.remove() }
         let s = try await z.serve()
-        var nsd: SecondaryServer?
-        do {
+        try await withSecondary(s) { nsd in
             let primary = try await SignedTransferFixture.axfr(port: s.port, key: TransferFixture.key)
             // Delegations: the NS RRsets unsigned, the DS signed; glue unsigned; an NSEC at each cut.
             let lines = primary.split(separator: "\n").map { DigRecord(line: $0)?.description ?? "" }
@@ -104,11 +114,7 @@ struct SignedTransferTests {
             let nx = try await SignedTransferFixture.delv("nope.example.com", "A", port: sec.port, anchor: anchor)
             print("delv at NSD, nope.example.com A:\n\(nx)")
             #expect(nx.contains("NSEC") && !nx.contains("\\000"), "\(nx)")
-        } catch {
-            await nsd?.stop(); await s.stop(); throw error
         }
-        await nsd?.stop()
-        await s.stop()
     }
 
     @Test("Signatures due for refresh are made again with a bumped serial and a NOTIFY: NSD serves the new copy and it verifies",
@@ -120,8 +126,7 @@ struct SignedTransferTests {
         let z = try await SignedTransferFixture.make(notifyPort: nsdPort, dnssec: "{ keys: keys, validity: 1h, refresh: 3595s }")
         defer { z.folder.remove() }
         let s = try await z.serve()
-        var nsd: SecondaryServer?
-        do {
+        try await withSecondary(s) { nsd in
             let sec = try await SecondaryServer.nsd(zones: ["example.com."], primaryPort: s.port, key: TransferFixture.key, port: nsdPort)
             nsd = sec
             let first = await secondsUntil(limit: 20, every: .milliseconds(200)) { await SignedTransferFixture.serial(port: sec.port) != nil }
@@ -143,11 +148,7 @@ struct SignedTransferTests {
             let copy = try await SignedTransferFixture.axfr(port: sec.port)
             let verified = try await SignedTransferFixture.verify(copy, in: z.path, name: "nsd.axfr")
             #expect(verified.status == 0, "\(verified.combined)")
-        } catch {
-            await nsd?.stop(); await s.stop(); throw error
         }
-        await nsd?.stop()
-        await s.stop()
     }
 
     @Test("serial: keep is refused for a signed, transferred zone, with the line and column where it is written")

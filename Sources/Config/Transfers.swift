@@ -303,7 +303,7 @@ extension Builder {
             if v >= 1 && v <= 3600 {
                 transfers.healthNotifyInterval = v
             } else {
-                r.error(n, "transfers.health_notify_interval: must be between 1s and 1h, found \(DurationText.format(v))")
+                r.error(n, "transfers.health_notify_interval: must be between 1s and 1h, found \(r.describe(n))")
             }
         }
         if let n = entry("catalog"), let c = r.string(n, "transfers.catalog") {
@@ -370,7 +370,7 @@ extension Builder {
     private func transferView(_ node: Node, _ what: String) -> TransferView? {
         guard let s = r.string(node, what) else { return nil }
         guard let v = TransferView(rawValue: s) else {
-            r.error(node, "\(what): expected \(TransferView.allCases.map(\.rawValue).joined(separator: " or ")), found \"\(s)\"")
+            r.error(node, "\(what): expected \(TransferView.allCases.map(\.rawValue).joined(separator: ", ")), found \"\(s)\"")
             return nil
         }
         return v

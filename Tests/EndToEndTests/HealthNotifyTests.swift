@@ -142,6 +142,24 @@ struct HealthNotifyTests {
         }
     }
 
+    @Test("serial: keep with a healthy view is refused by check with its line and column; the default serves unixtime")
+    func keepRefusedWithHealthyView() async throws {
+        let dir = try Self.folder(backendPort: 9, notify: ["\"127.0.0.1:9\""], view: "healthy")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/meridian.yaml"
+        let good = try String(contentsOfFile: path, encoding: .utf8)
+        try good.replacingOccurrences(of: "  gslb_view: healthy", with: "  serial: keep\n  gslb_view: healthy")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        let line = try #require(lines.firstIndex { $0.contains("serial: keep") }) + 1
+        let out = try await MeridianProcess.run(["check", "--config", path])
+        #expect(out.status != 0)
+        #expect(out.stderr.contains("meridian.yaml:\(line):11: transfers serial: keep cannot be used for gslb.test., which has GSLB names in the healthy transfer view"), "\(out.combined)")
+        try good.write(toFile: path, atomically: true, encoding: .utf8)
+        let ok = try await MeridianProcess.run(["check", "--config", path])
+        #expect(ok.status == 0, "\(ok.combined)")
+    }
+
     @Test("Without the healthy view the same health change sends no NOTIFY")
     func noNotifyWithoutOptIn() async throws {
         let backend = try Backend(port: try freePort())

@@ -519,6 +519,7 @@ public enum Runtime {
             restore(saved, into: m, model: model, log: log)
         }
         publisher.publish(config: snapshot, monitor: monitor)
+        SignedTransfers.prepare(snapshot)
         do {
             try server.start()
         } catch {
@@ -661,6 +662,7 @@ public enum Runtime {
                     // The dnstap writer changes only with a reload that is applied.
                     let s = built.with(dnstap: dnstap(for: built.model?.server.dnstap, model: built.model, log: log))
                     publisher.publish(config: s, monitor: fresh)
+                    SignedTransfers.prepare(s)
                     Thread {
                         old?.stop()
                         returnFreedMemory()

@@ -39,6 +39,7 @@ enum Reserial {
             return config.with(zones: ZoneSet(zones: zones), transferHealth: viewHealth)
         }
         guard let (old, new) = result else { return }
+        SignedTransfers.prepare(new)
         TransferJournal.shared.record(old: old, new: new)
         Notifier.reloaded(old: old, new: new, log: log)
     }

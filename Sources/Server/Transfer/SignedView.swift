@@ -19,10 +19,12 @@ import Zones
 ///   bitmap lists NS (and DS); names below a cut (glue) go out unsigned and outside the chain
 ///   (RFC 4035 2.2, 2.3).
 ///
-/// Built on the first transfer request for a zone version (by the TCP worker that received
-/// it), then cached until the zone or the GSLB configuration changes (`SignedTransfers`).
+/// Built in the background when a zone version is published, or on the first transfer
+/// request for it, then kept until the zone or the GSLB configuration changes
+/// (`SignedTransfers`).
 ///
-///     let v = SignedTransfers.view(zone: zone, index: zi, snapshot: snapshot)
+///     let build = SignedTransfers.request(zone: zone, index: zi, snapshot: snapshot)
+///     if let v = build?.view { ... v.records ... }
 final class SignedTransferView: Sendable {
     let zone: Zone
     let router: Router?
@@ -148,39 +150,78 @@ enum NSECBitmap {
     }
 }
 
+/// One build of a zone's signed view, shared by every transfer that asks for that zone
+/// version; the view appears when the background build finishes.
+final class SignedTransferBuild: Sendable {
+    let zone: Zone
+    let router: Router?
+    private let result = Mutex<SignedTransferView?>(nil)
+    init(zone: Zone, router: Router?) { self.zone = zone; self.router = router }
+    var view: SignedTransferView? { result.withLock { $0 } }
+    fileprivate func finish(_ v: SignedTransferView) { result.withLock { $0 = v } }
+}
+
 /// The signed transfer views, one per zone, and the refresh of their signatures.
+///
+/// Views are built on a thread of their own, never by a TCP worker: `prepare` starts the
+/// builds of a newly published snapshot (start, reload, serial move), and a transfer that
+/// arrives before its view is ready waits for it (`ZoneTransfer.isWaiting`) while its
+/// worker goes on serving other connections.
 ///
 /// A view is kept while its zone and router are the snapshot's. When its signatures reach
 /// their refresh point, the zone's *signature epoch* moves: the epoch is part of the content
 /// the served serial follows (`Runtime.servedSerial`), so `Reserial` moves the serial
-/// (`increment` or `unixtime`) and sends the NOTIFY, and the next transfer builds the view
-/// again with fresh signatures.
+/// (`increment` or `unixtime`) and sends the NOTIFY, and the next view is built with fresh
+/// signatures.
 enum SignedTransfers {
-    private static let views = Mutex<[DNSName: SignedTransferView]>([:])
+    private static let builds = Mutex<[DNSName: SignedTransferBuild]>([:])
     private static let epochs = Mutex<[DNSName: UInt64]>([:])
 
-    /// The signed view of `zone` (index `index` of the snapshot's zones); nil for an
-    /// unsigned zone.
-    static func view(zone: Zone, index: Int, snapshot: ServingSnapshot) -> SignedTransferView? {
+    /// The build of the signed view of `zone` (index `index` of the snapshot's zones),
+    /// started now if there is none for this version; nil for an unsigned zone.
+    static func request(zone: Zone, index: Int, snapshot: ServingSnapshot) -> SignedTransferBuild? {
         guard let signing = snapshot.signing, index < signing.zones.count, let zs = signing.zones[index] else { return nil }
         let origin = zone.origin.lowercased()
-        if let v = views.withLock({ $0[origin] }), v.zone === zone, v.router === snapshot.router { return v }
-        let now = UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
-        let v = SignedTransferView.build(zone: zone, snapshot: snapshot, signing: signing, zoneSigning: zs, now: now)
-        views.withLock { $0[origin] = v }
-        return v
+        let (build, fresh) = builds.withLock { all -> (SignedTransferBuild, Bool) in
+            if let b = all[origin], b.zone === zone, b.router === snapshot.router { return (b, false) }
+            let b = SignedTransferBuild(zone: zone, router: snapshot.router)
+            all[origin] = b
+            return (b, true)
+        }
+        if fresh {
+            Thread {
+                let now = UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
+                let v = SignedTransferView.build(zone: zone, snapshot: snapshot, signing: signing, zoneSigning: zs, now: now)
+                build.finish(v)
+                Reserial.log.info("signed transfer view built", metadata: ["zone": "\(zone.origin)", "serial": "\(zone.serial)",
+                                                                         "records": "\(v.records.count)", "ms": "\(v.milliseconds)"])
+            }.start()
+        }
+        return build
+    }
+
+    /// Starts building the views of the signed zones of `snapshot` that someone may
+    /// transfer, so the first transfer after a change finds its view ready or under way.
+    static func prepare(_ snapshot: ServingSnapshot) {
+        guard let signing = snapshot.signing else { return }
+        let t = snapshot.transfers
+        for (i, zone) in snapshot.zones.zones.enumerated() where i < signing.zones.count && signing.zones[i] != nil {
+            let origin = zone.origin.lowercased()
+            guard !t.allow.isEmpty || !(t.zoneAllow[origin] ?? []).isEmpty else { continue }
+            _ = request(zone: zone, index: i, snapshot: snapshot)
+        }
     }
 
     /// The signature epoch of zone `origin` (lowercase): 0 until its first refresh.
     static func epoch(_ origin: DNSName) -> UInt64 { epochs.withLock { $0[origin] ?? 0 } }
 
-    /// The zones of `snapshot` whose cached view is due for refresh at `now`: their epoch
-    /// moves (once per view) and their views are dropped. The caller reloads.
+    /// The zones of `snapshot` whose view is due for refresh at `now`: their epoch moves
+    /// (once per view) and their views are dropped. The caller moves their serials.
     static func due(snapshot: ServingSnapshot, now: UInt32) -> [(zone: DNSName, serial: UInt32, view: SignedTransferView)] {
         var out: [(zone: DNSName, serial: UInt32, view: SignedTransferView)] = []
-        views.withLock { all in
-            for (origin, v) in all {
-                guard snapshot.zones.zones.contains(where: { $0 === v.zone }) else { continue }
+        builds.withLock { all in
+            for (origin, b) in all {
+                guard let v = b.view, snapshot.zones.zones.contains(where: { $0 === v.zone }) else { continue }
                 guard !SOAData.greater(v.refreshAt, now) else { continue }
                 out.append((origin, v.zone.serial, v))
                 all[origin] = nil

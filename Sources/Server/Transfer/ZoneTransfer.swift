@@ -47,6 +47,8 @@ public final class ZoneTransfer {
     /// IXFR (RFC 1995 4: the journal's differences, each as old SOA, deletions, new SOA,
     /// additions), or a signed zone's signed view (`SignedTransferView`).
     private var listed: [TransferRecord]?
+    /// A signed zone's view, built in the background; the transfer waits until it is there.
+    private var signedView: SignedTransferBuild?
     private var listedIndex = 0
     /// How an IXFR was answered, for the log: incremental, full, or up to date.
     private(set) var style = "full"
@@ -154,10 +156,10 @@ public final class ZoneTransfer {
            !SOAData.greater(zone.serial, theirs) {
             x.soaOnly = true
             x.style = "up-to-date"
-        } else if let signed = SignedTransfers.view(zone: zone, index: zi, snapshot: snapshot) {
+        } else if let build = SignedTransfers.request(zone: zone, index: zi, snapshot: snapshot) {
             // A signed zone always goes out whole, IXFR included (RFC 1995 4 allows it): a
             // refresh re-signs every RRset, so a difference would be most of the zone anyway.
-            x.listed = signed.records
+            x.signedView = build
         } else if qtype == .ixfr, let theirs = ixfrSerial(q, records: records, nscount: Int(pq.ancount) ..< Int(pq.ancount) + Int(pq.nscount)),
                   let diffs = TransferJournal.shared.chain(zone: origin, from: theirs, to: zone.serial) {
             var list: [TransferRecord] = []
@@ -199,10 +201,19 @@ public final class ZoneTransfer {
     }
 
 
-    /// Writes the next message into `out` (at least 65535 bytes); returns its length, or 0
-    /// when the transfer is complete.
+    /// True while the signed view this transfer carries is still being built: `next`
+    /// returns -1 until it is there.
+    var isWaiting: Bool { signedView.map { $0.view == nil } ?? false }
+
+    /// Writes the next message into `out` (at least 65535 bytes); returns its length, 0
+    /// when the transfer is complete, or -1 while the signed view is being built (ask again).
     func next(into out: UnsafeMutableRawBufferPointer) -> Int {
         guard !done else { return 0 }
+        if let b = signedView {
+            guard let v = b.view else { return -1 }
+            listed = v.records
+            signedView = nil
+        }
         let w = MessageWriter()
         let room = (signing != nil || tsigError != 0) ? TSIG.maxRecordSize : 0
         w.reset(buffer: out, limit: min(out.count, 65535) - room)

@@ -151,6 +151,34 @@ struct SignedTransferTests {
         }
     }
 
+    @Test("A large signed zone: the view is signed in the background while TCP queries are answered, and the AXFR carries it whole",
+          .enabled(if: SignedTransferFixture.available && TransferFixture.kdigAvailable))
+    func largeSignedZone() async throws {
+        let z = try await SignedTransferFixture.make(notifyPort: 9)
+        defer { z.folder.remove() }
+        var zone = SignedZone.zone
+        let extra = 20_000
+        zone.reserveCapacity(zone.count + extra * 32)
+        for i in 0..<extra { zone += "h\(i) IN A 10.\(i >> 16).\((i >> 8) & 255).\(i & 255)\n" }
+        try z.folder.write("example.com.zone", contents: zone)
+        let s = try await z.serve()
+        try await withSecondary(s) { _ in
+            let t0 = Date()
+            async let transfer = KDig.transfer("example.com", port: s.port, key: TransferFixture.key)
+            // The same TCP worker answers while the view is being signed.
+            let answered = try await Dig.run(["@127.0.0.1", "-p", "\(s.port)", "+tcp", "+short", "+time=3", "+tries=1", "www.example.com", "A"])
+            let queryTime = Date().timeIntervalSince(t0)
+            let x = try await transfer
+            let total = Date().timeIntervalSince(t0)
+            print("signed AXFR of \(extra) extra names: \(String(format: "%.2f", total)) s; a TCP query meanwhile: \(String(format: "%.2f", queryTime)) s")
+            #expect(answered.stdout.contains("192.0.2.1"), "\(answered.combined)")
+            let types = Dictionary(grouping: x.records, by: \.type).mapValues(\.count)
+            #expect(types["NSEC"] ?? 0 > extra && types["RRSIG"] ?? 0 > 2 * extra, "\(types)\n\(x.output.stdout.suffix(400))")
+            #expect(x.records.first?.type == "SOA" && x.records.last?.type == "SOA")
+            #expect(s.logText.contains("signed transfer view built"), "\(s.logText)")
+        }
+    }
+
     @Test("serial: keep is refused for a signed, transferred zone, with the line and column where it is written")
     func keepRefused() async throws {
         let z = try await SignedTransferFixture.make(notifyPort: 53, serial: "keep")

@@ -7,6 +7,7 @@ import TestSupport
 /// an NSEC chain, and the signatures are refreshed (new serial, NOTIFY) before they expire.
 enum SignedTransferFixture {
     static let available = NSDServer.isAvailable && hasDelv && findExecutable("dnssec-verify") != nil && findExecutable("dig") != nil
+        && TransferFixture.kdigAvailable
 
     /// The signed example.com of the DNSSEC tests, transferred to 127.0.0.1 with the TSIG key
     /// and NOTIFY'd to `notifyPort`; `dnssec` replaces the zone's `dnssec:` block.
@@ -85,6 +86,11 @@ struct SignedTransferTests {
             #expect(lines.contains { $0.hasPrefix("geo.example.com. ") && $0.contains(" RRSIG A ") }, "\(primary)")
             let own = try await SignedTransferFixture.verify(primary, in: z.path, name: "primary.axfr")
             #expect(own.status == 0, "dnssec-verify on Meridian's AXFR:\n\(own.combined)\n\(primary)")
+            // IXFR of a signed zone is answered with the whole zone (RFC 1995 4), signed.
+            let ixfr = try await KDig.transfer("example.com", type: "IXFR=1", port: s.port, key: TransferFixture.key)
+            #expect(ixfr.records.count > 20 && ixfr.records.first?.type == "SOA" && ixfr.records.dropFirst().first?.type != "SOA"
+                    && ixfr.records.contains { $0.type == "NSEC" }, "\(ixfr.output.stdout)")
+            #expect(s.logText.contains("ixfr=full"), "\(s.logText)")
 
             let sec = try await SecondaryServer.nsd(zones: ["example.com."], primaryPort: s.port, key: TransferFixture.key, port: nsdPort)
             nsd = sec

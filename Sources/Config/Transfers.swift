@@ -73,6 +73,10 @@ public enum TransferView: String, Hashable, Sendable, CaseIterable {
     /// Every endpoint down: the name's `when_all_down` / `fallback` answer where one is
     /// configured; a name without one answers as with `all_up`.
     case fallback
+    /// The policy's answer with the current health and no client location (falling back as
+    /// the policy does when endpoints are down). When it changes, the zone's serial moves
+    /// and its secondaries are told (NOTIFY), at most once per `health_notify_interval`.
+    case healthy
 }
 
 /// `transfers:`: who may transfer which zone (AXFR, IXFR), with which TSIG key, and how
@@ -91,6 +95,13 @@ public struct TransferSettings: Hashable, Sendable {
     /// The name of a generated catalog zone (RFC 9432) listing every served zone; nil: none.
     public var catalog: DNSName?
     public var zoneSerial: [DNSName: SerialPolicy] = [:]
+    /// The least time between two serial bumps of a zone caused by health changes (a
+    /// `healthy` view that changed), so a flapping endpoint cannot storm the secondaries;
+    /// the last change always goes out once the interval has passed.
+    public var healthNotifyInterval: Double = 10
+    /// Where `serial` (and each zone's) was written; nil when left to the default.
+    public var serialLocation: SourceLocation?
+    public var zoneSerialLocation: [DNSName: SourceLocation] = [:]
     /// Secondaries sent a NOTIFY for every zone after a reload that changed it.
     public var notify: [NotifyTarget] = []
     /// More NOTIFY targets per zone (lowercase origin).
@@ -112,6 +123,13 @@ public struct TransferSettings: Hashable, Sendable {
     /// The view for the GSLB name `owner` (lowercase) in zone `origin` (lowercase).
     public func view(name owner: DNSName, zone origin: DNSName) -> TransferView {
         nameView[owner] ?? zoneView[origin] ?? view
+    }
+
+    /// True when some GSLB name of zone `origin` (lowercase) may be written with the
+    /// `healthy` view, so the zone's transferred content follows health.
+    public func followsHealth(zone origin: DNSName) -> Bool {
+        if (zoneView[origin] ?? view) == .healthy { return true }
+        return nameView.contains { $0.value == .healthy && $0.key.isSubdomain(of: origin) }
     }
 
     /// The key named `name` (case-insensitive), if configured.
@@ -224,7 +242,7 @@ extension Builder {
     /// against the served ones by `checkTransferReferences` once those are known.
     func parseTransfers(_ node: Node) {
         guard let m = r.mapping(node, "transfers") else { return }
-        r.checkKeys(m, allowed: ["keys", "key_files", "allow", "notify", "serial", "catalog", "gslb_view", "zones", "names"], "transfers")
+        r.checkKeys(m, allowed: ["keys", "key_files", "allow", "notify", "serial", "catalog", "gslb_view", "health_notify_interval", "zones", "names"], "transfers")
         func entry(_ k: String) -> Node? { m.first { $0.key == k }?.value }
         if let n = entry("keys"), let km = r.mapping(n, "transfers.keys") {
             for k in km {
@@ -277,7 +295,17 @@ extension Builder {
         if let n = entry("allow") { transfers.allow = transferClients(n, "transfers.allow") }
         if let n = entry("notify") { transfers.notify = notifyTargets(n, "transfers.notify") }
         if let n = entry("gslb_view"), let v = transferView(n, "transfers.gslb_view") { transfers.view = v }
-        if let n = entry("serial"), let v = serialPolicy(n, "transfers.serial") { transfers.serial = v }
+        if let n = entry("serial"), let v = serialPolicy(n, "transfers.serial") {
+            transfers.serial = v
+            transfers.serialLocation = r.loc(n)
+        }
+        if let n = entry("health_notify_interval"), let v = r.duration(n, "transfers.health_notify_interval") {
+            if v >= 1 && v <= 3600 {
+                transfers.healthNotifyInterval = v
+            } else {
+                r.error(n, "transfers.health_notify_interval: must be between 1s and 1h, found \(r.describe(n))")
+            }
+        }
         if let n = entry("catalog"), let c = r.string(n, "transfers.catalog") {
             if let name = try? DNSName(c.hasSuffix(".") ? c : c + ".").lowercased(), !name.isRoot {
                 transfers.catalog = name
@@ -296,7 +324,11 @@ extension Builder {
                 r.checkKeys(f, allowed: ["allow", "notify", "serial", "gslb_view"], what)
                 for x in f {
                     switch x.key {
-                    case "serial": if let v = serialPolicy(x.value, "\(what).serial") { transfers.zoneSerial[origin] = v }
+                    case "serial":
+                        if let v = serialPolicy(x.value, "\(what).serial") {
+                            transfers.zoneSerial[origin] = v
+                            transfers.zoneSerialLocation[origin] = r.loc(x.value)
+                        }
                     case "notify": transfers.zoneNotify[origin, default: []] += notifyTargets(x.value, "\(what).notify")
                     case "allow": transfers.zoneAllow[origin, default: []] += transferClients(x.value, "\(what).allow")
                     case "gslb_view": if let v = transferView(x.value, "\(what).gslb_view") { transfers.zoneView[origin] = v }
@@ -338,7 +370,7 @@ extension Builder {
     private func transferView(_ node: Node, _ what: String) -> TransferView? {
         guard let s = r.string(node, what) else { return nil }
         guard let v = TransferView(rawValue: s) else {
-            r.error(node, "\(what): expected \(TransferView.allCases.map(\.rawValue).joined(separator: " or ")), found \"\(s)\"")
+            r.error(node, "\(what): expected \(TransferView.allCases.map(\.rawValue).joined(separator: ", ")), found \"\(s)\"")
             return nil
         }
         return v

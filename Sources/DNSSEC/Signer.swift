@@ -115,6 +115,7 @@ public final class Signer {
         rdStart.deallocate(); rdLen.deallocate(); order.deallocate(); recs.deallocate()
         owner.deallocate(); ownerLow.deallocate(); final.deallocate(); qname.deallocate(); wildcardCE.deallocate(); nameX.deallocate(); nameY.deallocate()
         small.deallocate(); types.deallocate(); wildcards.deallocate()
+        transferMessage?.deallocate()
     }
 
     // Per response.
@@ -224,6 +225,61 @@ public final class Signer {
         let n = writer.position
         msg.baseAddress!.copyMemory(from: out.baseAddress!, byteCount: n)
         return Result(length: n, rcode: rcode, truncated: truncated)
+    }
+
+    // MARK: - One RRset, for a zone transfer
+
+    /// Scratch for `rrsigs`: a one-question response carrying the RRset, signed in place.
+    private var transferMessage: UnsafeMutableRawBufferPointer?
+
+    /// The RRSIG rdatas over one RRset of a signed zone, made exactly as `sign` makes them
+    /// for an answer (canonical form, every active key of the role, the shared cache), for
+    /// a zone transfer that carries the signatures with the records. The RRset is written
+    /// as the answer of a one-question response and signed through `sign`, so there is one
+    /// signer and one canonical order. Nil when the owner's zone is not signed or the
+    /// RRset does not fit one 64 KiB message. Not on the query path (it allocates).
+    ///
+    ///     let sigs = signer.rrsigs(owner: node.name, type: .a, ttl: 300, rdatas: set.rdatas, zones: zs, signing: s, now: now)
+    public func rrsigs(owner name: DNSName, type: RRType, ttl: UInt32, rdatas: [[UInt8]], zones zs: ZoneSet,
+                       signing s: SigningSet, now t: UInt32) -> [[UInt8]]? {
+        let buf = transferMessage ?? .allocate(byteCount: 65536, alignment: 8)
+        transferMessage = buf
+        let w = MessageWriter()
+        w.reset(buffer: buf, limit: 65535)
+        do {
+            try w.writeU16(0); try w.writeU16(HeaderFlags.qr | HeaderFlags.aa); try w.writeU16(1)
+            try w.writeU16(UInt16(truncatingIfNeeded: rdatas.count)); try w.writeU16(0); try w.writeU16(0)
+            try w.writeName(name)
+            try w.writeU16(type.rawValue); try w.writeU16(RRClass.in.rawValue)
+            for r in rdatas {
+                try w.writeU16(0xC00C)
+                try withBytes(r) { (b) throws(DNSWireError) in try w.writeRecordBody(type: type, ttl: ttl, rdata: b) }
+            }
+        } catch { return nil }
+        guard rdatas.count <= Signer.maxSetSize,
+              let r = sign(buf, length: w.position, limit: 65535, zones: zs, signing: s, now: t), !r.truncated else { return nil }
+        // Read the RRSIGs back: owners are pointers or plain names, rdata is uncompressed.
+        let msg = UnsafeRawBufferPointer(rebasing: buf[0..<r.length])
+        var off = 12 + name.wire.count + 4
+        var out: [[UInt8]] = []
+        let count = Int(msg[6]) << 8 | Int(msg[7])
+        for _ in 0..<count {
+            var labels = 0
+            while off < msg.count, labels < 128 {
+                let l = msg[off]
+                if l & 0xC0 == 0xC0 { off += 2; break }
+                off += Int(l) + 1
+                labels += 1
+                if l == 0 { break }
+            }
+            guard off + 10 <= msg.count else { return nil }
+            let rtype = UInt16(msg[off]) << 8 | UInt16(msg[off + 1])
+            let rdlen = Int(msg[off + 8]) << 8 | Int(msg[off + 9])
+            guard off + 10 + rdlen <= msg.count else { return nil }
+            if rtype == RRType.rrsig.rawValue { out.append(Array(msg[(off + 10)..<(off + 10 + rdlen)])) }
+            off += 10 + rdlen
+        }
+        return out.isEmpty ? nil : out
     }
 
     // MARK: - Reading the unsigned response
@@ -393,6 +449,8 @@ public final class Signer {
         let ownerStart = wildcard >= 0 ? wildcard : 0
         var o = ownerStart
         while o < ownerLowLen - 1 { labels += 1; o += Int(ownerLow[o]) + 1 }
+        // RFC 4034 3.1.3: the wildcard label of an owner `*.<encloser>` is not counted.
+        if wildcard < 0 && ownerLowLen > 2 && ownerLow[0] == 1 && ownerLow[1] == 0x2A { labels -= 1 }
         var ownerBytes = 0
         if wildcard >= 0 { canon[p] = 1; canon[p + 1] = UInt8(ascii: "*"); ownerBytes = 2 }
         let rest = ownerLowLen - ownerStart

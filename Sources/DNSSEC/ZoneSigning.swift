@@ -23,6 +23,8 @@ public final class ZoneSigning: Sendable {
     let inceptionOffset: UInt32
     /// TTL of the DNSKEY, CDS and CDNSKEY RRsets.
     public let keyTTL: UInt32
+    /// A signature is made again when less than this is left (seconds, `refresh`).
+    public var refreshSeconds: UInt32 { refresh }
 
     public struct Times: Sendable {
         public var validity: Double = 14 * 86400

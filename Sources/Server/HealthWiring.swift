@@ -31,13 +31,30 @@ public final class Publisher: Sendable {
             s.monitor = monitor
             store.publish(config.with(health: monitor?.snapshot ?? HealthSnapshot.allUp(count: config.model?.endpoints.count ?? 0)))
         }
+        HealthSerials.shared.check(self)
     }
 
     /// A health change from `monitor`; ignored when that monitor is no longer current.
     public func publish(health: HealthSnapshot, from monitor: HealthMonitor) {
-        state.withLock { s in
-            guard s.monitor === monitor else { return }
+        let current = state.withLock { s in
+            guard s.monitor === monitor else { return false }
             store.publish(s.config.with(health: health))
+            return true
+        }
+        if current { HealthSerials.shared.check(self) }
+    }
+
+    /// Replaces the configuration with `change(configuration, current health)` under the
+    /// lock the other publishes take (so it cannot interleave with a reload's publish);
+    /// returns the configurations before and after, or nil when `change` returns nil.
+    func update(_ change: (ServingSnapshot, HealthSnapshot) -> ServingSnapshot?) -> (old: ServingSnapshot, new: ServingSnapshot)? {
+        state.withLock { s -> (old: ServingSnapshot, new: ServingSnapshot)? in
+            let health = store.load().health
+            guard let next = change(s.config, health) else { return nil }
+            let old = s.config
+            s.config = next
+            store.publish(next.with(health: health))
+            return (old, next)
         }
     }
 }

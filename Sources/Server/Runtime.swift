@@ -73,7 +73,10 @@ public enum Runtime {
     /// Parses and validates everything, then builds one immutable snapshot. Never partial:
     /// any error means no snapshot.
     /// `reuse` (the server's, across reloads) lets unchanged zones be taken as built before.
-    public static func load(_ sources: ConfigSources, generation: UInt64, reuse: ZoneReuse? = nil) -> LoadOutcome {
+    /// `health`: the health when the load runs (a reload's), which GSLB names in the `healthy`
+    /// transfer view are written with; nil (the first load) writes them with every endpoint up.
+    public static func load(_ sources: ConfigSources, generation: UInt64, reuse: ZoneReuse? = nil,
+                            health: HealthSnapshot? = nil) -> LoadOutcome {
         var out = LoadOutcome()
         var zoneSources: [ZoneLoader.Source] = []
         var options = EngineOptions()
@@ -123,13 +126,32 @@ public enum Runtime {
         var signed: [DNSName: ZoneSigning] = [:]
         var transfers = model?.transfers ?? TransferSettings()
         transfers.allow += sources.allowTransfer.map { TransferClient(prefix: $0) }
+        // A zone that secondaries copy and whose transferred content moves without a reload
+        // (signed: its signatures are refreshed, `SignedTransfers`; or with GSLB names in the
+        // `healthy` view, `HealthSerials`) needs its serial to move, so `keep` cannot work.
+        // Left to the default, such a zone is served with `unixtime` (which never goes back
+        // across restarts); written as `keep`, it is refused where it was written.
+        let moving = Set(keys.zones.keys).union((model?.zones ?? []).map { $0.name.lowercased() }.filter { transfers.followsHealth(zone: $0) })
+        for origin in moving.sorted(by: <) where !transfers.allow.isEmpty || !(transfers.zoneAllow[origin] ?? []).isEmpty {
+            guard (transfers.zoneSerial[origin] ?? transfers.serial) == .keep else { continue }
+            let written = transfers.zoneSerial[origin] != nil ? transfers.zoneSerialLocation[origin] : transfers.serialLocation
+            if let at = written {
+                let what = keys.zones[origin] != nil ? "is signed and transferred: its transferred signatures are refreshed" : "has GSLB names in the healthy transfer view: secondaries follow health"
+                out.errors.append("\(at): transfers serial: keep cannot be used for \(origin), which \(what) by moving the serial; use unixtime or increment")
+            } else {
+                transfers.zoneSerial[origin] = .unixtime
+            }
+        }
         let settings = transfers
         // A zone whose served serial may move (transfers.serial) is built again each time:
         // its serial follows content the reuse check does not see (the GSLB static view).
         let serialsMove = transfers.serial != .keep || transfers.zoneSerial.values.contains { $0 != .keep }
         let loaded = ZoneLoader.load(zoneSources, dynamicNames: dynamic, reuse: serialsMove ? nil : reuse,
                                      rebuild: Set(keys.zones.keys),
-                                     serial: { zone in servedSerial(zone, router: router, transfers: settings) }) { origin, records in
+                                     serial: { zone in
+                                         servedSerial(zone, router: router, transfers: settings,
+                                                      health: settings.followsHealth(zone: zone.origin.lowercased()) ? health : nil)
+                                     }) { origin, records in
             guard let k = keys.zones[origin.lowercased()] else { return .success([]) }
             return zoneSigning(origin, records: records, keys: k.keys, times: k.times, location: k.location).map {
                 signed[origin.lowercased()] = $0
@@ -174,7 +196,7 @@ public enum Runtime {
             policy.zoneSerial[name] = .unixtime
             do {
                 var catalog = try Catalog.zone(named: name, members: zones, serial: 1)
-                if let n = servedSerial(catalog, router: nil, transfers: policy) {
+                if let n = servedSerial(catalog, router: nil, transfers: policy, health: nil) {
                     catalog = try Catalog.zone(named: name, members: zones, serial: n)
                 }
                 zones.append(catalog)
@@ -188,7 +210,16 @@ public enum Runtime {
         out.snapshot = ServingSnapshot(zones: zoneSet, options: options,
                                        loadedAt: Date().timeIntervalSince1970, generation: generation,
                                        rateLimiter: rateLimiter(for: model?.server.rrl ?? RRLSettings()),
-                                       model: model, router: router, signing: signing, transfers: transfers)
+                                       model: model, router: router, signing: signing, transfers: transfers,
+                                       transferHealth: transferHealth(zones: zones, transfers: transfers, health: health))
+        return out
+    }
+
+    /// The health each zone's `healthy` view is written with at a load.
+    static func transferHealth(zones: [Zone], transfers: TransferSettings, health: HealthSnapshot?) -> [DNSName: HealthSnapshot] {
+        guard let health else { return [:] }
+        var out: [DNSName: HealthSnapshot] = [:]
+        for z in zones where transfers.followsHealth(zone: z.origin.lowercased()) { out[z.origin.lowercased()] = health }
         return out
     }
 
@@ -198,11 +229,13 @@ public enum Runtime {
     private static let served = Mutex<[DNSName: (serial: UInt32, digest: UInt64)]>([:])
 
     /// The serial to serve `zone` with under its `transfers.serial` policy; nil keeps the file's.
-    static func servedSerial(_ zone: Zone, router: Router?, transfers: TransferSettings) -> UInt32? {
+    /// `health`: what the zone's GSLB names in the `healthy` transfer view are written with.
+    static func servedSerial(_ zone: Zone, router: Router?, transfers: TransferSettings, health: HealthSnapshot?) -> UInt32? {
         let origin = zone.origin.lowercased()
         let policy = transfers.zoneSerial[origin] ?? transfers.serial
         guard policy != .keep else { return nil }
-        let digest = Notifier.contentDigest(zone, router: router, transfers: transfers, serial: false)
+        let epoch = SignedTransfers.epoch(origin)
+        let digest = Notifier.contentDigest(zone, router: router, transfers: transfers, serial: false, health: health) ^ (epoch == 0 ? 0 : mix64(epoch))
         let file = zone.serial
         return served.withLock { table in
             var next: UInt32
@@ -461,6 +494,7 @@ public enum Runtime {
             } catch { throw StartFailure("health checks: \(error)") }
             if let m = monitor, let model = snapshot.model { restore(saved, into: m, model: model, log: log) }
             publisher.publish(config: snapshot, monitor: monitor)
+            SignedTransfers.prepare(snapshot)
             do { try server.start() } catch { throw StartFailure("cannot listen: \(error)") }
         } catch {
             log.critical("\(error.message)")
@@ -483,6 +517,7 @@ public enum Runtime {
         let reloader = makeReloader(sources: sources, publisher: publisher, reloads: reloads, reuse: zoneReuse, log: log,
                                     afterReload: { control.saveOverrides(log: log) })
         reloader.start()
+        startSignatureRefresh(publisher: publisher, log: Logger(label: "meridian.notify"))
         // Ready for a service manager: every thread blocks the handled signals and the next
         // statement takes them, so a SIGHUP from now on is a reload (systemd sends
         // ExecReload only after this with Type=notify).
@@ -520,6 +555,25 @@ public enum Runtime {
         if settings?.user != nil || settings?.group != nil {
             log.info("running as uid \(getuid()) gid \(getgid())\(getuid() == 0 ? " (server.user/group apply only when started as root)" : "")")
         }
+    }
+
+    /// Once a second, the signed transfer views whose signatures reached their refresh
+    /// point: their zones' signature epoch moves and their serials with it, and the NOTIFY
+    /// goes out (`SignedTransfers`, `Reserial`). Runs for the life of the process.
+    static func startSignatureRefresh(publisher: Publisher, log: Logger) {
+        Thread {
+            while true {
+                Thread.sleep(forTimeInterval: 1)
+                let now = UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
+                let due = SignedTransfers.due(snapshot: publisher.store.load(), now: now)
+                guard !due.isEmpty else { continue }
+                for d in due {
+                    log.info("transferred signatures due for refresh: re-signing with a new serial",
+                             metadata: ["zone": "\(d.zone)", "serial": "\(d.serial)", "signed_at": "\(d.view.builtAt)"])
+                }
+                Reserial.apply(publisher, zones: Set(due.map(\.zone)), why: "transferred signatures refreshed")
+            }
+        }.start()
     }
 
     /// Puts the saved overrides back before the first query is answered. Expired ones stay
@@ -608,7 +662,7 @@ public enum Runtime {
                 ServiceNotify.reloading()
                 log.info("reload \(gen) started")
                 let t0 = Date()
-                return (load(sources, generation: gen, reuse: reuse), t0)
+                return (load(sources, generation: gen, reuse: reuse, health: publisher.store.load().health), t0)
             },
             apply: { loaded, gen in
                 let (next, t0) = loaded
@@ -627,6 +681,7 @@ public enum Runtime {
                     // The dnstap writer changes only with a reload that is applied.
                     let s = built.with(dnstap: dnstap(for: built.model?.server.dnstap, model: built.model, log: log))
                     publisher.publish(config: s, monitor: fresh)
+                    SignedTransfers.prepare(s)
                     Thread {
                         old?.stop()
                         returnFreedMemory()

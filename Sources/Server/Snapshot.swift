@@ -30,12 +30,17 @@ public final class ServingSnapshot: Sendable {
     /// Who may transfer which zone, and how GSLB names look in a transfer (`transfers:`
     /// and `serve --allow-transfer`).
     public let transfers: TransferSettings
+    /// Per zone (lowercase origin), the health its GSLB names in the `healthy` transfer view
+    /// are written with: the health when the zone's serial was last decided, so a serial
+    /// names one content. A zone not listed: every endpoint up.
+    public let transferHealth: [DNSName: HealthSnapshot]
 
     public init(zones: ZoneSet, options: EngineOptions, loadedAt: Double, generation: UInt64 = 0,
                 rateLimiter: ResponseRateLimiter? = nil, model: ConfigModel? = nil, router: Router? = nil,
                 health: HealthSnapshot? = nil, signing: SigningSet? = nil, dnstap: DnstapSink? = nil,
-                transfers: TransferSettings = TransferSettings()) {
+                transfers: TransferSettings = TransferSettings(), transferHealth: [DNSName: HealthSnapshot] = [:]) {
         self.signing = signing
+        self.transferHealth = transferHealth
         self.zones = zones; self.options = options; self.loadedAt = loadedAt; self.generation = generation
         self.transfers = transfers
         self.rateLimiter = rateLimiter
@@ -49,14 +54,22 @@ public final class ServingSnapshot: Sendable {
     public func with(health: HealthSnapshot) -> ServingSnapshot {
         ServingSnapshot(zones: zones, options: options, loadedAt: loadedAt, generation: generation,
                         rateLimiter: rateLimiter, model: model, router: router, health: health, signing: signing, dnstap: dnstap,
-                        transfers: transfers)
+                        transfers: transfers, transferHealth: transferHealth)
+    }
+
+    /// The same configuration with other zones (same order: the signing set follows it) and
+    /// the health their `healthy` transfer views were written with.
+    public func with(zones: ZoneSet, transferHealth: [DNSName: HealthSnapshot]) -> ServingSnapshot {
+        ServingSnapshot(zones: zones, options: options, loadedAt: loadedAt, generation: generation,
+                        rateLimiter: rateLimiter, model: model, router: router, health: health, signing: signing, dnstap: dnstap,
+                        transfers: transfers, transferHealth: transferHealth)
     }
 
     /// The same snapshot logging to `sink`.
     public func with(dnstap sink: DnstapSink?) -> ServingSnapshot {
         ServingSnapshot(zones: zones, options: options, loadedAt: loadedAt, generation: generation,
                         rateLimiter: rateLimiter, model: model, router: router, health: health, signing: signing, dnstap: sink,
-                        transfers: transfers)
+                        transfers: transfers, transferHealth: transferHealth)
     }
 }
 

@@ -252,6 +252,7 @@ final class TCPWorker: @unchecked Sendable {
                 if c.pendingOutput > 0 { events |= Int16(POLLOUT) }
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
                 nearest = min(nearest, deadline(c, idle: idle, readLimit: readLimit))
+                if c.transfer?.isWaiting == true { nearest = min(nearest, now + Self.transferWaitPoll) }
             }
             // Idle, it still wakes each second to let go of a configuration a reload replaced.
             responder.refresh()
@@ -287,6 +288,7 @@ final class TCPWorker: @unchecked Sendable {
             for (i, l) in listeners.enumerated() where fds[1 + i].revents != 0 {
                 acceptNew(l, into: &connections, peer: peer, now: now)
             }
+            waitingTransfers(connections, now: now)
             for c in connections where !c.closed {
                 if now >= deadline(c, idle: idle, readLimit: readLimit) {
                     if !c.draining { TCPCounters.bump(counters.timeouts) }
@@ -468,12 +470,32 @@ final class TCPWorker: @unchecked Sendable {
         if c.closeAfterFlush && c.transfer == nil { beginDrain(c, now: now) }
     }
 
+    /// How often a transfer waiting for its signed view looks again.
+    static let transferWaitPoll: Int64 = 50
+
+    /// Transfers waiting for a signed view being built in the background: the connection
+    /// counts as active meanwhile (the client is waiting for us, not idle), and its first
+    /// messages go out as soon as the view is there.
+    private func waitingTransfers(_ connections: [TCPConnection], now: Int64) {
+        for c in connections where !c.closed {
+            guard let x = c.transfer, c.pendingOutput == 0 else { continue }
+            if x.isWaiting {
+                c.lastActivity = now
+                continue
+            }
+            pumpTransfer(c)
+            flush(c, now: now)
+        }
+    }
+
     /// Queues transfer messages until the output reaches the high-water mark or the
     /// transfer is complete (then it is logged and counted).
     private func pumpTransfer(_ c: TCPConnection) {
         let body = UnsafeMutableRawBufferPointer(rebasing: transferBuffer[2...])
         while let x = c.transfer, c.pendingOutput < Self.outputHighWater {
             let n = x.next(into: body)
+            // A signed view still being built: the loop asks again (`waitingTransfers`).
+            if n < 0 { return }
             guard n > 0 else {
                 c.transfer = nil
                 finished(x, client: c.client)

@@ -270,3 +270,26 @@ public final class ZoneSet: Sendable {
         return nil
     }
 }
+
+extension Zone {
+    /// The same zone served with SOA serial `serial`: built again from its records and GSLB
+    /// bindings, for a serial that moves without a reload (transferred signatures refreshed,
+    /// a health-following transfer view changed). Not on the query path.
+    ///
+    ///     let next = try zone.withSerial(zone.serial &+ 1)
+    public func withSerial(_ serial: UInt32) throws(ZoneError) -> Zone {
+        var records: [ResourceRecord] = []
+        records.reserveCapacity(recordCount)
+        var dynamic: [GSLBBinding] = []
+        for (i, n) in nodes.enumerated() {
+            for s in n.rrsets {
+                for r in s.rdatas {
+                    let rdata = i == apexIndex && s.type == .soa ? SOAData.withSerial(r, serial) : r
+                    records.append(ResourceRecord(name: n.name, type: s.type, ttl: s.ttl, rdata: rdata))
+                }
+            }
+            if n.dynamicIndex >= 0 { dynamic.append(GSLBBinding(owner: n.name, index: n.dynamicIndex, types: n.dynamicTypes)) }
+        }
+        return try Zone(origin: origin, records: records, dynamicNames: dynamic, file: file)
+    }
+}

@@ -37,7 +37,9 @@ final class TransferJournal: Sendable {
 
     /// Records what changed between the zones of `old` and `new` whose serials differ.
     func record(old: ServingSnapshot, new: ServingSnapshot) {
-        for zone in new.zones.zones {
+        for (i, zone) in new.zones.zones.enumerated() {
+            // A signed zone always goes out whole (`SignedTransferView`): nothing to keep.
+            if let s = new.signing, i < s.zones.count, s.zones[i] != nil { continue }
             let origin = zone.origin.lowercased()
             guard let before = old.zones.zones.first(where: { $0.origin.lowercased() == origin }),
                   before.serial != zone.serial, SOAData.greater(zone.serial, before.serial) else { continue }

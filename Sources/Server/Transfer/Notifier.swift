@@ -10,8 +10,8 @@ import Zones
 /// NOTIFY out (RFC 1996): after a reload, every zone whose transferable content changed
 /// (records, or the static view of its GSLB names as the configuration defines it) is
 /// announced to its `notify` targets over UDP, signed when the target has a key, retried
-/// until the secondary answers. Health changes never notify: the static view is computed
-/// with fixed health, so it does not move with it.
+/// until the secondary answers. Health changes notify only for zones with GSLB names in the
+/// `healthy` view (`HealthSerials`); the other views are computed with fixed health.
 ///
 ///     Notifier.reloaded(old: previous, new: snapshot, log: log)
 enum Notifier {
@@ -57,12 +57,12 @@ enum Notifier {
     }
 
     static func contentDigest(_ zone: Zone, snapshot: ServingSnapshot, serial: Bool) -> UInt64 {
-        contentDigest(zone, router: snapshot.router, transfers: snapshot.transfers, serial: serial)
+        contentDigest(zone, router: snapshot.router, transfers: snapshot.transfers, serial: serial, health: snapshot.transferHealth[zone.origin.lowercased()])
     }
 
     /// A hash of everything a transfer of `zone` would carry, in zone order; with
     /// `serial` false, the SOA serial is left out (to tell whether the content changed).
-    static func contentDigest(_ zone: Zone, router: Router?, transfers: TransferSettings, serial: Bool) -> UInt64 {
+    static func contentDigest(_ zone: Zone, router: Router?, transfers: TransferSettings, serial: Bool, health: HealthSnapshot?) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         func mix(_ b: [UInt8]) { for x in b { h = (h ^ UInt64(x)) &* 0x100_0000_01B3 }; h = mix64(h) }
         for (i, node) in zone.nodes.enumerated() {
@@ -74,7 +74,7 @@ enum Notifier {
             if node.dynamicIndex >= 0, let router {
                 let name = Int(node.dynamicIndex)
                 let view = transfers.view(name: router.model.names[name].owner.lowercased(), zone: zone.origin.lowercased())
-                sets += ZoneTransfer.staticView(router: router, name: name, types: node.dynamicTypes, view: view)
+                sets += ZoneTransfer.staticView(router: router, name: name, types: node.dynamicTypes, view: view, health: health)
             }
             guard !sets.isEmpty else { continue }
             mix(node.name.lowercased().wire)

@@ -43,10 +43,13 @@ public final class ZoneTransfer {
     private var messagesSent = 0
     /// Only the current SOA (IXFR from a serial at or past ours, RFC 1995 2).
     private var soaOnly = false
-    /// An incremental IXFR (RFC 1995 4): the journal's differences, each as old SOA,
-    /// deletions, new SOA, additions, between the current SOA first and last.
-    private var incremental: [TransferRecord]?
-    private var incrementalIndex = 0
+    /// The records between the two SOAs when they are not the zone's nodes: an incremental
+    /// IXFR (RFC 1995 4: the journal's differences, each as old SOA, deletions, new SOA,
+    /// additions), or a signed zone's signed view (`SignedTransferView`).
+    private var listed: [TransferRecord]?
+    /// A signed zone's view, built in the background; the transfer waits until it is there.
+    private var signedView: SignedTransferBuild?
+    private var listedIndex = 0
     /// How an IXFR was answered, for the log: incremental, full, or up to date.
     private(set) var style = "full"
 
@@ -153,6 +156,10 @@ public final class ZoneTransfer {
            !SOAData.greater(zone.serial, theirs) {
             x.soaOnly = true
             x.style = "up-to-date"
+        } else if let build = SignedTransfers.request(zone: zone, index: zi, snapshot: snapshot) {
+            // A signed zone always goes out whole, IXFR included (RFC 1995 4 allows it): a
+            // refresh re-signs every RRset, so a difference would be most of the zone anyway.
+            x.signedView = build
         } else if qtype == .ixfr, let theirs = ixfrSerial(q, records: records, nscount: Int(pq.ancount) ..< Int(pq.ancount) + Int(pq.nscount)),
                   let diffs = TransferJournal.shared.chain(zone: origin, from: theirs, to: zone.serial) {
             var list: [TransferRecord] = []
@@ -162,7 +169,7 @@ public final class ZoneTransfer {
                 list.append(TransferRecord(owner: zone.origin, type: .soa, ttl: zone.soa.ttl, rdata: d.toSOA))
                 list += d.added
             }
-            x.incremental = list
+            x.listed = list
             x.style = "incremental"
         }
         return x
@@ -194,10 +201,19 @@ public final class ZoneTransfer {
     }
 
 
-    /// Writes the next message into `out` (at least 65535 bytes); returns its length, or 0
-    /// when the transfer is complete.
+    /// True while the signed view this transfer carries is still being built: `next`
+    /// returns -1 until it is there.
+    var isWaiting: Bool { signedView.map { $0.view == nil } ?? false }
+
+    /// Writes the next message into `out` (at least 65535 bytes); returns its length, 0
+    /// when the transfer is complete, or -1 while the signed view is being built (ask again).
     func next(into out: UnsafeMutableRawBufferPointer) -> Int {
         guard !done else { return 0 }
+        if let b = signedView {
+            guard let v = b.view else { return -1 }
+            listed = v.records
+            signedView = nil
+        }
         let w = MessageWriter()
         let room = (signing != nil || tsigError != 0) ? TSIG.maxRecordSize : 0
         w.reset(buffer: out, limit: min(out.count, 65535) - room)
@@ -245,15 +261,15 @@ public final class ZoneTransfer {
                 stage = soaOnly ? 2 : 1
                 continue
             }
-            if stage == 1, let list = incremental {
-                guard incrementalIndex < list.count else { stage = 2; continue }
-                let r = list[incrementalIndex]
+            if stage == 1, let list = listed {
+                guard listedIndex < list.count else { stage = 2; continue }
+                let r = list[listedIndex]
                 guard try put(w, owner: r.owner.wire, type: r.type, ttl: r.ttl, rdata: r.rdata) else {
                     if an == 0 { throw DNSWireError.bufferFull(w.position) }
                     return an
                 }
                 an += 1
-                incrementalIndex += 1
+                listedIndex += 1
                 continue
             }
             if stage == 1 {
@@ -309,7 +325,7 @@ public final class ZoneTransfer {
         guard node.dynamicIndex >= 0, let router = snapshot.router, let model = snapshot.model else { return out }
         let name = Int(node.dynamicIndex)
         let view = snapshot.transfers.view(name: model.names[name].owner.lowercased(), zone: zone.origin.lowercased())
-        out += ZoneTransfer.staticView(router: router, name: name, types: node.dynamicTypes, view: view)
+        out += ZoneTransfer.staticView(router: router, name: name, types: node.dynamicTypes, view: view, health: snapshot.transferHealth[zone.origin.lowercased()])
         return out
     }
 
@@ -327,11 +343,18 @@ public final class ZoneTransfer {
 
     /// A GSLB name's records as a secondary serves them: the answers with every endpoint up
     /// and no client location (`all_up`), or with every endpoint down, which is the
-    /// `when_all_down`/`fallback` answer where one is configured (`fallback`).
-    static func staticView(router: Router, name: Int, types: GSLBTypes, view: TransferView) -> [RRSet] {
+    /// `when_all_down`/`fallback` answer where one is configured (`fallback`), or with
+    /// `current` health (`healthy`; every endpoint up when nil or from another endpoint list).
+    static func staticView(router: Router, name: Int, types: GSLBTypes, view: TransferView, health current: HealthSnapshot?) -> [RRSet] {
         let count = router.model.endpoints.count
-        let health = view == .allUp ? HealthSnapshot.allUp(count: count)
-            : HealthSnapshot(states: Array(repeating: .down, count: count))
+        let health: HealthSnapshot
+        switch view {
+        case .allUp: health = .allUp(count: count)
+        case .fallback: health = HealthSnapshot(states: Array(repeating: .down, count: count))
+        case .healthy:
+            // States only: a suspect endpoint's shorter TTL is for live answers, not for a copy.
+            health = current.flatMap { $0.states.count == count ? HealthSnapshot(states: $0.states) : nil } ?? .allUp(count: count)
+        }
         let client = ClientInfo(source: IPAddress(v4: 0), subnet: nil)
         var rng = RoutingRandom(seed: 1)
         var result = router.makeResult()

@@ -207,10 +207,7 @@ public final class Signer {
             }
             writer.setLimit(limit)
             if optStart >= 0 {
-                let at = writer.position
-                try writer.writeBytes(UnsafeRawBufferPointer(rebasing: m[optStart..<optEnd]))
-                // RFC 9824 4: CO echoed (OPT: root, type, class, ext-rcode, version, flags).
-                if compactOK, optEnd - optStart >= 11 { writer.buffer[at + 7] |= 0x40 }
+                try copyOPT(optStart, optEnd, compactOK: compactOK)
                 counts.2 += 1
             }
         } catch {
@@ -220,7 +217,7 @@ public final class Signer {
             writer.reset(buffer: out, limit: limit)
             try? writer.writeBytes(UnsafeRawBufferPointer(rebasing: m[0..<qEnd]))
             counts = (0, 0, 0)
-            if optStart >= 0, (try? writer.writeBytes(UnsafeRawBufferPointer(rebasing: m[optStart..<optEnd]))) != nil {
+            if optStart >= 0, (try? copyOPT(optStart, optEnd, compactOK: compactOK)) != nil {
                 counts.2 = 1
             }
         }
@@ -233,6 +230,14 @@ public final class Signer {
         let n = writer.position
         msg.baseAddress!.copyMemory(from: out.baseAddress!, byteCount: n)
         return Result(length: n, rcode: rcode, truncated: truncated)
+    }
+
+    /// The query's OPT record as the engine wrote it, with CO set when the query set it
+    /// (RFC 9824 4; OPT: root, type, class, extended rcode, version, then the flags).
+    private func copyOPT(_ start: Int, _ end: Int, compactOK: Bool) throws(DNSWireError) {
+        let at = writer.position
+        try writer.writeBytes(UnsafeRawBufferPointer(rebasing: m[start..<end]))
+        if compactOK, end - start >= 11 { writer.buffer[at + 7] |= 0x40 }
     }
 
     // MARK: - Reading the unsigned response

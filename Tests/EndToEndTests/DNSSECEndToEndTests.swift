@@ -374,6 +374,11 @@ struct DNSSECEndToEndTests {
             let unsigned = try ask("nope.example.com.", .a, dnssec: false, compact: true)
             #expect(unsigned.rcode == .nxDomain && !unsigned.authority.contains { $0.type == .nsec }, "\(unsigned)")
             #expect(flags(unsigned) & 0x4000 == 0)
+            // CO is echoed on a TC answer too (4 TXT records and their RRSIG outgrow 512 bytes).
+            var big = RawQuery(name: "big.example.com.", type: .txt)
+            big.edns = .init(udpSize: 512, dnssecOK: true, compactOK: true)
+            let tc = try Message(decoding: try #require(try client.udpExchange(big.bytes())))
+            #expect(tc.has(HeaderFlags.tc) && flags(tc) & 0x4000 != 0, "\(tc)")
             // RFC 9824 3.5: NXNAME itself is not a type to ask for.
             let explicit = try ask("www.example.com.", RRType(nxname), compact: true)
             #expect(explicit.rcode == .formErr, "explicit NXNAME query: \(explicit)")

@@ -28,14 +28,17 @@ def load_command(cmd, pinned):
 
 
 def loadgen_run(loadgen, port, queries, seconds, rate=None, count=100_000_000, window=200, pinned=True,
-                per_conn=None):
-    """Batched UDP, or TCP with per_conn queries on each connection (loadgen -T)."""
+                per_conn=None, dnssec=False):
+    """Batched UDP, or TCP with per_conn queries on each connection (loadgen -T); DO set
+    with `dnssec` (loadgen -D)."""
     cmd = [loadgen, "-s", "127.0.0.1", "-p", str(port), "-d", queries,
            "-l", str(seconds), "-n", str(count), "-w", str(window), "-c", "8", "-b", "32"]
     if rate:
         cmd += ["-Q", str(rate)]
     if per_conn:
         cmd += ["-T", str(per_conn)]
+    if dnssec:
+        cmd += ["-D"]
     out = subprocess.run(load_command(cmd, pinned), capture_output=True, text=True, timeout=seconds + 30)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr}")

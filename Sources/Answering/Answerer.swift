@@ -100,7 +100,8 @@ public final class Answerer {
         // DO set and a signed zone: sign the finished answer (RRSIGs from the shared cache,
         // proofs of denial), once the router has tailored it.
         if let signing, length > 0, engine.dnssecOK, let signer,
-           let signed = signer.sign(out, length: length, limit: engine.responseLimit, zones: zones, signing: signing, now: now) {
+           let signed = signer.sign(out, length: length, limit: engine.responseLimit, zones: zones, signing: signing, now: now,
+                                       compactOK: engine.compactOK) {
             length = signed.length
             outcome.rcode = signed.rcode
             if signed.truncated { outcome.truncated = true; outcome.answers = 0 }

@@ -129,8 +129,12 @@ public final class Signer {
 
     /// Rewrites the response in `msg[0..<length]` signed, in place. Nil leaves it as it was
     /// (not a single-question NOERROR/NXDOMAIN answer, already truncated, or unparsable).
+    ///
+    /// `compactOK` is the query's CO flag (RFC 9824 4): a name that does not exist then keeps
+    /// its NXDOMAIN rcode beside the same NXNAME proof, and the response's OPT carries CO;
+    /// without it the answer is NOERROR, which validators without RFC 9824 accept.
     public func sign(_ msg: UnsafeMutableRawBufferPointer, length: Int, limit: Int, zones zs: ZoneSet,
-                     signing s: SigningSet, now t: UInt32) -> Result? {
+                     signing s: SigningSet, now t: UInt32, compactOK: Bool = false) -> Result? {
         guard length >= 12, length <= msg.count else { return nil }
         m = UnsafeRawBufferPointer(rebasing: msg[0..<length])
         zones = zs; signing = s; now = t
@@ -193,7 +197,9 @@ public final class Signer {
                 if isNS { counts.1 += try delegationProof() }
                 i = j
             }
-            if negative || wildcardCount > 0 { counts.1 += try proofs(negative: negative, rcode: &rcode, qtype: qtype) }
+            if negative || wildcardCount > 0 {
+                counts.1 += try proofs(negative: negative, rcode: &rcode, qtype: qtype, compactOK: compactOK)
+            }
             // Additional: addresses and glue, unsigned (optional data, RFC 4035 3.1.1).
             while i < count {
                 let j = setEnd(i, count)
@@ -202,7 +208,7 @@ public final class Signer {
             }
             writer.setLimit(limit)
             if optStart >= 0 {
-                try writer.writeBytes(UnsafeRawBufferPointer(rebasing: m[optStart..<optEnd]))
+                try copyOPT(optStart, optEnd, compactOK: compactOK)
                 counts.2 += 1
             }
         } catch {
@@ -212,7 +218,7 @@ public final class Signer {
             writer.reset(buffer: out, limit: limit)
             try? writer.writeBytes(UnsafeRawBufferPointer(rebasing: m[0..<qEnd]))
             counts = (0, 0, 0)
-            if optStart >= 0, (try? writer.writeBytes(UnsafeRawBufferPointer(rebasing: m[optStart..<optEnd]))) != nil {
+            if optStart >= 0, (try? copyOPT(optStart, optEnd, compactOK: compactOK)) != nil {
                 counts.2 = 1
             }
         }
@@ -280,6 +286,14 @@ public final class Signer {
             off += 10 + rdlen
         }
         return out.isEmpty ? nil : out
+    }
+
+    /// The query's OPT record as the engine wrote it, with CO set when the query set it
+    /// (RFC 9824 4; OPT: root, type, class, extended rcode, version, then the flags).
+    private func copyOPT(_ start: Int, _ end: Int, compactOK: Bool) throws(DNSWireError) {
+        let at = writer.position
+        try writer.writeBytes(UnsafeRawBufferPointer(rebasing: m[start..<end]))
+        if compactOK, end - start >= 11 { writer.buffer[at + 7] |= 0x40 }
     }
 
     // MARK: - Reading the unsigned response
@@ -588,7 +602,7 @@ public final class Signer {
 
     /// The negative answer's NSEC (compact denial, RFC 9824) at the chain's last name, and
     /// the minimally covering NSECs of wildcard answers.
-    private func proofs(negative: Bool, rcode: inout RCode, qtype: UInt16) throws(DNSWireError) -> Int {
+    private func proofs(negative: Bool, rcode: inout RCode, qtype: UInt16, compactOK: Bool) throws(DNSWireError) -> Int {
         guard let zones, let signing else { return 0 }
         var written = 0
         if negative, let (zi, _) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: final[0..<finalLen])),
@@ -598,7 +612,7 @@ public final class Signer {
             if rcode == .nxDomain {
                 types[0] = RRType.nxname.rawValue
                 nt = 1
-                rcode = .noError
+                if !compactOK { rcode = .noError }
             } else {
                 var idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: final[0..<finalLen]))
                 if idx < 0 { idx = wildcardNode(zone) }

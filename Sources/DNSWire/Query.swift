@@ -16,6 +16,9 @@ public struct EDNSInfo: Sendable {
     public var udpSize: UInt16 = 512
     public var version: UInt8 = 0
     public var dnssecOK: Bool = false
+    /// Compact Answers OK (CO, RFC 9824 4): the client accepts NXDOMAIN with a compact
+    /// (NXNAME) denial proof.
+    public var compactOK: Bool = false
     public var clientSubnet: ClientSubnet? = nil
     public var nsidRequested: Bool = false
     /// Offset and length of the COOKIE option data in the query (RFC 7873 4), -1 if absent.
@@ -105,6 +108,7 @@ public struct ParsedQuery: Sendable {
                 let ttl = try Wire.getU32(msg, off + 4)
                 e.version = UInt8((ttl >> 16) & 0xFF)
                 e.dnssecOK = ttl & 0x8000 != 0
+                e.compactOK = ttl & 0x4000 != 0
                 try parseOptions(msg, from: rdata, to: rdata + rdlen, into: &e)
                 q.edns = e
             } else if type == 250 {

@@ -14,10 +14,14 @@ public struct RawQuery: Sendable {
         public var udpSize: UInt16
         public var version: UInt8
         public var dnssecOK: Bool
+        /// Compact Answers OK (CO, RFC 9824 4).
+        public var compactOK: Bool
         /// (code, data) pairs written in order.
         public var options: [(UInt16, [UInt8])]
-        public init(udpSize: UInt16 = 1232, version: UInt8 = 0, dnssecOK: Bool = false, options: [(UInt16, [UInt8])] = []) {
-            self.udpSize = udpSize; self.version = version; self.dnssecOK = dnssecOK; self.options = options
+        public init(udpSize: UInt16 = 1232, version: UInt8 = 0, dnssecOK: Bool = false, compactOK: Bool = false,
+                    options: [(UInt16, [UInt8])] = []) {
+            self.udpSize = udpSize; self.version = version; self.dnssecOK = dnssecOK; self.compactOK = compactOK
+            self.options = options
         }
 
         /// The wire form of the whole OPT record.
@@ -26,7 +30,7 @@ public struct RawQuery: Sendable {
             for (code, data) in options {
                 rdata += be16(code) + be16(UInt16(data.count)) + data
             }
-            let ttl = UInt32(version) << 16 | (dnssecOK ? 0x8000 : 0)
+            let ttl = UInt32(version) << 16 | (dnssecOK ? 0x8000 : 0) | (compactOK ? 0x4000 : 0)
             return [0] + be16(RRType.opt.rawValue) + be16(udpSize) + be32(ttl) + be16(UInt16(rdata.count)) + rdata
         }
     }

@@ -185,6 +185,9 @@ public final class QueryEngine {
     /// Whether the current query set DO (RFC 3225). Valid after `begin`.
     public var dnssecOK: Bool { pq.edns?.dnssecOK ?? false }
 
+    /// Whether the current query set CO, Compact Answers OK (RFC 9824 4). Valid after `begin`.
+    public var compactOK: Bool { pq.edns?.compactOK ?? false }
+
     /// Starts a response: reads the query, writes the header space and question, and runs
     /// the authoritative algorithm until it is done or reaches a GSLB name.
     public func begin(query q: UnsafeRawBufferPointer, client source: IPAddress, tcp: Bool, zones: ZoneSet,
@@ -237,6 +240,8 @@ public final class QueryEngine {
                 ixfrOverUDP(q, zones: zones)
             } else if pq.qtype == .axfr || pq.qtype == .ixfr {
                 rcode = .refused // AXFR over UDP is not defined (RFC 5936 4.2).
+            } else if pq.qtype == .nxname {
+                rcode = .formErr // RFC 9824 3.5: NXNAME is only a bit in a compact denial's NSEC.
             } else {
                 rcode = .notImp // Other meta-types (MAILA, MAILB, TKEY, TSIG) are not supported.
             }

@@ -334,6 +334,64 @@ struct DNSSECEndToEndTests {
         }
     }
 
+    @Test("CO (RFC 9824): with DO and CO a missing name is NXDOMAIN with the same signed NXNAME proof and CO echoed; without CO, NOERROR; delv validates the records both forms carry",
+          .enabled(if: hasDelv))
+    func compactAnswersOK() async throws {
+        try await withSigned { z, s in
+            let client = RawDNSClient(host: "127.0.0.1", port: s.port)
+            func ask(_ name: String, _ type: RRType, dnssec: Bool = true, compact: Bool) throws -> Message {
+                var q = RawQuery(name: name, type: type)
+                q.edns = .init(udpSize: 1232, dnssecOK: dnssec, compactOK: compact)
+                let reply = try #require(try client.udpExchange(q.bytes()), "no answer to \(name) \(type)")
+                return try Message(decoding: reply)
+            }
+            func flags(_ m: Message) -> UInt32 { (m.opt?.ttl ?? 0) & 0xFFFF }
+            let nxname = RRType.nxname.rawValue
+            func listsNXNAME(_ m: Message) -> Bool {
+                // NSEC rdata: next name, then window 0 whose bitmap has bit 128 (octet 16, 0x80).
+                m.authority.contains { r in
+                    guard r.type == .nsec, let e = try? r.rdata.withUnsafeBytes({ try Wire.readName($0, at: 0) }),
+                          e + 2 + 17 <= r.rdata.count, r.rdata[e] == 0 else { return false }
+                    return r.rdata[e + 2 + Int(nxname / 8)] & UInt8(0x80 >> (nxname % 8)) != 0
+                }
+            }
+            let co = try ask("nope.example.com.", .a, compact: true)
+            #expect(co.rcode == .nxDomain, "\(co)")
+            #expect(flags(co) & 0x4000 != 0 && flags(co) & 0x8000 != 0, "CO and DO echoed: \(String(flags(co), radix: 16))")
+            #expect(listsNXNAME(co), "\(co.authority)")
+            #expect(co.authority.contains { $0.type == .rrsig } && co.authority.contains { $0.type == .soa })
+            let plain = try ask("nope.example.com.", .a, compact: false)
+            #expect(plain.rcode == .noError, "\(plain)")
+            #expect(flags(plain) & 0x4000 == 0)
+            // Same records and signatures (they cover the RRsets, not the rcode): what
+            // validates in the NOERROR form below validates in the NXDOMAIN form.
+            #expect(Set(co.authority) == Set(plain.authority), "CO:\n\(co.authority)\nplain:\n\(plain.authority)")
+            // NODATA and existing names are NOERROR either way; without DO, CO changes nothing.
+            let nodata = try ask("www.example.com.", .aaaa, compact: true)
+            #expect(nodata.rcode == .noError && nodata.answers.isEmpty && !listsNXNAME(nodata), "\(nodata)")
+            let exists = try ask("www.example.com.", .a, compact: true)
+            #expect(exists.rcode == .noError && exists.answers.contains { $0.type == .rrsig }, "\(exists)")
+            let unsigned = try ask("nope.example.com.", .a, dnssec: false, compact: true)
+            #expect(unsigned.rcode == .nxDomain && !unsigned.authority.contains { $0.type == .nsec }, "\(unsigned)")
+            #expect(flags(unsigned) & 0x4000 == 0)
+            // CO is echoed on a TC answer too (4 TXT records and their RRSIG outgrow 512 bytes).
+            var big = RawQuery(name: "big.example.com.", type: .txt)
+            big.edns = .init(udpSize: 512, dnssecOK: true, compactOK: true)
+            let tc = try Message(decoding: try #require(try client.udpExchange(big.bytes())))
+            #expect(tc.has(HeaderFlags.tc) && flags(tc) & 0x4000 != 0, "\(tc)")
+            // RFC 9824 3.5: NXNAME itself is not a type to ask for.
+            let explicit = try ask("www.example.com.", RRType(nxname), compact: true)
+            #expect(explicit.rcode == .formErr, "explicit NXNAME query: \(explicit)")
+            // dig sets CO with +coflag (Debian 12: 9.18.49) and prints it back among the EDNS flags.
+            let dig = try await Dig.query("nope.example.com", "A", port: s.port, options: ["+dnssec", "+coflag"])
+            #expect(dig.status == "NXDOMAIN" && dig.ednsFlags == ["do", "co"], "\(dig.raw)")
+            #expect(dig.authority.contains { $0.type == "NSEC" && $0.rdata == "\\000.nope.example.com. RRSIG NSEC TYPE128" }, "\(dig.raw)")
+            let out = try await runCommand(try #require(findExecutable("delv")),
+                                           ["-a", try z.anchorFile(), "@127.0.0.1", "-p", "\(s.port)", "nope.example.com", "A", "+root=example.com"])
+            #expect(out.combined.contains("; negative response, fully validated"), "delv:\n\(out.combined)")
+        }
+    }
+
     @Test("Signatures of unchanged RRsets survive a reload; a removed key's signatures are never served")
     func cacheAcrossReloads() async throws {
         try await withSigned { z, s in

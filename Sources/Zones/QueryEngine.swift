@@ -196,7 +196,7 @@ public final class QueryEngine {
             return .done
         }
         do {
-            pq = try ParsedQuery.parse(q)
+            pq = try ParsedQuery.parse(q, header: h)
         } catch {
             // RFC 1035 4.1.1: the opcode decides first. A message with an opcode we do not
             // implement is NOTIMP whatever its question count or records (as ISC's EDNS
@@ -210,7 +210,8 @@ public final class QueryEngine {
         limit = min(limit, out.count)
         writer.reset(buffer: out, limit: limit)
         do {
-            for _ in 0..<6 { try writer.writeU16(0) }
+            // The header's space: `finish` (or `headerOnly`) writes all twelve bytes.
+            _ = try writer.claim(12)
             try writer.writeBytes(UnsafeRawBufferPointer(rebasing: q[12..<pq.questionEnd]))
         } catch {
             return headerOnly(h, rcode: .formErr, out: out)
@@ -458,7 +459,7 @@ public final class QueryEngine {
         // its lowercase copy is a straight byte copy (label lengths are below "A"): the
         // query's name is walked once.
         nameLength = pq.qnameLength
-        for i in 0..<nameLength { name[i] = asciiLower(q[12 + i]) }
+        asciiLowerCopy(q.baseAddress! + 12, name.baseAddress!, count: nameLength)
         let nameView = UnsafeRawBufferPointer(name)
         guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
             rcode = .refused

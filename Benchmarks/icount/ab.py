@@ -21,6 +21,8 @@ import os
 import statistics
 import sys
 
+import abargs  # this folder is on sys.path: it is the script's
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harness.common import WORK, log  # noqa: E402
@@ -31,15 +33,9 @@ from harness.workloads import WORKLOADS, write_dnsperf_file, write_query_file, w
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--base-bin")
-    ap.add_argument("--workload", default="static,geo,geo-spread")
+    abargs.add_common(ap, "static,geo,geo-spread", base_required=False)
     ap.add_argument("--servers", default="meridian,meridian-base")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=3.0)
-    ap.add_argument("--rate", type=int, default=20_000)
-    args = ap.parse_args()
-    assert 1 <= args.rounds <= 20 and 0 < args.duration <= 30
+    args = abargs.parse(ap)
     names = args.servers.split(",")
     assert len(names) == 2
     if "meridian-base" in names and not args.base_bin:

@@ -20,6 +20,8 @@ import statistics
 import sys
 import time
 
+import abargs  # noqa: E402  (this folder is on sys.path: it is the script's)
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harness.common import WORK, log  # noqa: E402
@@ -30,14 +32,8 @@ from harness.workloads import WORKLOADS, write_dnsperf_file, write_query_file, w
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--base-bin", required=True)
-    ap.add_argument("--workload", default="static")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=3.0)
-    ap.add_argument("--rate", type=int, default=20_000)
-    args = ap.parse_args()
-    assert 1 <= args.rounds <= 20 and 0 < args.duration <= 30
+    abargs.add_common(ap, "static", base_required=True)
+    args = abargs.parse(ap)
     Meridian.binary, MeridianBase.binary = os.path.abspath(args.bin), os.path.abspath(args.base_bin)
     loadgen, _ = build_tools()
     workload = WORKLOADS[args.workload]()

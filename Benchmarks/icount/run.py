@@ -50,9 +50,21 @@ def send(loadgen, port, queries, count):
         raise RuntimeError(f"{count} queries sent, {kv['answered']:.0f} answered")
 
 
+def event_totals(path):
+    """{event: total} from a dump's `events:` and `summary:`/`totals:` lines (Ir, and with
+    --cache-sim the cache events: D1mr, DLmr, ...)."""
+    events, values = [], []
+    for line in open(path):
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")):
+            values = [int(v) for v in line.split()[1:]]
+    return dict(zip(events, values))
+
+
 def totals(path):
     """Total Ir of a callgrind dump, and Ir by function (self cost)."""
-    out = subprocess.run(["callgrind_annotate", "--threshold=100", path], capture_output=True, text=True).stdout
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", "--show=Ir", path], capture_output=True, text=True).stdout
     total = None
     by_fn = {}
     for line in out.splitlines():
@@ -68,7 +80,7 @@ def totals(path):
     return total, by_fn
 
 
-def measure(binary, workload, loadgen, counts, base):
+def measure(binary, workload, loadgen, counts, base, cache_sim=False):
     tag = re.sub(r"[^A-Za-z0-9.-]+", "_", os.path.relpath(binary, os.getcwd())).strip("_.")
     d = os.path.join(base, f"{tag}-{workload.name}")
     shutil.rmtree(d, ignore_errors=True)
@@ -81,7 +93,9 @@ def measure(binary, workload, loadgen, counts, base):
     server = Meridian(free_port(), workload, os.path.join(d, "server"), zone_paths)
     cmd = server.command()
     out_prefix = os.path.join(d, "callgrind.out")
-    vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_prefix}.%p"] + cmd
+    vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_prefix}.%p"]
+    vg += ["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else []
+    vg += cmd
     logf = open(os.path.join(d, "server.log"), "w")
     proc = subprocess.Popen(vg, stdout=logf, stderr=subprocess.STDOUT, cwd=server.dir, start_new_session=True)
     try:
@@ -108,7 +122,9 @@ def measure(binary, workload, loadgen, counts, base):
     (t1, f1), (t2, f2) = totals(dumps[0]), totals(dumps[1])
     per_query = (t2 - t1) / (counts[1] - counts[0])
     per_fn = {k: (f2.get(k, 0) - f1.get(k, 0)) / (counts[1] - counts[0]) for k in set(f1) | set(f2)}
-    return per_query, per_fn
+    e1, e2 = event_totals(dumps[0]), event_totals(dumps[1])
+    per_event = {k: (e2[k] - e1.get(k, 0)) / (counts[1] - counts[0]) for k in e2}
+    return per_query, per_fn, per_event
 
 
 def main():
@@ -117,6 +133,8 @@ def main():
     ap.add_argument("--workload", default="static,geo,geo-spread")
     ap.add_argument("--counts", default="5000,25000")
     ap.add_argument("--top", type=int, default=0, help="also print the N functions with the most Ir per query")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="also simulate the caches (valgrind's model: misses per query in L1 and last level)")
     args = ap.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     assert len(counts) == 2 and 0 < counts[0] < counts[1] <= 200_000
@@ -127,9 +145,11 @@ def main():
         workload = WORKLOADS[wname]()
         for b in args.bin:
             log(f"icount {wname}: {b}")
-            per_query, per_fn = measure(os.path.abspath(b), workload, loadgen, counts, base)
+            per_query, per_fn, per_event = measure(os.path.abspath(b), workload, loadgen, counts, base, args.cache_sim)
             rows.append((wname, b, per_query))
             print(f"{wname:12} {b}: {per_query:,.0f} Ir/query", flush=True)
+            if args.cache_sim:
+                print("    per query: " + ", ".join(f"{k} {v:,.1f}" for k, v in per_event.items()), flush=True)
             for name, ir in sorted(per_fn.items(), key=lambda kv: -kv[1])[:args.top]:
                 print(f"    {ir:10,.1f}  {name[:150]}")
     print("\n| workload | binary | Ir/query |\n|---|---|---|")

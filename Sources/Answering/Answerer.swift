@@ -44,8 +44,10 @@ public final class Answerer {
     // Borrowed views for the query path: reading a strong reference held in a var retains
     // and releases it on every query (2-3% of a GSLB query's CPU in the profile). The
     // router is owned by the snapshot the caller keeps; the cache by `cache`.
-    @exclusivity(unchecked) private unowned(unsafe) var router: Router?
-    @exclusivity(unchecked) private unowned(unsafe) var currentCache: DecisionCache?
+    // Unmanaged, so `answer` reads them as guaranteed references: binding an
+    // `unowned(unsafe)` value to a local still retains and releases it.
+    @exclusivity(unchecked) private var router: Unmanaged<Router>?
+    @exclusivity(unchecked) private var currentCache: Unmanaged<DecisionCache>?
     // DNSSEC: the signed zones of the snapshot (borrowed, as the router) and this worker's signer.
     @exclusivity(unchecked) private unowned(unsafe) var signing: SigningSet?
     @exclusivity(unchecked) private var signer: Signer?
@@ -67,7 +69,7 @@ public final class Answerer {
         signingIdentity = identity
         signing = s
         if s != nil && signer == nil { signer = Signer() }
-        router = r
+        router = r.map { Unmanaged.passUnretained($0) }
         if let r {
             if cache == nil || result.addresses.capacity < r.maxAddresses {
                 result = r.makeResult()
@@ -76,7 +78,7 @@ public final class Answerer {
         }
         // The cache would keep the old router (and its model) alive until the next GSLB query.
         cache?.forget()
-        currentCache = cache
+        currentCache = cache.map { Unmanaged.passUnretained($0) }
     }
 
     /// Writes the response to `query` into `out`.
@@ -113,8 +115,18 @@ public final class Answerer {
     /// reused from the cache for an answer owned by the question (offset 12, the common
     /// case) is copied as the bytes written the first time; otherwise it is encoded here.
     private func answer(_ q: GSLBQuestion, health: HealthSnapshot) throws(DNSWireError) -> DynamicAnswer {
+        guard let router, let currentCache else { return DynamicAnswer(records: 0, scope: 0) }
+        let r: Result<DynamicAnswer, DNSWireError> = router._withUnsafeGuaranteedRef { router in
+            currentCache._withUnsafeGuaranteedRef { cache in
+                Result { () throws(DNSWireError) in try answer(q, router: router, cache: cache, health: health) }
+            }
+        }
+        return try r.get()
+    }
+
+    @inline(__always)
+    private func answer(_ q: GSLBQuestion, router: Router, cache: DecisionCache, health: HealthSnapshot) throws(DNSWireError) -> DynamicAnswer {
         let writer = engine.writer
-        guard let router, let cache = currentCache else { return DynamicAnswer(records: 0, scope: 0) }
         let info = ClientInfo(source: q.client.source, subnet: q.client.subnet)
         let name = Int(q.index)
         gslbName = q.index

@@ -17,8 +17,13 @@ public final class MessageWriter {
     @exclusivity(unchecked) public private(set) var buffer: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     @exclusivity(unchecked) public private(set) var position: Int = 0
     @exclusivity(unchecked) public private(set) var limit: Int = 0
-    /// Offsets of name suffixes written uncompressed, usable as pointer targets.
-    @exclusivity(unchecked) private var targets: [UInt16] = []
+    /// Offsets of name suffixes written uncompressed, usable as pointer targets: a fixed
+    /// buffer of `maxTargets` and a count (no array uniqueness or capacity checks per name).
+    private let targets: UnsafeMutablePointer<UInt16>
+    @exclusivity(unchecked) private var targetCount = 0
+    /// A name `registerName` was asked to register, not yet walked (-1: none): most answers
+    /// (prebuilt, cached GSLB) write no name after the question and never need it.
+    @exclusivity(unchecked) private var pendingName = -1
     /// Where the rdata of the last record written starts: names in it (a CNAME target, an
     /// NS host) can be pointed to or read back from there.
     @exclusivity(unchecked) public private(set) var lastRDataStart: Int = 0
@@ -26,7 +31,9 @@ public final class MessageWriter {
     /// which only costs size. 128 covers a full 1232-byte answer of short names.
     public static let maxTargets = 128
 
-    public init() { targets.reserveCapacity(MessageWriter.maxTargets) }
+    public init() { targets = .allocate(capacity: MessageWriter.maxTargets) }
+
+    deinit { targets.deallocate() }
 
     /// Starts a new message in `buffer`, writing at most `limit` bytes (invariant:
     /// 0 <= position <= limit <= buffer.count).
@@ -34,17 +41,22 @@ public final class MessageWriter {
         self.buffer = buffer
         self.limit = min(limit, buffer.count)
         self.position = 0
-        targets.removeAll(keepingCapacity: true)
+        targetCount = 0
+        pendingName = -1
     }
 
     /// Raises or lowers the limit (for example after the OPT record's space is reserved).
     public func setLimit(_ l: Int) { limit = min(max(l, position), buffer.count) }
 
     public struct Mark { public let position: Int; let targets: Int }
-    public func mark() -> Mark { Mark(position: position, targets: targets.count) }
+    public func mark() -> Mark {
+        registerPending()
+        return Mark(position: position, targets: targetCount)
+    }
     public func rollback(to m: Mark) {
+        registerPending()
         position = m.position
-        if targets.count > m.targets { targets.removeLast(targets.count - m.targets) }
+        if targetCount > m.targets { targetCount = m.targets }
     }
 
     @inline(__always) public func writeU8(_ v: UInt8) throws(DNSWireError) {
@@ -101,13 +113,23 @@ public final class MessageWriter {
     }
 
     /// Registers a name already in the buffer (for example the question copied from the
-    /// query) as a compression target, so later names point at it and keep its case.
+    /// query) as a compression target, so later names point at it and keep its case. The
+    /// name's bytes must stay as they are: it is walked when a later name first needs the
+    /// targets (or at `mark`), not here.
     public func registerName(at start: Int) {
-        var off = start
-        while off < position, off < 0x3FFF, targets.count < MessageWriter.maxTargets {
+        registerPending()
+        pendingName = start
+    }
+
+    @inline(__always) private func registerPending() {
+        guard pendingName >= 0 else { return }
+        var off = pendingName
+        pendingName = -1
+        while off < position, off < 0x3FFF, targetCount < MessageWriter.maxTargets {
             let len = buffer[off]
             if len == 0 || len & 0xC0 != 0 { return }
-            targets.append(UInt16(off))
+            targets[targetCount] = UInt16(off)
+            targetCount += 1
             off += Int(len) + 1
         }
     }
@@ -115,6 +137,7 @@ public final class MessageWriter {
     /// Writes an uncompressed wire name, replacing its longest suffix already in the
     /// message with a pointer when `compress` is true.
     public func writeName(_ wire: UnsafeRawBufferPointer, compress: Bool = true) throws(DNSWireError) {
+        registerPending()
         var off = 0
         while off < wire.count {
             let len = Int(wire[off])
@@ -124,7 +147,10 @@ public final class MessageWriter {
                 return
             }
             guard off + len < wire.count, position + len + 1 <= limit else { throw .bufferFull(position) }
-            if position < 0x3FFF && targets.count < MessageWriter.maxTargets { targets.append(UInt16(position)) }
+            if position < 0x3FFF && targetCount < MessageWriter.maxTargets {
+                targets[targetCount] = UInt16(position)
+                targetCount += 1
+            }
             for k in off...(off + len) { buffer[position + k - off] = wire[k] }
             position += len + 1
             off += len + 1
@@ -137,7 +163,7 @@ public final class MessageWriter {
 
     /// Finds a written name equal (ignoring case) to the suffix of `wire` starting at `from`.
     private func findTarget(_ wire: UnsafeRawBufferPointer, from: Int) -> UInt16? {
-        for t in targets where matches(at: Int(t), wire, from: from) { return t }
+        for i in 0..<targetCount where matches(at: Int(targets[i]), wire, from: from) { return targets[i] }
         return nil
     }
 

@@ -199,6 +199,28 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, Comparable {
     (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
 }
 
+/// Copies `count` bytes from `src` to `dst` with `asciiLower` applied to each, eight bytes
+/// at a time: within a word, a byte gets 0x20 when it is below 0x80 and its low seven bits
+/// are in "A"..."Z" (the additions cannot carry between bytes, every byte being at most
+/// 0x7F before them). Reads and writes exactly `count` bytes.
+@inline(__always) public func asciiLowerCopy(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int) {
+    let high: UInt64 = 0x8080_8080_8080_8080
+    var i = 0
+    while i + 8 <= count {
+        let w = src.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        let low = w & 0x7F7F_7F7F_7F7F_7F7F
+        let atLeastA = low &+ 0x3F3F_3F3F_3F3F_3F3F      // high bit: low >= 0x41
+        let aboveZ = low &+ 0x2525_2525_2525_2525        // high bit: low > 0x5A
+        let upper = ~w & (atLeastA ^ aboveZ) & high
+        dst.storeBytes(of: w | (upper >> 2), toByteOffset: i, as: UInt64.self)
+        i += 8
+    }
+    while i < count {
+        dst.storeBytes(of: asciiLower(src.load(fromByteOffset: i, as: UInt8.self)), toByteOffset: i, as: UInt8.self)
+        i += 1
+    }
+}
+
 func appendEscaped(_ b: UInt8, to s: inout String) {
     switch b {
     case UInt8(ascii: "."), UInt8(ascii: "\\"), UInt8(ascii: "("), UInt8(ascii: ")"),

@@ -78,7 +78,13 @@ public struct ParsedQuery: Sendable {
     /// twice (RFC 6891 6.1.1), a malformed Client Subnet option (RFC 7871 6), and bytes left
     /// after the last record.
     public static func parse(_ msg: UnsafeRawBufferPointer) throws(DNSWireError) -> ParsedQuery {
-        guard var q = header(msg) else { throw .truncated(msg.count) }
+        guard let h = header(msg) else { throw .truncated(msg.count) }
+        return try parse(msg, header: h)
+    }
+
+    /// The same, for a caller that already read the header with `header(_:)`.
+    public static func parse(_ msg: UnsafeRawBufferPointer, header h: ParsedQuery) throws(DNSWireError) -> ParsedQuery {
+        var q = h
         // QDCOUNT 0 is allowed only to fetch a server cookie (RFC 7873 5.4); the engine
         // answers FORMERR when no COOKIE option came with it.
         guard q.qdcount <= 1 else { throw .badQuestionCount(4) }

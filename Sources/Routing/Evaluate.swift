@@ -39,10 +39,13 @@ extension Router {
     func resolve<R: RandomNumberGenerator, T: RoutingTracer>(nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot,
                                                              random: inout R, into result: inout RoutingResult, tracer: T) {
         result.reset()
-        let name = model.names[nameIndex]
-        result.ttl = answerTTL(name, health)
+        // The name's fields are read in place: copying the `GSLBName` out of the array
+        // retains and releases its strings and arrays on every evaluation.
+        result.ttl = answerTTL(nameIndex, health)
         let family = Family(qtype)
-        let answersType = family == .v4 ? name.answersA : (family == .v6 ? name.answersAAAA : true)
+        let answersType = family == .v4 ? model.names[nameIndex].answersA
+            : (family == .v6 ? model.names[nameIndex].answersAAAA : true)
+        let root = model.names[nameIndex].root
         var st = EvalState(rng: random, family: family, client: client, health: health, tracer: tracer)
         defer { random = st.rng }
         let can = answerable[nameIndex]
@@ -53,11 +56,11 @@ extension Router {
             return
         }
         tracer.policyStarted()
-        if !evaluate(name.root, &st, &result) {
+        if !evaluate(root, &st, &result) {
             // `parent` at the top has no parent to fall to: answer as if all were up.
             tracer.topFailedOpen()
             st.ignoreHealth = true
-            if !evaluate(name.root, &st, &result) { result.nodata = true }
+            if !evaluate(root, &st, &result) { result.nodata = true }
         }
         result.usedRandom = st.usedRandom
         result.scopePrefix = client.allowsScope ? min(st.scope, client.address.bitLength) : 0
@@ -69,10 +72,11 @@ extension Router {
     /// (`HealthSnapshot.suspect`, computed by the monitor when it publishes), else `ttl`.
     /// One flag test when nothing is suspect; otherwise a walk over the name's endpoints
     /// (bounded by their number), allocating nothing.
-    @inline(__always) func answerTTL(_ name: GSLBName, _ health: HealthSnapshot) -> UInt32 {
-        guard health.anySuspect, name.ttlWhenFailing < name.ttl else { return name.ttl }
-        for e in model.endpointsUnder[name.root] where health.isSuspect(e) { return name.ttlWhenFailing }
-        return name.ttl
+    @inline(__always) func answerTTL(_ nameIndex: Int, _ health: HealthSnapshot) -> UInt32 {
+        let ttl = model.names[nameIndex].ttl, whenFailing = model.names[nameIndex].ttlWhenFailing
+        guard health.anySuspect, whenFailing < ttl else { return ttl }
+        for e in model.endpointsUnder[model.names[nameIndex].root] where health.isSuspect(e) { return whenFailing }
+        return ttl
     }
 
     enum Family {

@@ -107,8 +107,10 @@ public final class AuthoritativeResponder: QueryResponder {
     public let answerer = Answerer()
     // A borrowed view of what `snapshot` owns, for the query path: reading a strong
     // reference held in a var retains and releases it on every query; reset in `adopt`.
-    @exclusivity(unchecked) private unowned(unsafe) var current: ServingSnapshot
-    @exclusivity(unchecked) private unowned(unsafe) var currentHealth: HealthSnapshot
+    // Unmanaged, so the query path reads it as a guaranteed reference (no retain and
+    // release of the snapshot, its zones and options per query, which `unowned(unsafe)`
+    // bound to a local still costs).
+    @exclusivity(unchecked) private var current: Unmanaged<ServingSnapshot>
     /// This worker's counters (written only here, read by the metrics scrape).
     private let counters: QueryCounterBlock
     /// This worker's dnstap queue for the snapshot's sink (nil when logging is off), and the
@@ -123,15 +125,13 @@ public final class AuthoritativeResponder: QueryResponder {
         self.seenGeneration = store.generation.load(ordering: .acquiring)
         let first = store.load()
         self.snapshot = first
-        self.current = first
-        self.currentHealth = first.health
+        self.current = Unmanaged.passUnretained(first)
         adopt(snapshot)
     }
 
     private func adopt(_ s: ServingSnapshot) {
         snapshot = s
-        current = s
-        currentHealth = s.health
+        current = Unmanaged.passUnretained(s)
         counters.adopt(model: s.model)
         answerer.adopt(router: s.router, signing: s.signing)
         if s.dnstap !== tapSink || (s.dnstap == nil && tapRing != nil) {
@@ -158,7 +158,14 @@ public final class AuthoritativeResponder: QueryResponder {
     public func respond(query: UnsafeRawBufferPointer, client: IPAddress, port: UInt16, local: ListenAddress?,
                         transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int {
         refresh()
-        let s = current
+        return current._withUnsafeGuaranteedRef { s in
+            answer(s, query: query, client: client, port: port, local: local, transport: transport, response: response)
+        }
+    }
+
+    @inline(__always)
+    private func answer(_ s: ServingSnapshot, query: UnsafeRawBufferPointer, client: IPAddress, port: UInt16,
+                        local: ListenAddress?, transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int {
         // time() reads the vDSO clock: no system call per query.
         let now = UInt32(truncatingIfNeeded: time(nil))
         // Query logging: off is one nil test; on, a sampled query costs two vDSO clock reads
@@ -168,7 +175,7 @@ public final class AuthoritativeResponder: QueryResponder {
         if let t = tap { logged = t.sampleNext(now: now) }
         if logged { clock_gettime(CLOCK_REALTIME, &received) }
         let a = answerer.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
-                                 options: s.options, health: currentHealth, out: response, now: now)
+                                 options: s.options, health: s.health, out: response, now: now)
         var sent = a.length
         if answerer.engine.queryTSIGStart >= 0 && sent > 0 {
             // Signed queries (a secondary's SOA probe, say) get signed answers (RFC 8945 5.3).

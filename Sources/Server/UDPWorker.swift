@@ -49,8 +49,10 @@ final class UDPWorker: @unchecked Sendable {
     func free() { cshim_batch_free(batch) }
 
     func run(responder: QueryResponder) {
-        let peer = UnsafeMutablePointer<UInt8>.allocate(capacity: 16)
-        defer { peer.deallocate() }
+        // Written per query: a cache line of its own, so no other thread's data shares it.
+        let peerLine = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+        defer { peerLine.deallocate() }
+        let peer = peerLine.bindMemory(to: UInt8.self, capacity: 64)
         if sockets.count == 1 {
             while !stop.isSet {
                 serve(0, nonblocking: false, responder: responder, peer: peer)

@@ -199,7 +199,7 @@ public final class QueryEngine {
             return .done
         }
         do {
-            pq = try ParsedQuery.parse(q)
+            pq = try ParsedQuery.parse(q, header: h)
         } catch {
             // RFC 1035 4.1.1: the opcode decides first. A message with an opcode we do not
             // implement is NOTIMP whatever its question count or records (as ISC's EDNS
@@ -213,7 +213,8 @@ public final class QueryEngine {
         limit = min(limit, out.count)
         writer.reset(buffer: out, limit: limit)
         do {
-            for _ in 0..<6 { try writer.writeU16(0) }
+            // The header's space: `finish` (or `headerOnly`) writes all twelve bytes.
+            _ = try writer.claim(12)
             try writer.writeBytes(UnsafeRawBufferPointer(rebasing: q[12..<pq.questionEnd]))
         } catch {
             return headerOnly(h, rcode: .formErr, out: out)
@@ -294,18 +295,25 @@ public final class QueryEngine {
         if aa { flags |= HeaderFlags.aa }
         if tc { flags |= HeaderFlags.tc }
         flags |= rcode.rawValue & 0xF
-        writer.setU16(pq.id, at: 0)
-        writer.setU16(flags, at: 2)
-        writer.setU16(pq.qdcount, at: 4)
-        writer.setU16(UInt16(an), at: 6)
-        writer.setU16(UInt16(ns), at: 8)
-        writer.setU16(UInt16(ar + (edns != nil ? 1 : 0)), at: 10)
+        put16(pq.id, at: 0)
+        put16(flags, at: 2)
+        put16(pq.qdcount, at: 4)
+        put16(UInt16(an), at: 6)
+        put16(UInt16(ns), at: 8)
+        put16(UInt16(ar + (edns != nil ? 1 : 0)), at: 10)
         switch rcode {
         case .noError: kind = an > 0 ? .answer : (aa ? .nodata : .referral)
         case .nxDomain: kind = .nxdomain
         default: kind = .error
         }
         return writer.position
+    }
+
+    /// Stores a 16-bit value, big-endian, at `off` in the response (header fields, OPT
+    /// fields, lengths): inlined here, where `MessageWriter.setU16` is a call into another
+    /// module (about 16 instructions each, up to a dozen per query).
+    @inline(__always) private func put16(_ v: UInt16, at off: Int) {
+        writer.buffer.baseAddress!.storeBytes(of: v.bigEndian, toByteOffset: off, as: UInt16.self)
     }
 
     /// A response with only a header: for messages too broken to echo the question.
@@ -318,9 +326,9 @@ public final class QueryEngine {
         }
         writer.reset(buffer: out, limit: 12)
         let flags: UInt16 = HeaderFlags.qr | (h.flags & (0x7800 | HeaderFlags.rd | HeaderFlags.cd)) | rcode.rawValue
-        writer.setU16(h.id, at: 0)
-        writer.setU16(flags, at: 2)
-        for off in stride(from: 4, to: 12, by: 2) { writer.setU16(0, at: off) }
+        put16(h.id, at: 0)
+        put16(flags, at: 2)
+        for off in stride(from: 4, to: 12, by: 2) { put16(0, at: off) }
         finalLength = 12
         return .done
     }
@@ -341,8 +349,8 @@ public final class QueryEngine {
         let at = try writer.claim(11)
         let b = writer.buffer
         b[at] = 0
-        writer.setU16(RRType.opt.rawValue, at: at + 1)
-        writer.setU16(UInt16(max(512, o.maxUDPSize)), at: at + 3)
+        put16(RRType.opt.rawValue, at: at + 1)
+        put16(UInt16(max(512, o.maxUDPSize)), at: at + 3)
         b[at + 5] = UInt8(truncatingIfNeeded: rcode.rawValue >> 4)
         b[at + 6] = 0
         b[at + 7] = e.dnssecOK ? 0x80 : 0
@@ -353,12 +361,17 @@ public final class QueryEngine {
             // RFC 7871 7.2.1: FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as received; our SCOPE.
             let bytes = (Int(s.sourcePrefix) + 7) / 8
             let o = try writer.claim(8 + bytes)
-            writer.setU16(EDNSOption.clientSubnet, at: o)
-            writer.setU16(UInt16(4 + bytes), at: o + 2)
-            writer.setU16(s.family, at: o + 4)
+            put16(EDNSOption.clientSubnet, at: o)
+            put16(UInt16(4 + bytes), at: o + 2)
+            put16(s.family, at: o + 4)
             b[o + 6] = s.sourcePrefix
             b[o + 7] = scope
-            for i in 0..<bytes { b[o + 8 + i] = s.address.byte(i) }
+            // The address's bytes in order: the big-endian images of its two words.
+            var words = (s.address.hi.bigEndian, s.address.lo.bigEndian)
+            withUnsafeBytes(of: &words) { w in
+                UnsafeMutableRawBufferPointer(rebasing: b[(o + 8)..<(o + 8 + bytes)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: w[0..<bytes]))
+            }
         }
         if e.nsidRequested, let id = o.nsid {
             try writer.writeU16(EDNSOption.nsid)
@@ -377,7 +390,7 @@ public final class QueryEngine {
             jar.make(clientCookie: UnsafeRawBufferPointer(rebasing: query[e.cookieOffset..<(e.cookieOffset + 8)]), client: client,
                      now: now, into: UnsafeMutableRawBufferPointer(rebasing: writer.buffer[(at + 8)..<(at + 24)]))
         }
-        writer.setU16(UInt16(writer.position - start), at: lenAt)
+        put16(UInt16(writer.position - start), at: lenAt)
     }
 
     // MARK: - The authoritative algorithm
@@ -463,7 +476,7 @@ public final class QueryEngine {
         // its lowercase copy is a straight byte copy (label lengths are below "A"): the
         // query's name is walked once.
         nameLength = pq.qnameLength
-        for i in 0..<nameLength { name[i] = asciiLower(q[12 + i]) }
+        asciiLowerCopy(q.baseAddress! + 12, name.baseAddress!, count: nameLength)
         let nameView = UnsafeRawBufferPointer(name)
         guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
             rcode = .refused

@@ -186,3 +186,39 @@ func rawQueryMatchesTheWireBuilder(_ raw: RawQuery, _ wire: [UInt8]) {
     #expect(Array(b[2..<6]) == [0x80, 0, 0, 2])
     #expect(Array(b[6...].dropLast(3)) == Array(plain[6...]) && Array(b.suffix(3)) == [1, 2, 3])
 }
+
+/// The word-at-a-time lowercase copy the query path uses gives `asciiLower` of every byte,
+/// for every byte value at every position of a word and every length up to 40.
+@Test func asciiLowerCopyMatchesBytewise() {
+    var src = [UInt8](repeating: 0, count: 48)
+    var dst = [UInt8](repeating: 0xEE, count: 48)
+    for value in 0...255 {
+        for length in [1, 7, 8, 9, 15, 16, 17, 40] {
+            for i in 0..<length { src[i] = UInt8((value + i * 37) & 0xFF) }
+            src[length - 1] = UInt8(value)
+            for i in dst.indices { dst[i] = 0xEE }
+            src.withUnsafeBytes { s in dst.withUnsafeMutableBytes { d in asciiLowerCopy(s.baseAddress!, d.baseAddress!, count: length) } }
+            #expect(Array(dst[0..<length]) == src[0..<length].map(asciiLower))
+            #expect(dst[length...].allSatisfy { $0 == 0xEE })
+        }
+    }
+}
+
+/// A name registered with `registerName` is still a compression target when it is walked
+/// only at the first name written after it, and not after the writer is reset.
+@Test func registeredNameIsTargetWhenNeeded() throws {
+    let w = MessageWriter()
+    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
+    defer { buf.deallocate() }
+    let question: [UInt8] = [3, 0x57, 0x57, 0x57, 7] + Array("example".utf8) + [3] + Array("com".utf8) + [0]
+    w.reset(buffer: buf, limit: 512)
+    _ = try w.claim(12)
+    try w.writeBytes(question)
+    w.registerName(at: 12)
+    try w.writeName(try DNSName("mail.example.com."))
+    // "mail" then a pointer to "example.com" inside the question (offset 12 + 4).
+    #expect(Array(buf[(12 + question.count)..<(w.position)]) == [4] + Array("mail".utf8) + [0xC0, 16])
+    w.reset(buffer: buf, limit: 512)
+    try w.writeName(try DNSName("example.com."))
+    #expect(w.position == 13)
+}

@@ -36,8 +36,7 @@ final class QueryCounterBlock: @unchecked Sendable {
 
     init() {
         slotCount = QueryCounterBlock.scopeBase + QueryCounterBlock.scopeSlots
-        slots = .allocate(capacity: slotCount)
-        slots.initialize(repeating: 0, count: slotCount)
+        slots = allocateCounterLines(slotCount)
     }
 
     deinit { slots.deallocate() }
@@ -99,11 +98,9 @@ final class DecisionCounters: @unchecked Sendable {
         self.model = model
         columns = model.datacenters.count + 1
         count = max(1, model.names.count * columns)
-        slots = .allocate(capacity: count)
-        slots.initialize(repeating: 0, count: count)
+        slots = allocateCounterLines(count)
         nodeCount = model.nodes.count
-        nodeSlots = .allocate(capacity: max(1, nodeCount * columns))
-        nodeSlots.initialize(repeating: 0, count: max(1, nodeCount * columns))
+        nodeSlots = allocateCounterLines(max(1, nodeCount * columns))
         // The column of each endpoint (its datacenter, else `none`), indexed as the model's
         // endpoints: the router reports which endpoint answered.
         datacenterOfEndpoint = model.endpoints.map { $0.datacenter ?? (model.datacenters.count) }
@@ -125,6 +122,18 @@ final class DecisionCounters: @unchecked Sendable {
         guard node >= 0, node < nodeCount, column >= 0, column < columns else { return }
         cshim_add64(nodeSlots + node * columns + column, 1)
     }
+}
+
+/// `count` zeroed counters on cache lines of their own: a worker writes its counters per
+/// query, and another worker's memory on the same line would be pulled back and forth
+/// between the cores (false sharing). Freed with `deallocate()`.
+func allocateCounterLines(_ count: Int) -> UnsafeMutablePointer<UInt64> {
+    let perLine = 64 / MemoryLayout<UInt64>.stride
+    let rounded = (count + perLine - 1) / perLine * perLine
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: rounded * MemoryLayout<UInt64>.stride, alignment: 64)
+    let p = raw.bindMemory(to: UInt64.self, capacity: rounded)
+    p.initialize(repeating: 0, count: rounded)
+    return p
 }
 
 /// Every worker's counter block, for the scrape. Registration happens once per worker

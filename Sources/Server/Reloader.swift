@@ -94,7 +94,11 @@ final class Reloader<Result: Sendable>: @unchecked Sendable {
             let gen = generation
             waitingFor = gen
             result = nil
-            let work = Thread { [self] in finished(gen, load(gen)) }
+            let work = Thread { [self] in
+                // The load competes with the query workers for the CPU: it yields to them.
+                ThreadPriority.background()
+                finished(gen, load(gen))
+            }
             work.name = "reload-\(gen)"
             work.start()
             let until = Date().addingTimeInterval(deadline)

@@ -607,10 +607,12 @@ public final class QueryEngine {
         let addCount = additionalCount
         do {
             for rdata in set.rdatas {
-                if let ownerName {
-                    try writer.writeRecord(owner: ownerName, type: set.type, ttl: set.ttl, rdata: rdata)
-                } else {
-                    try withBytes(rdata) { (r) throws(DNSWireError) in
+                try rdata.withBytes { (r) throws(DNSWireError) in
+                    if let ownerName {
+                        try withBytes(ownerName.wire) { (o) throws(DNSWireError) in
+                            try writer.writeRecord(owner: o, type: set.type, ttl: set.ttl, rdata: r)
+                        }
+                    } else {
                         try writer.writeRecord(ownerOffset: owner, type: set.type, ttl: set.ttl, rdata: r)
                     }
                 }
@@ -647,7 +649,7 @@ public final class QueryEngine {
 
     private func negative(_ zone: Zone) throws(DNSWireError) {
         // RFC 2308 3: the SOA goes in the authority section with TTL min(SOA TTL, MINIMUM).
-        let soa = RRSet(type: .soa, ttl: zone.negativeTTL, rdatas: zone.soa.rdatas)
+        let soa = RRSet(zone.soa, ttl: zone.negativeTTL)
         _ = try writeSet(soa, owner: 0, section: .authority, ownerName: zone.nodes[zone.apexIndex].name)
     }
 

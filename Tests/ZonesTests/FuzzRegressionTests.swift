@@ -71,7 +71,7 @@ import Testing
         #expect(zone.recordCount == 20_002)
         let set = try #require(zone.node(named: big)?.rrset(.a))
         #expect(set.rdatas.count == 20_000)
-        #expect(set.rdatas.first == [10, 0, 0, 0])
-        #expect(set.rdatas.last == [10, 0, 0x4E, 0x1F])
+        #expect(set.rdatas.first?.bytes == [10, 0, 0, 0])
+        #expect(set.rdatas.map(\.bytes).last == [10, 0, 0x4E, 0x1F])
     }
 }

@@ -141,10 +141,8 @@ final class SnapshotReaper: @unchecked Sendable {
 
 /// Thread scheduling for background work.
 enum ThreadPriority {
-    /// Nice 10: a tenth of a query worker's weight. A worker that wakes on a CPU where a
-    /// reload is running takes the CPU at once instead of after the reload's time slice,
-    /// and the reload still gets a tenth of a CPU that workers keep busy (nice 19 would get
-    /// 1.5% and could pass the reload deadline on a saturated server).
+    /// Nice 10: a tenth of a query worker's weight, so freeing an old snapshot never holds
+    /// a worker back, and still gets a tenth of a CPU that workers keep busy.
     static let backgroundNice: Int32 = 10
 
     /// Lowers the calling thread to `backgroundNice` (Linux: the nice value is per thread;

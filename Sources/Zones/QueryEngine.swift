@@ -607,14 +607,11 @@ public final class QueryEngine {
         let addCount = additionalCount
         do {
             for rdata in set.rdatas {
+                // The owner by name (what `writeRecord(owner:)` writes) or by pointer; both
+                // through DNSWire's non-generic writers, so nothing here is left unspecialized.
+                if let ownerName { try writer.writeName(ownerName) } else { try writer.writeU16(0xC000 | UInt16(owner)) }
                 try rdata.withBytes { (r) throws(DNSWireError) in
-                    if let ownerName {
-                        try withBytes(ownerName.wire) { (o) throws(DNSWireError) in
-                            try writer.writeRecord(owner: o, type: set.type, ttl: set.ttl, rdata: r)
-                        }
-                    } else {
-                        try writer.writeRecord(ownerOffset: owner, type: set.type, ttl: set.ttl, rdata: r)
-                    }
+                    try writer.writeRecordBody(type: set.type, ttl: set.ttl, rdata: r)
                 }
                 if section != .additional { noteAdditional(set.type) }
             }

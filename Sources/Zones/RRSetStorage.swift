@@ -50,13 +50,16 @@ public struct Rdata: RandomAccessCollection, Sendable {
     /// A copy of the bytes.
     public var bytes: [UInt8] { Array(storage[start..<(start + count)]) }
 
-    /// Runs `body` over the bytes, in place.
+    /// Runs `body` over the bytes, in place. Written here rather than through DNSWire's
+    /// `withBytes`, so that the callers in this module get it specialized (no generic
+    /// metadata lookup per record).
     @inline(__always)
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws(DNSWireError) -> R) throws(DNSWireError) -> R {
         let (s, n) = (start, count)
-        return try DNSWire.withBytes(storage) { (p) throws(DNSWireError) in
-            try body(UnsafeRawBufferPointer(rebasing: p[s..<(s + n)]))
+        let r: Result<R, DNSWireError> = storage.withUnsafeBytes { p in
+            Result { () throws(DNSWireError) in try body(UnsafeRawBufferPointer(rebasing: p[s..<(s + n)])) }
         }
+        return try r.get()
     }
 }
 

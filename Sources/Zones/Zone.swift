@@ -142,13 +142,15 @@ public final class Zone: Sendable {
         // Every RRset packed into one array, each owner's sets contiguous and in the order
         // their types first appear, each set's rdatas in file order, duplicates left out.
         // First the byte length of each set's rdatas, then each set's place in the array.
+        // 32-bit sizes: a set within the count checked below holds less than 4 GiB.
         let setCount = index.setType.count
-        var setBytes = [Int](repeating: 0, count: setCount)
+        var setBytes = [UInt32](repeating: 0, count: setCount)
         for ri in 0..<records.count {
             let s = Int(index.setOf[ri])
-            if s >= 0 && index.ownerOf[ri] >= 0 { setBytes[s] += 2 + records[ri].rdata.count }
+            if s >= 0 && index.ownerOf[ri] >= 0 { setBytes[s] &+= 2 &+ UInt32(truncatingIfNeeded: records[ri].rdata.count) }
         }
-        var setStart = [Int](repeating: 0, count: setCount)
+        // Each set's place in the array; then, while filling, where its next record goes.
+        var cursor = [UInt32](repeating: 0, count: setCount)
         var ownerEnd = [UInt32](repeating: 0, count: owners)
         var total = 0
         for o in 0..<owners {
@@ -158,8 +160,8 @@ public final class Zone: Sendable {
                     throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1),
                                     "zone \(origin) has more than \(UInt16.max) records of one type at one name")
                 }
-                setStart[s] = total
-                total += PackedSets.header + setBytes[s]
+                cursor[s] = UInt32(truncatingIfNeeded: total)
+                total += PackedSets.header + Int(setBytes[s])
                 s = Int(index.setNext[s])
             }
             guard total <= Int(UInt32.max) else {
@@ -170,28 +172,32 @@ public final class Zone: Sendable {
         }
         var storage = [UInt8](repeating: 0, count: total)
         storage.withUnsafeMutableBytes { out in
-            var cursor = setStart
             for s in 0..<setCount {
-                let at = setStart[s]
+                let at = Int(cursor[s])
                 out.storeBytes(of: index.setType[s].rawValue, toByteOffset: at, as: UInt16.self)
                 out.storeBytes(of: UInt16(truncatingIfNeeded: index.setCount[s]), toByteOffset: at + 2, as: UInt16.self)
                 out.storeBytes(of: index.setTTL[s], toByteOffset: at + 4, as: UInt32.self)
-                out.storeBytes(of: UInt32(setBytes[s]), toByteOffset: at + 8, as: UInt32.self)
-                cursor[s] = at + PackedSets.header
+                out.storeBytes(of: setBytes[s], toByteOffset: at + 8, as: UInt32.self)
+                cursor[s] = UInt32(at + PackedSets.header)
             }
+            setBytes = []
             for ri in 0..<records.count {
                 let s = Int(index.setOf[ri])
                 guard s >= 0 && index.ownerOf[ri] >= 0 else { continue }
                 records[ri].rdata.withUnsafeBytes { r in
-                    out.storeBytes(of: UInt16(r.count), toByteOffset: cursor[s], as: UInt16.self)
+                    let at = Int(cursor[s])
+                    out.storeBytes(of: UInt16(r.count), toByteOffset: at, as: UInt16.self)
                     if r.count > 0 {
-                        UnsafeMutableRawBufferPointer(rebasing: out[(cursor[s] + 2)...]).copyMemory(from: r)
+                        UnsafeMutableRawBufferPointer(rebasing: out[(at + 2)...]).copyMemory(from: r)
                     }
-                    cursor[s] += 2 + r.count
+                    cursor[s] = UInt32(at + 2 + r.count)
                 }
             }
         }
-        setBytes = []; setStart = []
+        // The grouping is spent: free it before the nodes are built (lower peak memory).
+        cursor = []
+        index.ownerOf = []; index.setOf = []
+        index.setTTL = []; index.setCount = []; index.setNext = []; index.ownerFirstSet = []
         var nodes: [ZoneNode] = []
         nodes.reserveCapacity(names.count)
         for (id, name) in names.enumerated() {

@@ -584,7 +584,7 @@ public final class Signer {
             var at = 0
             let ownerView = UnsafeRawBufferPointer(rebasing: ownerLow[0..<ownerLowLen])
             for (k, r) in ds.rdatas.enumerated() where k < Signer.maxSetSize {
-                try withBytes(r) { (b) throws(DNSWireError) in
+                try r.withBytes { (b) throws(DNSWireError) in
                     try writer.writeName(ownerView)
                     try writer.writeRecordBody(type: .ds, ttl: ds.ttl, rdata: b)
                     UnsafeMutableRawBufferPointer(rebasing: rd[at..<(at + b.count)]).copyMemory(from: b)

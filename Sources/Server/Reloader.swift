@@ -94,6 +94,9 @@ final class Reloader<Result: Sendable>: @unchecked Sendable {
             let gen = generation
             waitingFor = gen
             result = nil
+            // The load keeps the default priority: at nice 10 a reload starved behind busy
+            // workers and other processes (a 70-record zone took up to 0.8 s on a loaded host),
+            // and at nice 19 it could pass `deadline` on a saturated server.
             let work = Thread { [self] in finished(gen, load(gen)) }
             work.name = "reload-\(gen)"
             work.start()

@@ -2,6 +2,7 @@ import Answering
 import Config
 import DNSSEC
 import DNSWire
+import Foundation
 import Glibc
 import Routing
 import Synchronization
@@ -83,6 +84,8 @@ public final class ServingSnapshot: Sendable {
 public final class SnapshotStore: Sendable {
     public let generation = Atomic<UInt64>(0)
     private let current: Mutex<ServingSnapshot>
+    /// Where replaced snapshots go to be freed off the query path.
+    let retired = SnapshotReaper()
 
     public init(_ initial: ServingSnapshot) {
         current = Mutex(initial)
@@ -90,10 +93,75 @@ public final class SnapshotStore: Sendable {
 
     public func load() -> ServingSnapshot { current.withLock { $0 } }
 
-    /// Swaps in `next`. Queries in flight finish on the snapshot they hold.
+    /// Swaps in `next`. Queries in flight finish on the snapshot they hold; the store's
+    /// reference to the previous one is dropped by the reaper thread.
     public func publish(_ next: ServingSnapshot) {
-        current.withLock { $0 = next }
+        var previous: ServingSnapshot? = current.withLock { c in
+            let p = c
+            c = next
+            return p
+        }
         generation.add(1, ordering: .releasing)
+        retired.retire(&previous)
+    }
+}
+
+/// Frees replaced snapshots on a thread of its own, at the lowest priority. The last
+/// reference to a snapshot used to be dropped by whichever worker adopted the next one,
+/// so that worker freed the whole previous zone data (a million-record zone is millions
+/// of objects, tens of milliseconds) while its queries waited. Workers and the publisher
+/// hand their reference over here instead, under the lock, so the reaper's is the last.
+///
+///     var old: ServingSnapshot? = snapshot
+///     snapshot = next
+///     reaper.retire(&old)          // old is nil now; freed later on the reaper thread
+final class SnapshotReaper: @unchecked Sendable {
+    // Guarded by `cond`.
+    private let cond = NSCondition()
+    private var queue: [ServingSnapshot] = []
+    private var started = false
+
+    /// Takes `s` over (and sets it to nil) so that this thread never drops the last reference.
+    /// Runs only when a snapshot is replaced, never per query.
+    func retire(_ s: inout ServingSnapshot?) {
+        guard s != nil else { return }
+        cond.lock()
+        queue.append(s!)
+        s = nil
+        if !started {
+            started = true
+            let t = Thread { [self] in drain() }
+            t.name = "snapshot-reaper"
+            t.start()
+        }
+        cond.signal()
+        cond.unlock()
+    }
+
+    private func drain() {
+        ThreadPriority.background()
+        cond.lock()
+        while true {
+            while queue.isEmpty { cond.wait() }
+            var batch: [ServingSnapshot] = []
+            swap(&batch, &queue)
+            cond.unlock()
+            batch.removeAll()
+            cond.lock()
+        }
+    }
+}
+
+/// Thread scheduling for background work.
+enum ThreadPriority {
+    /// Nice 10: a tenth of a query worker's weight, so freeing an old snapshot never holds
+    /// a worker back, and still gets a tenth of a CPU that workers keep busy.
+    static let backgroundNice: Int32 = 10
+
+    /// Lowers the calling thread to `backgroundNice` (Linux: the nice value is per thread;
+    /// threads it starts inherit it).
+    static func background() {
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, backgroundNice)
     }
 }
 
@@ -130,6 +198,9 @@ public final class AuthoritativeResponder: QueryResponder {
     }
 
     private func adopt(_ s: ServingSnapshot) {
+        // The previous snapshot goes to the reaper at the end, after the answerer let go of
+        // its router, so this worker never frees a whole zone set between two queries.
+        var previous: ServingSnapshot? = snapshot === s ? nil : snapshot
         snapshot = s
         current = Unmanaged.passUnretained(s)
         counters.adopt(model: s.model)
@@ -139,6 +210,7 @@ public final class AuthoritativeResponder: QueryResponder {
             tapRing = s.dnstap?.makeRing()
         }
         tap = tapRing
+        store.retired.retire(&previous)
     }
 
     /// Takes the published snapshot if it moved on: per query, and on an idle worker's tick.

@@ -126,7 +126,7 @@ public final class PrebuiltAnswers: @unchecked Sendable {
             writer.reset(buffer: out, limit: out.count)
             do {
                 for rdata in set.rdatas {
-                    try withBytes(rdata) { (r) throws(DNSWireError) in
+                    try rdata.withBytes { (r) throws(DNSWireError) in
                         try writer.writeRecord(ownerOffset: 12, type: set.type, ttl: set.ttl, rdata: r)
                     }
                 }

@@ -625,12 +625,11 @@ public final class QueryEngine {
         let addCount = additionalCount
         do {
             for rdata in set.rdatas {
-                if let ownerName {
-                    try writer.writeRecord(owner: ownerName, type: set.type, ttl: set.ttl, rdata: rdata)
-                } else {
-                    try withBytes(rdata) { (r) throws(DNSWireError) in
-                        try writer.writeRecord(ownerOffset: owner, type: set.type, ttl: set.ttl, rdata: r)
-                    }
+                // The owner by name (what `writeRecord(owner:)` writes) or by pointer; both
+                // through DNSWire's non-generic writers, so nothing here is left unspecialized.
+                if let ownerName { try writer.writeName(ownerName) } else { try writer.writeU16(0xC000 | UInt16(owner)) }
+                try rdata.withBytes { (r) throws(DNSWireError) in
+                    try writer.writeRecordBody(type: set.type, ttl: set.ttl, rdata: r)
                 }
                 if section != .additional { noteAdditional(set.type) }
             }
@@ -665,7 +664,7 @@ public final class QueryEngine {
 
     private func negative(_ zone: Zone) throws(DNSWireError) {
         // RFC 2308 3: the SOA goes in the authority section with TTL min(SOA TTL, MINIMUM).
-        let soa = RRSet(type: .soa, ttl: zone.negativeTTL, rdatas: zone.soa.rdatas)
+        let soa = RRSet(zone.soa, ttl: zone.negativeTTL)
         _ = try writeSet(soa, owner: 0, section: .authority, ownerName: zone.nodes[zone.apexIndex].name)
     }
 

@@ -1,17 +1,6 @@
 import Diagnostics
 import DNSWire
 
-/// The records of one type at one name. TTLs in an RRset are equal (RFC 2181 5.2).
-public struct RRSet: Sendable {
-    public let type: RRType
-    public let ttl: UInt32
-    /// Uncompressed wire rdata, one entry per record, in zone-file order.
-    public let rdatas: [[UInt8]]
-    public init(type: RRType, ttl: UInt32, rdatas: [[UInt8]]) {
-        self.type = type; self.ttl = ttl; self.rdatas = rdatas
-    }
-}
-
 /// The types a GSLB name answers from its policy. The master file answers every other
 /// type at the same owner, so an address-only GSLB name can be the zone apex or sit beside
 /// MX, TXT or CAA records; a name that can answer CNAME owns every type (RFC 1034 3.6.2).
@@ -52,7 +41,8 @@ public struct GSLBBinding: Sendable, Equatable {
 public struct ZoneNode: Sendable {
     /// The owner as first written in the zone (case kept for output).
     public let name: DNSName
-    public let rrsets: [RRSet]
+    /// A view into the zone's one packed storage (`RRSetStorage.swift`).
+    public let rrsets: RRSetList
     /// NS records at a name other than the apex: a zone cut (RFC 1034 4.2.1).
     public let isDelegation: Bool
     /// Index of the GSLB name bound here, or -1 for static data only.
@@ -60,10 +50,7 @@ public struct ZoneNode: Sendable {
     /// The types the GSLB name answers; `rrsets` answer the others.
     public let dynamicTypes: GSLBTypes
 
-    @inline(__always) public func rrset(_ t: RRType) -> RRSet? {
-        for s in rrsets where s.type == t { return s }
-        return nil
-    }
+    @inline(__always) public func rrset(_ t: RRType) -> RRSet? { rrsets.rrset(t) }
 }
 
 /// An authoritative zone built for lookup: every owner, and every empty non-terminal
@@ -152,36 +139,77 @@ public final class Zone: Sendable {
                 }
             }
         }
-        // Each RRset's rdatas in file order, duplicates left out.
-        var rdatas: [[[UInt8]]] = index.setCount.map { c in
-            var a: [[UInt8]] = []
-            a.reserveCapacity(Int(c))
-            return a
-        }
+        // Every RRset packed into one array, each owner's sets contiguous and in the order
+        // their types first appear, each set's rdatas in file order, duplicates left out.
+        // First the byte length of each set's rdatas, then each set's place in the array.
+        // 32-bit sizes: a set within the count checked below holds less than 4 GiB.
+        let setCount = index.setType.count
+        var setBytes = [UInt32](repeating: 0, count: setCount)
         for ri in 0..<records.count {
             let s = Int(index.setOf[ri])
-            if s >= 0 && index.ownerOf[ri] >= 0 { rdatas[s].append(records[ri].rdata) }
+            if s >= 0 && index.ownerOf[ri] >= 0 { setBytes[s] &+= 2 &+ UInt32(truncatingIfNeeded: records[ri].rdata.count) }
         }
+        // Each set's place in the array; then, while filling, where its next record goes.
+        var cursor = [UInt32](repeating: 0, count: setCount)
+        var ownerEnd = [UInt32](repeating: 0, count: owners)
+        var total = 0
+        for o in 0..<owners {
+            var s = Int(index.ownerFirstSet[o])
+            while s >= 0 {
+                guard index.setCount[s] <= Int32(UInt16.max) else {
+                    throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1),
+                                    "zone \(origin) has more than \(UInt16.max) records of one type at one name")
+                }
+                cursor[s] = UInt32(truncatingIfNeeded: total)
+                total += PackedSets.header + Int(setBytes[s])
+                s = Int(index.setNext[s])
+            }
+            guard total <= Int(UInt32.max) else {
+                throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1),
+                                "zone \(origin) has more than 4 GiB of record data")
+            }
+            ownerEnd[o] = UInt32(total)
+        }
+        var storage = [UInt8](repeating: 0, count: total)
+        storage.withUnsafeMutableBytes { out in
+            for s in 0..<setCount {
+                let at = Int(cursor[s])
+                out.storeBytes(of: index.setType[s].rawValue, toByteOffset: at, as: UInt16.self)
+                out.storeBytes(of: UInt16(truncatingIfNeeded: index.setCount[s]), toByteOffset: at + 2, as: UInt16.self)
+                out.storeBytes(of: index.setTTL[s], toByteOffset: at + 4, as: UInt32.self)
+                out.storeBytes(of: setBytes[s], toByteOffset: at + 8, as: UInt32.self)
+                cursor[s] = UInt32(at + PackedSets.header)
+            }
+            setBytes = []
+            for ri in 0..<records.count {
+                let s = Int(index.setOf[ri])
+                guard s >= 0 && index.ownerOf[ri] >= 0 else { continue }
+                records[ri].rdata.withUnsafeBytes { r in
+                    let at = Int(cursor[s])
+                    out.storeBytes(of: UInt16(r.count), toByteOffset: at, as: UInt16.self)
+                    if r.count > 0 {
+                        UnsafeMutableRawBufferPointer(rebasing: out[(at + 2)...]).copyMemory(from: r)
+                    }
+                    cursor[s] = UInt32(at + 2 + r.count)
+                }
+            }
+        }
+        // The grouping is spent: free it before the nodes are built (lower peak memory).
+        cursor = []
+        index.ownerOf = []; index.setOf = []
+        index.setTTL = []; index.setCount = []; index.setNext = []; index.ownerFirstSet = []
         var nodes: [ZoneNode] = []
         nodes.reserveCapacity(names.count)
         for (id, name) in names.enumerated() {
-            var sets: [RRSet] = []
+            var sets = RRSetList.empty
             if id < owners {
-                var s = Int(index.ownerFirstSet[id])
-                var n = 0
-                while s >= 0 { n += 1; s = Int(index.setNext[s]) }
-                sets.reserveCapacity(n)
-                s = Int(index.ownerFirstSet[id])
-                while s >= 0 {
-                    sets.append(RRSet(type: index.setType[s], ttl: index.setTTL[s], rdatas: rdatas[s]))
-                    s = Int(index.setNext[s])
-                }
+                sets = RRSetList(storage: storage, start: id == 0 ? 0 : ownerEnd[id - 1], end: ownerEnd[id])
             }
             let isDelegation = id != apex && id < owners && index.ownerFlags[id] & ZoneIndex.hasNS != 0
             nodes.append(ZoneNode(name: name, rrsets: sets, isDelegation: isDelegation, dynamicIndex: dyn[id]?.index ?? -1,
                                   dynamicTypes: dyn[id]?.types ?? []))
         }
-        guard let soa = nodes[apex].rrset(.soa), let soaRdata = soa.rdatas.first else {
+        guard let soa = nodes[apex].rrset(.soa), let soaRdata = soa.rdatas.first?.bytes else {
             throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1), "zone \(origin) has no SOA record at its apex")
         }
         // SOA MINIMUM is the last 32-bit field of the rdata (RFC 1035 3.3.13).
@@ -208,7 +236,7 @@ public final class Zone: Sendable {
     public var nameCount: Int { nodes.count }
 
     /// The SOA serial (RFC 1035 3.3.13).
-    public var serial: UInt32 { SOAData.serial(soa.rdatas.first ?? []) }
+    public var serial: UInt32 { SOAData.serial(soa.rdatas.firstBytes) }
 }
 
 /// The serial field of SOA rdata: the 32 bits after the two names (RFC 1035 3.3.13).

@@ -71,7 +71,22 @@ import Testing
         #expect(zone.recordCount == 20_002)
         let set = try #require(zone.node(named: big)?.rrset(.a))
         #expect(set.rdatas.count == 20_000)
-        #expect(set.rdatas.first == [10, 0, 0, 0])
-        #expect(set.rdatas.last == [10, 0, 0x4E, 0x1F])
+        #expect(set.rdatas.first?.bytes == [10, 0, 0, 0])
+        #expect(set.rdatas.map(\.bytes).last == [10, 0, 0x4E, 0x1F])
+    }
+
+    /// The packed storage counts a set's records in 16 bits: a zone built without the checks
+    /// (which refuse far smaller sets) with more is refused with an error, not cut short.
+    @Test func rrsetWithMoreThan65535RecordsIsAnErrorNotACrash() throws {
+        let origin = try DNSName("example.com.")
+        let soa = try RDataText.parse(type: .soa, text: "ns1 hostmaster 1 2h 1h 2w 5m", origin: origin)
+        var records = [ResourceRecord(name: origin, type: .soa, ttl: 3600, rdata: soa)]
+        let big = try DNSName("big.example.com.")
+        for i in 0..<70_000 {
+            records.append(ResourceRecord(name: big, type: .a, ttl: 60, rdata: [10, UInt8(i >> 16), UInt8((i >> 8) & 255), UInt8(i & 255)]))
+        }
+        #expect(throws: ZoneError.self) { try Zone(origin: origin, records: records) }
+        let zone = try Zone(origin: origin, records: Array(records[0..<65_536]))
+        #expect(zone.node(named: big)?.rrset(.a)?.rdatas.count == 65_535)
     }
 }

@@ -45,7 +45,7 @@ final class TransferJournal: Sendable {
                   before.serial != zone.serial, SOAData.greater(zone.serial, before.serial) else { continue }
             let a = Set(ZoneTransfer.records(of: before, snapshot: old))
             let b = Set(ZoneTransfer.records(of: zone, snapshot: new))
-            let d = ZoneDiff(fromSOA: before.soa.rdatas[0], toSOA: zone.soa.rdatas[0], from: before.serial, to: zone.serial,
+            let d = ZoneDiff(fromSOA: before.soa.rdatas.firstBytes, toSOA: zone.soa.rdatas.firstBytes, from: before.serial, to: zone.serial,
                              removed: a.subtracting(b).sorted(by: TransferJournal.order), added: b.subtracting(a).sorted(by: TransferJournal.order))
             diffs.withLock { all in
                 var list = all[origin] ?? []

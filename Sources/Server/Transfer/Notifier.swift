@@ -64,12 +64,12 @@ enum Notifier {
     /// `serial` false, the SOA serial is left out (to tell whether the content changed).
     static func contentDigest(_ zone: Zone, router: Router?, transfers: TransferSettings, serial: Bool, health: HealthSnapshot?) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix(_ b: [UInt8]) { for x in b { h = (h ^ UInt64(x)) &* 0x100_0000_01B3 }; h = mix64(h) }
+        func mix<C: Collection<UInt8>>(_ b: C) { for x in b { h = (h ^ UInt64(x)) &* 0x100_0000_01B3 }; h = mix64(h) }
         for (i, node) in zone.nodes.enumerated() {
             var sets = node.rrsets.filter { !node.dynamicTypes.owns($0.type) }
             if !serial, i == zone.apexIndex, let k = sets.firstIndex(where: { $0.type == .soa }) {
                 let s = sets[k]
-                sets[k] = RRSet(type: .soa, ttl: s.ttl, rdatas: s.rdatas.map { SOAData.withSerial($0, 0) })
+                sets[k] = RRSet(type: .soa, ttl: s.ttl, rdatas: s.rdatas.map { SOAData.withSerial($0.bytes, 0) })
             }
             if node.dynamicIndex >= 0, let router {
                 let name = Int(node.dynamicIndex)
@@ -100,7 +100,7 @@ enum Notifier {
             try w.writeName(zone)
             try w.writeU16(RRType.soa.rawValue)
             try w.writeU16(RRClass.in.rawValue)
-            try w.writeRecord(owner: zone, type: .soa, ttl: soa.ttl, rdata: soa.rdatas[0])
+            try w.writeRecord(owner: zone, type: .soa, ttl: soa.ttl, rdata: soa.rdatas.firstBytes)
         } catch {
             return []
         }
@@ -119,7 +119,7 @@ enum Notifier {
     /// Sends until the target answers NOTIFY with the same ID (any RCODE ends the tries:
     /// the secondary heard it), at most `tries` times; logs the outcome.
     static func send(zone: DNSName, soa: RRSet, to: ListenAddress, key: TSIGKey?, log: Logger) {
-        let serial = SOAData.serial(soa.rdatas.first ?? [])
+        let serial = SOAData.serial(soa.rdatas.firstBytes)
         let meta: Logger.Metadata = ["zone": "\(zone)", "to": "\(to)", "serial": "\(serial)"]
         let fd = socket(to.address.isV4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {

@@ -58,7 +58,8 @@ public final class ZoneTransfer {
     private var nodeIndex = 0
     private var sets: [RRSet] = []
     private var setIndex = 0
-    private var rdataIndex = 0
+    /// The next record of `sets[setIndex]`; nil for its first.
+    private var rdataCursor: RdataList.Index? = nil
     private var done = false
     private(set) var records = 0
     let result: TransferResult
@@ -256,7 +257,7 @@ public final class ZoneTransfer {
         var an = 0
         while true {
             if stage == 0 {
-                guard try put(w, owner: zone.origin.wire, type: .soa, ttl: zone.soa.ttl, rdata: zone.soa.rdatas[0]) else { return an }
+                guard try put(w, owner: zone.origin.wire, type: .soa, ttl: zone.soa.ttl, rdata: zone.soa.rdatas.firstBytes) else { return an }
                 an += 1
                 stage = soaOnly ? 2 : 1
                 continue
@@ -276,23 +277,24 @@ public final class ZoneTransfer {
                 if setIndex >= sets.count {
                     guard nodeIndex < zone.nodes.count else { stage = 2; continue }
                     sets = ZoneTransfer.rrsets(of: nodeIndex, zone: zone, snapshot: snapshot)
-                    setIndex = 0; rdataIndex = 0
+                    setIndex = 0; rdataCursor = nil
                     nodeIndex += 1
                     continue
                 }
                 let s = sets[setIndex]
-                if rdataIndex >= s.rdatas.count { setIndex += 1; rdataIndex = 0; continue }
-                guard try put(w, owner: zone.nodes[nodeIndex - 1].name.wire, type: s.type, ttl: s.ttl, rdata: s.rdatas[rdataIndex]) else {
+                let at = rdataCursor ?? s.rdatas.startIndex
+                if at >= s.rdatas.endIndex { setIndex += 1; rdataCursor = nil; continue }
+                guard try put(w, owner: zone.nodes[nodeIndex - 1].name.wire, type: s.type, ttl: s.ttl, rdata: s.rdatas[at].bytes) else {
                     if an == 0 { throw .bufferFull(w.position) }
                     return an
                 }
                 an += 1
-                rdataIndex += 1
+                rdataCursor = s.rdatas.index(after: at)
                 continue
             }
             if stage == 2 {
                 if qtype == .ixfr && soaOnly { stage = 3; done = true; return an }
-                guard try put(w, owner: zone.origin.wire, type: .soa, ttl: zone.soa.ttl, rdata: zone.soa.rdatas[0]) else { return an }
+                guard try put(w, owner: zone.origin.wire, type: .soa, ttl: zone.soa.ttl, rdata: zone.soa.rdatas.firstBytes) else { return an }
                 an += 1
                 stage = 3
                 done = true
@@ -335,7 +337,7 @@ public final class ZoneTransfer {
         out.reserveCapacity(zone.recordCount)
         for i in zone.nodes.indices {
             for s in rrsets(of: i, zone: zone, snapshot: snapshot) {
-                for r in s.rdatas { out.append(TransferRecord(owner: zone.nodes[i].name, type: s.type, ttl: s.ttl, rdata: r)) }
+                for r in s.rdatas { out.append(TransferRecord(owner: zone.nodes[i].name, type: s.type, ttl: s.ttl, rdata: r.bytes)) }
             }
         }
         return out

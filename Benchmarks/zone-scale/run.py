@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Zone scale: load time and memory of a large zone in interleaved rounds, and a SIGHUP
+reload of that zone under a fixed query rate (Benchmarks/zone-scale/README.md).
+
+    Benchmarks/zone-scale/run.py --rounds 3                     # load: meridian, knot, nsd
+    Benchmarks/zone-scale/run.py --rounds 3 --servers meridian,meridian-base,knot --base-bin OLD
+    Benchmarks/zone-scale/run.py --reload --rounds 3            # p99 and losses during reloads
+
+The release binary is `.build-bench/release/meridian` (build it as README.md says, or give
+`--binary`). Everything is bounded (per-run timeouts, fixed counts) and on 127.0.0.1 only;
+the servers run pinned to CPU 0 and the load generator to CPU 1, as in Benchmarks/run.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from harness.common import REPO, WORK, log  # noqa: E402
+from harness.measure import build_tools, loadgen_run  # noqa: E402
+from harness.probe import free_port, probe, wait_ready  # noqa: E402
+from harness.report import fmt_table  # noqa: E402
+from harness.servers import Meridian, MeridianBase  # noqa: E402
+from harness.tools import load_once  # noqa: E402
+from harness.workloads import SizedZoneWorkload, write_zone_files  # noqa: E402
+
+
+def load_round(names, workload, zone_paths, base):
+    """Starts each server in turn; returns {server: (seconds, VmHWM KiB, VmRSS KiB)}."""
+    out = {}
+    for n in names:
+        elapsed, hwm, rss, _ = load_once(n, workload, zone_paths, base, timeout=300)
+        log(f"{n}: loaded in {elapsed:.2f} s, peak RSS {hwm / 1024:.1f} MiB, RSS {rss / 1024:.1f} MiB")
+        out[n] = (elapsed, hwm, rss)
+    return out
+
+
+def zone_load(args):
+    workload = SizedZoneWorkload(args.records)
+    base = os.path.join(WORK, "zone-scale", "load")
+    shutil.rmtree(base, ignore_errors=True)
+    zone_paths = write_zone_files(workload, os.path.join(base, "zones"))
+    rounds = [load_round(args.servers, workload, zone_paths, base) for _ in range(args.rounds)]
+    rows = []
+    for n in args.servers:
+        t = [r[n][0] for r in rounds]
+        hwm = [r[n][1] / 1024 for r in rounds]
+        rss = [r[n][2] / 1024 for r in rounds]
+        rows.append([n, " ".join(f"{x:.2f}" for x in t), f"{statistics.median(t):.2f}",
+                     f"{statistics.median(hwm):.1f}", f"{statistics.median(rss):.1f}"])
+    text = [f"### Load of a {args.records:,}-record zone, {args.rounds} interleaved rounds", "",
+            fmt_table(["server", "load s per round", "median s", "peak RSS MiB (VmHWM)", "RSS MiB"], rows), ""]
+    if "meridian" in args.servers:
+        for peer in [p for p in args.servers if p != "meridian"]:
+            tr = [r["meridian"][0] / r[peer][0] for r in rounds]
+            mr = [r["meridian"][1] / r[peer][1] for r in rounds]
+            text.append(f"- meridian/{peer}: load time {statistics.median(tr):.2f}x (per round "
+                        f"{', '.join(f'{x:.2f}' for x in tr)}), peak RSS {statistics.median(mr):.2f}x")
+    return "\n".join(text) + "\n"
+
+
+def bump_serial(path, serial):
+    """Writes the zone again with another SOA serial beside `path`; returns the new file's path."""
+    with open(path) as f:
+        text = f.read()
+    text, n = re.subn(r"^(@ IN SOA \S+ \S+ )\d+ ", rf"\g<1>{serial} ", text, count=1, flags=re.M)
+    if n != 1:
+        raise RuntimeError(f"no SOA line to change in {path}")
+    new = f"{path}.next"
+    with open(new, "w") as f:
+        f.write(text)
+    return new
+
+
+def reload_runs(args, loadgen):
+    """Baseline and reload runs at a fixed rate against one Meridian, alternating."""
+    workload = SizedZoneWorkload(args.records)
+    base = os.path.join(WORK, "zone-scale", "reload")
+    shutil.rmtree(base, ignore_errors=True)
+    zone_paths = write_zone_files(workload, os.path.join(base, "zones"))
+    zone = next(iter(zone_paths.values()))
+    queries = os.path.join(base, "queries.txt")
+    with open(queries, "w") as f:
+        step = max(1, workload.hosts // 5000)
+        for i in range(0, workload.hosts, step):
+            f.write(f"h{i:07d}.{workload.origin} {'A' if i % 2 else 'AAAA'}\n")
+    cls = MeridianBase if args.server == "meridian-base" else Meridian
+
+    class Verbose(cls):
+        def command(self):
+            return [a if a != "warning" else "info" for a in super().command()]
+
+    s = Verbose(free_port(), workload, os.path.join(base, "meridian"), zone_paths)
+    s.start()
+    rows, results = [], {"baseline": [], "reload": []}
+    serial = 1
+    try:
+        wait_ready(s, workload.last_name(), "A", timeout=300)
+        loadgen_run(loadgen, s.port, queries, 2, rate=args.rate)   # warm-up
+        log_path = os.path.join(s.dir, "server.log")
+        for r in range(args.rounds):
+            for kind in ("baseline", "reload"):
+                if kind == "reload":
+                    serial += 1
+                    nxt = bump_serial(zone, serial)
+                    os.replace(nxt, zone)
+                before = open(log_path).read().count("reload ok")
+                proc = subprocess.Popen(["taskset", "-c", "1", loadgen, "-s", "127.0.0.1", "-p", str(s.port),
+                                         "-d", queries, "-l", str(args.window), "-n", "100000000", "-w", "200",
+                                         "-c", "8", "-b", "32", "-Q", str(args.rate)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                took = ""
+                if kind != "baseline":
+                    time.sleep(args.lead)
+                    t0 = time.monotonic()
+                    os.kill(s.proc.pid, signal.SIGHUP)
+                    while open(log_path).read().count("reload ok") == before and proc.poll() is None:
+                        time.sleep(0.02)
+                    if open(log_path).read().count("reload ok") > before:
+                        took = "in the run"
+                out, err = proc.communicate(timeout=args.window + 30)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"loadgen failed: {err}")
+                kv = {k: float(v) for k, v in (p.split("=", 1) for p in out.strip().splitlines()[-1].split())}
+                if kind != "baseline" and not took:
+                    # The reload outlasted the run: wait for it (bounded) so the next run starts clean.
+                    while open(log_path).read().count("reload ok") == before and time.monotonic() - t0 < 120:
+                        time.sleep(0.1)
+                    if open(log_path).read().count("reload ok") == before:
+                        raise RuntimeError(f"no reload within 120 s (see {log_path})")
+                    took = "after the run"
+                if kind != "baseline":
+                    ms = re.findall(r"reload ok in (\d+) ms", open(log_path).read())
+                    took = f"{int(ms[-1]) / 1000:.2f} ({took})"
+                results[kind].append(kv)
+                log(f"round {r + 1} {kind}: p50 {kv['p50_us']:.0f} µs, p99 {kv['p99_us']:.0f} µs, "
+                    f"p99.9 {kv['p999_us']:.0f} µs, lost {kv['lost']:.0f} of {kv['sent']:.0f}"
+                    + (f", reload seen after {took} s" if took else ""))
+                rows.append([str(r + 1), kind, f"{kv['sent']:.0f}", f"{kv['answered']:.0f}", f"{kv['lost']:.0f}",
+                             f"{kv['p50_us']:.0f}", f"{kv['p99_us']:.0f}", f"{kv['p999_us']:.0f}", took])
+        if probe(s.port, workload.last_name(), "A") != 0:
+            raise RuntimeError("the last name does not answer after the reloads")
+        hwm, rss, _, _ = s.memory()
+    finally:
+        s.stop()
+    text = [f"### SIGHUP reload of a {args.records:,}-record zone at {args.rate} qps ({args.server})", "",
+            f"Each run: `loadgen -Q {args.rate}` for {args.window} s over {sum(1 for _ in open(queries))} names "
+            f"of the zone; in a `reload` run the file was rewritten with a new SOA serial, and SIGHUP goes "
+            f"{args.lead} s in (the zone is parsed and built again). Peak RSS over the whole run {hwm / 1024:.1f} MiB, "
+            f"RSS at the end {rss / 1024:.1f} MiB.", "",
+            fmt_table(["round", "run", "sent", "answered", "lost", "p50 µs", "p99 µs", "p99.9 µs",
+                       "reload s (server's log)"], rows), ""]
+    b = statistics.median(k["p99_us"] for k in results["baseline"])
+    for kind in ("reload",):
+        ratios = [k["p99_us"] / base_kv["p99_us"] for k, base_kv in zip(results[kind], results["baseline"])]
+        lost = sum(k["lost"] for k in results[kind])
+        text.append(f"- {kind}: p99 {statistics.median(k['p99_us'] for k in results[kind]):.0f} µs against the "
+                    f"baseline's {b:.0f} µs, median of per-round ratios {statistics.median(ratios):.2f}x "
+                    f"({', '.join(f'{x:.2f}' for x in ratios)}); lost {lost:.0f}")
+    return "\n".join(text) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--servers", default="meridian,knot,nsd", help="for the load figures")
+    ap.add_argument("--binary", default=os.path.join(REPO, ".build-bench", "release", "meridian"))
+    ap.add_argument("--base-bin", help="another release binary, the server `meridian-base`")
+    ap.add_argument("--reload", action="store_true", help="measure reloads under load instead of the load")
+    ap.add_argument("--server", default="meridian", help="which Meridian the reload runs use")
+    ap.add_argument("--rate", type=int, default=20_000)
+    ap.add_argument("--window", type=float, default=10.0, help="seconds per fixed-rate run")
+    ap.add_argument("--lead", type=float, default=1.0, help="seconds into a reload run before SIGHUP")
+    args = ap.parse_args()
+    args.servers = [s for s in args.servers.split(",") if s]
+    Meridian.binary = os.path.abspath(args.binary)
+    if args.base_bin:
+        MeridianBase.binary = os.path.abspath(args.base_bin)
+    loadgen, _ = build_tools()
+    report = [f"Load avg at start: {open('/proc/loadavg').read().split()[:3]}", ""]
+    report.append(reload_runs(args, loadgen) if args.reload else zone_load(args))
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()

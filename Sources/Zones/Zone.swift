@@ -312,7 +312,7 @@ extension Zone {
         for (i, n) in nodes.enumerated() {
             for s in n.rrsets {
                 for r in s.rdatas {
-                    let rdata = i == apexIndex && s.type == .soa ? SOAData.withSerial(r, serial) : r
+                    let rdata = i == apexIndex && s.type == .soa ? SOAData.withSerial(r.bytes, serial) : r.bytes
                     records.append(ResourceRecord(name: n.name, type: s.type, ttl: s.ttl, rdata: rdata))
                 }
             }

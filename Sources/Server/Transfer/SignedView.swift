@@ -86,8 +86,8 @@ final class SignedTransferView: Sendable {
         records.reserveCapacity(zone.recordCount * 3)
         var earliest = UInt32.max
         func add(_ owner: DNSName, _ set: RRSet, signed: Bool) {
-            for r in set.rdatas { records.append(TransferRecord(owner: owner, type: set.type, ttl: set.ttl, rdata: r)) }
-            guard signed, let sigs = signer.rrsigs(owner: owner, type: set.type, ttl: set.ttl, rdatas: set.rdatas,
+            for r in set.rdatas { records.append(TransferRecord(owner: owner, type: set.type, ttl: set.ttl, rdata: r.bytes)) }
+            guard signed, let sigs = signer.rrsigs(owner: owner, type: set.type, ttl: set.ttl, rdatas: set.rdatas.map(\.bytes),
                                                     zones: snapshot.zones, signing: signing, now: now) else { return }
             for r in sigs {
                 records.append(TransferRecord(owner: owner, type: .rrsig, ttl: set.ttl, rdata: r))
@@ -104,7 +104,7 @@ final class SignedTransferView: Sendable {
                 types.append(s.type)
                 // The SOA goes first and last, outside the list; its signatures go in it.
                 if i == zone.apexIndex && s.type == .soa {
-                    if let sigs = signer.rrsigs(owner: owner, type: .soa, ttl: s.ttl, rdatas: s.rdatas, zones: snapshot.zones,
+                    if let sigs = signer.rrsigs(owner: owner, type: .soa, ttl: s.ttl, rdatas: s.rdatas.map(\.bytes), zones: snapshot.zones,
                                                 signing: signing, now: now) {
                         for r in sigs { records.append(TransferRecord(owner: owner, type: .rrsig, ttl: s.ttl, rdata: r)) }
                     }

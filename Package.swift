@@ -52,8 +52,10 @@ let package = Package(
         // Online DNSSEC signing: key files, the signature cache and the per-worker signer.
         .target(name: "DNSSEC", dependencies: ["DNSWire", "Diagnostics", "Zones", "COpenSSL"], swiftSettings: queryPath),
         .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing", "DNSSEC"], swiftSettings: queryPath),
+        // etcd's v3 JSON gateway over http or TLS: the store client fleet mode uses.
+        .target(name: "Etcd", dependencies: ["Config", "Health", "Platform"]),
         .target(name: "Server", dependencies: [
-            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "DNSSEC", "CShim", "Platform", "COpenSSL",
+            "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "DNSSEC", "CShim", "Platform", "COpenSSL", "Etcd",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: queryPath),

@@ -1,5 +1,6 @@
 import CShim
 import Config
+import Etcd
 import DNSSEC
 import DNSWire
 import Diagnostics

@@ -1,4 +1,5 @@
 import Config
+import Etcd
 import Foundation
 import Health
 import Logging

@@ -712,24 +712,7 @@ public final class Signer {
             UnsafeMutableRawBufferPointer(rebasing: rd[2..<(2 + ownerLowLen)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: ownerLow[0..<ownerLowLen]))
             at = 2 + ownerLowLen
         }
-        // Type bitmap (RFC 4034 4.1.2): per window, its number, length, then the bits.
-        var k = 0
-        while k < n {
-            let window = types[k] >> 8
-            let winAt = at
-            rd[winAt] = UInt8(window)
-            for z in 0..<32 { rd[winAt + 2 + z] = 0 }
-            var maxOctet = 0
-            while k < n && types[k] >> 8 == window {
-                let low = Int(types[k] & 0xFF)
-                rd[winAt + 2 + low / 8] |= UInt8(0x80 >> (low % 8))
-                maxOctet = max(maxOctet, low / 8)
-                k += 1
-                while k < n && types[k] == types[k - 1] { k += 1 }
-            }
-            rd[winAt + 1] = UInt8(maxOctet + 1)
-            at = winAt + 2 + maxOctet + 1
-        }
+        at += NSECBitmap.write(types, count: n, into: UnsafeMutableRawBufferPointer(rebasing: rd[at...]))
         copyName(ownerLow, ownerLowLen, to: owner)
         ownerLen = ownerLowLen
         ownerIsQuestion = equalNames(ownerLow, ownerLowLen, qname, qnameLen)

@@ -82,11 +82,7 @@ struct HealthNotifyTests {
         endpoints:
           primary: { v4: 192.0.2.1, check: be }
           backup: { v4: 192.0.2.2 }
-        transfers:
-          keys:
-            xfr-key: { algorithm: hmac-sha256, secret: "\(TransferFixture.key.secret)" }
-          allow:
-            - { from: 127.0.0.1, key: xfr-key }
+        \(TransferFixture.tsigTransfers)
           notify:
         \(notify.map { "    - \($0)" }.joined(separator: "\n"))
         \(view.map { "  gslb_view: \($0)\n  health_notify_interval: 2s" } ?? "")

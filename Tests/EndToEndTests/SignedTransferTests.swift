@@ -14,11 +14,7 @@ enum SignedTransferFixture {
     static func make(notifyPort: UInt16, dnssec: String = "{ keys: keys }", serial: String? = nil) async throws -> SignedZone {
         let z = try await SignedZone.make()
         let config = SignedZone.config.replacingOccurrences(of: "dnssec: { keys: keys }", with: "dnssec: \(dnssec)") + """
-            transfers:
-              keys:
-                xfr-key: { algorithm: hmac-sha256, secret: "\(TransferFixture.key.secret)" }
-              allow:
-                - { from: 127.0.0.1, key: xfr-key }
+            \(TransferFixture.tsigTransfers)
               notify:
                 - { to: "127.0.0.1:\(notifyPort)", key: xfr-key }
             \(serial.map { "  serial: \($0)" } ?? "")

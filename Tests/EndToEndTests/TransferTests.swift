@@ -23,6 +23,16 @@ enum TransferFixture {
 
     /// gslb.test with two GSLB names: `www` (failover primary -> backup) and `fb` (the
     /// same, with a fallback address), TSIG-signed transfers for 127.0.0.1.
+    /// The `transfers:` key and ACL of the signed and health-following transfer tests, at
+    /// column 0: the TSIG key, and 127.0.0.1 allowed with it.
+    static let tsigTransfers = """
+        transfers:
+          keys:
+            xfr-key: { algorithm: hmac-sha256, secret: "\(key.secret)" }
+          allow:
+            - { from: 127.0.0.1, key: xfr-key }
+        """
+
     static func config(folder: String, allow: String = "{ from: 127.0.0.1, key: xfr-key }", extra: String = "") -> String {
         """
         zones:

@@ -63,13 +63,11 @@ final class HealthSerials: Sendable {
     /// health (one pass over the zones' settings). Never on the query path.
     func check(_ publisher: Publisher) {
         let config = publisher.config
-        let origins = config.zones.zones.map { $0.origin.lowercased() }.filter { config.transfers.followsHealth(zone: $0) }
-        guard !origins.isEmpty else { return }
         let health = publisher.store.load().health
         var changed: [DNSName] = []
         for zone in config.zones.zones {
             let origin = zone.origin.lowercased()
-            guard origins.contains(origin) else { continue }
+            guard config.transfers.followsHealth(zone: origin) else { continue }
             let before = Notifier.contentDigest(zone, router: config.router, transfers: config.transfers, serial: false,
                                                 health: config.transferHealth[origin])
             let now = Notifier.contentDigest(zone, router: config.router, transfers: config.transfers, serial: false, health: health)

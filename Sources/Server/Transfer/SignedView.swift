@@ -127,29 +127,6 @@ final class SignedTransferView: Sendable {
     }
 }
 
-/// The type bitmap of an NSEC record (RFC 4034 4.1.2): per window of 256 types, the window
-/// number, the length of its bitmap, then the bits (type 0 is the first bit).
-enum NSECBitmap {
-    static func encode(_ types: [RRType]) -> [UInt8] {
-        let sorted = Set(types.map(\.rawValue)).sorted()
-        var out: [UInt8] = []
-        var k = 0
-        while k < sorted.count {
-            let window = sorted[k] >> 8
-            var bits = [UInt8](repeating: 0, count: 32)
-            var used = 0
-            while k < sorted.count && sorted[k] >> 8 == window {
-                let low = Int(sorted[k] & 0xFF)
-                bits[low / 8] |= UInt8(0x80 >> (low % 8))
-                used = max(used, low / 8 + 1)
-                k += 1
-            }
-            out += [UInt8(window), UInt8(used)] + bits[0..<used]
-        }
-        return out
-    }
-}
-
 /// One build of a zone's signed view, shared by every transfer that asks for that zone
 /// version; the view appears when the background build finishes.
 final class SignedTransferBuild: Sendable {

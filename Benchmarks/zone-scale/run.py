@@ -87,7 +87,8 @@ def reload_once(s, loadgen, args, queries, zone, serial, kind):
     if kind == "reload":
         os.replace(bump_serial(zone, serial), zone)
     before = open(log_path).read().count("reload ok")
-    proc = subprocess.Popen(["taskset", "-c", "1", loadgen, "-s", "127.0.0.1", "-p", str(s.port),
+    fifo = ["chrt", "-f", "50"] if args.fifo_loadgen else []
+    proc = subprocess.Popen([*fifo, "taskset", "-c", "1", loadgen, "-s", "127.0.0.1", "-p", str(s.port),
                              "-d", queries, "-l", str(args.window), "-n", "100000000", "-w", "200",
                              "-c", "8", "-b", "32", "-Q", str(args.rate)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -205,6 +206,8 @@ def main():
     ap.add_argument("--rate", type=int, default=20_000)
     ap.add_argument("--window", type=float, default=10.0, help="seconds per fixed-rate run")
     ap.add_argument("--lead", type=float, default=1.0, help="seconds into a reload run before SIGHUP")
+    ap.add_argument("--fifo-loadgen", action="store_true",
+                    help="run loadgen under chrt -f 50 (SCHED_FIFO), so other processes on its CPU do not delay it")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds of rest after a reload run")
     args = ap.parse_args()
     args.servers = [s for s in args.servers.split(",") if s]

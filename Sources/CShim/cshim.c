@@ -406,7 +406,9 @@ int cshim_gettid(void) { return (int)gettid(); }
 
 int cshim_sched_idle(int tid, int idle) {
     struct sched_param p = { .sched_priority = 0 };
-    return sched_setscheduler(tid, idle ? SCHED_IDLE : SCHED_OTHER, &p);
+    /* SCHED_RESET_ON_FORK: threads the idle work starts get SCHED_OTHER, not an unwatched
+       SCHED_IDLE. Kept when going back (only CAP_SYS_NICE may clear it). */
+    return sched_setscheduler(tid, (idle ? SCHED_IDLE : SCHED_OTHER) | SCHED_RESET_ON_FORK, &p);
 }
 
 int64_t cshim_thread_cpu_ns(int tid) {

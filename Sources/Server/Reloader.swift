@@ -1,3 +1,4 @@
+import CShim
 import Foundation
 import Health
 
@@ -101,7 +102,10 @@ final class Reloader<Result: Sendable>: @unchecked Sendable {
             // other processes (a 70-record zone took up to 0.8 s on a loaded host), and at
             // nice 19 it could pass `deadline` on a saturated server, while the worker still
             // waited for its slices.
-            let work = Thread { [self] in finished(gen, ThreadPriority.idle { load(gen) }) }
+            let work = Thread { [self] in
+                cshim_name_current_thread("reload-\(gen)")
+                finished(gen, ThreadPriority.idle { load(gen) })
+            }
             work.name = "reload-\(gen)"
             work.start()
             let until = Date().addingTimeInterval(deadline)

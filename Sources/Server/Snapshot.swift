@@ -142,6 +142,7 @@ final class SnapshotReaper: @unchecked Sendable {
     }
 
     private func drain() {
+        cshim_name_current_thread("snapshot-reaper")
         ThreadPriority.background()
         cond.lock()
         while true {
@@ -236,6 +237,7 @@ private final class StarvationWatch: @unchecked Sendable {
     }
 
     private func watch(_ tid: Int32) {
+        cshim_name_current_thread("idle-watch")
         var cpu = cshim_thread_cpu_ns(tid)
         var at = monotonicSeconds()
         cond.lock()

@@ -66,7 +66,8 @@ struct ReloadSchedulingTests {
             #expect(server.logText.contains("reload ok"), "log:\n\(server.logText)")
             #expect(loadPolicies.contains(Self.idle), "the load thread's policies seen: \(loadPolicies)")
             #expect(workerPolicies == [SCHED_OTHER], "the UDP worker's policies seen: \(workerPolicies)")
-            #expect(try await Dig.query("h39999.big.test", "A", port: server.port).answer.map(\.rdata) == ["10.0.156.63"])
+            let answer = try await Dig.query("h39999.big.test", "A", port: server.port)
+            #expect(answer.answer.map(\.rdata) == ["10.0.156.63"])
         }
     }
 

@@ -144,7 +144,7 @@ int cshim_gettid(void);
 /* Puts thread `tid` (0: the calling thread) under SCHED_IDLE when `idle` is nonzero, else
    back under SCHED_OTHER at its nice value. Returns 0, or -1 with errno set; leaving
    SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE that allows the thread's nice value
-   (EPERM otherwise). */
+   (EPERM otherwise). Threads it starts from then on get SCHED_OTHER (SCHED_RESET_ON_FORK). */
 int cshim_sched_idle(int tid, int idle);
 
 /* CPU time thread `tid` of this process has used, in nanoseconds; -1 when it is gone. */

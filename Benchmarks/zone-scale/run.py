@@ -5,6 +5,7 @@ reload of that zone under a fixed query rate (Benchmarks/zone-scale/README.md).
     Benchmarks/zone-scale/run.py --rounds 3                     # load: meridian, knot, nsd
     Benchmarks/zone-scale/run.py --rounds 3 --servers meridian,meridian-base,knot --base-bin OLD
     Benchmarks/zone-scale/run.py --reload --rounds 3            # p99 and losses during reloads
+    Benchmarks/zone-scale/run.py --reload --rounds 3 --reload-servers meridian,meridian-base --base-bin OLD
 
 The release binary is `.build-bench/release/meridian` (build it as README.md says, or give
 `--binary`). Everything is bounded (per-run timeouts, fixed counts) and on 127.0.0.1 only;
@@ -79,8 +80,50 @@ def bump_serial(path, serial):
     return new
 
 
+def reload_once(s, loadgen, args, queries, zone, serial, kind):
+    """One fixed-rate run against server `s`; for `reload`, the zone gets serial `serial` and
+    SIGHUP goes `args.lead` s in. Returns (loadgen's figures, reload seconds or "")."""
+    log_path = os.path.join(s.dir, "server.log")
+    if kind == "reload":
+        os.replace(bump_serial(zone, serial), zone)
+    before = open(log_path).read().count("reload ok")
+    fifo = ["chrt", "-f", "50"] if args.fifo_loadgen else []
+    proc = subprocess.Popen([*fifo, "taskset", "-c", "1", loadgen, "-s", "127.0.0.1", "-p", str(s.port),
+                             "-d", queries, "-l", str(args.window), "-n", "100000000", "-w", "200",
+                             "-c", "8", "-b", "32", "-Q", str(args.rate)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    took = ""
+    if kind != "baseline":
+        time.sleep(args.lead)
+        t0 = time.monotonic()
+        os.kill(s.proc.pid, signal.SIGHUP)
+        while open(log_path).read().count("reload ok") == before and proc.poll() is None:
+            time.sleep(0.02)
+        if open(log_path).read().count("reload ok") > before:
+            took = "in the run"
+    out, err = proc.communicate(timeout=args.window + 30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {err}")
+    kv = {k: float(v) for k, v in (p.split("=", 1) for p in out.strip().splitlines()[-1].split())}
+    if kind != "baseline" and not took:
+        # The reload outlasted the run: wait for it (bounded) so the next run starts clean.
+        while open(log_path).read().count("reload ok") == before and time.monotonic() - t0 < 120:
+            time.sleep(0.1)
+        if open(log_path).read().count("reload ok") == before:
+            raise RuntimeError(f"no reload within 120 s (see {log_path})")
+        took = "after the run"
+    if kind != "baseline":
+        ms = re.findall(r"reload ok in (\d+) ms", open(log_path).read())
+        took = f"{int(ms[-1]) / 1000:.2f} ({took})"
+    if kind == "reload":
+        # Let the reaper and the memory trim after the reload finish before the next run.
+        time.sleep(args.settle)
+    return kv, took
+
+
 def reload_runs(args, loadgen):
-    """Baseline and reload runs at a fixed rate against one Meridian, alternating."""
+    """Baseline and reload runs at a fixed rate against each Meridian of `args.reload_servers`
+    (meridian, meridian-base), alternating within each round so the host's drift hits all."""
     workload = SizedZoneWorkload(args.records)
     base = os.path.join(WORK, "zone-scale", "reload")
     shutil.rmtree(base, ignore_errors=True)
@@ -91,79 +134,62 @@ def reload_runs(args, loadgen):
         step = max(1, workload.hosts // 5000)
         for i in range(0, workload.hosts, step):
             f.write(f"h{i:07d}.{workload.origin} {'A' if i % 2 else 'AAAA'}\n")
-    cls = MeridianBase if args.server == "meridian-base" else Meridian
 
-    class Verbose(cls):
-        def command(self):
-            return [a if a != "warning" else "info" for a in super().command()]
+    def verbose(cls):
+        class Verbose(cls):
+            def command(self):
+                return [a if a != "warning" else "info" for a in super().command()]
+        return Verbose
 
-    s = Verbose(free_port(), workload, os.path.join(base, "meridian"), zone_paths)
-    s.start()
-    rows, results = [], {"baseline": [], "reload": []}
+    classes = {"meridian": Meridian, "meridian-base": MeridianBase}
+    servers = {}
+    rows, results = [], {n: {"baseline": [], "reload": [], "took": []} for n in args.reload_servers}
     serial = 1
+    hwm = {}
     try:
-        wait_ready(s, workload.last_name(), "A", timeout=300)
-        loadgen_run(loadgen, s.port, queries, 2, rate=args.rate)   # warm-up
-        log_path = os.path.join(s.dir, "server.log")
+        for n in args.reload_servers:
+            s = verbose(classes[n])(free_port(), workload, os.path.join(base, n), zone_paths)
+            s.start()
+            servers[n] = s
+            wait_ready(s, workload.last_name(), "A", timeout=300)
+            loadgen_run(loadgen, s.port, queries, 2, rate=args.rate)   # warm-up
         for r in range(args.rounds):
-            for kind in ("baseline", "reload"):
-                if kind == "reload":
+            for n in args.reload_servers:
+                for kind in ("baseline", "reload"):
                     serial += 1
-                    nxt = bump_serial(zone, serial)
-                    os.replace(nxt, zone)
-                before = open(log_path).read().count("reload ok")
-                proc = subprocess.Popen(["taskset", "-c", "1", loadgen, "-s", "127.0.0.1", "-p", str(s.port),
-                                         "-d", queries, "-l", str(args.window), "-n", "100000000", "-w", "200",
-                                         "-c", "8", "-b", "32", "-Q", str(args.rate)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                took = ""
-                if kind != "baseline":
-                    time.sleep(args.lead)
-                    t0 = time.monotonic()
-                    os.kill(s.proc.pid, signal.SIGHUP)
-                    while open(log_path).read().count("reload ok") == before and proc.poll() is None:
-                        time.sleep(0.02)
-                    if open(log_path).read().count("reload ok") > before:
-                        took = "in the run"
-                out, err = proc.communicate(timeout=args.window + 30)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"loadgen failed: {err}")
-                kv = {k: float(v) for k, v in (p.split("=", 1) for p in out.strip().splitlines()[-1].split())}
-                if kind != "baseline" and not took:
-                    # The reload outlasted the run: wait for it (bounded) so the next run starts clean.
-                    while open(log_path).read().count("reload ok") == before and time.monotonic() - t0 < 120:
-                        time.sleep(0.1)
-                    if open(log_path).read().count("reload ok") == before:
-                        raise RuntimeError(f"no reload within 120 s (see {log_path})")
-                    took = "after the run"
-                if kind != "baseline":
-                    ms = re.findall(r"reload ok in (\d+) ms", open(log_path).read())
-                    took = f"{int(ms[-1]) / 1000:.2f} ({took})"
-                results[kind].append(kv)
-                log(f"round {r + 1} {kind}: p50 {kv['p50_us']:.0f} µs, p99 {kv['p99_us']:.0f} µs, "
-                    f"p99.9 {kv['p999_us']:.0f} µs, lost {kv['lost']:.0f} of {kv['sent']:.0f}"
-                    + (f", reload seen after {took} s" if took else ""))
-                rows.append([str(r + 1), kind, f"{kv['sent']:.0f}", f"{kv['answered']:.0f}", f"{kv['lost']:.0f}",
-                             f"{kv['p50_us']:.0f}", f"{kv['p99_us']:.0f}", f"{kv['p999_us']:.0f}", took])
-        if probe(s.port, workload.last_name(), "A") != 0:
-            raise RuntimeError("the last name does not answer after the reloads")
-        hwm, rss, _, _ = s.memory()
+                    kv, took = reload_once(servers[n], loadgen, args, queries, zone, serial, kind)
+                    results[n][kind].append(kv)
+                    if took:
+                        results[n]["took"].append(float(took.split()[0]))
+                    log(f"round {r + 1} {n} {kind}: p50 {kv['p50_us']:.0f} µs, p99 {kv['p99_us']:.0f} µs, "
+                        f"p99.9 {kv['p999_us']:.0f} µs, lost {kv['lost']:.0f} of {kv['sent']:.0f}"
+                        + (f", reload {took} s" if took else ""))
+                    rows.append([str(r + 1), n, kind, f"{kv['sent']:.0f}", f"{kv['answered']:.0f}", f"{kv['lost']:.0f}",
+                                 f"{kv['p50_us']:.0f}", f"{kv['p99_us']:.0f}", f"{kv['p999_us']:.0f}", took])
+        for n, s in servers.items():
+            if probe(s.port, workload.last_name(), "A") != 0:
+                raise RuntimeError(f"{n}: the last name does not answer after the reloads")
+            hwm[n] = s.memory()[:2]
     finally:
-        s.stop()
-    text = [f"### SIGHUP reload of a {args.records:,}-record zone at {args.rate} qps ({args.server})", "",
+        for s in servers.values():
+            s.stop()
+    text = [f"### SIGHUP reload of a {args.records:,}-record zone at {args.rate} qps "
+            f"({', '.join(args.reload_servers)}, interleaved)", "",
             f"Each run: `loadgen -Q {args.rate}` for {args.window} s over {sum(1 for _ in open(queries))} names "
             f"of the zone; in a `reload` run the file was rewritten with a new SOA serial, and SIGHUP goes "
-            f"{args.lead} s in (the zone is parsed and built again). Peak RSS over the whole run {hwm / 1024:.1f} MiB, "
-            f"RSS at the end {rss / 1024:.1f} MiB.", "",
-            fmt_table(["round", "run", "sent", "answered", "lost", "p50 µs", "p99 µs", "p99.9 µs",
-                       "reload s (server's log)"], rows), ""]
-    b = statistics.median(k["p99_us"] for k in results["baseline"])
-    for kind in ("reload",):
-        ratios = [k["p99_us"] / base_kv["p99_us"] for k, base_kv in zip(results[kind], results["baseline"])]
-        lost = sum(k["lost"] for k in results[kind])
-        text.append(f"- {kind}: p99 {statistics.median(k['p99_us'] for k in results[kind]):.0f} µs against the "
-                    f"baseline's {b:.0f} µs, median of per-round ratios {statistics.median(ratios):.2f}x "
-                    f"({', '.join(f'{x:.2f}' for x in ratios)}); lost {lost:.0f}")
+            f"{args.lead} s in (the zone is parsed and built again). "
+            + "; ".join(f"{n}: peak RSS {h / 1024:.1f} MiB, RSS at the end {r / 1024:.1f} MiB" for n, (h, r) in hwm.items()),
+            "", fmt_table(["round", "server", "run", "sent", "answered", "lost", "p50 µs", "p99 µs", "p99.9 µs",
+                           "reload s (server's log)"], rows), ""]
+    for n in args.reload_servers:
+        res = results[n]
+        ratios = [k["p99_us"] / b["p99_us"] for k, b in zip(res["reload"], res["baseline"])]
+        text.append(f"- {n}: reload p99 / same round's baseline p99 per round "
+                    f"{', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}x); "
+                    f"baseline p99 median {statistics.median(k['p99_us'] for k in res['baseline']):.0f} µs; "
+                    f"lost {sum(k['lost'] for k in res['baseline']):.0f} (baseline) / "
+                    f"{sum(k['lost'] for k in res['reload']):.0f} (reload); "
+                    f"reload s median {statistics.median(res['took']):.2f}")
     return "\n".join(text) + "\n"
 
 
@@ -175,12 +201,17 @@ def main():
     ap.add_argument("--binary", default=os.path.join(REPO, ".build-bench", "release", "meridian"))
     ap.add_argument("--base-bin", help="another release binary, the server `meridian-base`")
     ap.add_argument("--reload", action="store_true", help="measure reloads under load instead of the load")
-    ap.add_argument("--server", default="meridian", help="which Meridian the reload runs use")
+    ap.add_argument("--reload-servers", default="meridian",
+                    help="the Meridians the reload runs use, interleaved per round: meridian, meridian-base (--base-bin)")
     ap.add_argument("--rate", type=int, default=20_000)
     ap.add_argument("--window", type=float, default=10.0, help="seconds per fixed-rate run")
     ap.add_argument("--lead", type=float, default=1.0, help="seconds into a reload run before SIGHUP")
+    ap.add_argument("--fifo-loadgen", action="store_true",
+                    help="run loadgen under chrt -f 50 (SCHED_FIFO), so other processes on its CPU do not delay it")
+    ap.add_argument("--settle", type=float, default=3.0, help="seconds of rest after a reload run")
     args = ap.parse_args()
     args.servers = [s for s in args.servers.split(",") if s]
+    args.reload_servers = [s for s in args.reload_servers.split(",") if s]
     Meridian.binary = os.path.abspath(args.binary)
     if args.base_bin:
         MeridianBase.binary = os.path.abspath(args.base_bin)

@@ -9,6 +9,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
@@ -398,4 +400,23 @@ int cshim_malloc_trim(void) { return malloc_trim(0); }
 int cshim_limit_malloc_arenas(int n) {
     if (getenv("MALLOC_ARENA_MAX") != NULL) return 0;
     return mallopt(M_ARENA_MAX, n);
+}
+
+int cshim_gettid(void) { return (int)gettid(); }
+
+int cshim_sched_idle(int tid, int idle) {
+    struct sched_param p = { .sched_priority = 0 };
+    /* SCHED_RESET_ON_FORK: threads the idle work starts get SCHED_OTHER, not an unwatched
+       SCHED_IDLE. Kept when going back (only CAP_SYS_NICE may clear it). */
+    return sched_setscheduler(tid, (idle ? SCHED_IDLE : SCHED_OTHER) | SCHED_RESET_ON_FORK, &p);
+}
+
+int64_t cshim_thread_cpu_ns(int tid) {
+    /* The kernel's per-thread CPU clock id (MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)), the
+       one pthread_getcpuclockid returns, built from the tid so a thread that is gone only
+       makes clock_gettime fail. */
+    clockid_t id = (clockid_t)((~(unsigned)tid) << 3) | 6;
+    struct timespec ts;
+    if (clock_gettime(id, &ts) != 0) return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }

@@ -1,3 +1,4 @@
+import CShim
 import Foundation
 import Health
 
@@ -94,10 +95,17 @@ final class Reloader<Result: Sendable>: @unchecked Sendable {
             let gen = generation
             waitingFor = gen
             result = nil
-            // The load keeps the default priority: at nice 10 a reload starved behind busy
-            // workers and other processes (a 70-record zone took up to 0.8 s on a loaded host),
-            // and at nice 19 it could pass `deadline` on a saturated server.
-            let work = Thread { [self] in finished(gen, load(gen)) }
+            // The load runs under SCHED_IDLE, so a query worker on the same CPU takes it over
+            // the moment a packet wakes it; if it starves there (busy workers, other
+            // processes) it goes back to the default priority (`ThreadPriority.idle`). A nice
+            // value alone did not do: at nice 10 a reload starved behind busy workers and
+            // other processes (a 70-record zone took up to 0.8 s on a loaded host), and at
+            // nice 19 it could pass `deadline` on a saturated server, while the worker still
+            // waited for its slices.
+            let work = Thread { [self] in
+                cshim_name_current_thread("reload-\(gen)")
+                finished(gen, ThreadPriority.idle { load(gen) })
+            }
             work.name = "reload-\(gen)"
             work.start()
             let until = Date().addingTimeInterval(deadline)

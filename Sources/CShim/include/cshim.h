@@ -134,4 +134,20 @@ int cshim_malloc_trim(void);
    Benchmarks/config-scale/RESULTS.md). Returns 1 when the limit was set. */
 int cshim_limit_malloc_arenas(int n);
 
+/* ---- Scheduling ------------------------------------------------------------------------
+   Background work (a reload's load, freeing a replaced snapshot) runs under SCHED_IDLE: a
+   waking query worker preempts it at once, where a nice value only shrinks its share.
+
+   The calling thread's kernel thread id. */
+int cshim_gettid(void);
+
+/* Puts thread `tid` (0: the calling thread) under SCHED_IDLE when `idle` is nonzero, else
+   back under SCHED_OTHER at its nice value. Returns 0, or -1 with errno set; leaving
+   SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE that allows the thread's nice value
+   (EPERM otherwise). Threads it starts from then on get SCHED_OTHER (SCHED_RESET_ON_FORK). */
+int cshim_sched_idle(int tid, int idle);
+
+/* CPU time thread `tid` of this process has used, in nanoseconds; -1 when it is gone. */
+int64_t cshim_thread_cpu_ns(int tid);
+
 #endif

@@ -41,6 +41,9 @@ final class TransferJournal: Sendable {
             // A signed zone always goes out whole (`SignedTransferView`): nothing to keep.
             if let s = new.signing, i < s.zones.count, s.zones[i] != nil { continue }
             let origin = zone.origin.lowercased()
+            // Nobody may transfer the zone: no IXFR to answer (when an ACL opens it later, the
+            // journal starts at that reload and older serials get the whole zone).
+            if new.transfers.allow.isEmpty && (new.transfers.zoneAllow[origin] ?? []).isEmpty { continue }
             guard let before = old.zones.zones.first(where: { $0.origin.lowercased() == origin }),
                   before.serial != zone.serial, SOAData.greater(zone.serial, before.serial) else { continue }
             let a = Set(ZoneTransfer.records(of: before, snapshot: old))

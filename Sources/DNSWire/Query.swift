@@ -84,6 +84,12 @@ public struct ParsedQuery: Sendable {
 
     /// The same, for a caller that already read the header with `header(_:)`.
     public static func parse(_ msg: UnsafeRawBufferPointer, header h: ParsedQuery) throws(DNSWireError) -> ParsedQuery {
+        if let q = parseCommon(msg, header: h) { return q }
+        return try parseGeneral(msg, header: h)
+    }
+
+    /// Every message `parseCommon` leaves: any record layout, and every error.
+    static func parseGeneral(_ msg: UnsafeRawBufferPointer, header h: ParsedQuery) throws(DNSWireError) -> ParsedQuery {
         var q = h
         // QDCOUNT 0 is allowed only to fetch a server cookie (RFC 7873 5.4); the engine
         // answers FORMERR when no COOKIE option came with it.
@@ -124,6 +130,59 @@ public struct ParsedQuery: Sendable {
         }
         guard off == msg.count else { throw .trailingData(off) }
         return q
+    }
+
+    /// The shape of nearly every query, read with one pass and no error paths: one
+    /// uncompressed question, no answer or authority records, and at most one additional
+    /// record that is an OPT with a root owner, ending the message. Nil for anything else
+    /// (or anything wrong), which the general parse then reads, or rejects, as before; what
+    /// this returns is exactly what the general parse returns for the same message.
+    @inline(__always)
+    static func parseCommon(_ msg: UnsafeRawBufferPointer, header h: ParsedQuery) -> ParsedQuery? {
+        guard h.qdcount == 1, h.ancount == 0, h.nscount == 0, h.arcount <= 1, let p = msg.baseAddress else { return nil }
+        let n = msg.count
+        // The question name: label lengths below 64, at most 255 bytes, inside the message.
+        var off = 12
+        while true {
+            guard off < n else { return nil }
+            let len = Int(p.load(fromByteOffset: off, as: UInt8.self))
+            if len == 0 { break }
+            guard len < 0x40 else { return nil }
+            off &+= len &+ 1
+        }
+        let nameEnd = off &+ 1
+        guard nameEnd &- 12 <= 255, nameEnd &+ 4 <= n else { return nil }
+        var q = h
+        q.qnameLength = nameEnd &- 12
+        q.qtype = RRType(u16(p, nameEnd))
+        q.qclass = RRClass(rawValue: u16(p, nameEnd &+ 2))
+        q.questionEnd = nameEnd &+ 4
+        off = q.questionEnd
+        if h.arcount == 1 {
+            // Root owner (1 byte), TYPE, CLASS, TTL, RDLENGTH: 11 bytes, then the rdata.
+            guard off &+ 11 <= n, p.load(fromByteOffset: off, as: UInt8.self) == 0,
+                  u16(p, off &+ 1) == RRType.opt.rawValue else { return nil }
+            let rdata = off &+ 11
+            let end = rdata &+ Int(u16(p, off &+ 9))
+            guard end == n else { return nil }
+            var e = EDNSInfo()
+            e.udpSize = u16(p, off &+ 3)
+            let ttl = UInt32(u16(p, off &+ 5)) << 16 | UInt32(u16(p, off &+ 7))
+            e.version = UInt8((ttl >> 16) & 0xFF)
+            e.dnssecOK = ttl & 0x8000 != 0
+            e.compactOK = ttl & 0x4000 != 0
+            if end > rdata {
+                guard (try? parseOptions(msg, from: rdata, to: end, into: &e)) != nil else { return nil }
+            }
+            q.edns = e
+            off = end
+        }
+        guard off == n else { return nil }
+        return q
+    }
+
+    @inline(__always) private static func u16(_ p: UnsafeRawPointer, _ at: Int) -> UInt16 {
+        UInt16(p.load(fromByteOffset: at, as: UInt8.self)) << 8 | UInt16(p.load(fromByteOffset: at &+ 1, as: UInt8.self))
     }
 
     static func parseOptions(_ msg: UnsafeRawBufferPointer, from: Int, to end: Int, into e: inout EDNSInfo) throws(DNSWireError) {

@@ -4,6 +4,11 @@ the plain A/AAAA queries for names that exist (the part answered from prebuilt a
 the static figure splits into `static-hits` and `static-rest`.
 
     Benchmarks/icount-static/run.py --bin NEW --bin OLD --workload static-hits,static-rest --top 25
+
+`--malloc BIN` instead counts heap allocations per query of one binary on the static workload
+(the harness's `malloc_check`: LD_PRELOAD counter, 200,000 queries at 50k qps after a warm-up).
+
+    Benchmarks/icount-static/run.py --malloc .build-bench/release/meridian
 """
 
 import os
@@ -27,5 +32,20 @@ class StaticHitsWorkload(StaticWorkload):
 
 WORKLOADS[StaticHitsWorkload.name] = StaticHitsWorkload
 
+
+def malloc(binary):
+    from harness.measure import build_tools
+    from harness.servers import Meridian
+    from harness.tools import malloc_check
+    loadgen, counter = build_tools()
+    Meridian.binary = os.path.abspath(binary)
+    text, per_query = malloc_check(None, counter, loadgen)
+    print(text)
+    return per_query
+
+
 if __name__ == "__main__":
-    icount.main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--malloc":
+        malloc(sys.argv[2])
+    else:
+        icount.main()

@@ -70,6 +70,28 @@ public struct ParsedQuery: Sendable {
         return q
     }
 
+    /// `header(_:)` in place, for a caller that keeps one `ParsedQuery` per worker: every
+    /// field as `init()` leaves it, then the header's. False (and `self` reset) for a
+    /// message shorter than a header.
+    public mutating func readHeader(_ msg: UnsafeRawBufferPointer) -> Bool {
+        self = ParsedQuery()
+        guard msg.count >= 12, let p = msg.baseAddress else { return false }
+        id = Self.u16(p, 0)
+        flags = Self.u16(p, 2)
+        qdcount = Self.u16(p, 4)
+        ancount = Self.u16(p, 6)
+        nscount = Self.u16(p, 8)
+        arcount = Self.u16(p, 10)
+        return true
+    }
+
+    /// `parse(_:header:)` in place, `self` holding the header `readHeader` read: the same
+    /// result, the same errors, and on an error `self` still holds the header alone.
+    public mutating func parseBody(_ msg: UnsafeRawBufferPointer) throws(DNSWireError) {
+        if readCommon(msg) { return }
+        self = try Self.parseGeneral(msg, header: self)
+    }
+
     /// Parses a whole query: header, the single question, and any OPT record.
     ///
     /// Throws for every malformed case the server answers with FORMERR: QDCOUNT above 1
@@ -84,7 +106,8 @@ public struct ParsedQuery: Sendable {
 
     /// The same, for a caller that already read the header with `header(_:)`.
     public static func parse(_ msg: UnsafeRawBufferPointer, header h: ParsedQuery) throws(DNSWireError) -> ParsedQuery {
-        if let q = parseCommon(msg, header: h) { return q }
+        var q = h
+        if q.readCommon(msg) { return q }
         return try parseGeneral(msg, header: h)
     }
 
@@ -134,51 +157,50 @@ public struct ParsedQuery: Sendable {
 
     /// The shape of nearly every query, read with one pass and no error paths: one
     /// uncompressed question, no answer or authority records, and at most one additional
-    /// record that is an OPT with a root owner, ending the message. Nil for anything else
-    /// (or anything wrong), which the general parse then reads, or rejects, as before; what
-    /// this returns is exactly what the general parse returns for the same message.
+    /// record that is an OPT with a root owner, ending the message. Fills `self` (holding
+    /// the header) and returns true; false for anything else (or anything wrong), with
+    /// `self` untouched, which the general parse then reads, or rejects, as before. What
+    /// this reads is exactly what the general parse reads from the same message.
     @inline(__always)
-    static func parseCommon(_ msg: UnsafeRawBufferPointer, header h: ParsedQuery) -> ParsedQuery? {
-        guard h.qdcount == 1, h.ancount == 0, h.nscount == 0, h.arcount <= 1, let p = msg.baseAddress else { return nil }
+    mutating func readCommon(_ msg: UnsafeRawBufferPointer) -> Bool {
+        guard qdcount == 1, ancount == 0, nscount == 0, arcount <= 1, let p = msg.baseAddress else { return false }
         let n = msg.count
         // The question name: label lengths below 64, at most 255 bytes, inside the message.
         var off = 12
         while true {
-            guard off < n else { return nil }
+            guard off < n else { return false }
             let len = Int(p.load(fromByteOffset: off, as: UInt8.self))
             if len == 0 { break }
-            guard len < 0x40 else { return nil }
+            guard len < 0x40 else { return false }
             off &+= len &+ 1
         }
         let nameEnd = off &+ 1
-        guard nameEnd &- 12 <= 255, nameEnd &+ 4 <= n else { return nil }
-        var q = h
-        q.qnameLength = nameEnd &- 12
-        q.qtype = RRType(u16(p, nameEnd))
-        q.qclass = RRClass(rawValue: u16(p, nameEnd &+ 2))
-        q.questionEnd = nameEnd &+ 4
-        off = q.questionEnd
-        if h.arcount == 1 {
+        guard nameEnd &- 12 <= 255, nameEnd &+ 4 <= n else { return false }
+        let end = nameEnd &+ 4
+        if arcount == 1 {
             // Root owner (1 byte), TYPE, CLASS, TTL, RDLENGTH: 11 bytes, then the rdata.
-            guard off &+ 11 <= n, p.load(fromByteOffset: off, as: UInt8.self) == 0,
-                  u16(p, off &+ 1) == RRType.opt.rawValue else { return nil }
-            let rdata = off &+ 11
-            let end = rdata &+ Int(u16(p, off &+ 9))
-            guard end == n else { return nil }
+            guard end &+ 11 <= n, p.load(fromByteOffset: end, as: UInt8.self) == 0,
+                  Self.u16(p, end &+ 1) == 41 else { return false } // OPT
+            let rdata = end &+ 11
+            guard rdata &+ Int(Self.u16(p, end &+ 9)) == n else { return false }
             var e = EDNSInfo()
-            e.udpSize = u16(p, off &+ 3)
-            let ttl = UInt32(u16(p, off &+ 5)) << 16 | UInt32(u16(p, off &+ 7))
-            e.version = UInt8((ttl >> 16) & 0xFF)
-            e.dnssecOK = ttl & 0x8000 != 0
-            e.compactOK = ttl & 0x4000 != 0
-            if end > rdata {
-                guard (try? parseOptions(msg, from: rdata, to: end, into: &e)) != nil else { return nil }
+            e.udpSize = Self.u16(p, end &+ 3)
+            e.version = p.load(fromByteOffset: end &+ 6, as: UInt8.self)
+            let flags = Self.u16(p, end &+ 7)
+            e.dnssecOK = flags & 0x8000 != 0
+            e.compactOK = flags & 0x4000 != 0
+            if n > rdata {
+                guard (try? Self.parseOptions(msg, from: rdata, to: n, into: &e)) != nil else { return false }
             }
-            q.edns = e
-            off = end
+            edns = e
+        } else {
+            guard end == n else { return false }
         }
-        guard off == n else { return nil }
-        return q
+        qnameLength = nameEnd &- 12
+        qtype = RRType(Self.u16(p, nameEnd))
+        qclass = RRClass(rawValue: Self.u16(p, nameEnd &+ 2))
+        questionEnd = end
+        return true
     }
 
     @inline(__always) private static func u16(_ p: UnsafeRawPointer, _ at: Int) -> UInt16 {

@@ -198,19 +198,19 @@ public final class QueryEngine {
                       options: EngineOptions, out: UnsafeMutableRawBufferPointer) -> EngineStep {
         an = 0; ns = 0; ar = 0; rcode = .noError; aa = false; tc = false; scope = 0; additionalCount = 0
         kind = .none; finalLength = -1
-        guard let h = ParsedQuery.header(q), !h.isResponse else {
+        // Parsed in place, into the engine's own `pq` (no copies of the parse result).
+        guard pq.readHeader(q), !pq.isResponse else {
             pq = ParsedQuery()
             finalLength = 0
             return .done
         }
         do {
-            pq = try ParsedQuery.parse(q, header: h)
+            try pq.parseBody(q)
         } catch {
             // RFC 1035 4.1.1: the opcode decides first. A message with an opcode we do not
             // implement is NOTIMP whatever its question count or records (as ISC's EDNS
-            // compliance tester expects), not FORMERR.
-            pq = h
-            return headerOnly(h, rcode: h.opcode != 0 ? .notImp : .formErr, out: out)
+            // compliance tester expects), not FORMERR. (`pq` holds the header alone.)
+            return headerOnly(pq, rcode: pq.opcode != 0 ? .notImp : .formErr, out: out)
         }
         let edns = pq.edns
         limit = 512
@@ -222,7 +222,7 @@ public final class QueryEngine {
             _ = try writer.claim(12)
             try writer.writeBytes(UnsafeRawBufferPointer(rebasing: q[12..<pq.questionEnd]))
         } catch {
-            return headerOnly(h, rcode: .formErr, out: out)
+            return headerOnly(pq, rcode: .formErr, out: out)
         }
         writer.registerName(at: 12)
         let optSize = edns.map { optLength($0, options) } ?? 0

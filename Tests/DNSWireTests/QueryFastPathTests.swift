@@ -3,7 +3,7 @@ import Testing
 @testable import DNSWire
 
 /// The query path's shortcuts in DNSWire give exactly what the general code gives:
-/// `ParsedQuery.parseCommon` (one pass over the usual query shape) against
+/// `ParsedQuery.readCommon` (one pass over the usual query shape) against
 /// `ParsedQuery.parseGeneral`, and `Wire.uncompressedNameEnd` against `Wire.readName`, over
 /// the FuzzQuery corpus (Tests/Fuzz/corpus) and bounded, seeded mutations of real queries.
 @Suite("Query fast paths") struct QueryFastPathTests {
@@ -49,17 +49,21 @@ import Testing
         return out
     }
 
-    @Test func parseCommonAgreesWithTheGeneralParse() throws {
+    @Test func readCommonAgreesWithTheGeneralParse() throws {
         var taken = 0
         let all = try Self.messages()
         for m in all {
             m.withUnsafeBytes { p in
                 guard let h = ParsedQuery.header(p) else { return }
                 let general = Result { () throws(DNSWireError) in try ParsedQuery.parseGeneral(p, header: h) }
-                guard let common = ParsedQuery.parseCommon(p, header: h) else { return }
+                var common = h
+                guard common.readCommon(p) else {
+                    #expect(Self.fields(common) == Self.fields(h), "readCommon changed what it refused: \(m)")
+                    return
+                }
                 taken += 1
                 guard case .success(let g) = general else {
-                    Issue.record("parseCommon accepted what the general parse refuses: \(m)")
+                    Issue.record("readCommon accepted what the general parse refuses: \(m)")
                     return
                 }
                 #expect(Self.fields(common) == Self.fields(g), "\(m)")
@@ -67,6 +71,30 @@ import Testing
         }
         // The shortcut is the common case, not a corner: most unmutated queries take it.
         #expect(taken >= 300, "\(taken) of \(all.count)")
+    }
+
+    /// The in-place forms the engine uses (`readHeader`, `parseBody`) give what `header` and
+    /// `parse` give, and leave the header alone after an error.
+    @Test func inPlaceParseAgreesWithParse() throws {
+        var q = ParsedQuery()
+        for m in try Self.messages() {
+            m.withUnsafeBytes { p in
+                let h = ParsedQuery.header(p)
+                #expect(q.readHeader(p) == (h != nil))
+                guard let h else { return }
+                #expect(Self.fields(q) == Self.fields(h))
+                let whole = Result { () throws(DNSWireError) in try ParsedQuery.parse(p, header: h) }
+                do throws(DNSWireError) {
+                    try q.parseBody(p)
+                    guard case .success(let w) = whole else { Issue.record("parseBody accepted \(m)"); return }
+                    #expect(Self.fields(q) == Self.fields(w))
+                } catch {
+                    guard case .failure(let e) = whole else { Issue.record("parseBody refused \(m)"); return }
+                    #expect(e == error)
+                    #expect(Self.fields(q) == Self.fields(h))
+                }
+            }
+        }
     }
 
     @Test func uncompressedNameEndAgreesWithReadName() throws {

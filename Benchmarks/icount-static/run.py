@@ -32,6 +32,21 @@ class StaticHitsWorkload(StaticWorkload):
 
 WORKLOADS[StaticHitsWorkload.name] = StaticHitsWorkload
 
+_measure = icount.measure
+
+
+def measure_started(binary, workload, *args, **kwargs):
+    """`icount.measure` with the workload's own peers running (the health workload's
+    checked TCP backends), as `Benchmarks/run` runs them: started before, stopped after."""
+    workload.start()
+    try:
+        return _measure(binary, workload, *args, **kwargs)
+    finally:
+        workload.stop()
+
+
+icount.measure = measure_started
+
 
 def malloc(binary):
     from harness.measure import build_tools

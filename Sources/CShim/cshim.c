@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <endian.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -137,6 +138,22 @@ static int sockaddr_to_bytes(const struct sockaddr_storage *ss, socklen_t len, u
 int cshim_batch_rx_peer(const cshim_batch *b, int i, uint8_t *addr, uint16_t *port) {
     const struct msghdr *h = &b->rx_msgs[i].msg_hdr;
     return sockaddr_to_bytes(&b->rx_names[i], h->msg_namelen, addr, port);
+}
+
+const uint8_t *cshim_batch_rx_slot(const cshim_batch *b, int i, int *length, int *family,
+                                   uint64_t *hi, uint64_t *lo, uint16_t *port) {
+    const struct msghdr *h = &b->rx_msgs[i].msg_hdr;
+    if (h->msg_flags & MSG_TRUNC) return NULL;
+    uint8_t addr[16];
+    int f = sockaddr_to_bytes(&b->rx_names[i], h->msg_namelen, addr, port);
+    if (f == 0) return NULL;
+    uint64_t w[2];
+    memcpy(w, addr, sizeof(w));
+    *hi = be64toh(w[0]);
+    *lo = be64toh(w[1]);
+    *family = f;
+    *length = (int)b->rx_msgs[i].msg_len;
+    return b->rx_data + (size_t)i * (size_t)b->rx_bufsize;
 }
 
 /* Finds the IP_PKTINFO / IPV6_PKTINFO cmsg of receive slot i, or NULL. */

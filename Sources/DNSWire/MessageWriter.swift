@@ -82,9 +82,11 @@ public final class MessageWriter {
     }
 
     public func writeBytes(_ b: UnsafeRawBufferPointer) throws(DNSWireError) {
-        guard position + b.count <= limit else { throw .bufferFull(position) }
-        if b.count > 0 { UnsafeMutableRawBufferPointer(rebasing: buffer[position..<(position + b.count)]).copyMemory(from: b) }
-        position += b.count
+        let n = b.count
+        guard position + n <= limit else { throw .bufferFull(position) }
+        // Raw pointers: no slice of the buffer (and its range checks) per copy.
+        if n > 0 { (buffer.baseAddress! + position).copyMemory(from: b.baseAddress!, byteCount: n) }
+        position &+= n
     }
 
     public func writeBytes(_ b: [UInt8]) throws(DNSWireError) {
@@ -163,7 +165,12 @@ public final class MessageWriter {
 
     /// Finds a written name equal (ignoring case) to the suffix of `wire` starting at `from`.
     private func findTarget(_ wire: UnsafeRawBufferPointer, from: Int) -> UInt16? {
-        for i in 0..<targetCount where matches(at: Int(targets[i]), wire, from: from) { return targets[i] }
+        // A target starts with a label length (never a pointer): the first test `matches`
+        // makes, done here without the call for the many targets whose length differs.
+        let first = wire[from]
+        for i in 0..<targetCount where buffer[Int(targets[i])] == first && matches(at: Int(targets[i]), wire, from: from) {
+            return targets[i]
+        }
         return nil
     }
 
@@ -182,7 +189,11 @@ public final class MessageWriter {
             if len != wire[i] { return false }
             if len == 0 { return true }
             let l = Int(len)
-            for k in 1...l where asciiLower(buffer[o + k]) != asciiLower(wire[i + k]) { return false }
+            // Equal bytes first (names are mostly written in one case): the case-folded
+            // compare only for bytes that differ.
+            for k in 1...l where buffer[o + k] != wire[i + k] && asciiLower(buffer[o + k]) != asciiLower(wire[i + k]) {
+                return false
+            }
             o += l + 1
             i += l + 1
         }
@@ -219,8 +230,8 @@ public final class MessageWriter {
             try writeBytes(UnsafeRawBufferPointer(rebasing: rdata[0..<2]))
             try writeName(UnsafeRawBufferPointer(rebasing: rdata[2...]))
         case .soa:
-            let m = try Wire.readName(rdata, at: 0)
-            let r = try Wire.readName(rdata, at: m)
+            let m = try Wire.uncompressedNameEnd(rdata, at: 0)
+            let r = try Wire.uncompressedNameEnd(rdata, at: m)
             try writeName(UnsafeRawBufferPointer(rebasing: rdata[0..<m]))
             try writeName(UnsafeRawBufferPointer(rebasing: rdata[m..<r]))
             try writeBytes(UnsafeRawBufferPointer(rebasing: rdata[r...]))

@@ -203,17 +203,26 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, Comparable {
 /// at a time: within a word, a byte gets 0x20 when it is below 0x80 and its low seven bits
 /// are in "A"..."Z" (the additions cannot carry between bytes, every byte being at most
 /// 0x7F before them). Reads and writes exactly `count` bytes.
+/// A tail shorter than a word is the last eight bytes again when there are eight (lowering
+/// is idempotent, so the overlap is written with the same values), else byte by byte.
 @inline(__always) public func asciiLowerCopy(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int) {
-    let high: UInt64 = 0x8080_8080_8080_8080
-    var i = 0
-    while i + 8 <= count {
-        let w = src.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+    @inline(__always) func lowerWord(_ at: Int) {
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let w = src.loadUnaligned(fromByteOffset: at, as: UInt64.self)
         let low = w & 0x7F7F_7F7F_7F7F_7F7F
         let atLeastA = low &+ 0x3F3F_3F3F_3F3F_3F3F      // high bit: low >= 0x41
         let aboveZ = low &+ 0x2525_2525_2525_2525        // high bit: low > 0x5A
         let upper = ~w & (atLeastA ^ aboveZ) & high
-        dst.storeBytes(of: w | (upper >> 2), toByteOffset: i, as: UInt64.self)
-        i += 8
+        dst.storeBytes(of: w | (upper >> 2), toByteOffset: at, as: UInt64.self)
+    }
+    var i = 0
+    while i &+ 8 <= count {
+        lowerWord(i)
+        i &+= 8
+    }
+    if i < count && count >= 8 {
+        lowerWord(count &- 8)
+        return
     }
     while i < count {
         dst.storeBytes(of: asciiLower(src.load(fromByteOffset: i, as: UInt8.self)), toByteOffset: i, as: UInt8.self)

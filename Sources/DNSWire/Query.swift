@@ -70,6 +70,28 @@ public struct ParsedQuery: Sendable {
         return q
     }
 
+    /// `header(_:)` in place, for a caller that keeps one `ParsedQuery` per worker: every
+    /// field as `init()` leaves it, then the header's. False (and `self` reset) for a
+    /// message shorter than a header.
+    public mutating func readHeader(_ msg: UnsafeRawBufferPointer) -> Bool {
+        self = ParsedQuery()
+        guard msg.count >= 12, let p = msg.baseAddress else { return false }
+        id = Self.u16(p, 0)
+        flags = Self.u16(p, 2)
+        qdcount = Self.u16(p, 4)
+        ancount = Self.u16(p, 6)
+        nscount = Self.u16(p, 8)
+        arcount = Self.u16(p, 10)
+        return true
+    }
+
+    /// `parse(_:header:)` in place, `self` holding the header `readHeader` read: the same
+    /// result, the same errors, and on an error `self` still holds the header alone.
+    public mutating func parseBody(_ msg: UnsafeRawBufferPointer) throws(DNSWireError) {
+        if readCommon(msg) { return }
+        self = try Self.parseGeneral(msg, header: self)
+    }
+
     /// Parses a whole query: header, the single question, and any OPT record.
     ///
     /// Throws for every malformed case the server answers with FORMERR: QDCOUNT above 1
@@ -84,6 +106,13 @@ public struct ParsedQuery: Sendable {
 
     /// The same, for a caller that already read the header with `header(_:)`.
     public static func parse(_ msg: UnsafeRawBufferPointer, header h: ParsedQuery) throws(DNSWireError) -> ParsedQuery {
+        var q = h
+        if q.readCommon(msg) { return q }
+        return try parseGeneral(msg, header: h)
+    }
+
+    /// Every message `parseCommon` leaves: any record layout, and every error.
+    static func parseGeneral(_ msg: UnsafeRawBufferPointer, header h: ParsedQuery) throws(DNSWireError) -> ParsedQuery {
         var q = h
         // QDCOUNT 0 is allowed only to fetch a server cookie (RFC 7873 5.4); the engine
         // answers FORMERR when no COOKIE option came with it.
@@ -124,6 +153,58 @@ public struct ParsedQuery: Sendable {
         }
         guard off == msg.count else { throw .trailingData(off) }
         return q
+    }
+
+    /// The shape of nearly every query, read with one pass and no error paths: one
+    /// uncompressed question, no answer or authority records, and at most one additional
+    /// record that is an OPT with a root owner, ending the message. Fills `self` (holding
+    /// the header) and returns true; false for anything else (or anything wrong), with
+    /// `self` untouched, which the general parse then reads, or rejects, as before. What
+    /// this reads is exactly what the general parse reads from the same message.
+    @inline(__always)
+    mutating func readCommon(_ msg: UnsafeRawBufferPointer) -> Bool {
+        guard qdcount == 1, ancount == 0, nscount == 0, arcount <= 1, let p = msg.baseAddress else { return false }
+        let n = msg.count
+        // The question name: label lengths below 64, at most 255 bytes, inside the message.
+        var off = 12
+        while true {
+            guard off < n else { return false }
+            let len = Int(p.load(fromByteOffset: off, as: UInt8.self))
+            if len == 0 { break }
+            guard len < 0x40 else { return false }
+            off &+= len &+ 1
+        }
+        let nameEnd = off &+ 1
+        guard nameEnd &- 12 <= 255, nameEnd &+ 4 <= n else { return false }
+        let end = nameEnd &+ 4
+        if arcount == 1 {
+            // Root owner (1 byte), TYPE, CLASS, TTL, RDLENGTH: 11 bytes, then the rdata.
+            guard end &+ 11 <= n, p.load(fromByteOffset: end, as: UInt8.self) == 0,
+                  Self.u16(p, end &+ 1) == 41 else { return false } // OPT
+            let rdata = end &+ 11
+            guard rdata &+ Int(Self.u16(p, end &+ 9)) == n else { return false }
+            var e = EDNSInfo()
+            e.udpSize = Self.u16(p, end &+ 3)
+            e.version = p.load(fromByteOffset: end &+ 6, as: UInt8.self)
+            let flags = Self.u16(p, end &+ 7)
+            e.dnssecOK = flags & 0x8000 != 0
+            e.compactOK = flags & 0x4000 != 0
+            if n > rdata {
+                guard (try? Self.parseOptions(msg, from: rdata, to: n, into: &e)) != nil else { return false }
+            }
+            edns = e
+        } else {
+            guard end == n else { return false }
+        }
+        qnameLength = nameEnd &- 12
+        qtype = RRType(Self.u16(p, nameEnd))
+        qclass = RRClass(rawValue: Self.u16(p, nameEnd &+ 2))
+        questionEnd = end
+        return true
+    }
+
+    @inline(__always) private static func u16(_ p: UnsafeRawPointer, _ at: Int) -> UInt16 {
+        UInt16(p.load(fromByteOffset: at, as: UInt8.self)) << 8 | UInt16(p.load(fromByteOffset: at &+ 1, as: UInt8.self))
     }
 
     static func parseOptions(_ msg: UnsafeRawBufferPointer, from: Int, to end: Int, into e: inout EDNSInfo) throws(DNSWireError) {

@@ -79,6 +79,25 @@ public enum Wire {
         }
     }
 
+    /// `readName(msg, at: start)` for the common case of an uncompressed name (the names in
+    /// stored rdata): one scan of the label lengths; anything else (a pointer, a bad label
+    /// type, a name too long or cut short) goes to `readName`, which returns or throws as it
+    /// always does.
+    @inline(__always)
+    public static func uncompressedNameEnd(_ msg: UnsafeRawBufferPointer, at start: Int) throws(DNSWireError) -> Int {
+        var off = start
+        while off < msg.count {
+            let len = Int(msg[off])
+            if len == 0 {
+                if off &+ 1 &- start <= 255 { return off &+ 1 }
+                break
+            }
+            if len >= 0x40 { break }
+            off &+= len &+ 1
+        }
+        return try readName(msg, at: start)
+    }
+
     /// Compares a name in a message (possibly compressed) with uncompressed lowercase wire
     /// bytes, ignoring case. The message name must already have been validated by `readName`.
     public static func nameEquals(_ msg: UnsafeRawBufferPointer, at start: Int, lowercaseWire: UnsafeRawBufferPointer) -> Bool {

@@ -340,7 +340,7 @@ public final class AuthoritativeResponder: QueryResponder {
         let a = answerer.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
                                  options: s.options, health: s.health, out: response, now: now)
         var sent = a.length
-        if answerer.engine.queryTSIGStart >= 0 && sent > 0 {
+        if a.outcome.tsigStart >= 0 && sent > 0 {
             // Signed queries (a secondary's SOA probe, say) get signed answers (RFC 8945 5.3).
             sent = QueryTSIG.sign(query: query, response: response, length: sent, limit: answerer.engine.responseLimit,
                                   questionEnd: a.outcome.questionEnd, transfers: s.transfers)

@@ -64,10 +64,15 @@ func monotonicMilliseconds() -> Int64 {
 func ipAddress(family: Int32, bytes: UnsafePointer<UInt8>) -> IPAddress {
     var hi: UInt64 = 0, lo: UInt64 = 0
     for i in 0..<8 { hi = hi << 8 | UInt64(bytes[i]) }
+    if family != 4 { for i in 8..<16 { lo = lo << 8 | UInt64(bytes[i]) } }
+    return ipAddress(family: family, hi: hi, lo: lo)
+}
+
+/// The same from the 16 bytes read as two big-endian words (`cshim_batch_rx_slot`).
+@inline(__always) func ipAddress(family: Int32, hi: UInt64, lo: UInt64) -> IPAddress {
     if family == 4 {
         return IPAddress(family: .v4, hi: hi & 0xFFFF_FFFF_0000_0000, lo: 0)
     }
-    for i in 8..<16 { lo = lo << 8 | UInt64(bytes[i]) }
     return IPAddress(family: .v6, hi: hi, lo: lo).unmappingV4
 }
 

@@ -49,13 +49,9 @@ final class UDPWorker: @unchecked Sendable {
     func free() { cshim_batch_free(batch) }
 
     func run(responder: QueryResponder) {
-        // Written per query: a cache line of its own, so no other thread's data shares it.
-        let peerLine = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-        defer { peerLine.deallocate() }
-        let peer = peerLine.bindMemory(to: UInt8.self, capacity: 64)
         if sockets.count == 1 {
             while !stop.isSet {
-                serve(0, nonblocking: false, responder: responder, peer: peer)
+                serve(0, nonblocking: false, responder: responder)
                 responder.refresh()
             }
             return
@@ -71,14 +67,14 @@ final class UDPWorker: @unchecked Sendable {
             responder.refresh()
             if r == 0 || stop.isSet { continue }
             for i in fds.indices where fds[i].revents != 0 {
-                serve(i, nonblocking: true, responder: responder, peer: peer)
+                serve(i, nonblocking: true, responder: responder)
             }
         }
     }
 
     /// Reads one batch from socket `index`, answers it and sends the answers.
     @inline(__always)
-    private func serve(_ index: Int, nonblocking: Bool, responder: QueryResponder, peer: UnsafeMutablePointer<UInt8>) {
+    private func serve(_ index: Int, nonblocking: Bool, responder: QueryResponder) {
         let fd = sockets[index].fd
         let n = cshim_batch_recv(batch, fd, nonblocking ? 1 : 0)
         if n < 0 {
@@ -94,22 +90,25 @@ final class UDPWorker: @unchecked Sendable {
         if n == 0 { return }
         UDPWorkerCounters.bump(counters.received, UInt64(n))
         let txCapacity = Int(cshim_batch_tx_capacity(batch))
+        // Send slot j's buffer is `txCapacity` bytes at `txBase + j * txCapacity` (cshim.h).
+        let txBase = cshim_batch_tx_buffer(batch, 0)!
+        let local = sockets[index].address
         var replies: Int32 = 0
         var dropped: UInt64 = 0
         for i in 0..<n {
-            if cshim_batch_rx_truncated(batch, i) != 0 { dropped += 1; continue }
-            var port: UInt16 = 0
-            let family = cshim_batch_rx_peer(batch, i, peer, &port)
-            if family == 0 { dropped += 1; continue }
-            let client = ipAddress(family: family, bytes: peer)
-            let query = UnsafeRawBufferPointer(start: cshim_batch_rx_buffer(batch, i),
-                                               count: Int(cshim_batch_rx_length(batch, i)))
-            let out = UnsafeMutableRawBufferPointer(start: cshim_batch_tx_buffer(batch, replies),
-                                                    count: txCapacity)
-            let length = responder.respond(query: query, client: client, port: port, local: sockets[index].address,
+            // One C call per datagram: its bytes, length and sender (nil: dropped).
+            var length: Int32 = 0, family: Int32 = 0, hi: UInt64 = 0, lo: UInt64 = 0, port: UInt16 = 0
+            guard let data = cshim_batch_rx_slot(batch, i, &length, &family, &hi, &lo, &port) else {
+                dropped += 1
+                continue
+            }
+            let client = ipAddress(family: family, hi: hi, lo: lo)
+            let query = UnsafeRawBufferPointer(start: data, count: Int(length))
+            let out = UnsafeMutableRawBufferPointer(start: txBase + Int(replies) &* txCapacity, count: txCapacity)
+            let answer = responder.respond(query: query, client: client, port: port, local: local,
                                            transport: .udp, response: out)
-            if length > 0 && length <= txCapacity {
-                cshim_batch_set_reply(batch, replies, i, Int32(length))
+            if answer > 0 && answer <= txCapacity {
+                cshim_batch_set_reply(batch, replies, i, Int32(answer))
                 replies += 1
             } else {
                 dropped += 1

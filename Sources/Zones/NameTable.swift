@@ -20,6 +20,9 @@ struct NameTable: Sendable {
     private var bytes: [UInt8]
     private(set) var values: [Int32]
     private var mask: Int
+    /// The longest key: a longer name is no key, found without hashing (the zone set's
+    /// table is probed with every suffix of the question, most of them longer than any origin).
+    private var maxKeyLength = 0
 
     init(capacity: Int) {
         var size = 16
@@ -35,11 +38,42 @@ struct NameTable: Sendable {
 
     var count: Int { values.count }
 
-    /// FNV-1a over the bytes; the bytes must already be lowercase.
+    /// A hash of the bytes (already lowercase), eight at a time: each word is folded in with
+    /// a multiply and a shift, the last partial word read as the message's last eight bytes
+    /// (or byte by byte for keys shorter than a word), then a 64-bit finalizer (MurmurHash3's
+    /// fmix64 constants) spreads every input bit into the tag (high half) and the slot (low
+    /// bits). About 25 instructions for a 20-byte name where FNV-1a took about 100.
     @inline(__always) static func hash(_ p: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf29ce484222325
-        for b in p { h = (h ^ UInt64(b)) &* 0x100000001b3 }
-        return h ^ (h >> 29)
+        let n = p.count
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 &* UInt64(truncatingIfNeeded: n &+ 1)
+        guard n > 0, let base = p.baseAddress else { return finalize(h) }
+        var i = 0
+        while i &+ 8 <= n {
+            h = (h ^ base.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 31
+            i &+= 8
+        }
+        if i < n {
+            var t: UInt64 = 0
+            if n >= 8 {
+                t = base.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
+            } else {
+                for k in 0..<n { t |= UInt64(base.load(fromByteOffset: k, as: UInt8.self)) << (UInt64(k) &* 8) }
+            }
+            h = (h ^ t) &* 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 31
+        }
+        return finalize(h)
+    }
+
+    @inline(__always) private static func finalize(_ x: UInt64) -> UInt64 {
+        var h = x
+        h ^= h >> 33
+        h &*= 0xFF51_AFD7_ED55_8CCD
+        h ^= h >> 33
+        h &*= 0xC4CE_B9FE_1A85_EC53
+        h ^= h >> 33
+        return h
     }
 
     mutating func insert(lowercaseWire key: [UInt8], value: Int32) {
@@ -70,6 +104,7 @@ struct NameTable: Sendable {
         slots[i] = tag | UInt64(e + 1)
         bytes.append(contentsOf: key)
         starts.append(UInt32(bytes.count))
+        maxKeyLength = max(maxKeyLength, key.count)
         values.append(value)
         return (e, true)
     }
@@ -101,6 +136,7 @@ struct NameTable: Sendable {
 
     /// Finds the value for lowercase wire bytes, or -1.
     @inline(__always) func find(_ p: UnsafeRawBufferPointer) -> Int32 {
+        guard p.count <= maxKeyLength else { return -1 }
         let h = NameTable.hash(p)
         let tag = h & 0xFFFF_FFFF_0000_0000
         var i = Int(truncatingIfNeeded: h) & mask
@@ -118,7 +154,23 @@ struct NameTable: Sendable {
     func find(_ key: [UInt8]) -> Int32 { key.withUnsafeBytes { find($0) } }
 }
 
+/// Whether two byte ranges of the same length are equal, eight bytes at a time (the last
+/// word overlapping the one before it; byte by byte below eight bytes).
 @inline(__always) func memcmpBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-    for i in 0..<a.count where a[i] != b[i] { return false }
-    return true
+    let n = a.count
+    guard n > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return true }
+    if n < 8 {
+        for i in 0..<n where pa.load(fromByteOffset: i, as: UInt8.self) != pb.load(fromByteOffset: i, as: UInt8.self) {
+            return false
+        }
+        return true
+    }
+    var i = 0
+    while i &+ 8 < n {
+        if pa.loadUnaligned(fromByteOffset: i, as: UInt64.self) != pb.loadUnaligned(fromByteOffset: i, as: UInt64.self) {
+            return false
+        }
+        i &+= 8
+    }
+    return pa.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self) == pb.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
 }

@@ -88,6 +88,8 @@ public struct EngineOutcome: Sendable {
     public var scope: UInt8
     /// The query carried a Client Subnet option (echoed with `scope` when EDNS is answered).
     public var ecs: Bool = false
+    /// Where the query's TSIG record starts, or -1 (`QueryEngine.queryTSIGStart`).
+    public var tsigStart: Int = -1
 }
 
 /// Turns one query into one response: the authoritative algorithm of RFC 1034 4.3.2 with
@@ -137,6 +139,8 @@ public final class QueryEngine {
     @exclusivity(unchecked) private var owner = 12
     @exclusivity(unchecked) private var chain = 0
     @exclusivity(unchecked) private var known = -1
+    /// `known` when the question's name is known not to be a node of its zone.
+    private static let absent = -2
     /// Where a GSLB answer starts, to drop it whole if the caller could not fit it.
     @exclusivity(unchecked) private var gslbMark: MessageWriter.Mark
 
@@ -175,7 +179,7 @@ public final class QueryEngine {
     /// What the last response holds, for rate limiting and metrics. Valid after `finish`.
     public var outcome: EngineOutcome {
         EngineOutcome(kind: kind, rcode: rcode, qtype: pq.qtype, qdcount: pq.qdcount, questionEnd: pq.questionEnd,
-                      answers: an, truncated: tc, scope: scope, ecs: pq.edns?.clientSubnet != nil)
+                      answers: an, truncated: tc, scope: scope, ecs: pq.edns?.clientSubnet != nil, tsigStart: pq.tsigStart)
     }
 
     /// The size limit of the current response (UDP: the EDNS size offered, within
@@ -193,19 +197,20 @@ public final class QueryEngine {
     public func begin(query q: UnsafeRawBufferPointer, client source: IPAddress, tcp: Bool, zones: ZoneSet,
                       options: EngineOptions, out: UnsafeMutableRawBufferPointer) -> EngineStep {
         an = 0; ns = 0; ar = 0; rcode = .noError; aa = false; tc = false; scope = 0; additionalCount = 0
-        kind = .none; finalLength = -1; pq = ParsedQuery()
-        guard let h = ParsedQuery.header(q), !h.isResponse else {
+        kind = .none; finalLength = -1
+        // Parsed in place, into the engine's own `pq` (no copies of the parse result).
+        guard pq.readHeader(q), !pq.isResponse else {
+            pq = ParsedQuery()
             finalLength = 0
             return .done
         }
         do {
-            pq = try ParsedQuery.parse(q, header: h)
+            try pq.parseBody(q)
         } catch {
             // RFC 1035 4.1.1: the opcode decides first. A message with an opcode we do not
             // implement is NOTIMP whatever its question count or records (as ISC's EDNS
-            // compliance tester expects), not FORMERR.
-            pq = h
-            return headerOnly(h, rcode: h.opcode != 0 ? .notImp : .formErr, out: out)
+            // compliance tester expects), not FORMERR. (`pq` holds the header alone.)
+            return headerOnly(pq, rcode: pq.opcode != 0 ? .notImp : .formErr, out: out)
         }
         let edns = pq.edns
         limit = 512
@@ -217,7 +222,7 @@ public final class QueryEngine {
             _ = try writer.claim(12)
             try writer.writeBytes(UnsafeRawBufferPointer(rebasing: q[12..<pq.questionEnd]))
         } catch {
-            return headerOnly(h, rcode: .formErr, out: out)
+            return headerOnly(pq, rcode: .formErr, out: out)
         }
         writer.registerName(at: 12)
         let optSize = edns.map { optLength($0, options) } ?? 0
@@ -230,7 +235,7 @@ public final class QueryEngine {
             if edns == nil || edns!.cookieOffset < 0 || options.cookies == nil { rcode = .formErr }
         } else if let e = edns, e.version > 0 {
             rcode = .badVers // RFC 6891 6.1.3: no answer, OPT with version 0.
-        } else if pq.qtype == .opt {
+        } else if pq.qtype.rawValue == 41 { // OPT (a literal: no call to the cross-module constant per query)
             rcode = .formErr
         } else if pq.qclass != .in && pq.qclass != .any {
             rcode = .refused
@@ -301,9 +306,9 @@ public final class QueryEngine {
         put16(UInt16(an), at: 6)
         put16(UInt16(ns), at: 8)
         put16(UInt16(ar + (edns != nil ? 1 : 0)), at: 10)
-        switch rcode {
-        case .noError: kind = an > 0 ? .answer : (aa ? .nodata : .referral)
-        case .nxDomain: kind = .nxdomain
+        switch rcode.rawValue { // literals: no calls to the cross-module constants per query
+        case 0: kind = an > 0 ? .answer : (aa ? .nodata : .referral) // NOERROR
+        case 3: kind = .nxdomain // NXDOMAIN
         default: kind = .error
         }
         return writer.position
@@ -426,7 +431,8 @@ public final class QueryEngine {
     }
 
     /// Walks from the zone apex down to `name` (RFC 1034 4.3.2 step 3), stopping at a cut.
-    private func walk(_ zone: Zone, originOffset: Int, qtype: RRType) -> Walk {
+    /// `absent`: the whole name is known not to be a node of `zone` (no probe for it).
+    private func walk(_ zone: Zone, originOffset: Int, qtype: RRType, absent: Bool = false) -> Walk {
         var count = 0
         var off = 0
         while off < originOffset {
@@ -439,7 +445,7 @@ public final class QueryEngine {
         var i = count - 1
         while i >= 0 {
             let o = labelOffsets[i]
-            let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: name[o..<nameLength]))
+            let idx = i == 0 && absent ? -1 : zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: name[o..<nameLength]))
             if idx < 0 { return .notFound(closestEncloserOffset: enclosingOffset) }
             if zone.nodes[idx].isDelegation {
                 // DS lives on the parent side of the cut (RFC 4035 3.1.4.1).
@@ -491,7 +497,10 @@ public final class QueryEngine {
         // encoded at load time, when it fits (else the algorithm below truncates properly).
         // Otherwise a name found exactly starts the algorithm at its node, without the walk.
         if let pre = zones.prebuilt {
-            let idx = zones.zones[zoneIndex].nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
+            unowned(unsafe) let zone = zones.zones[zoneIndex]
+            let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
+            // Not a name of the zone: the walk below need not probe for it again.
+            if idx < 0 { known = QueryEngine.absent }
             if idx >= 0 && pre.holds(zone: zoneIndex, node: idx) {
                 if let e = pre.entry(zone: zoneIndex, node: idx, type: pq.qtype.rawValue),
                    writer.position + Int(e.length) <= writer.limit {
@@ -520,10 +529,10 @@ public final class QueryEngine {
                 let walked: Walk
                 if known >= 0 {
                     walked = .found(known)
-                    known = -1
                 } else {
-                    walked = walk(zone, originOffset: originOffset, qtype: qtype)
+                    walked = walk(zone, originOffset: originOffset, qtype: qtype, absent: known == QueryEngine.absent)
                 }
+                known = -1
                 switch walked {
                 case .delegation(let d):
                     if chain == 0 { aa = false }
@@ -665,7 +674,15 @@ public final class QueryEngine {
     private func negative(_ zone: Zone) throws(DNSWireError) {
         // RFC 2308 3: the SOA goes in the authority section with TTL min(SOA TTL, MINIMUM).
         let soa = RRSet(zone.soa, ttl: zone.negativeTTL)
-        _ = try writeSet(soa, owner: 0, section: .authority, ownerName: zone.nodes[zone.apexIndex].name)
+        if chain == 0 && writer.position == pq.questionEnd {
+            // Nothing follows the question yet, so the compressor's only targets are the
+            // question's suffixes, and the first equal to the apex is the question's own
+            // origin, at `originOffset` (findZone matched it there): the owner `writeName`
+            // would write is that pointer. Written directly, without the search.
+            _ = try writeSet(soa, owner: 12 + originOffset, section: .authority)
+        } else {
+            _ = try writeSet(soa, owner: 0, section: .authority, ownerName: zone.nodes[zone.apexIndex].name)
+        }
     }
 
     /// A referral (RFC 1034 4.3.2 step 3b): the cut's NS RRset in the authority section and

@@ -40,6 +40,13 @@ int cshim_batch_rx_peer(const cshim_batch *b, int i, uint8_t *addr, uint16_t *po
    Returns the family (4 or 6) or 0 when the socket delivered no such cmsg. */
 int cshim_batch_rx_destination(const cshim_batch *b, int i, uint8_t *addr);
 
+/* Receive slot i in one call (the per-datagram path): NULL when the datagram is to be
+   dropped (truncated, or a sender of unknown family); else its bytes, with *length, the
+   sender's family (4 or 6), its address as two host-order words of the 16 network-order
+   bytes above (IPv4 in the high half of *hi, *lo 0) and its port. */
+const uint8_t *cshim_batch_rx_slot(const cshim_batch *b, int i, int *length, int *family,
+                                   uint64_t *hi, uint64_t *lo, uint16_t *port);
+
 uint8_t *cshim_batch_tx_buffer(cshim_batch *b, int j);
 int cshim_batch_tx_capacity(const cshim_batch *b);
 /* Prepares send slot j: `length` bytes of its buffer go to the sender of receive slot i,

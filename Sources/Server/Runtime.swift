@@ -154,7 +154,7 @@ public enum Runtime {
                                                       health: settings.followsHealth(zone: zone.origin.lowercased()) ? health : nil)
                                      }) { origin, records in
             guard let k = keys.zones[origin.lowercased()] else { return .success([]) }
-            return zoneSigning(origin, records: records, keys: k.keys, times: k.times, location: k.location).map {
+            return zoneSigning(origin, records: records.records, keys: k.keys, times: k.times, location: k.location).map {
                 signed[origin.lowercased()] = $0
                 return $0.apexRecords
             }

@@ -399,3 +399,7 @@ int cshim_limit_malloc_arenas(int n) {
     if (getenv("MALLOC_ARENA_MAX") != NULL) return 0;
     return mallopt(M_ARENA_MAX, n);
 }
+int cshim_fix_mmap_threshold(int bytes) {
+    if (getenv("MALLOC_MMAP_THRESHOLD_") != NULL || getenv("GLIBC_TUNABLES") != NULL) return 0;
+    return mallopt(M_MMAP_THRESHOLD, bytes);
+}

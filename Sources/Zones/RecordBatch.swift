@@ -46,7 +46,8 @@ public struct RecordBatch: Sendable {
     public var isEmpty: Bool { types.isEmpty }
     public var indices: Range<Int> { 0..<count }
 
-    mutating func reserve(records: Int, names: Int) {
+    mutating func reserve(records: Int, names: Int, bytes: Int = 0) {
+        rdataBytes.reserveCapacity(bytes); nameBytes.reserveCapacity(bytes)
         nameOf.reserveCapacity(records); types.reserveCapacity(records); ttls.reserveCapacity(records)
         rdataEnds.reserveCapacity(records); lines.reserveCapacity(records); columns.reserveCapacity(records)
         nameEnds.reserveCapacity(names)

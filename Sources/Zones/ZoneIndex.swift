@@ -131,7 +131,17 @@ struct ZoneIndex {
             @inline(__always) func setHash(_ owner: Int32, _ type: RRType) -> UInt64 {
                 IdTable.mix(UInt64(owner) << 16 | UInt64(type.rawValue))
             }
+            // The table is larger than the caches, so each new name's first probe misses.
+            // The slot of the name `lookahead` records on is read early (its value folded
+            // into `probeSink`), so several misses are in flight at once instead of one.
+            let lookahead = 16
+            var aheadName = -1
+            var probeSink: UInt64 = 0
             for ri in 0..<rs.count {
+                if ri + lookahead < rs.count, rs.nameIndex(ri + lookahead) != aheadName {
+                    aheadName = rs.nameIndex(ri + lookahead)
+                    probeSink &+= table.firstSlot(hash: rs.withName(ri + lookahead) { NameTable.hash(lowercasing: $0) })
+                }
                 // The parser enters an owner once for consecutive records written with it, so
                 // the same name entry means the same owner, found without hashing.
                 let base = rs.nameIndex(ri)
@@ -225,6 +235,7 @@ struct ZoneIndex {
                 default: ownerFlags[o] |= ZoneIndex.hasOther
                 }
             }
+            NameTable.keep(probeSink)
         }
         self.table = table
         self.ownerOf = ownerOf

@@ -437,3 +437,8 @@ int64_t cshim_thread_cpu_ns(int tid) {
     if (clock_gettime(id, &ts) != 0) return -1;
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+int cshim_fix_mmap_threshold(int bytes) {
+    if (getenv("MALLOC_MMAP_THRESHOLD_") != NULL || getenv("GLIBC_TUNABLES") != NULL) return 0;
+    return mallopt(M_MMAP_THRESHOLD, bytes);
+}

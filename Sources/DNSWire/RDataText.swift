@@ -122,12 +122,23 @@ public enum RDataText {
     ///
     ///     Array("192.0.2.1".utf8).withUnsafeBufferPointer { RDataText.parseAddress(v6: false, $0) }  // [192, 0, 2, 1]
     public static func parseAddress(v6: Bool, _ b: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(v6 ? 16 : 4)
-        guard v6 else { return FieldParser.appendIPv4(b, to: &out) ? out : nil }
+        withUnsafeTemporaryAllocation(byteCount: 16, alignment: 1) { out in
+            parseAddress(v6: v6, b, into: out).map { Array(out[0..<$0]) }
+        }
+    }
+
+    /// `parseAddress(v6:_:)` into `out` (at least 16 bytes), allocating nothing: the number
+    /// of bytes written (4 or 16), or nil.
+    @inline(__always)
+    public static func parseAddress(v6: Bool, _ b: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        guard v6 else {
+            guard let q = FieldParser.parseIPv4(b) else { return nil }
+            out[0] = q.0; out[1] = q.1; out[2] = q.2; out[3] = q.3
+            return 4
+        }
         guard let a = IPAddress(v6Text: b) else { return nil }
-        for i in 0..<16 { out.append(a.byte(i)) }
-        return out
+        for i in 0..<16 { out[i] = a.byte(i) }
+        return 16
     }
 
     /// Tokenizes one line of rdata (quotes, escapes, whitespace; no comments or
@@ -522,16 +533,24 @@ struct FieldParser {
     /// Dotted quad straight from bytes (the common record in a large zone): exactly four
     /// decimal octets of 1-3 digits, each at most 255.
     static func appendIPv4(_ b: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
+        guard let q = parseIPv4(b) else { return false }
+        out.append(q.0); out.append(q.1); out.append(q.2); out.append(q.3)
+        return true
+    }
+
+    /// The four octets of a dotted quad, or nil.
+    @inline(__always)
+    static func parseIPv4(_ b: UnsafeBufferPointer<UInt8>) -> (UInt8, UInt8, UInt8, UInt8)? {
         var parts = 0, v = 0, digits = 0
         var tmp: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
         for k in 0...b.count {
             let c: UInt8 = k < b.count ? b[k] : UInt8(ascii: ".")
             if isDigit(c) {
                 v = v * 10 + Int(c - 48); digits += 1
-                guard digits <= 3 else { return false }
+                guard digits <= 3 else { return nil }
                 continue
             }
-            guard c == UInt8(ascii: "."), digits > 0, v <= 255, parts < 4 else { return false }
+            guard c == UInt8(ascii: "."), digits > 0, v <= 255, parts < 4 else { return nil }
             switch parts {
             case 0: tmp.0 = UInt8(v)
             case 1: tmp.1 = UInt8(v)
@@ -540,9 +559,8 @@ struct FieldParser {
             }
             parts += 1; v = 0; digits = 0
         }
-        guard parts == 4 else { return false }
-        out.append(tmp.0); out.append(tmp.1); out.append(tmp.2); out.append(tmp.3)
-        return true
+        guard parts == 4 else { return nil }
+        return tmp
     }
 
     /// RFC 1035 5.1 <character-string>: quoted or not, escapes decoded, 255 octets at most.

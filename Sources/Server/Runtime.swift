@@ -154,7 +154,7 @@ public enum Runtime {
                                                       health: settings.followsHealth(zone: zone.origin.lowercased()) ? health : nil)
                                      }) { origin, records in
             guard let k = keys.zones[origin.lowercased()] else { return .success([]) }
-            return zoneSigning(origin, records: records, keys: k.keys, times: k.times, location: k.location).map {
+            return zoneSigning(origin, records: records.records, keys: k.keys, times: k.times, location: k.location).map {
                 signed[origin.lowercased()] = $0
                 return $0.apexRecords
             }
@@ -428,11 +428,15 @@ public enum Runtime {
                              control controlOption: String? = nil, fleetName: String? = nil) -> Int32 {
         // One malloc arena, before any other thread starts (see cshim_limit_malloc_arenas).
         _ = cshim_limit_malloc_arenas(1)
+        // Large load-time arrays in their own mappings, freed to the system (see the C side).
+        _ = cshim_fix_mmap_threshold(1 << 20)
         bootstrapLogging(logLevel)
         let log = Logger(label: "meridian")
         let started = Date()
         let zoneReuse = ZoneReuse()
         let first = load(sources, generation: 0, reuse: zoneReuse)
+        // The load's transients (file bytes, parser batches, groupings) are freed by now.
+        _ = cshim_malloc_trim()
         guard let loaded = first.snapshot else {
             for e in first.errors { log.error("\(e)") }
             log.critical("not starting: \(first.errors.count) error(s) in the configuration")

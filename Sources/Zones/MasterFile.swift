@@ -45,6 +45,11 @@ public struct MasterFileParser: Sendable {
     /// Parses `contents`; `file` names it in messages. When `file` is a readable path it is
     /// also used to detect a file that includes itself.
     public func parse(contents: String, file: String) throws(ZoneErrors) -> [ResourceRecord] {
+        try parseBatch(contents: contents, file: file).records
+    }
+
+    /// `parse(contents:file:)` into a `RecordBatch` (what the zone build reads).
+    func parseBatch(contents: String, file: String) throws(ZoneErrors) -> RecordBatch {
         var run = ParseRun(parser: self, displayDirectory: MasterFileParser.directoryPart(of: file))
         if let real = InputFile.realPath(file) { run.stack.append(real) }
         run.parse(bytes: Array(contents.utf8), file: file, state: FileState(origin: origin))
@@ -57,6 +62,11 @@ public struct MasterFileParser: Sendable {
     /// folder part of `displayPath` (so `zones/example.com.zone` including `inc/hosts.inc`
     /// reports `zones/inc/hosts.inc:3:1: ...`).
     public func parseFile(path: String, displayPath: String? = nil) throws(ZoneErrors) -> [ResourceRecord] {
+        try parseFileBatch(path: path, displayPath: displayPath).records
+    }
+
+    /// `parseFile(path:displayPath:)` into a `RecordBatch` (what the zone build reads).
+    func parseFileBatch(path: String, displayPath: String? = nil) throws(ZoneErrors) -> RecordBatch {
         let shown = displayPath ?? path
         let data: [UInt8]
         do {
@@ -93,6 +103,8 @@ public struct MasterFileParser: Sendable {
 struct FileState {
     var origin: DNSName
     var lastOwner: DNSName? = nil
+    /// `lastOwner`'s entry in the batch's names.
+    var lastOwnerIndex: Int32 = -1
     /// The bytes `lastOwner` was parsed from: the next owner written the same way (most
     /// zones write each owner on several lines) reuses it, and shares its storage.
     var lastOwnerToken: Range<Int>? = nil
@@ -104,7 +116,7 @@ struct FileState {
 struct ParseRun {
     let parser: MasterFileParser
     let displayDirectory: String
-    var records: [ResourceRecord] = []
+    var records = RecordBatch()
     var errors: [ZoneError] = []
     /// Real paths of the files being read, outermost first, for loop detection.
     var stack: [String] = []
@@ -135,10 +147,13 @@ struct ParseRun {
         b = bytes
         defer { b = outer }
         if depth == 0 {
-            // Every record takes at least one line; included files grow the array as usual.
+            // Every record takes at least one line, and its owner and rdata in wire form
+            // rarely take more bytes than its text: reserved once, so the buffers are not
+            // copied as they grow (pages never written cost no memory). Included files grow
+            // them as usual.
             var lines = 1
             for c in bytes where c == 10 { lines += 1 }
-            records.reserveCapacity(lines)
+            records.reserve(records: lines, names: lines, bytes: bytes.count)
         }
         var lexer = ZoneLexer(bytes: bytes, file: file)
         var st = initial
@@ -293,23 +308,28 @@ struct ParseRun {
     mutating func record(_ e: ZoneEntry, file: String, state st: inout FileState) {
         let toks = e.tokens
         var k = 0
-        let owner: DNSName
+        // The owner is entered in the batch once per run of records written with it.
+        let owner: Int32
         if e.blankOwner {
-            guard let prev = st.lastOwner else {
+            guard st.lastOwner != nil else {
                 return fail(toks[0], file, "no owner name: the first record of a file must start in column 1")
             }
-            owner = prev
-        } else if let prev = st.lastOwner, let r = st.lastOwnerToken, !toks[0].quoted,
+            owner = st.lastOwnerIndex
+        } else if st.lastOwner != nil, let r = st.lastOwnerToken, !toks[0].quoted,
                   b[r].elementsEqual(b[toks[0].start..<toks[0].end]) {
-            owner = prev
+            owner = st.lastOwnerIndex
             k = 1
         } else {
+            let name: DNSName
             do {
-                owner = try DNSName(presentation: bytes(toks[0]), origin: st.origin)
+                name = try DNSName(presentation: bytes(toks[0]), origin: st.origin)
             } catch {
                 return fail(toks[0], file, "bad owner name \"\(text(toks[0]))\": \(error)")
             }
-            st.lastOwner = owner
+            guard records.fits(rdata: 0) else { return fail(toks[0], file, "zone too large: more than 4 GiB of owner names") }
+            owner = name.wire.withUnsafeBytes { records.addName($0) }
+            st.lastOwner = name
+            st.lastOwnerIndex = owner
             st.lastOwnerToken = toks[0].quoted ? nil : toks[0].start..<toks[0].end
             k = 1
         }
@@ -348,12 +368,26 @@ struct ParseRun {
             return fail(typeTok, file, "type \(type) cannot appear in a zone")
         }
         k += 1
+        // The common case, one plain address, skips building fields and goes into the batch
+        // from a buffer on the stack.
+        if (type == .a || type == .aaaa) && k == toks.count - 1 && !toks[k].quoted {
+            let t = toks[k]
+            let stored: Bool? = withUnsafeTemporaryAllocation(byteCount: 16, alignment: 1) { out in
+                let n = b.withUnsafeBufferPointer { RDataText.parseAddress(v6: type == .aaaa, UnsafeBufferPointer(rebasing: $0[t.start..<t.end]), into: out) }
+                guard let n else { return nil }
+                guard let ttl = recordTTL(explicit: ttl, type: type, rdata: [], toks: toks, file: file, state: &st) else { return false }
+                guard records.fits(rdata: n) else {
+                    fail(toks[0], file, "zone too large: more than 4 GiB of record data")
+                    return false
+                }
+                records.append(name: owner, type: type, ttl: ttl, rdata: UnsafeRawBufferPointer(rebasing: out[0..<n]),
+                               line: toks[0].line, column: toks[0].column, file: file)
+                return true
+            }
+            if stored != nil { return }
+        }
         let rdata: [UInt8]
-        // The common case, one plain address, skips building fields.
-        if (type == .a || type == .aaaa) && k == toks.count - 1 && !toks[k].quoted,
-           let wire = b.withUnsafeBufferPointer({ RDataText.parseAddress(v6: type == .aaaa, UnsafeBufferPointer(rebasing: $0[toks[k].start..<toks[k].end])) }) {
-            rdata = wire
-        } else {
+        do {
             do {
                 rdata = try RDataText.parse(type: type, fields: toks[k...].map { field($0) }, origin: st.origin)
             } catch {
@@ -361,24 +395,32 @@ struct ParseRun {
                 return fail(at, file, error.message)
             }
         }
-        if ttl == nil {
-            if let d = st.defaultTTL {
-                ttl = d
-            } else if let l = st.lastTTL {
-                ttl = l
-            } else if type == .soa, rdata.count >= 4 {
-                let n = rdata.count
-                let minimum = UInt32(rdata[n - 4]) << 24 | UInt32(rdata[n - 3]) << 16 | UInt32(rdata[n - 2]) << 8 | UInt32(rdata[n - 1])
-                ttl = min(minimum, 0x7FFF_FFFF)
-                st.lastTTL = ttl
-            } else {
-                return fail(toks[0], file, "no TTL for this record: give one, or set $TTL before it")
-            }
-        } else {
-            st.lastTTL = ttl
+        guard let ttl = recordTTL(explicit: ttl, type: type, rdata: rdata, toks: toks, file: file, state: &st) else { return }
+        guard records.fits(rdata: rdata.count) else { return fail(toks[0], file, "zone too large: more than 4 GiB of record data") }
+        rdata.withUnsafeBytes {
+            records.append(name: owner, type: type, ttl: ttl, rdata: $0, line: toks[0].line, column: toks[0].column, file: file)
         }
-        records.append(ResourceRecord(name: owner, type: type, rrclass: .in, ttl: ttl ?? 0, rdata: rdata,
-                                      location: location(toks[0], file)))
+    }
+
+    /// The TTL of a record (the rules in `MasterFileParser`'s comment), or nil after
+    /// reporting that it has none.
+    @inline(__always)
+    mutating func recordTTL(explicit ttl: UInt32?, type: RRType, rdata: [UInt8], toks: [ZoneToken], file: String,
+                            state st: inout FileState) -> UInt32? {
+        if let ttl {
+            st.lastTTL = ttl
+            return ttl
+        }
+        if let d = st.defaultTTL { return d }
+        if let l = st.lastTTL { return l }
+        if type == .soa, rdata.count >= 4 {
+            let n = rdata.count
+            let minimum = UInt32(rdata[n - 4]) << 24 | UInt32(rdata[n - 3]) << 16 | UInt32(rdata[n - 2]) << 8 | UInt32(rdata[n - 1])
+            st.lastTTL = min(minimum, 0x7FFF_FFFF)
+            return st.lastTTL
+        }
+        fail(toks[0], file, "no TTL for this record: give one, or set $TTL before it")
+        return nil
     }
 }
 

@@ -76,6 +76,21 @@ struct NameTable: Sendable {
         return h
     }
 
+    /// `hash` of the bytes ASCII-lowercased, without copying them.
+    @inline(__always) static func hash(lowercasing p: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0xcbf29ce484222325
+        for b in p { h = (h ^ UInt64(asciiLower(b))) &* 0x100000001b3 }
+        return h ^ (h >> 29)
+    }
+
+    /// The slot a key with hash `h` probes first. Reading it ahead of `findOrInsert` brings
+    /// its cache line in early; the caller folds the value into one it passes to `keep`, so
+    /// that the read is not optimized away.
+    @inline(__always) func firstSlot(hash h: UInt64) -> UInt64 { slots[Int(truncatingIfNeeded: h) & mask] }
+
+    /// Uses a value opaquely (see `firstSlot`).
+    @_optimize(none) static func keep(_ v: UInt64) {}
+
     mutating func insert(lowercaseWire key: [UInt8], value: Int32) {
         key.withUnsafeBytes { k in
             let (i, inserted) = findOrInsert(k, hash: NameTable.hash(k), value: value)

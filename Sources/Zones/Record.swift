@@ -17,15 +17,6 @@ public struct ResourceRecord: Hashable, Sendable {
     }
 }
 
-extension ResourceRecord {
-    /// This SOA record with another serial.
-    func withSerial(_ serial: UInt32) -> ResourceRecord {
-        var r = self
-        r.rdata = SOAData.withSerial(rdata, serial)
-        return r
-    }
-}
-
 /// Zone-file and zone-content errors.
 public typealias ZoneError = SourceError
 public typealias ZoneErrors = SourceErrors

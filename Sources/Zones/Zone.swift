@@ -90,7 +90,13 @@ public final class Zone: Sendable {
     ///     let zone = try Zone.checked(origin: origin, records: records, file: path)
     public static func checked(origin: DNSName, records: [ResourceRecord], dynamicNames: [GSLBBinding] = [],
                                file: String? = nil) throws(ZoneErrors) -> Zone {
-        var index = ZoneIndex(records: records, origin: origin)
+        try checked(origin: origin, batch: RecordBatch(records), dynamicNames: dynamicNames, file: file)
+    }
+
+    /// `checked(origin:records:dynamicNames:file:)` on the parser's batch.
+    static func checked(origin: DNSName, batch: RecordBatch, dynamicNames: [GSLBBinding] = [],
+                        file: String? = nil) throws(ZoneErrors) -> Zone {
+        var index = ZoneIndex(records: batch, origin: origin)
         let problems = index.check(origin: origin)
         guard problems.isEmpty else { throw ZoneErrors(problems) }
         do {
@@ -113,7 +119,7 @@ public final class Zone: Sendable {
         let owners = index.ownerCount
         var names: [DNSName] = []
         names.reserveCapacity(owners + dynamicNames.count + 1)
-        for o in 0..<owners { names.append(records[Int(index.ownerFirstRecord[o])].name) }
+        for o in 0..<owners { names.append(records.name(Int(index.ownerFirstRecord[o]))) }
         @inline(__always) func ensure(_ key: UnsafeRawBufferPointer, _ name: @autoclosure () -> DNSName) -> Int {
             let (e, inserted) = table.findOrInsert(key, hash: NameTable.hash(key), value: Int32(table.count))
             if inserted { names.append(name()) }
@@ -147,7 +153,7 @@ public final class Zone: Sendable {
         var setBytes = [UInt32](repeating: 0, count: setCount)
         for ri in 0..<records.count {
             let s = Int(index.setOf[ri])
-            if s >= 0 && index.ownerOf[ri] >= 0 { setBytes[s] &+= 2 &+ UInt32(truncatingIfNeeded: records[ri].rdata.count) }
+            if s >= 0 && index.ownerOf[ri] >= 0 { setBytes[s] &+= 2 &+ UInt32(truncatingIfNeeded: records.rdataLength(ri)) }
         }
         // Each set's place in the array; then, while filling, where its next record goes.
         var cursor = [UInt32](repeating: 0, count: setCount)
@@ -184,7 +190,7 @@ public final class Zone: Sendable {
             for ri in 0..<records.count {
                 let s = Int(index.setOf[ri])
                 guard s >= 0 && index.ownerOf[ri] >= 0 else { continue }
-                records[ri].rdata.withUnsafeBytes { r in
+                records.withRdata(ri) { r in
                     let at = Int(cursor[s])
                     out.storeBytes(of: UInt16(r.count), toByteOffset: at, as: UInt16.self)
                     if r.count > 0 {
@@ -306,18 +312,30 @@ extension Zone {
     ///
     ///     let next = try zone.withSerial(zone.serial &+ 1)
     public func withSerial(_ serial: UInt32) throws(ZoneError) -> Zone {
-        var records: [ResourceRecord] = []
-        records.reserveCapacity(recordCount)
+        var records = RecordBatch()
+        records.reserve(records: recordCount, names: nodes.count)
         var dynamic: [GSLBBinding] = []
         for (i, n) in nodes.enumerated() {
-            for s in n.rrsets {
-                for r in s.rdatas {
-                    let rdata = i == apexIndex && s.type == .soa ? SOAData.withSerial(r.bytes, serial) : r.bytes
-                    records.append(ResourceRecord(name: n.name, type: s.type, ttl: s.ttl, rdata: rdata))
+            if !n.rrsets.isEmpty {
+                let name = n.name.wire.withUnsafeBytes { records.addName($0) }
+                for s in n.rrsets {
+                    for r in s.rdatas {
+                        if i == apexIndex && s.type == .soa {
+                            SOAData.withSerial(r.bytes, serial).withUnsafeBytes {
+                                records.append(name: name, type: s.type, ttl: s.ttl, rdata: $0, line: 0, column: 0, file: nil)
+                            }
+                        } else {
+                            r.storage.withUnsafeBytes { p in
+                                records.append(name: name, type: s.type, ttl: s.ttl, rdata: UnsafeRawBufferPointer(rebasing: p[r.start..<(r.start + r.count)]),
+                                               line: 0, column: 0, file: nil)
+                            }
+                        }
+                    }
                 }
             }
             if n.dynamicIndex >= 0 { dynamic.append(GSLBBinding(owner: n.name, index: n.dynamicIndex, types: n.dynamicTypes)) }
         }
-        return try Zone(origin: origin, records: records, dynamicNames: dynamic, file: file)
+        var index = ZoneIndex(records: records, origin: origin)
+        return try Zone(index: &index, origin: origin, dynamicNames: dynamic, file: file)
     }
 }

@@ -41,7 +41,9 @@ public enum ZoneCheck {
         var name: [UInt8]
         var type: RRType
         var rdata: [UInt8]
-        init(_ r: ResourceRecord) { name = r.name.wire.map(asciiLower); type = r.type; rdata = r.rdata }
+        init(_ records: RecordBatch, _ i: Int) {
+            name = records.name(i).wire.map(asciiLower); type = records.type(i); rdata = records.rdata(i)
+        }
     }
 
     /// Drops exact duplicates and unifies RRset TTLs to the first record's TTL; keeps file order.
@@ -69,9 +71,9 @@ extension ZoneIndex {
     /// order of the first of each duplicate, then the missing apex records).
     func check(origin: DNSName) -> [ZoneError] {
         var errors: [ZoneError] = []
-        let defaultFile = records.first?.location?.file ?? origin.description
-        func loc(_ r: ResourceRecord) -> SourceLocation {
-            r.location ?? SourceLocation(file: defaultFile, line: 0, column: 0)
+        let defaultFile = (records.isEmpty ? nil : records.location(0)?.file) ?? origin.description
+        func loc(_ ri: Int) -> SourceLocation {
+            records.location(ri) ?? SourceLocation(file: defaultFile, line: 0, column: 0)
         }
         let apex = originKey.withUnsafeBytes { owner(lowercaseWire: $0) }
         var anyCutOrDNAME = false
@@ -92,39 +94,41 @@ extension ZoneIndex {
             let o = Int(ownerOf[ri])
             // Most records need no check at all: skip them without copying the record.
             if o >= 0 && o != apex && setOf[ri] >= 0 && !anyCutOrDNAME && ownerFlags[o] & ZoneIndex.hasCNAME == 0 {
-                let t = records[ri].type
+                let t = records.type(ri)
                 if t != .soa && t != .cname && t != .dname && t != .ds { continue }
             }
-            let r = records[ri]
+            // The record's type, and its owner as written (built only for a message).
+            let rtype = records.type(ri)
+            lazy var rname = records.name(ri)
             guard o >= 0 else {
-                if outside.insert(ZoneCheck.OutsideKey(r)).inserted {
-                    errors.append(ZoneError(loc(r), "\(r.name) \(r.type) is outside the zone \(origin)"))
+                if outside.insert(ZoneCheck.OutsideKey(records, ri)).inserted {
+                    errors.append(ZoneError(loc(ri), "\(rname) \(rtype) is outside the zone \(origin)"))
                 }
                 continue
             }
             guard setOf[ri] >= 0 else { continue }
             let atApex = o == apex
-            switch r.type {
+            switch rtype {
             case .soa:
                 if !atApex {
-                    errors.append(ZoneError(loc(r), "SOA record at \(r.name): expected it only at the zone apex \(origin)"))
+                    errors.append(ZoneError(loc(ri), "SOA record at \(rname): expected it only at the zone apex \(origin)"))
                 } else {
                     soaCount += 1
-                    if soaCount > 1 { errors.append(ZoneError(loc(r), "second SOA record at the apex \(origin): expected exactly one")) }
+                    if soaCount > 1 { errors.append(ZoneError(loc(ri), "second SOA record at the apex \(origin): expected exactly one")) }
                 }
             case .ns where atApex:
                 nsAtApex = true
             case .cname:
                 if atApex {
-                    errors.append(ZoneError(loc(r), "CNAME at the zone apex \(origin): the apex needs SOA and NS records"))
+                    errors.append(ZoneError(loc(ri), "CNAME at the zone apex \(origin): the apex needs SOA and NS records"))
                 } else if seen[o] & cnameSeen != 0 {
-                    errors.append(ZoneError(loc(r), "second CNAME at \(r.name): a name has at most one CNAME (RFC 2181 10.1)"))
+                    errors.append(ZoneError(loc(ri), "second CNAME at \(rname): a name has at most one CNAME (RFC 2181 10.1)"))
                 } else {
                     seen[o] |= cnameSeen
                 }
             case .dname:
                 if seen[o] & dnameSeen != 0 {
-                    errors.append(ZoneError(loc(r), "second DNAME at \(r.name): a name has at most one DNAME (RFC 6672 2.4)"))
+                    errors.append(ZoneError(loc(ri), "second DNAME at \(rname): a name has at most one DNAME (RFC 6672 2.4)"))
                 }
                 seen[o] |= dnameSeen
             default:
@@ -134,19 +138,19 @@ extension ZoneIndex {
             // CNAME exclusivity (RFC 2181 10.1): reported once per name, at its first record.
             let flags = ownerFlags[o]
             if !atApex, flags & ZoneIndex.hasCNAME != 0, seen[o] & conflictReported == 0,
-               flags & ZoneIndex.hasOther != 0, r.type != .rrsig, r.type != .nsec {
+               flags & ZoneIndex.hasOther != 0, rtype != .rrsig, rtype != .nsec {
                 seen[o] |= conflictReported
-                errors.append(ZoneError(loc(r), "CNAME and other data at \(r.name): a CNAME owner has no other records (RFC 2181 10.1)"))
+                errors.append(ZoneError(loc(ri), "CNAME and other data at \(rname): a CNAME owner has no other records (RFC 2181 10.1)"))
             }
 
             // Walk up from the owner to the origin looking for a cut or a DNAME above it.
             guard !atApex else { continue }
             if isCut(o) {
-                if r.type != .ns && r.type != .ds && r.type != .a && r.type != .aaaa && r.type != .rrsig && r.type != .nsec {
-                    errors.append(ZoneError(loc(r), "\(r.type) record at the delegation \(r.name): only NS, DS and glue addresses belong at a zone cut"))
+                if rtype != .ns && rtype != .ds && rtype != .a && rtype != .aaaa && rtype != .rrsig && rtype != .nsec {
+                    errors.append(ZoneError(loc(ri), "\(rtype) record at the delegation \(rname): only NS, DS and glue addresses belong at a zone cut"))
                 }
-            } else if r.type == .ds {
-                errors.append(ZoneError(loc(r), "DS record at \(r.name), which is not a delegation: DS belongs at a zone cut"))
+            } else if rtype == .ds {
+                errors.append(ZoneError(loc(ri), "DS record at \(rname), which is not a delegation: DS belongs at a zone cut"))
             }
             guard anyCutOrDNAME else { continue }
             let key = table.key(o)
@@ -156,17 +160,17 @@ extension ZoneIndex {
                     let q = UnsafeRawBufferPointer(rebasing: k[off...])
                     let a = owner(lowercaseWire: q)
                     if a >= 0 && ownerFlags[a] & ZoneIndex.hasDNAME != 0 {
-                        return "\(r.name) \(r.type) is below the DNAME at \(DNSName(uncheckedWire: Array(q))): names below a DNAME are not served (RFC 6672 2.4)"
+                        return "\(rname) \(rtype) is below the DNAME at \(DNSName(uncheckedWire: Array(q))): names below a DNAME are not served (RFC 6672 2.4)"
                     }
                     if a >= 0 && isCut(a) {
-                        guard r.type != .a && r.type != .aaaa else { return nil }
-                        return "\(r.name) \(r.type) is below the delegation \(DNSName(uncheckedWire: Array(q))): only A and AAAA glue may be there"
+                        guard rtype != .a && rtype != .aaaa else { return nil }
+                        return "\(rname) \(rtype) is below the delegation \(DNSName(uncheckedWire: Array(q))): only A and AAAA glue may be there"
                     }
                     off += Int(k[off]) + 1
                 }
                 return nil
             }) {
-                errors.append(ZoneError(loc(r), message))
+                errors.append(ZoneError(loc(ri), message))
             }
         }
         // RRsets that no DNS message can carry, reported at their first record.
@@ -175,11 +179,11 @@ extension ZoneIndex {
         for ri in records.indices where setOf[ri] >= 0 {
             let set = Int(setOf[ri])
             if setFirst[set] < 0 { setFirst[set] = Int32(ri) }
-            setBytes[set] += records[ri].name.wire.count + 10 + records[ri].rdata.count
+            setBytes[set] += records.nameLength(ri) + 10 + records.rdataLength(ri)
         }
         for set in setBytes.indices where setBytes[set] > ZoneCheck.maxRRsetBytes {
             let r = records[Int(setFirst[set])]
-            errors.append(ZoneError(loc(r), "the \(r.type) RRset at \(r.name) takes \(setBytes[set]) bytes, over the \(ZoneCheck.maxRRsetBytes) that fit in one DNS message over TCP"))
+            errors.append(ZoneError(loc(Int(setFirst[set])), "the \(r.type) RRset at \(r.name) takes \(setBytes[set]) bytes, over the \(ZoneCheck.maxRRsetBytes) that fit in one DNS message over TCP"))
         }
         let apexFile = SourceLocation(file: defaultFile, line: 1, column: 1)
         if soaCount == 0 {

@@ -58,7 +58,7 @@ struct IdTable {
 ///     var index = ZoneIndex(records: records, origin: origin)
 ///     let errors = index.check(origin: origin)
 struct ZoneIndex {
-    let records: [ResourceRecord]
+    let records: RecordBatch
     /// Lowercase origin wire bytes.
     let originKey: [UInt8]
     /// Lowercase owner wire name -> owner id.
@@ -91,6 +91,10 @@ struct ZoneIndex {
     static let setScanLimit = 8
 
     init(records: [ResourceRecord], origin: DNSName) {
+        self.init(records: RecordBatch(records), origin: origin)
+    }
+
+    init(records: RecordBatch, origin: DNSName) {
         self.records = records
         let originKey = origin.wire.map(asciiLower)
         self.originKey = originKey
@@ -113,11 +117,12 @@ struct ZoneIndex {
         var uniqueCount = 0
         var scratch = [UInt8](repeating: 0, count: 256)
         let originLen = originKey.count
-        var previousName: UnsafeRawPointer? = nil
+        var previousName = -1
         var previousOwner: Int32 = -1
-        records.withUnsafeBufferPointer { rs in
+        do {
+            let rs = records
             @inline(__always) func rdataHash(_ set: Int32, _ ri: Int) -> UInt64 {
-                rs[ri].rdata.withUnsafeBytes { p in
+                rs.withRdata(ri) { p in
                     var x = IdTable.mix(UInt64(set))
                     for b in p { x = (x ^ UInt64(b)) &* 0x100000001b3 }
                     return x ^ (x >> 29)
@@ -126,18 +131,29 @@ struct ZoneIndex {
             @inline(__always) func setHash(_ owner: Int32, _ type: RRType) -> UInt64 {
                 IdTable.mix(UInt64(owner) << 16 | UInt64(type.rawValue))
             }
+            // The table is larger than the caches, so each new name's first probe misses.
+            // The slot of the name `lookahead` records on is read early (its value folded
+            // into `probeSink`), so several misses are in flight at once instead of one.
+            let lookahead = 16
+            var aheadName = -1
+            var probeSink: UInt64 = 0
             for ri in 0..<rs.count {
-                // The parser shares one name between consecutive records of an owner, so the
-                // same storage means the same owner, found without hashing.
-                let (base, len) = rs[ri].name.wire.withUnsafeBytes { (UnsafeRawPointer($0.baseAddress), $0.count) }
+                if ri + lookahead < rs.count, rs.nameIndex(ri + lookahead) != aheadName {
+                    aheadName = rs.nameIndex(ri + lookahead)
+                    probeSink &+= table.firstSlot(hash: rs.withName(ri + lookahead) { NameTable.hash(lowercasing: $0) })
+                }
+                // The parser enters an owner once for consecutive records written with it, so
+                // the same name entry means the same owner, found without hashing.
+                let base = rs.nameIndex(ri)
+                let len = rs.nameLength(ri)
                 let owner: Int32
                 var newOwner = false
-                if base != nil && base == previousName {
+                if base == previousName {
                     owner = previousOwner
                 } else {
                     if len > scratch.count { scratch = [UInt8](repeating: 0, count: len) }
                     let found: (entry: Int32, inserted: Bool)? = scratch.withUnsafeMutableBytes { s in
-                        rs[ri].name.wire.withUnsafeBytes { w in
+                        rs.withName(ri) { w in
                             for k in 0..<len { s[k] = asciiLower(w[k]) }
                         }
                         // At or below the origin: the origin's bytes end the name on a label boundary.
@@ -149,7 +165,7 @@ struct ZoneIndex {
                         let key = UnsafeRawBufferPointer(rebasing: s[0..<len])
                         return table.findOrInsert(key, hash: NameTable.hash(key), value: Int32(table.count))
                     }
-                    guard let found else { previousName = nil; continue }
+                    guard let found else { previousName = -1; continue }
                     owner = found.entry
                     newOwner = found.inserted
                     previousName = base
@@ -164,7 +180,7 @@ struct ZoneIndex {
                     ownerSetCount.append(0)
                 }
                 ownerOf[ri] = owner
-                let type = rs[ri].type
+                let type = rs.type(ri)
                 var set: Int32 = -1
                 if ownerSetCount[o] <= ZoneIndex.setScanLimit {
                     var s = ownerFirstSet[o]
@@ -179,7 +195,7 @@ struct ZoneIndex {
                 if set < 0 {
                     // A new RRset: its first record is unique.
                     set = Int32(setType.count)
-                    setOwner.append(owner); setType.append(type); setTTL.append(rs[ri].ttl); setCount.append(0)
+                    setOwner.append(owner); setType.append(type); setTTL.append(rs.ttl(ri)); setCount.append(0)
                     setNext.append(-1); setFirstRecord.append(Int32(ri))
                     if ownerLastSet[o] < 0 { ownerFirstSet[o] = set } else { setNext[Int(ownerLastSet[o])] = set }
                     ownerLastSet[o] = set
@@ -196,14 +212,14 @@ struct ZoneIndex {
                 } else {
                     let first = Int(setFirstRecord[Int(set)])
                     if setCount[Int(set)] == 1 {
-                        if rs[first].rdata == rs[ri].rdata { continue }
+                        if rs.rdataEqual(first, ri) { continue }
                         // The set gets its second member: enter the first one too.
                         _ = members.findOrInsert(hash: rdataHash(set, first), id: Int32(first), equal: { _ in false },
                                                  rehash: { rdataHash(setOf[Int($0)], Int($0)) })
                     }
                     if setCount[Int(set)] >= 1 {
                         let found = members.findOrInsert(hash: rdataHash(set, ri), id: Int32(ri),
-                                                         equal: { j in setOf[Int(j)] == set && rs[Int(j)].rdata == rs[ri].rdata },
+                                                         equal: { j in setOf[Int(j)] == set && rs.rdataEqual(Int(j), ri) },
                                                          rehash: { rdataHash(setOf[Int($0)], Int($0)) })
                         if found != Int32(ri) { continue }
                     }
@@ -219,6 +235,7 @@ struct ZoneIndex {
                 default: ownerFlags[o] |= ZoneIndex.hasOther
                 }
             }
+            NameTable.keep(probeSink)
         }
         self.table = table
         self.ownerOf = ownerOf

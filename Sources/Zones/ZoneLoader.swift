@@ -49,7 +49,7 @@ public enum ZoneLoader {
     public static func load(_ sources: [Source], dynamicNames: [DNSName: [GSLBBinding]] = [:],
                             reuse: ZoneReuse? = nil, rebuild: Set<DNSName> = [],
                             serial: ((Zone) -> UInt32?)? = nil,
-                            extra: (_ origin: DNSName, _ records: [ResourceRecord]) -> Swift.Result<[ResourceRecord], ZoneErrors> = { _, _ in .success([]) }) -> Result {
+                            extra: (_ origin: DNSName, _ records: RecordBatch) -> Swift.Result<[ResourceRecord], ZoneErrors> = { _, _ in .success([]) }) -> Result {
         var out = Result()
         var kept: [String: ZoneReuse.Entry] = [:]
         defer { reuse?.replace(with: kept) }
@@ -77,32 +77,30 @@ public enum ZoneLoader {
                 guess = try? DNSName(stem.hasSuffix(".") ? stem : stem + ".")
             }
             let here = SourceLocation(file: src.path, line: 1, column: 1)
-            var records: [ResourceRecord]
+            var records: RecordBatch
             do {
                 let folder = (src.path as NSString).deletingLastPathComponent
-                records = try MasterFileParser(origin: guess ?? .root, baseDirectory: folder.isEmpty ? "." : folder).parseFile(path: src.path)
+                records = try MasterFileParser(origin: guess ?? .root, baseDirectory: folder.isEmpty ? "." : folder).parseFileBatch(path: src.path)
             } catch {
                 out.errors += error.errors
                 continue
             }
-            guard let origin = src.origin ?? records.first(where: { $0.type == .soa })?.name ?? guess else {
+            guard let origin = src.origin ?? records.indices.first(where: { records.type($0) == .soa }).map({ records.name($0) }) ?? guess else {
                 out.errors.append(ZoneError(here, "cannot tell the zone's origin: name the file ORIGIN.zone or add $ORIGIN and an SOA record"))
                 continue
             }
             switch extra(origin, records) {
-            case .success(let added): records += added
+            case .success(let added): records.append(contentsOf: added)
             case .failure(let e):
                 out.errors += e.errors
                 continue
             }
             do {
                 let dynamic = dynamicNames[origin.lowercased()] ?? []
-                var zone = try Zone.checked(origin: origin, records: records, dynamicNames: dynamic, file: src.path)
+                var zone = try Zone.checked(origin: origin, batch: records, dynamicNames: dynamic, file: src.path)
                 if let serial, let n = serial(zone), n != zone.serial {
-                    let changed = records.map { r in
-                        r.type == .soa && r.name.lowercased() == origin.lowercased() ? r.withSerial(n) : r
-                    }
-                    zone = try Zone.checked(origin: origin, records: changed, dynamicNames: dynamic, file: src.path)
+                    records.setSOASerial(n, origin: origin)
+                    zone = try Zone.checked(origin: origin, batch: records, dynamicNames: dynamic, file: src.path)
                 }
                 out.zones.append(zone)
                 let facts = gslbFacts(zone, records: records, dynamic: dynamic, file: here)
@@ -133,7 +131,7 @@ public enum ZoneLoader {
     /// (the place of its first NS record). Only GSLB names can clash with static data, so
     /// only they are looked up, and the records are scanned only when one of them has
     /// records or sits under a cut (most zones have none).
-    static func gslbFacts(_ zone: Zone, records: [ResourceRecord], dynamic: [GSLBBinding], file: SourceLocation)
+    static func gslbFacts(_ zone: Zone, records: RecordBatch, dynamic: [GSLBBinding], file: SourceLocation)
         -> (types: [DNSName: [(type: RRType, location: SourceLocation)]], cuts: [DNSName: (owner: DNSName, location: SourceLocation)]) {
         var owners = Set<DNSName>()
         var cutAbove: [DNSName: DNSName] = [:]
@@ -150,11 +148,16 @@ public enum ZoneLoader {
         var firstNS: [DNSName: SourceLocation] = [:]
         guard !owners.isEmpty || !cutAbove.isEmpty else { return ([:], [:]) }
         let cutOwners = Set(cutAbove.values)
-        for r in records {
-            if owners.contains(r.name), !(types[r.name]?.contains { $0.type == r.type } ?? false) {
-                types[r.name, default: []].append((r.type, r.location ?? file))
+        // Each owner name is built once for a run of records written with it.
+        var nameIndex = -1
+        var name = DNSName.root
+        for i in records.indices {
+            if records.nameIndex(i) != nameIndex { nameIndex = records.nameIndex(i); name = records.name(i) }
+            let type = records.type(i)
+            if owners.contains(name), !(types[name]?.contains { $0.type == type } ?? false) {
+                types[name, default: []].append((type, records.location(i) ?? file))
             }
-            if r.type == .ns, firstNS[r.name] == nil, cutOwners.contains(r.name) { firstNS[r.name] = r.location ?? file }
+            if type == .ns, firstNS[name] == nil, cutOwners.contains(name) { firstNS[name] = records.location(i) ?? file }
         }
         return (types, cutAbove.mapValues { ($0, firstNS[$0] ?? file) })
     }

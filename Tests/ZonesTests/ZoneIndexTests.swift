@@ -1,3 +1,4 @@
+import Foundation
 import Diagnostics
 import DNSWire
 import Testing
@@ -102,5 +103,41 @@ import Testing
         let records = try MasterFileParser(origin: Self.n("test."), baseDirectory: "/").parse(contents: text, file: "t")
         #expect(records.map(\.name.description) == ["www.a.test.", "www.b.test.", "www.b.test."])
         #expect(records.map(\.rdata) == [[192, 0, 2, 1], [192, 0, 2, 2], [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [1]])
+    }
+
+    /// The loader groups the parser's batch without copying records out: content errors
+    /// still name the file, line and column of the record, in an included file and back in
+    /// the including one, and a zone that loads serves what the file says.
+    @Test func loaderErrorsNameTheFileOfEachRecord() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zindex-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir + "/inc", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "alias CNAME www\nalias  TXT \"x\"\n".write(toFile: dir + "/inc/bad.inc", atomically: true, encoding: .utf8)
+        try """
+        $TTL 60
+        @ SOA ns1 hostmaster 1 2 3 4 5
+          NS ns1
+        www A 192.0.2.1
+        $INCLUDE inc/bad.inc
+          IN  SOA ns1 hostmaster 1 2 3 4 5
+
+        """.write(toFile: dir + "/t.test.zone", atomically: true, encoding: .utf8)
+        let bad = ZoneLoader.load([ZoneLoader.Source(origin: Self.n("t.test."), path: dir + "/t.test.zone")])
+        #expect(bad.zones.isEmpty)
+        #expect(bad.errors.map(\.description) == [
+            "\(dir)/inc/bad.inc:1:1: CNAME and other data at alias.t.test.: a CNAME owner has no other records (RFC 2181 10.1)",
+            "\(dir)/t.test.zone:6:3: SOA record at www.t.test.: expected it only at the zone apex t.test.",
+        ])
+        try "$TTL 60\n@ SOA ns1 hostmaster 7 2 3 4 5\n  NS ns1\nwww A 192.0.2.1\n  AAAA 2001:db8::1\n$INCLUDE inc/ok.inc\n"
+            .write(toFile: dir + "/t.test.zone", atomically: true, encoding: .utf8)
+        try "Mail MX 10 www\nwww A 192.0.2.2\n".write(toFile: dir + "/inc/ok.inc", atomically: true, encoding: .utf8)
+        let good = ZoneLoader.load([ZoneLoader.Source(origin: Self.n("t.test."), path: dir + "/t.test.zone")])
+        #expect(good.errors.isEmpty, "\(good.errors)")
+        let zone = try #require(good.zones.first)
+        #expect(zone.serial == 7 && zone.recordCount == 6)
+        let www = try #require(zone.node(named: Self.n("WWW.t.test.")))
+        #expect(www.rrsets.map(\.type) == [.a, .aaaa])
+        #expect(www.rrset(.a)?.rdatas.map(\.bytes) == [[192, 0, 2, 1], [192, 0, 2, 2]])
+        #expect(zone.node(named: Self.n("mail.t.test."))?.name.description == "Mail.t.test.")
     }
 }

@@ -157,4 +157,13 @@ int cshim_sched_idle(int tid, int idle);
 /* CPU time thread `tid` of this process has used, in nanoseconds; -1 when it is gone. */
 int64_t cshim_thread_cpu_ns(int tid);
 
+/* Fixes glibc's mmap threshold at `bytes` (mallopt M_MMAP_THRESHOLD), unless the environment
+   sets MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES. By default glibc raises the threshold each
+   time a mapped block is freed (up to 32 MiB), so after the first large array of a zone load
+   is freed the next ones come from the heap, and freed there they stay resident: a
+   1M-record zone then peaked 20 MiB higher and kept it. With a fixed threshold every block
+   of at least `bytes` is its own mapping, returned to the system when freed. Called at the
+   start of `serve`. Returns 1 when the threshold was set. */
+int cshim_fix_mmap_threshold(int bytes);
+
 #endif

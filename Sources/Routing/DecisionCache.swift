@@ -55,6 +55,10 @@ public final class DecisionCache {
     public let slotAddresses: Int
     @exclusivity(unchecked) private var router: Router?
     @exclusivity(unchecked) private var health: HealthSnapshot?
+    /// The identities of `router` and `health` (held above, so not reused while compared):
+    /// comparing them loads no reference, where reading the optionals retained each.
+    @exclusivity(unchecked) private var routerID: ObjectIdentifier?
+    @exclusivity(unchecked) private var healthID: ObjectIdentifier?
     /// One fixed-size region per slot where the caller keeps the decision already encoded
     /// (see `payload(_:)`), so a hit is one copy.
     private let payloads: UnsafeMutableRawPointer
@@ -100,6 +104,7 @@ public final class DecisionCache {
         keys = .allocate(capacity: n)
         keys.initialize(repeating: Key(), count: n)
         self.router = router
+        routerID = ObjectIdentifier(router)
     }
 
     deinit { payloads.deallocate(); keys.deallocate(); addresses.deallocate() }
@@ -113,7 +118,8 @@ public final class DecisionCache {
     /// decisions hold at a shorter scope still land in nearby, independent slots.
     @inline(__always) private func bucketPrefix(_ a: IPAddress) -> Int { a.isV4 ? 24 : 56 }
 
-    @inline(__always) private func family(_ qtype: RRType) -> UInt8 { qtype == .a ? 1 : (qtype == .aaaa ? 2 : 3) }
+    /// By the type's number: comparing with `.a` and `.aaaa` called their global accessors.
+    @inline(__always) private func family(_ qtype: RRType) -> UInt8 { qtype.rawValue == 1 ? 1 : (qtype.rawValue == 28 ? 2 : 3) }
 
     /// The decision for a name, type and client, through the cache, for the per-worker
     /// generator (specialised; see `store`).
@@ -145,15 +151,19 @@ public final class DecisionCache {
     public func forget() {
         router = nil
         health = nil
+        routerID = nil
+        healthID = nil
     }
 
     /// The slot holding a decision that applies to this client, or -1 (a miss).
     public func lookup(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot) -> Int {
-        if self.router !== router || self.health !== health {
+        if routerID != ObjectIdentifier(router) || healthID != ObjectIdentifier(health) {
             for i in 0...mask { keys[i].name = -1 }
             scopeZero = 0
             self.router = router
             self.health = health
+            routerID = ObjectIdentifier(router)
+            healthID = ObjectIdentifier(health)
         }
         guard client.allowsScope else { misses += 1; return -1 }
         let family = family(qtype)

@@ -139,6 +139,10 @@ public final class Router: Sendable {
     /// (its value), the health and the query's family, so `DecisionCache` keys it by that
     /// value rather than by the client's network (see `decisionKey`).
     let keyedRoot: [Int32]
+    /// Per GSLB name with a keyed geo or nearest root: that root's ranges, unretained (the
+    /// root's map in `compiled` owns them for the router's lifetime), so `decisionKey`
+    /// reads them with no reference counting.
+    let keyedTables: [Unmanaged<GeoRangeTable>?]
 
     public init(model: ConfigModel) throws(ConfigErrors) {
         self.model = model
@@ -246,6 +250,7 @@ public final class Router: Sendable {
         }
         maxAddresses = model.maxAnswerAddresses
         keyedRoot = model.names.map { Router.isKeyedRoot(model, $0.root) ? Int32($0.root) : -1 }
+        keyedTables = keyedRoot.map { n in n < 0 ? nil : compiled[Int(n)].map.map { Unmanaged.passUnretained($0.table) } }
     }
 
     /// Whether `root` looks at the client through its own compiled lookup and nothing under
@@ -272,8 +277,8 @@ public final class Router: Sendable {
         let n = Int(keyedRoot[nameIndex])
         guard n >= 0 else { return nil }
         let hit: (value: Int32, scope: Int)
-        if let h = compiled[n].map?.lookup(a) {
-            hit = h
+        if let table = keyedTables[nameIndex] {
+            hit = table._withUnsafeGuaranteedRef { $0.lookup(a) }
         } else {
             let t = compiled[n].trie.lookup(a)
             hit = (t.value, t.scope)

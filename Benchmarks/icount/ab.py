@@ -45,27 +45,32 @@ def main():
     loadgen, _ = build_tools()
     for wname in args.workload.split(","):
         w = WORKLOADS[wname]()
-        base = os.path.join(WORK, "ab-" + wname)
-        zones = write_zone_files(w, os.path.join(base, "zones"))
-        files = {"loadgen": os.path.join(base, "queries.txt")}
-        write_query_file(w, files["loadgen"])
-        files["dnsperf"], files["dnsperf_binary"] = write_dnsperf_file(w, files["loadgen"], os.path.join(base, "queries.bin"))
-        servers, failed = start_servers(names, w, zones, base)
-        if failed:
-            stop_all(servers)
-            sys.exit(f"not started: {failed}")
-        res = {s.name: [] for s in servers}
+        # The workload's own fixtures (the health checks' TCP targets), as the harness runs them.
+        w.start()
         try:
-            for s in servers:
-                loadgen_run(loadgen, s.port, files["loadgen"], 1.0, pinned=w.pinned)
-            for rnd in range(args.rounds):
+            base = os.path.join(WORK, "ab-" + wname)
+            zones = write_zone_files(w, os.path.join(base, "zones"))
+            files = {"loadgen": os.path.join(base, "queries.txt")}
+            write_query_file(w, files["loadgen"])
+            files["dnsperf"], files["dnsperf_binary"] = write_dnsperf_file(w, files["loadgen"], os.path.join(base, "queries.bin"))
+            servers, failed = start_servers(names, w, zones, base)
+            if failed:
+                stop_all(servers)
+                sys.exit(f"not started: {failed}")
+            res = {s.name: [] for s in servers}
+            try:
                 for s in servers:
-                    m = measure_server(s, w, loadgen, files, args.duration, w.rate or args.rate)
-                    res[s.name].append(m)
-                    log(f"{wname} round {rnd + 1} {s.name}: {m['qps']:.0f} qps, {m['cpu_us']:.2f} µs CPU/query "
-                        f"(dnsperf), {m['cpu_us_loadgen']:.2f} (batched), p99 {m['p99_ms']:.3f} ms")
+                    loadgen_run(loadgen, s.port, files["loadgen"], 1.0, pinned=w.pinned)
+                for rnd in range(args.rounds):
+                    for s in servers:
+                        m = measure_server(s, w, loadgen, files, args.duration, w.rate or args.rate)
+                        res[s.name].append(m)
+                        log(f"{wname} round {rnd + 1} {s.name}: {m['qps']:.0f} qps, {m['cpu_us']:.2f} µs CPU/query "
+                            f"(dnsperf), {m['cpu_us_loadgen']:.2f} (batched), p99 {m['p99_ms']:.3f} ms")
+            finally:
+                stop_all(servers)
         finally:
-            stop_all(servers)
+            w.stop()
         a, b = res[names[0]], res[names[1]]
         for key, label in (("qps", "QPS"), ("cpu_us", "CPU/query dnsperf"), ("cpu_us_loadgen", "CPU/query batched"),
                            ("p99_ms", "p99")):

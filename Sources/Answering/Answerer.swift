@@ -48,6 +48,9 @@ public final class Answerer {
     // `unowned(unsafe)` value to a local still retains and releases it.
     @exclusivity(unchecked) private var router: Unmanaged<Router>?
     @exclusivity(unchecked) private var currentCache: Unmanaged<DecisionCache>?
+    /// The engine's writer, read the same way: binding `engine.writer` to a local retained
+    /// and released it on every GSLB answer. `engine` (a `let`) owns it for our lifetime.
+    private let writer: Unmanaged<MessageWriter>
     // DNSSEC: the signed zones of the snapshot (borrowed, as the router) and this worker's signer.
     @exclusivity(unchecked) private unowned(unsafe) var signing: SigningSet?
     @exclusivity(unchecked) private var signer: Signer?
@@ -57,7 +60,9 @@ public final class Answerer {
     @exclusivity(unchecked) private var endpoint: Int32 = -1
     @exclusivity(unchecked) private var node: Int32 = -1
 
-    public init() {}
+    public init() {
+        writer = Unmanaged.passUnretained(engine.writer)
+    }
 
     /// Takes the routing configuration of a new snapshot. The caller keeps the snapshot
     /// that owns `router` alive while it answers with it.
@@ -118,15 +123,17 @@ public final class Answerer {
         guard let router, let currentCache else { return DynamicAnswer(records: 0, scope: 0) }
         let r: Result<DynamicAnswer, DNSWireError> = router._withUnsafeGuaranteedRef { router in
             currentCache._withUnsafeGuaranteedRef { cache in
-                Result { () throws(DNSWireError) in try answer(q, router: router, cache: cache, health: health) }
+                writer._withUnsafeGuaranteedRef { writer in
+                    Result { () throws(DNSWireError) in try answer(q, router: router, cache: cache, writer: writer, health: health) }
+                }
             }
         }
         return try r.get()
     }
 
     @inline(__always)
-    private func answer(_ q: GSLBQuestion, router: Router, cache: DecisionCache, health: HealthSnapshot) throws(DNSWireError) -> DynamicAnswer {
-        let writer = engine.writer
+    private func answer(_ q: GSLBQuestion, router: Router, cache: DecisionCache, writer: MessageWriter,
+                        health: HealthSnapshot) throws(DNSWireError) -> DynamicAnswer {
         let info = ClientInfo(source: q.client.source, subnet: q.client.subnet)
         let name = Int(q.index)
         gslbName = q.index

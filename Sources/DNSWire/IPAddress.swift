@@ -10,10 +10,12 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     public var hi: UInt64
     public var lo: UInt64
 
+    @inlinable
     public init(family: Family, hi: UInt64, lo: UInt64) {
         self.family = family; self.hi = hi; self.lo = lo
     }
 
+    @inlinable
     public init(v4 value: UInt32) {
         self.family = .v4; self.hi = UInt64(value) << 32; self.lo = 0
     }
@@ -28,9 +30,13 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         self.init(family: bytes.count == 4 ? .v4 : .v6, hi: hi, lo: lo)
     }
 
+    @inlinable
     public var isV4: Bool { family == .v4 }
+    @inlinable
     public var isV6: Bool { family == .v6 }
+    @inlinable
     public var bitLength: Int { family == .v4 ? 32 : 128 }
+    @inlinable
     public var v4Value: UInt32 { UInt32(truncatingIfNeeded: hi >> 32) }
 
     /// Address bytes in network order (4 or 16).
@@ -46,6 +52,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The address with every bit past `prefix` cleared.
+    @inlinable
     public func masked(to prefix: Int) -> IPAddress {
         let p = max(0, min(prefix, bitLength))
         var r = self
@@ -59,6 +66,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// An IPv4 address embedded as `::ffff:a.b.c.d` becomes plain IPv4.
+    @inlinable
     public var unmappingV4: IPAddress {
         if family == .v6 && hi == 0 && (lo >> 32) == 0xFFFF { return IPAddress(v4: UInt32(truncatingIfNeeded: lo)) }
         return self

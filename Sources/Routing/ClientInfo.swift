@@ -25,6 +25,7 @@ public struct ClientInfo: Sendable, Equatable {
     public var sourcePrefix: Int
     public var reason: Reason
 
+    @inlinable
     public init(source: IPAddress, subnet: ClientSubnet?) {
         if let s = subnet, s.sourcePrefix > 0 {
             address = s.address.unmappingV4

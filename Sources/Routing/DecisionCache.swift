@@ -15,6 +15,13 @@ import DNSWire
 /// - Answers for ECS source prefix 0 are not stored (their scope is forced to 0 though the
 ///   decision used the source address).
 /// - A different `Router` (config reload) or `HealthSnapshot` (health change) empties the cache.
+/// - A name whose decision depends on the client only through its root's compiled lookup
+///   (`Router.keyedRoot`: a geo, subnet or nearest root with nothing under it that looks at
+///   the client) is keyed by that lookup's value instead of by the client's network: every
+///   client with the same value gets the same decision under the same health, so a stream of
+///   clients from ever new networks still hits. The scope is the client's own, from the same
+///   lookup (`scope(_:)`), and a decision is only kept when its evaluation gave that scope
+///   (not when the root was below its `min_healthy` and never looked at the client).
 /// Storage is allocated up front: every slot reserves room for the largest answer the
 /// router's policies can give (`Router.maxAddresses`, set by the answers configured, not by
 /// the endpoint count), up to `maxSlotAddresses`; hits and stores copy addresses without
@@ -48,6 +55,10 @@ public final class DecisionCache {
     public let slotAddresses: Int
     @exclusivity(unchecked) private var router: Router?
     @exclusivity(unchecked) private var health: HealthSnapshot?
+    /// The identities of `router` and `health` (held above, so not reused while compared):
+    /// comparing them loads no reference, where reading the optionals retained each.
+    @exclusivity(unchecked) private var routerID: ObjectIdentifier?
+    @exclusivity(unchecked) private var healthID: ObjectIdentifier?
     /// One fixed-size region per slot where the caller keeps the decision already encoded
     /// (see `payload(_:)`), so a hit is one copy.
     private let payloads: UnsafeMutableRawPointer
@@ -72,6 +83,12 @@ public final class DecisionCache {
     /// Decisions stored with scope 0 (valid for every client); while there are none, a
     /// lookup skips the scope-0 slot.
     @exclusivity(unchecked) private var scopeZero = 0
+    /// `Key.family` bit of a decision keyed by its compiled lookup's value (`Key.hi`), not by
+    /// a client network; its `Key.scope` is `keyedScope`.
+    private static let keyedFamily: UInt8 = 0x10
+    private static let keyedScope: UInt8 = 0xFF
+    /// The ECS scope of the last `lookup` or `store` of a keyed name, for that client.
+    @exclusivity(unchecked) private var keyedClientScope: UInt8 = 0
 
     /// `slots` is rounded up to a power of two.
     public init(router: Router, slots: Int = 8192) {
@@ -87,6 +104,7 @@ public final class DecisionCache {
         keys = .allocate(capacity: n)
         keys.initialize(repeating: Key(), count: n)
         self.router = router
+        routerID = ObjectIdentifier(router)
     }
 
     deinit { payloads.deallocate(); keys.deallocate(); addresses.deallocate() }
@@ -100,7 +118,8 @@ public final class DecisionCache {
     /// decisions hold at a shorter scope still land in nearby, independent slots.
     @inline(__always) private func bucketPrefix(_ a: IPAddress) -> Int { a.isV4 ? 24 : 56 }
 
-    @inline(__always) private func family(_ qtype: RRType) -> UInt8 { qtype == .a ? 1 : (qtype == .aaaa ? 2 : 3) }
+    /// By the type's number: comparing with `.a` and `.aaaa` called their global accessors.
+    @inline(__always) private func family(_ qtype: RRType) -> UInt8 { qtype.rawValue == 1 ? 1 : (qtype.rawValue == 28 ? 2 : 3) }
 
     /// The decision for a name, type and client, through the cache, for the per-worker
     /// generator (specialised; see `store`).
@@ -132,19 +151,34 @@ public final class DecisionCache {
     public func forget() {
         router = nil
         health = nil
+        routerID = nil
+        healthID = nil
     }
 
     /// The slot holding a decision that applies to this client, or -1 (a miss).
     public func lookup(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot) -> Int {
-        if self.router !== router || self.health !== health {
+        if routerID != ObjectIdentifier(router) || healthID != ObjectIdentifier(health) {
             for i in 0...mask { keys[i].name = -1 }
             scopeZero = 0
             self.router = router
             self.health = health
+            routerID = ObjectIdentifier(router)
+            healthID = ObjectIdentifier(health)
         }
         guard client.allowsScope else { misses += 1; return -1 }
         let family = family(qtype)
         let a = client.address
+        if let k = router.decisionKey(nameIndex, a) {
+            keyedClientScope = UInt8(k.scope)
+            let set = keyedSlot(nameIndex, family, k.value) & ~3
+            for t in set..<(set + 4) where keys[t].name == Int32(nameIndex) && keys[t].family == family | DecisionCache.keyedFamily
+                && keys[t].hi == UInt64(UInt32(bitPattern: k.value)) {
+                hits += 1
+                return t
+            }
+            misses += 1
+            return -1
+        }
         if scopeZero > 0 {
             let s0 = slot(nameIndex, family, IPAddress(v4: 0), 0)
             if keys[s0].name == Int32(nameIndex) && keys[s0].family == family && keys[s0].scope == 0 {
@@ -163,6 +197,20 @@ public final class DecisionCache {
         }
         misses += 1
         return -1
+    }
+
+    @inline(__always) private func keyedSlot(_ name: Int, _ family: UInt8, _ value: Int32) -> Int {
+        let h = mix64(UInt64(name) << 8 ^ UInt64(family) ^ mix64(UInt64(UInt32(bitPattern: value)) ^ 0x6A09_E667_F3BC_C908))
+        return Int(truncatingIfNeeded: h) & mask
+    }
+
+    /// The slot of `set` (four slots) holding what `matches` accepts, else a free one, else
+    /// the next in turn.
+    @inline(__always) private func place(_ set: Int, _ matches: (Int) -> Bool) -> Int {
+        for t in set..<(set + 4) where matches(t) { return t }
+        for t in set..<(set + 4) where keys[t].name < 0 { return t }
+        evictions &+= 1
+        return set + Int((evictions &- 1) & 3)
     }
 
     @inline(__always) private func matches(_ t: Int, _ nameIndex: Int, _ family: UInt8, _ a: IPAddress) -> Bool {
@@ -198,24 +246,26 @@ public final class DecisionCache {
         let family = family(qtype)
         let scope = result.scopePrefix
         var s: Int
-        if scope == 0 {
-            s = slot(nameIndex, family, IPAddress(v4: 0), 0)
+        let key: Key
+        if let k = router.decisionKey(nameIndex, a) {
+            // Kept only when the evaluation looked at the client as the key says.
+            guard scope == k.scope else { return -1 }
+            keyedClientScope = UInt8(k.scope)
+            let kf = family | DecisionCache.keyedFamily, v = UInt64(UInt32(bitPattern: k.value))
+            s = place(keyedSlot(nameIndex, family, k.value) & ~3) { keys[$0].name == Int32(nameIndex) && keys[$0].family == kf && keys[$0].hi == v }
+            key = Key(name: Int32(nameIndex), family: kf, scope: DecisionCache.keyedScope, v6: false, hi: v, lo: 0)
         } else {
-            s = slot(nameIndex, family, a.masked(to: bucketPrefix(a)), bucketPrefix(a))
-            // The set's slot holding this network, else a free one, else the next in turn.
-            let set = s & ~3
-            if let t = (set..<(set + 4)).first(where: { matches($0, nameIndex, family, a) })
-                ?? (set..<(set + 4)).first(where: { keys[$0].name < 0 }) {
-                s = t
+            if scope == 0 {
+                s = slot(nameIndex, family, IPAddress(v4: 0), 0)
             } else {
-                s = set + Int(evictions & 3)
-                evictions &+= 1
+                s = place(slot(nameIndex, family, a.masked(to: bucketPrefix(a)), bucketPrefix(a)) & ~3) { matches($0, nameIndex, family, a) }
             }
+            let net = a.masked(to: scope)
+            key = Key(name: Int32(nameIndex), family: family, scope: UInt8(scope), v6: a.isV6, hi: net.hi, lo: net.lo)
         }
         if keys[s].name >= 0 && keys[s].scope == 0 { scopeZero -= 1 }
-        if scope == 0 { scopeZero += 1 }
-        let net = a.masked(to: scope)
-        keys[s] = Key(name: Int32(nameIndex), family: family, scope: UInt8(scope), v6: a.isV6, hi: net.hi, lo: net.lo)
+        if key.scope == 0 { scopeZero += 1 }
+        keys[s] = key
         entries[s].nodata = result.nodata
         entries[s].ttl = result.ttl
         entries[s].cname = result.cname
@@ -238,14 +288,18 @@ public final class DecisionCache {
         result.ttl = entries[s].ttl
         result.firstEndpoint = entries[s].firstEndpoint
         result.answeringNode = entries[s].answeringNode
-        result.scopePrefix = Int(keys[s].scope)
+        result.scopePrefix = Int(scope(s))
     }
 
     /// The policy node that answered the decision in slot `s` (`RoutingResult.answeringNode`).
     @inline(__always) public func answeringNode(_ s: Int) -> Int32 { entries[s].answeringNode }
 
-    /// The ECS scope of the decision in slot `s`.
-    @inline(__always) public func scope(_ s: Int) -> UInt8 { keys[s].scope }
+    /// The ECS scope of the decision in slot `s`, for the client of the last `lookup` or
+    /// `store` (a keyed decision's scope is the client's own).
+    @inline(__always) public func scope(_ s: Int) -> UInt8 {
+        let k = keys[s].scope
+        return k == DecisionCache.keyedScope ? keyedClientScope : k
+    }
 
     /// The encoded form the caller stored for slot `s` (bytes, record count, a tag of the
     /// caller's), or nil when none is stored. Valid until the slot is stored again.

@@ -63,15 +63,31 @@ struct GeoRanges: Sendable {
     }
 }
 
-/// One node's compiled map: sorted range starts per family and each range's decision.
-/// `orders` (nearest only): for decision `d`, the node's choice indices nearest first at
+/// One node's compiled map: its ranges (`table`) and, for `nearest` only, `orders`: for
+/// decision `d`, the node's choice indices nearest first at
 /// `orders[d * choices ..< (d + 1) * choices]`.
 struct GeoDecisionMap: Sendable {
+    /// Shared, never copied: the query path reads it through an unmanaged reference
+    /// (`Router.keyedTables`), where copying this struct's arrays retained each of them.
+    let table: GeoRangeTable
+    var orders: [Int32] = []
+
+    init(v4: GeoRanges, v6: GeoRanges) { table = GeoRangeTable(v4: v4, v6: v6) }
+
+    var v4Starts: [UInt32] { table.v4Starts }
+    var v6Starts: [UInt128] { table.v6Starts }
+    var rangeCount: Int { table.v4Starts.count + table.v6Starts.count }
+    var bytes: Int { table.bytes + orders.count * 4 }
+
+    @inline(__always) func lookup(_ a: IPAddress) -> (value: Int32, scope: Int) { table.lookup(a) }
+}
+
+/// Sorted range starts per family and each range's decision.
+final class GeoRangeTable: Sendable {
     let v4Starts: [UInt32]
     let v4Values: [Int32]
     let v6Starts: [UInt128]
     let v6Values: [Int32]
-    var orders: [Int32] = []
     /// For each /16 of IPv4 (and one past the last), the range holding its first address,
     /// so an IPv4 search starts among the few ranges of the client's /16 and touches a
     /// couple of cache lines rather than walking down from the middle of the whole list.
@@ -93,8 +109,7 @@ struct GeoDecisionMap: Sendable {
         v4Index = index
     }
 
-    var rangeCount: Int { v4Starts.count + v6Starts.count }
-    var bytes: Int { v4Starts.count * 8 + v6Starts.count * 20 + orders.count * 4 + v4Index.count * 4 }
+    var bytes: Int { v4Starts.count * 8 + v6Starts.count * 20 + v4Index.count * 4 }
 
     /// The decision for `a` and the shortest prefix around `a` with that decision.
     /// Allocates nothing: a binary search, then one over the prefix length.
@@ -102,9 +117,9 @@ struct GeoDecisionMap: Sendable {
         if a.isV4 {
             let x = a.v4Value
             let p = Int(x >> 16)
-            return GeoDecisionMap.find(v4Starts, v4Values, x, bits: 32, from: Int(v4Index[p]), to: Int(v4Index[p + 1]) + 1)
+            return GeoRangeTable.find(v4Starts, v4Values, x, bits: 32, from: Int(v4Index[p]), to: Int(v4Index[p + 1]) + 1)
         }
-        return GeoDecisionMap.find(v6Starts, v6Values, UInt128(a.hi) << 64 | UInt128(a.lo), bits: 128, from: 0, to: v6Starts.count)
+        return GeoRangeTable.find(v6Starts, v6Values, UInt128(a.hi) << 64 | UInt128(a.lo), bits: 128, from: 0, to: v6Starts.count)
     }
 
     /// The range holding `x`, searched in `starts[from..<to]` (`starts[from] <= x`, and the
@@ -120,17 +135,34 @@ struct GeoDecisionMap: Sendable {
             }
             let first = s[lo]
             let last = lo + 1 < s.count ? s[lo + 1] &- 1 : K.max
-            // Whether x's network of length m lies inside [first, last] only turns from
-            // false to true as m grows: search for the first length where it does.
-            var l = 0, h = bits
-            while l < h {
-                let m = (l + h) >> 1
-                let host = K.max >> K(m)
-                let net = x & ~host
-                if net >= first && net | host <= last { h = m } else { l = m + 1 }
-            }
-            return (values[lo], l)
+            return (values[lo], shortestPrefix(x, first, last, bits: bits))
         }
+    }
+
+    /// The shortest prefix length m such that x's network of length m lies inside
+    /// [first, last] (`first <= x <= last`). Each bound holds from some length on: x's
+    /// network starts at or after `first` once m passes their common prefix (x is the greater
+    /// at the first differing bit), or earlier when `first`'s bits past m are all zero; it
+    /// ends at or before `last` likewise with `last`'s bits past m all ones. So the answer is
+    /// the larger of the two thresholds, with no search.
+    @inline(__always) static func shortestPrefix<K: FixedWidthInteger & UnsignedInteger>(_ x: K, _ first: K, _ last: K, bits: Int) -> Int {
+        let fromFirst = min((x ^ first).leadingZeroBitCount + 1, bits - first.trailingZeroBitCount)
+        let toLast = min((x ^ last).leadingZeroBitCount + 1, bits - (~last).trailingZeroBitCount)
+        return min(max(fromFirst, toLast, 0), bits)
+    }
+
+    /// `shortestPrefix` by a search over the lengths, as it was computed before (for tests).
+    static func shortestPrefixBySearch<K: FixedWidthInteger & UnsignedInteger>(_ x: K, _ first: K, _ last: K, bits: Int) -> Int {
+        // Whether x's network of length m lies inside [first, last] only turns from false to
+        // true as m grows: search for the first length where it does.
+        var l = 0, h = bits
+        while l < h {
+            let m = (l + h) >> 1
+            let host = m == 0 ? K.max : K.max >> K(m)
+            let net = x & ~host
+            if net >= first && net | host <= last { h = m } else { l = m + 1 }
+        }
+        return l
     }
 
     /// The first and last address of the range holding `a` (for tests).

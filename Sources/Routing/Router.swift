@@ -133,6 +133,16 @@ public final class Router: Sendable {
     public let maxAddresses: Int
     /// How the geo and nearest maps were compiled or reused at load.
     public let geoMapReport: GeoMapReport
+    /// Per GSLB name: its root node when the root is a `geo`, `subnet` or `nearest` node and
+    /// nothing under it looks at the client (no geo, subnet, nearest or hashed below), else
+    /// -1. Such a name's decision is a function of the root's compiled lookup for the client
+    /// (its value), the health and the query's family, so `DecisionCache` keys it by that
+    /// value rather than by the client's network (see `decisionKey`).
+    let keyedRoot: [Int32]
+    /// Per GSLB name with a keyed geo or nearest root: that root's ranges, unretained (the
+    /// root's map in `compiled` owns them for the router's lifetime), so `decisionKey`
+    /// reads them with no reference counting.
+    let keyedTables: [Unmanaged<GeoRangeTable>?]
 
     public init(model: ConfigModel) throws(ConfigErrors) {
         self.model = model
@@ -239,6 +249,42 @@ public final class Router: Sendable {
                     eps.contains { $0.cname != nil })
         }
         maxAddresses = model.maxAnswerAddresses
+        keyedRoot = model.names.map { Router.isKeyedRoot(model, $0.root) ? Int32($0.root) : -1 }
+        keyedTables = keyedRoot.map { n in n < 0 ? nil : compiled[Int(n)].map.map { Unmanaged.passUnretained($0.table) } }
+    }
+
+    /// Whether `root` looks at the client through its own compiled lookup and nothing under
+    /// it looks at the client at all (see `keyedRoot`).
+    static func isKeyedRoot(_ model: ConfigModel, _ root: Int) -> Bool {
+        func looksAtClient(_ n: Int) -> Bool {
+            switch model.nodes[n].kind {
+            case .geo, .subnet, .nearest, .hashed: return true
+            case .pool, .multivalue, .failover, .weighted: return false
+            }
+        }
+        switch model.nodes[root].kind {
+        case .geo, .subnet, .nearest: break
+        default: return false
+        }
+        return !PolicyNode.subtree(root, in: model.nodes).contains { $0 != root && looksAtClient($0) }
+    }
+
+    /// For a name with a keyed root (`keyedRoot`): the value of the root's compiled lookup for
+    /// `a` (the geo key or subnet rule chosen, or the nearest order; -1 for none) and the ECS
+    /// scope `resolve` gives the answer when the root is evaluated, which it always is unless
+    /// the root is below its `min_healthy`. Nil for other names. Allocates nothing.
+    @inline(__always) func decisionKey(_ nameIndex: Int, _ a: IPAddress) -> (value: Int32, scope: Int)? {
+        let n = Int(keyedRoot[nameIndex])
+        guard n >= 0 else { return nil }
+        let hit: (value: Int32, scope: Int)
+        if let table = keyedTables[nameIndex] {
+            hit = table._withUnsafeGuaranteedRef { $0.lookup(a) }
+        } else {
+            let t = compiled[n].trie.lookup(a)
+            hit = (t.value, t.scope)
+        }
+        // As `EvalState.consulted` and `resolve` compute it.
+        return (hit.value, min(max(hit.scope, 1), a.bitLength))
     }
 
     /// Two policy nodes are the same leaf, answering identically whatever the client, when

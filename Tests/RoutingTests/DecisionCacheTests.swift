@@ -3,6 +3,22 @@ import DNSWire
 import Routing
 import Testing
 
+/// For A and AAAA: the answer through `cache` is the direct one (records, scope, TTL, and
+/// what metrics count it under), with the same random seed.
+func expectCacheAgrees(_ r: Router, _ cache: DecisionCache, _ client: ClientInfo, _ health: HealthSnapshot, _ what: String,
+                       sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+    for qtype in [RRType.a, .aaaa] {
+        var direct = r.makeResult(), cached = r.makeResult()
+        var rng1 = RoutingRandom(seed: 1), rng2 = RoutingRandom(seed: 1)
+        r.resolve(nameIndex: 0, qtype: qtype, client: client, health: health, random: &rng1, into: &direct)
+        cache.resolve(router: r, nameIndex: 0, qtype: qtype, client: client, health: health, random: &rng2, into: &cached)
+        #expect(direct.addresses == cached.addresses && direct.cname == cached.cname && direct.nodata == cached.nodata
+                && direct.scopePrefix == cached.scopePrefix && direct.ttl == cached.ttl
+                && direct.firstEndpoint == cached.firstEndpoint && direct.answeringNode == cached.answeringNode,
+                "\(what) \(qtype)", sourceLocation: sourceLocation)
+    }
+}
+
 /// The cache must never change an answer: for many clients, cached and direct agree,
 /// and repeated queries from one network hit.
 @Test(arguments: [
@@ -24,14 +40,7 @@ func cacheAgreesWithDirectResolve(_ policy: String) throws {
         for round in 0..<3 {
             for c in clients {
                 let client = ClientInfo(source: IPAddress(c)!, subnet: nil)
-                for qtype in [RRType.a, .aaaa] {
-                    var direct = r.makeResult(), cached = r.makeResult()
-                    var rng1 = RoutingRandom(seed: 1), rng2 = RoutingRandom(seed: 1)
-                    r.resolve(nameIndex: 0, qtype: qtype, client: client, health: health, random: &rng1, into: &direct)
-                    cache.resolve(router: r, nameIndex: 0, qtype: qtype, client: client, health: health, random: &rng2, into: &cached)
-                    #expect(direct.addresses == cached.addresses && direct.cname == cached.cname && direct.nodata == cached.nodata
-                            && direct.scopePrefix == cached.scopePrefix && direct.ttl == cached.ttl, "\(c) \(qtype) round \(round)")
-                }
+                expectCacheAgrees(r, cache, client, health, "\(c) round \(round)")
             }
         }
     }
@@ -129,4 +138,45 @@ func cacheAgreesWithDirectResolve(_ policy: String) throws {
         #expect(result.addresses.count == 20)
     }
     #expect(cache.hits == 0 && cache.misses == 3)
+}
+
+/// Issue 13: a name decided by its root's compiled lookup alone (geo, subnet or nearest
+/// over pools) is cached by that lookup's value, so clients from ever new networks hit,
+/// and each still gets its own scope and exactly the direct answer, under any health;
+/// a name with another locating node below its root keeps the per-network rules, and a
+/// random choice below a keyed root is still never kept (`cacheSkipsRandomAnswers...`).
+@Test(arguments: [
+    ("{ geo: { EU: ams, SE: sin, US-WA: iad-2, NA: iad-1, default: iad } }", true),
+    ("{ geo: { EU: { weighted: { ams-1: 1, ams-2: 1 } }, default: iad } }", true),
+    ("{ subnet: { 10.0.0.0/8: ams, 10.1.0.0/16: iad, 2001:db8::/32: sin, default: web } }", true),
+    ("{ nearest: [ams, iad, sin] }", true),
+    ("{ geo: { EU: { subnet: { 81.2.0.0/16: sin, default: ams } }, default: iad } }", false),
+])
+func keyedDecisionsHitAcrossNetworks(_ policy: String, keyed: Bool) throws {
+    let r = try makeRouter(policy, geo: cityGeo)
+    let cache = DecisionCache(router: r, slots: 64)
+    // Networks from all over both families, each queried once per round with ECS for it:
+    // a per-network cache could only hit in the second round.
+    var networks = ["81.2.69.0/24", "81.2.70.0/24", "89.160.20.0/24", "216.160.83.0/24", "2.125.160.0/24", "10.1.2.0/24",
+                    "10.2.3.0/24", "2001:218::/56", "2001:db8:5::/56", "2a02:cf40::/48"]
+    for i in 0..<150 { networks.append("\(1 + i % 223).\((i * 37) % 256).\((i * 101) % 256).0/24") }
+    for downSet in [[], ["ams-1", "ams-2"], ["iad-1", "iad-2", "ams-1"]] {
+        var states = Array(repeating: HealthState.up, count: r.model.endpoints.count)
+        for d in downSet { states[r.model.endpointIndex(named: d)!] = .down }
+        let health = HealthSnapshot(states: states, generation: UInt64(downSet.count))
+        let before = (hits: cache.hits, misses: cache.misses)
+        for net in networks {
+            let p = try #require(IPPrefix(net))
+            let subnet = ClientSubnet(family: p.address.isV4 ? 1 : 2, sourcePrefix: UInt8(p.length), scopePrefix: 0, address: p.address)
+            let client = ClientInfo(source: IPAddress("198.51.100.53")!, subnet: subnet)
+            expectCacheAgrees(r, cache, client, health, "\(net) down \(downSet)")
+        }
+        let hits = cache.hits - before.hits, misses = cache.misses - before.misses
+        if keyed {
+            // One miss per distinct decision value and type; the rest hit, in the first round.
+            #expect(hits > 8 * misses, "\(hits) hits, \(misses) misses, down \(downSet)")
+        } else {
+            #expect(hits < misses, "\(hits) hits, \(misses) misses, down \(downSet)")
+        }
+    }
 }

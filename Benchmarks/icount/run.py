@@ -133,9 +133,18 @@ def main():
     ap.add_argument("--workload", default="static,geo,geo-spread")
     ap.add_argument("--counts", default="5000,25000")
     ap.add_argument("--top", type=int, default=0, help="also print the N functions with the most Ir per query")
+    ap.add_argument("--malloc", action="store_true",
+                    help="instead count heap allocations per query of the first --bin on the static workload "
+                         "(the harness's malloc_check: LD_PRELOAD counter, 200,000 queries at 50k qps after a warm-up)")
     ap.add_argument("--cache-sim", action="store_true",
                     help="also simulate the caches (valgrind's model: misses per query in L1 and last level)")
     args = ap.parse_args()
+    if args.malloc:
+        from harness.tools import malloc_check
+        loadgen, counter = build_tools()
+        Meridian.binary = os.path.abspath(args.bin[0])
+        print(malloc_check(None, counter, loadgen)[0])
+        return
     counts = [int(c) for c in args.counts.split(",")]
     assert len(counts) == 2 and 0 < counts[0] < counts[1] <= 200_000
     loadgen, _ = build_tools()

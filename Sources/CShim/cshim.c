@@ -27,8 +27,10 @@ struct cshim_batch {
     int count;
     int rx_bufsize;
     int tx_bufsize;
-    uint8_t *rx_data;                 /* count * rx_bufsize */
-    uint8_t *tx_data;                 /* count * tx_bufsize */
+    size_t rx_stride;                 /* distance between two slots' buffers, see stride_for */
+    size_t tx_stride;
+    uint8_t *rx_data;                 /* count * rx_stride */
+    uint8_t *tx_data;                 /* count * tx_stride */
     struct mmsghdr *rx_msgs;
     struct mmsghdr *tx_msgs;
     struct iovec *rx_iov;
@@ -39,6 +41,14 @@ struct cshim_batch {
     uint8_t *tx_control;
 };
 
+/* Slot buffers are a whole number of cache lines plus one line apart. With a stride of
+   exactly 4096 (or about 65536) every slot's first bytes, where the DNS header and question
+   are read and written, would fall in the same cache set, and 32 slots overflow the 8 ways of
+   L1 and L2; shifted by one line per slot they use 32 different sets. */
+static size_t stride_for(int bufsize) {
+    return (((size_t)bufsize + 63) / 64) * 64 + 64;
+}
+
 cshim_batch *cshim_batch_new(int count, int rx_bufsize, int tx_bufsize) {
     if (count < 1 || count > 1024 || rx_bufsize < 1 || tx_bufsize < 1) return NULL;
     cshim_batch *b = calloc(1, sizeof(*b));
@@ -47,8 +57,10 @@ cshim_batch *cshim_batch_new(int count, int rx_bufsize, int tx_bufsize) {
     b->rx_bufsize = rx_bufsize;
     b->tx_bufsize = tx_bufsize;
     size_t n = (size_t)count;
-    b->rx_data = malloc(n * (size_t)rx_bufsize);
-    b->tx_data = malloc(n * (size_t)tx_bufsize);
+    b->rx_stride = stride_for(rx_bufsize);
+    b->tx_stride = stride_for(tx_bufsize);
+    b->rx_data = malloc(n * b->rx_stride);
+    b->tx_data = malloc(n * b->tx_stride);
     b->rx_msgs = calloc(n, sizeof(struct mmsghdr));
     b->tx_msgs = calloc(n, sizeof(struct mmsghdr));
     b->rx_iov = calloc(n, sizeof(struct iovec));
@@ -63,7 +75,7 @@ cshim_batch *cshim_batch_new(int count, int rx_bufsize, int tx_bufsize) {
         return NULL;
     }
     for (int i = 0; i < count; i++) {
-        b->rx_iov[i].iov_base = b->rx_data + (size_t)i * (size_t)rx_bufsize;
+        b->rx_iov[i].iov_base = b->rx_data + (size_t)i * b->rx_stride;
         b->rx_iov[i].iov_len = (size_t)rx_bufsize;
         struct msghdr *h = &b->rx_msgs[i].msg_hdr;
         h->msg_name = &b->rx_names[i];
@@ -71,7 +83,7 @@ cshim_batch *cshim_batch_new(int count, int rx_bufsize, int tx_bufsize) {
         h->msg_iovlen = 1;
         h->msg_control = b->rx_control + (size_t)i * CSHIM_CONTROL_SIZE;
 
-        b->tx_iov[i].iov_base = b->tx_data + (size_t)i * (size_t)tx_bufsize;
+        b->tx_iov[i].iov_base = b->tx_data + (size_t)i * b->tx_stride;
         struct msghdr *t = &b->tx_msgs[i].msg_hdr;
         t->msg_name = &b->tx_names[i];
         t->msg_iov = &b->tx_iov[i];
@@ -109,7 +121,7 @@ int cshim_batch_recv(cshim_batch *b, int fd, int nonblocking) {
 }
 
 uint8_t *cshim_batch_rx_buffer(cshim_batch *b, int i) {
-    return b->rx_data + (size_t)i * (size_t)b->rx_bufsize;
+    return b->rx_data + (size_t)i * b->rx_stride;
 }
 
 int cshim_batch_rx_length(const cshim_batch *b, int i) { return (int)b->rx_msgs[i].msg_len; }
@@ -153,7 +165,7 @@ const uint8_t *cshim_batch_rx_slot(const cshim_batch *b, int i, int *length, int
     *lo = be64toh(w[1]);
     *family = f;
     *length = (int)b->rx_msgs[i].msg_len;
-    return b->rx_data + (size_t)i * (size_t)b->rx_bufsize;
+    return b->rx_data + (size_t)i * b->rx_stride;
 }
 
 /* Finds the IP_PKTINFO / IPV6_PKTINFO cmsg of receive slot i, or NULL. */
@@ -183,10 +195,12 @@ int cshim_batch_rx_destination(const cshim_batch *b, int i, uint8_t *addr) {
 }
 
 uint8_t *cshim_batch_tx_buffer(cshim_batch *b, int j) {
-    return b->tx_data + (size_t)j * (size_t)b->tx_bufsize;
+    return b->tx_data + (size_t)j * b->tx_stride;
 }
 
 int cshim_batch_tx_capacity(const cshim_batch *b) { return b->tx_bufsize; }
+
+int cshim_batch_tx_stride(const cshim_batch *b) { return (int)b->tx_stride; }
 
 void cshim_batch_set_reply(cshim_batch *b, int j, int i, int length) {
     struct msghdr *t = &b->tx_msgs[j].msg_hdr;

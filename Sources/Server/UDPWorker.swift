@@ -90,8 +90,9 @@ final class UDPWorker: @unchecked Sendable {
         if n == 0 { return }
         UDPWorkerCounters.bump(counters.received, UInt64(n))
         let txCapacity = Int(cshim_batch_tx_capacity(batch))
-        // Send slot j's buffer is `txCapacity` bytes at `txBase + j * txCapacity` (cshim.h).
+        // Send slot j's buffer is `txCapacity` bytes at `txBase + j * txStride` (cshim.h).
         let txBase = cshim_batch_tx_buffer(batch, 0)!
+        let txStride = Int(cshim_batch_tx_stride(batch))
         let local = sockets[index].address
         var replies: Int32 = 0
         var dropped: UInt64 = 0
@@ -104,7 +105,7 @@ final class UDPWorker: @unchecked Sendable {
             }
             let client = ipAddress(family: family, hi: hi, lo: lo)
             let query = UnsafeRawBufferPointer(start: data, count: Int(length))
-            let out = UnsafeMutableRawBufferPointer(start: txBase + Int(replies) &* txCapacity, count: txCapacity)
+            let out = UnsafeMutableRawBufferPointer(start: txBase + Int(replies) &* txStride, count: txCapacity)
             let answer = responder.respond(query: query, client: client, port: port, local: local,
                                            transport: .udp, response: out)
             if answer > 0 && answer <= txCapacity {

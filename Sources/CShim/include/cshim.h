@@ -49,6 +49,10 @@ const uint8_t *cshim_batch_rx_slot(const cshim_batch *b, int i, int *length, int
 
 uint8_t *cshim_batch_tx_buffer(cshim_batch *b, int j);
 int cshim_batch_tx_capacity(const cshim_batch *b);
+/* Bytes from send slot j's buffer to slot j+1's: the capacity rounded up to a cache line, plus
+   one line, so the slots' first bytes fall in different cache sets. Slot j's buffer is at
+   cshim_batch_tx_buffer(b, 0) + j * cshim_batch_tx_stride(b). */
+int cshim_batch_tx_stride(const cshim_batch *b);
 /* Prepares send slot j: `length` bytes of its buffer go to the sender of receive slot i,
    from the address that datagram was sent to (so a wildcard-bound socket answers from
    the right source). */

@@ -188,18 +188,13 @@ enum ThreadPriority {
     /// Whether a thread of this process can be taken back out of SCHED_IDLE, tried once on
     /// a thread of its own (a thread that could not would stay idle for good).
     static let canLeaveIdle: Bool = {
-        let result = Mutex<Bool?>(nil)
-        let t = Thread {
+        let result = Mutex(false)
+        guard let probe = try? JoinableThread(name: "idle-probe", {
             let ok = cshim_sched_idle(0, 1) == 0 && cshim_sched_idle(0, 0) == 0
             result.withLock { $0 = ok }
-        }
-        t.start()
-        // Bounded: the probe is two system calls; give up after 2 s.
-        for _ in 0..<2_000 {
-            if let r = result.withLock({ $0 }) { return r }
-            usleep(1_000)
-        }
-        return false
+        }) else { return false }
+        probe.join() // The probe is two system calls.
+        return result.withLock { $0 }
     }()
 
     /// Runs `body` on the calling thread under SCHED_IDLE, watched for starvation, and puts

@@ -173,9 +173,10 @@ final class TCPConnection {
 /// the wake sockets are closed by `DNSServer` after that thread was joined.
 final class TCPWorker: @unchecked Sendable {
     let listeners: [(fd: Int32, address: ListenAddress)]
-    /// `wakeWrite` gets one byte from `stop()`; `wakeRead` is in the poll set.
+    /// `waker` gets one byte from `stop()` and from a finished signed-view build a transfer
+    /// waits for; `wakeRead` is in the poll set.
     let wakeRead: Int32
-    let wakeWrite: Int32
+    private let waker: WakeSocket
     private let limits: TCPLimits
     private let admission: TCPAdmission
     private let counters: TCPCounters
@@ -206,22 +207,19 @@ final class TCPWorker: @unchecked Sendable {
         if socketpair(AF_UNIX, kind, 0, &pair) != 0 {
             throw SystemError("socketpair", errno: errno, context: "TCP wake-up")
         }
-        self.wakeRead = pair[0]; self.wakeWrite = pair[1]
+        self.wakeRead = pair[0]; self.waker = WakeSocket(pair[1])
         self.listeners = listeners; self.limits = limits; self.admission = admission
         self.counters = counters; self.stop = stop; self.logger = logger
     }
 
-    func wake() {
-        var b: UInt8 = 1
-        _ = send(wakeWrite, &b, 1, Int32(MSG_NOSIGNAL))
-    }
+    func wake() { waker.signal() }
 
     deinit { transferBuffer.deallocate() }
 
     func closeAll() {
         for l in listeners { closeSocket(l.fd) }
         closeSocket(wakeRead)
-        closeSocket(wakeWrite)
+        waker.close()
     }
 
     func run(responder: QueryResponder) {
@@ -252,7 +250,6 @@ final class TCPWorker: @unchecked Sendable {
                 if c.pendingOutput > 0 { events |= Int16(POLLOUT) }
                 fds.append(pollfd(fd: c.fd, events: events, revents: 0))
                 nearest = min(nearest, deadline(c, idle: idle, readLimit: readLimit))
-                if c.transfer?.isWaiting == true { nearest = min(nearest, now + Self.transferWaitPoll) }
             }
             // Idle, it still wakes each second to let go of a configuration a reload replaced.
             responder.refresh()
@@ -413,6 +410,9 @@ final class TCPWorker: @unchecked Sendable {
             let query = UnsafeRawBufferPointer(start: base + pos + 2, count: length)
             if ZoneTransfer.isTransferQuery(query), let x = responder.startTransfer(query: query, client: c.client) {
                 c.transfer = x
+                // A signed zone's transfer may wait for its view: the build wakes this loop.
+                let waker = self.waker
+                x.whenViewReady { waker.signal() }
                 pos += 2 + length
                 c.queries += 1
                 if c.queries >= limits.maxQueriesPerConnection { c.closeAfterFlush = true }
@@ -470,9 +470,6 @@ final class TCPWorker: @unchecked Sendable {
         if c.closeAfterFlush && c.transfer == nil { beginDrain(c, now: now) }
     }
 
-    /// How often a transfer waiting for its signed view looks again.
-    static let transferWaitPoll: Int64 = 50
-
     /// Transfers waiting for a signed view being built in the background: the connection
     /// counts as active meanwhile (the client is waiting for us, not idle), and its first
     /// messages go out as soon as the view is there.
@@ -494,7 +491,8 @@ final class TCPWorker: @unchecked Sendable {
         let body = UnsafeMutableRawBufferPointer(rebasing: transferBuffer[2...])
         while let x = c.transfer, c.pendingOutput < Self.outputHighWater {
             let n = x.next(into: body)
-            // A signed view still being built: the loop asks again (`waitingTransfers`).
+            // A signed view still being built: the build wakes the loop when it is done,
+            // and `waitingTransfers` goes on from here.
             if n < 0 { return }
             guard n > 0 else {
                 c.transfer = nil
@@ -548,6 +546,31 @@ final class TCPWorker: @unchecked Sendable {
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
             close(c)
             return
+        }
+    }
+}
+
+/// The write end of a worker's wake-up socket pair. Safe to signal from any thread at any
+/// time: once closed, a late signal (a signed-view build finishing after shutdown) writes
+/// nothing, so it can never reach a descriptor number the process has reused.
+final class WakeSocket: Sendable {
+    private let fd: Mutex<Int32>
+    init(_ fd: Int32) { self.fd = Mutex(fd) }
+
+    func signal() {
+        fd.withLock { fd in
+            guard fd >= 0 else { return }
+            var b: UInt8 = 1
+            // Non-blocking: a full socket already holds a pending wake-up.
+            _ = send(fd, &b, 1, Int32(MSG_NOSIGNAL))
+        }
+    }
+
+    func close() {
+        fd.withLock { fd in
+            guard fd >= 0 else { return }
+            closeSocket(fd)
+            fd = -1
         }
     }
 }

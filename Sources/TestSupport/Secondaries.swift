@@ -128,9 +128,10 @@ public enum KDig {
 
     /// The records of an AXFR (or IXFR) as `owner ttl class type rdata` lines, and the
     /// status kdig printed (`NOERROR`, `REFUSED`, ...; nil when it printed none).
+    /// `wait`: kdig's `+time`, the seconds it waits for the server to send.
     public static func transfer(_ zone: String, type: String = "AXFR", port: UInt16, key: TestTSIGKey? = nil,
-                                extra: [String] = []) async throws -> (records: [DigRecord], status: String?, output: CommandOutput) {
-        var args = ["@127.0.0.1", "-p", "\(port)", zone, type, "+nocrypto", "+time=5", "+retry=0"] + extra
+                                wait: Int = 5, extra: [String] = []) async throws -> (records: [DigRecord], status: String?, output: CommandOutput) {
+        var args = ["@127.0.0.1", "-p", "\(port)", zone, type, "+nocrypto", "+time=\(wait)", "+retry=0"] + extra
         if let key { args = ["-y", key.kdigArgument] + args }
         let out = try await run(args)
         var records: [DigRecord] = []

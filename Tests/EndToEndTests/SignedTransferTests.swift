@@ -166,7 +166,9 @@ struct SignedTransferTests {
         let s = try await z.serve()
         try await withSecondary(s) { _ in
             let t0 = Date()
-            async let transfer = KDig.transfer("example.com", port: s.port, key: TransferFixture.key)
+            // The first message waits for the whole view: signing 20,000 names in a debug build
+            // takes seconds on a busy host, so kdig waits longer than its usual 5 s.
+            async let transfer = KDig.transfer("example.com", port: s.port, key: TransferFixture.key, wait: 60)
             // The same TCP worker answers while the view is being signed.
             let answered = try await Dig.run(["@127.0.0.1", "-p", "\(s.port)", "+tcp", "+short", "+time=3", "+tries=1", "www.example.com", "A"])
             let queryTime = Date().timeIntervalSince(t0)

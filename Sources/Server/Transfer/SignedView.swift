@@ -132,10 +132,34 @@ final class SignedTransferView: Sendable {
 final class SignedTransferBuild: Sendable {
     let zone: Zone
     let router: Router?
-    private let result = Mutex<SignedTransferView?>(nil)
+    private struct State {
+        var view: SignedTransferView?
+        /// Called once when the view appears: the TCP workers whose transfers wait for it.
+        var waiters: [@Sendable () -> Void] = []
+    }
+    private let state = Mutex(State())
     init(zone: Zone, router: Router?) { self.zone = zone; self.router = router }
-    var view: SignedTransferView? { result.withLock { $0 } }
-    fileprivate func finish(_ v: SignedTransferView) { result.withLock { $0 = v } }
+    var view: SignedTransferView? { state.withLock { $0.view } }
+
+    /// Calls `ready` once the view is there: now if it already is, else from the thread
+    /// that finishes the build. A waiting transfer's worker sleeps in poll() until then.
+    func whenReady(_ ready: @escaping @Sendable () -> Void) {
+        let now = state.withLock { s -> Bool in
+            if s.view != nil { return true }
+            s.waiters.append(ready)
+            return false
+        }
+        if now { ready() }
+    }
+
+    func finish(_ v: SignedTransferView) {
+        let waiters = state.withLock { s -> [@Sendable () -> Void] in
+            s.view = v
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w() }
+    }
 }
 
 /// The signed transfer views, one per zone, and the refresh of their signatures.

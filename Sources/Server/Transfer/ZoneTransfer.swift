@@ -206,6 +206,10 @@ public final class ZoneTransfer {
     /// returns -1 until it is there.
     var isWaiting: Bool { signedView.map { $0.view == nil } ?? false }
 
+    /// Calls `ready` once the signed view this transfer waits for is built (at once if it
+    /// is there already); never for a transfer that carries no signed view.
+    func whenViewReady(_ ready: @escaping @Sendable () -> Void) { signedView?.whenReady(ready) }
+
     /// Writes the next message into `out` (at least 65535 bytes); returns its length, 0
     /// when the transfer is complete, or -1 while the signed view is being built (ask again).
     func next(into out: UnsafeMutableRawBufferPointer) -> Int {

@@ -87,7 +87,7 @@ public final class SnapshotStore: Sendable {
     public let generation = Atomic<UInt64>(0)
     private let current: Mutex<ServingSnapshot>
     /// Where replaced snapshots go to be freed off the query path.
-    let retired = SnapshotReaper()
+    let retired = SnapshotReaper<ServingSnapshot>()
 
     public init(_ initial: ServingSnapshot) {
         current = Mutex(initial)
@@ -113,20 +113,20 @@ public final class SnapshotStore: Sendable {
 /// one, so that worker freed the whole previous zone data (a million-record zone is
 /// millions of objects, tens of milliseconds) while its queries waited. Workers and the
 /// publisher hand their reference over here instead, under the lock, so the reaper's is the
-/// last.
+/// last. Generic only so a test can watch where its objects are freed.
 ///
 ///     var old: ServingSnapshot? = snapshot
 ///     snapshot = next
 ///     reaper.retire(&old)          // old is nil now; freed later on the reaper thread
-final class SnapshotReaper: @unchecked Sendable {
+final class SnapshotReaper<Retired: AnyObject>: @unchecked Sendable {
     // Guarded by `cond`.
     private let cond = NSCondition()
-    private var queue: [ServingSnapshot] = []
+    private var queue: [Retired] = []
     private var started = false
 
     /// Takes `s` over (and sets it to nil) so that this thread never drops the last reference.
     /// Runs only when a snapshot is replaced, never per query.
-    func retire(_ s: inout ServingSnapshot?) {
+    func retire(_ s: inout Retired?) {
         guard s != nil else { return }
         cond.lock()
         queue.append(s!)
@@ -147,7 +147,7 @@ final class SnapshotReaper: @unchecked Sendable {
         cond.lock()
         while true {
             while queue.isEmpty { cond.wait() }
-            var batch: [ServingSnapshot] = []
+            var batch: [Retired] = []
             swap(&batch, &queue)
             cond.unlock()
             ThreadPriority.idle { batch.removeAll() }

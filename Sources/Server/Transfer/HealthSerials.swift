@@ -68,9 +68,10 @@ final class HealthSerials: Sendable {
         for zone in config.zones.zones {
             let origin = zone.origin.lowercased()
             guard config.transfers.followsHealth(zone: origin) else { continue }
-            let before = Notifier.contentDigest(zone, router: config.router, transfers: config.transfers, serial: false,
-                                                health: config.transferHealth[origin])
-            let now = Notifier.contentDigest(zone, router: config.router, transfers: config.transfers, serial: false, health: health)
+            // Only the GSLB names' views can differ between the two healths.
+            let before = Notifier.healthViewDigest(zone, router: config.router, transfers: config.transfers,
+                                                   health: config.transferHealth[origin])
+            let now = Notifier.healthViewDigest(zone, router: config.router, transfers: config.transfers, health: health)
             if before != now { changed.append(origin) }
         }
         guard !changed.isEmpty else { return }

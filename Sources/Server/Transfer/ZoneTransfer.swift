@@ -288,7 +288,10 @@ public final class ZoneTransfer {
                 let s = sets[setIndex]
                 let at = rdataCursor ?? s.rdatas.startIndex
                 if at >= s.rdatas.endIndex { setIndex += 1; rdataCursor = nil; continue }
-                guard try put(w, owner: zone.nodes[nodeIndex - 1].name.wire, type: s.type, ttl: s.ttl, rdata: s.rdatas[at].bytes) else {
+                let owner = zone.nodes[nodeIndex - 1].name.wire
+                // The rdata is written from the zone's storage in place, not copied out.
+                let fitted = try s.rdatas[at].withBytes { (r) throws(DNSWireError) in try put(w, owner: owner, type: s.type, ttl: s.ttl, rdata: r) }
+                guard fitted else {
                     if an == 0 { throw .bufferFull(w.position) }
                     return an
                 }
@@ -310,11 +313,13 @@ public final class ZoneTransfer {
 
     /// Writes one record, or rolls back and returns false when the message is full.
     private func put(_ w: MessageWriter, owner: [UInt8], type: RRType, ttl: UInt32, rdata: [UInt8]) throws(DNSWireError) -> Bool {
+        try withBytes(rdata) { (r) throws(DNSWireError) in try put(w, owner: owner, type: type, ttl: ttl, rdata: r) }
+    }
+
+    private func put(_ w: MessageWriter, owner: [UInt8], type: RRType, ttl: UInt32, rdata: UnsafeRawBufferPointer) throws(DNSWireError) -> Bool {
         let mark = w.mark()
         do {
-            try withBytes(owner) { (o) throws(DNSWireError) in
-                try withBytes(rdata) { (r) throws(DNSWireError) in try w.writeRecord(owner: o, type: type, ttl: ttl, rdata: r) }
-            }
+            try withBytes(owner) { (o) throws(DNSWireError) in try w.writeRecord(owner: o, type: type, ttl: ttl, rdata: rdata) }
             return true
         } catch {
             guard error.code == .bufferFull else { throw error }

@@ -28,21 +28,70 @@ def load_command(cmd, pinned):
 
 
 def loadgen_run(loadgen, port, queries, seconds, rate=None, count=100_000_000, window=200, pinned=True,
-                per_conn=None, dnssec=False):
+                per_conn=None, dnssec=False, max_behind=None, fifo=False, sleep=False):
     """Batched UDP, or TCP with per_conn queries on each connection (loadgen -T); DO set
-    with `dnssec` (loadgen -D)."""
+    with `dnssec` (loadgen -D); at a fixed rate, `max_behind` caps the catch-up after a
+    stall of the generator (loadgen -K) and `sleep` makes it sleep between sends instead of
+    spinning (loadgen -Z); `fifo` runs it under `chrt -f 50`."""
     cmd = [loadgen, "-s", "127.0.0.1", "-p", str(port), "-d", queries,
            "-l", str(seconds), "-n", str(count), "-w", str(window), "-c", "8", "-b", "32"]
     if rate:
         cmd += ["-Q", str(rate)]
+    if rate and max_behind:
+        cmd += ["-K", str(max_behind)]
+    if rate and sleep:
+        cmd += ["-Z"]
     if per_conn:
         cmd += ["-T", str(per_conn)]
     if dnssec:
         cmd += ["-D"]
-    out = subprocess.run(load_command(cmd, pinned), capture_output=True, text=True, timeout=seconds + 30)
+    cmd = load_command(cmd, pinned)
+    if fifo:
+        cmd = ["chrt", "-f", "50"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr}")
     return parse_kv(out.stdout)
+
+
+def cpu_ticks():
+    """{cpu index: (steal, irq + softirq)} in ms, from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            m = re.match(r"cpu(\d+) (.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                out[int(m.group(1))] = (v[7] * 1000 / CLK_TCK, (v[5] + v[6]) * 1000 / CLK_TCK)
+    return out
+
+
+def run_delay_ms(pids):
+    """Time the threads of `pids` spent runnable but waiting for a CPU (schedstat), in ms."""
+    total = 0
+    for p in pids:
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e6
+
+
+def host_noise(server, run):
+    """Runs `run()` and adds to its result what else happened meanwhile: the server's wait
+    for its CPU (`server_wait_ms`), the VM's steal time and interrupt time per CPU
+    (`steal_ms_cpuN`, `irq_ms_cpuN`)."""
+    pids = server.pids()
+    w0, c0 = run_delay_ms(pids), cpu_ticks()
+    out = run()
+    w1, c1 = run_delay_ms(pids), cpu_ticks()
+    out["server_wait_ms"] = w1 - w0
+    for cpu in c1:
+        out[f"steal_ms_cpu{cpu}"] = c1[cpu][0] - c0[cpu][0]
+        out[f"irq_ms_cpu{cpu}"] = c1[cpu][1] - c0[cpu][1]
+    return out
 
 
 def dnsperf_run(port, queries, seconds, binary=False, pinned=True):
@@ -66,13 +115,64 @@ def cpu_per_answer(server, run, *args, **kw):
     return out, (c1 - c0) * 1e6 / max(out["answered"], 1)
 
 
-MEASURE_KEYS = ("qps", "cpu_us", "p50_ms", "p99_ms", "lost", "rate_lost", "dnsperf_qps", "cpu_us_loadgen", "errors")
+MEASURE_KEYS = ("qps", "cpu_us", "p50_ms", "p99_ms", "lost", "rate_lost", "dnsperf_qps", "cpu_us_loadgen", "errors",
+                "p99w_ms", "p99w_clean_ms", "p50w_ms")
+
+# The windowed p99 (Benchmarks/README.md, "p99 at the fixed rate"): `count` runs of `seconds`
+# each, the generator sleeping between sends (loadgen -Z) and sending at most `max_behind`
+# queries behind schedule after a stall of its own (-K); the figure is the median of the
+# windows' p99s. `fifo` runs the generator under `chrt -f 50` (the whole command under
+# `chrt -f 50` gives servers and generator SCHED_FIFO alike).
+P99_WINDOWS = {"count": 5, "seconds": 2.0, "max_behind": 32, "fifo": False}
+
+# Per window, besides loadgen's figures: what else happened meanwhile (host_noise) and what
+# the generator lost itself.
+NOISE_KEYS = ("stalls", "stall_ms", "max_stall_us", "stalled_answers", "wait_ms", "skipped", "server_wait_ms",
+              "steal_ms", "irq_ms")
 
 
-def measure_server(server, workload, loadgen, files, seconds, rate):
+def scheduling(fifo_loadgen=False):
+    """How this process (and so every server and generator it starts) is scheduled, for the report."""
+    policy = os.sched_getscheduler(0)
+    if policy == os.SCHED_FIFO:
+        text = (f"the command runs under SCHED_FIFO {os.sched_getparam(0).sched_priority} (e.g. `chrt -f 50`): "
+                "servers and load generator inherit it, so the host's other jobs do not preempt them")
+    else:
+        text = "SCHED_OTHER (not under chrt): the host's other jobs share the servers' and generator's CPUs"
+    return text + ("; load generator under `chrt -f 50`" if fifo_loadgen else "")
+
+
+def round_order(servers, rnd):
+    """The order of round `rnd` (from 0): as given in even rounds, reversed in odd ones, so
+    over two rounds every server is measured once early and once late (A B, B A: ABBA), and
+    a drift of the host within a round does not favour one of them."""
+    return list(servers) if rnd % 2 == 0 else list(reversed(servers))
+
+
+def p99_windows(server, loadgen, queries, rate, pinned=True, per_conn=None, settings=None):
+    """The windowed p99 of one server: a list of per-window dicts, loadgen's figures and
+    the host's noise (steal_ms and irq_ms summed over the CPUs)."""
+    cfg = dict(P99_WINDOWS, **(settings or {}))
+    out = []
+    for _ in range(cfg["count"]):
+        def one():
+            return loadgen_run(loadgen, server.port, queries, cfg["seconds"], rate=rate, pinned=pinned,
+                               per_conn=per_conn, max_behind=cfg["max_behind"], fifo=cfg["fifo"],
+                               sleep=not per_conn)
+        w = host_noise(server, one)
+        w["steal_ms"] = sum(v for k, v in w.items() if k.startswith("steal_ms_cpu"))
+        w["irq_ms"] = sum(v for k, v in w.items() if k.startswith("irq_ms_cpu"))
+        out.append(w)
+    return out
+
+
+def measure_server(server, workload, loadgen, files, seconds, rate, windows=None):
     """One round for one server: saturating loadgen (QPS), dnsperf for CPU/query (UDP only:
-    over TCP the figure is loadgen's), loadgen at a fixed rate (p50/p99)."""
+    over TCP the figure is loadgen's), loadgen at a fixed rate (p50/p99, one run of
+    `seconds`), then the windowed p99 (P99_WINDOWS, or `windows` to change it; the
+    per-window figures are in r["windows"])."""
     r = dict.fromkeys(MEASURE_KEYS, float("nan"))
+    r["windows"] = []
     lg_args = dict(pinned=workload.pinned, per_conn=workload.per_conn)
     lg, r["cpu_us_loadgen"] = cpu_per_answer(server, loadgen_run, loadgen, server.port, files["loadgen"],
                                              seconds, **lg_args)
@@ -86,6 +186,14 @@ def measure_server(server, workload, loadgen, files, seconds, rate):
     if workload.latency:
         lat = loadgen_run(loadgen, server.port, files["loadgen"], seconds, rate=rate, **lg_args)
         r.update(p50_ms=lat["p50_us"] / 1000, p99_ms=lat["p99_us"] / 1000, rate_lost=lat["lost"])
+        ws = p99_windows(server, loadgen, files["loadgen"], rate, pinned=workload.pinned,
+                         per_conn=workload.per_conn, settings=windows)
+        r["windows"] = ws
+        if ws:
+            r.update(p99w_ms=statistics.median(w["p99_us"] for w in ws) / 1000,
+                     p99w_clean_ms=statistics.median(w["p99_clean_us"] for w in ws) / 1000,
+                     p50w_ms=statistics.median(w["p50_us"] for w in ws) / 1000)
+            r["rate_lost"] += sum(w["lost"] for w in ws)
     return r
 
 
@@ -181,12 +289,19 @@ def run_workload(args, workload, loadgen):
                         per_conn=workload.per_conn)
         results = {s.name: [] for s in servers}
         for rnd in range(args.rounds):
-            for s in servers:
+            for s in round_order(servers, rnd):
                 log(f"{workload.name} round {rnd + 1}/{args.rounds}: {s.name}")
                 r = measure_server(s, workload, loadgen, files, args.duration, rate)
                 log(f"  {s.name}: {r['qps']:.0f} qps, {r['cpu_us']:.2f} us CPU/query (dnsperf "
                     f"{r['dnsperf_qps']:.0f} qps), p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, "
                     f"lost {r['lost']:.0f}, error rcodes {r['errors']:.0f}")
+                if r["windows"]:
+                    log(f"  {s.name}: windowed p99 {r['p99w_ms']:.3f} ms (windows "
+                        + ", ".join(f"{w['p99_us'] / 1000:.3f}" for w in r["windows"])
+                        + f"), without generator-stalled answers {r['p99w_clean_ms']:.3f} ms; generator stalls "
+                        f"{sum(w['stalls'] for w in r['windows']):.0f} ({sum(w['stall_ms'] for w in r['windows']):.1f} ms), "
+                        f"server waited {sum(w['server_wait_ms'] for w in r['windows']):.1f} ms for its CPU, "
+                        f"steal {sum(w['steal_ms'] for w in r['windows']):.0f} ms")
                 results[s.name].append(r)
         memory = {s.name: s.memory() for s in servers}
     finally:

@@ -20,6 +20,50 @@ def fmt_value(value, digits):
     return "–" if value != value else f"{value:.{digits}f}"  # NaN: not measured here
 
 
+def window_table(workload, results, rate):
+    """The windowed p99 (P99_WINDOWS) of each server: per round, the median of its windows'
+    p99s; the host's noise during the windows, summed over all rounds; and Meridian's ratio
+    to each peer per round."""
+    if not workload.latency or not any(r["windows"] for rs in results.values() for r in rs):
+        return []
+    first = next(r["windows"] for rs in results.values() for r in rs if r["windows"])
+    count, seconds = len(first), P99_WINDOWS["seconds"]
+    rows = []
+    for n, rs in results.items():
+        ws = [w for r in rs for w in r["windows"]]
+        rows.append([n, fmt_value(median([r["p99_ms"] for r in rs]), 3),
+                     ", ".join(fmt_value(r["p99w_ms"], 3) for r in rs), fmt_value(median([r["p99w_ms"] for r in rs]), 3),
+                     fmt_value(median([r["p99w_clean_ms"] for r in rs]), 3),
+                     f"{sum(w['stalled_answers'] for w in ws):.0f} of {sum(w['answered'] for w in ws):.0f}",
+                     f"{sum(w['stalls'] for w in ws):.0f} / {sum(w['stall_ms'] for w in ws):.1f} / "
+                     f"{max([w['max_stall_us'] for w in ws] or [0]) / 1000:.1f}",
+                     f"{sum(w['skipped'] for w in ws):.0f}", f"{sum(w['server_wait_ms'] for w in ws):.1f}",
+                     f"{sum(w['steal_ms'] for w in ws):.0f}"])
+    text = [f"p99 at {rate} qps, windowed: in each round, after the single run above, {count} runs of {seconds:g} s "
+            f"(`loadgen -Z -K {P99_WINDOWS['max_behind']}`: the generator sleeps until each send is due and, after a "
+            "stall of its own, sends at most that many queries behind schedule instead of a burst); a round's figure is "
+            "the median of its windows' p99s, the column's the median of the rounds. \"Without generator stalls\": "
+            "the same windows leaving out the answers to queries that were outstanding while the generator itself "
+            "was not running (a gap over 0.5 ms in its loop: a cause outside the server). Noise columns are summed "
+            "over every window of every round:", "",
+            fmt_table(["server", f"p99 ms single run (median)", "windowed p99 ms per round", "windowed p99 ms (median)",
+                       "without generator stalls (median)", "answers with a generator stall",
+                       "generator stalls: n / ms / max ms", "skipped sends", "server's wait for CPU ms",
+                       "steal ms (all CPUs)"], rows), ""]
+    if "meridian" in results:
+        for n, rs in results.items():
+            if n == "meridian" or len(rs) != len(results["meridian"]):
+                continue
+            for label, k in (("p99 single run", "p99_ms"), ("windowed p99", "p99w_ms"),
+                             ("windowed p99 without generator stalls", "p99w_clean_ms")):
+                ratios = [m[k] / p[k] for m, p in zip(results["meridian"], rs) if p[k] == p[k] and p[k]]
+                if ratios:
+                    text.append(f"- Meridian / {n}, {label}, per round: " + ", ".join(f"{x:.2f}" for x in ratios)
+                                + f" (median {median(ratios):.2f})")
+        text.append("")
+    return text
+
+
 def summarise(workload, results, memory, notes, left_out, args):
     med = {n: {k: median([r[k] for r in rs]) for k in MEASURE_KEYS} for n, rs in results.items()}
     for n in med:
@@ -38,7 +82,8 @@ def summarise(workload, results, memory, notes, left_out, args):
                + ([] if tcp else [("dnsperf QPS", "dnsperf_qps", 0), ("µs CPU/query (batched)", "cpu_us_loadgen", 2)]))
     rows = [[n] + [fmt_value(m[k], d) for _, k, d in columns] for n, m in med.items()]
     text = [f"### Workload `{workload.name}` (medians of {args.rounds} round(s) of {args.duration:g} s; "
-            f"lost summed over rounds)", "", workload.description, ""]
+            f"lost summed over rounds; servers in ABBA order: reversed in every other round)", "",
+            workload.description, ""]
     text += [fmt_table(["server"] + [h for h, _, _ in columns], rows) if rows else "(no server measured)", ""]
     if "meridian" in med and len(med) > 1:
         m = med["meridian"]
@@ -59,6 +104,7 @@ def summarise(workload, results, memory, notes, left_out, args):
                     per_round.append(f"- Meridian / {n}, {label}, per round: "
                                      + ", ".join(f"{r:.2f}" for r in rs) + f" (median {median(rs):.2f})")
         text += per_round + ([""] if per_round else [])
+    text += window_table(workload, results, rate)
     text += [f"- {note}" for note in workload.notes]
     text += [f"- {n}: {note}" for n, ns in notes.items() for note in ns]
     text += [f"- {n} left out: {why}" for n, why in left_out.items()]

@@ -276,7 +276,7 @@ def measure_signed(args, workload, loadgen, meridian_binary):
                 loadgen_run(loadgen, s.port, queries, 60.0, count=total, dnssec=True)
         results = {s.name: [] for s in servers}
         for rnd in range(args.rounds):
-            for s in servers:
+            for s in round_order(servers, rnd):
                 r = {}
                 for do in modes:
                     path = queries

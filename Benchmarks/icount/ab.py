@@ -26,7 +26,7 @@ import abargs  # this folder is on sys.path: it is the script's
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harness.common import WORK, log  # noqa: E402
-from harness.measure import build_tools, loadgen_run, measure_server, start_servers, stop_all  # noqa: E402
+from harness.measure import build_tools, loadgen_run, measure_server, round_order, start_servers, stop_all  # noqa: E402
 from harness.servers import Meridian, MeridianBase  # noqa: E402
 from harness.workloads import WORKLOADS, write_dnsperf_file, write_query_file, write_zone_files  # noqa: E402
 
@@ -62,7 +62,7 @@ def main():
                 for s in servers:
                     loadgen_run(loadgen, s.port, files["loadgen"], 1.0, pinned=w.pinned)
                 for rnd in range(args.rounds):
-                    for s in servers:
+                    for s in round_order(servers, rnd):
                         m = measure_server(s, w, loadgen, files, args.duration, w.rate or args.rate)
                         res[s.name].append(m)
                         log(f"{wname} round {rnd + 1} {s.name}: {m['qps']:.0f} qps, {m['cpu_us']:.2f} µs CPU/query "
@@ -73,8 +73,8 @@ def main():
             w.stop()
         a, b = res[names[0]], res[names[1]]
         for key, label in (("qps", "QPS"), ("cpu_us", "CPU/query dnsperf"), ("cpu_us_loadgen", "CPU/query batched"),
-                           ("p99_ms", "p99")):
-            if not w.latency and key == "p99_ms":
+                           ("p99_ms", "p99 single run"), ("p99w_ms", "p99 windowed (median of windows)")):
+            if not w.latency and key in ("p99_ms", "p99w_ms"):
                 continue
             ratios = [x[key] / y[key] for x, y in zip(a, b)]
             print(f"{wname} {label}: {names[0]} {statistics.median(x[key] for x in a):.3f}, "

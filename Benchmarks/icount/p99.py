@@ -25,7 +25,7 @@ import abargs  # noqa: E402  (this folder is on sys.path: it is the script's)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harness.common import WORK, log  # noqa: E402
-from harness.measure import build_tools, dnsperf_run, loadgen_run, start_servers, stop_all  # noqa: E402
+from harness.measure import build_tools, dnsperf_run, loadgen_run, round_order, start_servers, stop_all  # noqa: E402
 from harness.servers import Meridian, MeridianBase  # noqa: E402
 from harness.workloads import WORKLOADS, write_dnsperf_file, write_query_file, write_zone_files  # noqa: E402
 
@@ -51,7 +51,7 @@ def main():
         for s in servers:
             loadgen_run(loadgen, s.port, queries, 1.0)
         for rnd in range(args.rounds):
-            for s in servers:
+            for s in round_order(servers, rnd):
                 time.sleep(1.0)
                 cold = loadgen_run(loadgen, s.port, queries, args.duration, rate=args.rate)
                 loadgen_run(loadgen, s.port, queries, args.duration)

@@ -28,6 +28,27 @@
  * (CLOCK_MONOTONIC) matched by query ID and socket; a query unanswered after -t ms is
  * counted lost. The last line of output is machine-readable key=value pairs.
  *
+ * Generator stalls: the loop notes every gap longer than -S µs (default 500) between two
+ * of its own clock readings (the generator was descheduled, or a syscall of its own took
+ * that long: time on the client's side, not the server's). An answer to a query that was
+ * outstanding when such a stall ended had that stall added to its measured latency; it
+ * is counted in `stalled_answers`, and `p99_clean_us` is the p99 of the other answers.
+ * `stalls`, `stall_ms` and `max_stall_us` say how much the generator itself lost;
+ * `wait_ms` is the time it spent runnable but waiting for its CPU (/proc/self/schedstat)
+ * and `nivcsw` how often it was preempted (getrusage).
+ *
+ * Catch-up (-Q): after a stall the generator is behind its schedule. By default it sends
+ * the backlog at once, in batches (a burst the server then queues); with -K N it sends at
+ * most N queries behind schedule and skips the rest (`skipped`), so a stall of the
+ * generator does not become a burst at the server.
+ *
+ * Waiting (-Q): by default the generator spins between sends (poll with no timeout), so it
+ * takes its whole CPU. Spinning under SCHED_FIFO runs into the kernel's real-time
+ * throttling (sched_rt_runtime_us: 950 ms of every 1 s), which stops it for ~50 ms once a
+ * second; under SCHED_OTHER any other job on its CPU shares it. With -Z it sleeps in ppoll
+ * until the next send is due or an answer arrives (timer slack set to 1 ns), so it uses a
+ * fraction of its CPU and, under SCHED_FIFO, is woken ahead of everything else there.
+ *
  * Build: gcc -O2 -Wall -o loadgen loadgen.c
  */
 #define _GNU_SOURCE
@@ -41,6 +62,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,11 +98,30 @@ static struct slot slots[ID_SPACE];
 static uint16_t fifo[ID_SPACE];
 static uint32_t fifo_head, fifo_tail;
 static uint64_t *hist;
+/* The answers not touched by a generator stall (see above). */
+static uint64_t *hist_clean;
+static uint64_t answered_clean;
+
+/* Generator stalls: gaps between the loop's clock readings longer than stall_ns. */
+static uint64_t skipped, max_behind;
+static int sleep_between = 0;
+static uint64_t stall_ns = 500000, last_tick, last_stall_end, stalls, stall_total_ns, stall_max_ns;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    uint64_t t = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    /* Every clock reading of the run goes through here, so a long gap since the previous
+     * one is time the generator was not running its loop. */
+    if (last_tick && t - last_tick > stall_ns) {
+        uint64_t gap = t - last_tick;
+        stalls++;
+        stall_total_ns += gap;
+        if (gap > stall_max_ns) stall_max_ns = gap;
+        last_stall_end = t;
+    }
+    last_tick = t;
+    return t;
 }
 
 static void die(const char *msg) {
@@ -207,13 +249,13 @@ static void load_queries(const char *path, int edns) {
     if (query_count == 0) die("no queries in the file");
 }
 
-static uint64_t percentile(uint64_t total, double p) {
+static uint64_t percentile(const uint64_t *h, uint64_t total, double p) {
     if (total == 0) return 0;
     uint64_t rank = (uint64_t)(p * (double)total);
     if (rank >= total) rank = total - 1;
     uint64_t seen = 0;
     for (size_t i = 0; i < HIST_BUCKETS; i++) {
-        seen += hist[i];
+        seen += h[i];
         if (seen > rank) return (uint64_t)i * HIST_NS + HIST_NS / 2;
     }
     return (uint64_t)HIST_BUCKETS * HIST_NS;
@@ -222,7 +264,7 @@ static uint64_t percentile(uint64_t total, double p) {
 static void usage(void) {
     fprintf(stderr,
         "usage: loadgen -d QUERYFILE [-s 127.0.0.1] -p PORT [-n COUNT] [-l SECONDS]\n"
-        "               [-w WINDOW] [-c SOCKETS] [-b BATCH] [-Q QPS] [-t TIMEOUT_MS] [-E] [-T N]\n"
+        "               [-w WINDOW] [-c SOCKETS] [-b BATCH] [-Q QPS] [-t TIMEOUT_MS] [-E] [-T N] [-S US]\n"
         "  -n  stop after this many queries sent (default 100000000)\n"
         "  -l  stop sending after this many seconds (default 10)\n"
         "  -w  outstanding queries at most (default 200)\n"
@@ -232,7 +274,10 @@ static void usage(void) {
         "  -t  a query unanswered after this many ms is lost (default 1000)\n"
         "  -E  no EDNS OPT record on queries without a client subnet\n"
         "  -D  set the DO bit (ask for DNSSEC signatures)\n"
-        "  -T  TCP: N queries per connection, then a new connection\n");
+        "  -T  TCP: N queries per connection, then a new connection\n"
+        "  -Z  fixed rate: sleep until the next send is due instead of spinning (UDP)\n"
+        "  -K  fixed rate: send at most N queries behind schedule, skip the rest (default: all)\n"
+        "  -S  a gap longer than this many µs in the generator's own loop is a stall (default 500)\n");
     exit(2);
 }
 
@@ -286,7 +331,12 @@ static void take_answer(const uint8_t *b, unsigned len, int sock, uint64_t t) {
     st.rcodes[b[3] & 0x0f]++;
     if (b[2] & 0x02) st.truncated++;
     uint64_t lat = (t - sl->sent_ns) / HIST_NS;
-    hist[lat < HIST_BUCKETS ? lat : HIST_BUCKETS - 1]++;
+    if (lat >= HIST_BUCKETS) lat = HIST_BUCKETS - 1;
+    hist[lat]++;
+    if (last_stall_end <= sl->sent_ns) {
+        hist_clean[lat]++;
+        answered_clean++;
+    }
     st.last_answer = t;
 }
 
@@ -311,7 +361,11 @@ static uint64_t room_now(uint64_t now, uint64_t start, uint64_t window, double r
                          uint64_t max_queries, uint64_t batch) {
     uint64_t room = window > st.outstanding ? window - st.outstanding : 0;
     if (rate > 0) {
-        uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
+        uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1 - skipped;
+        if (max_behind && due > st.sent + max_behind) {
+            skipped += due - st.sent - max_behind;
+            due = st.sent + max_behind;
+        }
         uint64_t allowed = due > st.sent ? due - st.sent : 0;
         if (allowed < room) room = allowed;
     }
@@ -399,7 +453,20 @@ static void run_udp(const struct limits *lim, const struct sockaddr_storage *dst
         }
         expire(now_ns(), lim->timeout_ns);
 
-        if (!progressed) {
+        if (!progressed && sleep_between && lim->rate > 0) {
+            /* Nothing due yet (or the window is full): sleep until the next send is due or
+             * an answer arrives, at most 1 ms. */
+            uint64_t wait = 1000000, t = now_ns();
+            if (sending && st.outstanding < (uint64_t)lim->window) {
+                uint64_t next = lim->start + (uint64_t)((double)(st.sent + skipped) * 1e9 / lim->rate);
+                wait = next > t ? next - t : 0;
+                if (wait > 1000000) wait = 1000000;
+            }
+            if (wait > 0) {
+                struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)wait };
+                ppoll(pfd, (nfds_t)nsock, &ts, NULL);
+            }
+        } else if (!progressed) {
             /* Window full (or nothing due yet): wait for an answer, at most 1 ms. */
             int can_send = sending && st.outstanding < (uint64_t)lim->window && lim->rate <= 0;
             if (!can_send) poll(pfd, (nfds_t)nsock, lim->rate > 0 ? 0 : 1);
@@ -550,7 +617,7 @@ int main(int argc, char **argv) {
     double seconds = 10, rate = 0, timeout_ms = 1000;
     long per_conn = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "s:p:d:n:l:w:c:b:Q:t:T:EDh")) != -1) {
+    while ((opt = getopt(argc, argv, "s:p:d:n:l:w:c:b:Q:t:T:S:K:ZEDh")) != -1) {
         switch (opt) {
         case 's': server = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -565,6 +632,9 @@ int main(int argc, char **argv) {
         case 'T': per_conn = atol(optarg); break;
         case 'E': edns = 0; break;
         case 'D': dnssec_ok = 1; break;
+        case 'Z': sleep_between = 1; break;
+        case 'K': max_behind = strtoull(optarg, NULL, 10); break;
+        case 'S': stall_ns = (uint64_t)(atof(optarg) * 1000); break;
         default: usage();
         }
     }
@@ -592,9 +662,12 @@ int main(int argc, char **argv) {
         dst_len = sizeof *d6;
     } else die("bad server address");
 
+    if (sleep_between) prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     load_queries(file, edns);
+    if (stall_ns < 10000 || stall_ns > 1000000000ull) die("-S must be 10..1000000");
     hist = calloc(HIST_BUCKETS, sizeof *hist);
-    if (!hist) die("out of memory");
+    hist_clean = calloc(HIST_BUCKETS, sizeof *hist_clean);
+    if (!hist || !hist_clean) die("out of memory");
 
     next_id = (uint16_t)(getpid() * 7919);
     struct limits lim = { .timeout_ns = (uint64_t)(timeout_ms * 1e6), .max_queries = max_queries,
@@ -617,8 +690,17 @@ int main(int argc, char **argv) {
     uint64_t last = st.last_answer > st.send_end ? st.last_answer : st.send_end;
     double qps = (double)st.answered / ((double)(last - lim.start) / 1e9);
     uint64_t answered = st.answered;
-    uint64_t p50 = percentile(answered, 0.50), p90 = percentile(answered, 0.90);
-    uint64_t p99 = percentile(answered, 0.99), p999 = percentile(answered, 0.999);
+    uint64_t p50 = percentile(hist, answered, 0.50), p90 = percentile(hist, answered, 0.90);
+    uint64_t p99 = percentile(hist, answered, 0.99), p999 = percentile(hist, answered, 0.999);
+    uint64_t p99_clean = percentile(hist_clean, answered_clean, 0.99);
+    unsigned long long cpu_ns = 0, wait_ns = 0;
+    FILE *ss = fopen("/proc/self/schedstat", "r");
+    if (ss) {
+        if (fscanf(ss, "%llu %llu", &cpu_ns, &wait_ns) != 2) wait_ns = 0;
+        fclose(ss);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
     uint64_t other_rcodes = answered - st.rcodes[0] - st.rcodes[3];
 
     fprintf(stderr,
@@ -629,11 +711,14 @@ int main(int argc, char **argv) {
         (unsigned long long)other_rcodes, (unsigned long long)st.truncated);
     printf("sent=%llu answered=%llu lost=%llu late=%llu bad=%llu send_errors=%llu qps=%.1f elapsed=%.3f "
            "p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f noerror=%llu nxdomain=%llu other_rcode=%llu "
-           "tc=%llu max_outstanding=%llu\n",
+           "tc=%llu max_outstanding=%llu stalls=%llu stall_ms=%.3f max_stall_us=%.1f stalled_answers=%llu "
+           "p99_clean_us=%.1f wait_ms=%.3f nivcsw=%ld skipped=%llu\n",
         (unsigned long long)st.sent, (unsigned long long)answered, (unsigned long long)st.lost,
         (unsigned long long)st.late, (unsigned long long)st.bad, (unsigned long long)st.send_errors, qps, elapsed,
         (double)p50 / 1e3, (double)p90 / 1e3, (double)p99 / 1e3, (double)p999 / 1e3,
         (unsigned long long)st.rcodes[0], (unsigned long long)st.rcodes[3], (unsigned long long)other_rcodes,
-        (unsigned long long)st.truncated, (unsigned long long)st.max_outstanding);
+        (unsigned long long)st.truncated, (unsigned long long)st.max_outstanding, (unsigned long long)stalls,
+        (double)stall_total_ns / 1e6, (double)stall_max_ns / 1e3, (unsigned long long)(answered - answered_clean),
+        (double)p99_clean / 1e3, (double)wait_ns / 1e6, ru.ru_nivcsw, (unsigned long long)skipped);
     return 0;
 }

@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harness.common import REPO, WORK, log  # noqa: E402
-from harness.measure import build_tools, loadgen_run  # noqa: E402
+from harness.measure import build_tools, host_noise, loadgen_run, round_order, scheduling  # noqa: E402
 from harness.probe import free_port, probe, wait_ready  # noqa: E402
 from harness.report import fmt_table  # noqa: E402
 from harness.servers import SERVER_CLASSES, Meridian, MeridianBase  # noqa: E402
@@ -104,17 +104,20 @@ def bump_serial(path, serial):
     return new
 
 
-def reload_once(s, loadgen, args, queries, zone, serial, kind):
+def reload_once(s, loadgen, args, queries, zone, serial, kind, windowed=False):
     """One fixed-rate run against server `s`; for `reload`, the zone gets serial `serial` and
-    SIGHUP goes `args.lead` s in. Returns (loadgen's figures, reload seconds or "")."""
+    SIGHUP goes `args.lead` s in. `windowed`: the windowed method's run (`args.p99_window` s,
+    loadgen -Z -K 32, as Benchmarks/run's windowed p99) instead of the single `args.window`
+    s run. Returns (loadgen's figures, reload seconds or "")."""
     log_path = os.path.join(s.dir, "server.log")
     if kind == "reload":
         os.replace(bump_serial(zone, serial), zone)
     before = open(log_path).read().count("reload ok")
     fifo = ["chrt", "-f", "50"] if args.fifo_loadgen else []
+    seconds = args.p99_window if windowed else args.window
     proc = subprocess.Popen([*fifo, "taskset", "-c", "1", loadgen, "-s", "127.0.0.1", "-p", str(s.port),
-                             "-d", queries, "-l", str(args.window), "-n", "100000000", "-w", "200",
-                             "-c", "8", "-b", "32", "-Q", str(args.rate)],
+                             "-d", queries, "-l", str(seconds), "-n", "100000000", "-w", "200",
+                             "-c", "8", "-b", "32", "-Q", str(args.rate)] + (["-Z", "-K", "32"] if windowed else []),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     took = ""
     if kind != "baseline":
@@ -125,7 +128,7 @@ def reload_once(s, loadgen, args, queries, zone, serial, kind):
             time.sleep(0.02)
         if open(log_path).read().count("reload ok") > before:
             took = "in the run"
-    out, err = proc.communicate(timeout=args.window + 30)
+    out, err = proc.communicate(timeout=seconds + 30)
     if proc.returncode != 0:
         raise RuntimeError(f"loadgen failed: {err}")
     kv = {k: float(v) for k, v in (p.split("=", 1) for p in out.strip().splitlines()[-1].split())}
@@ -147,7 +150,10 @@ def reload_once(s, loadgen, args, queries, zone, serial, kind):
 
 def reload_runs(args, loadgen):
     """Baseline and reload runs at a fixed rate against each Meridian of `args.reload_servers`
-    (meridian, meridian-base), alternating within each round so the host's drift hits all."""
+    (meridian, meridian-base), alternating within each round so the host's drift hits all:
+    the servers in ABBA order (reversed every other round), and within a round first the
+    single-run pair (baseline, reload: the original figure), then the windowed pair
+    (`args.baseline_windows` baseline windows, then one reload window)."""
     workload = SizedZoneWorkload(args.records)
     base = os.path.join(WORK, "zone-scale", "reload")
     shutil.rmtree(base, ignore_errors=True)
@@ -167,7 +173,9 @@ def reload_runs(args, loadgen):
 
     classes = {"meridian": Meridian, "meridian-base": MeridianBase}
     servers = {}
-    rows, results = [], {n: {"baseline": [], "reload": [], "took": []} for n in args.reload_servers}
+    rows, results = [], {n: {"baseline": [], "reload": [], "took": [], "wbase": [], "wreload": []}
+                         for n in args.reload_servers}
+    wrows = []
     serial = 1
     hwm = {}
     try:
@@ -178,7 +186,7 @@ def reload_runs(args, loadgen):
             wait_ready(s, workload.last_name(), "A", timeout=300)
             loadgen_run(loadgen, s.port, queries, 2, rate=args.rate)   # warm-up
         for r in range(args.rounds):
-            for n in args.reload_servers:
+            for n in round_order(args.reload_servers, r):
                 for kind in ("baseline", "reload"):
                     serial += 1
                     kv, took = reload_once(servers[n], loadgen, args, queries, zone, serial, kind)
@@ -190,6 +198,28 @@ def reload_runs(args, loadgen):
                         + (f", reload {took} s" if took else ""))
                     rows.append([str(r + 1), n, kind, f"{kv['sent']:.0f}", f"{kv['answered']:.0f}", f"{kv['lost']:.0f}",
                                  f"{kv['p50_us']:.0f}", f"{kv['p99_us']:.0f}", f"{kv['p999_us']:.0f}", took])
+                if not args.baseline_windows:
+                    continue
+                for kind in ["baseline"] * args.baseline_windows + ["reload"]:
+                    serial += 1
+                    box = {}
+
+                    def one():
+                        box["kv"], box["took"] = reload_once(servers[n], loadgen, args, queries, zone, serial, kind,
+                                                             windowed=True)
+                        return box["kv"]
+                    kv = host_noise(servers[n], one)
+                    took = box["took"]
+                    results[n]["wbase" if kind == "baseline" else "wreload"].append(kv)
+                    steal = sum(v for k, v in kv.items() if k.startswith("steal_ms_cpu"))
+                    log(f"round {r + 1} {n} windowed {kind}: p99 {kv['p99_us']:.0f} µs (without generator stalls "
+                        f"{kv['p99_clean_us']:.0f}), lost {kv['lost']:.0f}, generator stalls {kv['stalls']:.0f} "
+                        f"({kv['stall_ms']:.1f} ms), server waited {kv['server_wait_ms']:.1f} ms, steal {steal:.0f} ms"
+                        + (f", reload {took} s" if took else ""))
+                    wrows.append([str(r + 1), n, kind, f"{kv['sent']:.0f}", f"{kv['lost']:.0f}", f"{kv['p50_us']:.0f}",
+                                  f"{kv['p99_us']:.0f}", f"{kv['p99_clean_us']:.0f}", f"{kv['p999_us']:.0f}",
+                                  f"{kv['stalls']:.0f} / {kv['stall_ms']:.1f}", f"{kv['server_wait_ms']:.1f}",
+                                  f"{steal:.0f}", took])
         for n, s in servers.items():
             if probe(s.port, workload.last_name(), "A") != 0:
                 raise RuntimeError(f"{n}: the last name does not answer after the reloads")
@@ -197,7 +227,8 @@ def reload_runs(args, loadgen):
     finally:
         for s in servers.values():
             s.stop()
-    text = [f"### SIGHUP reload of a {args.records:,}-record zone at {args.rate} qps "
+    text = [f"Scheduling: {scheduling(args.fifo_loadgen)}", "",
+            f"### SIGHUP reload of a {args.records:,}-record zone at {args.rate} qps "
             f"({', '.join(args.reload_servers)}, interleaved)", "",
             f"Each run: `loadgen -Q {args.rate}` for {args.window} s over {sum(1 for _ in open(queries))} names "
             f"of the zone; in a `reload` run the file was rewritten with a new SOA serial, and SIGHUP goes "
@@ -214,6 +245,30 @@ def reload_runs(args, loadgen):
                     f"lost {sum(k['lost'] for k in res['baseline']):.0f} (baseline) / "
                     f"{sum(k['lost'] for k in res['reload']):.0f} (reload); "
                     f"reload s median {statistics.median(res['took']):.2f}")
+    if args.baseline_windows:
+        text += ["", f"Windowed (the method of Benchmarks/run's windowed p99): per round and server, "
+                 f"{args.baseline_windows} baseline runs and one reload run of {args.p99_window:g} s each with "
+                 f"`loadgen -Z -K 32` (the generator sleeps until each send is due and sends no burst after a stall "
+                 f"of its own); SIGHUP {args.lead} s into the reload run, so the reload (about 2 s) fills most of it. "
+                 "A round's ratio is its reload run's p99 over the median of its baseline runs' p99s. \"Without "
+                 "generator stalls\" leaves out the answers to queries outstanding while the generator itself was "
+                 "not running; the server's wait for its CPU (schedstat) and the VM's steal time are per run.", "",
+                 fmt_table(["round", "server", "run", "sent", "lost", "p50 µs", "p99 µs", "p99 µs w/o gen. stalls",
+                            "p99.9 µs", "gen. stalls n / ms", "server wait ms", "steal ms", "reload s"], wrows), ""]
+        for n in args.reload_servers:
+            res = results[n]
+            per = args.baseline_windows
+            bases = [statistics.median(k["p99_us"] for k in res["wbase"][i * per:(i + 1) * per])
+                     for i in range(len(res["wreload"]))]
+            ratios = [k["p99_us"] / b for k, b in zip(res["wreload"], bases)]
+            clean = [k["p99_clean_us"] / statistics.median(x["p99_clean_us"] for x in res["wbase"][i * per:(i + 1) * per])
+                     for i, k in enumerate(res["wreload"])]
+            text.append(f"- {n}, windowed: reload p99 / the round's median baseline p99, per round "
+                        f"{', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}x); "
+                        f"without generator stalls {', '.join(f'{x:.2f}' for x in clean)} "
+                        f"(median {statistics.median(clean):.2f}x); baseline p99 per round "
+                        f"{', '.join(f'{b:.0f}' for b in bases)} µs; lost {sum(k['lost'] for k in res['wbase']):.0f} "
+                        f"(baseline) / {sum(k['lost'] for k in res['wreload']):.0f} (reload)")
     return "\n".join(text) + "\n"
 
 
@@ -233,7 +288,13 @@ def main():
     ap.add_argument("--fifo-loadgen", action="store_true",
                     help="run loadgen under chrt -f 50 (SCHED_FIFO), so other processes on its CPU do not delay it")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds of rest after a reload run")
+    ap.add_argument("--baseline-windows", type=int, default=3,
+                    help="windowed reload figure: baseline runs per round and server before its reload run "
+                         "(0: only the single-run figure)")
+    ap.add_argument("--p99-window", type=float, default=4.0, help="seconds per run of the windowed reload figure")
     args = ap.parse_args()
+    if not (0 <= args.baseline_windows <= 20 and args.lead < args.p99_window <= 60 and 0 < args.window <= 60):
+        ap.error("--baseline-windows must be 0..20, --p99-window in (--lead, 60], --window in (0, 60]")
     args.servers = [s for s in args.servers.split(",") if s]
     args.reload_servers = [s for s in args.reload_servers.split(",") if s]
     Meridian.binary = os.path.abspath(args.binary)

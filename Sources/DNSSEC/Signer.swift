@@ -44,8 +44,12 @@ public final class Signer {
         var section: Int
     }
 
-    static let maxRecords = 256
-    static let maxSetSize = 256
+    /// The most records a message can hold: each takes at least 12 bytes (a compressed
+    /// owner, type, class, TTL, an empty rdata) of a 65,535-byte message. So every RRset and
+    /// every answer is signed, however many records it has; the buffers are made once per
+    /// signer, and only when a zone is signed.
+    static let maxRecords = 65535 / 12
+    static let maxSetSize = maxRecords
     private let writer = MessageWriter()
     private let out: UnsafeMutableRawBufferPointer
     /// The signing input: RRSIG rdata prefix at `[prefixRoom - n, prefixRoom)`, then the RRs.

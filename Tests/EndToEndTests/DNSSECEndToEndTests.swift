@@ -14,6 +14,8 @@ struct SignedZone {
     /// The DS records `keygen` printed for the key-signing keys.
     var ds: [String] = []
 
+    /// `many`: an RRset of 300 records, more than a fixed 256-entry table would hold.
+    static let manyRecords = 300
     static let zone = """
         $ORIGIN example.com.
         $TTL 2
@@ -34,7 +36,7 @@ struct SignedZone {
         big IN TXT "2123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
         big IN TXT "3123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
 
-        """
+        """ + (0..<manyRecords).map { "many IN A 10.1.\($0 >> 8).\($0 & 255)\n" }.joined()
 
     static let config = """
         defaults: { ttl: 2 }
@@ -221,6 +223,8 @@ struct DNSSECEndToEndTests {
             let anchor = try z.anchorFile()
             let cases: [(String, String, String)] = [
                 ("www.example.com", "A", "; fully validated"),
+                // Too big for UDP: delv asks again over TCP; the 300-record RRset is signed.
+                ("many.example.com", "A", "; fully validated"),
                 ("x.wild.example.com", "A", "; fully validated"),
                 ("alias.example.com", "A", "; fully validated"),
                 ("geo.example.com", "A", "; fully validated"),

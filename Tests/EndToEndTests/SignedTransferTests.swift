@@ -153,6 +153,36 @@ struct SignedTransferTests {
         }
     }
 
+    @Test("A signed zone reaches Knot too: dnssec-verify passes on Knot's copy, delv validates at Knot (positive, GSLB, wildcard, 300-record RRset, denial)",
+          .enabled(if: SignedTransferFixture.available && SecondaryServer.knotBinary != nil))
+    func signedZoneToKnot() async throws {
+        let knotPort = try freePort()
+        let z = try await SignedTransferFixture.make(notifyPort: knotPort)
+        defer { z.folder.remove() }
+        let s = try await z.serve()
+        try await withSecondary(s) { knot in
+            let sec = try await SecondaryServer.knot(zones: ["example.com."], primaryPort: s.port, key: TransferFixture.key, port: knotPort)
+            knot = sec
+            let loaded = await secondsUntil(limit: 20, every: .milliseconds(200)) {
+                (try? await Dig.short("www.example.com", "A", port: sec.port))?.count == 2
+            }
+            #expect(loaded != nil, "Knot never loaded the zone:\n\(sec.logText)\nmeridian:\n\(s.logText)")
+            let copy = try await SignedTransferFixture.axfr(port: sec.port)
+            let verified = try await SignedTransferFixture.verify(copy, in: z.path, name: "knot.axfr")
+            #expect(verified.status == 0, "dnssec-verify on Knot's copy:\n\(verified.combined)")
+            let anchor = try z.anchorFile()
+            for (name, type, expected) in [("www.example.com", "A", "; fully validated"),
+                                           ("geo.example.com", "A", "; fully validated"),
+                                           ("x.wild.example.com", "A", "; fully validated"),
+                                           ("many.example.com", "A", "; fully validated"),
+                                           ("nope.example.com", "A", "; negative response, fully validated"),
+                                           ("www.example.com", "TXT", "; negative response, fully validated")] {
+                let out = try await SignedTransferFixture.delv(name, type, port: sec.port, anchor: anchor)
+                #expect(out.contains(expected), "delv at Knot \(name) \(type):\n\(out)")
+            }
+        }
+    }
+
     @Test("A large signed zone: the view is signed in the background while TCP queries are answered, and the AXFR carries it whole",
           .enabled(if: SignedTransferFixture.available && TransferFixture.kdigAvailable))
     func largeSignedZone() async throws {

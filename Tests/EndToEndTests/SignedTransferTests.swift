@@ -39,6 +39,20 @@ enum SignedTransferFixture {
         return try await runCommand(try #require(findExecutable("dnssec-verify")), ["-o", "example.com", file], timeout: .seconds(60))
     }
 
+    /// Waits until secondary `sec` serves the zone, then runs `dnssec-verify` over its AXFR
+    /// copy (expecting success); returns that output.
+    static func secondaryCopyVerifies(_ sec: SecondaryServer, primary s: MeridianProcess, zone z: SignedZone,
+                                      name: String) async throws -> CommandOutput {
+        let loaded = await secondsUntil(limit: 20, every: .milliseconds(200)) {
+            (try? await Dig.short("www.example.com", "A", port: sec.port))?.count == 2
+        }
+        #expect(loaded != nil, "\(name) never loaded the zone:\n\(sec.logText)\nmeridian:\n\(s.logText)")
+        let copy = try await axfr(port: sec.port)
+        let verified = try await verify(copy, in: z.path, name: name.lowercased() + ".axfr")
+        #expect(verified.status == 0, "dnssec-verify on \(name)'s copy:\n\(verified.combined)")
+        return verified
+    }
+
     static func delv(_ name: String, _ type: String, port: UInt16, anchor: String) async throws -> String {
         try await runCommand(try #require(findExecutable("delv")),
                              ["-a", anchor, "@127.0.0.1", "-p", "\(port)", name, type, "+root=example.com"]).combined
@@ -90,13 +104,7 @@ struct SignedTransferTests {
 
             let sec = try await SecondaryServer.nsd(zones: ["example.com."], primaryPort: s.port, key: TransferFixture.key, port: nsdPort)
             nsd = sec
-            let loaded = await secondsUntil(limit: 20, every: .milliseconds(200)) {
-                (try? await Dig.short("www.example.com", "A", port: sec.port))?.count == 2
-            }
-            #expect(loaded != nil, "NSD never loaded the zone:\n\(sec.logText)\nmeridian:\n\(s.logText)")
-            let copy = try await SignedTransferFixture.axfr(port: sec.port)
-            let verified = try await SignedTransferFixture.verify(copy, in: z.path, name: "nsd.axfr")
-            #expect(verified.status == 0, "dnssec-verify on NSD's copy:\n\(verified.combined)")
+            let verified = try await SignedTransferFixture.secondaryCopyVerifies(sec, primary: s, zone: z, name: "NSD")
             print("dnssec-verify on NSD's copy: \(verified.combined.split(separator: "\n").joined(separator: " | "))")
 
             let anchor = try z.anchorFile()
@@ -163,13 +171,7 @@ struct SignedTransferTests {
         try await withSecondary(s) { knot in
             let sec = try await SecondaryServer.knot(zones: ["example.com."], primaryPort: s.port, key: TransferFixture.key, port: knotPort)
             knot = sec
-            let loaded = await secondsUntil(limit: 20, every: .milliseconds(200)) {
-                (try? await Dig.short("www.example.com", "A", port: sec.port))?.count == 2
-            }
-            #expect(loaded != nil, "Knot never loaded the zone:\n\(sec.logText)\nmeridian:\n\(s.logText)")
-            let copy = try await SignedTransferFixture.axfr(port: sec.port)
-            let verified = try await SignedTransferFixture.verify(copy, in: z.path, name: "knot.axfr")
-            #expect(verified.status == 0, "dnssec-verify on Knot's copy:\n\(verified.combined)")
+            _ = try await SignedTransferFixture.secondaryCopyVerifies(sec, primary: s, zone: z, name: "Knot")
             let anchor = try z.anchorFile()
             for (name, type, expected) in [("www.example.com", "A", "; fully validated"),
                                            ("geo.example.com", "A", "; fully validated"),

@@ -21,10 +21,7 @@ let fuzzing = Context.environment["MERIDIAN_FUZZ"] == "1"
 /// `@exclusivity(unchecked)` on a stored property is not honoured when another module
 /// accesses it directly, and the checks cost about 250 of the 5,000 user-space instructions
 /// of a GSLB query (callgrind). Debug builds, which run the tests, keep the checks.
-/// `-cross-module-optimization`: their functions' bodies are visible to the modules above,
-/// so the small ones on the query path (the writer's, the parser's, the cache's accessors,
-/// the engine's getters) are inlined into their callers instead of called across modules.
-let queryPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked", "-cross-module-optimization"], .when(configuration: .release))]
+let queryPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 /// How the release `meridian` is linked (deploy/link/README.md): with lld and packed relative
 /// relocations (DT_RELR, glibc 2.36), no symbol table for dlsym (`--no-export-dynamic`), and

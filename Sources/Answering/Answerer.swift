@@ -53,6 +53,9 @@ public final class Answerer {
     private let writer: Unmanaged<MessageWriter>
     // DNSSEC: the signed zones of the snapshot (borrowed, as the router) and this worker's signer.
     @exclusivity(unchecked) private unowned(unsafe) var signing: SigningSet?
+    /// Whether `signing` is set: tested first, because `if let signing` retains and releases
+    /// it (even nil, through two calls) on every query.
+    @exclusivity(unchecked) private var signs = false
     @exclusivity(unchecked) private var signer: Signer?
     private var signingIdentity: ObjectIdentifier?
     // Per-query: what the GSLB step decided.
@@ -73,6 +76,7 @@ public final class Answerer {
         if identity != signingIdentity { signer?.forgetKeys() }
         signingIdentity = identity
         signing = s
+        signs = s != nil
         if s != nil && signer == nil { signer = Signer() }
         router = r.map { Unmanaged.passUnretained($0) }
         if let r {
@@ -106,7 +110,7 @@ public final class Answerer {
         var outcome = engine.outcome
         // DO set and a signed zone: sign the finished answer (RRSIGs from the shared cache,
         // proofs of denial), once the router has tailored it.
-        if let signing, length > 0, engine.dnssecOK, let signer,
+        if signs, length > 0, engine.dnssecOK, let signing, let signer,
            let signed = signer.sign(out, length: length, limit: engine.responseLimit, zones: zones, signing: signing, now: now,
                                        compactOK: engine.compactOK) {
             length = signed.length

@@ -216,7 +216,9 @@ void cshim_batch_set_reply(cshim_batch *b, int j, int i, int length) {
         return;
     }
     uint8_t *control = b->tx_control + (size_t)j * CSHIM_CONTROL_SIZE;
-    memset(control, 0, CSHIM_CONTROL_SIZE);
+    /* Only the cmsg written below is sent (msg_controllen): clear that, not the whole slot. */
+    memset(control, 0, in->cmsg_level == IPPROTO_IP ? CMSG_SPACE(sizeof(struct in_pktinfo))
+                                                    : CMSG_SPACE(sizeof(struct in6_pktinfo)));
     t->msg_control = control;
     if (in->cmsg_level == IPPROTO_IP) {
         /* Source = the address the query was sent to; ifindex 0 lets routing pick the

@@ -48,15 +48,18 @@ public final class MessageWriter {
     /// Raises or lowers the limit (for example after the OPT record's space is reserved).
     public func setLimit(_ l: Int) { limit = min(max(l, position), buffer.count) }
 
-    public struct Mark { public let position: Int; let targets: Int }
+    /// A point to roll back to. It keeps the name still waiting to be registered
+    /// (`registerName`) as it is, rather than walking it (most marks are never rolled back
+    /// and most answers then write no name): a rollback drops the targets added since and
+    /// leaves that name waiting again.
+    public struct Mark { public let position: Int; let targets: Int; let pending: Int }
     public func mark() -> Mark {
-        registerPending()
-        return Mark(position: position, targets: targetCount)
+        Mark(position: position, targets: targetCount, pending: pendingName)
     }
     public func rollback(to m: Mark) {
-        registerPending()
         position = m.position
         if targetCount > m.targets { targetCount = m.targets }
+        pendingName = m.pending
     }
 
     @inline(__always) public func writeU8(_ v: UInt8) throws(DNSWireError) {

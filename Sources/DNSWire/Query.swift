@@ -210,9 +210,13 @@ public struct ParsedQuery: Sendable {
     static func parseOptions(_ msg: UnsafeRawBufferPointer, from: Int, to end: Int, into e: inout EDNSInfo) throws(DNSWireError) {
         var off = from
         // Each option takes at least 4 bytes, so this loop runs at most rdlen/4 (< 16384) times.
+        // Option headers inside the message are read without bounds checks; one that runs
+        // past it takes the checked reads, which throw as before.
+        let inMessage = end <= msg.count && msg.baseAddress != nil
         while off < end {
-            let code = try Wire.getU16(msg, off)
-            let len = Int(try Wire.getU16(msg, off + 2))
+            let direct = inMessage && off &+ 4 <= end
+            let code = try direct ? u16(msg.baseAddress!, off) : Wire.getU16(msg, off)
+            let len = Int(try direct ? u16(msg.baseAddress!, off &+ 2) : Wire.getU16(msg, off + 2))
             let data = off + 4
             guard data + len <= end else { throw .badOption(off) }
             switch code {
@@ -238,9 +242,13 @@ public struct ParsedQuery: Sendable {
     /// ceil(source/8) bytes with no bits set past the prefix. Anything else is FORMERR.
     static func parseClientSubnet(_ msg: UnsafeRawBufferPointer, at off: Int, length: Int) throws(DNSWireError) -> ClientSubnet {
         guard length >= 4 else { throw .badOption(off) }
-        let family = try Wire.getU16(msg, off)
-        let source = Int(msg[off + 2])
-        let scope = msg[off + 3]
+        // Callers pass an option inside the message (`parseOptions` checked it): its bytes
+        // are read without bounds checks.
+        guard off >= 0, off + length <= msg.count, let base = msg.baseAddress else { throw .badOption(off) }
+        let p = base + off
+        let family = u16(p, 0)
+        let source = Int(p.load(fromByteOffset: 2, as: UInt8.self))
+        let scope = p.load(fromByteOffset: 3, as: UInt8.self)
         let maxBits: Int
         switch family {
         case 1: maxBits = 32
@@ -252,8 +260,8 @@ public struct ParsedQuery: Sendable {
         guard length - 4 == addrLen else { throw .badOption(off) }
         var hi: UInt64 = 0, lo: UInt64 = 0
         for i in 0..<addrLen {
-            let b = msg[off + 4 + i]
-            if i < 8 { hi |= UInt64(b) << (56 - 8 * UInt64(i)) } else { lo |= UInt64(b) << (56 - 8 * UInt64(i - 8)) }
+            let b = UInt64(p.load(fromByteOffset: 4 &+ i, as: UInt8.self))
+            if i < 8 { hi |= b << (56 &- 8 &* UInt64(i)) } else { lo |= b << (56 &- 8 &* UInt64(i &- 8)) }
         }
         let addr = IPAddress(family: family == 1 ? .v4 : .v6, hi: hi, lo: lo)
         guard addr.masked(to: source) == addr else { throw .badOption(off) }

@@ -5,39 +5,39 @@
 ///     RRType(rawValue: 65534).description // "TYPE65534" (RFC 3597 5)
 public struct RRType: RawRepresentable, Hashable, Sendable, Comparable, CustomStringConvertible {
     public var rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
-    public init(_ v: UInt16) { self.rawValue = v }
+    @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
+    @inlinable public init(_ v: UInt16) { self.rawValue = v }
 
-    public static let a = RRType(1)
-    public static let ns = RRType(2)
-    public static let cname = RRType(5)
-    public static let soa = RRType(6)
-    public static let ptr = RRType(12)
-    public static let hinfo = RRType(13)
-    public static let mx = RRType(15)
-    public static let txt = RRType(16)
-    public static let aaaa = RRType(28)
-    public static let srv = RRType(33)
-    public static let naptr = RRType(35)
-    public static let dname = RRType(39)
-    public static let opt = RRType(41)
-    public static let ds = RRType(43)
-    public static let sshfp = RRType(44)
-    public static let rrsig = RRType(46)
-    public static let nsec = RRType(47)
-    public static let dnskey = RRType(48)
-    public static let tlsa = RRType(52)
-    public static let cds = RRType(59)
-    public static let cdnskey = RRType(60)
-    public static let svcb = RRType(64)
-    public static let https = RRType(65)
-    public static let spf = RRType(99)
+    @inlinable public static var a: RRType { RRType(rawValue: 1) }
+    @inlinable public static var ns: RRType { RRType(rawValue: 2) }
+    @inlinable public static var cname: RRType { RRType(rawValue: 5) }
+    @inlinable public static var soa: RRType { RRType(rawValue: 6) }
+    @inlinable public static var ptr: RRType { RRType(rawValue: 12) }
+    @inlinable public static var hinfo: RRType { RRType(rawValue: 13) }
+    @inlinable public static var mx: RRType { RRType(rawValue: 15) }
+    @inlinable public static var txt: RRType { RRType(rawValue: 16) }
+    @inlinable public static var aaaa: RRType { RRType(rawValue: 28) }
+    @inlinable public static var srv: RRType { RRType(rawValue: 33) }
+    @inlinable public static var naptr: RRType { RRType(rawValue: 35) }
+    @inlinable public static var dname: RRType { RRType(rawValue: 39) }
+    @inlinable public static var opt: RRType { RRType(rawValue: 41) }
+    @inlinable public static var ds: RRType { RRType(rawValue: 43) }
+    @inlinable public static var sshfp: RRType { RRType(rawValue: 44) }
+    @inlinable public static var rrsig: RRType { RRType(rawValue: 46) }
+    @inlinable public static var nsec: RRType { RRType(rawValue: 47) }
+    @inlinable public static var dnskey: RRType { RRType(rawValue: 48) }
+    @inlinable public static var tlsa: RRType { RRType(rawValue: 52) }
+    @inlinable public static var cds: RRType { RRType(rawValue: 59) }
+    @inlinable public static var cdnskey: RRType { RRType(rawValue: 60) }
+    @inlinable public static var svcb: RRType { RRType(rawValue: 64) }
+    @inlinable public static var https: RRType { RRType(rawValue: 65) }
+    @inlinable public static var spf: RRType { RRType(rawValue: 99) }
     /// The pseudo-type of compact denial (RFC 9824): in an NSEC bitmap, the name does not exist.
-    public static let nxname = RRType(128)
-    public static let ixfr = RRType(251)
-    public static let axfr = RRType(252)
-    public static let any = RRType(255)
-    public static let caa = RRType(257)
+    @inlinable public static var nxname: RRType { RRType(rawValue: 128) }
+    @inlinable public static var ixfr: RRType { RRType(rawValue: 251) }
+    @inlinable public static var axfr: RRType { RRType(rawValue: 252) }
+    @inlinable public static var any: RRType { RRType(rawValue: 255) }
+    @inlinable public static var caa: RRType { RRType(rawValue: 257) }
 
     static let names: [(RRType, String)] = [
         (.a, "A"), (.ns, "NS"), (.cname, "CNAME"), (.soa, "SOA"), (.ptr, "PTR"), (.hinfo, "HINFO"),
@@ -62,17 +62,18 @@ public struct RRType: RawRepresentable, Hashable, Sendable, Comparable, CustomSt
     /// Meta and question-only types (RFC 6895 3.1) that never appear in a zone.
     public var isMeta: Bool { rawValue == 41 || (rawValue >= 128 && rawValue <= 255) }
 
-    public static func < (a: RRType, b: RRType) -> Bool { a.rawValue < b.rawValue }
+    @inlinable public static func < (a: RRType, b: RRType) -> Bool { a.rawValue < b.rawValue }
+    @inlinable public static func == (a: RRType, b: RRType) -> Bool { a.rawValue == b.rawValue }
 }
 
 /// A resource record class. Only IN is served; CH and ANY are recognised in questions.
 public struct RRClass: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
-    public static let `in` = RRClass(rawValue: 1)
-    public static let ch = RRClass(rawValue: 3)
-    public static let none = RRClass(rawValue: 254)
-    public static let any = RRClass(rawValue: 255)
+    @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
+    @inlinable public static var `in`: RRClass { RRClass(rawValue: 1) }
+    @inlinable public static var ch: RRClass { RRClass(rawValue: 3) }
+    @inlinable public static var none: RRClass { RRClass(rawValue: 254) }
+    @inlinable public static var any: RRClass { RRClass(rawValue: 255) }
     public var description: String {
         switch rawValue {
         case 1: return "IN"
@@ -86,15 +87,15 @@ public struct RRClass: RawRepresentable, Hashable, Sendable, CustomStringConvert
 /// Response codes, including the EDNS extended ones (RFC 6891 6.1.3, RFC 7873).
 public struct RCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
-    public static let noError = RCode(rawValue: 0)
-    public static let formErr = RCode(rawValue: 1)
-    public static let servFail = RCode(rawValue: 2)
-    public static let nxDomain = RCode(rawValue: 3)
-    public static let notImp = RCode(rawValue: 4)
-    public static let refused = RCode(rawValue: 5)
-    public static let badVers = RCode(rawValue: 16)
-    public static let badCookie = RCode(rawValue: 23)
+    @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
+    @inlinable public static var noError: RCode { RCode(rawValue: 0) }
+    @inlinable public static var formErr: RCode { RCode(rawValue: 1) }
+    @inlinable public static var servFail: RCode { RCode(rawValue: 2) }
+    @inlinable public static var nxDomain: RCode { RCode(rawValue: 3) }
+    @inlinable public static var notImp: RCode { RCode(rawValue: 4) }
+    @inlinable public static var refused: RCode { RCode(rawValue: 5) }
+    @inlinable public static var badVers: RCode { RCode(rawValue: 16) }
+    @inlinable public static var badCookie: RCode { RCode(rawValue: 23) }
     public var description: String {
         switch rawValue {
         case 0: return "NOERROR"
@@ -112,21 +113,21 @@ public struct RCode: RawRepresentable, Hashable, Sendable, CustomStringConvertib
 
 /// Header flag bits in the second 16-bit word (RFC 1035 4.1.1).
 public enum HeaderFlags {
-    public static let qr: UInt16 = 0x8000
-    public static let aa: UInt16 = 0x0400
-    public static let tc: UInt16 = 0x0200
-    public static let rd: UInt16 = 0x0100
-    public static let ra: UInt16 = 0x0080
-    public static let ad: UInt16 = 0x0020
-    public static let cd: UInt16 = 0x0010
-    public static func opcode(_ flags: UInt16) -> UInt8 { UInt8((flags >> 11) & 0xF) }
+    @inlinable public static var qr: UInt16 { 0x8000 }
+    @inlinable public static var aa: UInt16 { 0x0400 }
+    @inlinable public static var tc: UInt16 { 0x0200 }
+    @inlinable public static var rd: UInt16 { 0x0100 }
+    @inlinable public static var ra: UInt16 { 0x0080 }
+    @inlinable public static var ad: UInt16 { 0x0020 }
+    @inlinable public static var cd: UInt16 { 0x0010 }
+    @inlinable public static func opcode(_ flags: UInt16) -> UInt8 { UInt8((flags >> 11) & 0xF) }
 }
 
 /// EDNS option codes this server understands (IANA "DNS EDNS0 Option Codes").
 public enum EDNSOption {
-    public static let nsid: UInt16 = 3          // RFC 5001
-    public static let clientSubnet: UInt16 = 8  // RFC 7871
-    public static let cookie: UInt16 = 10       // RFC 7873
-    public static let tcpKeepalive: UInt16 = 11 // RFC 7828
-    public static let padding: UInt16 = 12      // RFC 7830
+    @inlinable public static var nsid: UInt16 { 3 }          // RFC 5001
+    @inlinable public static var clientSubnet: UInt16 { 8 }  // RFC 7871
+    @inlinable public static var cookie: UInt16 { 10 }       // RFC 7873
+    @inlinable public static var tcpKeepalive: UInt16 { 11 } // RFC 7828
+    @inlinable public static var padding: UInt16 { 12 }      // RFC 7830
 }

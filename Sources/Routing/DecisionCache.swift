@@ -22,6 +22,12 @@ import DNSWire
 ///   clients from ever new networks still hits. The scope is the client's own, from the same
 ///   lookup (`scope(_:)`), and a decision is only kept when its evaluation gave that scope
 ///   (not when the root was below its `min_healthy` and never looked at the client).
+/// - Admission: a decision keyed by the client's network (not scope 0, not keyed by a
+///   compiled lookup) is kept only on the second miss from the same /24 or /56 for that
+///   name and type (`admitOnSecondSighting`): a stream of ever new client networks (a
+///   failover over geo, a hashed name, seen from a realistic spread of resolvers) then
+///   neither pays for storing decisions no later query reads nor evicts the ones that are
+///   reused. A one-word fingerprint per slot remembers the first miss.
 /// Storage is allocated up front: every slot reserves room for the largest answer the
 /// router's policies can give (`Router.maxAddresses`, set by the answers configured, not by
 /// the endpoint count), up to `maxSlotAddresses`; hits and stores copy addresses without
@@ -89,9 +95,15 @@ public final class DecisionCache {
     private static let keyedScope: UInt8 = 0xFF
     /// The ECS scope of the last `lookup` or `store` of a keyed name, for that client.
     @exclusivity(unchecked) private var keyedClientScope: UInt8 = 0
+    /// Per slot, a fingerprint of the last (name, type, client /24 or /56) that missed there
+    /// without being kept (0: none): the admission filter's memory of a first sighting.
+    private let sightings: UnsafeMutablePointer<UInt32>
+    /// Whether per-network decisions wait for a second sighting before they are kept.
+    public let admitOnSecondSighting: Bool
 
-    /// `slots` is rounded up to a power of two.
-    public init(router: Router, slots: Int = 8192) {
+    /// `slots` is rounded up to a power of two. `admitOnSecondSighting`: see the rules above
+    /// (off keeps every storable decision on its first miss).
+    public init(router: Router, slots: Int = 8192, admitOnSecondSighting: Bool = true) {
         var n = 1
         while n < max(slots, 4) { n <<= 1 }
         mask = n - 1
@@ -103,15 +115,36 @@ public final class DecisionCache {
         payloads = .allocate(byteCount: payloadCapacity * n, alignment: 8)
         keys = .allocate(capacity: n)
         keys.initialize(repeating: Key(), count: n)
+        sightings = .allocate(capacity: n)
+        sightings.initialize(repeating: 0, count: n)
+        self.admitOnSecondSighting = admitOnSecondSighting
         self.router = router
         routerID = ObjectIdentifier(router)
     }
 
-    deinit { payloads.deallocate(); keys.deallocate(); addresses.deallocate() }
+    deinit { payloads.deallocate(); keys.deallocate(); addresses.deallocate(); sightings.deallocate() }
+
+    @inline(__always) private func slotHash(_ name: Int, _ family: UInt8, _ net: IPAddress, _ bucket: Int) -> UInt64 {
+        mix64(UInt64(name) << 8 ^ UInt64(family) ^ mix64(net.hi ^ UInt64(bucket)) ^ mix64(net.lo))
+    }
 
     @inline(__always) private func slot(_ name: Int, _ family: UInt8, _ net: IPAddress, _ bucket: Int) -> Int {
-        let h = mix64(UInt64(name) << 8 ^ UInt64(family) ^ mix64(net.hi ^ UInt64(bucket)) ^ mix64(net.lo))
-        return Int(truncatingIfNeeded: h) & mask
+        Int(truncatingIfNeeded: slotHash(name, family, net, bucket)) & mask
+    }
+
+    /// The admission filter (see the rules above) for a per-network decision whose bucket
+    /// hashes to `h`: false on a first sighting, which it remembers; true on the second.
+    @inline(__always) private func admit(_ h: UInt64) -> Bool {
+        guard admitOnSecondSighting else { return true }
+        let i = Int(truncatingIfNeeded: h) & mask
+        // The hash's high half, which the slot index does not use; never 0 (the empty mark).
+        let fingerprint = UInt32(truncatingIfNeeded: h >> 32) | 1
+        if sightings[i] == fingerprint {
+            sightings[i] = 0
+            return true
+        }
+        sightings[i] = fingerprint
+        return false
     }
 
     /// Buckets for networks longer than scope 0: the client's /24 or /56, so neighbours whose
@@ -158,7 +191,7 @@ public final class DecisionCache {
     /// The slot holding a decision that applies to this client, or -1 (a miss).
     public func lookup(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot) -> Int {
         if routerID != ObjectIdentifier(router) || healthID != ObjectIdentifier(health) {
-            for i in 0...mask { keys[i].name = -1 }
+            for i in 0...mask { keys[i].name = -1; sightings[i] = 0 }
             scopeZero = 0
             self.router = router
             self.health = health
@@ -222,7 +255,7 @@ public final class DecisionCache {
 
     /// Evaluates the policy (after a miss) and keeps the decision when it may be reused.
     /// Returns the slot it went into, or -1 when it is not kept (random choices, ECS
-    /// source prefix 0, more addresses than a slot holds).
+    /// source prefix 0, more addresses than a slot holds, the first sighting of a network).
     public func store<R: RandomNumberGenerator>(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo,
                                                 health: HealthSnapshot, random: inout R, into result: inout RoutingResult) -> Int {
         storeDecision(router: router, nameIndex: nameIndex, qtype: qtype, client: client, health: health, random: &random, into: &result)
@@ -258,7 +291,10 @@ public final class DecisionCache {
             if scope == 0 {
                 s = slot(nameIndex, family, IPAddress(v4: 0), 0)
             } else {
-                s = place(slot(nameIndex, family, a.masked(to: bucketPrefix(a)), bucketPrefix(a)) & ~3) { matches($0, nameIndex, family, a) }
+                let bp = bucketPrefix(a)
+                let h = slotHash(nameIndex, family, a.masked(to: bp), bp)
+                guard admit(h) else { return -1 }
+                s = place(Int(truncatingIfNeeded: h) & mask & ~3) { matches($0, nameIndex, family, a) }
             }
             let net = a.masked(to: scope)
             key = Key(name: Int32(nameIndex), family: family, scope: UInt8(scope), v6: a.isV6, hi: net.hi, lo: net.lo)

@@ -270,7 +270,9 @@ public final class AuthoritativeResponder: QueryResponder {
     /// This worker's dnstap queue for the snapshot's sink (nil when logging is off), and the
     /// sink it belongs to; replaced in `adopt` when the sink changes.
     @exclusivity(unchecked) private var tapRing: DnstapRing?
-    @exclusivity(unchecked) private unowned(unsafe) var tap: DnstapRing?
+    /// `tapRing`, borrowed for the query path: `if let` on an `unowned(unsafe)` optional
+    /// retained and released it (nil included, two calls) on every query.
+    @exclusivity(unchecked) private var tap: Unmanaged<DnstapRing>?
     @exclusivity(unchecked) private weak var tapSink: DnstapSink?
 
     public init(store: SnapshotStore, metrics: QueryMetrics = QueryMetrics()) {
@@ -295,7 +297,7 @@ public final class AuthoritativeResponder: QueryResponder {
             tapSink = s.dnstap
             tapRing = s.dnstap?.makeRing()
         }
-        tap = tapRing
+        tap = tapRing.map { Unmanaged.passUnretained($0) }
         store.retired.retire(&previous)
     }
 
@@ -330,7 +332,7 @@ public final class AuthoritativeResponder: QueryResponder {
         // and a copy into this worker's ring (no lock, no allocation, no wait).
         var received = timespec()
         var logged = false
-        if let t = tap { logged = t.sampleNext(now: now) }
+        if let t = tap { logged = t._withUnsafeGuaranteedRef { $0.sampleNext(now: now) } }
         if logged { clock_gettime(CLOCK_REALTIME, &received) }
         let a = answerer.respond(query: query, client: client, tcp: transport == .tcp, zones: s.zones,
                                  options: s.options, health: s.health, out: response, now: now)
@@ -344,7 +346,7 @@ public final class AuthoritativeResponder: QueryResponder {
             sent = rrl.apply(a, response: response, client: client, now: now)
         }
         counters.count(a, sent: sent, tcp: transport == .tcp)
-        if logged, let tap {
+        if logged, let tap = tap?.takeUnretainedValue() {
             var done = timespec()
             clock_gettime(CLOCK_REALTIME, &done)
             var h = DnstapRecordHeader()

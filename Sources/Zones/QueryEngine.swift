@@ -264,7 +264,11 @@ public final class QueryEngine {
         scope = max(scope, answer.scope)
         do {
             if answer.records == 0 {
-                try negative(zones.zones[zoneIndex])
+                // Borrowed, as in `run` (a typed result: the closure's rethrows would box the error).
+                let r: Result<Void, DNSWireError> = zones.zoneRefs[zoneIndex]._withUnsafeGuaranteedRef { zone in
+                    Result { () throws(DNSWireError) in try negative(zone) }
+                }
+                try r.get()
                 return .done
             }
             an += answer.records
@@ -496,103 +500,119 @@ public final class QueryEngine {
         // Most queries ask for an RRset that exists at a static name: copy its answer,
         // encoded at load time, when it fits (else the algorithm below truncates properly).
         // Otherwise a name found exactly starts the algorithm at its node, without the walk.
-        if let pre = zones.prebuilt {
-            unowned(unsafe) let zone = zones.zones[zoneIndex]
-            let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength]))
-            // Not a name of the zone: the walk below need not probe for it again.
-            if idx < 0 { known = QueryEngine.absent }
-            if idx >= 0 && pre.holds(zone: zoneIndex, node: idx) {
-                if let e = pre.entry(zone: zoneIndex, node: idx, type: pq.qtype.rawValue),
-                   writer.position + Int(e.length) <= writer.limit {
-                    try? writer.writeBytes(pre.block(e))
-                    an = Int(e.an); ns = Int(e.ns); ar = Int(e.ar)
-                    aa = true
-                    return .done
-                }
-                known = idx
+        // The zone and the answers are borrowed from `zones` (no retain and release per query).
+        if let preRef = zones.prebuiltRef {
+            let answered = preRef._withUnsafeGuaranteedRef { pre in
+                zones.zoneRefs[firstZone]._withUnsafeGuaranteedRef { zone in prebuiltAnswer(pre, zone) }
             }
+            if answered { return .done }
         }
         aa = true
         return run(zones: zones, options: options)
     }
 
+    /// The prebuilt answer for the question's name and type (`start`), written when it fits:
+    /// true when the response is complete. Otherwise notes in `known` what the probe found.
+    @inline(__always)
+    private func prebuiltAnswer(_ pre: PrebuiltAnswers, _ zone: Zone) -> Bool {
+        let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength]))
+        // Not a name of the zone: the walk below need not probe for it again.
+        if idx < 0 { known = QueryEngine.absent; return false }
+        guard pre.holds(zone: zoneIndex, node: idx) else { return false }
+        if let e = pre.entry(zone: zoneIndex, node: idx, type: pq.qtype.rawValue),
+           writer.position + Int(e.length) <= writer.limit {
+            try? writer.writeBytes(pre.block(e))
+            an = Int(e.an); ns = Int(e.ns); ar = Int(e.ar)
+            aa = true
+            return true
+        }
+        known = idx
+        return false
+    }
+
     /// RFC 1034 4.3.2 from the name in `name` (zone `zoneIndex`), following CNAMEs, until the
     /// answer is complete or a GSLB name needs the caller.
     private func run(zones: ZoneSet, options: EngineOptions) -> EngineStep {
+        while true {
+            // Borrowed: `zones` holds every zone for the whole query (no retain per step).
+            let next = zones.zoneRefs[zoneIndex]._withUnsafeGuaranteedRef { zone in step(zone, zones: zones, options: options) }
+            if let next { return next }
+        }
+    }
+
+    /// One name of `run` in `zone`: the finished answer, a GSLB stop, or nil when a CNAME
+    /// led to the next name (now in `name`, `zoneIndex`, `originOffset`).
+    @inline(__always)
+    private func step(_ zone: Zone, zones: ZoneSet, options: EngineOptions) -> EngineStep? {
         let qtype = pq.qtype
         let nameView = UnsafeRawBufferPointer(name)
         do {
-            while true {
-                // Borrowed: `zones` holds every zone for the whole query (no retain per step).
-                unowned(unsafe) let zone = zones.zones[zoneIndex]
-                var nodeIndex: Int
-                let walked: Walk
-                if known >= 0 {
-                    walked = .found(known)
-                } else {
-                    walked = walk(zone, originOffset: originOffset, qtype: qtype, absent: known == QueryEngine.absent)
-                }
-                known = -1
-                switch walked {
-                case .delegation(let d):
-                    if chain == 0 { aa = false }
-                    try referral(zone, d)
-                    return .done
-                case .found(let n):
-                    nodeIndex = n
-                case .notFound(let ceOffset):
-                    // RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`.
-                    let ceLen = nameLength - ceOffset
-                    scratch[0] = 1
-                    scratch[1] = UInt8(ascii: "*")
-                    UnsafeMutableRawBufferPointer(rebasing: scratch[2..<(2 + ceLen)])
-                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: nameView[ceOffset..<nameLength]))
-                    let w = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: scratch[0..<(2 + ceLen)]))
-                    if w < 0 {
-                        rcode = .nxDomain
-                        try negative(zone)
-                        return .done
-                    }
-                    nodeIndex = w
-                }
-                // A GSLB name needs only its index and types: read them in place rather than
-                // copying the node out of the array (which retains its name and RRsets). The
-                // policy answers the types it owns; the node's RRsets answer the others.
-                let dynamicIndex = zone.nodes[nodeIndex].dynamicIndex
-                if dynamicIndex >= 0 {
-                    if let asked = dynamicQuestionType(zone, nodeIndex, qtype) {
-                        gslbMark = writer.mark()
-                        return .gslb(GSLBQuestion(index: dynamicIndex, qtype: asked, ownerOffset: owner, client: client))
-                    }
-                }
-                let node = zone.nodes[nodeIndex]
-                // ANY matches the CNAME itself, so it is not followed (RFC 1034 4.3.2 step 3a).
-                if qtype != .cname, qtype != .any, let cname = node.rrset(.cname) {
-                    guard try writeSet(cname, owner: owner, section: .answer) else { return .done }
-                    // The target name is the rdata of the record just written.
-                    let target = writer.lastRDataStart
-                    guard let next = followCNAME(at: target, zones: zones, options: options) else { return .done }
-                    owner = target
-                    zoneIndex = next.zone
-                    originOffset = next.originOffset
-                    continue
-                }
-                if qtype == .any {
-                    // RFC 8482 4.1: answer one RRset rather than the whole node.
-                    if let first = node.rrsets.min(by: { $0.type < $1.type }) {
-                        // Minimal, as RFC 8482 intends: no additional-section processing.
-                        _ = try writeSet(first, owner: owner, section: .answer)
-                    } else {
-                        try negative(zone)
-                    }
+            var nodeIndex: Int
+            let walked: Walk
+            if known >= 0 {
+                walked = .found(known)
+            } else {
+                walked = walk(zone, originOffset: originOffset, qtype: qtype, absent: known == QueryEngine.absent)
+            }
+            known = -1
+            switch walked {
+            case .delegation(let d):
+                if chain == 0 { aa = false }
+                try referral(zone, d)
+                return .done
+            case .found(let n):
+                nodeIndex = n
+            case .notFound(let ceOffset):
+                // RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`.
+                let ceLen = nameLength - ceOffset
+                scratch[0] = 1
+                scratch[1] = UInt8(ascii: "*")
+                UnsafeMutableRawBufferPointer(rebasing: scratch[2..<(2 + ceLen)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: nameView[ceOffset..<nameLength]))
+                let w = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: scratch[0..<(2 + ceLen)]))
+                if w < 0 {
+                    rcode = .nxDomain
+                    try negative(zone)
                     return .done
                 }
-                if let set = node.rrset(qtype) {
-                    if try writeSet(set, owner: owner, section: .answer) { try additional(zones, answeringZone: zoneIndex) }
+                nodeIndex = w
+            }
+            // A GSLB name needs only its index and types: read them in place rather than
+            // copying the node out of the array (which retains its name and RRsets). The
+            // policy answers the types it owns; the node's RRsets answer the others.
+            let dynamicIndex = zone.nodes[nodeIndex].dynamicIndex
+            if dynamicIndex >= 0 {
+                if let asked = dynamicQuestionType(zone, nodeIndex, qtype) {
+                    gslbMark = writer.mark()
+                    return .gslb(GSLBQuestion(index: dynamicIndex, qtype: asked, ownerOffset: owner, client: client))
+                }
+            }
+            // The node's RRsets are read in place too (no copy of its name).
+            // ANY matches the CNAME itself, so it is not followed (RFC 1034 4.3.2 step 3a).
+            if qtype != .cname, qtype != .any, let cname = zone.nodes[nodeIndex].rrset(.cname) {
+                guard try writeSet(cname, owner: owner, section: .answer) else { return .done }
+                // The target name is the rdata of the record just written.
+                let target = writer.lastRDataStart
+                guard let next = followCNAME(at: target, zones: zones, options: options) else { return .done }
+                owner = target
+                zoneIndex = next.zone
+                originOffset = next.originOffset
+                return nil
+            }
+            if qtype == .any {
+                // RFC 8482 4.1: answer one RRset rather than the whole node.
+                if let first = zone.nodes[nodeIndex].rrsets.min(by: { $0.type < $1.type }) {
+                    // Minimal, as RFC 8482 intends: no additional-section processing.
+                    _ = try writeSet(first, owner: owner, section: .answer)
                 } else {
                     try negative(zone)
                 }
                 return .done
+            }
+            if let set = zone.nodes[nodeIndex].rrset(qtype) {
+                if try writeSet(set, owner: owner, section: .answer) { try additional(zones, answeringZone: zoneIndex) }
+            } else {
+                try negative(zone)
             }
         } catch {
             tc = true

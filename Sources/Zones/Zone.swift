@@ -277,6 +277,10 @@ public final class ZoneSet: Sendable {
     /// Positive answers encoded at load time, the query path's fast path; nil while they are
     /// being built (the builder asks a `ZoneSet` without them).
     public let prebuilt: PrebuiltAnswers?
+    /// Unretained views of `zones` and `prebuilt` (which this set owns) for the query path:
+    /// reading an element of `zones`, or `prebuilt`, retains and releases it on every query.
+    public let zoneRefs: [Unmanaged<Zone>]
+    public let prebuiltRef: Unmanaged<PrebuiltAnswers>?
 
     public convenience init(zones: [Zone]) {
         self.init(zones: zones, prebuilt: PrebuiltAnswers(zones: ZoneSet(zones: zones, prebuilt: nil)))
@@ -288,6 +292,8 @@ public final class ZoneSet: Sendable {
         for (i, z) in zones.enumerated() { t.insert(lowercaseWire: z.origin.lowercased().wire, value: Int32(i)) }
         self.table = t
         self.prebuilt = prebuilt
+        zoneRefs = zones.map { Unmanaged.passUnretained($0) }
+        prebuiltRef = prebuilt.map { Unmanaged.passUnretained($0) }
     }
 
     /// The most specific zone containing the lowercase wire name in `name`, and the offset in

@@ -37,7 +37,9 @@ func cacheAgreesWithDirectResolve(_ policy: String) throws {
         var states = Array(repeating: HealthState.up, count: r.model.endpoints.count)
         for d in downSet { states[r.model.endpointIndex(named: d)!] = .down }
         let health = HealthSnapshot(states: states)
-        for round in 0..<3 {
+        // Five rounds: a per-network decision is kept on its second miss (admission), so
+        // from the third round on every client hits.
+        for round in 0..<5 {
             for c in clients {
                 let client = ClientInfo(source: IPAddress(c)!, subnet: nil)
                 expectCacheAgrees(r, cache, client, health, "\(c) round \(round)")
@@ -178,5 +180,56 @@ func keyedDecisionsHitAcrossNetworks(_ policy: String, keyed: Bool) throws {
         } else {
             #expect(hits < misses, "\(hits) hits, \(misses) misses, down \(downSet)")
         }
+    }
+}
+
+/// The admission filter: a decision keyed by the client's network is kept only when the
+/// same /24 (or /56) misses a second time, every answer meanwhile is the direct one, and a
+/// stream of networks seen once neither takes slots nor evicts a decision in use. Without
+/// the filter the first miss keeps it (and the stream evicts it).
+@Test func perNetworkDecisionsAreKeptOnTheSecondSighting() throws {
+    let r = try makeRouter("{ failover: [ams, { geo: { EU: iad, default: sin } }] }", geo: cityGeo)
+    // ams down: the failover falls to the geo node, so the decision depends on the client's
+    // network (with ams up it is one decision for everyone, scope 0, kept at once).
+    var states = Array(repeating: HealthState.up, count: r.model.endpoints.count)
+    for d in ["ams-1", "ams-2"] { states[r.model.endpointIndex(named: d)!] = .down }
+    let health = HealthSnapshot(states: states)
+    var rng = RoutingRandom(seed: 1)
+    func subnetClient(_ net: String) throws -> ClientInfo {
+        let p = try #require(IPPrefix(net))
+        let subnet = ClientSubnet(family: p.address.isV4 ? 1 : 2, sourcePrefix: UInt8(p.length), scopePrefix: 0, address: p.address)
+        return ClientInfo(source: IPAddress("198.51.100.53")!, subnet: subnet)
+    }
+    let hot = try subnetClient("81.2.69.0/24")
+    for admission in [true, false] {
+        let cache = DecisionCache(router: r, slots: 64, admitOnSecondSighting: admission)
+        var result = r.makeResult()
+        // Sightings: lookup misses, then the store keeps the decision (or not).
+        var kept: [Bool] = []
+        for round in 0..<3 {
+            var slot = cache.lookup(router: r, nameIndex: 0, qtype: .a, client: hot, health: health)
+            if slot < 0 {
+                slot = cache.store(router: r, nameIndex: 0, qtype: .a, client: hot, health: health, random: &rng, into: &result)
+                kept.append(slot >= 0)
+            } else {
+                cache.load(slot, into: &result)
+                kept.append(true)
+            }
+            var direct = r.makeResult()
+            r.resolve(nameIndex: 0, qtype: .a, client: hot, health: health, random: &rng, into: &direct)
+            #expect(result.addresses == direct.addresses && result.scopePrefix == direct.scopePrefix && direct.scopePrefix > 0,
+                    "round \(round)")
+        }
+        #expect(kept == (admission ? [false, true, true] : [true, true, true]), "admission \(admission)")
+        #expect(cache.hits == (admission ? 1 : 2))
+        // 2,000 networks seen once each (64 slots): with the filter none is kept, so the hot
+        // network's decision stays; without it they take every slot in turn.
+        for i in 0..<2_000 {
+            let c = try subnetClient("\(1 + i % 200).\((i * 37) % 256).\((i * 101) % 256).0/24")
+            expectCacheAgrees(r, cache, c, health, "one-time network \(i)")
+        }
+        let hitsBefore = cache.hits
+        #expect(cache.lookup(router: r, nameIndex: 0, qtype: .a, client: hot, health: health) >= 0 || !admission)
+        if admission { #expect(cache.hits == hitsBefore + 1) }
     }
 }

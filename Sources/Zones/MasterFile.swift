@@ -288,8 +288,16 @@ struct ParseRun {
         return t
     }()
 
+    static let packedA = packedUpper(ArraySlice("A".utf8))!
+    static let packedAAAA = packedUpper(ArraySlice("AAAA".utf8))!
+
     static func rrType(_ b: ArraySlice<UInt8>) -> RRType? {
-        if let p = packedUpper(b), let t = typeTable[p] { return t }
+        if let p = packedUpper(b) {
+            // The types of most records, before the table's hash.
+            if p == packedA { return .a }
+            if p == packedAAAA { return .aaaa }
+            if let t = typeTable[p] { return t }
+        }
         return RRType(mnemonic: String(decoding: b, as: UTF8.self))
     }
 

@@ -36,6 +36,8 @@ public struct RecordBatch: Sendable {
     private(set) var rdataBytes: [UInt8] = []
     /// The file of records `start...` up to the next run.
     private var fileRuns: [(start: Int, file: String)] = []
+    /// The file of the last run (compared per record without copying the run out).
+    private var lastFile: String?
 
     static let noLine = UInt32.max
 
@@ -79,9 +81,9 @@ public struct RecordBatch: Sendable {
     }
 
     private mutating func noteFile(_ file: String?) {
-        guard let file else { return }
-        if let last = fileRuns.last, last.file == file { return }
+        guard let file, file != lastFile else { return }
         fileRuns.append((fixed.count, file))
+        lastFile = file
     }
 
     public mutating func append(_ r: ResourceRecord) {

@@ -276,3 +276,9 @@ func contentChecks(_ file: String, _ expected: [String]) throws {
     #expect(batch.indices.map { batch.name($0).description } == ["www.example.com.", "www.example.com.", "www.example.com.",
                                                                  "mail.example.com.", "www.example.com."])
 }
+
+/// The token loop skips bytes with one bit test: exactly the bytes it handles stop it.
+@Test func tokenLoopStopsAtExactlyTheBytesItHandles() {
+    let handled: Set<UInt8> = [10, 13, 9, 32, UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: ";"), UInt8(ascii: "("), UInt8(ascii: ")")]
+    for c in 0...255 { #expect(ZoneLexer.mayEndToken(UInt8(c)) == handled.contains(UInt8(c)), "byte \(c)") }
+}

@@ -76,8 +76,11 @@ public enum Runtime {
     /// `reuse` (the server's, across reloads) lets unchanged zones be taken as built before.
     /// `health`: the health when the load runs (a reload's), which GSLB names in the `healthy`
     /// transfer view are written with; nil (the first load) writes them with every endpoint up.
+    /// `beforeZones`, when given, is called once the configuration is read (nil without
+    /// one) and before any zone file is; returning false ends the load there, with no
+    /// snapshot (`serve` binds its sockets at that point).
     public static func load(_ sources: ConfigSources, generation: UInt64, reuse: ZoneReuse? = nil,
-                            health: HealthSnapshot? = nil) -> LoadOutcome {
+                            health: HealthSnapshot? = nil, beforeZones: ((ConfigModel?) -> Bool)? = nil) -> LoadOutcome {
         var out = LoadOutcome()
         var zoneSources: [ZoneLoader.Source] = []
         var options = EngineOptions()
@@ -122,6 +125,7 @@ public enum Runtime {
             out.listen = m.server.listen
             out.workers = m.server.workers > 0 ? m.server.workers : nil
         }
+        if let beforeZones, !beforeZones(model) { return out }
         let keys = signingKeys(model: model, zonesDirectory: sources.configPath == nil ? sources.zonesDirectory : nil)
         out.errors += keys.errors
         var signed: [DNSName: ZoneSigning] = [:]
@@ -434,36 +438,56 @@ public enum Runtime {
         let log = Logger(label: "meridian")
         let started = Date()
         let zoneReuse = ZoneReuse()
-        let first = load(sources, generation: 0, reuse: zoneReuse)
+        let metrics = QueryMetrics()
+        // The workers take the store once they start, after the first publish.
+        let storeSlot = Mutex<SnapshotStore?>(nil)
+        // The DNS sockets are bound as soon as the configuration says where (before the
+        // zones load, which can take seconds): a query that arrives meanwhile waits in the
+        // socket's queue and is answered when the workers start, instead of being refused
+        // by the kernel, and a port already in use stops the start before the zones load.
+        var server: DNSServer?
+        var addresses: [ListenAddress] = []
+        var startProblem: (message: String, status: Int32)?
+        let first = load(sources, generation: 0, reuse: zoneReuse) { model in
+            // --listen wins over server.listen, which wins over every address on port 53.
+            let configured = model?.server.listen ?? []
+            let listenText = !listen.isEmpty ? listen : (!configured.isEmpty ? configured : ["0.0.0.0:53", "[::]:53"])
+            do { addresses = try listenText.map { try ListenAddress($0) } } catch {
+                startProblem = ("\(error)", 2)
+                return false
+            }
+            let configuredWorkers = model.map { $0.server.workers > 0 ? $0.server.workers : 0 } ?? 0
+            let s = DNSServer(listen: addresses, workers: workers ?? configuredWorkers,
+                              responderFactory: {
+                                  guard let store = storeSlot.withLock({ $0 }) else { preconditionFailure("workers started before the first publish") }
+                                  return AuthoritativeResponder(store: store, metrics: metrics)
+                              },
+                              logger: Logger(label: "meridian.server"))
+            // Root may be needed for port 53; privileges are dropped later, before any check runs.
+            do { try s.bind() } catch {
+                startProblem = ("cannot listen: \(error)", 1)
+                return false
+            }
+            server = s
+            return true
+        }
         // The load's transients (file bytes, parser batches, groupings) are freed by now.
         _ = cshim_malloc_trim()
-        guard let loaded = first.snapshot else {
+        if let (message, status) = startProblem {
+            log.critical("\(message)")
+            return status
+        }
+        guard let loaded = first.snapshot, let server else {
             for e in first.errors { log.error("\(e)") }
             log.critical("not starting: \(first.errors.count) error(s) in the configuration")
             return 1
         }
         for s in first.summaries { log.info("loaded \(s)") }
-        // --listen wins over server.listen, which wins over every address on port 53.
-        let listenText = !listen.isEmpty ? listen : (!first.listen.isEmpty ? first.listen : ["0.0.0.0:53", "[::]:53"])
-        let addresses: [ListenAddress]
-        do { addresses = try listenText.map { try ListenAddress($0) } } catch {
-            log.critical("\(error)")
-            return 2
-        }
         let publisher = Publisher(loaded)
         let store = publisher.store
-        let metrics = QueryMetrics()
-        let server = DNSServer(listen: addresses, workers: workers ?? first.workers ?? 0,
-                               responderFactory: { AuthoritativeResponder(store: store, metrics: metrics) },
-                               logger: Logger(label: "meridian.server"))
-        // Order: bind (root may be needed for port 53), drop privileges, then the first round
-        // of health checks (so no check ever runs as root when server.user is set), then answer.
-        do {
-            try server.bind()
-        } catch {
-            log.critical("cannot listen: \(error)")
-            return 1
-        }
+        storeSlot.withLock { $0 = store }
+        // Order: bind (above), drop privileges, then the first round of health checks (so no
+        // check ever runs as root when server.user is set), then answer.
         let reloads = ReloadStats()
         reloads.recordSuccess(at: Date().timeIntervalSince1970)
         let settings = loaded.model?.server

@@ -102,10 +102,9 @@ public struct MasterFileParser: Sendable {
 /// What one file's parse carries from entry to entry.
 struct FileState {
     var origin: DNSName
-    var lastOwner: DNSName? = nil
-    /// `lastOwner`'s entry in the batch's names.
+    /// The last owner's entry in the batch's names; -1 before the file's first owner.
     var lastOwnerIndex: Int32 = -1
-    /// The bytes `lastOwner` was parsed from: the next owner written the same way (most
+    /// The bytes the last owner was parsed from: the next owner written the same way (most
     /// zones write each owner on several lines) reuses it, and shares its storage.
     var lastOwnerToken: Range<Int>? = nil
     var defaultTTL: UInt32? = nil   // $TTL
@@ -289,8 +288,16 @@ struct ParseRun {
         return t
     }()
 
+    static let packedA = packedUpper(ArraySlice("A".utf8))!
+    static let packedAAAA = packedUpper(ArraySlice("AAAA".utf8))!
+
     static func rrType(_ b: ArraySlice<UInt8>) -> RRType? {
-        if let p = packedUpper(b), let t = typeTable[p] { return t }
+        if let p = packedUpper(b) {
+            // The types of most records, before the table's hash.
+            if p == packedA { return .a }
+            if p == packedAAAA { return .aaaa }
+            if let t = typeTable[p] { return t }
+        }
         return RRType(mnemonic: String(decoding: b, as: UTF8.self))
     }
 
@@ -305,30 +312,80 @@ struct ParseRun {
         return TextBytesZ.number(b.dropFirst(5)) == 1
     }
 
+    /// The wire form of a name written without escapes and other than `@` or `.` (labels
+    /// of 1 to 63 bytes split by dots, relative to `origin` unless it ends with a dot) in
+    /// `out` (256 bytes); returns its length, or nil for any other text or an invalid name,
+    /// which `DNSName(presentation:origin:)` then parses (or reports): both give the same
+    /// bytes for every name this accepts.
+    @inline(__always)
+    static func plainName(_ t: UnsafeBufferPointer<UInt8>, origin: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        let n = t.count
+        guard n > 1 || (n == 1 && t[0] != UInt8(ascii: "@") && t[0] != UInt8(ascii: ".")), n < 255 else { return nil }
+        var o = 1, labelStart = 0, labelLength = 0
+        for i in 0..<n {
+            let c = t[i]
+            if c == UInt8(ascii: "\\") { return nil }
+            if c == UInt8(ascii: ".") {
+                guard labelLength > 0 else { return nil }
+                out[labelStart] = UInt8(labelLength)
+                if i == n - 1 {
+                    guard o < 255 else { return nil }
+                    out[o] = 0
+                    return o + 1
+                }
+                labelStart = o
+                o += 1
+                labelLength = 0
+                continue
+            }
+            labelLength += 1
+            guard labelLength <= 63 else { return nil }
+            out[o] = c
+            o += 1
+        }
+        out[labelStart] = UInt8(labelLength)
+        guard o + origin.count <= 255 else { return nil }
+        UnsafeMutableRawBufferPointer(rebasing: out[o..<(o + origin.count)]).copyMemory(from: origin)
+        return o + origin.count
+    }
+
     mutating func record(_ e: ZoneEntry, file: String, state st: inout FileState) {
         let toks = e.tokens
         var k = 0
         // The owner is entered in the batch once per run of records written with it.
         let owner: Int32
         if e.blankOwner {
-            guard st.lastOwner != nil else {
+            guard st.lastOwnerIndex >= 0 else {
                 return fail(toks[0], file, "no owner name: the first record of a file must start in column 1")
             }
             owner = st.lastOwnerIndex
-        } else if st.lastOwner != nil, let r = st.lastOwnerToken, !toks[0].quoted,
+        } else if st.lastOwnerIndex >= 0, let r = st.lastOwnerToken, !toks[0].quoted,
                   b[r].elementsEqual(b[toks[0].start..<toks[0].end]) {
             owner = st.lastOwnerIndex
             k = 1
         } else {
-            let name: DNSName
-            do {
-                name = try DNSName(presentation: bytes(toks[0]), origin: st.origin)
-            } catch {
-                return fail(toks[0], file, "bad owner name \"\(text(toks[0]))\": \(error)")
+            // A plain owner (labels without escapes, the usual case) goes into the batch from
+            // a buffer on the stack; anything else, errors included, through `DNSName`.
+            let t = toks[0]
+            let added: Int32? = t.quoted ? nil : withUnsafeTemporaryAllocation(byteCount: 256, alignment: 1) { out in
+                let n = st.origin.wire.withUnsafeBytes { origin in
+                    b.withUnsafeBufferPointer { ParseRun.plainName(UnsafeBufferPointer(rebasing: $0[t.start..<t.end]), origin: origin, into: out) }
+                }
+                guard let n, records.fits(rdata: 0) else { return nil }
+                return records.addName(UnsafeRawBufferPointer(rebasing: out[0..<n]))
             }
-            guard records.fits(rdata: 0) else { return fail(toks[0], file, "zone too large: more than 4 GiB of owner names") }
-            owner = name.wire.withUnsafeBytes { records.addName($0) }
-            st.lastOwner = name
+            if let added {
+                owner = added
+            } else {
+                let name: DNSName
+                do {
+                    name = try DNSName(presentation: bytes(t), origin: st.origin)
+                } catch {
+                    return fail(t, file, "bad owner name \"\(text(t))\": \(error)")
+                }
+                guard records.fits(rdata: 0) else { return fail(t, file, "zone too large: more than 4 GiB of owner names") }
+                owner = name.wire.withUnsafeBytes { records.addName($0) }
+            }
             st.lastOwnerIndex = owner
             st.lastOwnerToken = toks[0].quoted ? nil : toks[0].start..<toks[0].end
             k = 1

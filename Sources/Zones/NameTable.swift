@@ -1,3 +1,4 @@
+import CShim
 import DNSWire
 
 /// An open-addressing hash table from lowercase wire names to node indices, probed with
@@ -24,13 +25,15 @@ struct NameTable: Sendable {
     /// table is probed with every suffix of the question, most of them longer than any origin).
     private var maxKeyLength = 0
 
-    init(capacity: Int) {
+    /// Room for `capacity` keys of `keyBytes` bytes in all without growing.
+    init(capacity: Int, keyBytes: Int = 0) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
         slots = Array(repeating: 0, count: size)
         starts = [0]
         starts.reserveCapacity(capacity + 1)
         bytes = []
+        bytes.reserveCapacity(keyBytes)
         values = []
         values.reserveCapacity(capacity)
         mask = size - 1
@@ -76,20 +79,14 @@ struct NameTable: Sendable {
         return h
     }
 
-    /// `hash` of the bytes ASCII-lowercased, without copying them.
-    @inline(__always) static func hash(lowercasing p: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf29ce484222325
-        for b in p { h = (h ^ UInt64(asciiLower(b))) &* 0x100000001b3 }
-        return h ^ (h >> 29)
+    /// Brings the slot a key with hash `h` probes first into the cache without waiting for
+    /// it: called some keys ahead of `findOrInsert`, so the miss on a table larger than the
+    /// caches overlaps the work on the keys before it instead of stalling on each new name.
+    @inline(__always) func prefetch(hash h: UInt64) {
+        slots.withUnsafeBufferPointer { p in
+            cshim_prefetch(p.baseAddress.map { $0 + (Int(truncatingIfNeeded: h) & mask) })
+        }
     }
-
-    /// The slot a key with hash `h` probes first. Reading it ahead of `findOrInsert` brings
-    /// its cache line in early; the caller folds the value into one it passes to `keep`, so
-    /// that the read is not optimized away.
-    @inline(__always) func firstSlot(hash h: UInt64) -> UInt64 { slots[Int(truncatingIfNeeded: h) & mask] }
-
-    /// Uses a value opaquely (see `firstSlot`).
-    @_optimize(none) static func keep(_ v: UInt64) {}
 
     mutating func insert(lowercaseWire key: [UInt8], value: Int32) {
         key.withUnsafeBytes { k in

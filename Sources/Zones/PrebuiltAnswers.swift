@@ -56,22 +56,23 @@ public final class PrebuiltAnswers: @unchecked Sendable {
     /// Builds the answers for every eligible node in `zones` (a set without prebuilt
     /// answers: the engine answers the types it must produce).
     public init(zones: ZoneSet) {
-        var nodeCount = 0, setCount = 0, simpleBytes = 0
+        // Room for every answer without a pass over the records to count them: at most one
+        // entry per RRset, so per record; a simple record's block is 12 bytes and its rdata,
+        // and every rdata is in its zone's one storage array (which the apex's list views:
+        // the apex holds the SOA). Capacity never written costs address space only; blocks
+        // the engine writes (NS, MX, SOA...) may still grow the array.
+        var nodeCount = 0, recordBound = 0, byteBound = 0
         let bases = RawArray<Int32>(capacity: zones.zones.count)
         for zone in zones.zones {
             bases.append(Int32(nodeCount))
             nodeCount += zone.nodes.count
-            for node in zone.nodes {
-                setCount += node.rrsets.count
-                for set in node.rrsets where !PrebuiltAnswers.needsEngine(set.type) {
-                    for r in set.rdatas { simpleBytes += 12 + r.count }
-                }
-            }
+            recordBound += zone.recordCount
+            byteBound += 12 * zone.recordCount + zone.nodes[zone.apexIndex].rrsets.storage.count
         }
         zoneBase = bases
         first = RawArray(capacity: nodeCount)
-        entries = RawArray(capacity: setCount)
-        bytes = RawArray(capacity: simpleBytes + 4096)
+        entries = RawArray(capacity: recordBound)
+        bytes = RawArray(capacity: byteBound + 4096)
         let engine = QueryEngine()
         let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 65535, alignment: 8)
         defer { out.deallocate() }

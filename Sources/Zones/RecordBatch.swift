@@ -2,7 +2,7 @@ import Diagnostics
 import DNSWire
 
 /// Records as the master-file parser writes them: owners and rdata in two growing byte
-/// buffers with offsets, type, TTL and place in flat arrays. A million-record zone is a
+/// buffers, and each record's owner entry, type, TTL, rdata end and place in one array. A million-record zone is a
 /// dozen allocations here instead of three per record (`ResourceRecord`'s name, rdata and
 /// location), and the zone build (`ZoneIndex`, `Zone`) reads the bytes in place.
 ///
@@ -13,21 +13,31 @@ import DNSWire
 ///     batch.append(ResourceRecord(name: n, type: .a, ttl: 60, rdata: [192, 0, 2, 1]))
 ///     batch[0].rdata   // [192, 0, 2, 1], a copy
 public struct RecordBatch: Sendable {
+    /// What a record has besides its bytes, in one array so that adding a record is one
+    /// append there (and one of its rdata) rather than one per field.
+    struct Fixed {
+        /// The owner's name entry.
+        var name: Int32
+        var ttl: UInt32
+        /// Where record i's rdata ends in `rdataBytes` (it starts where record i - 1's ends).
+        var rdataEnd: UInt32
+        /// Line and column of the record (`noLine`: no place, a synthesized record).
+        var line: UInt32
+        var column: UInt32
+        var type: RRType
+    }
+
     /// Owner names, wire form as written (case kept), back to back.
     private(set) var nameBytes: [UInt8] = []
     /// Name k is `nameBytes[nameStart(k)..<nameEnds[k]]`.
     private(set) var nameEnds: [UInt32] = []
     /// Per record.
-    private(set) var nameOf: [Int32] = []
-    private(set) var types: [RRType] = []
-    private(set) var ttls: [UInt32] = []
+    private(set) var fixed: [Fixed] = []
     private(set) var rdataBytes: [UInt8] = []
-    private(set) var rdataEnds: [UInt32] = []
-    /// Line and column of the record (`noLine`: no place, a synthesized record).
-    private(set) var lines: [UInt32] = []
-    private(set) var columns: [UInt32] = []
     /// The file of records `start...` up to the next run.
     private var fileRuns: [(start: Int, file: String)] = []
+    /// The file of the last run (compared per record without copying the run out).
+    private var lastFile: String?
 
     static let noLine = UInt32.max
 
@@ -42,14 +52,13 @@ public struct RecordBatch: Sendable {
         for r in records { append(r) }
     }
 
-    public var count: Int { types.count }
-    public var isEmpty: Bool { types.isEmpty }
+    public var count: Int { fixed.count }
+    public var isEmpty: Bool { fixed.isEmpty }
     public var indices: Range<Int> { 0..<count }
 
     mutating func reserve(records: Int, names: Int, bytes: Int = 0) {
         rdataBytes.reserveCapacity(bytes); nameBytes.reserveCapacity(bytes)
-        nameOf.reserveCapacity(records); types.reserveCapacity(records); ttls.reserveCapacity(records)
-        rdataEnds.reserveCapacity(records); lines.reserveCapacity(records); columns.reserveCapacity(records)
+        fixed.reserveCapacity(records)
         nameEnds.reserveCapacity(names)
     }
 
@@ -66,19 +75,15 @@ public struct RecordBatch: Sendable {
     /// Adds a record whose owner is name `name` (from `addName`) and whose rdata is `rdata`.
     mutating func append(name: Int32, type: RRType, ttl: UInt32, rdata: UnsafeRawBufferPointer, line: Int, column: Int, file: String?) {
         noteFile(file)
-        nameOf.append(name)
-        types.append(type)
-        ttls.append(ttl)
         rdataBytes.append(contentsOf: rdata)
-        rdataEnds.append(UInt32(truncatingIfNeeded: rdataBytes.count))
-        lines.append(file == nil ? RecordBatch.noLine : UInt32(clamping: line))
-        columns.append(UInt32(clamping: column))
+        fixed.append(Fixed(name: name, ttl: ttl, rdataEnd: UInt32(truncatingIfNeeded: rdataBytes.count),
+                           line: file == nil ? RecordBatch.noLine : UInt32(clamping: line), column: UInt32(clamping: column), type: type))
     }
 
     private mutating func noteFile(_ file: String?) {
-        guard let file else { return }
-        if let last = fileRuns.last, last.file == file { return }
-        fileRuns.append((types.count, file))
+        guard let file, file != lastFile else { return }
+        fileRuns.append((fixed.count, file))
+        lastFile = file
     }
 
     public mutating func append(_ r: ResourceRecord) {
@@ -95,20 +100,20 @@ public struct RecordBatch: Sendable {
 
     // MARK: Reading
 
-    @inline(__always) func nameIndex(_ i: Int) -> Int { Int(nameOf[i]) }
-    @inline(__always) func type(_ i: Int) -> RRType { types[i] }
-    @inline(__always) func ttl(_ i: Int) -> UInt32 { ttls[i] }
+    @inline(__always) func nameIndex(_ i: Int) -> Int { Int(fixed[i].name) }
+    @inline(__always) func type(_ i: Int) -> RRType { fixed[i].type }
+    @inline(__always) func ttl(_ i: Int) -> UInt32 { fixed[i].ttl }
 
     @inline(__always) private func nameRange(_ k: Int) -> Range<Int> { (k == 0 ? 0 : Int(nameEnds[k - 1]))..<Int(nameEnds[k]) }
-    @inline(__always) private func rdataRange(_ i: Int) -> Range<Int> { (i == 0 ? 0 : Int(rdataEnds[i - 1]))..<Int(rdataEnds[i]) }
+    @inline(__always) private func rdataRange(_ i: Int) -> Range<Int> { (i == 0 ? 0 : Int(fixed[i - 1].rdataEnd))..<Int(fixed[i].rdataEnd) }
 
     /// Bytes of record `i`'s owner name.
-    @inline(__always) func nameLength(_ i: Int) -> Int { nameRange(Int(nameOf[i])).count }
+    @inline(__always) func nameLength(_ i: Int) -> Int { nameRange(nameIndex(i)).count }
     @inline(__always) func rdataLength(_ i: Int) -> Int { rdataRange(i).count }
 
     /// Runs `body` over record `i`'s owner wire bytes, in place.
     @inline(__always) func withName<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        let r = nameRange(Int(nameOf[i]))
+        let r = nameRange(nameIndex(i))
         return nameBytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[r])) }
     }
 
@@ -119,7 +124,7 @@ public struct RecordBatch: Sendable {
     }
 
     /// Record `i`'s owner (a new name).
-    func name(_ i: Int) -> DNSName { DNSName(uncheckedWire: Array(nameBytes[nameRange(Int(nameOf[i]))])) }
+    func name(_ i: Int) -> DNSName { DNSName(uncheckedWire: Array(nameBytes[nameRange(nameIndex(i))])) }
 
     /// Record `i`'s rdata, copied.
     func rdata(_ i: Int) -> [UInt8] { Array(rdataBytes[rdataRange(i)]) }
@@ -134,19 +139,20 @@ public struct RecordBatch: Sendable {
 
     /// Where record `i` was written, or nil for a synthesized record.
     func location(_ i: Int) -> SourceLocation? {
-        guard lines[i] != RecordBatch.noLine else { return nil }
+        let f = fixed[i]
+        guard f.line != RecordBatch.noLine else { return nil }
         // The last run starting at or before i (runs are few: one per included file).
         var lo = 0, hi = fileRuns.count
         while hi - lo > 1 {
             let mid = (lo + hi) / 2
             if fileRuns[mid].start <= i { lo = mid } else { hi = mid }
         }
-        return SourceLocation(file: fileRuns.isEmpty ? "" : fileRuns[lo].file, line: Int(lines[i]), column: Int(columns[i]))
+        return SourceLocation(file: fileRuns.isEmpty ? "" : fileRuns[lo].file, line: Int(f.line), column: Int(f.column))
     }
 
     /// Record `i`, copied out.
     public subscript(i: Int) -> ResourceRecord {
-        ResourceRecord(name: name(i), type: types[i], rrclass: .in, ttl: ttls[i], rdata: rdata(i), location: location(i))
+        ResourceRecord(name: name(i), type: type(i), rrclass: .in, ttl: ttl(i), rdata: rdata(i), location: location(i))
     }
 
     /// Every record, copied out (for the few users that need them all as values).
@@ -156,7 +162,7 @@ public struct RecordBatch: Sendable {
     /// rdata keeps its length, so it is changed in place.
     mutating func setSOASerial(_ serial: UInt32, origin: DNSName) {
         let key = origin.lowercased().wire
-        for i in indices where types[i] == .soa {
+        for i in indices where type(i) == .soa {
             let same = withName(i) { w in w.count == key.count && zip(w, key).allSatisfy { asciiLower($0) == $1 } }
             guard same else { continue }
             let r = rdataRange(i)

@@ -212,8 +212,10 @@ public final class Zone: Sendable {
                 sets = RRSetList(storage: storage, start: id == 0 ? 0 : ownerEnd[id - 1], end: ownerEnd[id])
             }
             let isDelegation = id != apex && id < owners && index.ownerFlags[id] & ZoneIndex.hasNS != 0
-            nodes.append(ZoneNode(name: name, rrsets: sets, isDelegation: isDelegation, dynamicIndex: dyn[id]?.index ?? -1,
-                                  dynamicTypes: dyn[id]?.types ?? []))
+            // Most zones have no GSLB names: no dictionary lookup (a hash) per node then.
+            let binding = dyn.isEmpty ? nil : dyn[id]
+            nodes.append(ZoneNode(name: name, rrsets: sets, isDelegation: isDelegation, dynamicIndex: binding?.index ?? -1,
+                                  dynamicTypes: binding?.types ?? []))
         }
         guard let soa = nodes[apex].rrset(.soa), let soaRdata = soa.rdatas.first?.bytes else {
             throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1), "zone \(origin) has no SOA record at its apex")

@@ -99,7 +99,9 @@ struct ZoneIndex {
         let originKey = origin.wire.map(asciiLower)
         self.originKey = originKey
         let n = records.count
-        var table = NameTable(capacity: n / 2 + 16)
+        // The owners' bytes are at most the batch's names (fewer when an owner is written again
+        // later): reserved, so the key bytes are not copied as they grow.
+        var table = NameTable(capacity: n / 2 + 16, keyBytes: records.nameBytes.count)
         var ownerOf = [Int32](repeating: -1, count: n)
         var setOf = [Int32](repeating: -1, count: n)
         var ownerFirstRecord: [Int32] = [], ownerFlags: [UInt8] = [], ownerFirstSet: [Int32] = []
@@ -132,15 +134,23 @@ struct ZoneIndex {
                 IdTable.mix(UInt64(owner) << 16 | UInt64(type.rawValue))
             }
             // The table is larger than the caches, so each new name's first probe misses.
-            // The slot of the name `lookahead` records on is read early (its value folded
-            // into `probeSink`), so several misses are in flight at once instead of one.
+            // The slot of the name `lookahead` records on is prefetched (the same hash of
+            // the same lowercase bytes that `findOrInsert` probes with), so several misses
+            // are in flight at once and none stalls the loop.
             let lookahead = 16
             var aheadName = -1
-            var probeSink: UInt64 = 0
+            var ahead = [UInt8](repeating: 0, count: 256)
             for ri in 0..<rs.count {
                 if ri + lookahead < rs.count, rs.nameIndex(ri + lookahead) != aheadName {
                     aheadName = rs.nameIndex(ri + lookahead)
-                    probeSink &+= table.firstSlot(hash: rs.withName(ri + lookahead) { NameTable.hash(lowercasing: $0) })
+                    let h = ahead.withUnsafeMutableBytes { s in
+                        rs.withName(ri + lookahead) { w in
+                            let n = min(w.count, s.count)
+                            for k in 0..<n { s[k] = asciiLower(w[k]) }
+                            return NameTable.hash(UnsafeRawBufferPointer(rebasing: s[0..<n]))
+                        }
+                    }
+                    table.prefetch(hash: h)
                 }
                 // The parser enters an owner once for consecutive records written with it, so
                 // the same name entry means the same owner, found without hashing.
@@ -235,7 +245,6 @@ struct ZoneIndex {
                 default: ownerFlags[o] |= ZoneIndex.hasOther
                 }
             }
-            NameTable.keep(probeSink)
         }
         self.table = table
         self.ownerOf = ownerOf

@@ -41,6 +41,14 @@ struct ZoneLexer {
 
     @inline(__always) private static func isSpace(_ c: UInt8) -> Bool { c == 32 || c == 9 || c == 13 }
 
+    /// Whether `c` is a byte the token loop must look at (a line end, a backslash, a quote,
+    /// a space, `;`, `(` or `)`): one bit test instead of a comparison for each.
+    @inline(__always) static func mayEndToken(_ c: UInt8) -> Bool {
+        let low: UInt64 = 1 << 9 | 1 << 10 | 1 << 13 | 1 << 32 | 1 << 34 | 1 << 40 | 1 << 41 | 1 << 59
+        let high: UInt64 = 1 << (92 - 64)
+        return c < 64 ? (low >> UInt64(c)) & 1 != 0 : c < 128 && (high >> UInt64(c - 64)) & 1 != 0
+    }
+
     /// Reads the next non-empty entry into `entry` (its token array is reused), or returns
     /// false at the end of the input. Lexical errors are appended to `errors` and mark the
     /// entry as failed.
@@ -131,6 +139,8 @@ struct ZoneLexer {
                     var ok = true
                     while i < b.count {
                         let d = b[i]
+                        // Most bytes of a token are none of the ones handled below.
+                        if !ZoneLexer.mayEndToken(d) { i += 1; continue }
                         if d == 10 { if inQuote { ok = false }; break }
                         if d == UInt8(ascii: "\\") {
                             guard i + 1 < b.count, b[i + 1] != 10 else {

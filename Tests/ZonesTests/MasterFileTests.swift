@@ -220,3 +220,65 @@ func contentChecks(_ file: String, _ expected: [String]) throws {
     #expect(www.count == 2)
     #expect(www.map(\.ttl) == [100, 100])
 }
+
+/// Owners written without escapes go into the batch through `ParseRun.plainName`, not
+/// `DNSName`: for every text either both give the same wire bytes, or the fast path
+/// declines and `DNSName` decides (so errors are the same as before).
+@Test func plainOwnerNamesMatchDNSNameParsing() throws {
+    let origin = name("Example.COM.")
+    let l63 = String(repeating: "a", count: 63), l64 = String(repeating: "b", count: 64)
+    // Relative names up to and past 255 bytes of wire form with this origin (13 bytes).
+    let long = (0..<5).map { _ in l63 }.joined(separator: ".")
+    var texts = ["www", "WwW", "a.b", "a.b.", "x", "@", ".", "", "a..b", ".a", "a.", "a\\.b", "\\065",
+                 "*", "*.w", "_sip._tcp", "h0000001", "xn--bcher-kva", l63, l64, l63 + "." + l64, long, long + ".",
+                 String(repeating: "a.", count: 120), String(repeating: "a.", count: 121), String(repeating: "a.", count: 127),
+                 String(repeating: "a.", count: 128), String(repeating: "a.", count: 120) + "b"]
+    // Lengths around the 255-byte limit, relative and absolute.
+    for n in 230...256 { texts.append(String(repeating: "c", count: 1) + String(repeating: ".d", count: (n - 1) / 2)) }
+    for n in 240...256 { let t = (0..<(n / 64)).map { _ in l63 }.joined(separator: "."); texts.append(t); texts.append(t + ".") }
+    for text in texts {
+        let bytes = Array(text.utf8)
+        let expected = try? DNSName(presentation: bytes, origin: origin).wire
+        let fast: [UInt8]? = origin.wire.withUnsafeBytes { o in
+            bytes.withUnsafeBufferPointer { t in
+                withUnsafeTemporaryAllocation(byteCount: 256, alignment: 1) { out in
+                    ParseRun.plainName(t, origin: o, into: out).map { Array(out[0..<$0]) }
+                }
+            }
+        }
+        if let fast { #expect(fast == expected, "\(text)") }
+        // Plain valid names always take the fast path.
+        if let expected, !text.contains("\\"), text != "@", text != "." {
+            #expect(fast == expected, "\(text) should take the fast path")
+        }
+    }
+    // Through the parser: owners written both ways give the same records and errors.
+    let zone = "$TTL 60\nwww A 192.0.2.1\nWWW.sub A 192.0.2.2\nabs.example.com. A 192.0.2.3\n\\119ww A 192.0.2.4\n"
+        + "a..b A 192.0.2.5\n\(l64) A 192.0.2.6\n"
+    let p = MasterFileParser(origin: origin, baseDirectory: "/")
+    let errors = Result { () throws(ZoneErrors) in try p.parse(contents: zone, file: "t") }
+    guard case .failure(let e) = errors else { Issue.record("expected errors"); return }
+    #expect(e.errors.map(\.description) == [
+        "t:6:1: bad owner name \"a..b\": \(NameTextError.emptyLabel)",
+        "t:7:1: bad owner name \"\(l64)\": \(NameTextError.labelTooLong)",
+    ])
+    let good = try p.parse(contents: zone.split(separator: "\n").prefix(5).joined(separator: "\n") + "\n", file: "t")
+    #expect(good.map(\.name.description) == ["www.Example.COM.", "WWW.sub.Example.COM.", "abs.example.com.", "www.Example.COM."])
+}
+
+/// An owner written again on the next line, or left blank, shares the previous record's
+/// name entry in the batch (the zone build then finds the owner without hashing it again).
+@Test func repeatedAndBlankOwnersShareOneNameEntry() throws {
+    let text = "$TTL 60\nwww A 192.0.2.1\nwww AAAA 2001:db8::1\n    TXT \"x\"\nmail A 192.0.2.2\nwww A 192.0.2.3\n"
+    let batch = try MasterFileParser(origin: name("example.com."), baseDirectory: "/").parseBatch(contents: text, file: "t")
+    #expect(batch.count == 5)
+    #expect(batch.indices.map { batch.nameIndex($0) } == [0, 0, 0, 1, 2])
+    #expect(batch.indices.map { batch.name($0).description } == ["www.example.com.", "www.example.com.", "www.example.com.",
+                                                                 "mail.example.com.", "www.example.com."])
+}
+
+/// The token loop skips bytes with one bit test: exactly the bytes it handles stop it.
+@Test func tokenLoopStopsAtExactlyTheBytesItHandles() {
+    let handled: Set<UInt8> = [10, 13, 9, 32, UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: ";"), UInt8(ascii: "("), UInt8(ascii: ")")]
+    for c in 0...255 { #expect(ZoneLexer.mayEndToken(UInt8(c)) == handled.contains(UInt8(c)), "byte \(c)") }
+}

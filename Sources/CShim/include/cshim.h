@@ -128,6 +128,12 @@ static inline void cshim_add64(uint64_t *p, uint64_t v) {
     __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
 }
 
+/* ---- Prefetch -----------------------------------------------------------------------
+   Asks for the cache line at `p` without waiting for it (a hint: never faults). For hash
+   tables larger than the caches filled at load time, so the miss of a key some steps ahead
+   overlaps the work on the keys before it. Static inline, so Swift inlines it. */
+static inline void cshim_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
 /* ---- Memory ---------------------------------------------------------------------------
    glibc's malloc_trim(0): returns the free memory of every arena to the system (Swift's Glibc
    module does not export <malloc.h>). Returns 1 when some was released. Called after a

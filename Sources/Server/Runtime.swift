@@ -76,11 +76,11 @@ public enum Runtime {
     /// `reuse` (the server's, across reloads) lets unchanged zones be taken as built before.
     /// `health`: the health when the load runs (a reload's), which GSLB names in the `healthy`
     /// transfer view are written with; nil (the first load) writes them with every endpoint up.
-    /// `beforeZones`, when given, is called once the configuration is read (nil without
-    /// one) and before any zone file is; returning false ends the load there, with no
-    /// snapshot (`serve` binds its sockets at that point).
+    /// `beforeZones`, when given, is called with the outcome so far (`listen`, `workers`)
+    /// once the configuration is read and before any zone file is; returning false ends the
+    /// load there, with no snapshot (`serve` binds its sockets at that point).
     public static func load(_ sources: ConfigSources, generation: UInt64, reuse: ZoneReuse? = nil,
-                            health: HealthSnapshot? = nil, beforeZones: ((ConfigModel?) -> Bool)? = nil) -> LoadOutcome {
+                            health: HealthSnapshot? = nil, beforeZones: ((LoadOutcome) -> Bool)? = nil) -> LoadOutcome {
         var out = LoadOutcome()
         var zoneSources: [ZoneLoader.Source] = []
         var options = EngineOptions()
@@ -125,7 +125,7 @@ public enum Runtime {
             out.listen = m.server.listen
             out.workers = m.server.workers > 0 ? m.server.workers : nil
         }
-        if let beforeZones, !beforeZones(model) { return out }
+        if let beforeZones, !beforeZones(out) { return out }
         let keys = signingKeys(model: model, zonesDirectory: sources.configPath == nil ? sources.zonesDirectory : nil)
         out.errors += keys.errors
         var signed: [DNSName: ZoneSigning] = [:]
@@ -448,16 +448,14 @@ public enum Runtime {
         var server: DNSServer?
         var addresses: [ListenAddress] = []
         var startProblem: (message: String, status: Int32)?
-        let first = load(sources, generation: 0, reuse: zoneReuse) { model in
+        let first = load(sources, generation: 0, reuse: zoneReuse) { sofar in
             // --listen wins over server.listen, which wins over every address on port 53.
-            let configured = model?.server.listen ?? []
-            let listenText = !listen.isEmpty ? listen : (!configured.isEmpty ? configured : ["0.0.0.0:53", "[::]:53"])
+            let listenText = !listen.isEmpty ? listen : (!sofar.listen.isEmpty ? sofar.listen : ["0.0.0.0:53", "[::]:53"])
             do { addresses = try listenText.map { try ListenAddress($0) } } catch {
                 startProblem = ("\(error)", 2)
                 return false
             }
-            let configuredWorkers = model.map { $0.server.workers > 0 ? $0.server.workers : 0 } ?? 0
-            let s = DNSServer(listen: addresses, workers: workers ?? configuredWorkers,
+            let s = DNSServer(listen: addresses, workers: workers ?? sofar.workers ?? 0,
                               responderFactory: {
                                   guard let store = storeSlot.withLock({ $0 }) else { preconditionFailure("workers started before the first publish") }
                                   return AuthoritativeResponder(store: store, metrics: metrics)

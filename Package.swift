@@ -21,7 +21,11 @@ let fuzzing = Context.environment["MERIDIAN_FUZZ"] == "1"
 /// `@exclusivity(unchecked)` on a stored property is not honoured when another module
 /// accesses it directly, and the checks cost about 250 of the 5,000 user-space instructions
 /// of a GSLB query (callgrind). Debug builds, which run the tests, keep the checks.
-let queryPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+let queryPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked", "-function-sections"], .when(configuration: .release))]
+
+/// Every function in its own section in release builds, so the link can order them
+/// (`releaseLink`, deploy/link/meridian.order); the query-path modules get it from `queryPath`.
+let sections: [SwiftSetting] = [.unsafeFlags(["-function-sections"], .when(configuration: .release))]
 
 /// How the release `meridian` is linked (deploy/link/README.md): with lld and packed relative
 /// relocations (DT_RELR, glibc 2.36), no symbol table for dlsym (`--no-export-dynamic`), and
@@ -31,6 +35,9 @@ let queryPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"]
 let releaseLink: [LinkerSetting] = [.unsafeFlags([
     "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic",
     "-L", Context.packageDirectory + "/deploy/link",
+    // The functions a server runs first, packed together (deploy/link/make-order writes the list).
+    "-Xlinker", "--symbol-ordering-file=" + Context.packageDirectory + "/deploy/link/meridian.order",
+    "-Xlinker", "--no-warn-symbol-ordering",
 ], .when(configuration: .release))]
 
 let package = Package(
@@ -47,34 +54,34 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
-        .target(name: "CShim"),
+        .target(name: "CShim", cSettings: [.unsafeFlags(["-ffunction-sections"], .when(configuration: .release))]),
         // Blocks the handled signals from a C constructor; linked into `meridian` only.
         .target(name: "CEarlySignals"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CMaxMindDB", providers: [.apt(["libmaxminddb-dev"])]),
-        .target(name: "Platform"),
+        .target(name: "Platform", swiftSettings: sections),
         .target(name: "DNSWire", swiftSettings: queryPath),
-        .target(name: "Diagnostics"),
+        .target(name: "Diagnostics", swiftSettings: sections),
         .target(name: "Zones", dependencies: ["DNSWire", "Diagnostics", "CShim"], swiftSettings: queryPath),
-        .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Platform", "Yams"]),
+        .target(name: "Config", dependencies: ["DNSWire", "Diagnostics", "Platform", "Yams"], swiftSettings: sections),
         .target(name: "Routing", dependencies: ["Config", "Diagnostics", "Platform", "CMaxMindDB", "CShim"], swiftSettings: queryPath),
-        .target(name: "Health", dependencies: ["Config", "Diagnostics", "DNSWire", "Platform", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Health", dependencies: ["Config", "Diagnostics", "DNSWire", "Platform", "COpenSSL", "CShim", .product(name: "Logging", package: "swift-log")], swiftSettings: sections),
         // Online DNSSEC signing: key files, the signature cache and the per-worker signer.
         .target(name: "DNSSEC", dependencies: ["DNSWire", "Diagnostics", "Zones", "COpenSSL"], swiftSettings: queryPath),
         .target(name: "Answering", dependencies: ["DNSWire", "Zones", "Config", "Routing", "DNSSEC"], swiftSettings: queryPath),
         // etcd's v3 JSON gateway over http or TLS: the store client fleet mode uses.
-        .target(name: "Etcd", dependencies: ["Config", "Health", "Platform"]),
+        .target(name: "Etcd", dependencies: ["Config", "Health", "Platform"], swiftSettings: sections),
         .target(name: "Server", dependencies: [
             "DNSWire", "Diagnostics", "Zones", "Config", "Routing", "Health", "Answering", "DNSSEC", "CShim", "Platform", "COpenSSL", "Etcd",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: queryPath),
-        .target(name: "Admin", dependencies: ["Server", "Config", "Routing", "Health", "DNSWire", "DNSSEC", "Platform"]),
+        .target(name: "Admin", dependencies: ["Server", "Config", "Routing", "Health", "DNSWire", "DNSSEC", "Platform"], swiftSettings: sections),
         .executableTarget(name: "meridian", dependencies: [
             "Admin", "Server", "Config", "Health", "DNSWire", "CEarlySignals",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], linkerSettings: releaseLink),
+        ], swiftSettings: sections, linkerSettings: releaseLink),
         .executableTarget(name: "HealthLoopBench", dependencies: [
             "Health", "Config", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/health-loop", exclude: ["README.md"]),

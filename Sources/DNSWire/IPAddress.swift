@@ -51,8 +51,9 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         i < 8 ? UInt8(truncatingIfNeeded: hi >> (56 - 8 * UInt64(i))) : UInt8(truncatingIfNeeded: lo >> (56 - 8 * UInt64(i - 8)))
     }
 
-    /// The address with every bit past `prefix` cleared.
-    @inlinable
+    /// The address with every bit past `prefix` cleared. Always inlined: the ECS parse and
+    /// the decision cache call it per query, where it stayed a call.
+    @inlinable @inline(__always)
     public func masked(to prefix: Int) -> IPAddress {
         let p = max(0, min(prefix, bitLength))
         var r = self

@@ -18,7 +18,9 @@ public final class MessageWriter {
     // The state is `@usableFromInline` and the small writers below `@inlinable`: the query
     // path (Zones, Answering) calls them from other modules, where a public function is a
     // real call (SwiftPM builds each module on its own, without cross-module optimization)
-    // and `@inline(__always)` alone does not cross the module boundary. Read-only views
+    // and `@inline(__always)` alone does not cross the module boundary. They are also
+    // `@inline(__always)`: as plain `@inlinable` functions `reset`, `setLimit` and
+    // `writeBytes` stayed calls from the engine's large `begin` and `finish` (callgrind). Read-only views
     // (`buffer`, `position`, `limit`) keep the stored fields settable only from here.
     @usableFromInline @exclusivity(unchecked) var _buffer: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     @usableFromInline @exclusivity(unchecked) var _position: Int = 0
@@ -52,7 +54,7 @@ public final class MessageWriter {
 
     /// Starts a new message in `buffer`, writing at most `limit` bytes (invariant:
     /// 0 <= position <= limit <= buffer.count).
-    @inlinable public func reset(buffer: UnsafeMutableRawBufferPointer, limit: Int) {
+    @inlinable @inline(__always) public func reset(buffer: UnsafeMutableRawBufferPointer, limit: Int) {
         _buffer = buffer
         _limit = min(limit, buffer.count)
         _position = 0
@@ -61,7 +63,7 @@ public final class MessageWriter {
     }
 
     /// Raises or lowers the limit (for example after the OPT record's space is reserved).
-    @inlinable public func setLimit(_ l: Int) { _limit = min(max(l, _position), _buffer.count) }
+    @inlinable @inline(__always) public func setLimit(_ l: Int) { _limit = min(max(l, _position), _buffer.count) }
 
     /// A point to roll back to. It keeps the name still waiting to be registered
     /// (`registerName`) as it is, rather than walking it (most marks are never rolled back
@@ -75,10 +77,10 @@ public final class MessageWriter {
             self.position = position; self.targets = targets; self.pending = pending
         }
     }
-    @inlinable public func mark() -> Mark {
+    @inlinable @inline(__always) public func mark() -> Mark {
         Mark(position: _position, targets: targetCount, pending: pendingName)
     }
-    @inlinable public func rollback(to m: Mark) {
+    @inlinable @inline(__always) public func rollback(to m: Mark) {
         _position = m.position
         if targetCount > m.targets { targetCount = m.targets }
         pendingName = m.pending
@@ -102,7 +104,7 @@ public final class MessageWriter {
         _position += 4
     }
 
-    @inlinable public func writeBytes(_ b: UnsafeRawBufferPointer) throws(DNSWireError) {
+    @inlinable @inline(__always) public func writeBytes(_ b: UnsafeRawBufferPointer) throws(DNSWireError) {
         let n = b.count
         guard _position + n <= _limit else { throw .bufferFull(_position) }
         // Raw pointers: no slice of the buffer (and its range checks) per copy.
@@ -139,7 +141,7 @@ public final class MessageWriter {
     /// query) as a compression target, so later names point at it and keep its case. The
     /// name's bytes must stay as they are: it is walked when a later name first needs the
     /// targets (or at `mark`), not here.
-    @inlinable public func registerName(at start: Int) {
+    @inlinable @inline(__always) public func registerName(at start: Int) {
         if pendingName >= 0 { registerPending() }
         pendingName = start
     }

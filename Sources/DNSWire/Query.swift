@@ -74,7 +74,7 @@ public struct ParsedQuery: Sendable {
     /// field as `init()` leaves it, then the header's. False (and `self` reset) for a
     /// message shorter than a header.
     /// Inlinable: the engine (another module) calls it once per query.
-    @inlinable public mutating func readHeader(_ msg: UnsafeRawBufferPointer) -> Bool {
+    @inlinable @inline(__always) public mutating func readHeader(_ msg: UnsafeRawBufferPointer) -> Bool {
         self = ParsedQuery()
         guard msg.count >= 12, let p = msg.baseAddress else { return false }
         id = Self.u16(p, 0)

@@ -47,12 +47,13 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         return out
     }
 
-    @inline(__always) public func byte(_ i: Int) -> UInt8 {
+    @inlinable @inline(__always) public func byte(_ i: Int) -> UInt8 {
         i < 8 ? UInt8(truncatingIfNeeded: hi >> (56 - 8 * UInt64(i))) : UInt8(truncatingIfNeeded: lo >> (56 - 8 * UInt64(i - 8)))
     }
 
-    /// The address with every bit past `prefix` cleared.
-    @inlinable
+    /// The address with every bit past `prefix` cleared. Always inlined: the ECS parse and
+    /// the decision cache call it per query, where it stayed a call.
+    @inlinable @inline(__always)
     public func masked(to prefix: Int) -> IPAddress {
         let p = max(0, min(prefix, bitLength))
         var r = self
@@ -65,11 +66,14 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         return r
     }
 
-    /// An IPv4 address embedded as `::ffff:a.b.c.d` becomes plain IPv4.
+    /// An IPv4 address embedded as `::ffff:a.b.c.d` becomes plain IPv4. Always inlined: as
+    /// a plain `@inlinable` getter the answering module called it per GSLB query.
     @inlinable
     public var unmappingV4: IPAddress {
-        if family == .v6 && hi == 0 && (lo >> 32) == 0xFFFF { return IPAddress(v4: UInt32(truncatingIfNeeded: lo)) }
-        return self
+        @inline(__always) get {
+            if family == .v6 && hi == 0 && (lo >> 32) == 0xFFFF { return IPAddress(v4: UInt32(truncatingIfNeeded: lo)) }
+            return self
+        }
     }
 
     public init?(_ text: some StringProtocol) {

@@ -195,7 +195,9 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, Comparable {
     }
 }
 
-@inline(__always) public func asciiLower(_ b: UInt8) -> UInt8 {
+/// Inlinable, like `asciiLowerCopy`: the zone lookup and the name compressor in other
+/// modules call these per byte or per name, where a public function is a real call.
+@inlinable @inline(__always) public func asciiLower(_ b: UInt8) -> UInt8 {
     (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
 }
 
@@ -205,7 +207,7 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, Comparable {
 /// 0x7F before them). Reads and writes exactly `count` bytes.
 /// A tail shorter than a word is the last eight bytes again when there are eight (lowering
 /// is idempotent, so the overlap is written with the same values), else byte by byte.
-@inline(__always) public func asciiLowerCopy(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int) {
+@inlinable @inline(__always) public func asciiLowerCopy(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, count: Int) {
     @inline(__always) func lowerWord(_ at: Int) {
         let high: UInt64 = 0x8080_8080_8080_8080
         let w = src.loadUnaligned(fromByteOffset: at, as: UInt64.self)

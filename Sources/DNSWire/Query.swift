@@ -50,11 +50,11 @@ public struct ParsedQuery: Sendable {
     /// Where a TSIG record (type 250, RFC 8945) starts in the query, or -1 without one.
     public var tsigStart: Int = -1
 
-    public init() {}
+    @inlinable public init() {}
 
-    public var opcode: UInt8 { HeaderFlags.opcode(flags) }
-    public var isResponse: Bool { flags & HeaderFlags.qr != 0 }
-    public var recursionDesired: Bool { flags & HeaderFlags.rd != 0 }
+    @inlinable public var opcode: UInt8 { HeaderFlags.opcode(flags) }
+    @inlinable public var isResponse: Bool { flags & HeaderFlags.qr != 0 }
+    @inlinable public var recursionDesired: Bool { flags & HeaderFlags.rd != 0 }
 
     /// Reads only the fixed header (12 bytes). Used to decide between dropping a packet
     /// and answering FORMERR before anything else is trusted.
@@ -73,7 +73,8 @@ public struct ParsedQuery: Sendable {
     /// `header(_:)` in place, for a caller that keeps one `ParsedQuery` per worker: every
     /// field as `init()` leaves it, then the header's. False (and `self` reset) for a
     /// message shorter than a header.
-    public mutating func readHeader(_ msg: UnsafeRawBufferPointer) -> Bool {
+    /// Inlinable: the engine (another module) calls it once per query.
+    @inlinable @inline(__always) public mutating func readHeader(_ msg: UnsafeRawBufferPointer) -> Bool {
         self = ParsedQuery()
         guard msg.count >= 12, let p = msg.baseAddress else { return false }
         id = Self.u16(p, 0)
@@ -203,7 +204,7 @@ public struct ParsedQuery: Sendable {
         return true
     }
 
-    @inline(__always) private static func u16(_ p: UnsafeRawPointer, _ at: Int) -> UInt16 {
+    @inlinable @inline(__always) static func u16(_ p: UnsafeRawPointer, _ at: Int) -> UInt16 {
         UInt16(p.load(fromByteOffset: at, as: UInt8.self)) << 8 | UInt16(p.load(fromByteOffset: at &+ 1, as: UInt8.self))
     }
 

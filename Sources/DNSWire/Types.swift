@@ -74,6 +74,9 @@ public struct RRClass: RawRepresentable, Hashable, Sendable, CustomStringConvert
     @inlinable public static var ch: RRClass { RRClass(rawValue: 3) }
     @inlinable public static var none: RRClass { RRClass(rawValue: 254) }
     @inlinable public static var any: RRClass { RRClass(rawValue: 255) }
+    /// Written out and inlinable (as `RRType`'s): the synthesized one is a call per
+    /// comparison from other modules.
+    @inlinable public static func == (a: RRClass, b: RRClass) -> Bool { a.rawValue == b.rawValue }
     public var description: String {
         switch rawValue {
         case 1: return "IN"
@@ -96,6 +99,7 @@ public struct RCode: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     @inlinable public static var refused: RCode { RCode(rawValue: 5) }
     @inlinable public static var badVers: RCode { RCode(rawValue: 16) }
     @inlinable public static var badCookie: RCode { RCode(rawValue: 23) }
+    @inlinable public static func == (a: RCode, b: RCode) -> Bool { a.rawValue == b.rawValue }
     public var description: String {
         switch rawValue {
         case 0: return "NOERROR"

@@ -4,19 +4,19 @@
 /// offset. Every function checks `offset + size <= msg.count` first and throws
 /// `.truncated` otherwise, so a short message can never read out of bounds.
 public enum Wire {
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func getU8(_ msg: UnsafeRawBufferPointer, _ off: Int) throws(DNSWireError) -> UInt8 {
         guard off >= 0, off < msg.count else { throw .truncated(off) }
         return msg[off]
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func getU16(_ msg: UnsafeRawBufferPointer, _ off: Int) throws(DNSWireError) -> UInt16 {
         guard off >= 0, off + 2 <= msg.count else { throw .truncated(off) }
         return UInt16(msg[off]) << 8 | UInt16(msg[off + 1])
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func getU32(_ msg: UnsafeRawBufferPointer, _ off: Int) throws(DNSWireError) -> UInt32 {
         guard off >= 0, off + 4 <= msg.count else { throw .truncated(off) }
         return UInt32(msg[off]) << 24 | UInt32(msg[off + 1]) << 16 | UInt32(msg[off + 2]) << 8 | UInt32(msg[off + 3])
@@ -24,7 +24,8 @@ public enum Wire {
 
     /// A legal name has at most 127 labels (255 octets / 2), so more pointers than that
     /// means a loop (the same bound as miekg/dns's maxCompressionPointers, derived the same way).
-    public static let maxPointers = 126
+    /// Computed and inlinable: a global `let` is read through an accessor across modules.
+    @inlinable public static var maxPointers: Int { 126 }
 
     /// Walks a possibly compressed name starting at `off` and returns the offset just past
     /// it in the message (past the first pointer if any). When `into` is given, the

@@ -25,7 +25,8 @@ public struct ClientInfo: Sendable, Equatable {
     public var sourcePrefix: Int
     public var reason: Reason
 
-    @inlinable
+    /// Always inlined: the answering pipeline builds one per GSLB query (it was a call).
+    @inlinable @inline(__always)
     public init(source: IPAddress, subnet: ClientSubnet?) {
         if let s = subnet, s.sourcePrefix > 0 {
             address = s.address.unmappingV4

@@ -38,22 +38,25 @@ public final class DecisionCache {
     /// hundreds answering every member is rare and costs its evaluation per query.
     public static let maxSlotAddresses = 16
 
-    struct Entry {
-        var nodata = false
-        var ttl: UInt32 = 0
+    // What a hit reads (`payload`, `scope`, `answeringNode`) is `@usableFromInline` and
+    // those accessors `@inlinable`: the Answerer calls them from another module once per
+    // GSLB answer, where each was a call of its own.
+    @usableFromInline struct Entry {
+        @usableFromInline var nodata = false
+        @usableFromInline var ttl: UInt32 = 0
         /// Addresses in use in the slot's region of `addresses`.
-        var addressCount: UInt16 = 0
-        var cname: DNSName? = nil
-        var firstEndpoint: Int32 = -1
-        var answeringNode: Int32 = -1
+        @usableFromInline var addressCount: UInt16 = 0
+        @usableFromInline var cname: DNSName? = nil
+        @usableFromInline var firstEndpoint: Int32 = -1
+        @usableFromInline var answeringNode: Int32 = -1
         /// Bytes of `payload` in use, or -1: nothing stored for this decision yet.
-        var payloadLength: Int32 = -1
-        var payloadRecords: UInt16 = 0
-        var payloadTag: Int32 = 0
+        @usableFromInline var payloadLength: Int32 = -1
+        @usableFromInline var payloadRecords: UInt16 = 0
+        @usableFromInline var payloadTag: Int32 = 0
     }
     // One cache belongs to one worker thread and is never reentered: no dynamic
     // exclusivity checks (they showed in the query path's profile).
-    @exclusivity(unchecked) private var entries: [Entry]
+    @usableFromInline @exclusivity(unchecked) var entries: [Entry]
     private let mask: Int
     /// `slotAddresses` addresses per slot, one allocation for the whole cache.
     private let addresses: UnsafeMutablePointer<IPAddress>
@@ -67,7 +70,7 @@ public final class DecisionCache {
     @exclusivity(unchecked) private var healthID: ObjectIdentifier?
     /// One fixed-size region per slot where the caller keeps the decision already encoded
     /// (see `payload(_:)`), so a hit is one copy.
-    private let payloads: UnsafeMutableRawPointer
+    @usableFromInline let payloads: UnsafeMutableRawPointer
     /// Bytes per slot: room for the router's largest answer as AAAA records with a
     /// compressed owner (2 + 10 + 16 bytes each).
     public let payloadCapacity: Int
@@ -77,24 +80,24 @@ public final class DecisionCache {
     @exclusivity(unchecked) private var evictions: UInt = 0
     /// What a lookup compares, one small record per slot apart from the entries, so a
     /// lookup reads a few cache lines rather than the entries' arrays and payloads.
-    struct Key {
-        var name: Int32 = -1
-        var family: UInt8 = 0
-        var scope: UInt8 = 0
-        var v6 = false
-        var hi: UInt64 = 0
-        var lo: UInt64 = 0
+    @usableFromInline struct Key {
+        @usableFromInline var name: Int32 = -1
+        @usableFromInline var family: UInt8 = 0
+        @usableFromInline var scope: UInt8 = 0
+        @usableFromInline var v6 = false
+        @usableFromInline var hi: UInt64 = 0
+        @usableFromInline var lo: UInt64 = 0
     }
-    private let keys: UnsafeMutablePointer<Key>
+    @usableFromInline let keys: UnsafeMutablePointer<Key>
     /// Decisions stored with scope 0 (valid for every client); while there are none, a
     /// lookup skips the scope-0 slot.
     @exclusivity(unchecked) private var scopeZero = 0
     /// `Key.family` bit of a decision keyed by its compiled lookup's value (`Key.hi`), not by
     /// a client network; its `Key.scope` is `keyedScope`.
     private static let keyedFamily: UInt8 = 0x10
-    private static let keyedScope: UInt8 = 0xFF
+    @inlinable static var keyedScope: UInt8 { 0xFF }
     /// The ECS scope of the last `lookup` or `store` of a keyed name, for that client.
-    @exclusivity(unchecked) private var keyedClientScope: UInt8 = 0
+    @usableFromInline @exclusivity(unchecked) var keyedClientScope: UInt8 = 0
     /// Per slot, a fingerprint of the last (name, type, client /24 or /56) that missed there
     /// without being kept (0: none): the admission filter's memory of a first sighting.
     private let sightings: UnsafeMutablePointer<UInt32>
@@ -328,18 +331,18 @@ public final class DecisionCache {
     }
 
     /// The policy node that answered the decision in slot `s` (`RoutingResult.answeringNode`).
-    @inline(__always) public func answeringNode(_ s: Int) -> Int32 { entries[s].answeringNode }
+    @inlinable @inline(__always) public func answeringNode(_ s: Int) -> Int32 { entries[s].answeringNode }
 
     /// The ECS scope of the decision in slot `s`, for the client of the last `lookup` or
     /// `store` (a keyed decision's scope is the client's own).
-    @inline(__always) public func scope(_ s: Int) -> UInt8 {
+    @inlinable @inline(__always) public func scope(_ s: Int) -> UInt8 {
         let k = keys[s].scope
         return k == DecisionCache.keyedScope ? keyedClientScope : k
     }
 
     /// The encoded form the caller stored for slot `s` (bytes, record count, a tag of the
     /// caller's), or nil when none is stored. Valid until the slot is stored again.
-    @inline(__always) public func payload(_ s: Int) -> (bytes: UnsafeRawBufferPointer, records: Int, tag: Int)? {
+    @inlinable @inline(__always) public func payload(_ s: Int) -> (bytes: UnsafeRawBufferPointer, records: Int, tag: Int)? {
         let n = Int(entries[s].payloadLength)
         guard n >= 0 else { return nil }
         return (UnsafeRawBufferPointer(start: payloads + s * payloadCapacity, count: n),

@@ -274,10 +274,8 @@ public final class QueryEngine {
             an += answer.records
             // RFC 7871 7.2.1: a tailored CNAME is answered alone.
             guard answer.cnameTargetOffset >= 0, answer.scope == 0, pq.qtype != .cname else { return .done }
-            guard let next = followCNAME(at: answer.cnameTargetOffset, zones: zones, options: options) else { return .done }
+            guard followCNAME(at: answer.cnameTargetOffset, zones: zones, options: options) else { return .done }
             owner = answer.cnameTargetOffset
-            zoneIndex = next.zone
-            originOffset = next.originOffset
         } catch {
             tc = true
             return .done
@@ -487,37 +485,52 @@ public final class QueryEngine {
         // query's name is walked once.
         nameLength = pq.qnameLength
         asciiLowerCopy(q.baseAddress! + 12, name.baseAddress!, count: nameLength)
-        let nameView = UnsafeRawBufferPointer(name)
-        guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
-            rcode = .refused
-            return .done
-        }
-        zoneIndex = firstZone
-        originOffset = firstOrigin
         owner = 12
         chain = 0
         known = -1
         // Most queries ask for an RRset that exists at a static name: copy its answer,
         // encoded at load time, when it fits (else the algorithm below truncates properly).
         // Otherwise a name found exactly starts the algorithm at its node, without the walk.
-        // The zone and the answers are borrowed from `zones` (no retain and release per query).
+        // The answers are borrowed from `zones` (no retain and release per query).
         if let preRef = zones.prebuiltRef {
-            let answered = preRef._withUnsafeGuaranteedRef { pre in
-                zones.zoneRefs[firstZone]._withUnsafeGuaranteedRef { zone in prebuiltAnswer(pre, zone) }
+            guard let node = locate(zones, indexed: true) else {
+                rcode = .refused
+                return .done
             }
-            if answered { return .done }
+            if node >= 0, preRef._withUnsafeGuaranteedRef({ pre in prebuiltAnswer(pre, node) }) { return .done }
+        } else if locate(zones, indexed: false) == nil {
+            rcode = .refused
+            return .done
         }
         aa = true
         return run(zones: zones, options: options)
     }
 
-    /// The prebuilt answer for the question's name and type (`start`), written when it fits:
-    /// true when the response is complete. Otherwise notes in `known` what the probe found.
+    /// Finds the zone of the name in `name` (`zoneIndex`, `originOffset`). `indexed` (a set
+    /// with prebuilt answers, whose index a query's name is looked up in): with one hash of
+    /// the name, its node there too, returned; when it is no node of that zone, `known` says
+    /// it is absent and -1 is returned. Otherwise -1. Nil when no zone served contains it.
     @inline(__always)
-    private func prebuiltAnswer(_ pre: PrebuiltAnswers, _ zone: Zone) -> Bool {
-        let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength]))
-        // Not a name of the zone: the walk below need not probe for it again.
-        if idx < 0 { known = QueryEngine.absent; return false }
+    private func locate(_ zones: ZoneSet, indexed: Bool) -> Int? {
+        let full = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength])
+        if indexed, let hit = zones.findNode(lowercaseWire: full) {
+            zoneIndex = hit.zone
+            originOffset = hit.originOffset
+            return hit.node
+        }
+        guard let (z, origin) = zones.findZone(lowercaseWire: full) else { return nil }
+        zoneIndex = z
+        originOffset = origin
+        // Not a name of the zone: the walk need not probe for it again.
+        if indexed { known = QueryEngine.absent }
+        return -1
+    }
+
+    /// The prebuilt answer for the question's name and type at node `idx` of zone
+    /// `zoneIndex` (`start`), written when it fits: true when the response is complete.
+    /// Otherwise notes in `known` a node the algorithm may start at.
+    @inline(__always)
+    private func prebuiltAnswer(_ pre: PrebuiltAnswers, _ idx: Int) -> Bool {
         guard pre.holds(zone: zoneIndex, node: idx) else { return false }
         if let e = pre.entry(zone: zoneIndex, node: idx, type: pq.qtype.rawValue),
            writer.position + Int(e.length) <= writer.limit {
@@ -593,10 +606,8 @@ public final class QueryEngine {
                 guard try writeSet(cname, owner: owner, section: .answer) else { return .done }
                 // The target name is the rdata of the record just written.
                 let target = writer.lastRDataStart
-                guard let next = followCNAME(at: target, zones: zones, options: options) else { return .done }
+                guard followCNAME(at: target, zones: zones, options: options) else { return .done }
                 owner = target
-                zoneIndex = next.zone
-                originOffset = next.originOffset
                 return nil
             }
             if qtype == .any {
@@ -635,14 +646,19 @@ public final class QueryEngine {
     }
 
     /// One step of a CNAME chain: loads the target written at `target` in the message into
-    /// `name` and finds its zone. Nil ends the chain: too long (the loop bound), or the target
-    /// is in no zone served here (the answer stops with the CNAMEs written so far).
-    private func followCNAME(at target: Int, zones: ZoneSet, options: EngineOptions) -> (zone: Int, originOffset: Int)? {
+    /// `name` and finds its zone (`zoneIndex`, `originOffset`) and, with prebuilt answers,
+    /// its node when the algorithm may start there (`known`, as in `start`). False ends the
+    /// chain: too long (the loop bound), or the target is in no zone served here (the answer
+    /// stops with the CNAMEs written so far).
+    private func followCNAME(at target: Int, zones: ZoneSet, options: EngineOptions) -> Bool {
         chain += 1
         guard chain <= options.maxCNAMEChain,
               loadName(UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position]), at: target)
-        else { return nil }
-        return zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength]))
+        else { return false }
+        guard let preRef = zones.prebuiltRef else { return locate(zones, indexed: false) != nil }
+        guard let node = locate(zones, indexed: true) else { return false }
+        if node >= 0 && preRef._withUnsafeGuaranteedRef({ $0.holds(zone: zoneIndex, node: node) }) { known = node }
+        return true
     }
 
     private enum Section { case answer, authority, additional }

@@ -276,6 +276,10 @@ public enum SOAData {
 public final class ZoneSet: Sendable {
     public let zones: [Zone]
     let table: NameTable
+    /// Every name a query reaches exactly, to its zone and node (`findNode`).
+    let index: NodeIndex
+    /// Each zone's origin length in wire bytes.
+    private let originLengths: [Int]
     /// Positive answers encoded at load time, the query path's fast path; nil while they are
     /// being built (the builder asks a `ZoneSet` without them).
     public let prebuilt: PrebuiltAnswers?
@@ -285,22 +289,42 @@ public final class ZoneSet: Sendable {
     public let prebuiltRef: Unmanaged<PrebuiltAnswers>?
 
     public convenience init(zones: [Zone]) {
-        self.init(zones: zones, prebuilt: PrebuiltAnswers(zones: ZoneSet(zones: zones, prebuilt: nil)))
+        let bare = ZoneSet(bare: zones)
+        self.init(sharing: bare, prebuilt: PrebuiltAnswers(zones: bare))
     }
 
-    init(zones: [Zone], prebuilt: PrebuiltAnswers?) {
+    /// The set without prebuilt answers: what their builder asks (and tests compare with).
+    init(bare zones: [Zone]) {
         self.zones = zones
         var t = NameTable(capacity: zones.count)
         for (i, z) in zones.enumerated() { t.insert(lowercaseWire: z.origin.lowercased().wire, value: Int32(i)) }
         self.table = t
-        self.prebuilt = prebuilt
+        originLengths = zones.map { $0.origin.wire.count }
+        index = NodeIndex(zones: zones, originTable: t) { ZoneSet.findZone(t, $0)?.zone }
+        prebuilt = nil
         zoneRefs = zones.map { Unmanaged.passUnretained($0) }
-        prebuiltRef = prebuilt.map { Unmanaged.passUnretained($0) }
+        prebuiltRef = nil
+    }
+
+    /// `bare` with `prebuilt`: its tables are shared, not built again.
+    private init(sharing bare: ZoneSet, prebuilt: PrebuiltAnswers) {
+        zones = bare.zones
+        table = bare.table
+        index = bare.index
+        originLengths = bare.originLengths
+        self.prebuilt = prebuilt
+        zoneRefs = bare.zoneRefs
+        prebuiltRef = Unmanaged.passUnretained(prebuilt)
     }
 
     /// The most specific zone containing the lowercase wire name in `name`, and the offset in
     /// `name` where the zone's origin starts; nil when no zone contains it.
     @inline(__always) public func findZone(lowercaseWire name: UnsafeRawBufferPointer) -> (zone: Int, originOffset: Int)? {
+        ZoneSet.findZone(table, name)
+    }
+
+    @inline(__always)
+    static func findZone(_ table: NameTable, _ name: UnsafeRawBufferPointer) -> (zone: Int, originOffset: Int)? {
         var off = 0
         while off < name.count {
             let z = table.find(UnsafeRawBufferPointer(rebasing: name[off...]))
@@ -310,6 +334,16 @@ public final class ZoneSet: Sendable {
             off += len + 1
         }
         return nil
+    }
+
+    /// The zone `findZone` picks for the lowercase wire name in `name`, the offset of its
+    /// origin there, and the name's node in it, with one hash of the name; nil when the name
+    /// is not a node of that zone (or no zone contains it: `findZone` tells them apart).
+    @inline(__always)
+    public func findNode(lowercaseWire name: UnsafeRawBufferPointer) -> (zone: Int, node: Int, originOffset: Int)? {
+        let (z, n) = index.find(name, zones: zoneRefs)
+        guard z >= 0 else { return nil }
+        return (z, n, name.count &- originLengths[z])
     }
 }
 

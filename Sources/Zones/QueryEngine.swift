@@ -108,8 +108,6 @@ public final class QueryEngine {
     private let name: UnsafeMutableRawBufferPointer
     // Per-query state of a single-threaded engine: no dynamic exclusivity checks (see MessageWriter).
     @exclusivity(unchecked) private var nameLength = 0
-    /// `*.` + closest encloser, and names decompressed for additional-section lookups.
-    private let scratch: UnsafeMutableRawBufferPointer
     /// Label start offsets of `name` (a name has at most 127 labels).
     private let labelOffsets: UnsafeMutablePointer<Int>
     /// Offsets in the message of names whose addresses go in the additional section.
@@ -147,14 +145,12 @@ public final class QueryEngine {
     public init() {
         gslbMark = writer.mark()
         name = .allocate(byteCount: 256, alignment: 8)
-        scratch = .allocate(byteCount: 512, alignment: 8)
         labelOffsets = .allocate(capacity: 130)
         additionalTargets = .allocate(capacity: QueryEngine.maxAdditionalTargets)
     }
 
     deinit {
         name.deallocate()
-        scratch.deallocate()
         labelOffsets.deallocate()
         additionalTargets.deallocate()
     }
@@ -405,8 +401,8 @@ public final class QueryEngine {
     private enum Walk {
         case found(Int)
         case delegation(Int)
-        /// No such name; the offset inside `name` where its closest encloser starts.
-        case notFound(closestEncloserOffset: Int)
+        /// No such name; its closest encloser's node.
+        case notFound(closestEncloser: Int)
     }
 
     /// Copies a name from `src` (possibly compressed) into `name`, lowercased.
@@ -443,19 +439,17 @@ public final class QueryEngine {
             off += Int(name[off]) + 1
         }
         var enclosing = zone.apexIndex
-        var enclosingOffset = originOffset
         var i = count - 1
         while i >= 0 {
             let o = labelOffsets[i]
             let idx = i == 0 && absent ? -1 : zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: name[o..<nameLength]))
-            if idx < 0 { return .notFound(closestEncloserOffset: enclosingOffset) }
+            if idx < 0 { return .notFound(closestEncloser: enclosing) }
             if zone.nodes[idx].isDelegation {
                 // DS lives on the parent side of the cut (RFC 4035 3.1.4.1).
                 if i == 0 && qtype == .ds { return .found(idx) }
                 return .delegation(idx)
             }
             enclosing = idx
-            enclosingOffset = o
             i -= 1
         }
         return .found(enclosing)
@@ -558,7 +552,6 @@ public final class QueryEngine {
     @inline(__always)
     private func step(_ zone: Zone, zones: ZoneSet, options: EngineOptions) -> EngineStep? {
         let qtype = pq.qtype
-        let nameView = UnsafeRawBufferPointer(name)
         do {
             var nodeIndex: Int
             let walked: Walk
@@ -575,14 +568,10 @@ public final class QueryEngine {
                 return .done
             case .found(let n):
                 nodeIndex = n
-            case .notFound(let ceOffset):
-                // RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`.
-                let ceLen = nameLength - ceOffset
-                scratch[0] = 1
-                scratch[1] = UInt8(ascii: "*")
-                UnsafeMutableRawBufferPointer(rebasing: scratch[2..<(2 + ceLen)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: nameView[ceOffset..<nameLength]))
-                let w = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: scratch[0..<(2 + ceLen)]))
+            case .notFound(let encloser):
+                // RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`, which the
+                // encloser's node points to.
+                let w = Int(zone.nodes[encloser].wildcard)
                 if w < 0 {
                     rcode = .nxDomain
                     try negative(zone)

@@ -49,6 +49,10 @@ public struct ZoneNode: Sendable {
     public let dynamicIndex: Int32
     /// The types the GSLB name answers; `rrsets` answer the others.
     public let dynamicTypes: GSLBTypes
+    /// The node `*.<this name>`, or -1: the source of synthesis when this node is a closest
+    /// encloser (RFC 4592 3.3.1), found without building and hashing the name. Last, so it
+    /// takes the struct's tail padding (the stride stays 40 bytes).
+    public internal(set) var wildcard: Int32 = -1
 
     @inline(__always) public func rrset(_ t: RRType) -> RRSet? { rrsets.rrset(t) }
 }
@@ -216,6 +220,13 @@ public final class Zone: Sendable {
             let binding = dyn.isEmpty ? nil : dyn[id]
             nodes.append(ZoneNode(name: name, rrsets: sets, isDelegation: isDelegation, dynamicIndex: binding?.index ?? -1,
                                   dynamicTypes: binding?.types ?? []))
+        }
+        // Each wildcard's parent (an owner or an empty non-terminal, so a node) points to it.
+        for k in 0..<nodes.count {
+            let key = table.key(k)
+            guard key.count > 2, key[key.startIndex] == 1, key[key.startIndex + 1] == UInt8(ascii: "*") else { continue }
+            let parent = Int(table.find(Array(key.dropFirst(2))))
+            if parent >= 0 { nodes[parent].wildcard = Int32(k) }
         }
         guard let soa = nodes[apex].rrset(.soa), let soaRdata = soa.rdatas.first?.bytes else {
             throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1), "zone \(origin) has no SOA record at its apex")

@@ -115,6 +115,16 @@ import Testing
         #expect(Self.expectAgreement(set, names) > 250)
     }
 
+    /// Each wildcard's parent points to it (the engine's source of synthesis), no other node does.
+    @Test func wildcardParentsPointToTheirWildcard() throws {
+        let zone = Self.zone("w.test.", Self.head + "*.a A 192.0.2.1\n*.b.c TXT x\n*.w.test. A 192.0.2.2\nd A 192.0.2.3\n")
+        var pointed: [String: String] = [:]
+        for node in zone.nodes where node.wildcard >= 0 {
+            pointed[node.name.description.lowercased()] = zone.nodes[Int(node.wildcard)].name.description.lowercased()
+        }
+        #expect(pointed == ["a.w.test.": "*.a.w.test.", "b.c.w.test.": "*.b.c.w.test.", "w.test.": "*.w.test."])
+    }
+
     static let types: [RRType] = [.a, .aaaa, .mx, .txt, .ns, .soa, .cname, .ds, .any]
 
     static func answer(_ q: [UInt8], _ zones: ZoneSet) -> [UInt8] {

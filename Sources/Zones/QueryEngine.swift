@@ -700,14 +700,38 @@ public final class QueryEngine {
         // RFC 2308 3: the SOA goes in the authority section with TTL min(SOA TTL, MINIMUM).
         let soa = RRSet(zone.soa, ttl: zone.negativeTTL)
         if chain == 0 && writer.position == pq.questionEnd {
-            // Nothing follows the question yet, so the compressor's only targets are the
-            // question's suffixes, and the first equal to the apex is the question's own
-            // origin, at `originOffset` (findZone matched it there): the owner `writeName`
-            // would write is that pointer. Written directly, without the search.
+            // Nothing follows the question yet, and the question ends in the zone's origin
+            // at `originOffset`: the record encoded at load against a question that is the
+            // origin is valid here once its pointers move to this question and this place.
+            // (The compressor could find a longer suffix of MNAME or RNAME in a question
+            // below them; a few bytes more then, nothing a client sees.)
+            if !zone.negativeRecord.isEmpty {
+                writeNegativeRecord(zone)
+                return
+            }
             _ = try writeSet(soa, owner: 12 + originOffset, section: .authority)
         } else {
             _ = try writeSet(soa, owner: 0, section: .authority, ownerName: zone.nodes[zone.apexIndex].name)
         }
+    }
+
+    /// `zone.negativeRecord` at the writer's position, its pointers into the question moved
+    /// by `originOffset` and those into itself to where it is written; TC when it does not fit.
+    private func writeNegativeRecord(_ zone: Zone) {
+        let start = writer.position
+        let fits = zone.negativeRecord.withUnsafeBytes { (try? writer.writeBytes($0)) != nil }
+        guard fits else {
+            tc = true
+            return
+        }
+        let b = writer.buffer
+        let questionEnd = zone.negativeQuestionEnd
+        for at in zone.negativePointers {
+            let p = Int(b[start + at] & 0x3F) << 8 | Int(b[start + at + 1])
+            let moved = p < questionEnd ? p + originOffset : p + start - (questionEnd + 4)
+            put16(UInt16(0xC000 | moved), at: start + at)
+        }
+        ns += 1
     }
 
     /// A referral (RFC 1034 4.3.2 step 3b): the cut's NS RRset in the authority section and

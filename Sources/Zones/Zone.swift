@@ -73,6 +73,15 @@ public final class Zone: Sendable {
     public let soa: RRSet
     public let negativeTTL: UInt32
     public let recordCount: Int
+    /// The authority record of a negative answer (the SOA with the negative TTL, RFC 2308 3)
+    /// as the engine writes it right after a question whose name ends in the origin,
+    /// encoded once here against a question that is the origin itself; empty when the SOA
+    /// RRset is not one readable record. `negativePointers` are the offsets in it of the
+    /// compression pointers the engine moves to the actual question and record
+    /// (`QueryEngine.negative`): pointers below `negativeQuestionEnd` point into the question.
+    let negativeRecord: [UInt8]
+    let negativePointers: [Int]
+    let negativeQuestionEnd: Int
     /// Source file, for logs.
     public let file: String?
 
@@ -236,10 +245,46 @@ public final class Zone: Sendable {
         let minimum = n >= 4 ? UInt32(soaRdata[n - 4]) << 24 | UInt32(soaRdata[n - 3]) << 16 | UInt32(soaRdata[n - 2]) << 8 | UInt32(soaRdata[n - 1]) : 0
         self.soa = soa
         self.negativeTTL = min(soa.ttl, minimum)
+        (negativeRecord, negativePointers) = Zone.negativeRecord(origin: origin, soa: soa, ttl: min(soa.ttl, minimum))
+        negativeQuestionEnd = 12 + origin.wire.count
         self.nodes = nodes
         self.table = table
         self.apexIndex = apex
         self.recordCount = index.uniqueCount
+    }
+
+    /// `negativeRecord` and `negativePointers` (see there): the SOA written with the engine's
+    /// own encoder after a question at offset 12 that is `origin`, owner a pointer to it.
+    private static func negativeRecord(origin: DNSName, soa: RRSet, ttl: UInt32) -> ([UInt8], [Int]) {
+        guard soa.rdatas.count == 1, let rdata = soa.rdatas.first else { return ([], []) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
+        defer { buffer.deallocate() }
+        let writer = MessageWriter()
+        writer.reset(buffer: buffer, limit: buffer.count)
+        do {
+            _ = try writer.claim(12)
+            try writer.writeBytes(origin.lowercased().wire)
+            try writer.writeU32(0x0006_0001) // QTYPE SOA, QCLASS IN: any type would do
+            writer.registerName(at: 12)
+            let start = writer.position
+            try writer.writeU16(0xC00C)
+            try rdata.withBytes { (r) throws(DNSWireError) in try writer.writeRecordBody(type: .soa, ttl: ttl, rdata: r) }
+            let record = Array(buffer[start..<writer.position])
+            // The owner, then a pointer (if any) ending each of MNAME and RNAME.
+            var pointers = [0]
+            var at = 12
+            for _ in 0..<2 {
+                while true {
+                    let l = record[at]
+                    if l == 0 { at += 1; break }
+                    if l & 0xC0 == 0xC0 { pointers.append(at); at += 2; break }
+                    at += Int(l) + 1
+                }
+            }
+            return (record, pointers)
+        } catch {
+            return ([], [])
+        }
     }
 
     /// The node for lowercase wire bytes, or -1.

@@ -369,11 +369,19 @@ public final class QueryEngine {
             put16(s.family, at: o + 4)
             b[o + 6] = s.sourcePrefix
             b[o + 7] = scope
-            // The address's bytes in order: the big-endian images of its two words.
-            var words = (s.address.hi.bigEndian, s.address.lo.bigEndian)
-            withUnsafeBytes(of: &words) { w in
-                UnsafeMutableRawBufferPointer(rebasing: b[(o + 8)..<(o + 8 + bytes)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: w[0..<bytes]))
+            // The address's bytes in order: the big-endian images of its two words, stored
+            // whole when the buffer has room past the option (what lies beyond its `bytes`
+            // is written over by what follows, or never sent), else copied byte-exact.
+            if o + 24 <= b.count {
+                let at = b.baseAddress! + o + 8
+                at.storeBytes(of: s.address.hi.bigEndian, as: UInt64.self)
+                (at + 8).storeBytes(of: s.address.lo.bigEndian, as: UInt64.self)
+            } else {
+                var words = (s.address.hi.bigEndian, s.address.lo.bigEndian)
+                withUnsafeBytes(of: &words) { w in
+                    UnsafeMutableRawBufferPointer(rebasing: b[(o + 8)..<(o + 8 + bytes)])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: w[0..<bytes]))
+                }
             }
         }
         if e.nsidRequested, let id = o.nsid {

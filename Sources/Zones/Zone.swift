@@ -231,11 +231,13 @@ public final class Zone: Sendable {
                                   dynamicTypes: binding?.types ?? []))
         }
         // Each wildcard's parent (an owner or an empty non-terminal, so a node) points to it.
-        for k in 0..<nodes.count {
-            let key = table.key(k)
-            guard key.count > 2, key[key.startIndex] == 1, key[key.startIndex + 1] == UInt8(ascii: "*") else { continue }
-            let parent = Int(table.find(Array(key.dropFirst(2))))
-            if parent >= 0 { nodes[parent].wildcard = Int32(k) }
+        table.withKeys { starts, bytes in
+            for k in 0..<nodes.count {
+                let a = Int(starts[k]), b = Int(starts[k + 1])
+                guard b - a > 2, bytes[a] == 1, bytes[a + 1] == UInt8(ascii: "*") else { continue }
+                let parent = Int(table.find(UnsafeRawBufferPointer(rebasing: bytes[(a + 2)..<b])))
+                if parent >= 0 { nodes[parent].wildcard = Int32(k) }
+            }
         }
         guard let soa = nodes[apex].rrset(.soa), let soaRdata = soa.rdatas.first?.bytes else {
             throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1), "zone \(origin) has no SOA record at its apex")

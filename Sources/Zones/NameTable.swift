@@ -121,7 +121,8 @@ struct NameTable: Sendable {
         return (e, true)
     }
 
-    @inline(__always) private func keyEquals(_ k: Int, _ p: UnsafeRawBufferPointer) -> Bool {
+    /// Whether entry k's key is the bytes in `p` (for `NodeIndex`, which keeps no keys of its own).
+    @inline(__always) func keyEquals(_ k: Int, _ p: UnsafeRawBufferPointer) -> Bool {
         let a = Int(starts[k]), b = Int(starts[k + 1])
         guard b - a == p.count else { return false }
         return bytes.withUnsafeBytes { kb in
@@ -131,6 +132,11 @@ struct NameTable: Sendable {
 
     /// Entry k's key, lowercase wire bytes.
     func key(_ k: Int) -> ArraySlice<UInt8> { bytes[Int(starts[k])..<Int(starts[k + 1])] }
+
+    /// Calls `body` with every key: entry k's is `bytes[starts[k]..<starts[k + 1]]` (load time).
+    func withKeys<R>(_ body: (_ starts: UnsafeBufferPointer<UInt32>, _ bytes: UnsafeRawBufferPointer) -> R) -> R {
+        starts.withUnsafeBufferPointer { s in bytes.withUnsafeBytes { b in body(s, b) } }
+    }
 
     private mutating func grow() {
         let size = slots.count * 2

@@ -20,7 +20,8 @@ import DNSWire
 /// that does not fit the client's size) is left to the full algorithm.
 ///
 /// Storage is four flat allocations indexed by node, no per-name objects and no copy of
-/// the names (the zones' own tables find the node), read without reference counting.
+/// the names (the zone set's index finds the zone and node, `ZoneSet.findNode`), read
+/// without reference counting.
 ///
 ///     let pre = PrebuiltAnswers(zones: zoneSet)
 ///     pre.entry(zone: 0, node: i, type: RRType.a.rawValue)  // the block's entry, or nil

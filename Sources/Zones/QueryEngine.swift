@@ -108,8 +108,6 @@ public final class QueryEngine {
     private let name: UnsafeMutableRawBufferPointer
     // Per-query state of a single-threaded engine: no dynamic exclusivity checks (see MessageWriter).
     @exclusivity(unchecked) private var nameLength = 0
-    /// `*.` + closest encloser, and names decompressed for additional-section lookups.
-    private let scratch: UnsafeMutableRawBufferPointer
     /// Label start offsets of `name` (a name has at most 127 labels).
     private let labelOffsets: UnsafeMutablePointer<Int>
     /// Offsets in the message of names whose addresses go in the additional section.
@@ -147,14 +145,12 @@ public final class QueryEngine {
     public init() {
         gslbMark = writer.mark()
         name = .allocate(byteCount: 256, alignment: 8)
-        scratch = .allocate(byteCount: 512, alignment: 8)
         labelOffsets = .allocate(capacity: 130)
         additionalTargets = .allocate(capacity: QueryEngine.maxAdditionalTargets)
     }
 
     deinit {
         name.deallocate()
-        scratch.deallocate()
         labelOffsets.deallocate()
         additionalTargets.deallocate()
     }
@@ -274,10 +270,8 @@ public final class QueryEngine {
             an += answer.records
             // RFC 7871 7.2.1: a tailored CNAME is answered alone.
             guard answer.cnameTargetOffset >= 0, answer.scope == 0, pq.qtype != .cname else { return .done }
-            guard let next = followCNAME(at: answer.cnameTargetOffset, zones: zones, options: options) else { return .done }
+            guard followCNAME(at: answer.cnameTargetOffset, zones: zones, options: options) else { return .done }
             owner = answer.cnameTargetOffset
-            zoneIndex = next.zone
-            originOffset = next.originOffset
         } catch {
             tc = true
             return .done
@@ -375,11 +369,19 @@ public final class QueryEngine {
             put16(s.family, at: o + 4)
             b[o + 6] = s.sourcePrefix
             b[o + 7] = scope
-            // The address's bytes in order: the big-endian images of its two words.
-            var words = (s.address.hi.bigEndian, s.address.lo.bigEndian)
-            withUnsafeBytes(of: &words) { w in
-                UnsafeMutableRawBufferPointer(rebasing: b[(o + 8)..<(o + 8 + bytes)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: w[0..<bytes]))
+            // The address's bytes in order: the big-endian images of its two words, stored
+            // whole when the buffer has room past the option (what lies beyond its `bytes`
+            // is written over by what follows, or never sent), else copied byte-exact.
+            if o + 24 <= b.count {
+                let at = b.baseAddress! + o + 8
+                at.storeBytes(of: s.address.hi.bigEndian, as: UInt64.self)
+                (at + 8).storeBytes(of: s.address.lo.bigEndian, as: UInt64.self)
+            } else {
+                var words = (s.address.hi.bigEndian, s.address.lo.bigEndian)
+                withUnsafeBytes(of: &words) { w in
+                    UnsafeMutableRawBufferPointer(rebasing: b[(o + 8)..<(o + 8 + bytes)])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: w[0..<bytes]))
+                }
             }
         }
         if e.nsidRequested, let id = o.nsid {
@@ -407,8 +409,8 @@ public final class QueryEngine {
     private enum Walk {
         case found(Int)
         case delegation(Int)
-        /// No such name; the offset inside `name` where its closest encloser starts.
-        case notFound(closestEncloserOffset: Int)
+        /// No such name; its closest encloser's node.
+        case notFound(closestEncloser: Int)
     }
 
     /// Copies a name from `src` (possibly compressed) into `name`, lowercased.
@@ -445,19 +447,17 @@ public final class QueryEngine {
             off += Int(name[off]) + 1
         }
         var enclosing = zone.apexIndex
-        var enclosingOffset = originOffset
         var i = count - 1
         while i >= 0 {
             let o = labelOffsets[i]
             let idx = i == 0 && absent ? -1 : zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: name[o..<nameLength]))
-            if idx < 0 { return .notFound(closestEncloserOffset: enclosingOffset) }
+            if idx < 0 { return .notFound(closestEncloser: enclosing) }
             if zone.nodes[idx].isDelegation {
                 // DS lives on the parent side of the cut (RFC 4035 3.1.4.1).
                 if i == 0 && qtype == .ds { return .found(idx) }
                 return .delegation(idx)
             }
             enclosing = idx
-            enclosingOffset = o
             i -= 1
         }
         return .found(enclosing)
@@ -487,37 +487,52 @@ public final class QueryEngine {
         // query's name is walked once.
         nameLength = pq.qnameLength
         asciiLowerCopy(q.baseAddress! + 12, name.baseAddress!, count: nameLength)
-        let nameView = UnsafeRawBufferPointer(name)
-        guard let (firstZone, firstOrigin) = zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: nameView[0..<nameLength])) else {
-            rcode = .refused
-            return .done
-        }
-        zoneIndex = firstZone
-        originOffset = firstOrigin
         owner = 12
         chain = 0
         known = -1
         // Most queries ask for an RRset that exists at a static name: copy its answer,
         // encoded at load time, when it fits (else the algorithm below truncates properly).
         // Otherwise a name found exactly starts the algorithm at its node, without the walk.
-        // The zone and the answers are borrowed from `zones` (no retain and release per query).
+        // The answers are borrowed from `zones` (no retain and release per query).
         if let preRef = zones.prebuiltRef {
-            let answered = preRef._withUnsafeGuaranteedRef { pre in
-                zones.zoneRefs[firstZone]._withUnsafeGuaranteedRef { zone in prebuiltAnswer(pre, zone) }
+            guard let node = locate(zones, indexed: true) else {
+                rcode = .refused
+                return .done
             }
-            if answered { return .done }
+            if node >= 0, preRef._withUnsafeGuaranteedRef({ pre in prebuiltAnswer(pre, node) }) { return .done }
+        } else if locate(zones, indexed: false) == nil {
+            rcode = .refused
+            return .done
         }
         aa = true
         return run(zones: zones, options: options)
     }
 
-    /// The prebuilt answer for the question's name and type (`start`), written when it fits:
-    /// true when the response is complete. Otherwise notes in `known` what the probe found.
+    /// Finds the zone of the name in `name` (`zoneIndex`, `originOffset`). `indexed` (a set
+    /// with prebuilt answers, whose index a query's name is looked up in): with one hash of
+    /// the name, its node there too, returned; when it is no node of that zone, `known` says
+    /// it is absent and -1 is returned. Otherwise -1. Nil when no zone served contains it.
     @inline(__always)
-    private func prebuiltAnswer(_ pre: PrebuiltAnswers, _ zone: Zone) -> Bool {
-        let idx = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength]))
-        // Not a name of the zone: the walk below need not probe for it again.
-        if idx < 0 { known = QueryEngine.absent; return false }
+    private func locate(_ zones: ZoneSet, indexed: Bool) -> Int? {
+        let full = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength])
+        if indexed, let hit = zones.findNode(lowercaseWire: full) {
+            zoneIndex = hit.zone
+            originOffset = hit.originOffset
+            return hit.node
+        }
+        guard let (z, origin) = zones.findZone(lowercaseWire: full) else { return nil }
+        zoneIndex = z
+        originOffset = origin
+        // Not a name of the zone: the walk need not probe for it again.
+        if indexed { known = QueryEngine.absent }
+        return -1
+    }
+
+    /// The prebuilt answer for the question's name and type at node `idx` of zone
+    /// `zoneIndex` (`start`), written when it fits: true when the response is complete.
+    /// Otherwise notes in `known` a node the algorithm may start at.
+    @inline(__always)
+    private func prebuiltAnswer(_ pre: PrebuiltAnswers, _ idx: Int) -> Bool {
         guard pre.holds(zone: zoneIndex, node: idx) else { return false }
         if let e = pre.entry(zone: zoneIndex, node: idx, type: pq.qtype.rawValue),
            writer.position + Int(e.length) <= writer.limit {
@@ -545,7 +560,6 @@ public final class QueryEngine {
     @inline(__always)
     private func step(_ zone: Zone, zones: ZoneSet, options: EngineOptions) -> EngineStep? {
         let qtype = pq.qtype
-        let nameView = UnsafeRawBufferPointer(name)
         do {
             var nodeIndex: Int
             let walked: Walk
@@ -562,14 +576,10 @@ public final class QueryEngine {
                 return .done
             case .found(let n):
                 nodeIndex = n
-            case .notFound(let ceOffset):
-                // RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`.
-                let ceLen = nameLength - ceOffset
-                scratch[0] = 1
-                scratch[1] = UInt8(ascii: "*")
-                UnsafeMutableRawBufferPointer(rebasing: scratch[2..<(2 + ceLen)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: nameView[ceOffset..<nameLength]))
-                let w = zone.nodeIndex(lowercaseWire: UnsafeRawBufferPointer(rebasing: scratch[0..<(2 + ceLen)]))
+            case .notFound(let encloser):
+                // RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`, which the
+                // encloser's node points to.
+                let w = Int(zone.nodes[encloser].wildcard)
                 if w < 0 {
                     rcode = .nxDomain
                     try negative(zone)
@@ -593,10 +603,8 @@ public final class QueryEngine {
                 guard try writeSet(cname, owner: owner, section: .answer) else { return .done }
                 // The target name is the rdata of the record just written.
                 let target = writer.lastRDataStart
-                guard let next = followCNAME(at: target, zones: zones, options: options) else { return .done }
+                guard followCNAME(at: target, zones: zones, options: options) else { return .done }
                 owner = target
-                zoneIndex = next.zone
-                originOffset = next.originOffset
                 return nil
             }
             if qtype == .any {
@@ -635,14 +643,19 @@ public final class QueryEngine {
     }
 
     /// One step of a CNAME chain: loads the target written at `target` in the message into
-    /// `name` and finds its zone. Nil ends the chain: too long (the loop bound), or the target
-    /// is in no zone served here (the answer stops with the CNAMEs written so far).
-    private func followCNAME(at target: Int, zones: ZoneSet, options: EngineOptions) -> (zone: Int, originOffset: Int)? {
+    /// `name` and finds its zone (`zoneIndex`, `originOffset`) and, with prebuilt answers,
+    /// its node when the algorithm may start there (`known`, as in `start`). False ends the
+    /// chain: too long (the loop bound), or the target is in no zone served here (the answer
+    /// stops with the CNAMEs written so far).
+    private func followCNAME(at target: Int, zones: ZoneSet, options: EngineOptions) -> Bool {
         chain += 1
         guard chain <= options.maxCNAMEChain,
               loadName(UnsafeRawBufferPointer(rebasing: writer.buffer[0..<writer.position]), at: target)
-        else { return nil }
-        return zones.findZone(lowercaseWire: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(name)[0..<nameLength]))
+        else { return false }
+        guard let preRef = zones.prebuiltRef else { return locate(zones, indexed: false) != nil }
+        guard let node = locate(zones, indexed: true) else { return false }
+        if node >= 0 && preRef._withUnsafeGuaranteedRef({ $0.holds(zone: zoneIndex, node: node) }) { known = node }
+        return true
     }
 
     private enum Section { case answer, authority, additional }
@@ -695,14 +708,38 @@ public final class QueryEngine {
         // RFC 2308 3: the SOA goes in the authority section with TTL min(SOA TTL, MINIMUM).
         let soa = RRSet(zone.soa, ttl: zone.negativeTTL)
         if chain == 0 && writer.position == pq.questionEnd {
-            // Nothing follows the question yet, so the compressor's only targets are the
-            // question's suffixes, and the first equal to the apex is the question's own
-            // origin, at `originOffset` (findZone matched it there): the owner `writeName`
-            // would write is that pointer. Written directly, without the search.
+            // Nothing follows the question yet, and the question ends in the zone's origin
+            // at `originOffset`: the record encoded at load against a question that is the
+            // origin is valid here once its pointers move to this question and this place.
+            // (The compressor could find a longer suffix of MNAME or RNAME in a question
+            // below them; a few bytes more then, nothing a client sees.)
+            if !zone.negativeRecord.isEmpty {
+                writeNegativeRecord(zone)
+                return
+            }
             _ = try writeSet(soa, owner: 12 + originOffset, section: .authority)
         } else {
             _ = try writeSet(soa, owner: 0, section: .authority, ownerName: zone.nodes[zone.apexIndex].name)
         }
+    }
+
+    /// `zone.negativeRecord` at the writer's position, its pointers into the question moved
+    /// by `originOffset` and those into itself to where it is written; TC when it does not fit.
+    private func writeNegativeRecord(_ zone: Zone) {
+        let start = writer.position
+        let fits = zone.negativeRecord.withUnsafeBytes { (try? writer.writeBytes($0)) != nil }
+        guard fits else {
+            tc = true
+            return
+        }
+        let b = writer.buffer
+        let questionEnd = zone.negativeQuestionEnd
+        for at in zone.negativePointers {
+            let p = Int(b[start + at] & 0x3F) << 8 | Int(b[start + at + 1])
+            let moved = p < questionEnd ? p + originOffset : p + start - (questionEnd + 4)
+            put16(UInt16(0xC000 | moved), at: start + at)
+        }
+        ns += 1
     }
 
     /// A referral (RFC 1034 4.3.2 step 3b): the cut's NS RRset in the authority section and

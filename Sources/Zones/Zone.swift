@@ -49,6 +49,10 @@ public struct ZoneNode: Sendable {
     public let dynamicIndex: Int32
     /// The types the GSLB name answers; `rrsets` answer the others.
     public let dynamicTypes: GSLBTypes
+    /// The node `*.<this name>`, or -1: the source of synthesis when this node is a closest
+    /// encloser (RFC 4592 3.3.1), found without building and hashing the name. Last, so it
+    /// takes the struct's tail padding (the stride stays 40 bytes).
+    public internal(set) var wildcard: Int32 = -1
 
     @inline(__always) public func rrset(_ t: RRType) -> RRSet? { rrsets.rrset(t) }
 }
@@ -69,6 +73,15 @@ public final class Zone: Sendable {
     public let soa: RRSet
     public let negativeTTL: UInt32
     public let recordCount: Int
+    /// The authority record of a negative answer (the SOA with the negative TTL, RFC 2308 3)
+    /// as the engine writes it right after a question whose name ends in the origin,
+    /// encoded once here against a question that is the origin itself; empty when the SOA
+    /// RRset is not one readable record. `negativePointers` are the offsets in it of the
+    /// compression pointers the engine moves to the actual question and record
+    /// (`QueryEngine.negative`): pointers below `negativeQuestionEnd` point into the question.
+    let negativeRecord: [UInt8]
+    let negativePointers: [Int]
+    let negativeQuestionEnd: Int
     /// Source file, for logs.
     public let file: String?
 
@@ -217,6 +230,15 @@ public final class Zone: Sendable {
             nodes.append(ZoneNode(name: name, rrsets: sets, isDelegation: isDelegation, dynamicIndex: binding?.index ?? -1,
                                   dynamicTypes: binding?.types ?? []))
         }
+        // Each wildcard's parent (an owner or an empty non-terminal, so a node) points to it.
+        table.withKeys { starts, bytes in
+            for k in 0..<nodes.count {
+                let a = Int(starts[k]), b = Int(starts[k + 1])
+                guard b - a > 2, bytes[a] == 1, bytes[a + 1] == UInt8(ascii: "*") else { continue }
+                let parent = Int(table.find(UnsafeRawBufferPointer(rebasing: bytes[(a + 2)..<b])))
+                if parent >= 0 { nodes[parent].wildcard = Int32(k) }
+            }
+        }
         guard let soa = nodes[apex].rrset(.soa), let soaRdata = soa.rdatas.first?.bytes else {
             throw ZoneError(SourceLocation(file: file ?? origin.description, line: 1, column: 1), "zone \(origin) has no SOA record at its apex")
         }
@@ -225,10 +247,46 @@ public final class Zone: Sendable {
         let minimum = n >= 4 ? UInt32(soaRdata[n - 4]) << 24 | UInt32(soaRdata[n - 3]) << 16 | UInt32(soaRdata[n - 2]) << 8 | UInt32(soaRdata[n - 1]) : 0
         self.soa = soa
         self.negativeTTL = min(soa.ttl, minimum)
+        (negativeRecord, negativePointers) = Zone.negativeRecord(origin: origin, soa: soa, ttl: min(soa.ttl, minimum))
+        negativeQuestionEnd = 12 + origin.wire.count
         self.nodes = nodes
         self.table = table
         self.apexIndex = apex
         self.recordCount = index.uniqueCount
+    }
+
+    /// `negativeRecord` and `negativePointers` (see there): the SOA written with the engine's
+    /// own encoder after a question at offset 12 that is `origin`, owner a pointer to it.
+    private static func negativeRecord(origin: DNSName, soa: RRSet, ttl: UInt32) -> ([UInt8], [Int]) {
+        guard soa.rdatas.count == 1, let rdata = soa.rdatas.first else { return ([], []) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
+        defer { buffer.deallocate() }
+        let writer = MessageWriter()
+        writer.reset(buffer: buffer, limit: buffer.count)
+        do {
+            _ = try writer.claim(12)
+            try writer.writeBytes(origin.lowercased().wire)
+            try writer.writeU32(0x0006_0001) // QTYPE SOA, QCLASS IN: any type would do
+            writer.registerName(at: 12)
+            let start = writer.position
+            try writer.writeU16(0xC00C)
+            try rdata.withBytes { (r) throws(DNSWireError) in try writer.writeRecordBody(type: .soa, ttl: ttl, rdata: r) }
+            let record = Array(buffer[start..<writer.position])
+            // The owner, then a pointer (if any) ending each of MNAME and RNAME.
+            var pointers = [0]
+            var at = 12
+            for _ in 0..<2 {
+                while true {
+                    let l = record[at]
+                    if l == 0 { at += 1; break }
+                    if l & 0xC0 == 0xC0 { pointers.append(at); at += 2; break }
+                    at += Int(l) + 1
+                }
+            }
+            return (record, pointers)
+        } catch {
+            return ([], [])
+        }
     }
 
     /// The node for lowercase wire bytes, or -1.
@@ -276,6 +334,10 @@ public enum SOAData {
 public final class ZoneSet: Sendable {
     public let zones: [Zone]
     let table: NameTable
+    /// Every name a query reaches exactly, to its zone and node (`findNode`).
+    let index: NodeIndex
+    /// Each zone's origin length in wire bytes.
+    private let originLengths: [Int]
     /// Positive answers encoded at load time, the query path's fast path; nil while they are
     /// being built (the builder asks a `ZoneSet` without them).
     public let prebuilt: PrebuiltAnswers?
@@ -285,22 +347,42 @@ public final class ZoneSet: Sendable {
     public let prebuiltRef: Unmanaged<PrebuiltAnswers>?
 
     public convenience init(zones: [Zone]) {
-        self.init(zones: zones, prebuilt: PrebuiltAnswers(zones: ZoneSet(zones: zones, prebuilt: nil)))
+        let bare = ZoneSet(bare: zones)
+        self.init(sharing: bare, prebuilt: PrebuiltAnswers(zones: bare))
     }
 
-    init(zones: [Zone], prebuilt: PrebuiltAnswers?) {
+    /// The set without prebuilt answers: what their builder asks (and tests compare with).
+    init(bare zones: [Zone]) {
         self.zones = zones
         var t = NameTable(capacity: zones.count)
         for (i, z) in zones.enumerated() { t.insert(lowercaseWire: z.origin.lowercased().wire, value: Int32(i)) }
         self.table = t
-        self.prebuilt = prebuilt
+        originLengths = zones.map { $0.origin.wire.count }
+        index = NodeIndex(zones: zones, originTable: t) { ZoneSet.findZone(t, $0)?.zone }
+        prebuilt = nil
         zoneRefs = zones.map { Unmanaged.passUnretained($0) }
-        prebuiltRef = prebuilt.map { Unmanaged.passUnretained($0) }
+        prebuiltRef = nil
+    }
+
+    /// `bare` with `prebuilt`: its tables are shared, not built again.
+    private init(sharing bare: ZoneSet, prebuilt: PrebuiltAnswers) {
+        zones = bare.zones
+        table = bare.table
+        index = bare.index
+        originLengths = bare.originLengths
+        self.prebuilt = prebuilt
+        zoneRefs = bare.zoneRefs
+        prebuiltRef = Unmanaged.passUnretained(prebuilt)
     }
 
     /// The most specific zone containing the lowercase wire name in `name`, and the offset in
     /// `name` where the zone's origin starts; nil when no zone contains it.
     @inline(__always) public func findZone(lowercaseWire name: UnsafeRawBufferPointer) -> (zone: Int, originOffset: Int)? {
+        ZoneSet.findZone(table, name)
+    }
+
+    @inline(__always)
+    static func findZone(_ table: NameTable, _ name: UnsafeRawBufferPointer) -> (zone: Int, originOffset: Int)? {
         var off = 0
         while off < name.count {
             let z = table.find(UnsafeRawBufferPointer(rebasing: name[off...]))
@@ -310,6 +392,16 @@ public final class ZoneSet: Sendable {
             off += len + 1
         }
         return nil
+    }
+
+    /// The zone `findZone` picks for the lowercase wire name in `name`, the offset of its
+    /// origin there, and the name's node in it, with one hash of the name; nil when the name
+    /// is not a node of that zone (or no zone contains it: `findZone` tells them apart).
+    @inline(__always)
+    public func findNode(lowercaseWire name: UnsafeRawBufferPointer) -> (zone: Int, node: Int, originOffset: Int)? {
+        let (z, n) = index.find(name, zones: zoneRefs)
+        guard z >= 0 else { return nil }
+        return (z, n, name.count &- originLengths[z])
     }
 }
 

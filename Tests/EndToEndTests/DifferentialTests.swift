@@ -190,6 +190,55 @@ struct DifferentialTests {
     }
 }
 
+/// Zones inside served zones (Fixtures/nested), for the zone set's index of names (one hash
+/// of the question finds its zone and node): a parent that holds the cut to a served child with glue and a
+/// name only it has, a child with a cut of its own, a wildcard, CNAMEs back to the parent,
+/// into the child's wildcard and out of every zone, an escaped dot; a third zone whose
+/// CNAMEs lead through both. Meridian must answer every name of them, their neighbours that
+/// do not exist and case variants as NSD serving the same folder does, with two intended
+/// differences (the same before the index), checked on their own:
+/// - A name only the parent holds below the served child (its glue `onlyparent.child`):
+///   NSD keeps one tree of names for all its zones, so the child answers NODATA for it;
+///   Meridian answers from the child zone's own names: NXDOMAIN with the child's SOA.
+/// - DS at the served child's apex: NSD answers from the parent side (RFC 4035 3.1.4.1);
+///   Meridian answers from the child, NODATA with its SOA.
+@Suite("Differential against NSD, nested zones", .serialized)
+struct NestedZonesDifferentialTests {
+    static let extraNames = [
+        "nope.example.test.", "x.child.example.test.", "a.b.child.example.test.",
+        "ns.gc.child.example.test.", "x.gc.child.example.test.", "z.wild.child.example.test.", "a.b.wild.child.example.test.",
+        "b.c.deep.example.test.", "deep.example.test.", "WWW.CHILD.EXAMPLE.TEST.", "Www.Example.Test.", "mixed.case.example.test.",
+        "escaped.dot.child.example.test.", "nope.other.test.", "CHAIN.other.test.", "www.elsewhere.invalid.", "test.",
+    ]
+
+    @Test func meridianAgreesWithNSD() async throws {
+        let dir = Fixtures.root.appendingPathComponent("nested")
+        let onlyParent = "onlyparent.child.example.test."
+        var names = try Corpus.owners(in: dir.path).filter { $0 != onlyParent }
+        for n in Self.extraNames where !names.contains(n) { names.append(n) }
+        var corpus: [CorpusQuery] = []
+        for name in names {
+            for type in Corpus.types + (name == "child.example.test." ? [] : ["DS"]) {
+                corpus.append(CorpusQuery(name: name, type: type, edns: true))
+            }
+        }
+        #expect(names.count > 35)
+        try await withNSD(zones: dir.path) { nsd in
+            try await withMeridian(zones: dir.path) { meridian in
+                let (size, report) = try await Differ.run(corpus: corpus, referencePort: nsd.port, candidatePort: meridian.port)
+                print("differential meridian/nsd, nested zones: corpus \(size) queries, \(report.count) mismatches")
+                #expect(report.isEmpty, "\(report.count) of \(size) queries differ from NSD:\n\(report.prefix(20).joined(separator: "\n"))")
+                for (name, type) in [(onlyParent, "A"), ("OnlyParent.Child.Example.Test.", "AAAA"), ("child.example.test.", "DS")] {
+                    let r = try await Dig.query(name, type, port: meridian.port)
+                    #expect(r.status == (type == "DS" ? "NOERROR" : "NXDOMAIN") && r.flags.contains("aa") && r.answer.isEmpty
+                            && r.authority.map(\.type) == ["SOA"] && r.authority.first?.owner.lowercased() == "child.example.test.",
+                            "\(name) \(type): \(r)")
+                }
+            }
+        }
+    }
+}
+
 /// The comparer on hand-written replies: it allows exactly the documented differences.
 @Suite("Differential comparer")
 struct DifferComparerTests {

@@ -22,7 +22,7 @@ import Testing
     }()
 
     /// The same zones without the fast path.
-    static let plain = ZoneSet(zones: zoneSet.zones, prebuilt: nil)
+    static let plain = ZoneSet(bare: zoneSet.zones)
 
     static let types: [RRType] = [.a, .aaaa, .ns, .mx, .soa, .txt, .cname, .srv, .caa, .https, .svcb, .hinfo, .naptr, .ds, .ptr, .any]
 
@@ -100,7 +100,7 @@ import Testing
         let bindings = [GSLBBinding(owner: origin, index: 0, types: [.a, .aaaa]),
                         GSLBBinding(owner: try DNSName("v4only.gslb.test."), index: 1, types: [.a])]
         let zones = ZoneSet(zones: [try Zone(origin: origin, records: records, dynamicNames: bindings)])
-        let plain = ZoneSet(zones: zones.zones, prebuilt: nil)
+        let plain = ZoneSet(bare: zones.zones)
         let pre = try #require(zones.prebuilt)
         func entry(_ name: String, _ type: RRType) -> Bool {
             let w = try! DNSName(name).lowercased().wire

@@ -25,11 +25,11 @@ let fuzzing = Context.environment["MERIDIAN_FUZZ"] == "1"
 /// decision cache's hit accessors) are `@inlinable` instead of building with
 /// `-cross-module-optimization`: on top of them that flag took 0.1-0.7% more instructions
 /// off a query (static 1,896 -> 1,892, geo 2,515 -> 2,496) for a 70 KB larger binary.
-let queryPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked", "-function-sections"], .when(configuration: .release))]
+let queryPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked", "-Xfrontend", "-function-sections"], .when(configuration: .release))]
 
 /// Every function in its own section in release builds, so the link can order them
 /// (`releaseLink`, deploy/link/meridian.order); the query-path modules get it from `queryPath`.
-let sections: [SwiftSetting] = [.unsafeFlags(["-function-sections"], .when(configuration: .release))]
+let sections: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-function-sections"], .when(configuration: .release))]
 
 /// How the release `meridian` is linked (deploy/link/README.md): with lld and packed relative
 /// relocations (DT_RELR, glibc 2.36), no symbol table for dlsym (`--no-export-dynamic`), and

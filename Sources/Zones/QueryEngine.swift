@@ -518,14 +518,31 @@ public final class QueryEngine {
         if indexed, let hit = zones.findNode(lowercaseWire: full) {
             zoneIndex = hit.zone
             originOffset = hit.originOffset
+            if hit.originOffset == 0 && pq.qtype == .ds && parentSide(zones, full) { return -1 }
             return hit.node
         }
         guard let (z, origin) = zones.findZone(lowercaseWire: full) else { return nil }
         zoneIndex = z
         originOffset = origin
+        if origin == 0 && pq.qtype == .ds && parentSide(zones, full) { return -1 }
         // Not a name of the zone: the walk need not probe for it again.
         if indexed { known = QueryEngine.absent }
         return -1
+    }
+
+    /// DS lives on the parent side of a cut: a DS query for a zone's apex is answered from
+    /// the parent zone when that is served too (RFC 4035 3.1.4.1), where the apex is the
+    /// delegation point. Moves `zoneIndex` and `originOffset` to the zone that holds the
+    /// apex's parent name; false (nothing moved) when none does or the apex is the root.
+    @inline(never)
+    private func parentSide(_ zones: ZoneSet, _ full: UnsafeRawBufferPointer) -> Bool {
+        let first = Int(full[0])
+        guard first > 0, first + 1 < full.count else { return false }
+        let parent = UnsafeRawBufferPointer(rebasing: full[(first + 1)...])
+        guard let (z, origin) = zones.findZone(lowercaseWire: parent) else { return false }
+        zoneIndex = z
+        originOffset = first + 1 + origin
+        return true
     }
 
     /// The prebuilt answer for the question's name and type at node `idx` of zone

@@ -533,13 +533,19 @@ public final class QueryEngine {
     /// DS lives on the parent side of a cut: a DS query for a zone's apex is answered from
     /// the parent zone when that is served too (RFC 4035 3.1.4.1), where the apex is the
     /// delegation point. Moves `zoneIndex` and `originOffset` to the zone that holds the
-    /// apex's parent name; false (nothing moved) when none does or the apex is the root.
+    /// apex's parent name when it delegates the apex; false (nothing moved) when no served
+    /// zone does (no parent served, a parent without the cut, or the root).
     @inline(never)
     private func parentSide(_ zones: ZoneSet, _ full: UnsafeRawBufferPointer) -> Bool {
         let first = Int(full[0])
         guard first > 0, first + 1 < full.count else { return false }
         let parent = UnsafeRawBufferPointer(rebasing: full[(first + 1)...])
         guard let (z, origin) = zones.findZone(lowercaseWire: parent) else { return false }
+        let cut = zones.zoneRefs[z]._withUnsafeGuaranteedRef { zone -> Bool in
+            let idx = zone.nodeIndex(lowercaseWire: full)
+            return idx >= 0 && zone.nodes[idx].isDelegation
+        }
+        guard cut else { return false }
         zoneIndex = z
         originOffset = first + 1 + origin
         return true

@@ -157,6 +157,21 @@ import Testing
     }
 
     /// What the answers hold, so the comparison above is not only of two equal mistakes.
+    /// DS at a served zone's apex comes from the parent side of the cut (RFC 4035 3.1.4.1)
+    /// when a served parent delegates it; a served parent without that cut leaves it to the
+    /// zone itself.
+    @Test func dsAtAServedApexIsAnsweredByTheParentThatDelegatesIt() throws {
+        func ask(_ set: ZoneSet, _ name: String) throws -> Message {
+            try Message(decoding: Self.answer(QueryBuilder.query(id: 1, name: try DNSName(name), type: .ds), set))
+        }
+        let parent = try DNSName("example.test."), child = try DNSName("child.example.test.")
+        var m = try ask(ZoneSet(zones: Self.nested), "Child.Example.Test.")
+        #expect(m.rcode == .noError && m.answers.isEmpty && m.authority.first?.type == .soa && m.authority.first?.name == parent)
+        let noCut = [Self.zone("example.test.", Self.head), Self.zone("child.example.test.", Self.head)]
+        m = try ask(ZoneSet(zones: noCut), "child.example.test.")
+        #expect(m.rcode == .noError && m.answers.isEmpty && m.authority.first?.type == .soa && m.authority.first?.name == child)
+    }
+
     @Test func answersAcrossNestedZones() throws {
         let set = ZoneSet(zones: Self.nested)
         func ask(_ name: String, _ type: RRType) throws -> Message {

@@ -40,7 +40,7 @@ func intOption(_ fd: Int32, _ level: Int32, _ name: Int32) -> Int32? {
     return getsockopt(fd, level, name, &value, &length) == 0 ? value : nil
 }
 
-/// UDP answers ignore path MTU information (RFC 9715 section 3.1): a forged ICMP
+/// UDP answers ignore path MTU information (IP_PMTUDISC_OMIT): a forged ICMP
 /// "fragmentation needed" must not make answers leave in fragments.
 @Suite struct PathMTUTests {
     @Test func everyUDPSocketOmitsPathMTUDiscovery() throws {

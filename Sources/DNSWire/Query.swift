@@ -191,7 +191,14 @@ public struct ParsedQuery: Sendable {
             e.dnssecOK = flags & 0x8000 != 0
             e.compactOK = flags & 0x4000 != 0
             if n > rdata {
-                guard (try? Self.parseOptions(msg, from: rdata, to: n, into: &e)) != nil else { return false }
+                if n &- rdata >= 4 && Self.u16(p, rdata) == EDNSOption.clientSubnet && rdata &+ 4 &+ Int(Self.u16(p, rdata &+ 2)) == n {
+                    // The usual option list, one Client Subnet option: what `parseOptions`
+                    // does for it, without its loop.
+                    guard let subnet = try? Self.parseClientSubnet(msg, at: rdata &+ 4, length: n &- rdata &- 4) else { return false }
+                    e.clientSubnet = subnet
+                } else {
+                    guard (try? Self.parseOptions(msg, from: rdata, to: n, into: &e)) != nil else { return false }
+                }
             }
             edns = e
         } else {

@@ -191,7 +191,14 @@ public struct ParsedQuery: Sendable {
             e.dnssecOK = flags & 0x8000 != 0
             e.compactOK = flags & 0x4000 != 0
             if n > rdata {
-                guard (try? Self.parseOptions(msg, from: rdata, to: n, into: &e)) != nil else { return false }
+                if n &- rdata >= 4 && Self.u16(p, rdata) == EDNSOption.clientSubnet && rdata &+ 4 &+ Int(Self.u16(p, rdata &+ 2)) == n {
+                    // The usual option list, one Client Subnet option: what `parseOptions`
+                    // does for it, without its loop.
+                    guard let subnet = try? Self.parseClientSubnet(msg, at: rdata &+ 4, length: n &- rdata &- 4) else { return false }
+                    e.clientSubnet = subnet
+                } else {
+                    guard (try? Self.parseOptions(msg, from: rdata, to: n, into: &e)) != nil else { return false }
+                }
             }
             edns = e
         } else {
@@ -239,9 +246,25 @@ public struct ParsedQuery: Sendable {
         }
     }
 
+    /// The first `n` bytes (0 to 8) at `p` as the high bytes of a big-endian word, the rest
+    /// zero, reading no byte past `p + n`: two overlapping 4-byte loads for 4 to 8 bytes,
+    /// three single bytes for 1 to 3.
+    @inline(__always) static func leadingBytes(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
+        if n >= 4 {
+            let head = UInt64(UInt32(bigEndian: p.loadUnaligned(as: UInt32.self)))
+            let tail = UInt64(UInt32(bigEndian: (p + (n &- 4)).loadUnaligned(as: UInt32.self)))
+            return head &<< 32 | tail &<< UInt64(64 &- 8 &* n)
+        }
+        guard n > 0 else { return 0 }
+        let first = UInt64(p.load(as: UInt8.self))
+        let mid = UInt64(p.load(fromByteOffset: n &>> 1, as: UInt8.self))
+        let last = UInt64(p.load(fromByteOffset: n &- 1, as: UInt8.self))
+        return first &<< 56 | mid &<< UInt64(56 &- 8 &* (n &>> 1)) | last &<< UInt64(56 &- 8 &* (n &- 1))
+    }
+
     /// RFC 7871 6: FAMILY 1 or 2; SOURCE PREFIX-LENGTH within the family; ADDRESS exactly
     /// ceil(source/8) bytes with no bits set past the prefix. Anything else is FORMERR.
-    static func parseClientSubnet(_ msg: UnsafeRawBufferPointer, at off: Int, length: Int) throws(DNSWireError) -> ClientSubnet {
+    @inline(__always) static func parseClientSubnet(_ msg: UnsafeRawBufferPointer, at off: Int, length: Int) throws(DNSWireError) -> ClientSubnet {
         guard length >= 4 else { throw .badOption(off) }
         // Callers pass an option inside the message (`parseOptions` checked it): its bytes
         // are read without bounds checks.
@@ -259,13 +282,21 @@ public struct ParsedQuery: Sendable {
         guard source <= maxBits, Int(scope) <= maxBits else { throw .badOption(off) }
         let addrLen = (source + 7) / 8
         guard length - 4 == addrLen else { throw .badOption(off) }
-        var hi: UInt64 = 0, lo: UInt64 = 0
-        for i in 0..<addrLen {
-            let b = UInt64(p.load(fromByteOffset: 4 &+ i, as: UInt8.self))
-            if i < 8 { hi |= b << (56 &- 8 &* UInt64(i)) } else { lo |= b << (56 &- 8 &* UInt64(i &- 8)) }
+        // The address bytes as two big-endian words, with fixed-width loads that stay inside
+        // the option's `addrLen` bytes (no byte loop).
+        let a = p + 4
+        let hi: UInt64, lo: UInt64
+        if addrLen <= 8 {
+            hi = leadingBytes(a, addrLen); lo = 0
+        } else {
+            hi = UInt64(bigEndian: a.loadUnaligned(as: UInt64.self)); lo = leadingBytes(a + 8, addrLen &- 8)
         }
+        // No bits set past the source prefix (`source <= maxBits`, so this is
+        // `masked(to: source) == address` on the two words).
+        let hiHost: UInt64 = source >= 64 ? 0 : ~UInt64(0) &>> UInt64(source)
+        let loHost: UInt64 = source <= 64 ? ~UInt64(0) : (source >= 128 ? 0 : ~UInt64(0) &>> UInt64(source &- 64))
+        guard hi & hiHost == 0, lo & loHost == 0 else { throw .badOption(off) }
         let addr = IPAddress(family: family == 1 ? .v4 : .v6, hi: hi, lo: lo)
-        guard addr.masked(to: source) == addr else { throw .badOption(off) }
         return ClientSubnet(family: family, sourcePrefix: UInt8(source), scopePrefix: scope, address: addr)
     }
 }

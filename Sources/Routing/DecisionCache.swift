@@ -58,16 +58,19 @@ public final class DecisionCache {
     // exclusivity checks (they showed in the query path's profile).
     @usableFromInline @exclusivity(unchecked) var entries: [Entry]
     private let mask: Int
+    /// 64 - log2(slots): `keyedSlot` keeps the product's top bits.
+    private let keyedShift: UInt64
     /// `slotAddresses` addresses per slot, one allocation for the whole cache.
     private let addresses: UnsafeMutablePointer<IPAddress>
     /// Addresses a slot holds: the router's largest answer, at most `maxSlotAddresses`.
     public let slotAddresses: Int
     @exclusivity(unchecked) private var router: Router?
     @exclusivity(unchecked) private var health: HealthSnapshot?
-    /// The identities of `router` and `health` (held above, so not reused while compared):
-    /// comparing them loads no reference, where reading the optionals retained each.
-    @exclusivity(unchecked) private var routerID: ObjectIdentifier?
-    @exclusivity(unchecked) private var healthID: ObjectIdentifier?
+    /// The identities of `router` and `health` (held above, so not reused while compared),
+    /// as address bits, 0 for none: comparing them loads no reference, where reading the
+    /// optionals retained each, and is one compare each (optionals took three).
+    @exclusivity(unchecked) private var routerID: UInt = 0
+    @exclusivity(unchecked) private var healthID: UInt = 0
     /// One fixed-size region per slot where the caller keeps the decision already encoded
     /// (see `payload(_:)`), so a hit is one copy.
     @usableFromInline let payloads: UnsafeMutableRawPointer
@@ -110,6 +113,7 @@ public final class DecisionCache {
         var n = 1
         while n < max(slots, 4) { n <<= 1 }
         mask = n - 1
+        keyedShift = UInt64(64 - n.trailingZeroBitCount)
         entries = Array(repeating: Entry(), count: n)
         slotAddresses = min(max(router.maxAddresses, 1), DecisionCache.maxSlotAddresses)
         addresses = .allocate(capacity: slotAddresses * n)
@@ -122,7 +126,7 @@ public final class DecisionCache {
         sightings.initialize(repeating: 0, count: n)
         self.admitOnSecondSighting = admitOnSecondSighting
         self.router = router
-        routerID = ObjectIdentifier(router)
+        routerID = UInt(bitPattern: ObjectIdentifier(router))
     }
 
     deinit { payloads.deallocate(); keys.deallocate(); addresses.deallocate(); sightings.deallocate() }
@@ -187,19 +191,19 @@ public final class DecisionCache {
     public func forget() {
         router = nil
         health = nil
-        routerID = nil
-        healthID = nil
+        routerID = 0
+        healthID = 0
     }
 
     /// The slot holding a decision that applies to this client, or -1 (a miss).
     public func lookup(router: Router, nameIndex: Int, qtype: RRType, client: ClientInfo, health: HealthSnapshot) -> Int {
-        if routerID != ObjectIdentifier(router) || healthID != ObjectIdentifier(health) {
+        if routerID != UInt(bitPattern: ObjectIdentifier(router)) || healthID != UInt(bitPattern: ObjectIdentifier(health)) {
             for i in 0...mask { keys[i].name = -1; sightings[i] = 0 }
             scopeZero = 0
             self.router = router
             self.health = health
-            routerID = ObjectIdentifier(router)
-            healthID = ObjectIdentifier(health)
+            routerID = UInt(bitPattern: ObjectIdentifier(router))
+            healthID = UInt(bitPattern: ObjectIdentifier(health))
         }
         guard client.allowsScope else { misses += 1; return -1 }
         let family = family(qtype)
@@ -207,12 +211,12 @@ public final class DecisionCache {
         if let k = router.decisionKey(nameIndex, a) {
             keyedClientScope = UInt8(k.scope)
             let set = keyedSlot(nameIndex, family, k.value) & ~3
-            for t in set..<(set + 4) where keys[t].name == Int32(nameIndex) && keys[t].family == family | DecisionCache.keyedFamily
-                && keys[t].hi == UInt64(UInt32(bitPattern: k.value)) {
-                hits += 1
+            for t in set..<(set &+ 4) where keys[t].name == Int32(truncatingIfNeeded: nameIndex)
+                && keys[t].family == family | DecisionCache.keyedFamily && keys[t].hi == UInt64(UInt32(bitPattern: k.value)) {
+                hits &+= 1
                 return t
             }
-            misses += 1
+            misses &+= 1
             return -1
         }
         if scopeZero > 0 {
@@ -235,9 +239,13 @@ public final class DecisionCache {
         return -1
     }
 
+    /// A keyed decision's slot: name, family and value are small numbers, so one multiply
+    /// (Fibonacci hashing: the product's top `log2(slots)` bits, which every input bit
+    /// reaches) spreads them; `mix64` twice cost about 30 instructions per GSLB query.
     @inline(__always) private func keyedSlot(_ name: Int, _ family: UInt8, _ value: Int32) -> Int {
-        let h = mix64(UInt64(name) << 8 ^ UInt64(family) ^ mix64(UInt64(UInt32(bitPattern: value)) ^ 0x6A09_E667_F3BC_C908))
-        return Int(truncatingIfNeeded: h) & mask
+        let x = UInt64(truncatingIfNeeded: name) &<< 40 ^ UInt64(family) &<< 32 ^ UInt64(UInt32(bitPattern: value))
+        let h = (x ^ 0x6A09_E667_F3BC_C908) &* 0x9E37_79B9_7F4A_7C15
+        return Int(truncatingIfNeeded: h &>> keyedShift)
     }
 
     /// The slot of `set` (four slots) holding what `matches` accepts, else a free one, else

@@ -92,24 +92,34 @@ final class GeoRangeTable: Sendable {
     /// so an IPv4 search starts among the few ranges of the client's /16 and touches a
     /// couple of cache lines rather than walking down from the middle of the whole list.
     let v4Index: [UInt32]
+    /// The same for each /16 of IPv6: a search among the ranges of the client's /16 (a
+    /// dozen steps fewer than over the whole list).
+    let v6Index: [UInt32]
 
     init(v4: GeoRanges, v6: GeoRanges) {
         v4Starts = v4.starts.map { UInt32(truncatingIfNeeded: $0) }
         v4Values = v4.values
         v6Starts = v6.starts
         v6Values = v6.values
+        v4Index = GeoRangeTable.index(v4Starts, bits: 32)
+        v6Index = GeoRangeTable.index(v6Starts, bits: 128)
+    }
+
+    /// For each value of the top 16 bits (and one past the last), the range holding the
+    /// first address with those bits.
+    static func index<K: FixedWidthInteger & UnsignedInteger>(_ starts: [K], bits: Int) -> [UInt32] {
         var index = [UInt32](repeating: 0, count: 65537)
         var i = 0
         for p in 0..<65536 {
-            let first = UInt32(p) << 16
-            while i + 1 < v4Starts.count && v4Starts[i + 1] <= first { i += 1 }
+            let first = K(p) << K(bits - 16)
+            while i + 1 < starts.count && starts[i + 1] <= first { i += 1 }
             index[p] = UInt32(i)
         }
-        index[65536] = UInt32(max(v4Starts.count - 1, 0))
-        v4Index = index
+        index[65536] = UInt32(max(starts.count - 1, 0))
+        return index
     }
 
-    var bytes: Int { v4Starts.count * 8 + v6Starts.count * 20 + v4Index.count * 4 }
+    var bytes: Int { v4Starts.count * 8 + v6Starts.count * 20 + (v4Index.count + v6Index.count) * 4 }
 
     /// The decision for `a` and the shortest prefix around `a` with that decision.
     /// Allocates nothing: a binary search, then one over the prefix length.
@@ -119,7 +129,9 @@ final class GeoRangeTable: Sendable {
             let p = Int(x >> 16)
             return GeoRangeTable.find(v4Starts, v4Values, x, bits: 32, from: Int(v4Index[p]), to: Int(v4Index[p + 1]) + 1)
         }
-        return GeoRangeTable.find(v6Starts, v6Values, UInt128(a.hi) << 64 | UInt128(a.lo), bits: 128, from: 0, to: v6Starts.count)
+        let p = Int(a.hi >> 48)
+        return GeoRangeTable.find(v6Starts, v6Values, UInt128(a.hi) << 64 | UInt128(a.lo), bits: 128,
+                                  from: Int(v6Index[p]), to: Int(v6Index[p + 1]) + 1)
     }
 
     /// The range holding `x`, searched in `starts[from..<to]` (`starts[from] <= x`, and the

@@ -364,11 +364,11 @@ public final class QueryEngine {
             // RFC 7871 7.2.1: FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as received; our SCOPE.
             let bytes = (Int(s.sourcePrefix) + 7) / 8
             let o = try writer.claim(8 + bytes)
-            put16(EDNSOption.clientSubnet, at: o)
-            put16(UInt16(4 + bytes), at: o + 2)
-            put16(s.family, at: o + 4)
-            b[o + 6] = s.sourcePrefix
-            b[o + 7] = scope
+            // OPTION-CODE, OPTION-LENGTH, FAMILY, SOURCE and SCOPE PREFIX-LENGTH: one
+            // big-endian word (the claim above covers its 8 bytes).
+            let head = UInt64(EDNSOption.clientSubnet) << 48 | UInt64(4 + bytes) << 32 | UInt64(s.family) << 16
+                | UInt64(s.sourcePrefix) << 8 | UInt64(scope)
+            b.baseAddress!.storeBytes(of: head.bigEndian, toByteOffset: o, as: UInt64.self)
             // The address's bytes in order: the big-endian images of its two words, stored
             // whole when the buffer has room past the option (what lies beyond its `bytes`
             // is written over by what follows, or never sent), else copied byte-exact.

@@ -132,6 +132,10 @@ private func written(_ names: [String]) throws -> [UInt8] {
       0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 9, 0, 8, 0, 5, 0, 1, 33, 0, 1], DNSWireError.Code.badOption),         // ECS /33 for IPv4
     ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1,
       0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 10, 0, 8, 0, 6, 0, 1, 8, 0, 10, 1], DNSWireError.Code.badOption),     // too many address bytes
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1,
+      0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 23, 0, 192, 0, 3], DNSWireError.Code.badOption), // a bit set past /23
+    ([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1,
+      0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 6, 0, 8, 0, 2, 0, 1], DNSWireError.Code.badOption),                   // ECS option shorter than 4
 ] as [([UInt8], DNSWireError.Code)])
 func malformed(bytes: [UInt8], code: DNSWireError.Code) {
     #expect(throws: DNSWireError(code, at: 0)) {
@@ -221,4 +225,43 @@ func rawQueryMatchesTheWireBuilder(_ raw: RawQuery, _ wire: [UInt8]) {
     w.reset(buffer: buf, limit: 512)
     try w.writeName(try DNSName("example.com."))
     #expect(w.position == 13)
+}
+
+/// The ECS parse (fixed-width loads, a mask test on the two words) against the byte-by-byte
+/// reading and `masked(to:)` check it replaced: for every family and source length, the
+/// address bytes all ones, random, and masked to the prefix; the same address or the same
+/// FORMERR for each.
+@Test func clientSubnetParseMatchesTheByteReading() {
+    var x: UInt64 = 0x2545_F491_4F6C_DD1D
+    func next() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+    for family: UInt16 in [1, 2] {
+        let bits = family == 1 ? 32 : 128
+        for source in 0...bits {
+            let n = (source + 7) / 8
+            for pattern in 0..<4 {
+                let bytes: [UInt8] = (0..<n).map { _ in pattern == 0 ? 0xFF : UInt8(truncatingIfNeeded: next()) }
+                var hi: UInt64 = 0, lo: UInt64 = 0
+                for (i, b) in bytes.enumerated() {
+                    if i < 8 { hi |= UInt64(b) << (56 - 8 * UInt64(i)) } else { lo |= UInt64(b) << (56 - 8 * UInt64(i - 8)) }
+                }
+                var address = IPAddress(family: family == 1 ? .v4 : .v6, hi: hi, lo: lo)
+                if pattern == 3 { address = address.masked(to: source) }
+                let wire: [UInt8] = (0..<n).map { address.byte($0) }
+                let valid = address.masked(to: source) == address
+                let option: [UInt8] = [0, 8, 0, UInt8(4 + n), 0, UInt8(family), UInt8(source), 0] + wire
+                let msg: [UInt8] = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1,
+                                    0, 0, 41, 4, 0, 0, 0, 0, 0, 0, UInt8(option.count)] + option
+                let parsed = Result { () throws(DNSWireError) in try withBytes(msg) { p throws(DNSWireError) in try ParsedQuery.parse(p) } }
+                switch parsed {
+                case .success(let q):
+                    #expect(valid, "family \(family) /\(source) \(wire) accepted")
+                    #expect(q.edns?.clientSubnet?.address == address)
+                    #expect(q.edns?.clientSubnet?.sourcePrefix == UInt8(source))
+                case .failure(let e):
+                    #expect(!valid, "family \(family) /\(source) \(wire): \(e)")
+                    #expect(e.code == .badOption)
+                }
+            }
+        }
+    }
 }

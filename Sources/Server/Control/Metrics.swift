@@ -32,6 +32,9 @@ final class QueryCounterBlock: @unchecked Sendable {
     /// GSLB decisions for the configuration the worker serves; replaced (off the query path)
     /// when a reload changes the configuration. Guarded for the scraper by `decisionLock`.
     private(set) var decisions: DecisionCounters?
+    /// `decisions`, borrowed for the query path: `if let d = decisions` retained and
+    /// released it on every GSLB answer. `decisions` owns it; both change only in `adopt`.
+    @exclusivity(unchecked) private var decisionsRef: Unmanaged<DecisionCounters>?
     let decisionLock = Mutex<DecisionCounters?>(nil)
 
     init() {
@@ -61,10 +64,12 @@ final class QueryCounterBlock: @unchecked Sendable {
         // A response cut to its question by rate limiting (a slip) went out truncated too.
         if o.truncated || sent < a.length { cshim_add64(slots + QueryCounterBlock.querySlots + proto, 1) }
         if o.ecs { cshim_add64(slots + QueryCounterBlock.scopeBase + min(Int(o.scope), QueryCounterBlock.scopeSlots - 1), 1) }
-        if a.gslbName >= 0, let d = decisions {
-            let column = d.column(endpoint: a.endpoint)
-            d.count(name: Int(a.gslbName), column: column)
-            d.count(node: Int(a.node), column: column)
+        if a.gslbName >= 0, let ref = decisionsRef {
+            ref._withUnsafeGuaranteedRef { d in
+                let column = d.column(endpoint: a.endpoint)
+                d.count(name: Int(a.gslbName), column: column)
+                d.count(node: Int(a.node), column: column)
+            }
         }
     }
 
@@ -74,6 +79,7 @@ final class QueryCounterBlock: @unchecked Sendable {
         if decisions?.model === model { return }
         let d = DecisionCounters(model: model)
         decisions = d
+        decisionsRef = Unmanaged.passUnretained(d)
         decisionLock.withLock { $0 = d }
     }
 

@@ -32,12 +32,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harness.common import WORK, log  # noqa: E402
 from harness.measure import build_tools  # noqa: E402
 from harness.probe import free_port, wait_ready  # noqa: E402
-from harness.servers import Meridian  # noqa: E402
+from harness.servers import NSD, Gdnsd, Knot, Meridian  # noqa: E402
 from harness.workloads import WORKLOADS, write_query_file, write_zone_files  # noqa: E402
 
 
+# Peers that --bin may name instead of a Meridian binary: the same count for their user space.
+PEERS = {"gdnsd": Gdnsd, "nsd": NSD, "knot": Knot}
+
+
 def callgrind_control(pid, *args):
-    subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, text=True, timeout=120, check=True)
+    subprocess.run(["callgrind_control", *args, *([str(pid)] if pid is not None else [])], capture_output=True, text=True, timeout=120, check=True)
 
 
 def send(loadgen, port, queries, count):
@@ -76,60 +80,90 @@ def totals(path):
         if m and ":" in m.group(2) and total is not None:
             by_fn[m.group(2)] = by_fn.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
     if total is None:
-        raise RuntimeError(f"no totals in {path}")
+        # callgrind_annotate prints nothing for a dump that counted nothing (an idle process).
+        total = event_totals(path).get("Ir")
+        if total is None:
+            raise RuntimeError(f"no totals in {path}")
     return total, by_fn
 
 
 def measure(binary, workload, loadgen, counts, base, cache_sim=False):
-    tag = re.sub(r"[^A-Za-z0-9.-]+", "_", os.path.relpath(binary, os.getcwd())).strip("_.")
+    tag = binary if binary in PEERS else re.sub(r"[^A-Za-z0-9.-]+", "_", os.path.relpath(binary, os.getcwd())).strip("_.")
     d = os.path.join(base, f"{tag}-{workload.name}")
     shutil.rmtree(d, ignore_errors=True)
     zone_paths = write_zone_files(workload, os.path.join(d, "zones"))
     queries = os.path.join(d, "queries.txt")
     write_query_file(workload, queries)
-    stripped = os.path.join(d, "meridian")
-    subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
-    Meridian.binary = stripped
-    server = Meridian(free_port(), workload, os.path.join(d, "server"), zone_paths)
+    if binary in PEERS:
+        # A peer from its Debian package, configured as the harness configures it.
+        server = PEERS[binary](free_port(), workload, os.path.join(d, "server"), zone_paths)
+    else:
+        stripped = os.path.join(d, "meridian")
+        subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
+        Meridian.binary = stripped
+        server = Meridian(free_port(), workload, os.path.join(d, "server"), zone_paths)
     cmd = server.command()
     out_prefix = os.path.join(d, "callgrind.out")
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_prefix}.%p"]
     vg += ["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else []
+    # NSD answers in a child process: peers are followed into their children, and every
+    # process's count is added up (Meridian is one process).
+    peer = binary in PEERS
+    vg += ["--trace-children=yes"] if peer else []
     vg += cmd
     logf = open(os.path.join(d, "server.log"), "w")
     proc = subprocess.Popen(vg, stdout=logf, stderr=subprocess.STDOUT, cwd=server.dir, start_new_session=True)
+    # callgrind_control with no pid: every process of this run (nothing else runs callgrind).
+    target = None if peer else proc.pid
     try:
         server.proc = proc
         wait_ready(server, next(iter(zone_paths)), timeout=600)
-        callgrind_control(proc.pid, "-i", "on")
+        callgrind_control(target, "-i", "on")
         send(loadgen, server.port, queries, 2000)
-        dumps = []
-        callgrind_control(proc.pid, "-z")
+        callgrind_control(target, "-z")
         for n in counts:
             send(loadgen, server.port, queries, n)
-            callgrind_control(proc.pid, "-d")
+            callgrind_control(target, "-d")
             time.sleep(0.5)
-            found = sorted((f for f in os.listdir(d) if f.startswith("callgrind.out.")),
-                           key=lambda f: os.path.getmtime(os.path.join(d, f)))
-            dumps.append(os.path.join(d, found[-1]))
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
         except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
-    (t1, f1), (t2, f2) = totals(dumps[0]), totals(dumps[1])
+
+    def dumps(k):
+        """The k-th dump (1, 2) of every process."""
+        return [os.path.join(d, f) for f in sorted(os.listdir(d)) if re.fullmatch(rf"callgrind\.out\.\d+\.{k}", f)]
+
+    def added(k):
+        total, by_fn, events = 0, {}, {}
+        for path in dumps(k):
+            t, f = totals(path)
+            total += t
+            for name, v in f.items():
+                by_fn[name] = by_fn.get(name, 0) + v
+            for name, v in event_totals(path).items():
+                events[name] = events.get(name, 0) + v
+        if not dumps(k):
+            raise RuntimeError(f"no dump {k} in {d}")
+        return total, by_fn, events
+
+    (t1, f1, e1), (t2, f2, e2) = added(1), added(2)
     per_query = (t2 - t1) / (counts[1] - counts[0])
     per_fn = {k: (f2.get(k, 0) - f1.get(k, 0)) / (counts[1] - counts[0]) for k in set(f1) | set(f2)}
-    e1, e2 = event_totals(dumps[0]), event_totals(dumps[1])
     per_event = {k: (e2[k] - e1.get(k, 0)) / (counts[1] - counts[0]) for k in e2}
     return per_query, per_fn, per_event
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", action="append", required=True, help="a release meridian binary (repeat for A/B)")
+    ap.add_argument("--bin", action="append", required=True,
+                    help="a release meridian binary (repeat for A/B), or a peer: gdnsd, nsd or knot")
     ap.add_argument("--workload", default="static,geo,geo-spread")
     ap.add_argument("--counts", default="5000,25000")
     ap.add_argument("--top", type=int, default=0, help="also print the N functions with the most Ir per query")
@@ -157,8 +191,11 @@ def main():
         results = []
         try:
             for b in args.bin:
+                if b in PEERS and b not in workload.servers:
+                    log(f"icount {wname}: {b} does not run this workload")
+                    continue
                 log(f"icount {wname}: {b}")
-                results.append((b, measure(os.path.abspath(b), workload, loadgen, counts, base, args.cache_sim)))
+                results.append((b, measure(b if b in PEERS else os.path.abspath(b), workload, loadgen, counts, base, args.cache_sim)))
         finally:
             workload.stop()
         for b, (per_query, per_fn, per_event) in results:

@@ -525,6 +525,14 @@ public final class QueryEngine {
                 return .done
             }
             if node >= 0, preRef._withUnsafeGuaranteedRef({ pre in prebuiltAnswer(pre, node) }) { return .done }
+            // No prebuilt answer at a node found exactly: a GSLB name, for a type its policy
+            // answers, stops here as `run` would at once (saving its loop and call, about
+            // 30 instructions per GSLB query).
+            if known >= 0, let stop = zones.zoneRefs[zoneIndex]._withUnsafeGuaranteedRef({ zone in gslbStop(zone, known) }) {
+                known = -1
+                aa = true
+                return stop
+            }
         } else if locate(zones, indexed: false) == nil {
             rcode = .refused
             return .done
@@ -638,13 +646,7 @@ public final class QueryEngine {
             // A GSLB name needs only its index and types: read them in place rather than
             // copying the node out of the array (which retains its name and RRsets). The
             // policy answers the types it owns; the node's RRsets answer the others.
-            let dynamicIndex = zone.nodes[nodeIndex].dynamicIndex
-            if dynamicIndex >= 0 {
-                if let asked = dynamicQuestionType(zone, nodeIndex, qtype) {
-                    gslbMark = writer.mark()
-                    return .gslb(GSLBQuestion(index: dynamicIndex, qtype: asked, ownerOffset: owner))
-                }
-            }
+            if let stop = gslbStop(zone, nodeIndex) { return stop }
             // The node's RRsets are read in place too (no copy of its name).
             // ANY matches the CNAME itself, so it is not followed (RFC 1034 4.3.2 step 3a).
             if qtype != .cname, qtype != .any, let cname = zone.nodes[nodeIndex].rrset(.cname) {
@@ -674,6 +676,16 @@ public final class QueryEngine {
             tc = true
         }
         return .done
+    }
+
+    /// The stop for the caller when node `i` is a GSLB name whose policy answers the
+    /// question's type; nil when the node's RRsets answer it.
+    @inline(__always)
+    private func gslbStop(_ zone: Zone, _ i: Int) -> EngineStep? {
+        let dynamicIndex = zone.nodes[i].dynamicIndex
+        guard dynamicIndex >= 0, let asked = dynamicQuestionType(zone, i, pq.qtype) else { return nil }
+        gslbMark = writer.mark()
+        return .gslb(GSLBQuestion(index: dynamicIndex, qtype: asked, ownerOffset: owner))
     }
 
     /// The type to ask the GSLB policy of node `i` for, or nil when the node's RRsets

@@ -97,7 +97,7 @@ public final class Answerer {
         gslbName = -1
         endpoint = -1
         node = -1
-        var step = engine.begin(query: query, client: client, tcp: tcp, zones: zones, options: options, out: out)
+        var step = engine.begin(query: query, tcp: tcp, zones: zones, options: options, out: out)
         while case .gslb(let question) = step {
             do {
                 let written = try answer(question, source: client, health: health)

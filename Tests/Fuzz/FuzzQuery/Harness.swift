@@ -86,7 +86,7 @@ private final class Harness: @unchecked Sendable {
 
     /// The query path as a worker runs it, with `routing` answering the GSLB names.
     func respond(_ q: UnsafeRawBufferPointer, client: IPAddress, tcp: Bool, options: EngineOptions) -> Int {
-        var step = engine.begin(query: q, client: client, tcp: tcp, zones: zones, options: options, out: out)
+        var step = engine.begin(query: q, tcp: tcp, zones: zones, options: options, out: out)
         while case .gslb(let g) = step {
             do {
                 let written = try routing.answer(dynamicIndex: g.index, qtype: g.qtype, ownerOffset: g.ownerOffset,

@@ -97,10 +97,10 @@ public final class Answerer {
         gslbName = -1
         endpoint = -1
         node = -1
-        var step = engine.begin(query: query, client: client, tcp: tcp, zones: zones, options: options, out: out)
+        var step = engine.begin(query: query, tcp: tcp, zones: zones, options: options, out: out)
         while case .gslb(let question) = step {
             do {
-                let written = try answer(question, health: health)
+                let written = try answer(question, source: client, health: health)
                 step = engine.resume(written, zones: zones, options: options)
             } catch {
                 step = engine.resumeTruncated()
@@ -123,12 +123,14 @@ public final class Answerer {
     /// Decides a GSLB name and writes its records into the engine's writer. A decision
     /// reused from the cache for an answer owned by the question (offset 12, the common
     /// case) is copied as the bytes written the first time; otherwise it is encoded here.
-    private func answer(_ q: GSLBQuestion, health: HealthSnapshot) throws(DNSWireError) -> DynamicAnswer {
+    private func answer(_ q: GSLBQuestion, source: IPAddress, health: HealthSnapshot) throws(DNSWireError) -> DynamicAnswer {
         guard let router, let currentCache else { return DynamicAnswer(records: 0, scope: 0) }
         let r: Result<DynamicAnswer, DNSWireError> = router._withUnsafeGuaranteedRef { router in
             currentCache._withUnsafeGuaranteedRef { cache in
                 writer._withUnsafeGuaranteedRef { writer in
-                    Result { () throws(DNSWireError) in try answer(q, router: router, cache: cache, writer: writer, health: health) }
+                    Result { () throws(DNSWireError) in
+                        try answer(q, source: source, router: router, cache: cache, writer: writer, health: health)
+                    }
                 }
             }
         }
@@ -136,9 +138,9 @@ public final class Answerer {
     }
 
     @inline(__always)
-    private func answer(_ q: GSLBQuestion, router: Router, cache: DecisionCache, writer: MessageWriter,
+    private func answer(_ q: GSLBQuestion, source: IPAddress, router: Router, cache: DecisionCache, writer: MessageWriter,
                         health: HealthSnapshot) throws(DNSWireError) -> DynamicAnswer {
-        let info = ClientInfo(source: q.client.source, subnet: q.client.subnet)
+        let info = ClientInfo(source: source, subnet: engine.clientSubnet)
         let name = Int(q.index)
         gslbName = q.index
         let qtype = q.qtype

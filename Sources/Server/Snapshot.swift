@@ -315,6 +315,8 @@ public final class AuthoritativeResponder: QueryResponder {
         respond(query: query, client: client, port: 0, local: nil, transport: transport, response: response)
     }
 
+    /// Inlined into the protocol witness the workers call: one call frame fewer per query.
+    @inline(__always)
     public func respond(query: UnsafeRawBufferPointer, client: IPAddress, port: UInt16, local: ListenAddress?,
                         transport: Transport, response: UnsafeMutableRawBufferPointer) -> Int {
         refresh()

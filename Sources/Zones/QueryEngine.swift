@@ -27,16 +27,12 @@ public struct DynamicAnswer: Sendable {
     }
 }
 
-/// Who asked: the query's source address and its Client Subnet option, if any.
-public struct QueryClient: Sendable {
-    public var source: IPAddress
-    public var subnet: ClientSubnet?
-    public init(source: IPAddress, subnet: ClientSubnet?) { self.source = source; self.subnet = subnet }
-}
-
 /// A GSLB name the lookup reached: the caller (the answering pipeline) decides and writes
 /// its records into `QueryEngine.writer`, then hands the engine a `DynamicAnswer` through
-/// `resume`. The engine knows nothing of policies or health.
+/// `resume`. The engine knows nothing of policies or health. Who asked is the caller's
+/// source address and `QueryEngine.clientSubnet`: kept out of this value, so an
+/// `EngineStep` is two words, returned in registers (with the client in it, the step was
+/// 72 bytes, copied through memory at every return between the lookup and the caller).
 public struct GSLBQuestion: Sendable {
     /// The name's index in the configuration (`ZoneNode.dynamicIndex`).
     public var index: Int32
@@ -47,7 +43,6 @@ public struct GSLBQuestion: Sendable {
     /// Offset in the message of the owner name to point to (12, the question, unless a
     /// CNAME chain led here).
     public var ownerOffset: Int
-    public var client: QueryClient
 }
 
 /// How far the engine got: finished, or stopped at a GSLB name for the caller to answer.
@@ -90,6 +85,13 @@ public struct EngineOutcome: Sendable {
     public var ecs: Bool = false
     /// Where the query's TSIG record starts, or -1 (`QueryEngine.queryTSIGStart`).
     public var tsigStart: Int = -1
+
+    /// The memberwise initializer, for `QueryEngine.outcome` (inlinable).
+    @usableFromInline init(kind: ResponseKind, rcode: RCode, qtype: RRType, qdcount: UInt16, questionEnd: Int, answers: Int,
+                           truncated: Bool, scope: UInt8, ecs: Bool, tsigStart: Int) {
+        self.kind = kind; self.rcode = rcode; self.qtype = qtype; self.qdcount = qdcount; self.questionEnd = questionEnd
+        self.answers = answers; self.truncated = truncated; self.scope = scope; self.ecs = ecs; self.tsigStart = tsigStart
+    }
 }
 
 /// Turns one query into one response: the authoritative algorithm of RFC 1034 4.3.2 with
@@ -116,20 +118,22 @@ public final class QueryEngine {
     private static let maxAdditionalTargets = 32
 
     // Per-query state.
-    @exclusivity(unchecked) private var an = 0
+    // What `outcome`, `clientSubnet`, `dnssecOK` and the common case of `resume` read is
+    // `@usableFromInline`: the answering pipeline (another module) calls them once per
+    // query, where each was a call of its own (`outcome` alone cost 33 instructions).
+    @usableFromInline @exclusivity(unchecked) var an = 0
     @exclusivity(unchecked) private var ns = 0
     @exclusivity(unchecked) private var ar = 0
-    @exclusivity(unchecked) private var rcode: RCode = .noError
+    @usableFromInline @exclusivity(unchecked) var rcode: RCode = .noError
     @exclusivity(unchecked) private var aa = false
-    @exclusivity(unchecked) private var tc = false
-    @exclusivity(unchecked) private var scope: UInt8 = 0
-    @exclusivity(unchecked) private var kind: ResponseKind = .none
+    @usableFromInline @exclusivity(unchecked) var tc = false
+    @usableFromInline @exclusivity(unchecked) var scope: UInt8 = 0
+    @usableFromInline @exclusivity(unchecked) var kind: ResponseKind = .none
     // The query being answered, kept between `begin`, `resume` and `finish`.
-    @exclusivity(unchecked) private var pq = ParsedQuery()
+    @usableFromInline @exclusivity(unchecked) var pq = ParsedQuery()
     @exclusivity(unchecked) private var limit = 0
     /// Length of a response already complete (header only, or nothing: 0); -1 while open.
     @exclusivity(unchecked) private var finalLength = -1
-    @exclusivity(unchecked) private var client = QueryClient(source: IPAddress(v4: 0), subnet: nil)
     // Where the CNAME chain stands: the zone and name being resolved, the owner to point
     // to, the links followed, and a node found without a walk (-1 when none).
     @exclusivity(unchecked) private var zoneIndex = 0
@@ -163,7 +167,7 @@ public final class QueryEngine {
     /// `now` (seconds since the epoch) dates server cookies.
     public func respond(query q: UnsafeRawBufferPointer, client: IPAddress, tcp: Bool, zones: ZoneSet,
                         options: EngineOptions, out: UnsafeMutableRawBufferPointer, now: UInt32 = 0) -> Int {
-        var step = begin(query: q, client: client, tcp: tcp, zones: zones, options: options, out: out)
+        var step = begin(query: q, tcp: tcp, zones: zones, options: options, out: out)
         while case .gslb = step { step = resume(DynamicAnswer(records: 0, scope: 0), zones: zones, options: options) }
         return finish(query: q, client: client, options: options, now: now)
     }
@@ -173,24 +177,30 @@ public final class QueryEngine {
     public var queryTSIGStart: Int { pq.tsigStart }
 
     /// What the last response holds, for rate limiting and metrics. Valid after `finish`.
-    public var outcome: EngineOutcome {
+    @inlinable @inline(__always) public var outcome: EngineOutcome {
         EngineOutcome(kind: kind, rcode: rcode, qtype: pq.qtype, qdcount: pq.qdcount, questionEnd: pq.questionEnd,
                       answers: an, truncated: tc, scope: scope, ecs: pq.edns?.clientSubnet != nil, tsigStart: pq.tsigStart)
     }
+
+    /// The Client Subnet option of the current query (RFC 7871 6), if any. Valid after `begin`.
+    @inlinable public var clientSubnet: ClientSubnet? { pq.edns?.clientSubnet }
 
     /// The size limit of the current response (UDP: the EDNS size offered, within
     /// `maxUDPSize`, or 512; TCP: 65535), for stages that rewrite it (DNSSEC signing).
     public var responseLimit: Int { limit }
 
     /// Whether the current query set DO (RFC 3225). Valid after `begin`.
-    public var dnssecOK: Bool { pq.edns?.dnssecOK ?? false }
+    @inlinable public var dnssecOK: Bool { pq.edns?.dnssecOK ?? false }
 
     /// Whether the current query set CO, Compact Answers OK (RFC 9824 4). Valid after `begin`.
     public var compactOK: Bool { pq.edns?.compactOK ?? false }
 
     /// Starts a response: reads the query, writes the header space and question, and runs
-    /// the authoritative algorithm until it is done or reaches a GSLB name.
-    public func begin(query q: UnsafeRawBufferPointer, client source: IPAddress, tcp: Bool, zones: ZoneSet,
+    /// the authoritative algorithm until it is done or reaches a GSLB name. Who asked
+    /// matters only to the caller's GSLB decisions (its source address, `clientSubnet`),
+    /// so it is not an argument: an unused one made the compiler add a thunk in front of
+    /// this function (15 instructions per query).
+    public func begin(query q: UnsafeRawBufferPointer, tcp: Bool, zones: ZoneSet,
                       options: EngineOptions, out: UnsafeMutableRawBufferPointer) -> EngineStep {
         an = 0; ns = 0; ar = 0; rcode = .noError; aa = false; tc = false; scope = 0; additionalCount = 0
         kind = .none; finalLength = -1
@@ -208,9 +218,11 @@ public final class QueryEngine {
             // compliance tester expects), not FORMERR. (`pq` holds the header alone.)
             return headerOnly(pq, rcode: pq.opcode != 0 ? .notImp : .formErr, out: out)
         }
-        let edns = pq.edns
+        // The OPT record's fields are read in place (`pq.edns?.field`): binding `pq.edns` to
+        // a local copied the whole `EDNSInfo` (about 70 bytes) here and again for `optLength`.
+        let hasEDNS = pq.edns != nil
         limit = 512
-        if tcp { limit = 65535 } else if let e = edns { limit = max(512, min(Int(e.udpSize), options.maxUDPSize)) }
+        if tcp { limit = 65535 } else if let size = pq.edns?.udpSize { limit = max(512, min(Int(size), options.maxUDPSize)) }
         limit = min(limit, out.count)
         writer.reset(buffer: out, limit: limit)
         do {
@@ -221,15 +233,15 @@ public final class QueryEngine {
             return headerOnly(pq, rcode: .formErr, out: out)
         }
         writer.registerName(at: 12)
-        let optSize = edns.map { optLength($0, options) } ?? 0
+        let optSize = hasEDNS ? optLength(options) : 0
         writer.setLimit(limit - optSize)
 
         if pq.opcode != 0 {
             rcode = .notImp // Before the question count: see the parse failure above.
         } else if pq.qdcount == 0 {
             // RFC 7873 5.4: a query with only a COOKIE gets a cookie back; otherwise FORMERR (RFC 9619).
-            if edns == nil || edns!.cookieOffset < 0 || options.cookies == nil { rcode = .formErr }
-        } else if let e = edns, e.version > 0 {
+            if (pq.edns?.cookieOffset ?? -1) < 0 || options.cookies == nil { rcode = .formErr }
+        } else if let version = pq.edns?.version, version > 0 {
             rcode = .badVers // RFC 6891 6.1.3: no answer, OPT with version 0.
         } else if pq.qtype.rawValue == 41 { // OPT (a literal: no call to the cross-module constant per query)
             rcode = .formErr
@@ -248,7 +260,6 @@ public final class QueryEngine {
                 rcode = .notImp // Other meta-types (MAILA, MAILB, TKEY, TSIG) are not supported.
             }
         } else {
-            client = QueryClient(source: source, subnet: edns?.clientSubnet)
             return start(q, zones: zones, options: options)
         }
         return .done
@@ -256,7 +267,19 @@ public final class QueryEngine {
 
     /// Goes on after the caller answered the GSLB name `begin` or `resume` stopped at:
     /// `answer` says what it wrote into `writer`. Returns the next stop, or `.done`.
-    public func resume(_ answer: DynamicAnswer, zones: ZoneSet, options: EngineOptions) -> EngineStep {
+    /// Records that are not a CNAME to follow end the answer: that common case is inlined
+    /// into the caller (the call alone cost about 40 instructions per GSLB query).
+    @inlinable public func resume(_ answer: DynamicAnswer, zones: ZoneSet, options: EngineOptions) -> EngineStep {
+        if answer.records > 0 && answer.cnameTargetOffset < 0 {
+            scope = max(scope, answer.scope)
+            an += answer.records
+            return .done
+        }
+        return resumeChain(answer, zones: zones, options: options)
+    }
+
+    /// `resume` for no records (a negative answer) or a CNAME the policy answered.
+    @usableFromInline func resumeChain(_ answer: DynamicAnswer, zones: ZoneSet, options: EngineOptions) -> EngineStep {
         scope = max(scope, answer.scope)
         do {
             if answer.records == 0 {
@@ -290,20 +313,23 @@ public final class QueryEngine {
     public func finish(query q: UnsafeRawBufferPointer, client: IPAddress, options: EngineOptions, now: UInt32 = 0) -> Int {
         if finalLength >= 0 { return finalLength }
         writer.setLimit(limit)
-        let edns = pq.edns
-        if let e = edns {
-            do { try writeOPT(e, options, query: q, client: client, now: now) } catch { tc = true }
+        let hasEDNS = pq.edns != nil
+        if hasEDNS {
+            do { try writeOPT(options, query: q, client: client, now: now) } catch { tc = true }
         }
         var flags: UInt16 = HeaderFlags.qr | (pq.flags & (0x7800 | HeaderFlags.rd | HeaderFlags.cd))
         if aa { flags |= HeaderFlags.aa }
         if tc { flags |= HeaderFlags.tc }
         flags |= rcode.rawValue & 0xF
-        put16(pq.id, at: 0)
-        put16(flags, at: 2)
-        put16(pq.qdcount, at: 4)
-        put16(UInt16(an), at: 6)
-        put16(UInt16(ns), at: 8)
-        put16(UInt16(ar + (edns != nil ? 1 : 0)), at: 10)
+        // One load of the buffer's address for the six fields: `put16` loads it through the
+        // writer each time, as a store into the buffer might have changed the writer.
+        let header = writer.buffer.baseAddress!
+        header.storeBytes(of: pq.id.bigEndian, toByteOffset: 0, as: UInt16.self)
+        header.storeBytes(of: flags.bigEndian, toByteOffset: 2, as: UInt16.self)
+        header.storeBytes(of: pq.qdcount.bigEndian, toByteOffset: 4, as: UInt16.self)
+        header.storeBytes(of: UInt16(an).bigEndian, toByteOffset: 6, as: UInt16.self)
+        header.storeBytes(of: UInt16(ns).bigEndian, toByteOffset: 8, as: UInt16.self)
+        header.storeBytes(of: UInt16(ar + (hasEDNS ? 1 : 0)).bigEndian, toByteOffset: 10, as: UInt16.self)
         switch rcode.rawValue { // literals: no calls to the cross-module constants per query
         case 0: kind = an > 0 ? .answer : (aa ? .nodata : .referral) // NOERROR
         case 3: kind = .nxdomain // NXDOMAIN
@@ -338,15 +364,23 @@ public final class QueryEngine {
 
     // MARK: - EDNS
 
-    private func optLength(_ e: EDNSInfo, _ o: EngineOptions) -> Int {
+    /// The size of the OPT record `writeOPT` writes for the current query (which has one).
+    @inline(__always) private func optLength(_ o: EngineOptions) -> Int {
         var n = 11
-        if let s = e.clientSubnet { n += 8 + (Int(s.sourcePrefix) + 7) / 8 }
-        if e.nsidRequested, let id = o.nsid { n += 4 + id.count }
-        if e.cookieOffset >= 0, o.cookies != nil { n += 4 + 24 }
+        if let source = pq.edns?.clientSubnet?.sourcePrefix { n += 8 + (Int(source) + 7) / 8 }
+        if pq.edns?.nsidRequested == true, let id = o.nsid { n += 4 + id.count }
+        if (pq.edns?.cookieOffset ?? -1) >= 0, o.cookies != nil { n += 4 + 24 }
         return n
     }
 
-    private func writeOPT(_ e: EDNSInfo, _ o: EngineOptions, query: UnsafeRawBufferPointer, client: IPAddress, now: UInt32) throws(DNSWireError) {
+    /// The OPT record answering the current query's (which has one), read in place in `pq`.
+    private func writeOPT(_ o: EngineOptions, query: UnsafeRawBufferPointer, client: IPAddress, now: UInt32) throws(DNSWireError) {
+        // The query's OPT fields, read before the first store into the buffer: after one,
+        // each `pq.edns?` read is made again (the store might have changed `pq`).
+        let dnssecOK = pq.edns?.dnssecOK == true
+        let subnet = pq.edns?.clientSubnet
+        let nsidRequested = pq.edns?.nsidRequested == true
+        let cookie = pq.edns?.cookieOffset ?? -1
         // Root owner, TYPE OPT, CLASS = our UDP size, TTL = extended RCODE (upper 8 bits of
         // 12), version 0 and DO copied (RFC 3225 3), RDLENGTH patched at the end.
         let at = try writer.claim(11)
@@ -356,11 +390,11 @@ public final class QueryEngine {
         put16(UInt16(max(512, o.maxUDPSize)), at: at + 3)
         b[at + 5] = UInt8(truncatingIfNeeded: rcode.rawValue >> 4)
         b[at + 6] = 0
-        b[at + 7] = e.dnssecOK ? 0x80 : 0
+        b[at + 7] = dnssecOK ? 0x80 : 0
         b[at + 8] = 0
         let lenAt = at + 9
         let start = writer.position
-        if let s = e.clientSubnet {
+        if let s = subnet {
             // RFC 7871 7.2.1: FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as received; our SCOPE.
             let bytes = (Int(s.sourcePrefix) + 7) / 8
             let o = try writer.claim(8 + bytes)
@@ -384,21 +418,21 @@ public final class QueryEngine {
                 }
             }
         }
-        if e.nsidRequested, let id = o.nsid {
+        if nsidRequested, let id = o.nsid {
             try writer.writeU16(EDNSOption.nsid)
             try writer.writeU16(UInt16(id.count))
             try writer.writeBytes(id)
         }
-        if e.cookieOffset >= 0, let jar = o.cookies {
+        if cookie >= 0, let jar = o.cookies {
             // RFC 7873 5.2: echo the client cookie with a fresh server cookie, whether or
             // not the one received was valid (this server does not enforce cookies, so it
             // never answers BADCOOKIE: RFC 7873 5.2.3 leaves that to servers that do).
             try writer.writeU16(EDNSOption.cookie)
             try writer.writeU16(24)
             let at = writer.position
-            try writer.writeBytes(UnsafeRawBufferPointer(rebasing: query[e.cookieOffset..<(e.cookieOffset + 8)]))
+            try writer.writeBytes(UnsafeRawBufferPointer(rebasing: query[cookie..<(cookie + 8)]))
             for _ in 0..<4 { try writer.writeU32(0) } // the server cookie, filled in below
-            jar.make(clientCookie: UnsafeRawBufferPointer(rebasing: query[e.cookieOffset..<(e.cookieOffset + 8)]), client: client,
+            jar.make(clientCookie: UnsafeRawBufferPointer(rebasing: query[cookie..<(cookie + 8)]), client: client,
                      now: now, into: UnsafeMutableRawBufferPointer(rebasing: writer.buffer[(at + 8)..<(at + 24)]))
         }
         put16(UInt16(writer.position - start), at: lenAt)
@@ -500,6 +534,14 @@ public final class QueryEngine {
                 return .done
             }
             if node >= 0, preRef._withUnsafeGuaranteedRef({ pre in prebuiltAnswer(pre, node) }) { return .done }
+            // No prebuilt answer at a node found exactly: a GSLB name, for a type its policy
+            // answers, stops here as `run` would at once (saving its loop and call, about
+            // 30 instructions per GSLB query).
+            if known >= 0, let stop = zones.zoneRefs[zoneIndex]._withUnsafeGuaranteedRef({ zone in gslbStop(zone, known) }) {
+                known = -1
+                aa = true
+                return stop
+            }
         } else if locate(zones, indexed: false) == nil {
             rcode = .refused
             return .done
@@ -613,13 +655,7 @@ public final class QueryEngine {
             // A GSLB name needs only its index and types: read them in place rather than
             // copying the node out of the array (which retains its name and RRsets). The
             // policy answers the types it owns; the node's RRsets answer the others.
-            let dynamicIndex = zone.nodes[nodeIndex].dynamicIndex
-            if dynamicIndex >= 0 {
-                if let asked = dynamicQuestionType(zone, nodeIndex, qtype) {
-                    gslbMark = writer.mark()
-                    return .gslb(GSLBQuestion(index: dynamicIndex, qtype: asked, ownerOffset: owner, client: client))
-                }
-            }
+            if let stop = gslbStop(zone, nodeIndex) { return stop }
             // The node's RRsets are read in place too (no copy of its name).
             // ANY matches the CNAME itself, so it is not followed (RFC 1034 4.3.2 step 3a).
             if qtype != .cname, qtype != .any, let cname = zone.nodes[nodeIndex].rrset(.cname) {
@@ -649,6 +685,16 @@ public final class QueryEngine {
             tc = true
         }
         return .done
+    }
+
+    /// The stop for the caller when node `i` is a GSLB name whose policy answers the
+    /// question's type; nil when the node's RRsets answer it.
+    @inline(__always)
+    private func gslbStop(_ zone: Zone, _ i: Int) -> EngineStep? {
+        let dynamicIndex = zone.nodes[i].dynamicIndex
+        guard dynamicIndex >= 0, let asked = dynamicQuestionType(zone, i, pq.qtype) else { return nil }
+        gslbMark = writer.mark()
+        return .gslb(GSLBQuestion(index: dynamicIndex, qtype: asked, ownerOffset: owner))
     }
 
     /// The type to ask the GSLB policy of node `i` for, or nil when the node's RRsets

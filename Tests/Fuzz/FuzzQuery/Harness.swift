@@ -51,7 +51,7 @@ private final class FakeRouting {
     let v6: [UInt8] = [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [0xc8]
     let cnameTarget = try! DNSName("target.fuzz.test.").wire
 
-    func answer(dynamicIndex: Int32, qtype: RRType, ownerOffset: Int, client: QueryClient,
+    func answer(dynamicIndex: Int32, qtype: RRType, ownerOffset: Int, subnet: ClientSubnet?,
                 writer: MessageWriter) throws(DNSWireError) -> DynamicAnswer {
         switch dynamicIndex {
         case 1:
@@ -60,7 +60,7 @@ private final class FakeRouting {
             }
             return DynamicAnswer(records: 1, scope: 0, cnameTargetOffset: writer.lastRDataStart)
         default:
-            let scope: UInt8 = dynamicIndex == 2 ? (client.subnet.map { min($0.sourcePrefix, 24) } ?? 0) : 0
+            let scope: UInt8 = dynamicIndex == 2 ? (subnet.map { min($0.sourcePrefix, 24) } ?? 0) : 0
             switch qtype {
             case .a:
                 for a in v4 {
@@ -86,11 +86,11 @@ private final class Harness: @unchecked Sendable {
 
     /// The query path as a worker runs it, with `routing` answering the GSLB names.
     func respond(_ q: UnsafeRawBufferPointer, client: IPAddress, tcp: Bool, options: EngineOptions) -> Int {
-        var step = engine.begin(query: q, client: client, tcp: tcp, zones: zones, options: options, out: out)
+        var step = engine.begin(query: q, tcp: tcp, zones: zones, options: options, out: out)
         while case .gslb(let g) = step {
             do {
                 let written = try routing.answer(dynamicIndex: g.index, qtype: g.qtype, ownerOffset: g.ownerOffset,
-                                                 client: g.client, writer: engine.writer)
+                                                 subnet: engine.clientSubnet, writer: engine.writer)
                 step = engine.resume(written, zones: zones, options: options)
             } catch {
                 step = engine.resumeTruncated()

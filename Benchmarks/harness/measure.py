@@ -206,15 +206,20 @@ def measure_server(server, workload, loadgen, files, seconds, rate, windows=None
     return r
 
 
+def server_zone_paths(workload, name, zone_paths, directory):
+    """The zone files server `name` serves: the workload's own, or, when the workload adds
+    records for that server (gdnsd's DYNA records, say), a copy with them in `directory`."""
+    extra = workload.zone_extra(name)
+    return write_zone_files(workload, os.path.join(directory, "zone-copy"), extra) if extra else zone_paths
+
+
 def start_servers(names, workload, zone_paths, base_dir):
     """Starts each server (its own zone copy when the workload adds records for it) and waits
     until it answers; a server that does not come up is left out with the reason."""
     servers, failed = [], {}
     for n in names:
         d = os.path.join(base_dir, n)
-        extra = workload.zone_extra(n)
-        paths = write_zone_files(workload, os.path.join(d, "zone-copy"), extra) if extra else zone_paths
-        s = SERVER_CLASSES[n](free_port(), workload, d, paths)
+        s = SERVER_CLASSES[n](free_port(), workload, d, server_zone_paths(workload, n, zone_paths, d))
         s.start(pin=workload.pinned)
         servers.append(s)
     origin = next(iter(zone_paths))

@@ -30,8 +30,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harness.common import WORK, log  # noqa: E402
-from harness.measure import build_tools  # noqa: E402
-from harness.probe import free_port, wait_ready  # noqa: E402
+from harness.measure import build_tools, server_zone_paths  # noqa: E402
+from harness.probe import free_port, verify, wait_ready  # noqa: E402
 from harness.servers import NSD, Gdnsd, Knot, Meridian  # noqa: E402
 from harness.workloads import WORKLOADS, write_query_file, write_zone_files  # noqa: E402
 
@@ -88,15 +88,18 @@ def totals(path):
 
 
 def measure(binary, workload, loadgen, counts, base, cache_sim=False):
-    tag = binary if binary in PEERS else re.sub(r"[^A-Za-z0-9.-]+", "_", os.path.relpath(binary, os.getcwd())).strip("_.")
+    peer = binary in PEERS
+    tag = binary if peer else re.sub(r"[^A-Za-z0-9.-]+", "_", os.path.relpath(binary, os.getcwd())).strip("_.")
     d = os.path.join(base, f"{tag}-{workload.name}")
     shutil.rmtree(d, ignore_errors=True)
     zone_paths = write_zone_files(workload, os.path.join(d, "zones"))
     queries = os.path.join(d, "queries.txt")
     write_query_file(workload, queries)
-    if binary in PEERS:
-        # A peer from its Debian package, configured as the harness configures it.
-        server = PEERS[binary](free_port(), workload, os.path.join(d, "server"), zone_paths)
+    if peer:
+        # A peer from its Debian package, configured as the harness configures it (with the
+        # records the workload adds for it: gdnsd's DYNA names).
+        sd = os.path.join(d, "server")
+        server = PEERS[binary](free_port(), workload, sd, server_zone_paths(workload, binary, zone_paths, sd))
     else:
         stripped = os.path.join(d, "meridian")
         subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
@@ -108,7 +111,6 @@ def measure(binary, workload, loadgen, counts, base, cache_sim=False):
     vg += ["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else []
     # NSD answers in a child process: peers are followed into their children, and every
     # process's count is added up (Meridian is one process).
-    peer = binary in PEERS
     vg += ["--trace-children=yes"] if peer else []
     vg += cmd
     logf = open(os.path.join(d, "server.log"), "w")
@@ -118,6 +120,11 @@ def measure(binary, workload, loadgen, counts, base, cache_sim=False):
     try:
         server.proc = proc
         wait_ready(server, next(iter(zone_paths)), timeout=600)
+        # The workload's answer checks first, as the harness makes them: a count of the wrong
+        # answers (a peer serving NXDOMAIN for a name it was not set up for) means nothing.
+        problems, _ = verify(server, workload)
+        if problems:
+            raise RuntimeError(f"{binary} answers {workload.name} wrongly: {problems[:3]}")
         callgrind_control(target, "-i", "on")
         send(loadgen, server.port, queries, 2000)
         callgrind_control(target, "-z")
@@ -141,16 +148,17 @@ def measure(binary, workload, loadgen, counts, base, cache_sim=False):
         return [os.path.join(d, f) for f in sorted(os.listdir(d)) if re.fullmatch(rf"callgrind\.out\.\d+\.{k}", f)]
 
     def added(k):
+        paths = dumps(k)
+        if not paths:
+            raise RuntimeError(f"no dump {k} in {d}")
         total, by_fn, events = 0, {}, {}
-        for path in dumps(k):
+        for path in paths:
             t, f = totals(path)
             total += t
             for name, v in f.items():
                 by_fn[name] = by_fn.get(name, 0) + v
             for name, v in event_totals(path).items():
                 events[name] = events.get(name, 0) + v
-        if not dumps(k):
-            raise RuntimeError(f"no dump {k} in {d}")
         return total, by_fn, events
 
     (t1, f1, e1), (t2, f2, e2) = added(1), added(2)

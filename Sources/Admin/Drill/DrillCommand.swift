@@ -188,7 +188,7 @@ extension Commands {
                 dcs = model.datacenters.map(\.name).filter { (try? DatacenterPlan(model: model, datacenter: $0)) != nil }
                 if dcs.isEmpty { throw DrillError(.usage, "no GSLB name in \(args.config) answers with a datacenter's endpoints") }
             }
-            var t = RunbookTargets(server: server, control: drillControlURL(args.control, model),
+            let t = RunbookTargets(server: server, control: drillControlURL(args.control, model),
                                    needsToken: model.server.controlTokenConfigured, configPath: absolutePath(args.config))
             if let c = t.control { _ = try DrillControl(url: c, token: nil) }
             print(try Runbook.markdown(model: model, router: router, datacenters: dcs, targets: t,

@@ -269,7 +269,7 @@ public final class FleetAgent: Sendable {
             pause(every)
         }
         // A clean stop removes the record at once instead of waiting for the lease.
-        try? client.delete(instancesPrefix + settings.name)
+        _ = try? client.delete(instancesPrefix + settings.name)
     }
 
     /// Writes this instance's record on its lease (nothing before the first lease).

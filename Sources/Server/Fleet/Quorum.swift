@@ -142,7 +142,7 @@ public final class QuorumAgent: Sendable {
             let end = began + QuorumAgent.tick
             while monotonicSeconds() < end && !state.withLock({ $0.stopping }) { usleep(20_000) }
         }
-        try? fleet.client.delete(vantagesPrefix + fleet.settings.name)
+        _ = try? fleet.client.delete(vantagesPrefix + fleet.settings.name)
     }
 
     private func round() {

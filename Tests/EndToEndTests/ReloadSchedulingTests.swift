@@ -71,6 +71,46 @@ struct ReloadSchedulingTests {
         }
     }
 
+    /// A moment of starvation does not take the load out of SCHED_IDLE: a busy loop on the
+    /// server's CPU for 0.2 s (shorter than `ThreadPriority.starvedChecks` intervals) leaves
+    /// the load thread under SCHED_IDLE once it stops. When one starved 40 ms interval was
+    /// enough, such a dip put the rest of a reload under SCHED_OTHER, where the query worker
+    /// waited milliseconds for the CPU behind it.
+    @Test(.enabled(if: canLeaveIdle, "this process may not leave SCHED_IDLE, so the server does not use it"))
+    func aMomentOfStarvationKeepsTheLoadIdle() async throws {
+        let taskset = try #require(findExecutable("taskset"))
+        let folder = try TemporaryZoneFolder(copying: Fixtures.zones)
+        defer { folder.remove() }
+        try folder.write("big.test.zone", contents: Self.bigZone(300_000))
+        try await withMeridian(zones: folder.path) { server in
+            let pin = try await runCommand(taskset, ["-a", "-p", "-c", "0", "\(server.child.pid)"])
+            #expect(pin.status == 0, "\(pin.combined)")
+            server.signal(SIGHUP)
+            // Bounded: 10 s for the load thread to show up under SCHED_IDLE.
+            let started = await eventually(10) {
+                Self.threads(server.child.pid).contains { $0.name.hasPrefix("reload-") && $0.policy == Self.idle }
+            }
+            try #require(started, "no load thread under SCHED_IDLE; log:\n\(server.logText)")
+            let hog = try ChildProcess(path: taskset, arguments: ["-c", "0", "/bin/sh", "-c", "while :; do :; done"])
+            usleep(200_000)
+            _ = await hog.stop()
+            // After the busy loop: the load thread's policy, in order, until the reload is done
+            // (30 s). It goes back to SCHED_OTHER when the load ends, before "reload ok"; a
+            // thread taken out of SCHED_IDLE during the busy loop would never be idle again.
+            var after: [Int32] = []
+            let until = Date().addingTimeInterval(30)
+            while Date() < until && !server.logText.contains("reload ok") {
+                for t in Self.threads(server.child.pid) where t.name.hasPrefix("reload-") {
+                    if after.last != t.policy { after.append(t.policy) }
+                }
+                usleep(1_000)
+            }
+            #expect(server.logText.contains("reload ok"), "log:\n\(server.logText)")
+            try #require(!after.isEmpty, "the reload finished before the busy loop stopped: nothing to check")
+            #expect(after.first == Self.idle, "the load thread's policies after the busy loop, in order: \(after)")
+        }
+    }
+
     /// The server and a busy loop share one CPU: under SCHED_IDLE alone the load would get
     /// about 0.3% of it (minutes for this zone); put back under SCHED_OTHER once starved, the
     /// reload finishes in seconds.

@@ -96,7 +96,7 @@ public struct FleetSettings: Hashable, Sendable {
     public static var defaultName: String {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count - 1)
-        let h = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let h = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         return nameProblem(h) == nil ? h : "meridian"
     }
 

@@ -45,6 +45,14 @@ struct ReloadSchedulingTests {
         }
     }
 
+    /// Pins every thread of each process to CPU 0 (`taskset -a -p`).
+    static func pinToCPU0(_ pids: [pid_t], taskset: String) async throws {
+        for pid in pids {
+            let r = try await runCommand(taskset, ["-a", "-p", "-c", "0", "\(pid)"])
+            #expect(r.status == 0, "\(r.combined)")
+        }
+    }
+
     @Test(.enabled(if: canLeaveIdle, "this process may not leave SCHED_IDLE, so the server does not use it"))
     func theLoadRunsUnderSchedIdleAndTheWorkersDoNot() async throws {
         let folder = try TemporaryZoneFolder(copying: Fixtures.zones)
@@ -83,8 +91,7 @@ struct ReloadSchedulingTests {
         defer { folder.remove() }
         try folder.write("big.test.zone", contents: Self.bigZone(300_000))
         try await withMeridian(zones: folder.path) { server in
-            let pin = try await runCommand(taskset, ["-a", "-p", "-c", "0", "\(server.child.pid)"])
-            #expect(pin.status == 0, "\(pin.combined)")
+            try await Self.pinToCPU0([server.child.pid], taskset: taskset)
             server.signal(SIGHUP)
             // Bounded: 10 s for the load thread to show up under SCHED_IDLE.
             let started = await eventually(10) {
@@ -123,10 +130,7 @@ struct ReloadSchedulingTests {
         let hog = try ChildProcess(path: "/bin/sh", arguments: ["-c", "while :; do :; done"])
         do {
             try await withMeridian(zones: folder.path) { server in
-                for pid in [server.child.pid, hog.pid] {
-                    let r = try await runCommand(taskset, ["-a", "-p", "-c", "0", "\(pid)"])
-                    #expect(r.status == 0, "\(r.combined)")
-                }
+                try await Self.pinToCPU0([server.child.pid, hog.pid], taskset: taskset)
                 let t0 = Date()
                 server.signal(SIGHUP)
                 let done = await eventually(30) { server.logText.contains("reload ok") }
